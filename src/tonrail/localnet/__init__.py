@@ -1,0 +1,1 @@
+"""The local TON network: real TVM, SQLite state, toncenter-compatible HTTP API."""

@@ -1,0 +1,550 @@
+"""The local TON chain: accounts, an external queue, blocks, and traces run through the TVM.
+
+One basechain shard and a masterchain seqno that advances with every block. Each block takes
+queued external messages, runs them with the real transaction emulator and the mainnet config,
+and delivers the resulting internal messages in logical-time order until the traces settle
+(or until the per-block transaction budget set by the congestion fault runs out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ton_core import Address, Cell, ShardAccount, Slice, StateInit
+from ton_core.tlb.transaction import MessageAny
+
+from tonrail.localnet import emulator as em
+from tonrail.localnet.boc import (
+    NONE_SHARD_ACCOUNT,
+    b64,
+    cell_from,
+    method_id,
+    normalized_external_hash,
+    parse_address,
+    raw_address,
+)
+from tonrail.localnet.faults import Faults
+from tonrail.localnet.genesis import TON, Genesis, Transfer
+from tonrail.localnet.store import BlockRow, ChainStore, MsgRow, TxRow
+
+_NONE_SA_B64 = b64(NONE_SHARD_ACCOUNT)
+_LT_BLOCK_ALIGN = 1_000_000  # block start lts are aligned like the real validators do
+
+
+class SendError(Exception):
+    """An external message the network refuses (as a liteserver would on sendBoc)."""
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class AccountState:
+    """An account as toncenter describes it."""
+
+    address: Address
+    balance: int
+    status: str  # active | uninit | frozen | nonexist
+    code: Cell | None
+    data: Cell | None
+    frozen_hash: bytes | None
+    last_lt: int
+    last_hash: bytes
+    storage_last_paid: int
+
+
+@dataclass
+class _Queued:
+    msg_hash: bytes
+    enqueued_at: float
+    cell: Cell | None = None
+    orders: list[Transfer] = field(default_factory=list)  # faucet orders, signed at block time
+
+
+@dataclass(order=True)
+class _InFlight:
+    created_lt: int
+    seq: int
+    cell: Cell = field(compare=False)
+    trace_id: bytes = field(compare=False)
+
+
+@dataclass(frozen=True)
+class FeeEstimate:
+    in_fwd_fee: int
+    storage_fee: int
+    gas_fee: int
+    fwd_fee: int
+    exit_code: int | None
+
+
+def _parse_account(address: Address, sa_boc: str | None) -> AccountState:
+    if sa_boc is None:
+        return AccountState(address, 0, "nonexist", None, None, None, 0, b"\0" * 32, 0)
+    sa: Any = ShardAccount.deserialize(cell_from(sa_boc).begin_parse())
+    acc: Any = sa.account
+    if acc is None:
+        return AccountState(
+            address, 0, "nonexist", None, None, None, sa.last_trans_lt, sa.last_trans_hash, 0
+        )
+    state = acc.storage.state
+    code = data = frozen = None
+    if state.type_ == "account_active":
+        status = "active"
+        code, data = state.state_init.code, state.state_init.data
+    elif state.type_ == "account_frozen":
+        status = "frozen"
+        frozen = state.state_hash
+    else:
+        status = "uninit"
+    return AccountState(
+        address,
+        acc.storage.balance.grams,
+        status,
+        code,
+        data,
+        frozen,
+        sa.last_trans_lt,
+        sa.last_trans_hash,
+        acc.storage_stat.last_paid,
+    )
+
+
+def _message_route(cell: Cell) -> tuple[bool, str | None, str | None, int, int | None]:
+    """(is_internal, src, dest, created_lt, opcode) read straight from a message cell."""
+    s = cell.begin_parse()
+    if s.load_bit():
+        if s.load_bit():  # ext_out_msg_info$11
+            src: Any = s.load_address()
+            s.load_address()  # dest: addr_extern or none
+            created_lt = s.load_uint(64)
+            return False, src and raw_address(src), None, created_lt, None
+        return False, None, None, 0, None  # ext_in never appears among out messages
+    s.skip_bits(3)  # ihr_disabled, bounce, bounced
+    src = s.load_address()
+    dest: Any = s.load_address()
+    s.load_coins()
+    s.load_maybe_ref()  # extra currencies
+    s.load_coins()
+    s.load_coins()
+    created_lt = s.load_uint(64)
+    s.skip_bits(32)
+    opcode = _opcode_after_header(s)
+    return True, src and raw_address(src), dest and raw_address(dest), created_lt, opcode
+
+
+def _opcode_after_header(s: Slice) -> int | None:
+    if s.load_bit():  # init present
+        if s.load_bit():
+            s.load_ref()
+        else:
+            StateInit.deserialize(s)
+    body = s.load_ref().begin_parse() if s.load_bit() else s
+    return int(body.load_uint(32)) if body.remaining_bits >= 32 else None
+
+
+def _out_message_cells(tx_cell: Cell) -> tuple[Cell | None, list[Cell]]:
+    """The in message and the out messages (in index order) of a Transaction cell."""
+    s = tx_cell.refs[0].begin_parse()
+    in_msg = s.load_ref() if s.load_bit() else None
+    outs: list[Cell] = []
+    if s.load_bit():
+        from ton_core import HashMap
+
+        parsed: Any = HashMap.parse(
+            s.load_ref().begin_parse(), 15, value_deserializer=lambda v: v.load_ref()
+        )
+        outs = [parsed[k] for k in sorted(parsed or {})]
+    return in_msg, outs
+
+
+class Chain:
+    """A local TON network. Build it with `Chain.open(...)`; run blocks with `start()`."""
+
+    def __init__(
+        self,
+        store: ChainStore,
+        *,
+        config_b64: str,
+        block_ms: int = 400,
+        faults: Faults | None = None,
+        seed: str = "tonrail-localnet",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config_b64 = config_b64
+        self.config = em.Config(config_b64)
+        self.block_ms = block_ms
+        self.faults = faults or Faults()
+        self.genesis = Genesis(seed)
+        self._clock = clock
+        self._emulator = em.TransactionEmulator(self.config)
+        self._precheck_emulator = em.TransactionEmulator(self.config)
+        self._precheck_lock = threading.Lock()
+        self._accounts: dict[str, str] = {
+            a: b64(Cell.one_from_boc(s)) for a, s in store.load_accounts().items()
+        }
+        self._parsed: dict[str, AccountState] = {}
+        self._queue: deque[_Queued] = deque()
+        self._queued_hashes: set[bytes] = set()
+        self._faucet_orders: list[Transfer] = []
+        self._seq = itertools.count()
+        self._in_flight: list[_InFlight] = []
+        self._rejected: dict[bytes, str] = {}
+        last = store.last_block()
+        self.seqno = last.seqno if last else 0
+        self.last_block = last
+        self.lt = int(store.get_meta("lt") or 0)
+        for item in json.loads(store.get_meta("in_flight") or "[]"):
+            heapq.heappush(
+                self._in_flight,
+                _InFlight(item[0], next(self._seq), cell_from(item[1]), bytes.fromhex(item[2])),
+            )
+        self._block_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._block_event = asyncio.Event()
+        self.created_at = self.now()
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        state: str | None = None,
+        *,
+        block_ms: int = 400,
+        faults: Faults | None = None,
+        seed: str = "tonrail-localnet",
+        config_path: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Chain:
+        """Open (or create with genesis) a chain persisted in `state`; None keeps it in memory."""
+        from pathlib import Path
+
+        store = ChainStore(state or ":memory:")
+        stored_seed = store.get_meta("seed")
+        chain = cls(
+            store,
+            config_b64=em.load_config_b64(Path(config_path) if config_path else None),
+            block_ms=block_ms,
+            faults=faults,
+            seed=stored_seed or seed,
+            clock=clock,
+        )
+        if stored_seed is None:
+            chain._run_genesis()
+        return chain
+
+    def _run_genesis(self) -> None:
+        g = self.genesis
+        self.lt = _LT_BLOCK_ALIGN
+        heapq.heappush(
+            self._in_flight,
+            _InFlight(self.lt, next(self._seq), g.genesis_mint(self.lt, self.now()), b"\0" * 32),
+        )
+        self._produce_block_sync(extra_meta={"seed": g.seed})
+        self._faucet_orders.append(g.usdt_deploy_order())
+        self._produce_block_sync()
+        for w in g.demo_wallets:
+            self._faucet_orders.append(Transfer(w.address, w.ton, Cell.empty(), False))
+            if w.usdt:
+                self._faucet_orders.append(g.usdt_mint_order(w.address, w.usdt))
+        self._produce_block_sync()
+
+    # -- time and lifecycle ------------------------------------------------------------
+
+    def now(self) -> int:
+        return int(self._clock()) + self.faults.time_offset_s
+
+    async def start(self) -> None:
+        """Run the block producer every `block_ms` until `stop()`."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._producer())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def close(self) -> None:
+        self._emulator.close()
+        self._precheck_emulator.close()
+        self.config.close()
+        self.store.close()
+
+    async def _producer(self) -> None:
+        while True:
+            await asyncio.sleep(self.block_ms / 1000)
+            if not self.faults.stall_blocks:
+                await self.produce_block()
+
+    async def produce_block(self) -> BlockRow:
+        """Produce one block now (tests call this instead of waiting for the timer)."""
+        async with self._block_lock:
+            block = await asyncio.to_thread(self._produce_block_sync)
+        self._block_event.set()
+        self._block_event = asyncio.Event()
+        return block
+
+    async def wait_block(self) -> None:
+        """Return after the next block (callers bound it with asyncio.timeout)."""
+        await self._block_event.wait()
+
+    # -- accounts and get-methods ------------------------------------------------------
+
+    def account(self, address: Address | str) -> AccountState:
+        addr = parse_address(address) if isinstance(address, str) else address
+        key = raw_address(addr)
+        cached = self._parsed.get(key)
+        if cached is None:
+            cached = _parse_account(addr, self._accounts.get(key))
+            self._parsed[key] = cached
+        return cached
+
+    def run_get_method(
+        self, address: Address | str, method: str | int, stack: Cell
+    ) -> em.GetMethodResult:
+        """Run a get-method on the current state; `stack` is a serialized VmStack."""
+        acc = self.account(address)
+        if acc.status != "active" or acc.code is None or acc.data is None:
+            return em.GetMethodResult(False, -13, 0, None, "account is not active")
+        mid = method if isinstance(method, int) else method_id(method)
+        return em.run_get_method(
+            self.config,
+            code_b64=b64(acc.code),
+            data_b64=b64(acc.data),
+            address=raw_address(acc.address),
+            unixtime=self.now(),
+            balance=acc.balance,
+            method_id=mid,
+            stack_b64=b64(stack),
+        )
+
+    # -- sending -----------------------------------------------------------------------
+
+    def send_external(self, boc: str | bytes) -> tuple[bytes, bytes]:
+        """Check an external message against the current state and queue it.
+
+        Returns (message hash, normalized hash). Raises SendError if the destination would not
+        accept it now, as toncenter's sendBoc does.
+        """
+        try:
+            cell = cell_from(boc)
+            msg = MessageAny.deserialize(cell.begin_parse())
+        except Exception as exc:
+            raise SendError(f"failed to parse message BOC: {exc}") from exc
+        if not msg.is_external:
+            raise SendError("only external inbound messages can be sent")
+        dest = raw_address(msg.info.dest)
+        msg_hash = bytes(cell.hash)
+        norm = normalized_external_hash(msg)
+        with self._precheck_lock:
+            result = self._precheck_emulator.emulate(
+                self._accounts.get(dest, _NONE_SA_B64),
+                b64(cell),
+                unixtime=self.now(),
+                lt=self.lt + _LT_BLOCK_ALIGN,
+            )
+        if not result.success:
+            raise SendError(
+                "cannot apply external message to current state : "
+                f"External message was not accepted ({result.error}; "
+                f"exit code {result.vm_exit_code})",
+                result.vm_exit_code,
+            )
+        if self.faults.roll(self.faults.drop_external_rate):
+            return msg_hash, norm  # lost on its way to a validator: the sender cannot tell
+        if msg_hash not in self._queued_hashes:
+            self._queued_hashes.add(msg_hash)
+            self._queue.append(_Queued(msg_hash, time.monotonic(), cell=cell))
+        return msg_hash, norm
+
+    def faucet(self, address: Address | str, amount: int, asset: str = "TON") -> None:
+        """Queue a transfer from the genesis faucet: TON in nanoton or USDT in minor units."""
+        addr = parse_address(address) if isinstance(address, str) else address
+        if amount <= 0:
+            raise ValueError("amount must be positive")
+        if asset == "TON":
+            self._faucet_orders.append(Transfer(addr, amount, Cell.empty(), False))
+        elif asset == "USDT":
+            self._faucet_orders.append(self.genesis.usdt_mint_order(addr, amount))
+        else:
+            raise ValueError(f"unknown asset {asset!r}")
+
+    def queue_size(self) -> int:
+        return len(self._queue) + len(self._in_flight) + len(self._faucet_orders)
+
+    def rejected_reason(self, msg_hash: bytes) -> str | None:
+        return self._rejected.get(msg_hash)
+
+    # -- fee estimation ----------------------------------------------------------------
+
+    def estimate_fee(self, message: Cell, *, ignore_chksig: bool = True) -> FeeEstimate:
+        """Emulate an external message on the current state and split its fees like toncenter."""
+        from ton_core import Transaction
+
+        msg = MessageAny.deserialize(message.begin_parse())
+        dest = raw_address(msg.info.dest)
+        with self._precheck_lock:
+            result = self._precheck_emulator.emulate(
+                self._accounts.get(dest, _NONE_SA_B64),
+                b64(message),
+                unixtime=self.now(),
+                lt=self.lt + _LT_BLOCK_ALIGN,
+                ignore_chksig=ignore_chksig,
+            )
+        if not result.success or result.transaction is None:
+            raise SendError(
+                f"cannot estimate: external message not accepted ({result.error})",
+                result.vm_exit_code,
+            )
+        tx: Any = Transaction.deserialize(cell_from(result.transaction).begin_parse())
+        d: Any = tx.description
+        storage = d.storage_ph.storage_fees_collected if d.storage_ph else 0
+        gas = d.compute_ph.gas_fees or 0 if d.compute_ph.type_ == "vm" else 0
+        action_fees = (d.action.total_action_fees or 0) if d.action else 0
+        fwd = (d.action.total_fwd_fees or 0) if d.action else 0
+        in_fwd = tx.total_fees.grams - storage - gas - action_fees
+        return FeeEstimate(in_fwd, storage, gas, fwd, d.compute_ph.exit_code)
+
+    # -- block production --------------------------------------------------------------
+
+    def _take_externals(self, budget: int) -> list[_Queued]:
+        delay = self.faults.inclusion_delay_ms / 1000
+        cutoff = time.monotonic() - delay
+        taken: list[_Queued] = []
+        while self._queue and len(taken) < budget and self._queue[0].enqueued_at <= cutoff:
+            item = self._queue.popleft()
+            self._queued_hashes.discard(item.msg_hash)
+            taken.append(item)
+        return taken
+
+    def _faucet_seqno(self) -> int:
+        data = self.account(self.genesis.faucet_address).data
+        if data is None:
+            raise RuntimeError("faucet wallet is not active")
+        return int(data.begin_parse().load_uint(32))
+
+    def _produce_block_sync(self, extra_meta: dict[str, str] | None = None) -> BlockRow:
+        now = self.now()
+        seqno = self.seqno + 1
+        self.lt = -(-self.lt // _LT_BLOCK_ALIGN) * _LT_BLOCK_ALIGN
+        start_lt = self.lt
+        limit = self.faults.max_tx_per_block or 1 << 62
+        txs: list[TxRow] = []
+        msgs: list[MsgRow] = []
+        changed: dict[str, str] = {}
+
+        def run(cell: Cell, trace_id: bytes | None, external: bool) -> None:
+            self._apply(cell, trace_id, external, now, seqno, txs, msgs, changed)
+
+        def drain() -> None:
+            while self._in_flight and len(txs) < limit:
+                item = heapq.heappop(self._in_flight)
+                run(item.cell, item.trace_id, False)
+
+        drain()
+        for item in self._take_externals(limit - len(txs)):
+            if item.cell is not None:
+                run(item.cell, None, True)
+        while self._faucet_orders and len(txs) < limit:
+            orders, self._faucet_orders = self._faucet_orders[:4], self._faucet_orders[4:]
+            run(self.genesis.faucet_external(self._faucet_seqno(), orders, now), None, True)
+        drain()
+
+        block = BlockRow(seqno, now, start_lt, self.lt, len(txs))
+        meta = {
+            "lt": str(self.lt),
+            "in_flight": json.dumps(
+                [[i.created_lt, b64(i.cell), i.trace_id.hex()] for i in self._in_flight]
+            ),
+            **(extra_meta or {}),
+        }
+        self.store.write_block(
+            block, {a: cell_from(s).to_boc() for a, s in changed.items()}, txs, msgs, meta
+        )
+        self.seqno = seqno
+        self.last_block = block
+        return block
+
+    def _apply(
+        self,
+        cell: Cell,
+        trace_id: bytes | None,
+        external: bool,
+        now: int,
+        seqno: int,
+        txs: list[TxRow],
+        msgs: list[MsgRow],
+        changed: dict[str, str],
+    ) -> None:
+        _, src, dest, created_lt, opcode = _message_route(cell)
+        msg_hash = bytes(cell.hash)
+        norm: bytes | None = None
+        if external:
+            msg = MessageAny.deserialize(cell.begin_parse())
+            dest = raw_address(msg.info.dest)
+            norm = normalized_external_hash(msg)
+            opcode = _opcode_after_header(self._skip_ext_header(cell))
+        assert dest is not None
+        result = self._emulator.emulate(
+            self._accounts.get(dest, _NONE_SA_B64), b64(cell), unixtime=now, lt=self.lt
+        )
+        if not result.success or result.transaction is None or result.shard_account is None:
+            # An external no longer accepted (replayed, expired, bad signature): no transaction.
+            self._rejected[msg_hash] = f"{result.error} (exit code {result.vm_exit_code})"
+            return
+        tx_cell = cell_from(result.transaction)
+        ts = tx_cell.begin_parse()
+        ts.skip_bits(4 + 256)
+        lt = int(ts.load_uint(64))
+        ts.skip_bits(256 + 64 + 32)
+        outmsg_cnt = int(ts.load_uint(15))
+        self.lt = lt + outmsg_cnt + 1
+        tx_hash = bytes(tx_cell.hash)
+        trace = trace_id if trace_id is not None and any(trace_id) else tx_hash
+        self._accounts[dest] = result.shard_account
+        self._parsed.pop(dest, None)
+        changed[dest] = result.shard_account
+        txs.append(TxRow(tx_hash, dest, lt, now, seqno, trace, msg_hash, tx_cell.to_boc()))
+        msgs.append(MsgRow(msg_hash, norm, "in", tx_hash, src, dest, created_lt, opcode))
+        if outmsg_cnt:
+            _, outs = _out_message_cells(tx_cell)
+            for out in outs:
+                o_int, o_src, o_dest, o_lt, o_op = _message_route(out)
+                msgs.append(
+                    MsgRow(bytes(out.hash), None, "out", tx_hash, o_src, o_dest, o_lt, o_op)
+                )
+                if o_int:
+                    heapq.heappush(self._in_flight, _InFlight(o_lt, next(self._seq), out, trace))
+
+    @staticmethod
+    def _skip_ext_header(cell: Cell) -> Slice:
+        s = cell.begin_parse()
+        s.skip_bits(2)
+        s.load_address()
+        s.load_address()
+        s.load_coins()
+        return s
+
+    # -- helpers for callers -----------------------------------------------------------
+
+    def ton(self, address: Address | str) -> int:
+        return self.account(address).balance
+
+    def seed_amounts(self) -> dict[str, int]:
+        return {"faucet_ton": self.ton(self.genesis.faucet_address) // TON}
