@@ -1,0 +1,72 @@
+"""The ASGI application: public API v1, health checks, OpenAPI at /openapi.json."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+import tonrail
+from tonrail.db import Database
+from tonrail.payments.endpoints import router as payments_router
+from tonrail.payments.service import PaymentService
+from tonrail.settings import Settings
+from tonrail.web import database, install_error_handlers
+
+
+def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
+    """Build the app; pass `db` to share an engine (tests, `tonrail run`), else one is made."""
+    owns_db = db is None
+    database_ = db or Database(
+        settings.effective_database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.db_pool_size,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_db:
+            await database_.dispose()
+
+    app = FastAPI(
+        title="tonrail",
+        version=tonrail.__version__,
+        description="Payments on TON (Toncoin and USDT) with Stripe, PayPal and bank "
+        "transfer as backup rails. Amounts are decimal strings in major units; "
+        "every POST accepts an Idempotency-Key.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database_
+    app.state.payments = PaymentService(database_, settings)
+    install_error_handlers(app)
+    app.include_router(payments_router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> Any:
+        """The process can serve: its database answers."""
+        try:
+            async with database(request).engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return JSONResponse(
+                {"status": "unavailable", "database": type(exc).__name__}, status_code=503
+            )
+        return {"status": "ok", "database": database(request).dialect}
+
+    @app.get("/v1/noop", tags=["health"], include_in_schema=False)
+    async def noop() -> dict[str, str]:
+        """Baseline for benchmarks: the framework's cost without our work."""
+        return {"ok": "true"}
+
+    return app

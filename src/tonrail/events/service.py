@@ -1,0 +1,31 @@
+"""Writing outbox events (in the caller's transaction)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail import clock
+from tonrail.events.models import OutboxEvent
+from tonrail.ids import new_id
+
+
+def emit(
+    session: AsyncSession,
+    type_: str,
+    account_id: str,
+    payload: dict[str, Any],
+    payment_id: str | None = None,
+) -> OutboxEvent:
+    """Queue an event; it commits or rolls back with the state change that caused it."""
+    event = OutboxEvent(
+        id=new_id("evt"),
+        type=type_,
+        account_id=account_id,
+        payment_id=payment_id,
+        payload=payload,
+        created_at=clock.now(),
+    )
+    session.add(event)
+    return event

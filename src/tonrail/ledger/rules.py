@@ -1,0 +1,64 @@
+"""Pure rules of the books: which lines a movement posts, and what balanced means."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# Chart of accounts. Debit-positive signs: assets and expenses grow with debits,
+# liabilities (what we owe merchants and payees) grow with credits.
+HOT_WALLET = "asset:hot_wallet"
+PROVIDER_CLEARING = "asset:provider_clearing"
+PAYOUTS_PAYABLE = "liability:payouts_payable"
+NETWORK_FEES = "expense:network_fees"
+PROVIDER_FEES = "expense:provider_fees"
+
+
+def merchant_account(account_id: str) -> str:
+    return f"liability:merchant:{account_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    account: str
+    asset: str
+    amount: int  # debit > 0, credit < 0
+
+
+def imbalance(lines: Iterable[Line]) -> dict[str, int]:
+    """Per-asset sum of the lines; empty when the lines balance."""
+    totals: dict[str, int] = defaultdict(int)
+    for line in lines:
+        totals[line.asset] += line.amount
+    return {asset: total for asset, total in totals.items() if total != 0}
+
+
+def payout_reserved(account_id: str, asset: str, amount: int) -> list[Line]:
+    """A payout is requested: the merchant's balance moves into payouts payable."""
+    return [
+        Line(merchant_account(account_id), asset, amount),
+        Line(PAYOUTS_PAYABLE, asset, -amount),
+    ]
+
+
+def payout_released(account_id: str, asset: str, amount: int) -> list[Line]:
+    """A payout is canceled or failed for good: the reservation goes back to the merchant."""
+    return [
+        Line(PAYOUTS_PAYABLE, asset, amount),
+        Line(merchant_account(account_id), asset, -amount),
+    ]
+
+
+def payout_sent(asset: str, amount: int, fee: int, fee_asset: str, source: str) -> list[Line]:
+    """A payout is confirmed: payable settled from `source`, and the fee booked as expense."""
+    lines = [Line(PAYOUTS_PAYABLE, asset, amount), Line(source, asset, -amount)]
+    if fee:
+        fee_account = NETWORK_FEES if source == HOT_WALLET else PROVIDER_FEES
+        lines += [Line(fee_account, fee_asset, fee), Line(source, fee_asset, -fee)]
+    return lines
+
+
+def payment_received(account_id: str, asset: str, amount: int, destination: str) -> list[Line]:
+    """Money arrived for an invoice: our holdings grow and so does what we owe the merchant."""
+    return [Line(destination, asset, amount), Line(merchant_account(account_id), asset, -amount)]

@@ -1,0 +1,81 @@
+"""Posting to the ledger (inside the caller's transaction) and checking the books."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail import clock
+from tonrail.ids import new_id
+from tonrail.ledger.models import JournalEntry, LedgerLine
+from tonrail.ledger.rules import Line, imbalance
+
+
+class UnbalancedEntry(ValueError):
+    """Raised before anything is written when the lines of an entry do not balance."""
+
+
+async def post(
+    session: AsyncSession, kind: str, lines: Sequence[Line], payment_id: str | None = None
+) -> str:
+    """Post one balanced journal entry in the session's transaction; returns its id."""
+    if not lines:
+        raise UnbalancedEntry("an entry needs lines")
+    off = imbalance(lines)
+    if off:
+        raise UnbalancedEntry(f"entry {kind} does not balance: {off}")
+    entry_id = new_id("je")
+    session.add(JournalEntry(id=entry_id, payment_id=payment_id, kind=kind, created_at=clock.now()))
+    session.add_all(
+        LedgerLine(entry_id=entry_id, account=ln.account, asset=ln.asset, amount=ln.amount)
+        for ln in lines
+    )
+    await session.flush()
+    return entry_id
+
+
+async def balance(session: AsyncSession, account: str, asset: str) -> int:
+    stmt = select(func.coalesce(func.sum(LedgerLine.amount), 0)).where(
+        LedgerLine.account == account, LedgerLine.asset == asset
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+@dataclass
+class BooksReport:
+    entries: int = 0
+    lines: int = 0
+    unbalanced_entries: list[tuple[str, str, int]] = field(default_factory=list)
+    totals_by_asset: dict[str, int] = field(default_factory=dict)
+    balances: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unbalanced_entries and not any(self.totals_by_asset.values())
+
+
+async def check_books(session: AsyncSession) -> BooksReport:
+    """Verify every entry balances per asset and the whole ledger sums to zero per asset."""
+    report = BooksReport()
+    report.entries = int((await session.execute(select(func.count(JournalEntry.id)))).scalar_one())
+    report.lines = int((await session.execute(select(func.count(LedgerLine.id)))).scalar_one())
+    bad = await session.execute(
+        select(LedgerLine.entry_id, LedgerLine.asset, func.sum(LedgerLine.amount))
+        .group_by(LedgerLine.entry_id, LedgerLine.asset)
+        .having(func.sum(LedgerLine.amount) != 0)
+    )
+    report.unbalanced_entries = [(e, a, int(s)) for e, a, s in bad.all()]
+    totals = await session.execute(
+        select(LedgerLine.asset, func.sum(LedgerLine.amount)).group_by(LedgerLine.asset)
+    )
+    report.totals_by_asset = {a: int(s) for a, s in totals.all()}
+    rows = await session.execute(
+        select(LedgerLine.account, LedgerLine.asset, func.sum(LedgerLine.amount))
+        .group_by(LedgerLine.account, LedgerLine.asset)
+        .order_by(LedgerLine.account, LedgerLine.asset)
+    )
+    report.balances = {(acc, a): int(s) for acc, a, s in rows.all()}
+    return report

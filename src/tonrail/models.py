@@ -1,0 +1,25 @@
+"""Every table of the service, imported so that Base.metadata knows them all (Alembic, tests)."""
+
+from tonrail.db import Base
+from tonrail.events.models import OutboxEvent
+from tonrail.kit.models import WorkerHeartbeat
+from tonrail.ledger.models import JournalEntry, LedgerLine
+from tonrail.limits.models import DailyVolume
+from tonrail.payments.models import Approval, Attempt, Payment
+from tonrail.security.models import ApiKey, IdempotencyRecord
+
+metadata = Base.metadata
+
+__all__ = [
+    "ApiKey",
+    "Approval",
+    "Attempt",
+    "DailyVolume",
+    "IdempotencyRecord",
+    "JournalEntry",
+    "LedgerLine",
+    "OutboxEvent",
+    "Payment",
+    "WorkerHeartbeat",
+    "metadata",
+]

@@ -1,0 +1,153 @@
+"""HTTP endpoints of payouts and invoices: parse, authorize, call the service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from tonrail.errors import PermissionDenied
+from tonrail.payments.schemas import (
+    InvoiceCreate,
+    PaymentList,
+    PaymentOut,
+    PayoutCreate,
+)
+from tonrail.payments.service import PaymentService, Response
+from tonrail.security.api_keys import Principal
+from tonrail.security.idempotency import IdempotencyKey, make_key
+from tonrail.web import current_principal, payment_service
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+ServiceDep = Annotated[PaymentService, Depends(payment_service)]
+IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": 'error: {"error": {code, message, param}}'}
+    for code in (400, 401, 403, 404, 409, 422)
+}
+
+
+async def _ikey(request: Request, principal: Principal, key: str | None) -> IdempotencyKey | None:
+    return make_key(
+        principal.account_id, key, request.method, request.url.path, await request.body()
+    )
+
+
+def _send(result: Response) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return JSONResponse(result.body, status_code=result.status, headers=headers)
+
+
+def _need(principal: Principal, scope: str) -> None:
+    if scope not in principal.scopes:
+        raise PermissionDenied(f"this API key lacks the scope {scope}", code="scope_missing")
+
+
+@router.post("/payouts", status_code=201, response_model=PaymentOut, responses=ERRORS)
+async def create_payout(
+    body: PayoutCreate,
+    request: Request,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    idempotency_key: IdemHeader = None,
+) -> JSONResponse:
+    """Create a payout in TON or USDT. Above the approval threshold it waits for approvers."""
+    _need(principal, "payments:write")
+    ikey = await _ikey(request, principal, idempotency_key)
+    return _send(await service.create_payout(principal, body, ikey))
+
+
+@router.get("/payouts", response_model=PaymentList, responses=ERRORS)
+async def list_payouts(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    limit: Annotated[int, Query()] = 10,
+    starting_after: Annotated[str | None, Query()] = None,
+    status: Annotated[str | None, Query()] = None,
+) -> dict[str, Any]:
+    _need(principal, "payments:read")
+    return await service.list(principal, "out", limit, starting_after, status)
+
+
+@router.get("/payouts/{payment_id}", response_model=PaymentOut, responses=ERRORS)
+async def get_payout(
+    payment_id: str, principal: PrincipalDep, service: ServiceDep
+) -> dict[str, Any]:
+    _need(principal, "payments:read")
+    return await service.get(principal, payment_id, "out")
+
+
+@router.post("/payouts/{payment_id}/cancel", response_model=PaymentOut, responses=ERRORS)
+async def cancel_payout(
+    payment_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    idempotency_key: IdemHeader = None,
+) -> JSONResponse:
+    _need(principal, "payments:write")
+    ikey = await _ikey(request, principal, idempotency_key)
+    return _send(await service.cancel(principal, payment_id, "out", ikey))
+
+
+@router.post("/payouts/{payment_id}/approve", response_model=PaymentOut, responses=ERRORS)
+async def approve_payout(
+    payment_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    idempotency_key: IdemHeader = None,
+) -> JSONResponse:
+    """Approve a payout waiting in requires_approval (scope payouts:approve, not the requester)."""
+    ikey = await _ikey(request, principal, idempotency_key)
+    return _send(await service.approve(principal, payment_id, ikey))
+
+
+@router.post("/invoices", status_code=201, response_model=PaymentOut, responses=ERRORS)
+async def create_invoice(
+    body: InvoiceCreate,
+    request: Request,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    idempotency_key: IdemHeader = None,
+) -> JSONResponse:
+    """Create an incoming payment: the customer pays `amount` with `reference` as comment."""
+    _need(principal, "payments:write")
+    ikey = await _ikey(request, principal, idempotency_key)
+    return _send(await service.create_invoice(principal, body, ikey))
+
+
+@router.get("/invoices", response_model=PaymentList, responses=ERRORS)
+async def list_invoices(
+    principal: PrincipalDep,
+    service: ServiceDep,
+    limit: Annotated[int, Query()] = 10,
+    starting_after: Annotated[str | None, Query()] = None,
+    status: Annotated[str | None, Query()] = None,
+) -> dict[str, Any]:
+    _need(principal, "payments:read")
+    return await service.list(principal, "in", limit, starting_after, status)
+
+
+@router.get("/invoices/{payment_id}", response_model=PaymentOut, responses=ERRORS)
+async def get_invoice(
+    payment_id: str, principal: PrincipalDep, service: ServiceDep
+) -> dict[str, Any]:
+    _need(principal, "payments:read")
+    return await service.get(principal, payment_id, "in")
+
+
+@router.post("/invoices/{payment_id}/cancel", response_model=PaymentOut, responses=ERRORS)
+async def cancel_invoice(
+    payment_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    idempotency_key: IdemHeader = None,
+) -> JSONResponse:
+    _need(principal, "payments:write")
+    ikey = await _ikey(request, principal, idempotency_key)
+    return _send(await service.cancel(principal, payment_id, "in", ikey))

@@ -1,0 +1,90 @@
+"""Tables of the payments domain: payments, their attempts and approvals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tonrail.db import Base, BigInt, JsonDoc, UTCDateTime
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64), index=True)
+    direction: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(24))
+    asset: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[int] = mapped_column(BigInt)
+    # The amount in micro-USDT used for limits, with the rate applied and when it was read.
+    usdt_equivalent: Mapped[int] = mapped_column(BigInt)
+    rate: Mapped[str] = mapped_column(String(40))
+    rate_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    volume_day: Mapped[str | None] = mapped_column(String(10))
+    counterparty: Mapped[str | None] = mapped_column(String(128), index=True)
+    reference: Mapped[str | None] = mapped_column(String(64), unique=True)
+    priority: Mapped[str] = mapped_column(String(8))
+    target_confirmation_seconds: Mapped[int] = mapped_column(BigInt)
+    description: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonDoc, default=dict)
+    requested_by: Mapped[str] = mapped_column(String(80))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Worker lease: who holds this payment and until when (see kit/claims.py).
+    locked_by: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_payments_account_created", "account_id", "created_at", "id"),
+        Index("ix_payments_status_locked", "status", "locked_until"),
+    )
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    number: Mapped[int] = mapped_column(BigInt)
+    rail: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    provider_ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    fee_amount: Mapped[int | None] = mapped_column(BigInt)
+    fee_asset: Mapped[str | None] = mapped_column(String(8))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("payment_id", "number", name="uq_attempts_payment_number"),
+        # At most one live attempt per payment, enforced by the database itself.
+        Index(
+            "uq_attempts_one_live",
+            "payment_id",
+            unique=True,
+            sqlite_where=text("status IN ('created', 'submitted', 'unknown')"),
+            postgresql_where=text("status IN ('created', 'submitted', 'unknown')"),
+        ),
+    )
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    approver: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("payment_id", "approver", name="uq_approvals_payer"),)

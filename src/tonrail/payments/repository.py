@@ -1,0 +1,77 @@
+"""SQL of the payments domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail.payments.models import Approval, Attempt, Payment
+
+
+async def get(
+    session: AsyncSession, payment_id: str, account_id: str | None = None
+) -> Payment | None:
+    stmt = select(Payment).where(Payment.id == payment_id)
+    if account_id is not None:
+        stmt = stmt.where(Payment.account_id == account_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def compare_and_set_status(
+    session: AsyncSession, payment_id: str, current: str, target: str, values: dict[str, Any]
+) -> bool:
+    """Move status only if it is still `current`: concurrent movers cannot both win."""
+    result = await session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.status == current)
+        .values(status=target, **values)
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
+
+
+async def page(
+    session: AsyncSession,
+    account_id: str,
+    direction: str,
+    limit: int,
+    starting_after: Payment | None,
+    status: str | None,
+) -> tuple[list[Payment], bool]:
+    """Newest first, keyset on (created_at, id); returns the page and whether more follow."""
+    stmt = select(Payment).where(Payment.account_id == account_id, Payment.direction == direction)
+    if status is not None:
+        stmt = stmt.where(Payment.status == status)
+    if starting_after is not None:
+        stmt = stmt.where(
+            or_(
+                Payment.created_at < starting_after.created_at,
+                and_(
+                    Payment.created_at == starting_after.created_at,
+                    Payment.id < starting_after.id,
+                ),
+            )
+        )
+    stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit + 1)
+    rows = list((await session.execute(stmt)).scalars())
+    return rows[:limit], len(rows) > limit
+
+
+async def approvers(session: AsyncSession, payment_id: str) -> list[str]:
+    stmt = select(Approval.approver).where(Approval.payment_id == payment_id).order_by(Approval.id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def add_approval(session: AsyncSession, payment_id: str, approver: str, at: datetime) -> None:
+    session.add(Approval(payment_id=payment_id, approver=approver, created_at=at))
+    await session.flush()
+
+
+async def attempts(session: AsyncSession, payment_id: str) -> Sequence[Attempt]:
+    stmt = select(Attempt).where(Attempt.payment_id == payment_id).order_by(Attempt.number)
+    return (await session.execute(stmt)).scalars().all()

@@ -1,0 +1,138 @@
+"""API shapes of payouts and incoming payments (invoices)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tonrail.money import format_minor
+from tonrail.payments.models import Attempt, Payment
+
+Priority = Literal["urgent", "normal", "low"]
+
+
+class PayoutCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Any = Field(description='Decimal string in major units, e.g. "12.50"')
+    asset: str
+    destination: str = Field(description="TON address (raw or user-friendly) of the payee")
+    priority: Priority = "normal"
+    target_confirmation_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    description: str | None = Field(default=None, max_length=1000)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class InvoiceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Any = Field(description='Decimal string in major units, e.g. "12.50"')
+    asset: str
+    expires_in_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
+    description: str | None = Field(default=None, max_length=1000)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class AttemptOut(BaseModel):
+    id: str
+    number: int
+    rail: str
+    status: str
+    provider_ref: str | None
+    fee: str | None
+    fee_asset: str | None
+    error_code: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, a: Attempt) -> AttemptOut:
+        return cls(
+            id=a.id,
+            number=a.number,
+            rail=a.rail,
+            status=a.status,
+            provider_ref=a.provider_ref,
+            fee=format_minor(a.fee_amount, a.fee_asset) if a.fee_amount and a.fee_asset else None,
+            fee_asset=a.fee_asset,
+            error_code=a.error_code,
+            created_at=a.created_at,
+            updated_at=a.updated_at,
+        )
+
+
+class PaymentOut(BaseModel):
+    object: Literal["payout", "invoice"]
+    id: str
+    status: str
+    direction: Literal["in", "out"]
+    amount: str
+    amount_minor: int
+    asset: str
+    usdt_equivalent: str
+    rate: str
+    rate_at: datetime
+    destination: str | None = None
+    reference: str | None = None
+    pay_to: str | None = None
+    priority: str
+    target_confirmation_seconds: int
+    description: str | None
+    metadata: dict[str, Any]
+    approvals: list[str] = Field(default_factory=list)
+    attempts: list[AttemptOut] = Field(default_factory=list)
+    failure_code: str | None
+    failure_message: str | None
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def of(
+        cls,
+        p: Payment,
+        approvals: list[str] | None = None,
+        attempts: list[Attempt] | None = None,
+        pay_to: str | None = None,
+    ) -> PaymentOut:
+        return cls(
+            object="payout" if p.direction == "out" else "invoice",
+            id=p.id,
+            status=p.status,
+            direction="out" if p.direction == "out" else "in",
+            amount=format_minor(p.amount, p.asset),
+            amount_minor=p.amount,
+            asset=p.asset,
+            usdt_equivalent=format_minor(p.usdt_equivalent, "USDT"),
+            rate=p.rate,
+            rate_at=p.rate_at,
+            destination=p.counterparty if p.direction == "out" else None,
+            reference=p.reference,
+            pay_to=pay_to if p.direction == "in" else None,
+            priority=p.priority,
+            target_confirmation_seconds=p.target_confirmation_seconds,
+            description=p.description,
+            metadata=p.metadata_,
+            approvals=approvals or [],
+            attempts=[AttemptOut.of(a) for a in attempts or []],
+            failure_code=p.failure_code,
+            failure_message=p.failure_message,
+            expires_at=p.expires_at,
+            created_at=p.created_at,
+            updated_at=p.updated_at,
+            completed_at=p.completed_at,
+        )
+
+
+class PaymentList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[PaymentOut]
+    has_more: bool
+
+
+class ApproveResult(BaseModel):
+    payment: PaymentOut
+    approvals_needed: int

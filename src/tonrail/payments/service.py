@@ -1,0 +1,369 @@
+"""Use cases of payouts and invoices; each public method is one database transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail import clock
+from tonrail.db import Database
+from tonrail.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from tonrail.events.service import emit
+from tonrail.ids import new_id
+from tonrail.ledger import rules as books
+from tonrail.ledger.service import post
+from tonrail.limits.rules import LimitPolicy, approvals_satisfied, check_amount, needs_approval
+from tonrail.limits.service import release_daily_volume, reserve_daily_volume
+from tonrail.money import decimals_of, parse_minor
+from tonrail.payments import repository as repo
+from tonrail.payments.models import Payment
+from tonrail.payments.rules import DEFAULT_TARGET_SECONDS, check_metadata, new_reference
+from tonrail.payments.schemas import InvoiceCreate, PaymentList, PaymentOut, PayoutCreate
+from tonrail.payments.states import check_payment_transition, initial_status
+from tonrail.rails.ton.address import parse_address
+from tonrail.rates import StaticRates
+from tonrail.security import idempotency
+from tonrail.security.api_keys import Principal
+from tonrail.security.idempotency import IdempotencyKey
+from tonrail.settings import Settings
+
+T = TypeVar("T")
+TON_ASSETS = frozenset({"TON", "USDT"})
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What an endpoint sends back: a status code and a JSON body (maybe replayed)."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def limit_policy(settings: Settings) -> LimitPolicy:
+    from tonrail.limits.rules import AssetLimits
+
+    return LimitPolicy(
+        per_asset={
+            "TON": AssetLimits(settings.limits_min_ton, settings.limits_max_ton),
+            "USDT": AssetLimits(settings.limits_min_usdt, settings.limits_max_usdt),
+            "USD": AssetLimits(settings.limits_min_usd, settings.limits_max_usd),
+        },
+        approval_threshold_usdt=settings.approval_threshold_usdt,
+        approvals_required=settings.approvals_required,
+        daily_volume_limit_usdt=settings.daily_volume_limit_usdt,
+    )
+
+
+class PaymentService:
+    """Creates, reads, cancels and approves payments, posting ledger lines and outbox events."""
+
+    def __init__(self, db: Database, settings: Settings):
+        self.db = db
+        self.settings = settings
+        self.policy = limit_policy(settings)
+        self.rates = StaticRates(settings)
+
+    # ---------------------------------------------------------------- idempotent writes
+    async def _idempotent(
+        self,
+        ikey: IdempotencyKey | None,
+        status: int,
+        work: Callable[[AsyncSession], Awaitable[dict[str, Any]]],
+    ) -> Response:
+        """Run `work` once per idempotency key; its record commits with its effects."""
+        for _ in range(3):
+            try:
+                async with self.db.transaction() as session:
+                    if ikey is not None:
+                        record = await idempotency.find(session, ikey)
+                        if record is not None:
+                            return Response(record.status_code, record.response_body, True)
+                    body = await work(session)
+                    if ikey is not None:
+                        idempotency.save(session, ikey, status, body)
+                        await session.flush()
+                    return Response(status, body)
+            except IntegrityError:
+                # A concurrent request with the same key committed first: replay its result.
+                if ikey is None:
+                    raise
+        raise Conflict("the request raced with another one; retry it", code="concurrent_request")
+
+    # ---------------------------------------------------------------- payouts
+    async def create_payout(
+        self, principal: Principal, req: PayoutCreate, ikey: IdempotencyKey | None
+    ) -> Response:
+        """Validate, reserve daily volume, and record a payout (queued or awaiting approval)."""
+        asset = req.asset
+        decimals_of(asset)
+        amount = parse_minor(req.amount, asset)
+        if amount == 0:
+            raise InvalidRequest(
+                "amount must be greater than zero", param="amount", code="amount_invalid"
+            )
+        if asset not in TON_ASSETS:
+            raise InvalidRequest(
+                f"payouts in {asset} are not supported yet; use TON or USDT",
+                param="asset",
+                code="asset_unsupported",
+            )
+        parse_address(req.destination, "destination")
+        check_amount(self.policy, asset, amount)
+        check_metadata(req.metadata, self.settings.metadata_max_bytes)
+
+        async def work(session: AsyncSession) -> dict[str, Any]:
+            now = clock.now()
+            rate = self.rates.rate(asset)
+            usdt = rate.usdt_equivalent(amount, asset)
+            day = now.date().isoformat()
+            await reserve_daily_volume(session, day, usdt, self.policy.daily_volume_limit_usdt)
+            status = initial_status("out", needs_approval(self.policy, usdt))
+            payment = Payment(
+                id=new_id("pay"),
+                account_id=principal.account_id,
+                direction="out",
+                status=status,
+                asset=asset,
+                amount=amount,
+                usdt_equivalent=usdt,
+                rate=str(rate.usdt_per_unit),
+                rate_at=rate.at,
+                volume_day=day,
+                counterparty=req.destination.strip(),
+                priority=req.priority,
+                target_confirmation_seconds=req.target_confirmation_seconds
+                or DEFAULT_TARGET_SECONDS[req.priority],
+                description=req.description,
+                metadata_=req.metadata,
+                requested_by=principal.identity,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(payment)
+            await session.flush()
+            await post(
+                session,
+                "payout.reserved",
+                books.payout_reserved(principal.account_id, asset, amount),
+                payment.id,
+            )
+            body = PaymentOut.of(payment).model_dump(mode="json")
+            emit(session, "payout.created", payment.account_id, body, payment.id)
+            return body
+
+        return await self._idempotent(ikey, 201, work)
+
+    # ---------------------------------------------------------------- invoices
+    async def create_invoice(
+        self, principal: Principal, req: InvoiceCreate, ikey: IdempotencyKey | None
+    ) -> Response:
+        """Record an invoice the customer pays on chain with the reference as comment."""
+        asset = req.asset
+        decimals_of(asset)
+        amount = parse_minor(req.amount, asset)
+        if amount == 0:
+            raise InvalidRequest(
+                "amount must be greater than zero", param="amount", code="amount_invalid"
+            )
+        check_amount(self.policy, asset, amount)
+        check_metadata(req.metadata, self.settings.metadata_max_bytes)
+
+        async def work(session: AsyncSession) -> dict[str, Any]:
+            now = clock.now()
+            rate = self.rates.rate(asset)
+            payment = Payment(
+                id=new_id("pay"),
+                account_id=principal.account_id,
+                direction="in",
+                status=initial_status("in", False),
+                asset=asset,
+                amount=amount,
+                usdt_equivalent=rate.usdt_equivalent(amount, asset),
+                rate=str(rate.usdt_per_unit),
+                rate_at=rate.at,
+                reference=new_reference(),
+                priority="normal",
+                target_confirmation_seconds=DEFAULT_TARGET_SECONDS["normal"],
+                description=req.description,
+                metadata_=req.metadata,
+                requested_by=principal.identity,
+                expires_at=now + timedelta(seconds=req.expires_in_seconds),
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(payment)
+            await session.flush()
+            body = self._out(payment)
+            emit(session, "invoice.created", payment.account_id, body, payment.id)
+            return body
+
+        return await self._idempotent(ikey, 201, work)
+
+    # ---------------------------------------------------------------- reads
+    async def get(self, principal: Principal, payment_id: str, direction: str) -> dict[str, Any]:
+        async with self.db.transaction() as session:
+            payment = await self._load(session, principal, payment_id, direction)
+            return await self._render(session, payment)
+
+    async def list(
+        self,
+        principal: Principal,
+        direction: str,
+        limit: int,
+        starting_after: str | None,
+        status: str | None,
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= self.settings.page_max_limit:
+            raise InvalidRequest(
+                f"limit must be between 1 and {self.settings.page_max_limit}", param="limit"
+            )
+        async with self.db.transaction() as session:
+            cursor = None
+            if starting_after is not None:
+                cursor = await repo.get(session, starting_after, principal.account_id)
+                if cursor is None or cursor.direction != direction:
+                    raise InvalidRequest(
+                        f"starting_after {starting_after!r} is not one of your objects",
+                        param="starting_after",
+                        code="cursor_invalid",
+                    )
+            rows, more = await repo.page(
+                session, principal.account_id, direction, limit, cursor, status
+            )
+            return PaymentList(
+                data=[PaymentOut.model_validate(self._out(p)) for p in rows], has_more=more
+            ).model_dump(mode="json")
+
+    # ---------------------------------------------------------------- cancel / approve
+    async def cancel(
+        self, principal: Principal, payment_id: str, direction: str, ikey: IdempotencyKey | None
+    ) -> Response:
+        """Cancel a payout that has not started moving money, or an open invoice."""
+
+        async def work(session: AsyncSession) -> dict[str, Any]:
+            payment = await self._load(session, principal, payment_id, direction)
+            await self.transition(session, payment, "canceled", actor=principal.identity)
+            return await self._render(session, payment)
+
+        return await self._idempotent(ikey, 200, work)
+
+    async def approve(
+        self, principal: Principal, payment_id: str, ikey: IdempotencyKey | None
+    ) -> Response:
+        """Record one approval; the payout is queued once enough distinct approvers agree."""
+        if "payouts:approve" not in principal.scopes:
+            raise PermissionDenied(
+                "this API key may not approve payouts (scope payouts:approve)",
+                code="scope_missing",
+            )
+        return await self._idempotent(
+            ikey,
+            200,
+            lambda s: self.approve_in(s, principal.account_id, payment_id, principal.identity),
+        )
+
+    async def approve_in(
+        self, session: AsyncSession, account_id: str | None, payment_id: str, approver: str
+    ) -> dict[str, Any]:
+        """Approve inside a transaction (shared by the API and the dashboard)."""
+        payment = await repo.get(session, payment_id, account_id)
+        if payment is None or payment.direction != "out":
+            raise NotFound(f"no payout {payment_id!r}", param="id")
+        if payment.status != "requires_approval":
+            raise Conflict(
+                f"payout is {payment.status}, not waiting for approval",
+                code="not_awaiting_approval",
+            )
+        if approver == payment.requested_by:
+            raise PermissionDenied(
+                "the requester of a payout cannot approve it", code="approver_is_requester"
+            )
+        existing = await repo.approvers(session, payment.id)
+        if approver in existing:
+            raise Conflict("you have already approved this payout", code="already_approved")
+        await repo.add_approval(session, payment.id, approver, clock.now())
+        emit(
+            session,
+            "payout.approval_added",
+            payment.account_id,
+            {"id": payment.id, "approver": approver},
+            payment.id,
+        )
+        if approvals_satisfied(self.policy, payment.requested_by, [*existing, approver]):
+            await self.transition(session, payment, "queued", actor=approver)
+        return await self._render(session, payment)
+
+    # ---------------------------------------------------------------- state changes
+    async def transition(
+        self,
+        session: AsyncSession,
+        payment: Payment,
+        target: str,
+        *,
+        actor: str,
+        failure_code: str | None = None,
+        failure_message: str | None = None,
+    ) -> None:
+        """The one way a payment changes status: check, compare-and-set, books, event."""
+        check_payment_transition(payment.direction, payment.status, target)
+        now = clock.now()
+        values: dict[str, Any] = {"updated_at": now}
+        if target in ("succeeded", "failed", "canceled", "expired"):
+            values["completed_at"] = now
+            values["locked_by"] = None
+            values["locked_until"] = None
+        if failure_code is not None:
+            values["failure_code"] = failure_code
+            values["failure_message"] = failure_message
+        previous = payment.status
+        if not await repo.compare_and_set_status(session, payment.id, previous, target, values):
+            raise Conflict(
+                f"payment {payment.id} changed concurrently; reload and retry",
+                code="concurrent_update",
+            )
+        payment.status = target
+        for name, value in values.items():
+            setattr(payment, name, value)
+        if payment.direction == "out" and target in ("canceled", "failed"):
+            await post(
+                session,
+                f"payout.{target}",
+                books.payout_released(payment.account_id, payment.asset, payment.amount),
+                payment.id,
+            )
+            if payment.volume_day is not None:
+                await release_daily_volume(session, payment.volume_day, payment.usdt_equivalent)
+        kind = "payout" if payment.direction == "out" else "invoice"
+        emit(
+            session,
+            f"{kind}.{target}",
+            payment.account_id,
+            {"id": payment.id, "from": previous, "to": target, "actor": actor},
+            payment.id,
+        )
+
+    # ---------------------------------------------------------------- helpers
+    async def _load(
+        self, session: AsyncSession, principal: Principal, payment_id: str, direction: str
+    ) -> Payment:
+        payment = await repo.get(session, payment_id, principal.account_id)
+        if payment is None or payment.direction != direction:
+            kind = "payout" if direction == "out" else "invoice"
+            raise NotFound(f"no {kind} {payment_id!r}", param="id")
+        return payment
+
+    def _out(self, payment: Payment) -> dict[str, Any]:
+        pay_to = self.settings.payment_processor_address or None
+        return PaymentOut.of(payment, pay_to=pay_to).model_dump(mode="json")
+
+    async def _render(self, session: AsyncSession, payment: Payment) -> dict[str, Any]:
+        approvals = await repo.approvers(session, payment.id)
+        attempts = list(await repo.attempts(session, payment.id))
+        pay_to = self.settings.payment_processor_address or None
+        return PaymentOut.of(payment, approvals, attempts, pay_to).model_dump(mode="json")

@@ -1,0 +1,123 @@
+"""All configuration, read once from the environment (see .env.example).
+
+No other module reads os.environ: ask `get_settings()`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Network = Literal["localnet", "testnet", "mainnet"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Every setting of the service with a safe default for the embedded (laptop) mode."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- runtime
+    environment: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = False
+    data_dir: Path = Path("var")
+
+    # --- database: SQLite file in data_dir unless DATABASE_URL says otherwise
+    database_url: str = ""
+    db_pool_size: int = 10
+    sqlite_busy_timeout_ms: int = 15_000
+    redis_url: str = ""
+
+    # --- TON
+    ton_network: Network = "localnet"
+    ton_api_url: str = "http://127.0.0.1:8081/api/v2"
+    ton_api_v3_url: str = "http://127.0.0.1:8081/api/v3"
+    ton_api_key: SecretStr = SecretStr("")
+    ton_master_key: SecretStr = SecretStr("")
+    payment_processor_address: str = ""
+    usdt_jetton_master: str = ""
+    localnet_port: int = 8081
+    localnet_block_ms: int = 400
+
+    # --- limits and approvals (minor units of the named asset)
+    limits_min_ton: int = 1_000_000  # 0.001 TON
+    limits_max_ton: int = 5_000_000 * 10**9
+    limits_min_usdt: int = 10_000  # 0.01 USDT
+    limits_max_usdt: int = 10_000_000 * 10**6
+    limits_min_usd: int = 100
+    limits_max_usd: int = 1_000_000 * 100
+    approval_threshold_usdt: int = 1_000_000 * 10**6
+    approvals_required: int = 2
+    daily_volume_limit_usdt: int = 10_000_000 * 10**6
+    # How many micro-USDT one whole unit of each asset is worth (rate source "static").
+    rate_ton_usdt: str = "5.00"
+    rate_usd_usdt: str = "1.00"
+    metadata_max_bytes: int = 8_192
+
+    # --- API
+    api_keys: SecretStr = SecretStr("")  # optional bootstrap keys, "name:secret,..."
+    jwt_secret: SecretStr = SecretStr("dev-only-change-me")
+    idempotency_ttl_hours: int = 24
+    page_max_limit: int = 100
+
+    # --- workers
+    worker_lease_seconds: int = 30
+    worker_batch_size: int = 50
+    worker_poll_seconds: float = 1.0
+
+    # --- backup rails
+    stripe_secret_key: SecretStr = SecretStr("")
+    stripe_publishable_key: str = ""
+    stripe_webhook_secret: SecretStr = SecretStr("")
+    stripe_api_base: str = "https://api.stripe.com"
+    paypal_client_id: str = ""
+    paypal_client_secret: SecretStr = SecretStr("")
+    paypal_api_base: str = "https://api-m.sandbox.paypal.com"
+
+    # --- monitoring
+    slack_webhook_url: SecretStr = SecretStr("")
+    payment_alert_email: str = ""
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    pagerduty_routing_key: SecretStr = SecretStr("")
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+
+    # --- AWS
+    aws_region: str = "us-east-1"
+    ssl_certificate_arn: str = ""
+    cloudwatch_namespace: str = "Deligate/Payments"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value if value.is_absolute() else (Path.cwd() / value)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The SQLAlchemy async URL: DATABASE_URL, normalized, or the embedded SQLite file."""
+        url = self.database_url.strip()
+        if not url:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'tonrail.sqlite3'}"
+        for prefix, driver in (
+            ("postgres://", "postgresql+asyncpg://"),
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(prefix):
+                return driver + url[len(prefix) :]
+        return url
+
+    bootstrap_demo: bool = Field(default=True, description="tonrail run: create demo data")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,125 @@
+"""Background loops: each claims its work with a lease, runs it, heartbeats, and sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from tonrail import clock
+from tonrail.db import Database
+from tonrail.ids import new_id
+from tonrail.kit.claims import claim
+from tonrail.kit.models import WorkerHeartbeat
+from tonrail.payments.models import Payment
+from tonrail.payments.service import PaymentService
+from tonrail.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    db: Database
+    settings: Settings
+    payments: PaymentService
+    worker_id: str
+
+
+LoopFn = Callable[[WorkerContext], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A named unit of background work; `run` returns how many items it handled."""
+
+    name: str
+    run: LoopFn
+    interval_seconds: float
+
+
+async def expire_invoices(ctx: WorkerContext) -> int:
+    """Move unpaid invoices past their expiry to `expired`."""
+    now = clock.now()
+    async with ctx.db.transaction() as session:
+        due = await claim(
+            session,
+            Payment,
+            (Payment.direction == "in")
+            & (Payment.status == "awaiting_payment")
+            & (Payment.expires_at <= now),
+            worker_id=ctx.worker_id,
+            lease_seconds=ctx.settings.worker_lease_seconds,
+            limit=ctx.settings.worker_batch_size,
+            order_by=(Payment.expires_at,),
+        )
+    done = 0
+    for payment in due:
+        async with ctx.db.transaction() as session:
+            fresh = await session.get(Payment, payment.id)
+            if fresh is None or fresh.status != "awaiting_payment":
+                continue
+            await ctx.payments.transition(session, fresh, "expired", actor="system:worker")
+            done += 1
+    return done
+
+
+LOOPS: dict[str, Loop] = {
+    loop.name: loop for loop in (Loop("expire_invoices", expire_invoices, 5.0),)
+}
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
+
+
+async def heartbeat(ctx: WorkerContext, loop: str, processed: int) -> None:
+    insert = pg_insert if ctx.db.dialect == "postgresql" else sqlite_insert
+    stmt = insert(WorkerHeartbeat).values(
+        worker_id=ctx.worker_id, loop=loop, beat_at=clock.now(), processed=processed
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["worker_id", "loop"],
+        set_={
+            "beat_at": stmt.excluded.beat_at,
+            "processed": WorkerHeartbeat.processed + stmt.excluded.processed,
+        },
+    )
+    async with ctx.db.transaction() as session:
+        await session.execute(stmt)
+
+
+async def run_loop(ctx: WorkerContext, loop: Loop, stop: asyncio.Event) -> None:
+    """Run one loop until `stop`; an error is logged and the loop goes on after its interval."""
+    while not stop.is_set():
+        handled = 0
+        try:
+            handled = await loop.run(ctx)
+            await heartbeat(ctx, loop.name, handled)
+        except Exception:
+            log.exception("worker loop failed", loop=loop.name, worker=ctx.worker_id)
+        if handled == 0:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=loop.interval_seconds)
+            except TimeoutError:
+                pass
+
+
+def select_loops(only: Sequence[str] | None) -> list[Loop]:
+    if not only:
+        return list(LOOPS.values())
+    unknown = [name for name in only if name not in LOOPS]
+    if unknown:
+        raise ValueError(f"unknown loops {unknown}; known: {sorted(LOOPS)}")
+    return [LOOPS[name] for name in only]
+
+
+async def run_worker(ctx: WorkerContext, loops: Sequence[Loop], stop: asyncio.Event) -> None:
+    log.info("worker started", worker=ctx.worker_id, loops=[lp.name for lp in loops])
+    await asyncio.gather(*(run_loop(ctx, loop, stop) for loop in loops))
