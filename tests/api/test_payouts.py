@@ -10,8 +10,8 @@ from tests.conftest import make_key
 from tests.helpers import DEST, DEST_RAW, row_counts
 from tonrail.db import Database
 from tonrail.events.models import OutboxEvent
-from tonrail.ledger.service import check_books
 from tonrail.ledger.models import LedgerLine
+from tonrail.ledger.service import check_books
 
 
 async def test_create_get_and_list_payout(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
@@ -39,7 +39,8 @@ async def test_create_get_and_list_payout(client: httpx.AsyncClient, auth: dict[
 
 async def test_raw_address_and_ton_asset(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     r = await client.post(
-        "/v1/payouts", json={"amount": "1.000000001", "asset": "TON", "destination": DEST_RAW},
+        "/v1/payouts",
+        json={"amount": "1.000000001", "asset": "TON", "destination": DEST_RAW},
         headers=auth,
     )
     assert r.status_code == 201, r.text
@@ -87,11 +88,14 @@ async def test_cancel_releases_reservation(
     assert report.balances[("liability:merchant:acct_test", "USDT")] == 0
 
 
-async def test_pagination_with_starting_after(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_pagination_with_starting_after(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     ids = []
     for i in range(5):
         r = await client.post(
-            "/v1/payouts", json={"amount": f"{i + 1}", "asset": "USDT", "destination": DEST},
+            "/v1/payouts",
+            json={"amount": f"{i + 1}", "asset": "USDT", "destination": DEST},
             headers=auth,
         )
         ids.append(r.json()["id"])
@@ -138,25 +142,54 @@ BAD_PAYOUTS = [
     ({"amount": "1", "asset": "DOGE", "destination": DEST}, "asset_unknown", "asset"),
     ({"amount": "1", "asset": "USD", "destination": DEST}, "asset_unsupported", "asset"),
     ({"amount": "1", "asset": "USDT", "destination": "EQbad"}, "address_invalid", "destination"),
-    ({"amount": "1", "asset": "USDT", "destination": DEST[:-1] + "t"}, "address_invalid",
-     "destination"),
+    (
+        {"amount": "1", "asset": "USDT", "destination": DEST[:-1] + "t"},
+        "address_invalid",
+        "destination",
+    ),
     ({"amount": "1", "asset": "USDT"}, "parameter_missing", "destination"),
     ({"amount": "1", "asset": "USDT", "destination": DEST, "foo": 1}, "parameter_unknown", "foo"),
-    ({"amount": "1", "asset": "USDT", "destination": DEST, "priority": "asap"},
-     "parameter_invalid", "priority"),
-    ({"amount": "1", "asset": "USDT", "destination": DEST, "metadata": {"k": "v" * 501}},
-     "metadata_invalid", "metadata[k]"),
-    ({"amount": "1", "asset": "USDT", "destination": DEST,
-      "metadata": {f"k{i}": "v" for i in range(51)}}, "metadata_invalid", "metadata"),
-    ({"amount": "1", "asset": "USDT", "destination": DEST,
-      "metadata": {f"k{i}": "v" * 400 for i in range(30)}}, "metadata_invalid", "metadata"),
+    (
+        {"amount": "1", "asset": "USDT", "destination": DEST, "priority": "asap"},
+        "parameter_invalid",
+        "priority",
+    ),
+    (
+        {"amount": "1", "asset": "USDT", "destination": DEST, "metadata": {"k": "v" * 501}},
+        "metadata_invalid",
+        "metadata[k]",
+    ),
+    (
+        {
+            "amount": "1",
+            "asset": "USDT",
+            "destination": DEST,
+            "metadata": {f"k{i}": "v" for i in range(51)},
+        },
+        "metadata_invalid",
+        "metadata",
+    ),
+    (
+        {
+            "amount": "1",
+            "asset": "USDT",
+            "destination": DEST,
+            "metadata": {f"k{i}": "v" * 400 for i in range(30)},
+        },
+        "metadata_invalid",
+        "metadata",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("body", "code", "param"), BAD_PAYOUTS)
 async def test_bad_payouts_are_refused_and_write_nothing(
-    client: httpx.AsyncClient, auth: dict[str, str], db: Database, body: dict[str, object],
-    code: str, param: str,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+    body: dict[str, object],
+    code: str,
+    param: str,
 ) -> None:
     before = await row_counts(db)
     r = await client.post("/v1/payouts", json=body, headers=auth)
@@ -197,7 +230,8 @@ async def test_missing_or_wrong_api_key(
 async def test_read_only_key_cannot_create(client: httpx.AsyncClient, db: Database) -> None:
     key = await make_key(db, "acct_test", "payments:read")
     r = await client.post(
-        "/v1/payouts", json={"amount": "1", "asset": "USDT", "destination": DEST},
+        "/v1/payouts",
+        json={"amount": "1", "asset": "USDT", "destination": DEST},
         headers={"Authorization": f"Bearer {key}"},
     )
     assert r.status_code == 403 and r.json()["error"]["code"] == "scope_missing"

@@ -1,0 +1,72 @@
+"""Stripe-style idempotency: same key and body replays the saved response; another body is 409.
+
+The record is written in the same transaction as the effect it describes, so a crash can
+never leave an effect without its record, or a record without its effect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail import clock
+from tonrail.errors import IdempotencyConflict, InvalidRequest
+from tonrail.security.models import IdempotencyRecord
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    account_id: str
+    key: str
+    fingerprint: str
+
+
+def make_key(
+    account_id: str, key: str | None, method: str, path: str, body: bytes
+) -> IdempotencyKey | None:
+    if key is None:
+        return None
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters",
+            param="Idempotency-Key",
+            code="idempotency_key_invalid",
+        )
+    digest = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+    return IdempotencyKey(account_id, key, digest)
+
+
+async def find(session: AsyncSession, ikey: IdempotencyKey) -> IdempotencyRecord | None:
+    """The saved record for this key, or None; raises 409 if it was used for another request."""
+    record = (
+        await session.execute(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.account_id == ikey.account_id, IdempotencyRecord.key == ikey.key
+            )
+        )
+    ).scalar_one_or_none()
+    if record is not None and record.request_fingerprint != ikey.fingerprint:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different request",
+            param="Idempotency-Key",
+        )
+    return record
+
+
+def save(session: AsyncSession, ikey: IdempotencyKey, status: int, body: dict[str, Any]) -> None:
+    session.add(
+        IdempotencyRecord(
+            account_id=ikey.account_id,
+            key=ikey.key,
+            request_fingerprint=ikey.fingerprint,
+            status_code=status,
+            response_body=body,
+            created_at=clock.now(),
+        )
+    )

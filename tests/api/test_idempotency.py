@@ -1,0 +1,82 @@
+"""Idempotency-Key with Stripe's semantics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.helpers import DEST, row_counts
+from tonrail.db import Database
+
+BODY = {"amount": "7", "asset": "USDT", "destination": DEST}
+
+
+async def test_same_key_same_body_replays(
+    client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    h = {**auth, "Idempotency-Key": "order-1"}
+    first = await client.post("/v1/payouts", json=BODY, headers=h)
+    counts = await row_counts(db)
+    second = await client.post("/v1/payouts", json=BODY, headers=h)
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert await row_counts(db) == counts
+
+
+async def test_same_key_other_body_conflicts(
+    client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    h = {**auth, "Idempotency-Key": "order-2"}
+    assert (await client.post("/v1/payouts", json=BODY, headers=h)).status_code == 201
+    counts = await row_counts(db)
+    r = await client.post("/v1/payouts", json={**BODY, "amount": "8"}, headers=h)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "idempotency_conflict"
+    assert await row_counts(db) == counts
+
+
+async def test_key_is_scoped_per_endpoint(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    h = {**auth, "Idempotency-Key": "shared"}
+    assert (await client.post("/v1/payouts", json=BODY, headers=h)).status_code == 201
+    r = await client.post("/v1/invoices", json={"amount": "7", "asset": "USDT"}, headers=h)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "idempotency_conflict"
+
+
+async def test_concurrent_same_key_creates_one_payout(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    h = {**auth, "Idempotency-Key": "burst"}
+    results = await asyncio.gather(
+        *(client.post("/v1/payouts", json=BODY, headers=h) for _ in range(8))
+    )
+    assert {r.status_code for r in results} == {201}
+    assert len({r.json()["id"] for r in results}) == 1
+    listed = (await client.get("/v1/payouts", headers=auth)).json()["data"]
+    assert len(listed) == 1
+
+
+async def test_failed_request_is_not_saved(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    h = {**auth, "Idempotency-Key": "fix-and-retry"}
+    bad = await client.post("/v1/payouts", json={**BODY, "amount": "1.1234567"}, headers=h)
+    assert bad.status_code == 400
+    good = await client.post("/v1/payouts", json=BODY, headers=h)
+    assert good.status_code == 201
+
+
+async def test_invalid_key_header(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    r = await client.post("/v1/payouts", json=BODY, headers={**auth, "Idempotency-Key": "x" * 256})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "idempotency_key_invalid"
+
+
+async def test_keys_of_different_accounts_do_not_collide(
+    client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    from tests.conftest import make_key
+
+    other = {"Authorization": f"Bearer {await make_key(db, 'acct_b')}", "Idempotency-Key": "k"}
+    a = await client.post("/v1/payouts", json=BODY, headers={**auth, "Idempotency-Key": "k"})
+    b = await client.post("/v1/payouts", json=BODY, headers=other)
+    assert a.status_code == b.status_code == 201
+    assert a.json()["id"] != b.json()["id"]

@@ -1,0 +1,67 @@
+"""The operations commands, run as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+from tests.helpers import DEST
+from tonrail.cli import app
+from tonrail.db import Database
+from tonrail.ledger.models import LedgerLine
+from tonrail.settings import get_settings
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    yield database_url  # type: ignore[misc]
+    get_settings.cache_clear()
+
+
+def test_keys_create_shows_the_secret_once(cli_env: str) -> None:
+    result = CliRunner().invoke(app, ["keys", "create", "--account", "acct_cli", "--name", "ci"])
+    assert result.exit_code == 0, result.output
+    assert "secret: trk_" in result.output
+    assert "not shown again" in result.output
+
+
+def test_keys_create_rejects_unknown_scope(cli_env: str) -> None:
+    result = CliRunner().invoke(app, ["keys", "create", "--scope", "root"])
+    assert result.exit_code == 2
+    assert "unknown scopes" in result.output
+
+
+def test_revoke_unknown_key(cli_env: str) -> None:
+    result = CliRunner().invoke(app, ["keys", "revoke", "key_nope"])
+    assert result.exit_code == 2 and "no active key" in result.output
+
+
+async def test_ledger_check_passes_then_catches_tampering(
+    cli_env: str, client: object, auth: dict[str, str], db: Database
+) -> None:
+    import httpx
+
+    assert isinstance(client, httpx.AsyncClient)
+    await client.post(
+        "/v1/payouts", json={"amount": "2", "asset": "USDT", "destination": DEST}, headers=auth
+    )
+    ok = await asyncio.to_thread(CliRunner().invoke, app, ["ledger", "check"])
+    assert ok.exit_code == 0, ok.output
+    assert "books balance" in ok.output
+    async with db.transaction() as session:
+        await session.execute(
+            update(LedgerLine).where(LedgerLine.amount > 0).values(amount=LedgerLine.amount + 1)
+        )
+    bad = await asyncio.to_thread(CliRunner().invoke, app, ["ledger", "check"])
+    assert bad.exit_code == 1
+    assert "UNBALANCED" in bad.output
+
+
+def test_worker_rejects_unknown_loop(cli_env: str) -> None:
+    result = CliRunner().invoke(app, ["worker", "--only", "nope"])
+    assert result.exit_code == 2 and "unknown loops" in result.output
