@@ -1,0 +1,263 @@
+"""Transactions and messages of the local chain, decoded once for both toncenter APIs."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from ton_core import Cell, Transaction
+from ton_core.tlb.transaction import MessageAny
+
+from tonrail.localnet.boc import b64, friendly, hash_b64, raw_address
+from tonrail.localnet.chain import _out_message_cells
+from tonrail.localnet.store import TxRow
+
+
+@dataclass
+class DecodedMessage:
+    hash: bytes
+    cell: Cell
+    kind: str  # int | ext_in | ext_out
+    source: str | None  # raw
+    destination: str | None  # raw
+    value: int
+    fwd_fee: int
+    ihr_fee: int
+    created_lt: int
+    created_at: int
+    bounce: bool | None
+    bounced: bool | None
+    import_fee: int
+    body: Cell
+    init: Cell | None
+    opcode: int | None
+    comment: str | None
+
+
+def decode_message(cell: Cell) -> DecodedMessage:
+    msg: Any = MessageAny.deserialize(cell.begin_parse())
+    info: Any = msg.info
+    body: Cell = msg.body if msg.body is not None else Cell.empty()
+    init = msg.init.serialize() if msg.init is not None else None
+    s = body.begin_parse()
+    opcode = int(s.load_uint(32)) if s.remaining_bits >= 32 else None
+    comment: str | None = None
+    if opcode == 0:
+        try:
+            comment = s.load_snake_string()
+        except Exception:  # a malformed comment is still a valid message
+            comment = None
+    if msg.is_internal:
+        return DecodedMessage(
+            bytes(cell.hash),
+            cell,
+            "int",
+            raw_address(info.src),
+            raw_address(info.dest),
+            info.value.grams,
+            info.fwd_fee,
+            info.ihr_fee,
+            info.created_lt,
+            info.created_at,
+            info.bounce,
+            info.bounced,
+            0,
+            body,
+            init,
+            opcode,
+            comment,
+        )
+    if msg.is_external_out:
+        return DecodedMessage(
+            bytes(cell.hash),
+            cell,
+            "ext_out",
+            raw_address(info.src),
+            None,
+            0,
+            0,
+            0,
+            info.created_lt,
+            info.created_at,
+            None,
+            None,
+            0,
+            body,
+            init,
+            opcode,
+            comment,
+        )
+    return DecodedMessage(
+        bytes(cell.hash),
+        cell,
+        "ext_in",
+        None,
+        raw_address(info.dest),
+        0,
+        0,
+        0,
+        0,
+        0,
+        None,
+        None,
+        info.import_fee,
+        body,
+        init,
+        opcode,
+        comment,
+    )
+
+
+@dataclass
+class DecodedTx:
+    row: TxRow
+    tx: Any  # ton_core Transaction
+    cell: Cell
+    in_msg: DecodedMessage | None
+    out_msgs: list[DecodedMessage]
+
+    @property
+    def hash(self) -> bytes:
+        return self.row.hash
+
+    @property
+    def storage_fee(self) -> int:
+        d = self.tx.description
+        ph = getattr(d, "storage_ph", None)
+        return int(ph.storage_fees_collected) if ph is not None else 0
+
+    @property
+    def total_fees(self) -> int:
+        return int(self.tx.total_fees.grams)
+
+
+def decode_tx(row: TxRow) -> DecodedTx:
+    cell = Cell.one_from_boc(row.boc)
+    tx: Any = Transaction.deserialize(cell.begin_parse())
+    in_cell, outs = _out_message_cells(cell)
+    return DecodedTx(
+        row,
+        tx,
+        cell,
+        decode_message(in_cell) if in_cell is not None else None,
+        [decode_message(o) for o in outs],
+    )
+
+
+def _addr_friendly(raw: str | None) -> str:
+    if raw is None:
+        return ""
+    from ton_core import Address
+
+    return friendly(Address(raw), bounceable=True)
+
+
+def v2_message(m: DecodedMessage) -> dict[str, Any]:
+    if m.comment is not None:
+        msg_data: dict[str, Any] = {
+            "@type": "msg.dataText",
+            "text": base64.b64encode(m.comment.encode()).decode(),
+        }
+    else:
+        msg_data = {
+            "@type": "msg.dataRaw",
+            "body": b64(m.body),
+            "init_state": b64(m.init) if m.init is not None else "",
+        }
+    return {
+        "@type": "ext.message",
+        "hash": hash_b64(m.hash),
+        "source": _addr_friendly(m.source),
+        "destination": _addr_friendly(m.destination),
+        "value": str(m.value),
+        "extra_currencies": [],
+        "fwd_fee": str(m.fwd_fee),
+        "ihr_fee": str(m.ihr_fee),
+        "created_lt": str(m.created_lt),
+        "body_hash": hash_b64(bytes(m.body.hash)),
+        "msg_data": msg_data,
+        "message": m.comment or "",
+    }
+
+
+def v2_transaction(d: DecodedTx) -> dict[str, Any]:
+    acct = _addr_friendly(d.row.account)
+    return {
+        "@type": "ext.transaction",
+        "address": {"@type": "accountAddress", "account_address": acct},
+        "account": d.row.account,
+        "utime": d.row.utime,
+        "data": base64.b64encode(d.row.boc).decode(),
+        "transaction_id": {
+            "@type": "internal.transactionId",
+            "lt": str(d.row.lt),
+            "hash": hash_b64(d.row.hash),
+        },
+        "fee": str(d.total_fees),
+        "storage_fee": str(d.storage_fee),
+        "other_fee": str(d.total_fees - d.storage_fee),
+        "in_msg": v2_message(d.in_msg) if d.in_msg else None,
+        "out_msgs": [v2_message(m) for m in d.out_msgs],
+    }
+
+
+def compute_phase(d: DecodedTx) -> dict[str, Any]:
+    ph = getattr(d.tx.description, "compute_ph", None)
+    if ph is None:
+        return {"skipped": True}
+    if ph.type_ != "vm":
+        return {"skipped": True, "reason": getattr(ph.reason, "type_", None)}
+    return {
+        "skipped": False,
+        "success": bool(ph.success),
+        "msg_state_used": bool(ph.msg_state_used),
+        "account_activated": bool(ph.account_activated),
+        "gas_fees": str(ph.gas_fees),
+        "gas_used": str(ph.gas_used),
+        "gas_limit": str(ph.gas_limit),
+        "gas_credit": str(ph.gas_credit) if ph.gas_credit is not None else None,
+        "mode": ph.mode,
+        "exit_code": ph.exit_code,
+        "exit_arg": ph.exit_arg,
+        "vm_steps": ph.vm_steps,
+        "vm_init_state_hash": hash_b64(ph.vm_init_state_hash),
+        "vm_final_state_hash": hash_b64(ph.vm_final_state_hash),
+    }
+
+
+def action_phase(d: DecodedTx) -> dict[str, Any] | None:
+    ph = getattr(d.tx.description, "action", None)
+    if ph is None:
+        return None
+    return {
+        "success": bool(ph.success),
+        "valid": bool(ph.valid),
+        "no_funds": bool(ph.no_funds),
+        "status_change": getattr(ph.status_change, "type_", "unchanged"),
+        "total_fwd_fees": str(ph.total_fwd_fees or 0),
+        "total_action_fees": str(ph.total_action_fees or 0),
+        "result_code": ph.result_code,
+        "result_arg": ph.result_arg,
+        "tot_actions": ph.tot_actions,
+        "spec_actions": ph.spec_actions,
+        "skipped_actions": ph.skipped_actions,
+        "msgs_created": ph.msgs_created,
+        "action_list_hash": hash_b64(ph.action_list_hash),
+        "tot_msg_size": {
+            "cells": str(ph.tot_msg_size.cells),
+            "bits": str(ph.tot_msg_size.bits),
+        },
+    }
+
+
+def bounce_phase(d: DecodedTx) -> dict[str, Any] | None:
+    ph = getattr(d.tx.description, "bounce", None)
+    if ph is None:
+        return None
+    return {
+        "type": ph.type_,
+        "req_fwd_fees": str(ph.req_fwd_fees) if ph.req_fwd_fees is not None else None,
+        "msg_fees": str(ph.msg_fees) if ph.msg_fees is not None else None,
+        "fwd_fees": str(ph.fwd_fees) if ph.fwd_fees is not None else None,
+    }

@@ -1,0 +1,123 @@
+"""The local network's HTTP server: toncenter v2 and v3, and the `/localnet/` admin API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from tonrail.localnet.boc import parse_address
+from tonrail.localnet.chain import Chain
+from tonrail.localnet.faults import Faults
+from tonrail.localnet.toncenter_v2 import create_router as v2_router
+from tonrail.localnet.toncenter_v2 import error_response
+from tonrail.localnet.toncenter_v3 import create_router as v3_router
+
+
+def create_app(chain: Chain, *, manage_lifecycle: bool = True) -> FastAPI:
+    """The ASGI app; with `manage_lifecycle` it starts and stops the chain's block producer."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await chain.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await chain.stop()
+
+    app = FastAPI(title="tonrail local TON network", lifespan=lifespan)
+    app.state.chain = chain
+
+    @app.middleware("http")
+    async def inject_faults(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Only the toncenter APIs misbehave; the admin API must stay usable to undo a fault.
+        if request.url.path.startswith("/api/"):
+            faults = chain.faults
+            if faults.roll(faults.http_429_rate):
+                return error_response(429, "Ratelimit exceed")
+            if faults.roll(faults.http_5xx_rate):
+                code = faults.choice([502, 503, 504])
+                return JSONResponse(
+                    {"ok": False, "error": "injected server error", "code": code},
+                    status_code=code,
+                )
+        return await call_next(request)
+
+    app.include_router(v2_router(chain), prefix="/api/v2")
+    app.include_router(v3_router(chain), prefix="/api/v3")
+
+    @app.get("/localnet/genesis")
+    async def genesis() -> dict[str, Any]:
+        return chain.genesis.to_json()
+
+    @app.get("/localnet/status")
+    async def status() -> dict[str, Any]:
+        last = chain.last_block
+        return {
+            "seqno": chain.seqno,
+            "lt": chain.lt,
+            "block_ms": chain.block_ms,
+            "queue_size": chain.queue_size(),
+            "last_block_utime": last.utime if last else None,
+            "last_block_tx_count": last.tx_count if last else 0,
+            "now": chain.now(),
+        }
+
+    @app.get("/localnet/faults")
+    async def get_faults() -> dict[str, Any]:
+        return chain.faults.to_dict()
+
+    @app.post("/localnet/faults")
+    async def set_faults(request: Request) -> Response:
+        body = await request.json()
+        if not isinstance(body, dict):
+            return error_response(422, "body must be a JSON object")
+        try:
+            chain.faults.update(body)
+        except ValueError as exc:
+            return error_response(422, str(exc))
+        return JSONResponse(chain.faults.to_dict())
+
+    @app.delete("/localnet/faults")
+    async def reset_faults() -> dict[str, Any]:
+        chain.faults.update({k: v for k, v in Faults().to_dict().items() if k != "seed"})
+        return chain.faults.to_dict()
+
+    @app.post("/localnet/faucet")
+    async def faucet(request: Request) -> Response:
+        body = await request.json()
+        try:
+            address = parse_address(str(body["address"]))
+            amount = int(body["amount"])
+            asset = str(body.get("asset", "TON"))
+            chain.faucet(address, amount, asset)
+        except (KeyError, ValueError, TypeError) as exc:
+            return error_response(422, f"invalid faucet request: {exc}")
+        return JSONResponse({"ok": True, "queued": True}, status_code=202)
+
+    @app.post("/localnet/blocks")
+    async def produce_block() -> dict[str, Any]:
+        block = await chain.produce_block()
+        return {"seqno": block.seqno, "tx_count": block.tx_count, "utime": block.utime}
+
+    return app
+
+
+def serve(state: str, host: str, port: int, block_ms: int) -> None:
+    """Run the local network until interrupted (`tonrail localnet --state FILE --port 8081`)."""
+    import uvicorn
+
+    chain = Chain.open(state, block_ms=block_ms)
+    try:
+        config = uvicorn.Config(create_app(chain), host=host, port=port, log_level="info")
+        asyncio.run(uvicorn.Server(config).serve())
+    finally:
+        chain.close()

@@ -1,0 +1,152 @@
+"""TVM stacks in toncenter's JSON shapes (v2 legacy `[type, value]` pairs and v3 objects)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ton_core import Builder, Cell, Slice, VmStack
+
+from tonrail.localnet.boc import b64, cell_from
+
+
+def _num(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    neg = text.startswith("-")
+    body = text[1:] if neg else text
+    n = int(body, 16) if body.lower().startswith("0x") else int(body)
+    return -n if neg else n
+
+
+def stack_from_v2(items: list[Any]) -> Cell:
+    """Parse a toncenter v2 stack (`[["num", "0x1"], ["tvm.Slice", boc], ...]`)."""
+    values: list[Any] = []
+    for item in items:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise ValueError(f"stack entry must be [type, value]: {item!r}")
+        kind, value = str(item[0]), item[1]
+        if kind in ("num", "int", "number"):
+            values.append(_num(value))
+        elif kind in ("tvm.Slice", "slice"):
+            values.append(cell_from(_bytes_of(value)).begin_parse())
+        elif kind in ("tvm.Cell", "cell"):
+            values.append(cell_from(_bytes_of(value)))
+        elif kind == "null":
+            values.append(None)
+        elif kind in ("tuple", "list"):
+            elements = value.get("elements", []) if isinstance(value, dict) else value
+            values.append(_decode_v3_list(elements))
+        else:
+            raise ValueError(f"unsupported stack entry type {kind!r}")
+    return VmStack.serialize(values)
+
+
+def _bytes_of(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("bytes", ""))
+    return str(value)
+
+
+def _decode_v3_list(elements: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for el in elements:
+        if isinstance(el, list):
+            out.append(VmStack.deserialize(stack_from_v2([el]).begin_parse())[0])
+        else:
+            out.extend(VmStack.deserialize(stack_from_v3([el]).begin_parse()))
+    return out
+
+
+def stack_from_v3(items: list[dict[str, Any]]) -> Cell:
+    """Parse a toncenter v3 stack (`[{"type": "num", "value": "0x1"}, ...]`)."""
+    values: list[Any] = []
+    for item in items:
+        kind, value = item.get("type"), item.get("value")
+        if kind == "num":
+            values.append(_num(value))
+        elif kind == "cell":
+            values.append(cell_from(str(value)))
+        elif kind == "slice":
+            values.append(cell_from(str(value)).begin_parse())
+        elif kind == "null":
+            values.append(None)
+        elif kind in ("tuple", "list"):
+            values.append(VmStack.deserialize(stack_from_v3(list(value or [])).begin_parse()))
+        else:
+            raise ValueError(f"unsupported stack entry type {kind!r}")
+    return VmStack.serialize(values)
+
+
+def _hex(n: int) -> str:
+    return ("-0x" + format(-n, "x")) if n < 0 else ("0x" + format(n, "x"))
+
+
+def _as_cell(value: Any) -> Cell:
+    if isinstance(value, Slice):
+        return value.to_cell()
+    if isinstance(value, Builder):
+        return value.end_cell()
+    if isinstance(value, Cell):
+        return value
+    raise TypeError(type(value))
+
+
+def _tonlib_entry(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"@type": "tvm.stackEntryUnsupported"}
+    if isinstance(value, int):
+        return {
+            "@type": "tvm.stackEntryNumber",
+            "number": {"@type": "tvm.numberDecimal", "number": str(value)},
+        }
+    if isinstance(value, list):
+        return {
+            "@type": "tvm.stackEntryTuple",
+            "tuple": {"@type": "tvm.tuple", "elements": [_tonlib_entry(v) for v in value]},
+        }
+    if isinstance(value, Slice):
+        return {
+            "@type": "tvm.stackEntrySlice",
+            "slice": {"@type": "tvm.slice", "bytes": b64(_as_cell(value))},
+        }
+    return {
+        "@type": "tvm.stackEntryCell",
+        "cell": {"@type": "tvm.cell", "bytes": b64(_as_cell(value))},
+    }
+
+
+def stack_to_v2(stack_boc: str) -> list[Any]:
+    """Render a result stack the way toncenter v2 runGetMethod does."""
+    out: list[Any] = []
+    for value in VmStack.deserialize(cell_from(stack_boc).begin_parse()):
+        if value is None:
+            out.append(["null", None])
+        elif isinstance(value, int):
+            out.append(["num", _hex(value)])
+        elif isinstance(value, list):
+            out.append(
+                ["tuple", {"@type": "tvm.tuple", "elements": [_tonlib_entry(v) for v in value]}]
+            )
+        elif isinstance(value, Slice):
+            out.append(["slice", {"bytes": b64(_as_cell(value)), "object": {}}])
+        else:
+            out.append(["cell", {"bytes": b64(_as_cell(value)), "object": {}}])
+    return out
+
+
+def stack_to_v3(stack_boc: str) -> list[dict[str, Any]]:
+    """Render a result stack the way toncenter v3 runGetMethod does."""
+
+    def one(value: Any) -> dict[str, Any]:
+        if value is None:
+            return {"type": "null", "value": None}
+        if isinstance(value, int):
+            return {"type": "num", "value": _hex(value)}
+        if isinstance(value, list):
+            return {"type": "tuple", "value": [one(v) for v in value]}
+        if isinstance(value, Slice):
+            return {"type": "slice", "value": b64(_as_cell(value))}
+        return {"type": "cell", "value": b64(_as_cell(value))}
+
+    return [one(v) for v in VmStack.deserialize(cell_from(stack_boc).begin_parse())]

@@ -1,0 +1,458 @@
+"""toncenter API v2 over the local chain, following toncenter's OpenAPI description."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from ton_core import CONTRACT_CODES, Cell, ContractVersion, HashMap, StateInit, to_cell
+from ton_core.tlb.transaction import ExternalMsgInfo, MessageAny
+
+from tonrail.localnet.boc import (
+    b64,
+    cell_from,
+    friendly,
+    hash_b64,
+    parse_address,
+    parse_hash,
+    raw_address,
+)
+from tonrail.localnet.chain import AccountState, Chain, SendError
+from tonrail.localnet.render import decode_tx, v2_transaction
+from tonrail.localnet.stack import stack_from_v2, stack_to_v2
+
+
+class ApiError(Exception):
+    """An error toncenter reports as `{"ok": false, "error": ..., "code": ...}`."""
+
+    def __init__(self, code: int, error: str) -> None:
+        super().__init__(error)
+        self.code = code
+        self.error = error
+
+
+def error_response(code: int, error: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": error, "code": code}, status_code=code)
+
+
+_WALLET_TYPES: dict[bytes, str] = {}
+for _version, _name in [
+    (ContractVersion.WalletV3R1, "wallet v3 r1"),
+    (ContractVersion.WalletV3R2, "wallet v3 r2"),
+    (ContractVersion.WalletV4R1, "wallet v4 r1"),
+    (ContractVersion.WalletV4R2, "wallet v4 r2"),
+    (ContractVersion.WalletV5R1, "wallet v5 r1"),
+]:
+    _WALLET_TYPES[bytes(to_cell(CONTRACT_CODES[_version]).hash)] = _name
+HIGHLOAD_V3_CODE_HASH = bytes(to_cell(CONTRACT_CODES[ContractVersion.WalletHighloadV3R1]).hash)
+
+
+def block_id(seqno: int, workchain: int = -1) -> dict[str, Any]:
+    """A block id; local blocks have no real root/file hashes, so they derive from the seqno."""
+    seed = f"tonrail-localnet/{workchain}/{seqno}".encode()
+    return {
+        "@type": "ton.blockIdExt",
+        "workchain": workchain,
+        "shard": "-9223372036854775808",
+        "seqno": seqno,
+        "root_hash": hash_b64(hashlib.sha256(seed + b"/root").digest()),
+        "file_hash": hash_b64(hashlib.sha256(seed + b"/file").digest()),
+    }
+
+
+def tx_id(lt: int, h: bytes) -> dict[str, Any]:
+    return {"@type": "internal.transactionId", "lt": str(lt), "hash": hash_b64(h)}
+
+
+def _state_name(acc: AccountState) -> str:
+    return "uninitialized" if acc.status in ("uninit", "nonexist") else acc.status
+
+
+def _wallet_fields(acc: AccountState) -> tuple[str | None, dict[str, Any]]:
+    if acc.code is None or acc.data is None:
+        return None, {}
+    kind = _WALLET_TYPES.get(bytes(acc.code.hash))
+    if kind is None:
+        return None, {}
+    s = acc.data.begin_parse()
+    if kind == "wallet v5 r1":
+        allowed = bool(s.load_bit())
+        seqno = int(s.load_uint(32))
+        return kind, {
+            "seqno": seqno,
+            "wallet_id": int(s.load_int(32)),
+            "is_signature_allowed": allowed,
+        }
+    seqno = int(s.load_uint(32))
+    return kind, {"seqno": seqno, "wallet_id": int(s.load_uint(32))}
+
+
+class ToncenterV2:
+    """The v2 methods, callable by name from the REST routes and from jsonRPC."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self._config_params: dict[int, Cell] | None = None
+        self.methods: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
+            "getAddressInformation": self.get_address_information,
+            "getExtendedAddressInformation": self.get_extended_address_information,
+            "getWalletInformation": self.get_wallet_information,
+            "getAddressBalance": self.get_address_balance,
+            "getAddressState": self.get_address_state,
+            "getTransactions": self.get_transactions,
+            "runGetMethod": self.run_get_method,
+            "sendBoc": self.send_boc,
+            "sendBocReturnHash": self.send_boc_return_hash,
+            "estimateFee": self.estimate_fee,
+            "getMasterchainInfo": self.get_masterchain_info,
+            "getConfigParam": self.get_config_param,
+            "getConfigAll": self.get_config_all,
+            "tryLocateTx": self.try_locate_tx,
+            "tryLocateResultTx": self.try_locate_tx,
+            "tryLocateSourceTx": self.try_locate_source_tx,
+            "getOutMsgQueueSize": self.get_out_msg_queue_size,
+        }
+
+    # -- parameter helpers -------------------------------------------------------------
+
+    @staticmethod
+    def _req(params: dict[str, Any], name: str) -> Any:
+        if name not in params or params[name] in (None, ""):
+            raise ApiError(422, f"missing required parameter: {name}")
+        return params[name]
+
+    def _account(self, params: dict[str, Any]) -> AccountState:
+        try:
+            return self.chain.account(parse_address(str(self._req(params, "address"))))
+        except ValueError as exc:
+            raise ApiError(416, f"Incorrect address: {exc}") from exc
+
+    @staticmethod
+    def _int(params: dict[str, Any], name: str, default: int | None = None) -> int | None:
+        value = params.get(name)
+        if value is None or value == "":
+            return default
+        try:
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise ApiError(422, f"{name} must be an integer") from exc
+
+    def _last_block(self) -> dict[str, Any]:
+        return block_id(self.chain.seqno)
+
+    # -- accounts ----------------------------------------------------------------------
+
+    async def get_address_information(self, params: dict[str, Any]) -> Any:
+        acc = self._account(params)
+        return {
+            "@type": "raw.fullAccountState",
+            "balance": str(acc.balance),
+            "extra_currencies": [],
+            "code": b64(acc.code) if acc.code is not None else "",
+            "data": b64(acc.data) if acc.data is not None else "",
+            "last_transaction_id": tx_id(acc.last_lt, acc.last_hash),
+            "block_id": self._last_block(),
+            "frozen_hash": hash_b64(acc.frozen_hash) if acc.frozen_hash else "",
+            "sync_utime": self.chain.now(),
+            "state": _state_name(acc),
+        }
+
+    async def get_extended_address_information(self, params: dict[str, Any]) -> Any:
+        acc = self._account(params)
+        kind, fields = _wallet_fields(acc)
+        state: dict[str, Any]
+        if acc.status in ("uninit", "nonexist"):
+            state = {"@type": "uninited.accountState", "frozen_hash": ""}
+        elif kind == "wallet v4 r2":
+            state = {"@type": "wallet.v4.accountState", **fields}
+        elif kind in ("wallet v3 r1", "wallet v3 r2"):
+            state = {"@type": "wallet.v3.accountState", **fields}
+        else:
+            state = {
+                "@type": "raw.accountState",
+                "code": b64(acc.code) if acc.code is not None else "",
+                "data": b64(acc.data) if acc.data is not None else "",
+                "frozen_hash": hash_b64(acc.frozen_hash) if acc.frozen_hash else "",
+            }
+        return {
+            "@type": "fullAccountState",
+            "address": {"@type": "accountAddress", "account_address": friendly(acc.address)},
+            "balance": str(acc.balance),
+            "extra_currencies": [],
+            "last_transaction_id": tx_id(acc.last_lt, acc.last_hash),
+            "block_id": self._last_block(),
+            "sync_utime": self.chain.now(),
+            "account_state": state,
+            "revision": 0,
+        }
+
+    async def get_wallet_information(self, params: dict[str, Any]) -> Any:
+        acc = self._account(params)
+        kind, fields = _wallet_fields(acc)
+        out: dict[str, Any] = {
+            "@type": "ext.accounts.walletInformation",
+            "wallet": kind is not None,
+            "balance": str(acc.balance),
+            "account_state": "uninit" if acc.status == "nonexist" else acc.status,
+            "last_transaction_id": tx_id(acc.last_lt, acc.last_hash),
+        }
+        if kind is not None:
+            out["wallet_type"] = kind
+            out.update(fields)
+        return out
+
+    async def get_address_balance(self, params: dict[str, Any]) -> Any:
+        return str(self._account(params).balance)
+
+    async def get_address_state(self, params: dict[str, Any]) -> Any:
+        return _state_name(self._account(params))
+
+    # -- transactions ------------------------------------------------------------------
+
+    async def get_transactions(self, params: dict[str, Any]) -> Any:
+        acc = self._account(params)
+        limit = self._int(params, "limit", 10) or 10
+        if not 1 <= limit <= 1000:
+            raise ApiError(422, "limit must be between 1 and 1000")
+        lt = self._int(params, "lt")
+        to_lt = self._int(params, "to_lt", 0) or 0
+        start_hash = params.get("hash")
+        if lt is not None and start_hash:
+            try:
+                wanted = parse_hash(str(start_hash))
+            except ValueError as exc:
+                raise ApiError(422, str(exc)) from exc
+            first = self.chain.store.transaction(wanted)
+            if first is None or first.lt != lt:
+                raise ApiError(500, "LITE_SERVER_UNKNOWN: lt not in db")
+        rows = self.chain.store.account_transactions(
+            raw_address(acc.address), limit=limit, max_lt=lt, min_lt=to_lt + 1 if to_lt else None
+        )
+        return [v2_transaction(decode_tx(r)) for r in rows]
+
+    async def try_locate_tx(self, params: dict[str, Any]) -> Any:
+        """The transaction that consumed the message (source, destination, created_lt)."""
+        try:
+            src = raw_address(parse_address(str(self._req(params, "source"))))
+            dest = raw_address(parse_address(str(self._req(params, "destination"))))
+        except ValueError as exc:
+            raise ApiError(416, str(exc)) from exc
+        created_lt = self._int(params, "created_lt")
+        for m in self.chain.store.messages(
+            source=src, destination=dest, direction="in", limit=1000
+        ):
+            if m.created_lt == created_lt:
+                row = self.chain.store.transaction(m.tx_hash)
+                if row is not None:
+                    return v2_transaction(decode_tx(row))
+        raise ApiError(404, "LITE_SERVER_UNKNOWN: transaction not found")
+
+    async def try_locate_source_tx(self, params: dict[str, Any]) -> Any:
+        """The transaction that sent the message (source, destination, created_lt)."""
+        try:
+            src = raw_address(parse_address(str(self._req(params, "source"))))
+            dest = raw_address(parse_address(str(self._req(params, "destination"))))
+        except ValueError as exc:
+            raise ApiError(416, str(exc)) from exc
+        created_lt = self._int(params, "created_lt")
+        for m in self.chain.store.messages(
+            source=src, destination=dest, direction="out", limit=1000
+        ):
+            if m.created_lt == created_lt:
+                row = self.chain.store.transaction(m.tx_hash)
+                if row is not None:
+                    return v2_transaction(decode_tx(row))
+        raise ApiError(404, "LITE_SERVER_UNKNOWN: transaction not found")
+
+    # -- get-methods -------------------------------------------------------------------
+
+    async def run_get_method(self, params: dict[str, Any]) -> Any:
+        acc = self._account(params)
+        method = self._req(params, "method")
+        stack_in = params.get("stack") or []
+        if not isinstance(stack_in, list):
+            raise ApiError(422, "stack must be a list")
+        try:
+            stack = stack_from_v2(stack_in)
+        except (ValueError, TypeError) as exc:
+            raise ApiError(422, f"invalid stack: {exc}") from exc
+        name_or_id: str | int = int(method) if str(method).lstrip("-").isdigit() else str(method)
+        if acc.status != "active":
+            # Toncenter reports a get-method on an inactive account as exit code -13.
+            return self._run_result(-13, 0, [])
+        result = await asyncio.to_thread(self.chain.run_get_method, acc.address, name_or_id, stack)
+        if not result.success or result.stack is None:
+            raise ApiError(500, f"LITE_SERVER_UNKNOWN: {result.error}")
+        return self._run_result(result.vm_exit_code, result.gas_used, stack_to_v2(result.stack))
+
+    def _run_result(self, exit_code: int, gas: int, stack: list[Any]) -> dict[str, Any]:
+        return {
+            "@type": "smc.runResult",
+            "gas_used": gas,
+            "stack": stack,
+            "exit_code": exit_code,
+            "block_id": self._last_block(),
+            "last_transaction_id": tx_id(0, b"\0" * 32),
+        }
+
+    # -- sending -----------------------------------------------------------------------
+
+    def _send(self, params: dict[str, Any]) -> tuple[bytes, bytes]:
+        boc = str(self._req(params, "boc"))
+        try:
+            return self.chain.send_external(boc)
+        except SendError as exc:
+            raise ApiError(500, f"LITE_SERVER_UNKNOWN: {exc}") from exc
+
+    async def send_boc(self, params: dict[str, Any]) -> Any:
+        self._send(params)
+        return {"@type": "ok", "@extra": ""}
+
+    async def send_boc_return_hash(self, params: dict[str, Any]) -> Any:
+        h, norm = self._send(params)
+        return {"@type": "raw.extMessageInfo", "hash": hash_b64(h), "hash_norm": hash_b64(norm)}
+
+    async def estimate_fee(self, params: dict[str, Any]) -> Any:
+        acc = self._account(params)
+        try:
+            body = cell_from(str(self._req(params, "body")))
+            init_code = params.get("init_code")
+            init_data = params.get("init_data")
+            init = None
+            if init_code or init_data:
+                init = StateInit(
+                    code=cell_from(str(init_code)) if init_code else None,
+                    data=cell_from(str(init_data)) if init_data else None,
+                )
+        except ApiError:
+            raise
+        except Exception as exc:
+            raise ApiError(422, f"invalid BOC: {exc}") from exc
+        ignore = params.get("ignore_chksig", True)
+        ignore_chksig = ignore not in (False, "false", "0", 0)
+        msg = MessageAny(ExternalMsgInfo(None, acc.address, 0), init, body).serialize()
+        try:
+            fees = await asyncio.to_thread(
+                self.chain.estimate_fee, msg, ignore_chksig=ignore_chksig
+            )
+        except SendError as exc:
+            raise ApiError(500, f"LITE_SERVER_UNKNOWN: {exc}") from exc
+        return {
+            "@type": "query.fees",
+            "source_fees": {
+                "@type": "fees",
+                "in_fwd_fee": fees.in_fwd_fee,
+                "storage_fee": fees.storage_fee,
+                "gas_fee": fees.gas_fee,
+                "fwd_fee": fees.fwd_fee,
+            },
+            "destination_fees": [],
+        }
+
+    # -- blocks and config -------------------------------------------------------------
+
+    async def get_masterchain_info(self, params: dict[str, Any]) -> Any:
+        return {
+            "@type": "blocks.masterchainInfo",
+            "last": self._last_block(),
+            "state_root_hash": block_id(self.chain.seqno)["root_hash"],
+            "init": block_id(0),
+        }
+
+    def _params(self) -> dict[int, Cell]:
+        if self._config_params is None:
+            root = cell_from(self.chain.config_b64)
+            parsed: Any = HashMap.parse(
+                root.begin_parse(), 32, value_deserializer=lambda s: s.load_ref()
+            )
+            self._config_params = {int(k): v for k, v in (parsed or {}).items()}
+        return self._config_params
+
+    async def get_config_param(self, params: dict[str, Any]) -> Any:
+        pid = self._int(params, "config_id")
+        if pid is None:
+            raise ApiError(422, "missing required parameter: config_id")
+        cell = self._params().get(pid)
+        if cell is None:
+            raise ApiError(404, f"config param {pid} not found")
+        return {"@type": "configInfo", "config": {"@type": "tvm.cell", "bytes": b64(cell)}}
+
+    async def get_config_all(self, params: dict[str, Any]) -> Any:
+        return {
+            "@type": "configInfo",
+            "config": {"@type": "tvm.cell", "bytes": self.chain.config_b64},
+        }
+
+    async def get_out_msg_queue_size(self, params: dict[str, Any]) -> Any:
+        return {
+            "@type": "tonNode.outMsgQueueSizes",
+            "shards": [
+                {
+                    "@type": "tonNode.outMsgQueueSize",
+                    "id": block_id(self.chain.seqno, 0),
+                    "size": self.chain.queue_size(),
+                }
+            ],
+            "ext_msg_queue_size_limit": 0,
+        }
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    async def call(self, name: str, params: dict[str, Any]) -> Any:
+        handler = self.methods.get(name)
+        if handler is None:
+            raise ApiError(404, f"method {name} not found")
+        return await handler(params)
+
+
+async def _params_of(request: Request) -> dict[str, Any]:
+    params: dict[str, Any] = dict(request.query_params)
+    if request.method == "POST":
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise ApiError(422, "request body must be JSON") from exc
+        if not isinstance(body, dict):
+            raise ApiError(422, "request body must be a JSON object")
+        params.update(body)
+    return params
+
+
+def create_router(chain: Chain) -> APIRouter:
+    api = ToncenterV2(chain)
+    router = APIRouter()
+
+    @router.post("/jsonRPC")
+    async def json_rpc(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return error_response(422, "request body must be JSON")
+        rid = body.get("id") if isinstance(body, dict) else None
+        try:
+            if not isinstance(body, dict) or not isinstance(body.get("method"), str):
+                raise ApiError(422, "jsonRPC needs a method")
+            params = body.get("params") or {}
+            if not isinstance(params, dict):
+                raise ApiError(422, "params must be an object")
+            result = await api.call(body["method"], params)
+        except ApiError as exc:
+            return JSONResponse(
+                {"ok": False, "error": exc.error, "code": exc.code, "jsonrpc": "2.0", "id": rid},
+                status_code=exc.code,
+            )
+        return JSONResponse({"ok": True, "result": result, "jsonrpc": "2.0", "id": rid})
+
+    @router.api_route("/{method}", methods=["GET", "POST"])
+    async def rest(method: str, request: Request) -> JSONResponse:
+        try:
+            result = await api.call(method, await _params_of(request))
+        except ApiError as exc:
+            return error_response(exc.code, exc.error)
+        return JSONResponse({"ok": True, "result": result, "@extra": ""})
+
+    return router
