@@ -1,0 +1,93 @@
+"""The one protocol every rail speaks (TON, Stripe, PayPal, bank).
+
+Rails see plain data, never database sessions: the payments domain owns the transactions
+and records what a rail reports. Every call must be safe to repeat for the same attempt:
+`attempt.idempotency_key` (`{payment_id}:{n}`) goes to the provider, and what `prepare`
+returns is stored on the attempt before `submit` runs, so a re-submit after a crash sends
+the very same request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+RailName = Literal["ton", "stripe", "paypal", "bank"]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentView:
+    id: str
+    account_id: str
+    direction: Literal["in", "out"]
+    amount: int
+    asset: str
+    counterparty: str | None
+    priority: str
+    target_confirmation_seconds: int
+    reference: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    id: str
+    payment_id: str
+    number: int
+    idempotency_key: str
+    provider_ref: str | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What a rail would charge and how long it would take; `available` False says why not."""
+
+    rail: RailName
+    fee: int
+    fee_asset: str
+    eta_seconds: int
+    available: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """`submitted`: the provider has it; `failed`: it definitely did not and will not happen;
+    `unknown`: we cannot tell (timeout, crash) and must poll before doing anything else."""
+
+    status: Literal["submitted", "failed", "unknown"]
+    provider_ref: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    status: Literal["pending", "confirmed", "failed", "expired"]
+    fee: int | None = None
+    fee_asset: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+class Rail(Protocol):
+    name: RailName
+
+    async def quote(self, payment: PaymentView) -> Quote:
+        """Fee and ETA for this payment on this rail, without side effects."""
+        ...
+
+    async def prepare(self, payment: PaymentView, attempt: AttemptView) -> dict[str, Any]:
+        """Everything needed to (re-)send the attempt; stored before `submit` is called."""
+        ...
+
+    async def submit(self, payment: PaymentView, attempt: AttemptView) -> SubmitResult:
+        """Hand the prepared attempt to the provider; repeatable for the same attempt."""
+        ...
+
+    async def poll(self, payment: PaymentView, attempt: AttemptView) -> PollResult:
+        """The provider's current view of the attempt."""
+        ...
