@@ -19,7 +19,7 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     """Bring the database at `url` to `revision`; creates the SQLite file's folder."""
     if url.startswith("sqlite") and ":///" in url:
         path = url.split(":///", 1)[1]
@@ -28,6 +28,6 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-async def upgrade_async(url: str, revision: str = "head") -> None:
+async def upgrade_async(url: str, revision: str = "heads") -> None:
     # Alembic's env.py runs its own event loop, so run it in a thread.
     await asyncio.to_thread(upgrade, url, revision)
