@@ -9,6 +9,7 @@ and delivers the resulting internal messages in logical-time order until the tra
 from __future__ import annotations
 
 import asyncio
+import base64
 import heapq
 import itertools
 import json
@@ -68,6 +69,7 @@ class _Queued:
     msg_hash: bytes
     enqueued_at: float
     cell: Cell | None = None
+    cell_b64: str | None = None
     orders: list[Transfer] = field(default_factory=list)  # faucet orders, signed at block time
 
 
@@ -192,7 +194,7 @@ class Chain:
         self._precheck_emulator = em.TransactionEmulator(self.config)
         self._precheck_lock = threading.Lock()
         self._accounts: dict[str, str] = {
-            a: b64(Cell.one_from_boc(s)) for a, s in store.load_accounts().items()
+            a: base64.b64encode(s).decode() for a, s in store.load_accounts().items()
         }
         self._parsed: dict[str, AccountState] = {}
         self._queue: deque[_Queued] = deque()
@@ -352,10 +354,11 @@ class Chain:
         dest = raw_address(msg.info.dest)
         msg_hash = bytes(cell.hash)
         norm = normalized_external_hash(msg)
+        cell_b64 = b64(cell)
         with self._precheck_lock:
             result = self._precheck_emulator.emulate(
                 self._accounts.get(dest, _NONE_SA_B64),
-                b64(cell),
+                cell_b64,
                 unixtime=self.now(),
                 lt=self.lt + _LT_BLOCK_ALIGN,
             )
@@ -370,7 +373,7 @@ class Chain:
             return msg_hash, norm  # lost on its way to a validator: the sender cannot tell
         if msg_hash not in self._queued_hashes:
             self._queued_hashes.add(msg_hash)
-            self._queue.append(_Queued(msg_hash, time.monotonic(), cell=cell))
+            self._queue.append(_Queued(msg_hash, time.monotonic(), cell=cell, cell_b64=cell_b64))
         return msg_hash, norm
 
     def faucet(self, address: Address | str, amount: int, asset: str = "TON") -> None:
@@ -449,8 +452,12 @@ class Chain:
         msgs: list[MsgRow] = []
         changed: dict[str, str] = {}
 
-        def run(cell: Cell, trace_id: bytes | None, external: bool) -> None:
-            self._apply(cell, trace_id, external, now, seqno, txs, msgs, changed)
+        def run(
+            cell: Cell, trace_id: bytes | None, external: bool, cell_b64: str | None = None
+        ) -> None:
+            self._apply(
+                cell, cell_b64 or b64(cell), trace_id, external, now, seqno, txs, msgs, changed
+            )
 
         def drain() -> None:
             while self._in_flight and len(txs) < limit:
@@ -460,7 +467,7 @@ class Chain:
         drain()
         for item in self._take_externals(limit - len(txs)):
             if item.cell is not None:
-                run(item.cell, None, True)
+                run(item.cell, None, True, item.cell_b64)
         while self._faucet_orders and len(txs) < limit:
             orders, self._faucet_orders = self._faucet_orders[:4], self._faucet_orders[4:]
             run(self.genesis.faucet_external(self._faucet_seqno(), orders, now), None, True)
@@ -475,7 +482,7 @@ class Chain:
             **(extra_meta or {}),
         }
         self.store.write_block(
-            block, {a: cell_from(s).to_boc() for a, s in changed.items()}, txs, msgs, meta
+            block, {a: base64.b64decode(s) for a, s in changed.items()}, txs, msgs, meta
         )
         self.seqno = seqno
         self.last_block = block
@@ -484,6 +491,7 @@ class Chain:
     def _apply(
         self,
         cell: Cell,
+        cell_b64: str,
         trace_id: bytes | None,
         external: bool,
         now: int,
@@ -502,7 +510,7 @@ class Chain:
             opcode = _opcode_after_header(self._skip_ext_header(cell))
         assert dest is not None
         result = self._emulator.emulate(
-            self._accounts.get(dest, _NONE_SA_B64), b64(cell), unixtime=now, lt=self.lt
+            self._accounts.get(dest, _NONE_SA_B64), cell_b64, unixtime=now, lt=self.lt
         )
         if not result.success or result.transaction is None or result.shard_account is None:
             # An external no longer accepted (replayed, expired, bad signature): no transaction.

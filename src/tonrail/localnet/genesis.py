@@ -106,19 +106,7 @@ class Genesis:
     def __init__(self, seed: str = DEFAULT_SEED) -> None:
         self.seed = seed
         self.faucet_key = derive_key(seed, "faucet")
-        faucet_pub = bytes(self.faucet_key.verify_key)
-        faucet_data = (
-            begin_cell()
-            .store_uint(0, 32)
-            .store_uint(FAUCET_SUBWALLET, 32)
-            .store_bytes(faucet_pub)
-            .store_bit(0)
-            .end_cell()
-        )
-        self.faucet_state_init = StateInit(
-            code=to_cell(CONTRACT_CODES[ContractVersion.WalletV4R2]), data=faucet_data
-        )
-        self.faucet_address = _address(self.faucet_state_init)
+        self.faucet_address, self.faucet_state_init = wallet_v4r2(self.faucet_key)
 
         self.jetton_wallet_code = to_cell(CONTRACT_CODES[ContractVersion.JettonWalletStandard])
         content = OnchainContent(
@@ -227,43 +215,11 @@ class Genesis:
         ).serialize()
         return Transfer(self.usdt_master, MINT_TON, body, True)
 
-    def faucet_external(
-        self,
-        seqno: int,
-        orders: list[Transfer],
-        now: int,
-        state_init: StateInit | None = None,
-    ) -> Cell:
-        """A signed wallet v4r2 external carrying up to four transfers."""
-        if not 0 < len(orders) <= 4:
-            raise ValueError("a wallet v4r2 message carries 1 to 4 transfers")
-        body = (
-            begin_cell()
-            .store_uint(FAUCET_SUBWALLET, 32)
-            .store_uint(now + 60, 32)
-            .store_uint(seqno, 32)
-            .store_uint(0, 8)  # op: simple send
+    def faucet_external(self, seqno: int, orders: list[Transfer], now: int) -> Cell:
+        """A signed faucet external carrying up to four transfers."""
+        return sign_wallet_v4r2(
+            self.faucet_key, self.faucet_address, seqno, now + 60, orders, FAUCET_SUBWALLET
         )
-        for order in orders:
-            info = InternalMsgInfo(
-                True,
-                order.bounce,
-                False,
-                None,
-                order.dest,
-                CurrencyCollection(order.amount),
-                0,
-                0,
-                0,
-                0,
-            )
-            msg = MessageAny(info, order.state_init, order.body)
-            body = body.store_uint(3, 8).store_ref(msg.serialize())  # pay fees separately
-        unsigned = body.end_cell()
-        signature = self.faucet_key.sign(unsigned.hash).signature
-        signed = begin_cell().store_bytes(signature).store_cell(unsigned).end_cell()
-        ext = ExternalMsgInfo(None, self.faucet_address, 0)
-        return MessageAny(ext, state_init, signed).serialize()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -283,3 +239,57 @@ class Genesis:
             },
             "wallets": [w.to_json() for w in self.demo_wallets],
         }
+
+
+def wallet_v4r2(key: SigningKey, subwallet_id: int = FAUCET_SUBWALLET) -> tuple[Address, StateInit]:
+    """Address and state init of a wallet v4r2 for `key`."""
+    data = (
+        begin_cell()
+        .store_uint(0, 32)
+        .store_uint(subwallet_id, 32)
+        .store_bytes(bytes(key.verify_key))
+        .store_bit(0)
+        .end_cell()
+    )
+    si = StateInit(code=to_cell(CONTRACT_CODES[ContractVersion.WalletV4R2]), data=data)
+    return _address(si), si
+
+
+def sign_wallet_v4r2(
+    key: SigningKey,
+    address: Address,
+    seqno: int,
+    valid_until: int,
+    orders: list[Transfer],
+    subwallet_id: int = FAUCET_SUBWALLET,
+    state_init: StateInit | None = None,
+) -> Cell:
+    """A signed wallet v4r2 external message carrying one to four transfers."""
+    if not 0 < len(orders) <= 4:
+        raise ValueError("a wallet v4r2 message carries 1 to 4 transfers")
+    body = (
+        begin_cell()
+        .store_uint(subwallet_id, 32)
+        .store_uint(valid_until, 32)
+        .store_uint(seqno, 32)
+        .store_uint(0, 8)  # op: simple send
+    )
+    for order in orders:
+        info = InternalMsgInfo(
+            True,
+            order.bounce,
+            False,
+            None,
+            order.dest,
+            CurrencyCollection(order.amount),
+            0,
+            0,
+            0,
+            0,
+        )
+        msg = MessageAny(info, order.state_init, order.body)
+        body = body.store_uint(3, 8).store_ref(msg.serialize())  # mode 3: pay fees separately
+    unsigned = body.end_cell()
+    signature = key.sign(unsigned.hash).signature
+    signed = begin_cell().store_bytes(signature).store_cell(unsigned).end_cell()
+    return MessageAny(ExternalMsgInfo(None, address, 0), state_init, signed).serialize()
