@@ -234,3 +234,24 @@ async def test_try_locate_tx_and_json_rpc(chain: Chain, http: httpx.AsyncClient)
         "/api/v2/jsonRPC", json={"jsonrpc": "2.0", "id": "8", "method": "nope", "params": {}}
     )
     assert bad.json()["ok"] is False and bad.json()["id"] == "8"
+
+
+async def test_block_transactions_and_shards(chain: Chain, http: httpx.AsyncClient) -> None:
+    w = await _active_wallet(chain, http)
+    seqno = chain.seqno
+    shards = (await http.get("/api/v2/getShards", params={"seqno": seqno})).json()["result"]
+    shard = shards["shards"][0]
+    params = {"workchain": 0, "shard": shard["shard"], "seqno": seqno, "count": 1}
+    first = (await http.get("/api/v2/getBlockTransactions", params=params)).json()["result"]
+    assert first["incomplete"] is True and len(first["transactions"]) == 1
+    after = first["transactions"][0]["lt"]
+    rest = (
+        await http.get(
+            "/api/v2/getBlockTransactions", params={**params, "count": 10, "after_lt": after}
+        )
+    ).json()["result"]
+    accounts = [t["account"] for t in first["transactions"] + rest["transactions"]]
+    assert accounts == [w.address.to_str(False)] * 2  # the external, then the 1 nanoton to self
+    assert rest["incomplete"] is False
+    missing = await http.get("/api/v2/getBlockTransactions", params={**params, "seqno": seqno + 5})
+    assert missing.status_code == 404

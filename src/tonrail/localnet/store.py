@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS transactions (
 CREATE INDEX IF NOT EXISTS tx_account_lt ON transactions (account, lt DESC);
 CREATE INDEX IF NOT EXISTS tx_lt ON transactions (lt DESC);
 CREATE INDEX IF NOT EXISTS tx_trace ON transactions (trace_id);
+CREATE INDEX IF NOT EXISTS tx_block ON transactions (mc_seqno, lt);
 CREATE TABLE IF NOT EXISTS messages (
     hash BLOB NOT NULL,
     norm_hash BLOB,
@@ -243,6 +244,18 @@ class ChainStore:
             "LIMIT ? OFFSET ?",
             [*args, limit, offset],
         )
+
+    def block_transactions(
+        self, mc_seqno: int, *, after_lt: int, limit: int
+    ) -> list[tuple[str, int, bytes]]:
+        """(account, lt, hash) of one block's transactions in lt order, without their BOCs."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT account, lt, hash FROM transactions WHERE mc_seqno = ? AND lt > ? "
+                "ORDER BY lt LIMIT ?",
+                (mc_seqno, after_lt, limit),
+            ).fetchall()
+        return [(str(a), int(lt), bytes(h)) for a, lt, h in rows]
 
     def trace_transactions(self, trace_id: bytes) -> list[TxRow]:
         return self._txs(

@@ -115,6 +115,8 @@ class ToncenterV2:
             "tryLocateResultTx": self.try_locate_tx,
             "tryLocateSourceTx": self.try_locate_source_tx,
             "getOutMsgQueueSize": self.get_out_msg_queue_size,
+            "getBlockTransactions": self.get_block_transactions,
+            "getShards": self.get_shards,
         }
 
     # -- parameter helpers -------------------------------------------------------------
@@ -385,6 +387,43 @@ class ToncenterV2:
         return {
             "@type": "configInfo",
             "config": {"@type": "tvm.cell", "bytes": self.chain.config_b64},
+        }
+
+    async def get_shards(self, params: dict[str, Any]) -> Any:
+        """One basechain shard whose blocks share the masterchain seqno."""
+        seqno = self._int(params, "seqno", self.chain.seqno)
+        return {"@type": "blocks.shards", "shards": [block_id(seqno or 0, 0)]}
+
+    async def get_block_transactions(self, params: dict[str, Any]) -> Any:
+        """Short ids of a block's transactions; each local block is one basechain block."""
+        workchain = self._int(params, "workchain")
+        seqno = self._int(params, "seqno")
+        if workchain is None or seqno is None or params.get("shard") in (None, ""):
+            raise ApiError(422, "workchain, shard and seqno are required")
+        if seqno > self.chain.seqno or seqno < 1:
+            raise ApiError(404, "LITE_SERVER_UNKNOWN: block not found")
+        count = self._int(params, "count", 40) or 40
+        after_lt = self._int(params, "after_lt", 0) or 0
+        rows = (
+            self.chain.store.block_transactions(seqno, after_lt=after_lt, limit=count + 1)
+            if workchain == 0
+            else []
+        )
+        return {
+            "@type": "blocks.transactions",
+            "id": block_id(seqno, workchain),
+            "req_count": count,
+            "incomplete": len(rows) > count,
+            "transactions": [
+                {
+                    "@type": "blocks.shortTxId",
+                    "mode": 135,
+                    "account": account,
+                    "lt": str(lt),
+                    "hash": hash_b64(h),
+                }
+                for account, lt, h in rows[:count]
+            ],
         }
 
     async def get_out_msg_queue_size(self, params: dict[str, Any]) -> Any:
