@@ -6,7 +6,9 @@ from tonrail.kit.models import WorkerHeartbeat
 from tonrail.ledger.models import JournalEntry, LedgerLine
 from tonrail.limits.models import DailyVolume
 from tonrail.payments.models import Approval, Attempt, Payment
+from tonrail.rails.models import RailHealth
 from tonrail.security.models import ApiKey, IdempotencyRecord
+from tonrail.webhooks.models import ProviderEvent
 
 metadata = Base.metadata
 
@@ -20,6 +22,8 @@ __all__ = [
     "LedgerLine",
     "OutboxEvent",
     "Payment",
+    "ProviderEvent",
+    "RailHealth",
     "WorkerHeartbeat",
     "metadata",
 ]

@@ -82,6 +82,43 @@ class Settings(BaseSettings):
     paypal_client_secret: SecretStr = SecretStr("")
     paypal_api_base: str = "https://api-m.sandbox.paypal.com"
 
+    # --- backup rails: routing, fees, limits, providers (issue 6; docs/BACKUP-RAILS.md)
+    # Fees and maximums are minor units of each rail's currency (cents for USD).
+    backup_rails: str = "stripe,paypal,bank"  # enabled backup rails, in priority order
+    route_congestion_urgent_pct: int = 50  # TON congestion above which urgent payments divert
+    route_congestion_normal_pct: int = 75
+    route_congestion_low_pct: int = 95
+    circuit_failure_threshold: int = 5  # consecutive rail errors that open its breaker
+    circuit_open_seconds: int = 60  # then one half-open probe is let through
+    rate_eur_usdt: str = "1.08"  # USDT per 1 EUR, for rails configured in EUR
+    provider_timeout_seconds: float = 20.0
+    stripe_currency: str = "USD"
+    stripe_incoming_mode: Literal["payment_intent", "checkout_session"] = "payment_intent"
+    stripe_checkout_success_url: str = "http://127.0.0.1:8000/checkout/success"
+    stripe_checkout_cancel_url: str = "http://127.0.0.1:8000/checkout/cancel"
+    stripe_payout_mode: Literal["transfer", "payout"] = "transfer"
+    stripe_webhook_tolerance_seconds: int = 300
+    stripe_fee_bps: int = 290
+    stripe_fee_fixed: int = 30
+    stripe_max_amount: int = 10_000_000
+    paypal_currency: str = "USD"
+    paypal_webhook_id: str = ""
+    paypal_return_url: str = "http://127.0.0.1:8000/checkout/success"
+    paypal_cancel_url: str = "http://127.0.0.1:8000/checkout/cancel"
+    paypal_home_country: str = "US"
+    paypal_fee_bps: int = 290
+    paypal_fee_fixed: int = 30
+    paypal_international_fee_bps: int = 50
+    paypal_max_amount: int = 10_000_000
+    bank_currency: str = "USD"
+    bank_account_name: str = ""
+    bank_account_iban: str = ""
+    bank_account_bic: str = ""
+    bank_fee_fixed: int = 500
+    bank_max_amount: int = 100_000_000
+    bank_settlement_business_days: int = 3
+    bank_pain001_schema: str = "pain.001.001.03"
+
     # --- monitoring
     slack_webhook_url: SecretStr = SecretStr("")
     payment_alert_email: str = ""

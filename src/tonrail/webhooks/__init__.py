@@ -1,0 +1,1 @@
+"""Inbound provider webhooks (Stripe, PayPal): verified, stored first, processed idempotently."""
