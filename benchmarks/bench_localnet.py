@@ -4,7 +4,7 @@ The network runs as its own process (`tonrail.localnet.server.serve`, uvicorn on
 a fresh state file, blocks every BENCH_LOCALNET_BLOCK_MS, default 400). The load comes from
 this process over HTTP, through toncenter v2 only:
 
-- transfers/s: BENCH_LOCALNET_WALLETS wallets v4r2 (default 200), funded by the faucet, each
+- transfers/s: BENCH_LOCALNET_WALLETS wallets v4r2 (default 300), funded by the faucet, each
   sending one signed transfer at a time (`sendBoc`) and waiting until it is confirmed in a
   block before the next; for
   BENCH_LOCALNET_SECONDS (default 8). Confirmation is read from each new block's
@@ -290,7 +290,7 @@ async def _run(block_ms: int, wallets: int, seconds: float) -> tuple[dict[str, f
 
 def main() -> str:
     block_ms = int(os.environ.get("BENCH_LOCALNET_BLOCK_MS", "400"))
-    wallets = int(os.environ.get("BENCH_LOCALNET_WALLETS", "200"))
+    wallets = int(os.environ.get("BENCH_LOCALNET_WALLETS", "300"))
     seconds = float(os.environ.get("BENCH_LOCALNET_SECONDS", "8"))
     transfers, batch = asyncio.run(_run(block_ms, wallets, seconds))
     cpu = os.cpu_count()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ton_core import Address, Cell, ShardAccount, Slice, StateInit
+from ton_core import Address, Cell, ShardAccount, Slice, StateInit, begin_cell
 from ton_core.tlb.transaction import MessageAny
 
 from tonrail.localnet import emulator as em
@@ -29,7 +29,6 @@ from tonrail.localnet.boc import (
     b64,
     cell_from,
     method_id,
-    normalized_external_hash,
     parse_address,
     raw_address,
 )
@@ -70,6 +69,7 @@ class _Queued:
     enqueued_at: float
     cell: Cell | None = None
     cell_b64: str | None = None
+    norm: bytes | None = None
     orders: list[Transfer] = field(default_factory=list)  # faucet orders, signed at block time
 
 
@@ -155,6 +155,38 @@ def _opcode_after_header(s: Slice) -> int | None:
     return int(body.load_uint(32)) if body.remaining_bits >= 32 else None
 
 
+def _is_plain_b64(text: str) -> bool:
+    return text.isascii() and "-" not in text and "_" not in text and len(text) % 4 == 0
+
+
+def _external_route(cell: Cell) -> tuple[str, bytes]:
+    """(destination, TEP-467 normalized hash) of an external-in message, read directly."""
+    s = cell.begin_parse()
+    if s.load_uint(2) != 0b10:
+        raise ValueError("only external inbound messages can be sent")
+    s.load_address()  # src: addr_none or extern
+    dest: Any = s.load_address()
+    s.load_coins()  # import fee
+    if s.load_bit():
+        if s.load_bit():
+            s.load_ref()
+        else:
+            StateInit.deserialize(s)
+    body = s.load_ref() if s.load_bit() else s.to_cell()
+    norm = (
+        begin_cell()
+        .store_uint(0b10, 2)
+        .store_uint(0, 2)
+        .store_address(dest)
+        .store_coins(0)
+        .store_bit(0)
+        .store_bit(1)
+        .store_ref(body)
+        .end_cell()
+    )
+    return raw_address(dest), bytes(norm.hash)
+
+
 def _out_message_cells(tx_cell: Cell) -> tuple[Cell | None, list[Cell]]:
     """The in message and the out messages (in index order) of a Transaction cell."""
     s = tx_cell.refs[0].begin_parse()
@@ -196,10 +228,12 @@ class Chain:
         self._accounts: dict[str, str] = {
             a: base64.b64encode(s).decode() for a, s in store.load_accounts().items()
         }
-        self._parsed: dict[str, AccountState] = {}
+        # Parsed accounts, keyed by address and checked against the BOC they came from, so a
+        # reader racing the block thread can never pin a stale parse.
+        self._parsed: dict[str, tuple[str | None, AccountState]] = {}
         self._queue: deque[_Queued] = deque()
         self._queued_hashes: set[bytes] = set()
-        self._faucet_orders: list[Transfer] = []
+        self._faucet_orders: deque[Transfer] = deque()  # appended by callers, taken by blocks
         self._seq = itertools.count()
         self._in_flight: list[_InFlight] = []
         self._rejected: dict[bytes, str] = {}
@@ -311,11 +345,13 @@ class Chain:
     def account(self, address: Address | str) -> AccountState:
         addr = parse_address(address) if isinstance(address, str) else address
         key = raw_address(addr)
+        boc = self._accounts.get(key)
         cached = self._parsed.get(key)
-        if cached is None:
-            cached = _parse_account(addr, self._accounts.get(key))
-            self._parsed[key] = cached
-        return cached
+        if cached is not None and cached[0] is boc:
+            return cached[1]
+        state = _parse_account(addr, boc)
+        self._parsed[key] = (boc, state)
+        return state
 
     def run_get_method(
         self, address: Address | str, method: str | int, stack: Cell
@@ -346,15 +382,11 @@ class Chain:
         """
         try:
             cell = cell_from(boc)
-            msg = MessageAny.deserialize(cell.begin_parse())
+            dest, norm = _external_route(cell)
         except Exception as exc:
             raise SendError(f"failed to parse message BOC: {exc}") from exc
-        if not msg.is_external:
-            raise SendError("only external inbound messages can be sent")
-        dest = raw_address(msg.info.dest)
         msg_hash = bytes(cell.hash)
-        norm = normalized_external_hash(msg)
-        cell_b64 = b64(cell)
+        cell_b64 = boc if isinstance(boc, str) and _is_plain_b64(boc) else b64(cell)
         with self._precheck_lock:
             result = self._precheck_emulator.emulate(
                 self._accounts.get(dest, _NONE_SA_B64),
@@ -373,7 +405,9 @@ class Chain:
             return msg_hash, norm  # lost on its way to a validator: the sender cannot tell
         if msg_hash not in self._queued_hashes:
             self._queued_hashes.add(msg_hash)
-            self._queue.append(_Queued(msg_hash, time.monotonic(), cell=cell, cell_b64=cell_b64))
+            self._queue.append(
+                _Queued(msg_hash, time.monotonic(), cell=cell, cell_b64=cell_b64, norm=norm)
+            )
         return msg_hash, norm
 
     def faucet(self, address: Address | str, amount: int, asset: str = "TON") -> None:
@@ -469,7 +503,9 @@ class Chain:
             if item.cell is not None:
                 run(item.cell, None, True, item.cell_b64)
         while self._faucet_orders and len(txs) < limit:
-            orders, self._faucet_orders = self._faucet_orders[:4], self._faucet_orders[4:]
+            orders = [
+                self._faucet_orders.popleft() for _ in range(min(4, len(self._faucet_orders)))
+            ]
             run(self.genesis.faucet_external(self._faucet_seqno(), orders, now), None, True)
         drain()
 
@@ -504,9 +540,7 @@ class Chain:
         msg_hash = bytes(cell.hash)
         norm: bytes | None = None
         if external:
-            msg = MessageAny.deserialize(cell.begin_parse())
-            dest = raw_address(msg.info.dest)
-            norm = normalized_external_hash(msg)
+            dest, norm = _external_route(cell)
             opcode = _opcode_after_header(self._skip_ext_header(cell))
         assert dest is not None
         result = self._emulator.emulate(
@@ -526,7 +560,6 @@ class Chain:
         tx_hash = bytes(tx_cell.hash)
         trace = trace_id if trace_id is not None and any(trace_id) else tx_hash
         self._accounts[dest] = result.shard_account
-        self._parsed.pop(dest, None)
         changed[dest] = result.shard_account
         txs.append(TxRow(tx_hash, dest, lt, now, seqno, trace, msg_hash, tx_cell.to_boc()))
         msgs.append(MsgRow(msg_hash, norm, "in", tx_hash, src, dest, created_lt, opcode))

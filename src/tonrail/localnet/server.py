@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tonrail.localnet.boc import parse_address
 from tonrail.localnet.chain import Chain
@@ -16,6 +17,32 @@ from tonrail.localnet.faults import Faults
 from tonrail.localnet.toncenter_v2 import create_router as v2_router
 from tonrail.localnet.toncenter_v2 import error_response
 from tonrail.localnet.toncenter_v3 import create_router as v3_router
+
+
+class FaultInjection:
+    """Answers toncenter API requests with 429 or 5xx as the faults say (pure ASGI: cheap)."""
+
+    def __init__(self, app: ASGIApp, chain: Chain) -> None:
+        self.app = app
+        self.chain = chain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Only the toncenter APIs misbehave; the admin API must stay usable to undo a fault.
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            faults = self.chain.faults
+            response: Response | None = None
+            if faults.roll(faults.http_429_rate):
+                response = error_response(429, "Ratelimit exceed")
+            elif faults.roll(faults.http_5xx_rate):
+                code = faults.choice([502, 503, 504])
+                response = JSONResponse(
+                    {"ok": False, "error": "injected server error", "code": code},
+                    status_code=code,
+                )
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(chain: Chain, *, manage_lifecycle: bool = True) -> FastAPI:
@@ -34,25 +61,9 @@ def create_app(chain: Chain, *, manage_lifecycle: bool = True) -> FastAPI:
     app = FastAPI(title="tonrail local TON network", lifespan=lifespan)
     app.state.chain = chain
 
-    @app.middleware("http")
-    async def inject_faults(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # Only the toncenter APIs misbehave; the admin API must stay usable to undo a fault.
-        if request.url.path.startswith("/api/"):
-            faults = chain.faults
-            if faults.roll(faults.http_429_rate):
-                return error_response(429, "Ratelimit exceed")
-            if faults.roll(faults.http_5xx_rate):
-                code = faults.choice([502, 503, 504])
-                return JSONResponse(
-                    {"ok": False, "error": "injected server error", "code": code},
-                    status_code=code,
-                )
-        return await call_next(request)
-
     app.include_router(v2_router(chain), prefix="/api/v2")
     app.include_router(v3_router(chain), prefix="/api/v3")
+    app.add_middleware(FaultInjection, chain=chain)
 
     @app.get("/localnet/genesis")
     async def genesis() -> dict[str, Any]:
@@ -117,7 +128,10 @@ def serve(state: str, host: str, port: int, block_ms: int) -> None:
 
     chain = Chain.open(state, block_ms=block_ms)
     try:
-        config = uvicorn.Config(create_app(chain), host=host, port=port, log_level="info")
+        # No access log: at hundreds of requests a second it costs more than the API itself.
+        config = uvicorn.Config(
+            create_app(chain), host=host, port=port, log_level="info", access_log=False
+        )
         asyncio.run(uvicorn.Server(config).serve())
     finally:
         chain.close()
