@@ -38,14 +38,28 @@ class Settings(BaseSettings):
 
     # --- TON
     ton_network: Network = "localnet"
-    ton_api_url: str = "http://127.0.0.1:8081/api/v2"
-    ton_api_v3_url: str = "http://127.0.0.1:8081/api/v3"
+    ton_api_url: str = ""  # comma-separated toncenter v2 URLs; empty = the network preset's
+    ton_api_v3_url: str = ""  # comma-separated toncenter v3 URLs; empty = the network preset's
     ton_api_key: SecretStr = SecretStr("")
     ton_master_key: SecretStr = SecretStr("")
     payment_processor_address: str = ""
     usdt_jetton_master: str = ""
     localnet_port: int = 8081
     localnet_block_ms: int = 400
+
+    # --- TON rail: hot wallet key, network overrides, toncenter client (issue 4; docs/TON-RAIL.md)
+    # 0 means "the network preset's value" (rails/ton/network.py); amounts are nanoton.
+    ton_master_key_file: str = ""  # envelope file when TON_MASTER_KEY is empty; "" = DATA_DIR/...
+    ton_key_passphrase: SecretStr = SecretStr("")  # KEK passphrase; dev default outside production
+    ton_gas_cap_ton_transfer: int = 0  # max nanoton a TON payout may spend in fees
+    ton_gas_cap_jetton_attach: int = 0  # max nanoton attached to a jetton transfer
+    ton_gas_cap_jetton_transfer: int = 0  # max nanoton a jetton payout may spend in fees
+    ton_confirmation_timeout_seconds: int = 0  # a sent payout unconfirmed this long: unknown
+    toncenter_rps: float = 0.0  # client-side requests per second; 0 = 1 keyless, 10 with a key
+    toncenter_timeout_seconds: float = 10.0  # per request
+    toncenter_max_attempts: int = 6  # per call, across all endpoints
+    toncenter_backoff_initial_seconds: float = 0.5  # 429 without Retry-After: exponential ...
+    toncenter_backoff_max_seconds: float = 10.0  # ... with jitter, capped here
 
     # --- limits and approvals (minor units of the named asset)
     limits_min_ton: int = 1_000_000  # 0.001 TON

@@ -25,7 +25,8 @@ from tonrail.payments.models import Payment
 from tonrail.payments.rules import DEFAULT_TARGET_SECONDS, check_metadata, new_reference
 from tonrail.payments.schemas import InvoiceCreate, PaymentList, PaymentOut, PayoutCreate
 from tonrail.payments.states import check_payment_transition, initial_status
-from tonrail.rails.ton.address import parse_address
+from tonrail.rails.ton.address import check_network
+from tonrail.rails.ton.network import resolve_network
 from tonrail.rates import StaticRates
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
@@ -113,7 +114,7 @@ class PaymentService:
                 param="asset",
                 code="asset_unsupported",
             )
-        parse_address(req.destination, "destination")
+        check_network(req.destination, resolve_network(self.settings), "destination")
         check_amount(self.policy, asset, amount)
         check_metadata(req.metadata, self.settings.metadata_max_bytes)
 
