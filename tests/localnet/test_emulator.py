@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from ton_core import (
     Address,
     Cell,
@@ -67,4 +68,53 @@ def test_invalid_boc_is_an_error_not_a_crash() -> None:
     result = emu.emulate(base64.b64encode(b"junk").decode(), "junk", unixtime=1, lt=1)
     assert not result.success
     emu.close()
+    config.close()
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+@pytest.mark.slow
+def test_results_are_freed() -> None:
+    """Thousands of emulations with ~3 KB JSON results each must not grow the process."""
+    config = em.Config(em.load_config_b64())
+    emu = em.TransactionEmulator(config)
+    g = Genesis("leak-test")
+    msg = _mint(g.faucet_address, 10**10, 10, g.faucet_state_init)
+    none = b64(NONE_SHARD_ACCOUNT)
+    for _ in range(500):  # warm up allocator arenas
+        emu.emulate(none, msg, unixtime=1_800_000_000, lt=100)
+    before = _rss_bytes()
+    for _ in range(4000):
+        result = emu.emulate(none, msg, unixtime=1_800_000_000, lt=100)
+    assert result.success and result.transaction is not None
+    size = len(result.transaction) + len(result.shard_account or "")
+    grown = _rss_bytes() - before
+    # Unfreed, 4000 results would hold about 4000 * size bytes (over 10 MB).
+    assert grown < 4000 * size // 4, (grown, size)
+    emu.close()
+    config.close()
+
+
+def test_get_method_sees_a_64_bit_balance() -> None:
+    """c7's balance is a uint64 argument: a contract reading BALANCE must see all of it."""
+    from ton_core import VmStack, begin_cell
+
+    config = em.Config(em.load_config_b64())
+    code = begin_cell().store_bytes(bytes.fromhex("30F8276F10")).end_cell()  # DROP BALANCE FIRST
+    balance = 5 * 10**9 + 123
+    result = em.run_get_method(
+        config,
+        code_b64=b64(code),
+        data_b64=b64(begin_cell().end_cell()),
+        address="0:" + "11" * 32,
+        unixtime=1_800_000_000,
+        balance=balance,
+        method_id=0,
+        stack_b64=b64(VmStack.serialize([])),
+    )
+    assert result.success and result.vm_exit_code == 0 and result.stack is not None
+    assert VmStack.deserialize(cell_from(result.stack).begin_parse()) == [balance]
     config.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ton_core import Builder, Cell, Slice, VmStack
+from ton_core import Builder, Cell, Slice, VmStack, VmTuple
 
 from tonrail.localnet.boc import b64, cell_from
 
@@ -36,7 +36,7 @@ def stack_from_v2(items: list[Any]) -> Cell:
             values.append(None)
         elif kind in ("tuple", "list"):
             elements = value.get("elements", []) if isinstance(value, dict) else value
-            values.append(_decode_v3_list(elements))
+            values.append(VmTuple(_decode_v3_list(elements)))
         else:
             raise ValueError(f"unsupported stack entry type {kind!r}")
     return VmStack.serialize(values)
@@ -72,7 +72,8 @@ def stack_from_v3(items: list[dict[str, Any]]) -> Cell:
         elif kind == "null":
             values.append(None)
         elif kind in ("tuple", "list"):
-            values.append(VmStack.deserialize(stack_from_v3(list(value or [])).begin_parse()))
+            inner = VmStack.deserialize(stack_from_v3(list(value or [])).begin_parse())
+            values.append(VmTuple(inner))
         else:
             raise ValueError(f"unsupported stack entry type {kind!r}")
     return VmStack.serialize(values)
@@ -92,6 +93,15 @@ def _as_cell(value: Any) -> Cell:
     raise TypeError(type(value))
 
 
+def _items(value: Any) -> list[Any] | None:
+    """The elements of a TVM tuple as VmStack returns it, or None for any other value."""
+    if isinstance(value, VmTuple):
+        return list(value.list)
+    if isinstance(value, list):
+        return value
+    return None
+
+
 def _tonlib_entry(value: Any) -> dict[str, Any]:
     if value is None:
         return {"@type": "tvm.stackEntryUnsupported"}
@@ -100,10 +110,11 @@ def _tonlib_entry(value: Any) -> dict[str, Any]:
             "@type": "tvm.stackEntryNumber",
             "number": {"@type": "tvm.numberDecimal", "number": str(value)},
         }
-    if isinstance(value, list):
+    items = _items(value)
+    if items is not None:
         return {
             "@type": "tvm.stackEntryTuple",
-            "tuple": {"@type": "tvm.tuple", "elements": [_tonlib_entry(v) for v in value]},
+            "tuple": {"@type": "tvm.tuple", "elements": [_tonlib_entry(v) for v in items]},
         }
     if isinstance(value, Slice):
         return {
@@ -116,6 +127,17 @@ def _tonlib_entry(value: Any) -> dict[str, Any]:
     }
 
 
+def _legacy_cell(cell: Cell) -> dict[str, Any]:
+    """toncenter's `object` view of a cell: its data bits, refs and whether it is exotic."""
+    import base64
+
+    return {
+        "data": {"b64": base64.b64encode(cell.bits.tobytes()).decode(), "len": len(cell.bits)},
+        "refs": [_legacy_cell(ref) for ref in cell.refs],
+        "special": cell.type_ != -1,  # -1 marks an ordinary cell
+    }
+
+
 def stack_to_v2(stack_boc: str) -> list[Any]:
     """Render a result stack the way toncenter v2 runGetMethod does."""
     out: list[Any] = []
@@ -124,14 +146,16 @@ def stack_to_v2(stack_boc: str) -> list[Any]:
             out.append(["null", None])
         elif isinstance(value, int):
             out.append(["num", _hex(value)])
-        elif isinstance(value, list):
+        elif (items := _items(value)) is not None:
             out.append(
-                ["tuple", {"@type": "tvm.tuple", "elements": [_tonlib_entry(v) for v in value]}]
+                ["tuple", {"@type": "tvm.tuple", "elements": [_tonlib_entry(v) for v in items]}]
             )
         elif isinstance(value, Slice):
-            out.append(["slice", {"bytes": b64(_as_cell(value)), "object": {}}])
+            cell = _as_cell(value)
+            out.append(["slice", {"bytes": b64(cell), "object": _legacy_cell(cell)}])
         else:
-            out.append(["cell", {"bytes": b64(_as_cell(value)), "object": {}}])
+            cell = _as_cell(value)
+            out.append(["cell", {"bytes": b64(cell), "object": _legacy_cell(cell)}])
     return out
 
 
@@ -143,8 +167,9 @@ def stack_to_v3(stack_boc: str) -> list[dict[str, Any]]:
             return {"type": "null", "value": None}
         if isinstance(value, int):
             return {"type": "num", "value": _hex(value)}
-        if isinstance(value, list):
-            return {"type": "tuple", "value": [one(v) for v in value]}
+        items = _items(value)
+        if items is not None:
+            return {"type": "tuple", "value": [one(v) for v in items]}
         if isinstance(value, Slice):
             return {"type": "slice", "value": b64(_as_cell(value))}
         return {"type": "cell", "value": b64(_as_cell(value))}

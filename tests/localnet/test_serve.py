@@ -1,0 +1,81 @@
+"""`serve` runs the network as `tonrail localnet` will: a state file, a port, a block time."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(state: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    code = (
+        "from tonrail.localnet.server import serve; "
+        f"serve({str(state)!r}, '127.0.0.1', {port}, 100)"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes]) -> dict[str, object]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            return dict(httpx.get(f"{url}/localnet/status", timeout=1).json())
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("server did not start")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_serve_produces_blocks_and_keeps_state(tmp_path: Path) -> None:
+    state = tmp_path / "localnet.sqlite3"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(state, port)
+    try:
+        first = _wait(url, proc)
+        time.sleep(0.5)
+        later = httpx.get(f"{url}/localnet/status").json()
+        assert later["seqno"] > first["seqno"]  # the 100 ms block producer runs
+        assert later["block_ms"] == 100
+        info = httpx.get(f"{url}/api/v2/getMasterchainInfo").json()
+        assert info["ok"] is True
+        genesis = httpx.get(f"{url}/localnet/genesis").json()
+    finally:
+        _stop(proc)
+    seqno = later["seqno"]
+    proc = _start(state, port)
+    try:
+        resumed = _wait(url, proc)
+        assert resumed["seqno"] >= seqno  # the chain resumes from the file
+        assert httpx.get(f"{url}/localnet/genesis").json() == genesis
+    finally:
+        _stop(proc)
