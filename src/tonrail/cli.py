@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
+import structlog
 import typer
 
 from tonrail import logs
@@ -12,7 +14,7 @@ from tonrail.db import Database
 from tonrail.settings import Settings, get_settings
 
 app = typer.Typer(help="tonrail: payments on TON with backup rails.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys of merchants.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys of merchants; the hot wallet key.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry books.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
@@ -148,6 +150,85 @@ def keys_revoke(key_id: str) -> None:
         typer.echo(f"error: no active key {key_id}", err=True)
         raise typer.Exit(2)
     typer.echo(f"revoked {key_id}")
+
+
+@keys_app.command("init-wallet")
+def keys_init_wallet(
+    import_key: Annotated[
+        bool,
+        typer.Option("--import", help="read a 24-word TON mnemonic or a 64-hex seed from stdin"),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing key file")] = False,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="default: TON_MASTER_KEY_FILE or DATA_DIR/hot_wallet.key"),
+    ] = None,
+) -> None:
+    """Create (or import) the hot wallet key, sealed with TON_KEY_PASSPHRASE (mode 0600)."""
+    import secrets
+    import sys
+
+    from tonrail.rails.ton import keys
+
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_json)
+    path = file or keys.key_file_path(settings)
+    try:
+        kek = keys.passphrase_kek(settings)
+        if path.exists() and not force:
+            raise keys.WalletKeyError(f"{path} exists; pass --force to replace it")
+        if import_key:
+            secret_text: str = (
+                typer.prompt("mnemonic or hex seed", hide_input=True)
+                if sys.stdin.isatty()
+                else sys.stdin.read()
+            )
+            seed = keys.seed_from_import(secret_text)
+            del secret_text
+        else:
+            seed = secrets.token_bytes(keys.SEED_BYTES)
+        envelope = keys.seal(seed, kek)
+        public_key = keys.HotWalletSigner(seed).public_key
+        del seed
+        keys.write_envelope(path, envelope, force=force)
+    except keys.WalletKeyError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    structlog.get_logger(__name__).info(
+        "hot_wallet_key_written", public_key=public_key.hex(), path=str(path), imported=import_key
+    )
+    typer.echo(f"public key: {public_key.hex()}")
+    address = _hot_wallet_address(settings, public_key)
+    if address:
+        typer.echo(f"address:    {address}")
+    typer.echo(f"envelope:   {path} (mode 0600, AES-256-GCM, KEK: scrypt passphrase)")
+    if settings.ton_master_key.get_secret_value():
+        typer.echo("note: TON_MASTER_KEY is set and takes precedence over this file")
+
+
+def _hot_wallet_address(settings: Settings, public_key: bytes) -> str | None:
+    """The highload wallet address when rails/ton/highload.py provides it."""
+    import importlib
+
+    from tonrail.rails.ton.network import resolve_network
+
+    try:
+        highload = importlib.import_module("tonrail.rails.ton.highload")
+    except ImportError:
+        return None
+    address_of: Any = getattr(highload, "hot_wallet_address", None)
+    if address_of is None:
+        return None
+    network = resolve_network(settings)
+    address = str(
+        address_of(public_key, network.highload_subwallet_id, network.highload_timeout_seconds)
+    )
+    if network.testnet_flag:
+        from pytoniq_core.boc.address import Address
+
+        parsed = Address(address)
+        return str(parsed.to_str(is_user_friendly=True, is_bounceable=True, is_test_only=True))  # type: ignore[no-untyped-call]
+    return address
 
 
 @ledger_app.command("check")
