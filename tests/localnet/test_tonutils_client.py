@@ -133,3 +133,6 @@ async def test_highload_v3_batch_of_254(chain: Chain, client: ToncenterClient) -
     txs = await wallet.get_transactions(limit=5)
     # External in, then the internal-to-self that carried 254 out messages.
     assert any(len(t.out_msgs) == 254 for t in txs)
+    rows = chain.store.account_transactions(hot.address.to_str(False), limit=10)
+    (root,) = [r for r in rows if r.trace_id == r.hash]  # the batch's external starts a trace
+    assert len(chain.store.trace_transactions(root.trace_id)) == 256
