@@ -6,6 +6,13 @@ from tonrail.kit.models import WorkerHeartbeat
 from tonrail.ledger.models import JournalEntry, LedgerLine
 from tonrail.limits.models import DailyVolume
 from tonrail.payments.models import Approval, Attempt, Payment
+from tonrail.rails.ton.models import (
+    TonDeposit,
+    TonQueryCounter,
+    TonRequest,
+    TonTransfer,
+    TonWalletCursor,
+)
 from tonrail.rails.models import RailHealth
 from tonrail.security.models import ApiKey, IdempotencyRecord
 from tonrail.webhooks.models import ProviderEvent
@@ -22,6 +29,11 @@ __all__ = [
     "LedgerLine",
     "OutboxEvent",
     "Payment",
+    "TonDeposit",
+    "TonQueryCounter",
+    "TonRequest",
+    "TonTransfer",
+    "TonWalletCursor",
     "ProviderEvent",
     "RailHealth",
     "WorkerHeartbeat",

@@ -47,6 +47,17 @@ class Settings(BaseSettings):
     localnet_port: int = 8081
     localnet_block_ms: int = 400
 
+    # --- TON payouts (rails/ton/payouts.py)
+    ton_batch_max: int = 254  # payouts per highload request (more are nested automatically)
+    ton_batch_window_ms: int = 500  # how long the assembler waits to fill a batch
+    ton_created_at_lag_s: int = 30  # created_at in the past, or the wallet rejects it
+    ton_resend_seconds: int = 5  # re-send a stored request not yet seen on chain
+    ton_expiry_margin_s: int = 10  # after valid_until, before proving "never processed"
+    ton_max_attempts: int = 3  # then the payout fails (or, later, falls back)
+    ton_retry_backoff_s: int = 5  # doubled on every further attempt
+    ton_jetton_attach_nanoton: int = 50_000_000  # TON attached to a jetton transfer
+    ton_jetton_forward_nanoton: int = 1  # forward_ton_amount: notify the recipient
+
     # --- TON rail: hot wallet key, network overrides, toncenter client (issue 4; docs/TON-RAIL.md)
     # 0 means "the network preset's value" (rails/ton/network.py); amounts are nanoton.
     ton_master_key_file: str = ""  # envelope file when TON_MASTER_KEY is empty; "" = DATA_DIR/...

@@ -62,3 +62,25 @@ def payout_sent(asset: str, amount: int, fee: int, fee_asset: str, source: str) 
 def payment_received(account_id: str, asset: str, amount: int, destination: str) -> list[Line]:
     """Money arrived for an invoice: our holdings grow and so does what we owe the merchant."""
     return [Line(destination, asset, amount), Line(merchant_account(account_id), asset, -amount)]
+
+
+UNAPPLIED_RECEIPTS = "liability:unapplied_receipts"
+
+
+# --- TON rail: fees and receipts that no invoice explains
+FORWARDED_TON_INCOME = "income:forwarded_ton"
+
+
+def network_fee(fee: int, asset: str = "TON") -> list[Line]:
+    """Fees the hot wallet paid to the network."""
+    return [Line(NETWORK_FEES, asset, fee), Line(HOT_WALLET, asset, -fee)]
+
+
+def receipt_unapplied(asset: str, amount: int) -> list[Line]:
+    """Money arrived that no open invoice explains: held until an operator resolves it."""
+    return [Line(HOT_WALLET, asset, amount), Line(UNAPPLIED_RECEIPTS, asset, -amount)]
+
+
+def forwarded_ton_received(amount: int) -> list[Line]:
+    """TON a jetton sender attached to its transfer notification: ours, but not a payment."""
+    return [Line(HOT_WALLET, "TON", amount), Line(FORWARDED_TON_INCOME, "TON", -amount)]

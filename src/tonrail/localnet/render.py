@@ -255,9 +255,14 @@ def bounce_phase(d: DecodedTx) -> dict[str, Any] | None:
     ph = getattr(d.tx.description, "bounce", None)
     if ph is None:
         return None
+    # ton_core sets only the fields of the phase's own variant (ok / nofunds / negfunds).
+    def grams(name: str) -> str | None:
+        value = getattr(ph, name, None)
+        return str(value) if value is not None else None
+
     return {
         "type": ph.type_,
-        "req_fwd_fees": str(ph.req_fwd_fees) if ph.req_fwd_fees is not None else None,
-        "msg_fees": str(ph.msg_fees) if ph.msg_fees is not None else None,
-        "fwd_fees": str(ph.fwd_fees) if ph.fwd_fees is not None else None,
+        "req_fwd_fees": grams("req_fwd_fees"),
+        "msg_fees": grams("msg_fees"),
+        "fwd_fees": grams("fwd_fees"),
     }

@@ -34,6 +34,8 @@ class Payment(Base):
     requested_by: Mapped[str] = mapped_column(String(80))
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_message: Mapped[str | None] = mapped_column(Text)
+    # Why a queued payment is not moving (e.g. the hot wallet lacks funds); cleared when it does.
+    hold_reason: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

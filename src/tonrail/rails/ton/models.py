@@ -1,0 +1,110 @@
+"""Tables of the TON rail: signed highload requests, their transfers, counters, deposits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tonrail.db import Base, BigInt, JsonDoc, UTCDateTime
+
+
+class TonRequest(Base):
+    """One signed external message to the hot wallet, stored before it is ever sent."""
+
+    __tablename__ = "ton_requests"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    wallet: Mapped[str] = mapped_column(String(80))
+    query_seq: Mapped[int] = mapped_column(BigInt)
+    query_id: Mapped[int] = mapped_column(BigInt)
+    chain_created_at: Mapped[int] = mapped_column(BigInt)
+    valid_until: Mapped[int] = mapped_column(BigInt)
+    boc: Mapped[str] = mapped_column(Text)
+    msg_hash_norm: Mapped[str] = mapped_column(String(64), unique=True)
+    # signed -> sent -> processed | expired
+    status: Mapped[str] = mapped_column(String(16))
+    send_count: Mapped[int] = mapped_column(BigInt, default=0)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ext_tx_hash: Mapped[str | None] = mapped_column(String(64))
+    transfer_tx_hash: Mapped[str | None] = mapped_column(String(64))
+    common_fee: Mapped[int | None] = mapped_column(BigInt)  # nanoton shared by the transfers
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_by: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("wallet", "query_seq", name="uq_ton_requests_wallet_seq"),
+        Index("ix_ton_requests_status_locked", "status", "locked_until"),
+    )
+
+
+class TonTransfer(Base):
+    """One payout inside a request: what was signed, and what the chain did with it."""
+
+    __tablename__ = "ton_transfers"
+
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempts.id"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("ton_requests.id"), index=True)
+    payment_id: Mapped[str] = mapped_column(String(40), index=True)
+    position: Mapped[int] = mapped_column(BigInt)
+    asset: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[int] = mapped_column(BigInt)
+    destination: Mapped[str] = mapped_column(String(80))  # raw form of the payee
+    message_to: Mapped[str] = mapped_column(String(80))  # raw: payee, or our jetton wallet
+    message_value: Mapped[int] = mapped_column(BigInt)  # nanoton the out message carries
+    bounce: Mapped[bool] = mapped_column(Boolean)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    jetton_query_id: Mapped[int | None] = mapped_column(BigInt)
+    # pending -> sent -> confirmed | bounced ; pending -> not_sent
+    status: Mapped[str] = mapped_column(String(16))
+    out_msg_hash: Mapped[str | None] = mapped_column(String(64))
+    fee: Mapped[int | None] = mapped_column(BigInt)  # nanoton, all of it, once final
+    trace: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_ton_transfers_request_position", "request_id", "position"),)
+
+
+class TonQueryCounter(Base):
+    """Next query sequence number per hot wallet; query_id = query_id_for(seq)."""
+
+    __tablename__ = "ton_query_counters"
+
+    wallet: Mapped[str] = mapped_column(String(80), primary_key=True)
+    next_seq: Mapped[int] = mapped_column(BigInt)
+
+
+class TonWalletCursor(Base):
+    """How far the deposit watcher has read a wallet's transactions (lt, hash)."""
+
+    __tablename__ = "ton_wallet_cursors"
+
+    wallet: Mapped[str] = mapped_column(String(80), primary_key=True)
+    last_lt: Mapped[int] = mapped_column(BigInt)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TonDeposit(Base):
+    """Every incoming transfer the watcher saw, matched to an invoice or not."""
+
+    __tablename__ = "ton_deposits"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    wallet: Mapped[str] = mapped_column(String(80))
+    tx_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    lt: Mapped[int] = mapped_column(BigInt)
+    asset: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[int] = mapped_column(BigInt)
+    sender: Mapped[str | None] = mapped_column(String(80))
+    comment: Mapped[str | None] = mapped_column(Text)
+    payment_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    # credited | underpaid | overpaid | late | unmatched | resolved
+    status: Mapped[str] = mapped_column(String(16))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,124 @@
+"""Pure reading of a payout's trace: is it pending, confirmed or bounced, and what did it cost.
+
+`follow` walks the messages a transfer caused, one transaction at a time, through a lookup
+`tx_by_in_message(hash) -> Tx | None`; a missing transaction means the trace has not settled
+yet and the outcome is `pending`. Fees are exact: every nanoton the hot wallet spent on the
+transfer beyond the amount that reached the payee (forward fees, TON attached to a jetton
+transfer and not returned, the fees of the transactions that took the returns back in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tonrail.rails.ton.chain_view import (
+    EXCESSES_OP,
+    JETTON_INTERNAL_TRANSFER_OP,
+    Msg,
+    Tx,
+    same_address,
+)
+
+Lookup = Callable[[str], Awaitable[Tx | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Literal["pending", "confirmed", "bounced", "failed"]
+    fee: int = 0  # nanoton beyond the principal, this transfer's own part
+    reason: str | None = None
+    trace: dict[str, str] = field(default_factory=dict)
+
+
+async def follow_ton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
+    """A TON payout: confirmed when the payee's transaction took it without bouncing."""
+    dest = await lookup(out.hash)
+    if dest is None:
+        return Outcome("pending")
+    trace = {"destination_tx": dest.hash}
+    bounce = next((m for m in dest.out_msgs if m.bounced), None)
+    if bounce is None:
+        return Outcome("confirmed", fee=out.fwd_fee, trace=trace)
+    back = await lookup(bounce.hash)
+    if back is None:
+        return Outcome("pending", trace=trace)
+    trace["bounce_tx"] = back.hash
+    lost = out.value - bounce.value + back.total_fees
+    return Outcome(
+        "bounced", fee=out.fwd_fee + lost, reason="bounced by the destination", trace=trace
+    )
+
+
+async def follow_jetton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
+    """A jetton payout: confirmed when the payee's jetton wallet took the internal transfer."""
+    ours = await lookup(out.hash)
+    if ours is None:
+        return Outcome("pending")
+    trace = {"our_jetton_wallet_tx": ours.hash}
+    bounce = next((m for m in ours.out_msgs if m.bounced), None)
+    if bounce is not None or ours.aborted:
+        if bounce is None:
+            return Outcome(
+                "failed",
+                fee=out.fwd_fee + out.value,
+                reason="our jetton wallet rejected the transfer",
+                trace=trace,
+            )
+        back = await lookup(bounce.hash)
+        if back is None:
+            return Outcome("pending", trace=trace)
+        trace["bounce_tx"] = back.hash
+        lost = out.value - bounce.value + back.total_fees
+        return Outcome(
+            "bounced",
+            fee=out.fwd_fee + lost,
+            reason="our jetton wallet bounced the transfer (balance?)",
+            trace=trace,
+        )
+    internal = next((m for m in ours.out_msgs if m.opcode == JETTON_INTERNAL_TRANSFER_OP), None)
+    if internal is None:
+        return Outcome(
+            "failed",
+            fee=out.fwd_fee + out.value,
+            reason="no internal transfer left our jetton wallet",
+            trace=trace,
+        )
+    theirs = await lookup(internal.hash)
+    if theirs is None:
+        return Outcome("pending", trace=trace)
+    trace["recipient_jetton_wallet_tx"] = theirs.hash
+    if theirs.aborted:
+        # The jettons bounce back to our jetton wallet; the TON attached is spent.
+        return Outcome(
+            "bounced",
+            fee=out.fwd_fee + out.value,
+            reason="the recipient's jetton wallet refused the transfer",
+            trace=trace,
+        )
+    excess = next(
+        (
+            m
+            for m in theirs.out_msgs
+            if m.opcode == EXCESSES_OP and same_address(m.destination, hot_wallet)
+        ),
+        None,
+    )
+    if excess is None:
+        return Outcome("confirmed", fee=out.fwd_fee + out.value, trace=trace)
+    back = await lookup(excess.hash)
+    if back is None:
+        return Outcome("pending", trace=trace)
+    trace["excess_tx"] = back.hash
+    return Outcome(
+        "confirmed", fee=out.fwd_fee + out.value - excess.value + back.total_fees, trace=trace
+    )
+
+
+def split_common_fee(common: int, count: int) -> list[int]:
+    """Equal shares of the request's own fees; the remainder goes to the first transfers."""
+    if count <= 0:
+        return []
+    base, rest = divmod(common, count)
+    return [base + (1 if i < rest else 0) for i in range(count)]

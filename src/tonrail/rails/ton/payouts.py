@@ -1,0 +1,598 @@
+"""TON payouts, exactly once: assemble → sign and store → send → track to a final outcome.
+
+The order is what makes a crash harmless at any point:
+1. `assemble` claims queued payouts, starts their attempts, allocates (query_id, created_at),
+   signs the highload request and stores the signed BOC — all in one database transaction.
+   A crash before the commit leaves the payouts queued; nothing was signed for good.
+2. `send` (re-)sends stored BOCs. Re-sending is safe: the wallet accepts a query_id once.
+3. `track` reads the chain: the request's external transaction, the internal_transfer that
+   carries the out messages, and each transfer's own trace. A request that is past its
+   validity and proven unprocessed (no transaction, `processed?` false) expires and its
+   payouts go back to the queue for a new request with a new query_id. Nothing is ever
+   re-signed while the old request could still be executed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from ton_core import Address
+
+from tonrail import clock
+from tonrail.db import Database
+from tonrail.ids import new_id
+from tonrail.kit.claims import claim
+from tonrail.ledger import rules as books
+from tonrail.ledger.service import post
+from tonrail.payments.attempts import move_attempt, start_attempt
+from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.service import PaymentService
+from tonrail.rails.ton.api import TonApi
+from tonrail.rails.ton.chain_view import Tx, raw, same_address
+from tonrail.rails.ton.highload import (
+    HighloadWallet,
+    OutTransfer,
+    jetton_transfer,
+    query_id_for,
+    sign_request,
+    ton_transfer,
+)
+from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
+from tonrail.rails.ton.outcomes import Outcome, follow_jetton, follow_ton, split_common_fee
+from tonrail.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+PRIORITY_ORDER = {"urgent": 0, "normal": 1, "low": 2}
+
+
+@dataclass
+class TonRailContext:
+    """What the TON payout loops need; built once per worker."""
+
+    db: Database
+    settings: Settings
+    payments: PaymentService
+    api: TonApi
+    wallet: HighloadWallet
+    sign: Callable[[bytes], bytes]
+    jetton_wallet: str | None  # raw address of our USDT jetton wallet, when USDT is enabled
+    worker_id: str
+
+    @property
+    def wallet_raw(self) -> str:
+        return raw(self.wallet.address)
+
+
+# ------------------------------------------------------------------------------- assemble
+async def _next_query_seq(session: AsyncSession, wallet: str) -> int:
+    """Atomically take the next query sequence number of the wallet."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(TonQueryCounter)
+        .values(wallet=wallet, next_seq=0)
+        .on_conflict_do_nothing(index_elements=["wallet"])
+    )
+    result = await session.execute(
+        update(TonQueryCounter)
+        .where(TonQueryCounter.wallet == wallet)
+        .values(next_seq=TonQueryCounter.next_seq + 1)
+        .returning(TonQueryCounter.next_seq)
+    )
+    return int(result.scalar_one()) - 1
+
+
+def _out_transfer(ctx: TonRailContext, payment: Payment, jetton_query_id: int) -> OutTransfer:
+    """The out message for one payout; the comment carries our payment id."""
+    destination = Address(payment.counterparty or "")
+    comment = payment.id
+    if payment.asset == "TON":
+        # A user-friendly non-bounceable address means "may be uninitialized": honour it.
+        bounce = bool(getattr(destination, "is_bounceable", True))
+        return ton_transfer(destination, payment.amount, bounce, comment)
+    if ctx.jetton_wallet is None:
+        raise RuntimeError("USDT payouts need the USDT jetton master to be configured")
+    return jetton_transfer(
+        Address(ctx.jetton_wallet),
+        destination,
+        payment.amount,
+        attach_ton=ctx.settings.ton_jetton_attach_nanoton,
+        forward_ton=ctx.settings.ton_jetton_forward_nanoton,
+        response=ctx.wallet.address,
+        query_id=jetton_query_id,
+        comment=comment,
+    )
+
+
+async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
+    """Claim queued payouts and turn them into one stored, signed request; returns its id."""
+    now = clock.now()
+    async with ctx.db.transaction() as session:
+        claimed = await claim(
+            session,
+            Payment,
+            (Payment.direction == "out")
+            & (Payment.status == "queued")
+            & Payment.asset.in_(("TON", "USDT")),
+            worker_id=ctx.worker_id,
+            lease_seconds=ctx.settings.worker_lease_seconds,
+            limit=ctx.settings.ton_batch_max,
+            order_by=(Payment.created_at,),
+        )
+        if not claimed:
+            return None
+        claimed.sort(key=lambda p: (PRIORITY_ORDER.get(p.priority, 1), p.created_at))
+        seq = await _next_query_seq(session, ctx.wallet_raw)
+        chain_created_at = int(now.timestamp()) - ctx.settings.ton_created_at_lag_s
+        request = TonRequest(
+            id=new_id("treq"),
+            wallet=ctx.wallet_raw,
+            query_seq=seq,
+            query_id=query_id_for(seq),
+            chain_created_at=chain_created_at,
+            valid_until=chain_created_at + ctx.wallet.timeout,
+            boc="",
+            msg_hash_norm=secrets.token_hex(32),  # replaced below, once signed
+            status="signed",
+            send_count=0,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(request)
+        await session.flush()
+        transfers: list[OutTransfer] = []
+        for position, payment in enumerate(claimed):
+            await ctx.payments.transition(session, payment, "processing", actor="system:ton")
+            attempt = await start_attempt(session, payment, "ton")
+            jetton_query_id = secrets.randbits(63)
+            out = _out_transfer(ctx, payment, jetton_query_id)
+            transfers.append(out)
+            session.add(
+                TonTransfer(
+                    attempt_id=attempt.id,
+                    request_id=request.id,
+                    payment_id=payment.id,
+                    position=position,
+                    asset=payment.asset,
+                    amount=payment.amount,
+                    destination=raw(Address(payment.counterparty or "")),
+                    message_to=raw(out.destination),
+                    message_value=out.value,
+                    bounce=out.bounce,
+                    body_hash=out.body_hash,
+                    jetton_query_id=jetton_query_id if payment.asset != "TON" else None,
+                    status="pending",
+                    trace={},
+                    updated_at=now,
+                )
+            )
+        signed = sign_request(
+            ctx.wallet,
+            ctx.sign,
+            transfers,
+            query_id=request.query_id,
+            created_at=chain_created_at,
+            deploy=deploy,
+        )
+        request.boc = signed.boc
+        request.msg_hash_norm = signed.message_hash_norm
+        await session.execute(
+            update(Attempt)
+            .where(Attempt.payment_id.in_([p.id for p in claimed]), Attempt.status == "created")
+            .values(provider_ref=signed.message_hash_norm)
+        )
+        log.info(
+            "ton request signed",
+            request=request.id,
+            payouts=len(claimed),
+            query_id=request.query_id,
+        )
+        return request.id
+
+
+# ------------------------------------------------------------------------------- send
+async def send_due(ctx: TonRailContext) -> int:
+    """Send requests never sent, and re-send those not yet seen on chain, until valid_until."""
+    now = clock.now()
+    resend_before = now - timedelta(seconds=ctx.settings.ton_resend_seconds)
+    async with ctx.db.transaction() as session:
+        due = await claim(
+            session,
+            TonRequest,
+            (TonRequest.status.in_(("signed", "sent")))
+            & (TonRequest.valid_until > int(now.timestamp()))
+            & ((TonRequest.last_sent_at.is_(None)) | (TonRequest.last_sent_at < resend_before)),
+            worker_id=ctx.worker_id,
+            lease_seconds=ctx.settings.worker_lease_seconds,
+            limit=ctx.settings.worker_batch_size,
+            order_by=(TonRequest.created_at,),
+        )
+    sent = 0
+    for request in due:
+        try:
+            await ctx.api.send_boc(request.boc)
+        except Exception as exc:
+            # The node may refuse a duplicate or a message that is already processed: the
+            # tracker decides from the chain, never from this answer.
+            log.warning("ton send failed", request=request.id, error=str(exc))
+        async with ctx.db.transaction() as session:
+            await session.execute(
+                update(TonRequest)
+                .where(TonRequest.id == request.id, TonRequest.status.in_(("signed", "sent")))
+                .values(
+                    status="sent",
+                    send_count=TonRequest.send_count + 1,
+                    last_sent_at=clock.now(),
+                    updated_at=clock.now(),
+                    locked_by=None,
+                    locked_until=None,
+                )
+            )
+            attempts = await _attempts_of(session, request.id)
+            for attempt in attempts:
+                if attempt.status == "created":
+                    await move_attempt(session, attempt, "submitted")
+        sent += 1
+    return sent
+
+
+async def _attempts_of(session: AsyncSession, request_id: str) -> Sequence[Attempt]:
+    stmt = (
+        select(Attempt)
+        .join(TonTransfer, TonTransfer.attempt_id == Attempt.id)
+        .where(TonTransfer.request_id == request_id)
+        .order_by(TonTransfer.position)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+# ------------------------------------------------------------------------------- track
+async def track_open(ctx: TonRailContext) -> int:
+    """Advance every request that is not final; returns how many reached a final state."""
+    async with ctx.db.transaction() as session:
+        open_requests = await claim(
+            session,
+            TonRequest,
+            TonRequest.status.in_(("signed", "sent", "processed")),
+            worker_id=ctx.worker_id,
+            lease_seconds=ctx.settings.worker_lease_seconds,
+            limit=ctx.settings.worker_batch_size,
+            order_by=(TonRequest.created_at,),
+        )
+    finished = 0
+    for request in open_requests:
+        try:
+            if await track_request(ctx, request.id):
+                finished += 1
+        finally:
+            async with ctx.db.transaction() as session:
+                await session.execute(
+                    update(TonRequest)
+                    .where(TonRequest.id == request.id, TonRequest.locked_by == ctx.worker_id)
+                    .values(locked_by=None, locked_until=None)
+                )
+    return finished
+
+
+async def _processed_flag(ctx: TonRailContext, query_id: int) -> bool | None:
+    """The wallet's `processed?(query_id, need_clean=false)`; None when it cannot be read."""
+    try:
+        exit_code, stack = await ctx.api.run_get_method(
+            ctx.wallet.address.to_str(),
+            "processed?",
+            [["num", hex(query_id)], ["num", "0x0"]],
+        )
+    except Exception:
+        return None
+    if exit_code != 0 or not stack:
+        return None
+    value = stack[0][1] if isinstance(stack[0], list) else stack[0]
+    return int(str(value), 16) != 0 if isinstance(value, str) else bool(value)
+
+
+async def track_request(ctx: TonRailContext, request_id: str) -> bool:
+    """Read the chain for one request and record what it shows; True once it is final."""
+    async with ctx.db.transaction() as session:
+        request = await session.get(TonRequest, request_id)
+        if request is None or request.status not in ("signed", "sent", "processed"):
+            return False
+        msg_hash = request.msg_hash_norm
+        valid_until = request.valid_until
+        query_id = request.query_id
+    ext = await ctx.api.tx_by_in_message(msg_hash)
+    if ext is None:
+        chain_now = int(clock.now().timestamp())
+        if chain_now <= valid_until + ctx.settings.ton_expiry_margin_s:
+            return False
+        # Past validity: the wallet can no longer accept it. Prove it never did.
+        if await _processed_flag(ctx, query_id) is False and (
+            await ctx.api.tx_by_in_message(msg_hash) is None
+        ):
+            await _expire(ctx, request_id)
+            return True
+        await _mark_unknown(ctx, request_id)
+        return False
+    txs = await _transfer_txs(ctx, ext)
+    if txs is None:
+        return False
+    out_msgs = [
+        m for tx in txs for m in tx.out_msgs if not same_address(m.destination, ctx.wallet_raw)
+    ]
+    common_fee = (
+        ext.total_fees
+        + sum(
+            m.fwd_fee
+            for tx in [ext, *txs]
+            for m in tx.out_msgs
+            if same_address(m.destination, ctx.wallet_raw)
+        )
+        + sum(tx.total_fees for tx in txs)
+    )
+    if not txs:
+        # Accepted but the self-message was not sent (no funds?): nothing went out.
+        common_fee = ext.total_fees
+    return await _settle(ctx, request_id, ext, txs, out_msgs, common_fee)
+
+
+async def _transfer_txs(ctx: TonRailContext, ext: Tx) -> list[Tx] | None:
+    """The internal_transfer transactions of a request (nested packs included), or None
+    while one is still missing."""
+    txs: list[Tx] = []
+    pending = [m for m in ext.out_msgs if same_address(m.destination, ctx.wallet_raw)]
+    while pending:
+        msg = pending.pop()
+        tx = await ctx.api.tx_by_in_message(msg.hash)
+        if tx is None:
+            return None
+        txs.append(tx)
+        pending += [m for m in tx.out_msgs if same_address(m.destination, ctx.wallet_raw)]
+    return txs
+
+
+async def _settle(
+    ctx: TonRailContext,
+    request_id: str,
+    ext: Tx,
+    txs: list[Tx],
+    out_msgs: list[Any],
+    common_fee: int,
+) -> bool:
+    async with ctx.db.transaction() as session:
+        request = await session.get(TonRequest, request_id)
+        assert request is not None
+        transfers = (
+            (
+                await session.execute(
+                    select(TonTransfer)
+                    .where(TonTransfer.request_id == request_id)
+                    .order_by(TonTransfer.position)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if request.status != "processed":
+            request.status = "processed"
+            request.ext_tx_hash = ext.hash
+            request.transfer_tx_hash = txs[0].hash if txs else None
+            request.common_fee = common_fee
+            request.updated_at = clock.now()
+        # Match each transfer to its own out message: destination and body are unique.
+        unmatched = list(out_msgs)
+        for t in transfers:
+            if t.status != "pending":
+                continue
+            found = next(
+                (
+                    m
+                    for m in unmatched
+                    if same_address(m.destination, t.message_to) and m.body_hash == t.body_hash
+                ),
+                None,
+            )
+            if found is None:
+                t.status = "not_sent"
+            else:
+                unmatched.remove(found)
+                t.status = "sent"
+                t.out_msg_hash = found.hash
+                t.trace = {
+                    **t.trace,
+                    "out_msg": found.hash,
+                    "value": str(found.value),
+                    "fwd_fee": str(found.fwd_fee),
+                }
+            t.updated_at = clock.now()
+        await session.flush()
+        pending_transfers = [
+            (t.attempt_id, t.asset, t.out_msg_hash) for t in transfers if t.status == "sent"
+        ]
+    outcomes: dict[str, Outcome] = {}
+    by_hash = {m.hash: m for m in out_msgs}
+    for attempt_id, asset, out_hash in pending_transfers:
+        msg = by_hash.get(out_hash or "")
+        if msg is None:
+            continue
+        follow = follow_ton if asset == "TON" else follow_jetton
+        outcomes[attempt_id] = await follow(msg, ctx.wallet_raw, ctx.api.tx_by_in_message)
+    if any(o.status == "pending" for o in outcomes.values()):
+        return False
+    await _finalize(ctx, request_id, outcomes)
+    return True
+
+
+async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Outcome]) -> None:
+    """Post the books and move attempts and payments, once every transfer is final."""
+    async with ctx.db.transaction() as session:
+        request = await session.get(TonRequest, request_id)
+        assert request is not None
+        if request.status == "final":
+            return
+        transfers = (
+            (
+                await session.execute(
+                    select(TonTransfer)
+                    .where(TonTransfer.request_id == request_id)
+                    .order_by(TonTransfer.position)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        shares = split_common_fee(request.common_fee or 0, len(transfers))
+        for t, share in zip(transfers, shares, strict=True):
+            attempt = await session.get(Attempt, t.attempt_id)
+            payment = await session.get(Payment, t.payment_id)
+            assert attempt is not None and payment is not None
+            if attempt.status == "created":
+                await move_attempt(session, attempt, "submitted")
+            outcome = outcomes.get(t.attempt_id)
+            fee = share + (outcome.fee if outcome else 0)
+            t.fee = fee
+            t.updated_at = clock.now()
+            if outcome is not None:
+                t.trace = {**t.trace, **outcome.trace}
+            if outcome is not None and outcome.status == "confirmed":
+                t.status = "confirmed"
+                await move_attempt(
+                    session,
+                    attempt,
+                    "confirmed",
+                    fee_amount=fee,
+                    fee_asset="TON",
+                    details={**attempt.details, **t.trace},
+                )
+                await post(
+                    session,
+                    "payout.sent",
+                    books.payout_sent(payment.asset, payment.amount, fee, "TON", books.HOT_WALLET),
+                    payment.id,
+                )
+                await ctx.payments.transition(session, payment, "succeeded", actor="system:ton")
+                continue
+            code = (
+                "not_sent"
+                if t.status == "not_sent"
+                else (
+                    "bounced" if outcome is not None and outcome.status == "bounced" else "failed"
+                )
+            )
+            reason = (
+                outcome.reason if outcome is not None else None
+            ) or "the wallet skipped the message"
+            if t.status == "sent":
+                t.status = "bounced"
+            await move_attempt(
+                session,
+                attempt,
+                "failed",
+                fee_amount=fee,
+                fee_asset="TON",
+                error_code=code,
+                error_message=reason,
+                details={**attempt.details, **t.trace},
+            )
+            if fee:
+                await post(
+                    session,
+                    "payout.fee",
+                    [
+                        books.Line(books.NETWORK_FEES, "TON", fee),
+                        books.Line(books.HOT_WALLET, "TON", -fee),
+                    ],
+                    payment.id,
+                )
+            await _retry_or_fail(ctx, session, payment, code, reason)
+        request.status = "final"
+        request.updated_at = clock.now()
+
+
+async def _retry_or_fail(
+    ctx: TonRailContext, session: AsyncSession, payment: Payment, code: str, reason: str
+) -> None:
+    """Back to the queue with backoff, or failed for good after the last attempt."""
+    attempts = (
+        (await session.execute(select(Attempt).where(Attempt.payment_id == payment.id)))
+        .scalars()
+        .all()
+    )
+    if len(attempts) < ctx.settings.ton_max_attempts:
+        await ctx.payments.transition(session, payment, "queued", actor="system:ton")
+        backoff = ctx.settings.ton_retry_backoff_s * 2 ** (len(attempts) - 1)
+        payment.locked_by = None
+        payment.locked_until = clock.now() + timedelta(seconds=backoff)
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == payment.id)
+            .values(locked_by=None, locked_until=payment.locked_until)
+        )
+        return
+    await ctx.payments.transition(
+        session,
+        payment,
+        "failed",
+        actor="system:ton",
+        failure_code=f"ton_{code}",
+        failure_message=reason,
+    )
+
+
+async def _expire(ctx: TonRailContext, request_id: str) -> None:
+    """Proven unprocessed after its validity: attempts expire, payouts go back to the queue."""
+    async with ctx.db.transaction() as session:
+        result = await session.execute(
+            update(TonRequest)
+            .where(TonRequest.id == request_id, TonRequest.status.in_(("signed", "sent")))
+            .values(status="expired", updated_at=clock.now())
+        )
+        assert isinstance(result, CursorResult)
+        if result.rowcount != 1:
+            return
+        for attempt in await _attempts_of(session, request_id):
+            if attempt.status == "created":
+                await move_attempt(session, attempt, "submitted")
+            if attempt.status in ("submitted", "unknown"):
+                await move_attempt(
+                    session,
+                    attempt,
+                    "expired",
+                    error_code="expired",
+                    error_message="not processed before its validity ended",
+                )
+            payment = await session.get(Payment, attempt.payment_id)
+            assert payment is not None
+            await session.execute(
+                update(TonTransfer)
+                .where(TonTransfer.attempt_id == attempt.id)
+                .values(status="not_sent", updated_at=clock.now())
+            )
+            await _retry_or_fail(
+                ctx, session, payment, "expired", "the request expired unprocessed"
+            )
+    log.warning("ton request expired unprocessed", request=request_id)
+
+
+async def _mark_unknown(ctx: TonRailContext, request_id: str) -> None:
+    """Past validity but not provably unprocessed: hold everything as `unknown`."""
+    async with ctx.db.transaction() as session:
+        for attempt in await _attempts_of(session, request_id):
+            if attempt.status == "created":
+                await move_attempt(session, attempt, "submitted")
+            if attempt.status == "submitted":
+                await move_attempt(
+                    session,
+                    attempt,
+                    "unknown",
+                    error_code="unproven",
+                    error_message="past validity and not provably unprocessed",
+                )
+    log.error("ton request outcome unknown", request=request_id)
