@@ -255,3 +255,28 @@ async def test_block_transactions_and_shards(chain: Chain, http: httpx.AsyncClie
     assert rest["incomplete"] is False
     missing = await http.get("/api/v2/getBlockTransactions", params={**params, "seqno": seqno + 5})
     assert missing.status_code == 404
+
+
+async def test_fee_charged_equals_estimate_fee_over_http() -> None:
+    now = 1_800_000_000
+    chain = Chain.open(None, clock=lambda: now)  # a fixed clock fixes the storage fee
+    try:
+        transport = httpx.ASGITransport(app=create_app(chain, manage_lifecycle=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://localnet") as http:
+            w = await _active_wallet(chain, http)
+            body = w.body(1, now + 60, Address((0, b"\4" * 32)), 2 * TON)
+            r = await http.post(
+                "/api/v2/estimateFee",
+                json={"address": w.address.to_str(), "body": b64(body), "ignore_chksig": True},
+            )
+            fees = r.json()["result"]["source_fees"]
+            before = chain.account(w.address).balance
+            sent = await http.post("/api/v2/sendBoc", json={"boc": b64(w.external(body))})
+            assert sent.json()["ok"] is True
+            await chain.produce_block()
+            charged = before - chain.account(w.address).balance - 2 * TON
+            assert charged == (
+                fees["in_fwd_fee"] + fees["storage_fee"] + fees["gas_fee"] + fees["fwd_fee"]
+            )
+    finally:
+        chain.close()

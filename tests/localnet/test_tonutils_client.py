@@ -123,7 +123,7 @@ async def test_highload_v3_batch_of_254(chain: Chain, client: ToncenterClient) -
     recipients = [Address((0, i.to_bytes(2, "big") * 16)) for i in range(254)]
     messages = [TONTransferBuilder(r, TON // 100, bounce=False) for r in recipients]
     started = time.monotonic()
-    await wallet.batch_transfer_message(messages)
+    batch = await wallet.batch_transfer_message(messages)
 
     async def settled() -> bool:
         return all(chain.account(r).balance == TON // 100 for r in recipients)
@@ -133,8 +133,36 @@ async def test_highload_v3_batch_of_254(chain: Chain, client: ToncenterClient) -
     txs = await wallet.get_transactions(limit=5)
     # External in, then the internal-to-self that carried 254 out messages.
     assert any(len(t.out_msgs) == 254 for t in txs)
+    # The same signed batch again: highload v3 remembers its query_id and refuses it.
+    with pytest.raises(Exception) as err:
+        await client.send_message(batch.as_hex)
+    assert "not accepted" in str(err.value)
     rows = chain.store.account_transactions(hot.address.to_str(False), limit=10)
     (root,) = [r for r in rows if r.trace_id == r.hash]  # the batch's external starts a trace
     # tonutils packs 253 transfers plus a nested internal-to-self carrying the 254th:
     # external, two internals to itself, 254 deliveries, all in one settled trace.
     assert len(chain.store.trace_transactions(root.trace_id)) == 257
+
+
+async def test_replayed_v5r1_message_is_refused_over_http(
+    chain: Chain, client: ToncenterClient
+) -> None:
+    wallet = WalletV5R1.from_private_key(client, _key("replayer"))
+    chain.faucet(wallet.address, 3 * TON)
+
+    async def funded() -> bool:
+        await wallet.refresh()
+        return wallet.balance == 3 * TON
+
+    await eventually(funded)
+    sent = await wallet.transfer(wallet.address, TON // 10, bounce=False)
+
+    async def landed() -> bool:
+        await wallet.refresh()
+        return wallet.is_active
+
+    await eventually(landed)
+    with pytest.raises(Exception) as err:
+        await client.send_message(sent.as_hex)
+    assert "not accepted" in str(err.value)
+    assert (await wallet.run_get_method("seqno")) == [1]
