@@ -6,8 +6,7 @@ import base64
 import binascii
 from typing import Any
 
-from ton_core import Address, Builder, Cell, begin_cell
-from ton_core.tlb.transaction import MessageAny
+from ton_core import Address, Cell, HashMap, StateInit, begin_cell
 
 NONE_SHARD_ACCOUNT: Cell = (
     begin_cell()
@@ -72,20 +71,45 @@ def parse_hash(text: str) -> bytes:
     return raw
 
 
-def normalized_external_hash(msg: MessageAny) -> bytes:
-    """TEP-467: hash of the external-in message with src, import fee and init cleared."""
-    dest: Any = msg.info.dest
-    cell: Builder = (
+def external_route(cell: Cell) -> tuple[str, bytes]:
+    """(destination, TEP-467 normalized hash) of an external-in message, read directly."""
+    s = cell.begin_parse()
+    if s.load_uint(2) != 0b10:
+        raise ValueError("only external inbound messages can be sent")
+    s.load_address()  # src: addr_none or extern
+    dest: Any = s.load_address()
+    s.load_coins()  # import fee
+    if s.load_bit():
+        if s.load_bit():
+            s.load_ref()
+        else:
+            StateInit.deserialize(s)
+    body = s.load_ref() if s.load_bit() else s.to_cell()
+    norm = (
         begin_cell()
-        .store_uint(0b10, 2)  # ext_in_msg_info$10
-        .store_uint(0, 2)  # src: addr_none
+        .store_uint(0b10, 2)
+        .store_uint(0, 2)
         .store_address(dest)
         .store_coins(0)
-        .store_bit(0)  # no init
-        .store_bit(1)  # body always as a ref
-        .store_ref(msg.body)
+        .store_bit(0)
+        .store_bit(1)
+        .store_ref(body)
+        .end_cell()
     )
-    return bytes(cell.end_cell().hash)
+    return raw_address(dest), bytes(norm.hash)
+
+
+def message_cells(tx_cell: Cell) -> tuple[Cell | None, list[Cell]]:
+    """The in message and the out messages (in index order) of a Transaction cell."""
+    s = tx_cell.refs[0].begin_parse()
+    in_msg = s.load_ref() if s.load_bit() else None
+    outs: list[Cell] = []
+    if s.load_bit():
+        parsed: Any = HashMap.parse(
+            s.load_ref().begin_parse(), 15, value_deserializer=lambda v: v.load_ref()
+        )
+        outs = [parsed[k] for k in sorted(parsed or {})]
+    return in_msg, outs
 
 
 def method_id(name: str) -> int:

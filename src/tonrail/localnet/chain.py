@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ton_core import Address, Cell, ShardAccount, Slice, StateInit, begin_cell
+from ton_core import Address, Cell, ShardAccount, Slice, StateInit
 from ton_core.tlb.transaction import MessageAny
 
 from tonrail.localnet import emulator as em
@@ -28,12 +28,14 @@ from tonrail.localnet.boc import (
     NONE_SHARD_ACCOUNT,
     b64,
     cell_from,
+    external_route,
+    message_cells,
     method_id,
     parse_address,
     raw_address,
 )
 from tonrail.localnet.faults import Faults
-from tonrail.localnet.genesis import TON, Genesis, Transfer
+from tonrail.localnet.genesis import Genesis, Transfer
 from tonrail.localnet.store import BlockRow, ChainStore, MsgRow, TxRow
 
 _NONE_SA_B64 = b64(NONE_SHARD_ACCOUNT)
@@ -157,49 +159,6 @@ def _opcode_after_header(s: Slice) -> int | None:
 
 def _is_plain_b64(text: str) -> bool:
     return text.isascii() and "-" not in text and "_" not in text and len(text) % 4 == 0
-
-
-def _external_route(cell: Cell) -> tuple[str, bytes]:
-    """(destination, TEP-467 normalized hash) of an external-in message, read directly."""
-    s = cell.begin_parse()
-    if s.load_uint(2) != 0b10:
-        raise ValueError("only external inbound messages can be sent")
-    s.load_address()  # src: addr_none or extern
-    dest: Any = s.load_address()
-    s.load_coins()  # import fee
-    if s.load_bit():
-        if s.load_bit():
-            s.load_ref()
-        else:
-            StateInit.deserialize(s)
-    body = s.load_ref() if s.load_bit() else s.to_cell()
-    norm = (
-        begin_cell()
-        .store_uint(0b10, 2)
-        .store_uint(0, 2)
-        .store_address(dest)
-        .store_coins(0)
-        .store_bit(0)
-        .store_bit(1)
-        .store_ref(body)
-        .end_cell()
-    )
-    return raw_address(dest), bytes(norm.hash)
-
-
-def _out_message_cells(tx_cell: Cell) -> tuple[Cell | None, list[Cell]]:
-    """The in message and the out messages (in index order) of a Transaction cell."""
-    s = tx_cell.refs[0].begin_parse()
-    in_msg = s.load_ref() if s.load_bit() else None
-    outs: list[Cell] = []
-    if s.load_bit():
-        from ton_core import HashMap
-
-        parsed: Any = HashMap.parse(
-            s.load_ref().begin_parse(), 15, value_deserializer=lambda v: v.load_ref()
-        )
-        outs = [parsed[k] for k in sorted(parsed or {})]
-    return in_msg, outs
 
 
 class Chain:
@@ -382,7 +341,7 @@ class Chain:
         """
         try:
             cell = cell_from(boc)
-            dest, norm = _external_route(cell)
+            dest, norm = external_route(cell)
         except Exception as exc:
             raise SendError(f"failed to parse message BOC: {exc}") from exc
         msg_hash = bytes(cell.hash)
@@ -540,7 +499,7 @@ class Chain:
         msg_hash = bytes(cell.hash)
         norm: bytes | None = None
         if external:
-            dest, norm = _external_route(cell)
+            dest, norm = external_route(cell)
             opcode = _opcode_after_header(self._skip_ext_header(cell))
         assert dest is not None
         result = self._emulator.emulate(
@@ -564,7 +523,7 @@ class Chain:
         txs.append(TxRow(tx_hash, dest, lt, now, seqno, trace, msg_hash, tx_cell.to_boc()))
         msgs.append(MsgRow(msg_hash, norm, "in", tx_hash, src, dest, created_lt, opcode))
         if outmsg_cnt:
-            _, outs = _out_message_cells(tx_cell)
+            _, outs = message_cells(tx_cell)
             for out in outs:
                 o_int, o_src, o_dest, o_lt, o_op = _message_route(out)
                 msgs.append(
@@ -581,11 +540,3 @@ class Chain:
         s.load_address()
         s.load_coins()
         return s
-
-    # -- helpers for callers -----------------------------------------------------------
-
-    def ton(self, address: Address | str) -> int:
-        return self.account(address).balance
-
-    def seed_amounts(self) -> dict[str, int]:
-        return {"faucet_ton": self.ton(self.genesis.faucet_address) // TON}

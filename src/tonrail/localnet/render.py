@@ -9,8 +9,7 @@ from typing import Any
 from ton_core import Cell, Transaction
 from ton_core.tlb.transaction import MessageAny
 
-from tonrail.localnet.boc import b64, friendly, hash_b64, raw_address
-from tonrail.localnet.chain import _out_message_cells
+from tonrail.localnet.boc import b64, friendly, hash_b64, message_cells, raw_address
 from tonrail.localnet.store import TxRow
 
 
@@ -135,7 +134,7 @@ class DecodedTx:
 def decode_tx(row: TxRow) -> DecodedTx:
     cell = Cell.one_from_boc(row.boc)
     tx: Any = Transaction.deserialize(cell.begin_parse())
-    in_cell, outs = _out_message_cells(cell)
+    in_cell, outs = message_cells(cell)
     return DecodedTx(
         row,
         tx,
@@ -255,6 +254,7 @@ def bounce_phase(d: DecodedTx) -> dict[str, Any] | None:
     ph = getattr(d.tx.description, "bounce", None)
     if ph is None:
         return None
+
     # ton_core sets only the fields of the phase's own variant (ok / nofunds / negfunds).
     def grams(name: str) -> str | None:
         value = getattr(ph, name, None)

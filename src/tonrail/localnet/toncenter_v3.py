@@ -13,6 +13,7 @@ from ton_core.tlb.transaction import ExternalMsgInfo, MessageAny
 from tonrail.localnet.boc import (
     b64,
     cell_from,
+    external_route,
     friendly,
     hash_b64,
     parse_address,
@@ -75,11 +76,7 @@ def _raw_upper(raw: str | None) -> str | None:
 
 
 def _message(m: DecodedMessage, in_tx: bytes | None, out_tx: bytes | None) -> dict[str, Any]:
-    from tonrail.localnet.boc import normalized_external_hash
-
-    norm = None
-    if m.kind == "ext_in":
-        norm = hash_b64(normalized_external_hash(MessageAny.deserialize(m.cell.begin_parse())))
+    norm = hash_b64(external_route(m.cell)[1]) if m.kind == "ext_in" else None
     return {
         "hash": hash_b64(m.hash),
         "hash_norm": norm,
