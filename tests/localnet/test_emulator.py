@@ -118,3 +118,26 @@ def test_get_method_sees_a_64_bit_balance() -> None:
     assert result.success and result.vm_exit_code == 0 and result.stack is not None
     assert VmStack.deserialize(cell_from(result.stack).begin_parse()) == [balance]
     config.close()
+
+
+def test_get_method_sees_the_config() -> None:
+    """The shared parsed config reaches c7: CONFIGDICT returns the config dictionary."""
+    from ton_core import VmStack, begin_cell
+
+    config = em.Config(em.load_config_b64())
+    code = begin_cell().store_bytes(bytes.fromhex("30F830")).end_cell()  # DROP CONFIGDICT
+    result = em.run_get_method(
+        config,
+        code_b64=b64(code),
+        data_b64=b64(begin_cell().end_cell()),
+        address="0:" + "11" * 32,
+        unixtime=1_800_000_000,
+        balance=1,
+        method_id=0,
+        stack_b64=b64(VmStack.serialize([])),
+    )
+    assert result.success and result.stack is not None
+    root, key_bits = VmStack.deserialize(cell_from(result.stack).begin_parse())
+    assert key_bits == 32
+    assert root.hash == cell_from(config.b64).hash
+    config.close()

@@ -246,10 +246,13 @@ def run_get_method(
     if not ptr:
         raise EmulatorError("tvm_emulator_create failed (bad code/data BOC)")
     try:
+        # No config BOC here: re-parsing it costs milliseconds a call; the parsed one is shared.
         if not lib.lib.tvm_emulator_set_c7(
-            ptr, address.encode(), unixtime, balance, rand_seed_hex.encode(), config.b64.encode()
+            ptr, address.encode(), unixtime, balance, rand_seed_hex.encode(), None
         ):
             raise EmulatorError("tvm_emulator_set_c7 failed")
+        if not lib.lib.tvm_emulator_set_config_object(ptr, config.ptr):
+            raise EmulatorError("tvm_emulator_set_config_object failed")
         if libs_b64:
             lib.lib.tvm_emulator_set_libraries(ptr, libs_b64.encode())
         lib.lib.tvm_emulator_set_gas_limit(ptr, gas_limit)
