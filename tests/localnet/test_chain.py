@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,14 @@ async def test_logical_time_order_across_a_trace(frozen: Chain) -> None:
     jw = g.jetton_wallet_address(w.address)
     assert frozen.account(jw).status == "active"
     assert len({r.trace_id for r in rows}) == 1
+
+
+async def test_producer_stops_between_blocks(chain: Chain) -> None:
+    await chain.start()
+    await asyncio.sleep(0.3)
+    await chain.stop()
+    seqno = chain.seqno
+    last = chain.store.last_block()
+    assert last is not None and last.seqno == seqno > 4  # genesis made 3; the timer made more
+    await asyncio.sleep(0.15)
+    assert chain.seqno == seqno  # nothing runs after stop()

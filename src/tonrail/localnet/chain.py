@@ -207,6 +207,7 @@ class Chain:
             )
         self._block_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._block_event = asyncio.Event()
         self.created_at = self.now()
 
@@ -264,15 +265,14 @@ class Chain:
     async def start(self) -> None:
         """Run the block producer every `block_ms` until `stop()`."""
         if self._task is None:
-            self._task = asyncio.create_task(self._producer())
+            self._stopping = asyncio.Event()
+            self._task = asyncio.create_task(self._producer(self._stopping))
 
     async def stop(self) -> None:
+        """Stop the producer after the block in progress, so no block is half written."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            self._stopping.set()
+            await self._task
             self._task = None
 
     def close(self) -> None:
@@ -281,9 +281,14 @@ class Chain:
         self.config.close()
         self.store.close()
 
-    async def _producer(self) -> None:
-        while True:
-            await asyncio.sleep(self.block_ms / 1000)
+    async def _producer(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                async with asyncio.timeout(self.block_ms / 1000):
+                    await stopping.wait()
+                return
+            except TimeoutError:
+                pass
             if not self.faults.stall_blocks:
                 await self.produce_block()
 
