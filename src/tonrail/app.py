@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 import tonrail
 from tonrail.db import Database
+from tonrail.monitoring.endpoints import router as monitoring_router
 from tonrail.payments.endpoints import router as payments_router
 from tonrail.payments.service import PaymentService
 from tonrail.settings import Settings
@@ -46,6 +47,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.payments = PaymentService(database_, settings)
     install_error_handlers(app)
     app.include_router(payments_router)
+    app.include_router(monitoring_router)  # GET /metrics (docs/monitoring.md)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -5,6 +5,15 @@ from tonrail.events.models import OutboxEvent
 from tonrail.kit.models import WorkerHeartbeat
 from tonrail.ledger.models import JournalEntry, LedgerLine
 from tonrail.limits.models import DailyVolume
+from tonrail.monitoring.models import (
+    Alert,
+    AlertDelivery,
+    AlertEvent,
+    Lockout,
+    MonitoringSignal,
+    SecurityFailure,
+    SecurityReport,
+)
 from tonrail.payments.models import Approval, Attempt, Payment
 from tonrail.rails.ton.models import (
     TonDeposit,
@@ -20,6 +29,9 @@ from tonrail.webhooks.models import ProviderEvent
 metadata = Base.metadata
 
 __all__ = [
+    "Alert",
+    "AlertDelivery",
+    "AlertEvent",
     "ApiKey",
     "Approval",
     "Attempt",
@@ -27,6 +39,8 @@ __all__ = [
     "IdempotencyRecord",
     "JournalEntry",
     "LedgerLine",
+    "Lockout",
+    "MonitoringSignal",
     "OutboxEvent",
     "Payment",
     "TonDeposit",
@@ -36,6 +50,8 @@ __all__ = [
     "TonWalletCursor",
     "ProviderEvent",
     "RailHealth",
+    "SecurityFailure",
+    "SecurityReport",
     "WorkerHeartbeat",
     "metadata",
 ]

@@ -156,6 +156,39 @@ class Settings(BaseSettings):
     aws_region: str = "us-east-1"
     ssl_certificate_arn: str = ""
     cloudwatch_namespace: str = "Deligate/Payments"
+    # --- monitoring and alerting (issue 7; docs/monitoring.md). Money in minor units.
+    monitoring_window_seconds: int = 300  # the window of rates and failure counts
+    alert_success_rate_min_pct: float = 95.0
+    alert_success_rate_min_sample: int = 20  # fewer finished payments: no verdict
+    alert_pending_max: int = 100
+    alert_stuck_seconds: int = 180  # pending longer (or past its target): stuck
+    alert_progress_stale_seconds: int = 300  # open payment with no change for this long
+    alert_failure_pattern_count: int = 5  # same error code on one rail within the window
+    alert_suspicious_failures: int = 10  # per counterparty, API key or IP: locked
+    alert_fee_factor: float = 3.0  # recent median fee above factor x baseline median
+    alert_fee_min_baseline: int = 20
+    alert_fee_baseline_seconds: int = 86_400
+    alert_hot_wallet_floor_ton: int = 0  # nanoton; 0 = no floor
+    alert_hot_wallet_floor_usdt: int = 0  # micro-USDT; 0 = no floor
+    alert_heartbeat_stale_seconds: int = 60
+    alert_heartbeat_forget_seconds: int = 86_400  # a loop silent this long is retired
+    alert_toncenter_unreachable_seconds: int = 30
+    alert_cooldown_seconds: int = 300  # least time between two triggers of one alert
+    alert_routes: str = (
+        "critical=email,slack,pagerduty;error=email,slack;warning=email,slack;info=slack"
+    )
+    alert_channel_max_attempts: int = 8
+    alert_channel_retry_base_seconds: float = 2.0
+    alert_channel_timeout_seconds: float = 10.0
+    alert_source: str = "tonrail"
+    alert_email_from: str = "tonrail@localhost"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+    cloudwatch_enabled: bool = False
+    cloudwatch_endpoint_url: str = ""
+    metrics_token: SecretStr = SecretStr("")  # if set, /metrics wants "Bearer <token>"
+    audit_large_payout_usdt: int = 100_000 * 10**6
 
     @field_validator("data_dir")
     @classmethod

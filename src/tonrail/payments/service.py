@@ -20,6 +20,7 @@ from tonrail.ledger.service import post
 from tonrail.limits.rules import LimitPolicy, approvals_satisfied, check_amount, needs_approval
 from tonrail.limits.service import release_daily_volume, reserve_daily_volume
 from tonrail.money import decimals_of, parse_minor
+from tonrail.monitoring.lockouts import check_not_locked
 from tonrail.payments import repository as repo
 from tonrail.payments.models import Payment
 from tonrail.payments.rules import DEFAULT_TARGET_SECONDS, check_metadata, new_reference
@@ -98,9 +99,15 @@ class PaymentService:
 
     # ---------------------------------------------------------------- payouts
     async def create_payout(
-        self, principal: Principal, req: PayoutCreate, ikey: IdempotencyKey | None
+        self,
+        principal: Principal,
+        req: PayoutCreate,
+        ikey: IdempotencyKey | None,
+        client_ip: str | None = None,
     ) -> Response:
-        """Validate, reserve daily volume, and record a payout (queued or awaiting approval)."""
+        """Validate, reserve daily volume, and record a payout (queued or awaiting approval).
+
+        Refused with 423 while the key, the destination or `client_ip` is locked out."""
         asset = req.asset
         decimals_of(asset)
         amount = parse_minor(req.amount, asset)
@@ -119,6 +126,7 @@ class PaymentService:
         check_metadata(req.metadata, self.settings.metadata_max_bytes)
 
         async def work(session: AsyncSession) -> dict[str, Any]:
+            await check_not_locked(session, principal.key_id, req.destination, client_ip)
             now = clock.now()
             rate = self.rates.rate(asset)
             usdt = rate.usdt_equivalent(amount, asset)

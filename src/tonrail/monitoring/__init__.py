@@ -1,0 +1,1 @@
+"""Monitoring: metrics, alert rules, alert store, channels, lockouts, audits."""

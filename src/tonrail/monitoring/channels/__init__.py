@@ -1,0 +1,1 @@
+"""Alert channels: email (SMTP), Slack (incoming webhook), PagerDuty (Events API v2)."""

@@ -1,0 +1,180 @@
+"""`tonrail alerts ...` and `tonrail lockouts ...`: operate alerts and lockouts."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy import select
+
+from tonrail.db import Database
+from tonrail.errors import TonrailError
+from tonrail.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+alerts_app = typer.Typer(help="Alerts: list, acknowledge, resolve, history, evaluate.")
+lockouts_app = typer.Typer(help="Lockouts after repeated failures: list, unlock.")
+
+
+def _run(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
+    settings = get_settings()
+
+    async def main() -> T:
+        db = Database(
+            settings.effective_database_url,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            pool_size=settings.db_pool_size,
+        )
+        try:
+            return await work(db, settings)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except TonrailError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _actor(actor: str | None) -> str:
+    return f"admin:{actor or getpass.getuser()}"
+
+
+@alerts_app.command("list")
+def alerts_list(
+    all_: Annotated[bool, typer.Option("--all", help="include resolved alerts")] = False,
+) -> None:
+    """Open and acknowledged alerts (with --all: every alert)."""
+    from tonrail.monitoring.models import Alert
+
+    async def work(db: Database, _: Settings) -> list[Alert]:
+        async with db.transaction() as session:
+            stmt = select(Alert).order_by(Alert.opened_at.desc()).limit(200)
+            if not all_:
+                stmt = stmt.where(Alert.status.in_(("open", "acknowledged")))
+            return list((await session.execute(stmt)).scalars())
+
+    rows = _run(work)
+    if not rows:
+        typer.echo("no alerts")
+    for a in rows:
+        typer.echo(
+            f"{a.id}  {a.status:<12} {a.severity:<8} {a.opened_at:%Y-%m-%d %H:%M:%S}  "
+            f"{a.dedup_key}  {a.summary}"
+        )
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: str, actor: Annotated[str | None, typer.Option(help="who")] = None
+) -> None:
+    """Acknowledge an open alert (PagerDuty is told)."""
+    from tonrail.monitoring.store import acknowledge
+
+    async def work(db: Database, _: Settings) -> None:
+        async with db.transaction() as session:
+            await acknowledge(session, alert_id, _actor(actor))
+
+    _run(work)
+    typer.echo(f"acknowledged {alert_id}")
+
+
+@alerts_app.command("resolve")
+def alerts_resolve(
+    alert_id: str, actor: Annotated[str | None, typer.Option(help="who")] = None
+) -> None:
+    """Resolve an alert by hand; it reopens if its condition still holds."""
+    from tonrail.monitoring.store import resolve_by_id
+
+    async def work(db: Database, _: Settings) -> None:
+        async with db.transaction() as session:
+            await resolve_by_id(session, alert_id, _actor(actor))
+
+    _run(work)
+    typer.echo(f"resolved {alert_id}")
+
+
+@alerts_app.command("history")
+def alerts_history(alert_id: str) -> None:
+    """Everything that happened to one alert, deliveries included."""
+    from tonrail.monitoring.store import history
+
+    async def work(db: Database, _: Settings) -> list[str]:
+        async with db.transaction() as session:
+            return [
+                f"{e.at:%Y-%m-%d %H:%M:%S}  {e.kind:<16} {e.actor:<20} {e.details}"
+                for e in await history(session, alert_id)
+            ]
+
+    for line in _run(work):
+        typer.echo(line)
+
+
+@alerts_app.command("evaluate")
+def alerts_evaluate() -> None:
+    """Evaluate the rules once and send what is due (what the worker loop does)."""
+    from tonrail.monitoring.jobs import evaluate_alerts
+
+    class Ctx:
+        def __init__(self, db: Database, settings: Settings):
+            self.db, self.settings, self.worker_id = db, settings, "cli"
+
+    n = _run(lambda db, s: evaluate_alerts(Ctx(db, s)))
+    typer.echo(f"{n} changes and deliveries")
+
+
+@alerts_app.command("audit")
+def alerts_audit(
+    day: Annotated[str | None, typer.Option(help="YYYY-MM-DD (UTC); default yesterday")] = None,
+) -> None:
+    """Build and send the daily security audit now (once per day)."""
+    from tonrail import clock
+    from tonrail.monitoring.jobs import audit_day, run_security_audit
+
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC) if day else audit_day(clock.now())
+    if not _run(lambda db, s: run_security_audit(db, s, start)):
+        typer.echo(f"the audit of {start.date()} exists already", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"audit of {start.date()} stored and queued for delivery")
+
+
+@lockouts_app.command("list")
+def lockouts_list() -> None:
+    """Active lockouts: subjects refused until an admin unlocks them."""
+    from tonrail.monitoring.lockouts import active
+
+    async def work(db: Database, _: Settings) -> list[str]:
+        async with db.transaction() as session:
+            return [
+                f"{lk.id}  {lk.subject_kind:<12} {lk.subject}  since "
+                f"{lk.locked_at:%Y-%m-%d %H:%M:%S}  ({lk.reason})"
+                for lk in await active(session)
+            ]
+
+    lines = _run(work)
+    typer.echo("\n".join(lines) if lines else "no active lockouts")
+
+
+@lockouts_app.command("unlock")
+def lockouts_unlock(
+    target: Annotated[str, typer.Argument(help="lock_... id, or kind:subject, or a subject")],
+    actor: Annotated[str | None, typer.Option(help="who")] = None,
+) -> None:
+    """Lift a lockout; the failures before it no longer count."""
+    from tonrail.monitoring.lockouts import unlock
+
+    async def work(db: Database, _: Settings) -> list[str]:
+        async with db.transaction() as session:
+            return [
+                f"{lk.subject_kind}:{lk.subject}"
+                for lk in await unlock(session, target, _actor(actor))
+            ]
+
+    for subject in _run(work):
+        typer.echo(f"unlocked {subject}")

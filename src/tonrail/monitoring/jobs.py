@@ -1,0 +1,163 @@
+"""Worker loops of monitoring. Each takes the worker's context and returns items handled.
+
+Register in worker.LOOPS: `evaluate_alerts` (every 2 s), `security_audit` (every 60 s; sends
+once per UTC day), `publish_cloudwatch` (every 60 s; no-op unless CLOUDWATCH_ENABLED),
+`publish_signals` (every 2 s; only needed in processes that run no `evaluate_alerts`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import httpx
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from tonrail import clock
+from tonrail.db import Database
+from tonrail.monitoring import lockouts, rules, store
+from tonrail.monitoring.audit import build_report
+from tonrail.monitoring.channels.base import Channel
+from tonrail.monitoring.channels.registry import configured_channels, parse_routes
+from tonrail.monitoring.cloudwatch import CloudWatchPublisher
+from tonrail.monitoring.delivery import deliver_due
+from tonrail.monitoring.models import Alert, SecurityReport
+from tonrail.monitoring.signals import persist_signals
+from tonrail.monitoring.snapshot import Snapshot, build_snapshot
+from tonrail.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class MonitoringContext(Protocol):
+    """What the loops need of `tonrail.worker.WorkerContext`."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def worker_id(self) -> str: ...
+
+
+async def take_snapshot(db: Database, settings: Settings) -> Snapshot:
+    async with db.transaction() as session:
+        return await build_snapshot(session, settings, clock.now())
+
+
+async def active_alert_counts(db: Database) -> dict[tuple[str, str], int]:
+    async with db.transaction() as session:
+        rows = await session.execute(
+            select(Alert.rule, Alert.severity, func.count())
+            .where(Alert.status.in_(store.ACTIVE))
+            .group_by(Alert.rule, Alert.severity)
+        )
+        return {(rule, severity): int(n) for rule, severity, n in rows}
+
+
+async def evaluate_once(
+    db: Database,
+    settings: Settings,
+    channels: dict[str, Channel],
+) -> int:
+    """Snapshot -> lockouts -> rules -> alert store. Returns the changes made."""
+    thresholds = rules.Thresholds.from_settings(settings)
+    routes = parse_routes(settings.alert_routes)
+    try:
+        async with db.transaction() as session:
+            snap = await build_snapshot(session, settings, clock.now())
+            for kind, subject, failures in rules.subjects_to_lock(snap, thresholds):
+                lock = await lockouts.lock(
+                    session,
+                    kind,
+                    subject,
+                    failures,
+                    f"{failures} failures in {snap.window_seconds} s",
+                )
+                snap.lockouts[(kind, subject)] = (lock.id, failures)
+                log.warning("subject locked", kind=kind, subject=subject, failures=failures)
+            findings = rules.evaluate(snap, thresholds)
+            return await store.apply_findings(
+                session, findings, routes, channels, settings.alert_cooldown_seconds
+            )
+    except IntegrityError:
+        # Another worker evaluated at the same moment and won; its result stands.
+        log.info("alert evaluation raced with another worker")
+        return 0
+
+
+async def evaluate_alerts(ctx: MonitoringContext) -> int:
+    """Evaluate every alert rule and send what is due. Returns changes plus sent messages."""
+    await persist_signals(ctx.db)
+    async with httpx.AsyncClient(timeout=ctx.settings.alert_channel_timeout_seconds) as client:
+        channels = configured_channels(ctx.settings, client)
+        changes = await evaluate_once(ctx.db, ctx.settings, channels)
+        sent = await deliver_due(ctx.db, ctx.settings, channels, ctx.worker_id)
+    return changes + sent
+
+
+async def publish_signals(ctx: MonitoringContext) -> int:
+    """Write this process's buffered signals (for processes without `evaluate_alerts`)."""
+    await persist_signals(ctx.db)
+    return 0
+
+
+async def publish_cloudwatch(ctx: MonitoringContext) -> int:
+    """Put the CloudWatch metrics of the current snapshot (only with CLOUDWATCH_ENABLED)."""
+    if not ctx.settings.cloudwatch_enabled:
+        return 0
+    snap = await take_snapshot(ctx.db, ctx.settings)
+    await CloudWatchPublisher(ctx.settings).publish(snap)
+    return 0  # periodic: never ask the loop to run again at once
+
+
+def audit_day(now: datetime) -> datetime:
+    """The start of the UTC day before `now` (the day the next audit covers)."""
+    today = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    return today - timedelta(days=1)
+
+
+async def run_security_audit(db: Database, settings: Settings, day_start: datetime) -> bool:
+    """Build, store and queue the audit of one UTC day; False if it exists already."""
+    routes = parse_routes(settings.alert_routes)
+    async with httpx.AsyncClient() as client:
+        configured = list(configured_channels(settings, client))
+    wanted = routes.get("info", ())
+    channels = [c for c in ("email", *wanted) if c in configured and c != "pagerduty"]
+    try:
+        async with db.transaction() as session:
+            report = await build_report(session, settings, day_start)
+            session.add(
+                SecurityReport(
+                    day=report.day,
+                    body=report.body,
+                    config_fingerprint=report.fingerprint,
+                    created_at=clock.now(),
+                )
+            )
+            await session.flush()
+            await store.record_report(
+                session,
+                f"security_audit:{report.day}",
+                f"security audit {report.day}: {len(report.body['large_payouts'])} large payouts, "
+                f"{len(report.body['lockouts_created'])} lockouts",
+                report.text(),
+                sorted(set(channels)),
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def security_audit(ctx: MonitoringContext) -> int:
+    """Once per UTC day: the audit of the previous day, stored and sent as a report."""
+    day = audit_day(clock.now())
+    async with ctx.db.transaction() as session:
+        if await session.get(SecurityReport, day.date().isoformat()) is not None:
+            return 0
+    await run_security_audit(ctx.db, ctx.settings, day)
+    return 0

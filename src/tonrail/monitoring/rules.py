@@ -1,0 +1,351 @@
+"""Alert rules: pure functions from a metrics snapshot and thresholds to findings.
+
+A finding is a condition that holds now; the alert store opens an alert for it (dedup key)
+and resolves the alert once the finding is gone. Nothing here reads a clock or a database.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tonrail.monitoring.snapshot import Snapshot
+from tonrail.settings import Settings
+
+Severity = Literal["critical", "error", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "error", "warning", "info")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every threshold of the rules (from settings; see .env.example)."""
+
+    success_rate_min_pct: float = 95.0
+    success_rate_min_sample: int = 20
+    pending_max: int = 100
+    stuck_seconds: int = 180
+    progress_stale_seconds: int = 300
+    failure_pattern_count: int = 5
+    suspicious_failures: int = 10
+    fee_factor: float = 3.0
+    fee_min_baseline: int = 20
+    fee_min_recent: int = 3
+    hot_wallet_floors: dict[str, int] = field(default_factory=dict)
+    heartbeat_stale_seconds: int = 60
+    heartbeat_forget_seconds: int = 86_400
+    toncenter_unreachable_seconds: int = 30
+    channel_retrying_max: int = 1  # deliveries retrying on one channel before it is "failing"
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Thresholds:
+        return cls(
+            success_rate_min_pct=s.alert_success_rate_min_pct,
+            success_rate_min_sample=s.alert_success_rate_min_sample,
+            pending_max=s.alert_pending_max,
+            stuck_seconds=s.alert_stuck_seconds,
+            progress_stale_seconds=s.alert_progress_stale_seconds,
+            failure_pattern_count=s.alert_failure_pattern_count,
+            suspicious_failures=s.alert_suspicious_failures,
+            fee_factor=s.alert_fee_factor,
+            fee_min_baseline=s.alert_fee_min_baseline,
+            hot_wallet_floors={
+                asset: floor
+                for asset, floor in (
+                    ("TON", s.alert_hot_wallet_floor_ton),
+                    ("USDT", s.alert_hot_wallet_floor_usdt),
+                )
+                if floor > 0
+            },
+            heartbeat_stale_seconds=s.alert_heartbeat_stale_seconds,
+            heartbeat_forget_seconds=s.alert_heartbeat_forget_seconds,
+            toncenter_unreachable_seconds=s.alert_toncenter_unreachable_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A condition that holds now. `dedup_key` is stable for as long as it holds."""
+
+    dedup_key: str
+    rule: str
+    severity: Severity
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def below_rate(successes: int, total: int, min_pct: float, min_sample: int) -> bool:
+    """True when enough outcomes exist and the success share is under `min_pct` percent."""
+    if total < max(min_sample, 1):
+        return False
+    return successes * 100 < min_pct * total
+
+
+def _pct(successes: int, total: int) -> float:
+    return round(100 * successes / total, 2) if total else 100.0
+
+
+# ------------------------------------------------------------------ the rules
+def success_rate(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """Payments finished in the window (and attempts per rail) succeed less than the minimum."""
+    out: list[Finding] = []
+    ok, bad = snap.finished.get("succeeded", 0), snap.finished.get("failed", 0)
+    if below_rate(ok, ok + bad, t.success_rate_min_pct, t.success_rate_min_sample):
+        out.append(
+            Finding(
+                "success_rate:all",
+                "success_rate",
+                "critical",
+                f"success rate {_pct(ok, ok + bad)} % over {snap.window_seconds} s "
+                f"({bad} failed of {ok + bad}); minimum {t.success_rate_min_pct} %",
+                {"succeeded": ok, "failed": bad, "window_seconds": snap.window_seconds},
+            )
+        )
+    rails = sorted({rail for rail, _ in snap.attempts_finished})
+    for rail in rails:
+        good = snap.attempts_finished.get((rail, "confirmed"), 0)
+        failed = sum(
+            n for (r, s), n in snap.attempts_finished.items() if r == rail and s != "confirmed"
+        )
+        if below_rate(good, good + failed, t.success_rate_min_pct, t.success_rate_min_sample):
+            out.append(
+                Finding(
+                    f"success_rate:{rail}",
+                    "success_rate",
+                    "critical",
+                    f"{rail} attempts succeed {_pct(good, good + failed)} % over "
+                    f"{snap.window_seconds} s ({failed} of {good + failed} failed)",
+                    {"rail": rail, "confirmed": good, "failed": failed},
+                )
+            )
+    return out
+
+
+def pending_high(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    if snap.pending_count <= t.pending_max:
+        return []
+    return [
+        Finding(
+            "pending_high",
+            "pending_high",
+            "warning",
+            f"{snap.pending_count} payments pending (queued or processing); "
+            f"maximum {t.pending_max}",
+            {"pending": snap.pending_count, "oldest_age_seconds": round(snap.oldest_pending_age)},
+        )
+    ]
+
+
+def stuck_payments(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """Pending longer than the stuck age, or than its own target confirmation time if longer."""
+    stuck = [p for p in snap.pending_old if p.age_seconds > max(t.stuck_seconds, p.target_seconds)]
+    if not stuck:
+        return []
+    return [
+        Finding(
+            "payments_stuck",
+            "payments_stuck",
+            "error",
+            f"{len(stuck)} payments pending for more than {t.stuck_seconds} s "
+            f"(oldest {round(max(p.age_seconds for p in stuck))} s)",
+            {"count": len(stuck), "payment_ids": [p.id for p in stuck[:20]]},
+        )
+    ]
+
+
+def not_progressing(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """Open payments where nothing (payment or attempt) changed for the stale time."""
+    idle = [p for p in snap.pending_old if p.idle_seconds > t.progress_stale_seconds]
+    if not idle:
+        return []
+    return [
+        Finding(
+            "payments_not_progressing",
+            "payments_not_progressing",
+            "error",
+            f"{len(idle)} open payments unchanged for more than {t.progress_stale_seconds} s",
+            {"count": len(idle), "payment_ids": [p.id for p in idle[:20]]},
+        )
+    ]
+
+
+def failure_patterns(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """The same error code at least N times on one rail within the window."""
+    return [
+        Finding(
+            f"failure_pattern:{rail}:{code}",
+            "failure_pattern",
+            "error",
+            f"{count} {rail} attempts failed with {code} in {snap.window_seconds} s",
+            {"rail": rail, "error_code": code, "count": count},
+        )
+        for (rail, code), count in sorted(snap.failures_by_code.items())
+        if count >= t.failure_pattern_count
+    ]
+
+
+def fee_unusually_high(recent: Sequence[int], baseline: Sequence[int], t: Thresholds) -> bool:
+    """Median of recent fees above `fee_factor` x the baseline median (enough samples only)."""
+    if len(baseline) < t.fee_min_baseline or len(recent) < t.fee_min_recent:
+        return False
+    base = statistics.median(baseline)
+    return statistics.median(recent) > t.fee_factor * base if base > 0 else False
+
+
+def fees_high(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    out = []
+    for key in sorted(snap.fees_recent):
+        recent, baseline = snap.fees_recent[key], snap.fees_baseline.get(key, [])
+        if fee_unusually_high(recent, baseline, t):
+            rail, asset = key
+            out.append(
+                Finding(
+                    f"fee_high:{rail}:{asset}",
+                    "fee_high",
+                    "warning",
+                    f"{rail} fees in {asset} are unusually high: "
+                    f"median {statistics.median(recent)} "
+                    f"vs {statistics.median(baseline)} before (minor units)",
+                    {
+                        "rail": rail,
+                        "asset": asset,
+                        "recent_median": statistics.median(recent),
+                        "baseline_median": statistics.median(baseline),
+                    },
+                )
+            )
+    return out
+
+
+def subjects_to_lock(snap: Snapshot, t: Thresholds) -> list[tuple[str, str, int]]:
+    """(kind, subject, failures) with at least the suspicious count and no active lock."""
+    return sorted(
+        (kind, subject, count)
+        for (kind, subject), count in snap.subject_failures.items()
+        if count >= t.suspicious_failures and (kind, subject) not in snap.lockouts
+    )
+
+
+def suspicious_activity(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """One alert per locked subject; it resolves when an admin unlocks the subject."""
+    return [
+        Finding(
+            f"suspicious_activity:{kind}:{subject}",
+            "suspicious_activity",
+            "critical",
+            f"{kind} {subject} locked after {failures} failures in {snap.window_seconds} s",
+            {"kind": kind, "subject": subject, "failures": failures, "lockout_id": lock_id},
+        )
+        for (kind, subject), (lock_id, failures) in sorted(snap.lockouts.items())
+    ]
+
+
+def hot_wallet_low(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    out = []
+    for asset, floor in sorted(t.hot_wallet_floors.items()):
+        sig = snap.signal("hot_wallet_balance", asset=asset)
+        if sig is not None and sig.value < floor:
+            out.append(
+                Finding(
+                    f"hot_wallet_low:{asset}",
+                    "hot_wallet_low",
+                    "critical",
+                    f"hot wallet {asset} balance {sig.value} is below its floor {floor} "
+                    "(minor units)",
+                    {"asset": asset, "balance": sig.value, "floor": floor},
+                )
+            )
+    return out
+
+
+def worker_stale(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """A loop whose freshest heartbeat (any worker) is too old; retired loops are ignored."""
+    return [
+        Finding(
+            f"worker_stale:{loop}",
+            "worker_stale",
+            "error",
+            f"worker loop {loop} has not heartbeated for {round(age)} s",
+            {"loop": loop, "age_seconds": round(age)},
+        )
+        for loop, age in sorted(snap.heartbeat_age.items())
+        if t.heartbeat_stale_seconds < age <= t.heartbeat_forget_seconds
+    ]
+
+
+def toncenter_unreachable(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """Errors from toncenter and no success for the unreachable time (per endpoint)."""
+    now_ms = snap.at.timestamp() * 1000
+    out = []
+    for err in snap.signals_named("toncenter_last_error_ms"):
+        endpoint = err.labels.get("endpoint", "")
+        ok = snap.signal("toncenter_last_ok_ms", endpoint=endpoint)
+        last_ok = ok.value if ok is not None else 0
+        silent_ms = now_ms - last_ok
+        recent_error = now_ms - err.value <= t.toncenter_unreachable_seconds * 1000
+        if (
+            err.value > last_ok
+            and recent_error
+            and silent_ms > t.toncenter_unreachable_seconds * 1000
+        ):
+            out.append(
+                Finding(
+                    f"toncenter_unreachable:{endpoint}",
+                    "toncenter_unreachable",
+                    "critical",
+                    f"toncenter {endpoint} failing with no success for more than "
+                    f"{t.toncenter_unreachable_seconds} s",
+                    {
+                        "endpoint": endpoint,
+                        "last_ok_ms": last_ok or None,
+                        "last_error_ms": err.value,
+                    },
+                )
+            )
+    return out
+
+
+def channel_failing(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """An alert channel whose deliveries fail or keep retrying (sent to the other channels)."""
+    out = []
+    channels = set(snap.deliveries_failed_recent) | set(snap.deliveries_retrying)
+    for channel in sorted(channels):
+        failed = snap.deliveries_failed_recent.get(channel, 0)
+        retrying = snap.deliveries_retrying.get(channel, 0)
+        if failed > 0 or retrying >= t.channel_retrying_max:
+            out.append(
+                Finding(
+                    f"channel_failing:{channel}",
+                    "channel_failing",
+                    "error",
+                    f"alert channel {channel} is failing: {failed} deliveries failed, "
+                    f"{retrying} retrying",
+                    {"channel": channel, "failed": failed, "retrying": retrying},
+                )
+            )
+    return out
+
+
+RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
+    success_rate,
+    pending_high,
+    stuck_payments,
+    not_progressing,
+    failure_patterns,
+    fees_high,
+    suspicious_activity,
+    hot_wallet_low,
+    worker_stale,
+    toncenter_unreachable,
+    channel_failing,
+)
+
+
+def evaluate(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """Every finding of every rule; dedup keys are unique."""
+    findings: dict[str, Finding] = {}
+    for rule in RULES:
+        for finding in rule(snap, t):
+            findings.setdefault(finding.dedup_key, finding)
+    return list(findings.values())

@@ -1,0 +1,179 @@
+"""Signals that other parts of tonrail feed: toncenter calls, hot wallet, congestion, fees.
+
+The TON rail, the fee optimizer and the webhook sender call these plain functions; they
+are cheap (a dict update under a lock) and never raise. Values are buffered in the process
+and written to `monitoring_signals` by `persist_signals` (the `evaluate_alerts` and
+`publish_signals` loops call it), so `/metrics` and the alert rules in any process see what
+any other process measured. Every value is an integer: counts, minor units, basis points,
+milliseconds. Labels must not carry secrets (pass an endpoint name, never a URL with a key).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from tonrail import clock
+from tonrail.db import Database
+from tonrail.monitoring.models import MonitoringSignal
+
+# Upper bounds (seconds) of the confirmation latency histogram; +Inf is implied.
+CONFIRMATION_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
+
+SignalKey = tuple[str, str]  # (name, canonical labels)
+
+_lock = threading.Lock()
+_gauges: dict[SignalKey, int] = {}
+_counters: dict[SignalKey, int] = {}
+
+
+def labels_key(labels: Mapping[str, str]) -> str:
+    """Canonical `k=v,k=v` (sorted); separators inside values are replaced."""
+    return ",".join(
+        f"{k}={str(v).replace(',', '_').replace('=', '_')[:60]}" for k, v in sorted(labels.items())
+    )
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    if not text:
+        return {}
+    return dict(part.split("=", 1) for part in text.split(","))
+
+
+def _set(name: str, value: int, **labels: str) -> None:
+    with _lock:
+        _gauges[(name, labels_key(labels))] = int(value)
+
+
+def _add(name: str, delta: int = 1, **labels: str) -> None:
+    with _lock:
+        key = (name, labels_key(labels))
+        _counters[key] = _counters.get(key, 0) + int(delta)
+
+
+def _epoch_ms() -> int:
+    return int(clock.now().timestamp() * 1000)
+
+
+# ------------------------------------------------------------------ the feeding API
+def record_toncenter_call(endpoint: str, ok: bool, kind: str = "") -> None:
+    """One toncenter request: `endpoint` a method name (`runGetMethod`), `kind` the error
+    class when not ok (`http_5xx`, `timeout`, `connect`, `rate_limited`, ...)."""
+    if ok:
+        _add("toncenter_requests", endpoint=endpoint, outcome="ok")
+        _set("toncenter_last_ok_ms", _epoch_ms(), endpoint=endpoint)
+    else:
+        _add("toncenter_requests", endpoint=endpoint, outcome=kind or "error")
+        _set("toncenter_last_error_ms", _epoch_ms(), endpoint=endpoint)
+
+
+def record_toncenter_success(endpoint: str) -> None:
+    record_toncenter_call(endpoint, True)
+
+
+def record_toncenter_error(endpoint: str, kind: str) -> None:
+    record_toncenter_call(endpoint, False, kind)
+
+
+def record_provider_call(provider: str, ok: bool, kind: str = "") -> None:
+    """One request to a backup-rail provider (`stripe`, `paypal`, `bank`)."""
+    _add("provider_requests", provider=provider, outcome="ok" if ok else (kind or "error"))
+
+
+def record_provider_error(provider: str, kind: str) -> None:
+    record_provider_call(provider, False, kind)
+
+
+def set_hot_wallet_balance(asset: str, amount: int) -> None:
+    """On-chain balance of the hot wallet in minor units of `asset` (nanoton, micro-USDT)."""
+    _set("hot_wallet_balance", amount, asset=asset)
+
+
+def set_congestion(pct: float) -> None:
+    """TON network congestion 0-100 % (the fee optimizer's estimate)."""
+    _set("congestion_bp", round(min(max(pct, 0.0), 100.0) * 100))
+
+
+def set_gas_price(nanoton_per_gas: int) -> None:
+    """Gas price of the basechain in nanoton per gas unit (config param 21)."""
+    _set("gas_price", nanoton_per_gas)
+
+
+def observe_confirmation(rail: str, seconds: float) -> None:
+    """Time from submitting an attempt to its confirmation."""
+    seconds = max(seconds, 0.0)
+    with _lock:
+        for bound in (*CONFIRMATION_BUCKETS, math.inf):
+            if seconds <= bound:
+                le = "+Inf" if bound == math.inf else f"{bound:g}"
+                key = ("confirmation_bucket", labels_key({"rail": rail, "le": le}))
+                _counters[key] = _counters.get(key, 0) + 1
+        for name, delta in (("confirmation_count", 1), ("confirmation_sum_ms", seconds * 1000)):
+            key = (name, labels_key({"rail": rail}))
+            _counters[key] = _counters.get(key, 0) + round(delta)
+
+
+def set_webhook_backlog(pending: int, oldest_age_seconds: float) -> None:
+    """Merchant webhook deliveries waiting, and the age of the oldest (the webhooks sender)."""
+    _set("webhook_backlog", pending)
+    _set("webhook_backlog_oldest_ms", round(oldest_age_seconds * 1000))
+
+
+# ------------------------------------------------------------------ persistence
+def take_buffer() -> tuple[dict[SignalKey, int], dict[SignalKey, int]]:
+    """Swap out what was recorded since the last call (gauges, counter deltas)."""
+    global _gauges, _counters
+    with _lock:
+        gauges, counters = _gauges, _counters
+        _gauges, _counters = {}, {}
+    return gauges, counters
+
+
+def _restore(gauges: dict[SignalKey, int], counters: dict[SignalKey, int]) -> None:
+    with _lock:
+        for key, value in gauges.items():
+            _gauges.setdefault(key, value)  # a newer value wins
+        for key, delta in counters.items():
+            _counters[key] = _counters.get(key, 0) + delta
+
+
+async def persist_signals(db: Database) -> int:
+    """Write buffered signals: gauges replace, counters add. Returns how many rows moved."""
+    gauges, counters = take_buffer()
+    if not gauges and not counters:
+        return 0
+    insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
+    now = clock.now()
+    try:
+        async with db.transaction() as session:
+            for (name, labels), value in sorted(gauges.items()):
+                stmt = insert(MonitoringSignal).values(
+                    name=name, labels=labels, kind="gauge", value=value, updated_at=now
+                )
+                await session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["name", "labels"],
+                        set_={"value": stmt.excluded.value, "updated_at": now},
+                    )
+                )
+            for (name, labels), delta in sorted(counters.items()):
+                stmt = insert(MonitoringSignal).values(
+                    name=name, labels=labels, kind="counter", value=delta, updated_at=now
+                )
+                await session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["name", "labels"],
+                        set_={
+                            "value": MonitoringSignal.value + stmt.excluded.value,
+                            "updated_at": now,
+                        },
+                    )
+                )
+    except Exception:
+        _restore(gauges, counters)
+        raise
+    return len(gauges) + len(counters)

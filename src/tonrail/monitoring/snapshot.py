@@ -1,0 +1,314 @@
+"""The metrics snapshot: what the database says right now, as plain data.
+
+`/metrics`, CloudWatch and the alert rules all read one `Snapshot`; the rules are pure
+functions of it (see rules.py). Reads are bounded: counts are aggregated in SQL, and the few
+lists (stuck payments, fees of a window) are capped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail.events.models import OutboxEvent
+from tonrail.kit.models import WorkerHeartbeat
+from tonrail.monitoring.models import (
+    AlertDelivery,
+    Lockout,
+    MonitoringSignal,
+    SecurityFailure,
+)
+from tonrail.monitoring.signals import parse_labels
+from tonrail.payments.models import Attempt, Payment
+from tonrail.rails.ton.address import parse_address, raw_form
+from tonrail.settings import Settings
+
+PENDING_STATES = ("queued", "processing")
+LIST_CAP = 1000
+# A channel whose delivery failed this often and is still retrying counts as failing.
+RETRYING_ATTEMPTS = 3
+
+
+def counterparty_key(text: str) -> str:
+    """One key per counterparty: TON addresses in raw form (any spelling), others as given."""
+    try:
+        return raw_form(parse_address(text.strip(), "counterparty"))
+    except Exception:
+        return text.strip()
+
+
+@dataclass(frozen=True)
+class PendingPayment:
+    id: str
+    age_seconds: float
+    target_seconds: int
+    idle_seconds: float  # since the payment or its latest attempt last changed
+
+
+@dataclass(frozen=True)
+class SignalValue:
+    name: str
+    labels: dict[str, str]
+    kind: str
+    value: int
+    updated_at: datetime
+
+
+@dataclass
+class Snapshot:
+    """Everything the metrics and rules need, read at `at`."""
+
+    at: datetime
+    window_seconds: int
+    # (direction, status, asset, rail) -> (count, sum of amounts in minor units)
+    payments: dict[tuple[str, str, str, str], tuple[int, int]] = field(default_factory=dict)
+    # payments finished inside the window: status -> count (succeeded / failed)
+    finished: dict[str, int] = field(default_factory=dict)
+    # attempts finished inside the window: (rail, status) -> count
+    attempts_finished: dict[tuple[str, str], int] = field(default_factory=dict)
+    # failed attempts inside the window: (rail, error_code) -> count
+    failures_by_code: dict[tuple[str, str], int] = field(default_factory=dict)
+    pending_count: int = 0
+    oldest_pending_age: float = 0.0
+    pending_old: list[PendingPayment] = field(default_factory=list)  # older than the stuck age
+    # succeeded volume inside the window in micro-USDT equivalent
+    window_volume_usdt: int = 0
+    # fees actually paid, all time: (rail, fee_asset) -> sum in minor units
+    fees_paid: dict[tuple[str, str], int] = field(default_factory=dict)
+    # fee samples: (rail, fee_asset) -> recent (window) and baseline (before the window)
+    fees_recent: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    fees_baseline: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # failures inside the window per subject: (kind, subject) -> count (after any unlock)
+    subject_failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    # active lockouts: (kind, subject) -> (lockout id, failures when locked)
+    lockouts: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    # loop -> seconds since its freshest heartbeat (any worker)
+    heartbeat_age: dict[str, float] = field(default_factory=dict)
+    outbox_backlog: int = 0
+    outbox_oldest_age: float = 0.0
+    signals: list[SignalValue] = field(default_factory=list)
+    # alert deliveries: (channel, status) -> count; failed in window per channel
+    deliveries: dict[tuple[str, str], int] = field(default_factory=dict)
+    deliveries_failed_recent: dict[str, int] = field(default_factory=dict)
+    deliveries_retrying: dict[str, int] = field(default_factory=dict)  # >= RETRYING_ATTEMPTS
+
+    def signal(self, name: str, **labels: str) -> SignalValue | None:
+        for s in self.signals:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s
+        return None
+
+    def signals_named(self, name: str) -> list[SignalValue]:
+        return [s for s in self.signals if s.name == name]
+
+
+def _age(now: datetime, then: datetime | None) -> float:
+    return max((now - then).total_seconds(), 0.0) if then is not None else 0.0
+
+
+async def build_snapshot(session: AsyncSession, settings: Settings, now: datetime) -> Snapshot:
+    """Read the snapshot at `now` (the caller's clock) inside the caller's transaction."""
+    window = settings.monitoring_window_seconds
+    since = now - timedelta(seconds=window)
+    snap = Snapshot(at=now, window_seconds=window)
+
+    # -- payments by direction, status, asset and the rail of their latest attempt
+    latest = (
+        select(Attempt.payment_id, func.max(Attempt.number).label("n"))
+        .group_by(Attempt.payment_id)
+        .subquery()
+    )
+    last_attempt = (
+        select(Attempt.payment_id, Attempt.rail)
+        .join(latest, and_(latest.c.payment_id == Attempt.payment_id, latest.c.n == Attempt.number))
+        .subquery()
+    )
+    rail = last_attempt.c.rail
+    rows = await session.execute(
+        select(
+            Payment.direction,
+            Payment.status,
+            Payment.asset,
+            rail,
+            func.count(),
+            func.sum(Payment.amount),
+        )
+        .outerjoin(last_attempt, last_attempt.c.payment_id == Payment.id)
+        .group_by(Payment.direction, Payment.status, Payment.asset, rail)
+    )
+    for direction, status, asset, rail_name, count, total in rows:
+        snap.payments[(direction, status, asset, rail_name or "none")] = (
+            int(count),
+            int(total or 0),
+        )
+
+    # -- finished inside the window
+    rows = await session.execute(
+        select(Payment.status, func.count(), func.sum(Payment.usdt_equivalent))
+        .where(Payment.completed_at >= since, Payment.status.in_(("succeeded", "failed")))
+        .group_by(Payment.status)
+    )
+    for status, count, usdt in rows:
+        snap.finished[status] = int(count)
+        if status == "succeeded":
+            snap.window_volume_usdt = int(usdt or 0)
+    rows = await session.execute(
+        select(Attempt.rail, Attempt.status, func.count())
+        .where(Attempt.updated_at >= since, Attempt.status.in_(("confirmed", "failed", "expired")))
+        .group_by(Attempt.rail, Attempt.status)
+    )
+    for rail_name, status, count in rows:
+        snap.attempts_finished[(rail_name, status)] = int(count)
+    rows = await session.execute(
+        select(Attempt.rail, Attempt.error_code, func.count())
+        .where(Attempt.updated_at >= since, Attempt.status.in_(("failed", "expired")))
+        .group_by(Attempt.rail, Attempt.error_code)
+    )
+    for rail_name, code, count in rows:
+        key = (rail_name, code or "unknown")
+        snap.failures_by_code[key] = snap.failures_by_code.get(key, 0) + int(count)
+
+    # -- pending, stuck and progress
+    pending = (
+        await session.execute(
+            select(func.count(), func.min(Payment.created_at)).where(
+                Payment.status.in_(PENDING_STATES)
+            )
+        )
+    ).one()
+    snap.pending_count = int(pending[0])
+    snap.oldest_pending_age = _age(now, pending[1])
+    horizon = now - timedelta(
+        seconds=min(settings.alert_stuck_seconds, settings.alert_progress_stale_seconds)
+    )
+    last_change = (
+        select(func.max(Attempt.updated_at))
+        .where(Attempt.payment_id == Payment.id)
+        .correlate(Payment)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        select(
+            Payment.id,
+            Payment.created_at,
+            Payment.updated_at,
+            Payment.target_confirmation_seconds,
+            last_change,
+        )
+        .where(Payment.status.in_(PENDING_STATES), Payment.created_at < horizon)
+        .order_by(Payment.created_at)
+        .limit(LIST_CAP)
+    )
+    for pid, created, updated, target, attempt_changed in rows:
+        changed = max(updated, attempt_changed) if attempt_changed is not None else updated
+        snap.pending_old.append(
+            PendingPayment(pid, _age(now, created), int(target), _age(now, changed))
+        )
+
+    # -- fees
+    rows = await session.execute(
+        select(Attempt.rail, Attempt.fee_asset, func.sum(Attempt.fee_amount))
+        .where(Attempt.fee_amount.is_not(None), Attempt.fee_asset.is_not(None))
+        .group_by(Attempt.rail, Attempt.fee_asset)
+    )
+    for rail_name, fee_asset, total in rows:
+        snap.fees_paid[(rail_name, fee_asset)] = int(total or 0)
+    baseline_start = since - timedelta(seconds=settings.alert_fee_baseline_seconds)
+    for target_map, lo, hi in (
+        (snap.fees_recent, since, now),
+        (snap.fees_baseline, baseline_start, since),
+    ):
+        rows = await session.execute(
+            select(Attempt.rail, Attempt.fee_asset, Attempt.fee_amount)
+            .where(
+                Attempt.fee_amount.is_not(None),
+                Attempt.fee_asset.is_not(None),
+                Attempt.updated_at >= lo,
+                Attempt.updated_at < hi,
+            )
+            .order_by(Attempt.updated_at.desc())
+            .limit(LIST_CAP)
+        )
+        for rail_name, fee_asset, amount in rows:
+            target_map.setdefault((rail_name, fee_asset), []).append(int(amount))
+
+    # -- suspicious activity: failures per counterparty, API key and IP inside the window
+    active = (await session.execute(select(Lockout).where(Lockout.unlocked_at.is_(None)))).scalars()
+    for lock in active:
+        snap.lockouts[(lock.subject_kind, lock.subject)] = (lock.id, lock.failures)
+    unlocks: dict[tuple[str, str], datetime] = {}
+    for kind, subject, at in await session.execute(
+        select(Lockout.subject_kind, Lockout.subject, func.max(Lockout.unlocked_at))
+        .where(Lockout.unlocked_at >= since)
+        .group_by(Lockout.subject_kind, Lockout.subject)
+    ):
+        if at is not None:
+            unlocks[(kind, subject)] = at
+    events: list[tuple[str, str, datetime]] = []
+    rows = await session.execute(
+        select(Payment.counterparty, Payment.requested_by, Attempt.updated_at)
+        .join(Payment, Payment.id == Attempt.payment_id)
+        .where(Attempt.updated_at >= since, Attempt.status == "failed")
+        .limit(LIST_CAP * 10)
+    )
+    for counterparty, requested_by, at in rows:
+        if counterparty:
+            events.append(("counterparty", counterparty_key(counterparty), at))
+        if requested_by and requested_by.startswith("key:"):
+            events.append(("api_key", requested_by[4:], at))
+    rows = await session.execute(
+        select(SecurityFailure.subject_kind, SecurityFailure.subject, SecurityFailure.at)
+        .where(SecurityFailure.at >= since)
+        .limit(LIST_CAP * 10)
+    )
+    events.extend((kind, subject, at) for kind, subject, at in rows)
+    for kind, subject, at in events:
+        cutoff = unlocks.get((kind, subject))
+        if cutoff is not None and at <= cutoff:
+            continue  # an admin unlocked the subject after this failure
+        snap.subject_failures[(kind, subject)] = snap.subject_failures.get((kind, subject), 0) + 1
+
+    # -- workers, outbox, signals, deliveries
+    for loop, beat in await session.execute(
+        select(WorkerHeartbeat.loop, func.max(WorkerHeartbeat.beat_at)).group_by(
+            WorkerHeartbeat.loop
+        )
+    ):
+        snap.heartbeat_age[loop] = _age(now, beat)
+    backlog = (
+        await session.execute(
+            select(func.count(), func.min(OutboxEvent.created_at)).where(
+                OutboxEvent.published_at.is_(None)
+            )
+        )
+    ).one()
+    snap.outbox_backlog = int(backlog[0])
+    snap.outbox_oldest_age = _age(now, backlog[1])
+    for sig in (await session.execute(select(MonitoringSignal))).scalars():
+        snap.signals.append(
+            SignalValue(
+                sig.name, parse_labels(sig.labels), sig.kind, int(sig.value), sig.updated_at
+            )
+        )
+    for channel, status, count in await session.execute(
+        select(AlertDelivery.channel, AlertDelivery.status, func.count()).group_by(
+            AlertDelivery.channel, AlertDelivery.status
+        )
+    ):
+        snap.deliveries[(channel, status)] = int(count)
+    for channel, count in await session.execute(
+        select(AlertDelivery.channel, func.count())
+        .where(AlertDelivery.status == "failed", AlertDelivery.created_at >= since)
+        .group_by(AlertDelivery.channel)
+    ):
+        snap.deliveries_failed_recent[channel] = int(count)
+    for channel, count in await session.execute(
+        select(AlertDelivery.channel, func.count())
+        .where(AlertDelivery.status == "pending", AlertDelivery.attempts >= RETRYING_ATTEMPTS)
+        .group_by(AlertDelivery.channel)
+    ):
+        snap.deliveries_retrying[channel] = int(count)
+    return snap
