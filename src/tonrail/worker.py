@@ -17,6 +17,7 @@ from tonrail.db import Database
 from tonrail.ids import new_id
 from tonrail.kit.claims import claim
 from tonrail.kit.models import WorkerHeartbeat
+from tonrail.monitoring import jobs as monitoring
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
 from tonrail.settings import Settings
@@ -71,7 +72,15 @@ async def expire_invoices(ctx: WorkerContext) -> int:
 
 
 LOOPS: dict[str, Loop] = {
-    loop.name: loop for loop in (Loop("expire_invoices", expire_invoices, 5.0),)
+    loop.name: loop
+    for loop in (
+        Loop("expire_invoices", expire_invoices, 5.0),
+        # Monitoring (docs/monitoring.md); intervals stay below ALERT_HEARTBEAT_STALE_SECONDS.
+        Loop("evaluate_alerts", monitoring.evaluate_alerts, 2.0),
+        Loop("publish_signals", monitoring.publish_signals, 2.0),
+        Loop("publish_cloudwatch", monitoring.publish_cloudwatch, 30.0),
+        Loop("security_audit", monitoring.security_audit, 30.0),
+    )
 }
 
 
