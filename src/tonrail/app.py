@@ -15,8 +15,13 @@ from tonrail.db import Database
 from tonrail.monitoring.endpoints import router as monitoring_router
 from tonrail.payments.endpoints import router as payments_router
 from tonrail.payments.service import PaymentService
+from tonrail.rails.endpoints import router as backup_checkout_router
+from tonrail.rails.registry import build_backup_rails
+from tonrail.rails.service import BackupCheckout
 from tonrail.settings import Settings
 from tonrail.web import database, install_error_handlers
+from tonrail.webhooks.endpoints import router as provider_webhooks_router
+from tonrail.webhooks.service import ProviderWebhooks
 
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
@@ -47,6 +52,14 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.payments = PaymentService(database_, settings)
     install_error_handlers(app)
     app.include_router(payments_router)
+    # Backup rails (Stripe, PayPal, bank): checkout for invoices and provider webhooks.
+    app.state.backup_rails = build_backup_rails(settings)
+    app.state.backup_checkout = BackupCheckout(database_, app.state.backup_rails)
+    app.state.provider_webhooks = ProviderWebhooks(
+        database_, app.state.payments, app.state.backup_rails
+    )
+    app.include_router(backup_checkout_router)
+    app.include_router(provider_webhooks_router)
     app.include_router(monitoring_router)  # GET /metrics (docs/monitoring.md)
 
     @app.get("/healthz", tags=["health"])

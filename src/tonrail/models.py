@@ -15,6 +15,7 @@ from tonrail.monitoring.models import (
     SecurityReport,
 )
 from tonrail.payments.models import Approval, Attempt, Payment
+from tonrail.rails.models import RailHealth
 from tonrail.rails.ton.models import (
     TonDeposit,
     TonQueryCounter,
@@ -43,6 +44,8 @@ __all__ = [
     "MonitoringSignal",
     "OutboxEvent",
     "Payment",
+    "ProviderEvent",
+    "RailHealth",
     "TonDeposit",
     "TonQueryCounter",
     "TonRequest",

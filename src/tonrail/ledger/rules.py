@@ -64,6 +64,64 @@ def payment_received(account_id: str, asset: str, amount: int, destination: str)
     return [Line(destination, asset, amount), Line(merchant_account(account_id), asset, -amount)]
 
 
+# --- backup rails (Stripe, PayPal, bank). Money on a backup rail moves in the rail's
+# currency (USD); `CONVERSION` carries the exchange so every asset balances on its own.
+CONVERSION = "equity:conversion"
+UNAPPLIED_RECEIPTS = "liability:unapplied_receipts"
+
+
+def payout_settled_by_provider(
+    asset: str, amount: int, rail_asset: str, rail_amount: int, fee: int
+) -> list[Line]:
+    """A payout confirmed on a backup rail: the payable is settled from provider clearing
+    in the rail's currency, and the provider's fee is booked as an expense."""
+    lines = [Line(PAYOUTS_PAYABLE, asset, amount)]
+    if asset == rail_asset:
+        lines.append(Line(PROVIDER_CLEARING, asset, -amount))
+    else:
+        lines += [
+            Line(CONVERSION, asset, -amount),
+            Line(CONVERSION, rail_asset, rail_amount),
+            Line(PROVIDER_CLEARING, rail_asset, -rail_amount),
+        ]
+    if fee:
+        lines += [Line(PROVIDER_FEES, rail_asset, fee), Line(PROVIDER_CLEARING, rail_asset, -fee)]
+    return lines
+
+
+def payment_received_by_provider(
+    account_id: str,
+    asset: str,
+    amount: int,
+    rail_asset: str,
+    rail_amount: int,
+    fee: int,
+    source: str = PROVIDER_CLEARING,
+) -> list[Line]:
+    """An invoice paid on a backup rail: `rail_amount` arrives in `source` (provider
+    clearing, or unapplied receipts already booked from a bank statement), the merchant is
+    owed the invoice amount, and the provider's fee is an expense taken from clearing."""
+    lines = [Line(source, rail_asset, rail_amount)]
+    if asset == rail_asset:
+        if rail_amount != amount:
+            raise ValueError("same currency: the applied amount must equal the invoice amount")
+        lines.append(Line(merchant_account(account_id), asset, -amount))
+    else:
+        lines += [
+            Line(CONVERSION, rail_asset, -rail_amount),
+            Line(CONVERSION, asset, amount),
+            Line(merchant_account(account_id), asset, -amount),
+        ]
+    if fee:
+        lines += [Line(PROVIDER_FEES, rail_asset, fee), Line(PROVIDER_CLEARING, rail_asset, -fee)]
+    return lines
+
+
+def bank_credit_booked(asset: str, amount: int) -> list[Line]:
+    """A credit line of a bank statement: in our account, not yet applied to an invoice."""
+    return [Line(PROVIDER_CLEARING, asset, amount), Line(UNAPPLIED_RECEIPTS, asset, -amount)]
+
+
 UNAPPLIED_RECEIPTS = "liability:unapplied_receipts"
 
 

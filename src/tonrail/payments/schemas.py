@@ -44,6 +44,9 @@ class AttemptOut(BaseModel):
     fee: str | None
     fee_asset: str | None
     error_code: str | None
+    # Why this rail: "primary", a fallback ("ton_congested", "fee_diverted",
+    # "ton_failed_after_retries") or "customer_choice" (backup rail checkout).
+    reason: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -58,6 +61,7 @@ class AttemptOut(BaseModel):
             fee=format_minor(a.fee_amount, a.fee_asset) if a.fee_amount and a.fee_asset else None,
             fee_asset=a.fee_asset,
             error_code=a.error_code,
+            reason=(a.details or {}).get("reason"),
             created_at=a.created_at,
             updated_at=a.updated_at,
         )

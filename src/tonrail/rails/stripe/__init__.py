@@ -1,0 +1,1 @@
+"""Stripe backup rail: PaymentIntents / Checkout Sessions in, Connect transfers or payouts out."""

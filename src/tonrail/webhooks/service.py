@@ -1,0 +1,140 @@
+"""Provider webhooks: verify, store first (unique on source + event id), then process.
+
+Processing never trusts the event's payload for money: it asks the rail for the current
+state of the object (`poll`), so events may arrive twice and in any order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from tonrail import clock
+from tonrail.db import Database
+from tonrail.errors import NotFound, ServiceUnavailable
+from tonrail.ids import new_id
+from tonrail.payments.attempts import attempt_view, payment_view
+from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.service import PaymentService
+from tonrail.rails.backup import ProviderEventIn
+from tonrail.rails.outcomes import attempt_by_ref, record_poll
+from tonrail.rails.registry import BackupRail
+from tonrail.webhooks.models import ProviderEvent
+
+log = structlog.get_logger(__name__)
+
+
+class ProviderWebhooks:
+    """Receives Stripe and PayPal webhooks for the configured rails."""
+
+    def __init__(self, db: Database, payments: PaymentService, rails: Mapping[str, BackupRail]):
+        self.db = db
+        self.payments = payments
+        self.rails = rails
+
+    async def receive(self, source: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        """Verify and store the event, then process it; a duplicate is acknowledged as such."""
+        rail = self.rails.get(source)
+        if rail is None:
+            raise NotFound(f"the {source} rail is not configured", code="rail_not_configured")
+        event = await rail.verify_webhook(body, headers)
+        event_id, duplicate = await self.store(event)
+        outcome = await self.process(event_id)
+        return {
+            "received": True,
+            "id": event.external_id,
+            "duplicate": duplicate,
+            "outcome": outcome,
+        }
+
+    async def store(self, event: ProviderEventIn) -> tuple[str, bool]:
+        """Insert the event once; returns (our id, whether it was already stored)."""
+        async with self.db.transaction() as session:
+            existing = await self._find(session, event.source, event.external_id)
+            if existing is not None:
+                return existing.id, True
+            row = ProviderEvent(
+                id=new_id("pev"),
+                source=event.source,
+                external_id=event.external_id,
+                type=event.type,
+                object_ref=event.object_ref,
+                payload=event.payload,
+                status="received",
+                process_count=0,
+                received_at=clock.now(),
+            )
+            session.add(row)
+            try:
+                async with session.begin_nested():
+                    await session.flush()
+            except IntegrityError:
+                # The same event raced in through another request: that one stored it.
+                existing = await self._find(session, event.source, event.external_id)
+                assert existing is not None
+                return existing.id, True
+            return row.id, False
+
+    async def process(self, event_id: str) -> str:
+        """Bring the attempt the event is about up to date with the provider."""
+        async with self.db.transaction() as session:
+            row = await session.get(ProviderEvent, event_id)
+            assert row is not None
+            if row.status in ("processed", "ignored"):
+                return row.outcome or row.status
+            attempt = (
+                await attempt_by_ref(session, row.source, row.object_ref)
+                if row.object_ref
+                else None
+            )
+            if attempt is None:
+                await self._finish(row.id, "ignored", "no_matching_attempt")
+                return "no_matching_attempt"
+            payment = await session.get(Payment, attempt.payment_id)
+            assert payment is not None
+            pview, aview, attempt_id = payment_view(payment), attempt_view(attempt), attempt.id
+        rail = self.rails[row.source]
+        try:
+            result = await rail.poll(pview, aview)
+        except Exception as exc:
+            log.warning(
+                "webhook.poll_failed", event=row.external_id, payment_id=pview.id, error=repr(exc)
+            )
+            await self._finish(row.id, "received", f"poll_failed: {type(exc).__name__}")
+            raise ServiceUnavailable(
+                f"{row.source} could not be reached to confirm event {row.external_id}; "
+                "it is stored and will be processed on redelivery",
+                code="provider_unavailable",
+            ) from exc
+        async with self.db.transaction() as session:
+            locked = await session.get(Attempt, attempt_id, with_for_update=True)
+            assert locked is not None
+            outcome = await record_poll(session, self.payments, locked, result)
+            event = await session.get(ProviderEvent, event_id, with_for_update=True)
+            assert event is not None
+            event.status = "processed"
+            event.outcome = outcome
+            event.process_count += 1
+            event.processed_at = clock.now()
+        return outcome
+
+    async def _finish(self, event_id: str, status: str, outcome: str) -> None:
+        async with self.db.transaction() as session:
+            event = await session.get(ProviderEvent, event_id, with_for_update=True)
+            assert event is not None
+            event.status = status
+            event.outcome = outcome
+            event.process_count += 1
+            event.processed_at = clock.now()
+
+    @staticmethod
+    async def _find(session: Any, source: str, external_id: str) -> ProviderEvent | None:
+        stmt = select(ProviderEvent).where(
+            ProviderEvent.source == source, ProviderEvent.external_id == external_id
+        )
+        result: ProviderEvent | None = (await session.execute(stmt)).scalar_one_or_none()
+        return result
