@@ -67,12 +67,12 @@ class AccountState:
 
 @dataclass
 class _Queued:
+    """An accepted external message waiting for a block."""
+
     msg_hash: bytes
-    enqueued_at: float
-    cell: Cell | None = None
-    cell_b64: str | None = None
-    norm: bytes | None = None
-    orders: list[Transfer] = field(default_factory=list)  # faucet orders, signed at block time
+    enqueued_at: float  # monotonic time, for the inclusion delay fault
+    cell: Cell
+    cell_b64: str
 
 
 @dataclass(order=True)
@@ -85,6 +85,8 @@ class _InFlight:
 
 @dataclass(frozen=True)
 class FeeEstimate:
+    """A transaction's fees split as toncenter's estimateFee reports them."""
+
     in_fwd_fee: int
     storage_fee: int
     gas_fee: int
@@ -369,9 +371,7 @@ class Chain:
             return msg_hash, norm  # lost on its way to a validator: the sender cannot tell
         if msg_hash not in self._queued_hashes:
             self._queued_hashes.add(msg_hash)
-            self._queue.append(
-                _Queued(msg_hash, time.monotonic(), cell=cell, cell_b64=cell_b64, norm=norm)
-            )
+            self._queue.append(_Queued(msg_hash, time.monotonic(), cell, cell_b64))
         return msg_hash, norm
 
     def faucet(self, address: Address | str, amount: int, asset: str = "TON") -> None:
@@ -464,8 +464,7 @@ class Chain:
 
         drain()
         for item in self._take_externals(limit - len(txs)):
-            if item.cell is not None:
-                run(item.cell, None, True, item.cell_b64)
+            run(item.cell, None, True, item.cell_b64)
         while self._faucet_orders and len(txs) < limit:
             orders = [
                 self._faucet_orders.popleft() for _ in range(min(4, len(self._faucet_orders)))
@@ -513,6 +512,8 @@ class Chain:
         if not result.success or result.transaction is None or result.shard_account is None:
             # An external no longer accepted (replayed, expired, bad signature): no transaction.
             self._rejected[msg_hash] = f"{result.error} (exit code {result.vm_exit_code})"
+            if len(self._rejected) > 10_000:  # a bounded memory of recent rejections
+                self._rejected.pop(next(iter(self._rejected)))
             return
         tx_cell = cell_from(result.transaction)
         ts = tx_cell.begin_parse()
@@ -525,7 +526,8 @@ class Chain:
         trace = trace_id if trace_id is not None and any(trace_id) else tx_hash
         self._accounts[dest] = result.shard_account
         changed[dest] = result.shard_account
-        txs.append(TxRow(tx_hash, dest, lt, now, seqno, trace, msg_hash, tx_cell.to_boc()))
+        boc = base64.b64decode(result.transaction)
+        txs.append(TxRow(tx_hash, dest, lt, now, seqno, trace, msg_hash, boc))
         msgs.append(MsgRow(msg_hash, norm, "in", tx_hash, src, dest, created_lt, opcode))
         if outmsg_cnt:
             _, outs = message_cells(tx_cell)
