@@ -280,3 +280,36 @@ async def test_fee_charged_equals_estimate_fee_over_http() -> None:
             )
     finally:
         chain.close()
+
+
+async def test_deploy_fee_equals_estimate_with_init_code_and_data() -> None:
+    now = 1_800_000_000
+    chain = Chain.open(None, clock=lambda: now)
+    try:
+        transport = httpx.ASGITransport(app=create_app(chain, manage_lifecycle=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://localnet") as http:
+            w = V4Wallet(SigningKey(b"\x61" * 32))
+            chain.faucet(w.address, 10 * TON)
+            await chain.produce_block()
+            body = w.body(0, now + 60, Address((0, b"\5" * 32)), TON)
+            r = await http.post(
+                "/api/v2/estimateFee",
+                json={
+                    "address": w.address.to_str(),
+                    "body": b64(body),
+                    "init_code": b64(w.state_init.code),
+                    "init_data": b64(w.state_init.data),
+                },
+            )
+            fees = r.json()["result"]["source_fees"]
+            before = chain.account(w.address).balance
+            boc = b64(w.external(body, deploy=True))
+            assert (await http.post("/api/v2/sendBoc", json={"boc": boc})).json()["ok"]
+            await chain.produce_block()
+            assert chain.account(w.address).status == "active"
+            charged = before - chain.account(w.address).balance - TON
+            assert charged == sum(
+                fees[k] for k in ("in_fwd_fee", "storage_fee", "gas_fee", "fwd_fee")
+            )
+    finally:
+        chain.close()
