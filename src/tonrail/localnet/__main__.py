@@ -13,12 +13,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--block-ms", type=int, default=400)
+    parser.add_argument("--config-js", default=None, help="@ton/sandbox defaultConfig.js")
     args = parser.parse_args()
     if args.state != ":memory:":
         from pathlib import Path
 
         Path(args.state).parent.mkdir(parents=True, exist_ok=True)
-    serve(args.state, args.host, args.port, args.block_ms)
+    serve(args.state, args.host, args.port, args.block_ms, config_path=args.config_js)
 
 
 if __name__ == "__main__":

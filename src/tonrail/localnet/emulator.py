@@ -10,7 +10,6 @@ import ctypes
 import ctypes.util
 import importlib.util
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 _LIB_NAME = "libemulator-linux-x86_64.so"
-CONFIG_ENV = "TONRAIL_LOCALNET_CONFIG_JS"
 _CONFIG_REL = Path("node_modules/@ton/sandbox/dist/config/defaultConfig.js")
 
 
@@ -39,18 +37,16 @@ def library_path() -> Path:
 
 
 def default_config_path() -> Path:
-    """The mainnet config from npm @ton/sandbox, found from the repo root (or the env var)."""
-    override = os.environ.get(CONFIG_ENV)
-    if override:
-        return Path(override)
+    """The mainnet config from npm @ton/sandbox, found from the working directory or the repo.
+
+    Callers that configure another copy pass its path (`Chain.open(config_path=...)`).
+    """
     here = Path(__file__).resolve()
     for parent in [Path.cwd(), *here.parents]:
         candidate = parent / _CONFIG_REL
         if candidate.exists():
             return candidate
-    raise EmulatorError(
-        f"{_CONFIG_REL} not found; run `npm ci` at the repo root or set {CONFIG_ENV}"
-    )
+    raise EmulatorError(f"{_CONFIG_REL} not found; run `npm ci` at the repo root")
 
 
 def load_config_b64(path: Path | None = None) -> str:

@@ -122,11 +122,17 @@ def create_app(chain: Chain, *, manage_lifecycle: bool = True) -> FastAPI:
     return app
 
 
-def serve(state: str, host: str, port: int, block_ms: int) -> None:
-    """Run the local network until interrupted (`tonrail localnet --state FILE --port 8081`)."""
+def serve(
+    state: str, host: str, port: int, block_ms: int, *, config_path: str | None = None
+) -> None:
+    """Run the local network until interrupted (`tonrail localnet --state FILE --port 8081`).
+
+    `config_path` points at another copy of @ton/sandbox's `defaultConfig.js`; by default it is
+    found under `node_modules/` from the working directory or the repo.
+    """
     import uvicorn
 
-    chain = Chain.open(state, block_ms=block_ms)
+    chain = Chain.open(state, block_ms=block_ms, config_path=config_path)
     try:
         # No access log: at hundreds of requests a second it costs more than the API itself.
         config = uvicorn.Config(
