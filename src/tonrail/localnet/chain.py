@@ -229,16 +229,21 @@ class Chain:
         """Open (or create with genesis) a chain persisted in `state`; None keeps it in memory."""
         from pathlib import Path
 
+        config_b64 = em.load_config_b64(Path(config_path) if config_path else None)
         store = ChainStore(state or ":memory:")
         stored_seed = store.get_meta("seed")
-        chain = cls(
-            store,
-            config_b64=em.load_config_b64(Path(config_path) if config_path else None),
-            block_ms=block_ms,
-            faults=faults,
-            seed=stored_seed or seed,
-            clock=clock,
-        )
+        try:
+            chain = cls(
+                store,
+                config_b64=config_b64,
+                block_ms=block_ms,
+                faults=faults,
+                seed=stored_seed or seed,
+                clock=clock,
+            )
+        except BaseException:
+            store.close()
+            raise
         if stored_seed is None:
             chain._run_genesis()
         return chain
