@@ -101,3 +101,16 @@ def test_bad_limits_and_key_secrecy() -> None:
         resolve_network(make(limits_min_ton=10, limits_max_ton=5))
     settings = make(ton_api_key=SecretStr("k-999"))
     assert "k-999" not in repr(resolve_network(settings))
+
+
+def test_overrides_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TON_NETWORK", "testnet")
+    monkeypatch.setenv("TON_API_URL", "http://127.0.0.1:9001/api/v2,http://127.0.0.1:9002/api/v2")
+    monkeypatch.setenv("LIMITS_MIN_TON", "2000000")
+    monkeypatch.setenv("TON_GAS_CAP_TON_TRANSFER", "70000000")
+    net = resolve_network(make())
+    assert net.name == "testnet" and net.testnet_flag is True
+    assert net.v2_urls == ("http://127.0.0.1:9001/api/v2", "http://127.0.0.1:9002/api/v2")
+    assert net.v3_urls == TESTNET.v3_urls
+    assert net.limits_for("TON").min == 2_000_000
+    assert net.gas_caps.ton_transfer_fee == 70_000_000
