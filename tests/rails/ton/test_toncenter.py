@@ -211,7 +211,7 @@ async def test_rejected_external_is_not_retried(
     with pytest.raises(ToncenterError) as err:
         await client.send_boc_return_hash(b64(bad))
     assert err.value.kind == "rejected" and err.value.code == "toncenter_rejected"
-    assert not err.value.retryable
+    assert not err.value.retryable and err.value.attempts == 1
     assert "not accepted" in err.value.message
     assert rec.kinds() == ["rejected"] and rec.sleeps == []  # one try, no failover
 
@@ -225,7 +225,7 @@ async def test_429_backs_off_then_fails_bounded(net: str, make_client: Any, rec:
     with pytest.raises(ToncenterError) as err:
         await client.get_masterchain_info()
     assert err.value.kind == "rate_limited" and err.value.http_status == 429
-    assert rec.kinds() == ["rate_limited"] * 3
+    assert rec.kinds() == ["rate_limited"] * 3 and err.value.attempts == 3
     assert len(rec.sleeps) == 2 and all(0.01 <= s <= 0.05 for s in rec.sleeps)
 
 

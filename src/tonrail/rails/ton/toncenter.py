@@ -83,6 +83,9 @@ class ToncenterError(TonrailError):
         self.api_code = api_code
         self.retry_after = retry_after
         self.final = False  # set when retrying cannot help (e.g. Retry-After too long)
+        # Tries this call made. A `rejected` send with attempts > 1 may follow a try that
+        # landed (the replay is what was refused): resolve it by message hash.
+        self.attempts = 1
 
     @property
     def retryable(self) -> bool:
@@ -623,7 +626,13 @@ class ToncenterClient:
             sleep=self._sleep,
             reraise=True,
         )
-        return await retrying(self._once, parse, api=api, method=method, params=params, body=body)
+        try:
+            return await retrying(
+                self._once, parse, api=api, method=method, params=params, body=body
+            )
+        except ToncenterError as exc:
+            exc.attempts = retrying.statistics.get("attempt_number", 1)
+            raise
 
     async def _once(
         self,
