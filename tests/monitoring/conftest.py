@@ -16,7 +16,7 @@ from tests.monitoring.servers import (
     smtp_server,
 )
 from tonrail.monitoring import signals
-from tonrail.settings import Settings
+from tonrail.settings import Settings, get_settings
 
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"  # 32 characters like a real integration key
 
@@ -77,3 +77,12 @@ def _empty_signal_buffer() -> Iterator[None]:
     signals.take_buffer()
     yield
     signals.take_buffer()
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[str]:
+    """The `tonrail` command reads DATABASE_URL: point it at the test database."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    yield database_url
+    get_settings.cache_clear()

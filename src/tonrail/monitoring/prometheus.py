@@ -226,7 +226,7 @@ class SnapshotCollector(Collector):
         )
         for rail in rails:
             buckets = []
-            for bound in (*[f"{b:g}" for b in CONFIRMATION_BUCKETS], "+Inf"):
+            for bound in (*[f"{float(b)}" for b in CONFIRMATION_BUCKETS], "+Inf"):
                 bucket = s.signal("confirmation_bucket", rail=rail, le=bound)
                 buckets.append((bound, float(bucket.value if bucket else 0)))
             total_ms = s.signal("confirmation_sum_ms", rail=rail)

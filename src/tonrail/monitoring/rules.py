@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal
 
 from tonrail.monitoring.snapshot import Snapshot
@@ -79,7 +80,7 @@ def below_rate(successes: int, total: int, min_pct: float, min_sample: int) -> b
     """True when enough outcomes exist and the success share is under `min_pct` percent."""
     if total < max(min_sample, 1):
         return False
-    return successes * 100 < min_pct * total
+    return Fraction(successes * 100) < Fraction(min_pct) * total  # exact, no float rounding
 
 
 def _pct(successes: int, total: int) -> float:

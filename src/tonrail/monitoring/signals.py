@@ -109,7 +109,7 @@ def observe_confirmation(rail: str, seconds: float) -> None:
     with _lock:
         for bound in (*CONFIRMATION_BUCKETS, math.inf):
             if seconds <= bound:
-                le = "+Inf" if bound == math.inf else f"{bound:g}"
+                le = "+Inf" if bound == math.inf else f"{float(bound)}"
                 key = ("confirmation_bucket", labels_key({"rail": rail, "le": le}))
                 _counters[key] = _counters.get(key, 0) + 1
         for name, delta in (("confirmation_count", 1), ("confirmation_sum_ms", seconds * 1000)):

@@ -1,0 +1,133 @@
+"""Suspicious activity: >= 10 failures per counterparty, API key or IP lock the subject;
+payouts are refused (423) until an admin unlocks it, and an alert fires and resolves."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner, Result
+
+from tests.helpers import DEST, DEST_RAW, row_counts
+from tests.monitoring.helpers import attempt_outcome, payout
+from tests.monitoring.test_alerting import Ctx, _alerts, _freeze
+from tonrail.cli import app as cli
+from tonrail.db import Database
+from tonrail.monitoring.jobs import evaluate_alerts
+from tonrail.monitoring.lockouts import SubjectLocked, check_not_locked, record_security_failure
+from tonrail.monitoring.models import Lockout
+from tonrail.security.models import ApiKey
+from tonrail.settings import Settings
+
+OTHER = "0:" + "ab" * 32
+
+
+async def _cli(args: list[str]) -> Result:
+    # The command runs its own event loop: give it a thread.
+    return await asyncio.to_thread(CliRunner().invoke, cli, args)
+
+
+async def _key_id(db: Database) -> str:
+    async with db.transaction() as session:
+        return (await session.execute(select(ApiKey.id))).scalar_one()
+
+
+async def _payout(client: httpx.AsyncClient, auth: dict[str, str], dest: str) -> httpx.Response:
+    return await client.post(
+        "/v1/payouts", json={"amount": "1", "asset": "TON", "destination": dest}, headers=auth
+    )
+
+
+async def test_counterparty_lock_refuses_payouts_until_unlocked(
+    db: Database,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    cli_env: str,
+) -> None:
+    c = _freeze()
+    ctx = Ctx(db, settings)
+    # failures to one destination from ten different keys: only the counterparty is suspicious
+    for i in range(10):
+        await attempt_outcome(
+            db, await payout(db, counterparty=DEST, key=f"key_{i}"), "failed", error_code=f"e{i}"
+        )
+    await evaluate_alerts(ctx)
+    alert = (await _alerts(db))[f"suspicious_activity:counterparty:{DEST_RAW}"]
+    assert alert.status == "open" and alert.severity == "critical"
+
+    before = await row_counts(db)
+    for spelling in (DEST, DEST_RAW):  # any spelling of the address is the same counterparty
+        r = await _payout(client, auth, spelling)
+        assert r.status_code == 423, r.text
+        assert r.json()["error"]["code"] == "counterparty_locked"
+        assert r.json()["error"]["param"] == "destination"
+    assert await row_counts(db) == before  # a refusal writes nothing
+    assert (await _payout(client, auth, OTHER)).status_code == 201
+
+    listed = await _cli(["lockouts", "list"])
+    assert listed.exit_code == 0 and DEST_RAW in listed.output, listed.output
+    unlocked = await _cli(["lockouts", "unlock", f"counterparty:{DEST}"])
+    assert unlocked.exit_code == 0, unlocked.output
+    assert f"unlocked counterparty:{DEST_RAW}" in unlocked.output
+
+    assert (await _payout(client, auth, DEST)).status_code == 201
+    c.advance(1)
+    await evaluate_alerts(ctx)  # the old failures do not lock it again; the alert resolves
+    assert (await _alerts(db))[alert.dedup_key].status == "resolved"
+    async with db.transaction() as session:
+        locks = list((await session.execute(select(Lockout))).scalars())
+    assert len(locks) == 1 and locks[0].unlocked_by and locks[0].unlocked_by.startswith("admin:")
+    again = await _cli(["lockouts", "unlock", f"counterparty:{DEST}"])
+    assert again.exit_code == 2 and "no active lockout" in again.output
+
+
+async def test_api_key_lock(
+    db: Database, settings: Settings, client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    _freeze()
+    key = await _key_id(db)
+    for i in range(10):
+        dest = "0:" + f"{i:02x}" * 32
+        await attempt_outcome(db, await payout(db, counterparty=dest, key=key), "failed")
+    await evaluate_alerts(Ctx(db, settings))
+    r = await _payout(client, auth, DEST)
+    assert r.status_code == 423 and r.json()["error"]["code"] == "api_key_locked"
+    assert set(await _alerts(db)) >= {f"suspicious_activity:api_key:{key}"}
+
+
+async def test_nine_failures_lock_nothing(db: Database, settings: Settings) -> None:
+    _freeze()
+    for _ in range(9):
+        await attempt_outcome(db, await payout(db, key="key_9"), "failed", error_code="x")
+    await evaluate_alerts(Ctx(db, settings))
+    async with db.transaction() as session:
+        assert (await session.execute(select(Lockout))).first() is None
+        await check_not_locked(session, "key_9", DEST, "10.0.0.1")
+
+
+async def test_ip_failures_lock_the_ip(db: Database, settings: Settings) -> None:
+    c = _freeze()
+    for _ in range(10):
+        await record_security_failure(db, "ip", "198.51.100.7", "api_key_invalid")
+    c.advance(1)
+    await evaluate_alerts(Ctx(db, settings))
+    async with db.transaction() as session:
+        with pytest.raises(SubjectLocked) as err:
+            await check_not_locked(session, None, None, "198.51.100.7")
+        assert err.value.code == "ip_locked" and err.value.status == 423
+        await check_not_locked(session, None, None, "198.51.100.8")
+
+
+async def test_failures_outside_the_window_do_not_count(db: Database, settings: Settings) -> None:
+    c = _freeze()
+    for _ in range(5):
+        await attempt_outcome(db, await payout(db, key="key_w"), "failed", error_code="x")
+    c.advance(settings.monitoring_window_seconds + 1)
+    for _ in range(5):
+        await attempt_outcome(db, await payout(db, key="key_w"), "failed", error_code="x")
+    await evaluate_alerts(Ctx(db, settings))
+    async with db.transaction() as session:
+        assert (await session.execute(select(Lockout))).first() is None
