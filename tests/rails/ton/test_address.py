@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -128,3 +130,52 @@ async def test_payout_to_an_address_of_the_other_network_is_refused(
     for ok in (right, RAW):
         r = await net_client.post("/v1/payouts", json={**body, "destination": ok}, headers=auth)
         assert r.status_code == 201, r.text
+
+
+# --- on the local network: the bounce rule does what it promises on the real TVM
+
+
+async def test_bounce_rule_on_the_local_network(server: str, chain: Any) -> None:
+    from nacl.signing import SigningKey
+
+    from tests.localnet.wallets import V4Wallet
+    from tonrail.localnet.boc import b64
+    from tonrail.rails.ton.toncenter import ToncenterClient, ToncenterError
+
+    sender = V4Wallet(SigningKey(b"\x71" * 32))
+    chain.faucet(sender.address, 5 * 10**9)
+    await chain.produce_block()
+    client = ToncenterClient([f"{server}/api/v2"], [f"{server}/api/v3"], max_attempts=2)
+    try:
+        outcomes = {}
+        for seqno, fresh in enumerate((b"\x72", b"\x73")):
+            dest = Address((0, fresh * 32))  # never deployed
+            text = str(
+                dest.to_str(is_user_friendly=True, is_bounceable=fresh == b"\x73", is_url_safe=True)
+            )
+            bounce = payout_bounce(text, "TON")
+            body = sender.body(seqno, chain.now() + 60, dest, 10**9, bounce=bounce)
+            sent = await client.send_boc_return_hash(b64(sender.external(body, deploy=seqno == 0)))
+            for _ in range(100):
+                page = await client.transactions_by_message(sent.hash, "in")
+                if page.transactions:
+                    break
+                await asyncio.sleep(0.05)
+            [tx] = page.transactions
+            assert tx.out_msgs[0].bounce is bounce
+            for _ in range(100):  # the internal message (and any bounce) lands in later blocks
+                if (await client.get_transactions(text, limit=5)) != []:
+                    break
+                await asyncio.sleep(0.05)
+            await chain.produce_block()
+            outcomes[text[:2]] = await client.get_address_balance(text)
+        # Non-bounceable (UQ) to an uninitialized wallet: the money stays there for its owner.
+        assert outcomes["UQ"] == 10**9
+        # Bounceable (EQ) to an uninitialized account: it comes back (minus fees).
+        assert outcomes["EQ"] == 0
+        # Bad input on the network: an invalid address is an api_error, not retried.
+        with pytest.raises(ToncenterError) as err:
+            await client.get_address_information("not-an-address")
+        assert err.value.kind == "api_error" and err.value.attempts == 1
+    finally:
+        await client.aclose()

@@ -30,8 +30,6 @@ from tonrail.settings import Settings
 
 from .conftest import FakeToncenter, Reply
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 class Recorder:
     """on_error hook and sleep stand-in: records what the client reports and waits."""

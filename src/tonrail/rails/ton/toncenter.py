@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from tonrail import clock
@@ -536,9 +536,8 @@ class ToncenterClient:
         }
         self._current: dict[Api, int] = {"v2": 0, "v3": 0}
         self._max_attempts = max(1, max_attempts)
-        self._backoff = wait_exponential_jitter(
-            initial=backoff_initial, max=backoff_max, jitter=backoff_initial
-        )
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
         self._retry_after_max = retry_after_max
         self._on_error = on_error
         self._sleep = sleep
@@ -593,7 +592,9 @@ class ToncenterClient:
             # Fail over at once while this call still has an untried endpoint.
             if state.attempt_number < len(self._urls[api]):
                 return 0.0
-        return float(self._backoff(state))
+        # Exponential with full-width jitter: initial * 2^(n-1) + U(0, initial), capped.
+        exp = self._backoff_initial * float(2 ** min(state.attempt_number - 1, 32))
+        return min(exp + random.uniform(0, self._backoff_initial), self._backoff_max)
 
     @staticmethod
     def _api_of(state: RetryCallState) -> Api:
