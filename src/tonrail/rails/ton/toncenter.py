@@ -19,6 +19,8 @@ response that does not fit raises ToncenterError(kind="bad_response").
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import email.utils
 import random
 import time
@@ -343,9 +345,6 @@ def parse_message(v: Any) -> Message:
     data_type = _str(data.get("@type"), "msg_data @type")
     comment = None
     if data_type == "msg.dataText":
-        import base64
-        import binascii
-
         try:
             comment = base64.b64decode(_str(data.get("text"), "text")).decode("utf-8", "replace")
         except (binascii.Error, ValueError) as exc:
