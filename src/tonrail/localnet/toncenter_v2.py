@@ -199,7 +199,7 @@ class ToncenterV2:
             "@type": "ext.accounts.walletInformation",
             "wallet": kind is not None,
             "balance": str(acc.balance),
-            "account_state": "uninit" if acc.status == "nonexist" else acc.status,
+            "account_state": _state_name(acc),
             "last_transaction_id": tx_id(acc.last_lt, acc.last_hash),
         }
         if kind is not None:
@@ -312,7 +312,7 @@ class ToncenterV2:
 
     async def send_boc(self, params: dict[str, Any]) -> Any:
         self._send(params)
-        return {"@type": "ok", "@extra": ""}
+        return {"@type": "ok"}
 
     async def send_boc_return_hash(self, params: dict[str, Any]) -> Any:
         h, norm = self._send(params)
@@ -428,10 +428,10 @@ class ToncenterV2:
 
     async def get_out_msg_queue_size(self, params: dict[str, Any]) -> Any:
         return {
-            "@type": "tonNode.outMsgQueueSizes",
+            "@type": "blocks.outMsgQueueSizes",
             "shards": [
                 {
-                    "@type": "tonNode.outMsgQueueSize",
+                    "@type": "blocks.outMsgQueueSize",
                     "id": block_id(self.chain.seqno, 0),
                     "size": self.chain.queue_size(),
                 }
@@ -481,10 +481,19 @@ def create_router(chain: Chain) -> APIRouter:
             result = await api.call(body["method"], params)
         except ApiError as exc:
             return JSONResponse(
-                {"ok": False, "error": exc.error, "code": exc.code, "jsonrpc": "2.0", "id": rid},
+                {
+                    "ok": False,
+                    "error": exc.error,
+                    "code": exc.code,
+                    "@extra": "",
+                    "jsonrpc": "2.0",
+                    "id": rid,
+                },
                 status_code=exc.code,
             )
-        return JSONResponse({"ok": True, "result": result, "jsonrpc": "2.0", "id": rid})
+        return JSONResponse(
+            {"ok": True, "result": result, "@extra": "", "jsonrpc": "2.0", "id": rid}
+        )
 
     @router.api_route("/{method}", methods=["GET", "POST"])
     async def rest(method: str, request: Request) -> JSONResponse:

@@ -70,6 +70,22 @@ def _int(params: dict[str, Any], name: str, default: int | None = None) -> int |
         raise V3Error(422, f"{name} must be an integer") from exc
 
 
+def _compact(value: Any) -> Any:
+    """Drop null fields, as the Go indexer behind toncenter v3 omits empty ones."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+def _opcode(op: int | None) -> int | None:
+    """v3 reports opcodes as signed 32-bit integers."""
+    if op is None:
+        return None
+    return op - (1 << 32) if op >= 1 << 31 else op
+
+
 def _raw_upper(raw: str | None) -> str | None:
     """v3 spells raw addresses in upper-case hex (`0:ABCD...`)."""
     return raw.upper() if raw else None
@@ -89,7 +105,7 @@ def _message(m: DecodedMessage, in_tx: bytes | None, out_tx: bytes | None) -> di
         "import_fee": str(m.import_fee) if m.kind == "ext_in" else None,
         "created_lt": str(m.created_lt) if m.kind != "ext_in" else None,
         "created_at": str(m.created_at) if m.kind != "ext_in" else None,
-        "opcode": f"0x{m.opcode:08x}" if m.opcode is not None else None,
+        "opcode": _opcode(m.opcode),
         "ihr_disabled": True if m.kind == "int" else None,
         "bounce": m.bounce,
         "bounced": m.bounced,
@@ -154,7 +170,7 @@ def transaction_v3(d: DecodedTx) -> dict[str, Any]:
         "account_state_before": None,
         "account_state_after": None,
         "emulated": False,
-        "finality": "finalized",
+        "finality": 2,  # finalized: a local block is final when written
     }
 
 
@@ -541,7 +557,7 @@ def create_router(chain: Chain) -> APIRouter:
                 return _err(exc.code, exc.error)
             except ValueError as exc:
                 return _err(422, str(exc))
-            return JSONResponse(result)
+            return JSONResponse(_compact(result))
 
         return run
 

@@ -1,0 +1,211 @@
+"""Responses validated against toncenter's own OpenAPI descriptions, field by field."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from nacl.signing import SigningKey
+from ton_core import Address, begin_cell
+
+from tonrail.localnet.boc import b64
+from tonrail.localnet.chain import Chain
+from tonrail.localnet.genesis import TON
+from tonrail.localnet.server import create_app
+
+from .openapi import errors, load, response_schema
+from .wallets import V4Wallet
+
+V2 = load("toncenter-v2.json")
+V3 = load("toncenter-v3.yaml")
+
+
+@pytest.fixture
+async def http(chain: Chain) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(chain, manage_lifecycle=False))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localnet") as c:
+        yield c
+
+
+@pytest.fixture
+async def wallet(chain: Chain, http: httpx.AsyncClient) -> V4Wallet:
+    w = V4Wallet(SigningKey(b"\x71" * 32))
+    chain.faucet(w.address, 10 * TON)
+    chain.faucet(w.address, 5 * 10**6, asset="USDT")
+    await chain.produce_block()
+    body = w.body(0, chain.now() + 60, Address((0, b"\x72" * 32)), TON, bounce=True)
+    sent = await http.post("/api/v2/sendBoc", json={"boc": b64(w.external(body, deploy=True))})
+    assert sent.json()["ok"] is True
+    await chain.produce_block()
+    return w
+
+
+def _check(spec: dict[str, Any], path: str, method: str, body: Any) -> None:
+    problems = errors(spec, response_schema(spec, path, method), body)
+    assert not problems, "\n".join(problems[:20])
+
+
+async def test_v2_responses_match_the_spec(
+    chain: Chain, http: httpx.AsyncClient, wallet: V4Wallet
+) -> None:
+    addr = wallet.address.to_str()
+    g = chain.genesis
+    owner = b64(begin_cell().store_address(g.wallet("customer").address).end_cell())
+    txs = (await http.get("/api/v2/getTransactions", params={"address": addr})).json()
+    funding = txs["result"][-1]["in_msg"]
+    locate = {
+        "source": funding["source"],
+        "destination": funding["destination"],
+        "created_lt": funding["created_lt"],
+    }
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("getAddressInformation", "get", {"address": addr}),
+        ("getExtendedAddressInformation", "get", {"address": addr}),
+        ("getExtendedAddressInformation", "get", {"address": "0:" + "ee" * 32}),
+        ("getAddressInformation", "get", {"address": "0:" + "ee" * 32}),
+        ("getWalletInformation", "get", {"address": "0:" + "ee" * 32}),
+        ("getAddressState", "get", {"address": "0:" + "ee" * 32}),
+        ("getWalletInformation", "get", {"address": g.wallet("hot").address.to_str()}),
+        ("getWalletInformation", "get", {"address": addr}),
+        ("getAddressBalance", "get", {"address": addr}),
+        ("getAddressState", "get", {"address": addr}),
+        ("getTransactions", "get", {"address": addr, "limit": 10}),
+        ("getMasterchainInfo", "get", {}),
+        ("getConfigParam", "get", {"config_id": 21}),
+        ("getConfigAll", "get", {}),
+        ("tryLocateTx", "get", locate),
+        ("tryLocateResultTx", "get", locate),
+        ("tryLocateSourceTx", "get", locate),
+        ("getShards", "get", {"seqno": chain.seqno}),
+        (
+            "getBlockTransactions",
+            "get",
+            {"workchain": 0, "shard": "-9223372036854775808", "seqno": chain.seqno},
+        ),
+        ("getOutMsgQueueSize", "get", {}),
+        (
+            "runGetMethod",
+            "post",
+            {
+                "address": g.usdt_master.to_str(),
+                "method": "get_wallet_address",
+                "stack": [["tvm.Slice", owner]],
+            },
+        ),
+        (
+            "runGetMethod",
+            "post",
+            {"address": g.usdt_master.to_str(), "method": "get_jetton_data", "stack": []},
+        ),
+        (
+            "estimateFee",
+            "post",
+            {
+                "address": addr,
+                "body": b64(wallet.body(1, chain.now() + 60, wallet.address, 1)),
+            },
+        ),
+    ]
+    for method, verb, params in calls:
+        if verb == "get":
+            r = await http.get(f"/api/v2/{method}", params=params)
+        else:
+            r = await http.post(f"/api/v2/{method}", json=params)
+        assert r.status_code == 200, (method, r.text)
+        _check(V2, f"/api/v2/{method}", verb, r.json())
+    boc = b64(wallet.external(wallet.body(1, chain.now() + 60, wallet.address, 1)))
+    r = await http.post("/api/v2/sendBocReturnHash", json={"boc": boc})
+    _check(V2, "/api/v2/sendBocReturnHash", "post", r.json())
+    await chain.produce_block()
+    boc = b64(wallet.external(wallet.body(2, chain.now() + 60, wallet.address, 1)))
+    r = await http.post("/api/v2/sendBoc", json={"boc": boc})
+    _check(V2, "/api/v2/sendBoc", "post", r.json())
+    rpc = await http.post(
+        "/api/v2/jsonRPC",
+        json={
+            "jsonrpc": "2.0",
+            "id": "1",
+            "method": "getMasterchainInfo",
+            "params": {},
+        },
+    )
+    _check(V2, "/api/v2/jsonRPC", "post", rpc.json())
+
+
+async def test_v2_errors_match_the_spec(http: httpx.AsyncClient) -> None:
+    r = await http.get("/api/v2/getAddressBalance", params={"address": "not-an-address"})
+    problems = errors(V2, {"$ref": "#/components/schemas/TonlibErrorResponse"}, r.json())
+    assert not problems and r.json()["ok"] is False
+
+
+async def test_v3_responses_match_the_spec(
+    chain: Chain, http: httpx.AsyncClient, wallet: V4Wallet
+) -> None:
+    addr = wallet.address.to_str()
+    g = chain.genesis
+    txs = (await http.get("/api/v3/transactions", params={"account": addr})).json()
+    ext_hash = txs["transactions"][-1]["in_msg"]["hash"] if txs["transactions"] else None
+    assert ext_hash is not None
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("/api/v3/transactions", {"account": addr, "limit": 10}),
+        ("/api/v3/transactionsByMessage", {"msg_hash": ext_hash}),
+        ("/api/v3/messages", {"source": addr}),
+        ("/api/v3/jetton/wallets", {"owner_address": addr}),
+        ("/api/v3/jetton/transfers", {"owner_address": g.wallet("customer").address.to_str()}),
+        ("/api/v3/walletInformation", {"address": addr}),
+        ("/api/v3/addressInformation", {"address": addr}),
+        ("/api/v3/masterchainInfo", {}),
+    ]
+    for path, params in calls:
+        r = await http.get(path, params=params)
+        assert r.status_code == 200, (path, r.text)
+        _check(V3, path, "get", r.json())
+    posts: list[tuple[str, dict[str, Any]]] = [
+        (
+            "/api/v3/runGetMethod",
+            {"address": g.usdt_master.to_str(), "method": "get_jetton_data", "stack": []},
+        ),
+        (
+            "/api/v3/estimateFee",
+            {"address": addr, "body": b64(wallet.body(1, chain.now() + 60, wallet.address, 1))},
+        ),
+        (
+            "/api/v3/message",
+            {"boc": b64(wallet.external(wallet.body(1, chain.now() + 60, wallet.address, 1)))},
+        ),
+    ]
+    for path, body in posts:
+        r = await http.post(path, json=body)
+        assert r.status_code == 200, (path, r.text)
+        _check(V3, path, "post", r.json())
+
+
+def test_the_validator_rejects_what_the_spec_forbids() -> None:
+    schema = response_schema(V2, "/api/v2/getAddressInformation", "get")
+    assert errors(V2, schema, {"ok": True})  # result missing
+    assert errors(V2, schema, {"ok": True, "result": {"@type": "raw.fullAccountState"}})
+    good = {
+        "@type": "raw.fullAccountState",
+        "balance": "1",
+        "extra_currencies": [],
+        "code": "",
+        "data": "",
+        "last_transaction_id": {"@type": "internal.transactionId", "lt": "0", "hash": "AA=="},
+        "block_id": {
+            "@type": "ton.blockIdExt",
+            "workchain": -1,
+            "shard": "-9223372036854775808",
+            "seqno": 1,
+            "root_hash": "AA==",
+            "file_hash": "AA==",
+        },
+        "frozen_hash": "",
+        "sync_utime": 1,
+        "state": "active",
+    }
+    assert not errors(V2, schema, {"ok": True, "result": good})
+    assert errors(V2, schema, {"ok": True, "result": {**good, "state": "uninit"}})
+    assert errors(V2, schema, {"ok": True, "result": {**good, "surprise": 1}})
+    assert errors(V2, schema, {"ok": True, "result": {**good, "balance": 1}})
