@@ -12,6 +12,7 @@ import typer
 from tonrail import logs
 from tonrail.db import Database
 from tonrail.monitoring.cli import alerts_app, lockouts_app
+from tonrail.rails.bank.cli import bank_app
 from tonrail.settings import Settings, get_settings
 
 app = typer.Typer(help="tonrail: payments on TON with backup rails.", no_args_is_help=True)
@@ -19,6 +20,7 @@ keys_app = typer.Typer(help="API keys of merchants; the hot wallet key.", no_arg
 ledger_app = typer.Typer(help="The double-entry books.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(bank_app, name="bank")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(lockouts_app, name="lockouts")
 

@@ -1,0 +1,90 @@
+"""`tonrail bank ...`: export payouts as a pain.001 file, import a CAMT.053 statement."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tonrail.db import Database
+from tonrail.errors import TonrailError
+from tonrail.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from tonrail.rails.bank.service import BankFiles
+
+bank_app = typer.Typer(
+    help="Bank transfer files: pain.001 payouts out, CAMT.053 statements in.",
+    no_args_is_help=True,
+)
+
+
+def _files(settings: Settings) -> tuple[Database, BankFiles]:
+    from tonrail.payments.service import PaymentService
+    from tonrail.rails.bank.service import BankFiles
+
+    db = Database(
+        settings.effective_database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.db_pool_size,
+    )
+    return db, BankFiles(db, settings, PaymentService(db, settings))
+
+
+@bank_app.command("export-payouts")
+def export_payouts(
+    out: Annotated[
+        Path | None, typer.Option(help="folder for the file; default DATA_DIR/bank")
+    ] = None,
+) -> None:
+    """Write every bank payout not yet exported into one ISO 20022 pain.001 file (validated
+    against its schema) for the operator to upload to the bank."""
+    from tonrail.rails.bank.service import ExportResult
+
+    settings = get_settings()
+
+    async def main() -> ExportResult:
+        db, files = _files(settings)
+        try:
+            return await files.export_payouts(out or settings.data_dir / "bank")
+        finally:
+            await db.dispose()
+
+    result = asyncio.run(main())
+    if result.path is None:
+        typer.echo("no bank payouts to export")
+        return
+    typer.echo(f"{result.path}: {len(result.attempts)} payouts, total {result.total} (minor units)")
+
+
+@bank_app.command("import-statement")
+def import_statement(file: Path) -> None:
+    """Reconcile a CAMT.053 statement: credits to invoice references (partial and unmatched
+    lines included), debits to exported payouts. Importing twice changes nothing."""
+    from tonrail.rails.bank.service import ImportReport
+
+    settings = get_settings()
+
+    xml = file.read_bytes()
+
+    async def main() -> ImportReport:
+        db, files = _files(settings)
+        try:
+            return await files.import_statement(xml)
+        finally:
+            await db.dispose()
+
+    try:
+        report = asyncio.run(main())
+    except TonrailError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    for line in report.lines:
+        typer.echo(
+            f"{line.reference}\t{line.direction}\t{line.amount}\t{line.currency}\t"
+            f"{line.outcome}\t{line.attempt_id or '-'}"
+        )
+    unmatched = report.count("unmatched")
+    typer.echo(f"{len(report.lines)} lines, {unmatched} unmatched")
