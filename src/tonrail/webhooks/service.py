@@ -53,31 +53,31 @@ class ProviderWebhooks:
 
     async def store(self, event: ProviderEventIn) -> tuple[str, bool]:
         """Insert the event once; returns (our id, whether it was already stored)."""
-        async with self.db.transaction() as session:
-            existing = await self._find(session, event.source, event.external_id)
-            if existing is not None:
-                return existing.id, True
-            row = ProviderEvent(
-                id=new_id("pev"),
-                source=event.source,
-                external_id=event.external_id,
-                type=event.type,
-                object_ref=event.object_ref,
-                payload=event.payload,
-                status="received",
-                process_count=0,
-                received_at=clock.now(),
-            )
-            session.add(row)
-            try:
-                async with session.begin_nested():
-                    await session.flush()
-            except IntegrityError:
-                # The same event raced in through another request: that one stored it.
+        try:
+            async with self.db.transaction() as session:
+                existing = await self._find(session, event.source, event.external_id)
+                if existing is not None:
+                    return existing.id, True
+                row = ProviderEvent(
+                    id=new_id("pev"),
+                    source=event.source,
+                    external_id=event.external_id,
+                    type=event.type,
+                    object_ref=event.object_ref,
+                    payload=event.payload,
+                    status="received",
+                    process_count=0,
+                    received_at=clock.now(),
+                )
+                session.add(row)
+                await session.flush()
+                return row.id, False
+        except IntegrityError:
+            # The same event raced in through another request, which stored it first.
+            async with self.db.transaction() as session:
                 existing = await self._find(session, event.source, event.external_id)
                 assert existing is not None
                 return existing.id, True
-            return row.id, False
 
     async def process(self, event_id: str) -> str:
         """Bring the attempt the event is about up to date with the provider."""
@@ -92,7 +92,10 @@ class ProviderWebhooks:
                 else None
             )
             if attempt is None:
-                await self._finish(row.id, "ignored", "no_matching_attempt")
+                row.status = "ignored"
+                row.outcome = "no_matching_attempt"
+                row.process_count += 1
+                row.processed_at = clock.now()
                 return "no_matching_attempt"
             payment = await session.get(Payment, attempt.payment_id)
             assert payment is not None
@@ -102,7 +105,10 @@ class ProviderWebhooks:
             result = await rail.poll(pview, aview)
         except Exception as exc:
             log.warning(
-                "webhook.poll_failed", event=row.external_id, payment_id=pview.id, error=repr(exc)
+                "webhook.poll_failed",
+                provider_event=row.external_id,
+                payment_id=pview.id,
+                error=repr(exc),
             )
             await self._finish(row.id, "received", f"poll_failed: {type(exc).__name__}")
             raise ServiceUnavailable(
