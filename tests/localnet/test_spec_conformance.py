@@ -209,3 +209,44 @@ def test_the_validator_rejects_what_the_spec_forbids() -> None:
     assert errors(V2, schema, {"ok": True, "result": {**good, "state": "uninit"}})
     assert errors(V2, schema, {"ok": True, "result": {**good, "surprise": 1}})
     assert errors(V2, schema, {"ok": True, "result": {**good, "balance": 1}})
+
+
+async def test_v2_error_statuses_are_the_ones_the_spec_lists(
+    chain: Chain, http: httpx.AsyncClient, wallet: V4Wallet
+) -> None:
+    replay = b64(wallet.external(wallet.body(0, chain.now() + 60, wallet.address, 1)))
+    cases: list[tuple[str, str, dict[str, Any], int]] = [
+        ("getAddressInformation", "get", {"address": "nope"}, 422),
+        (
+            "getTransactions",
+            "get",
+            {"address": wallet.address.to_str(), "lt": 1, "hash": "A" * 44},
+            422,
+        ),
+        (
+            "tryLocateTx",
+            "get",
+            {"source": "0:" + "1" * 64, "destination": "0:" + "2" * 64, "created_lt": 5},
+            404,
+        ),
+        ("getConfigParam", "get", {"config_id": 4242}, 422),
+        ("getBlockTransactions", "get", {"workchain": 0, "shard": "1", "seqno": 10**6}, 422),
+        ("sendBoc", "post", {"boc": "bm90IGEgYm9j"}, 422),
+        ("sendBoc", "post", {"boc": replay}, 500),
+        (
+            "runGetMethod",
+            "post",
+            {"address": wallet.address.to_str(), "method": "seqno", "stack": [["x", 1]]},
+            422,
+        ),
+    ]
+    for method, verb, params, status in cases:
+        if verb == "get":
+            r = await http.get(f"/api/v2/{method}", params=params)
+        else:
+            r = await http.post(f"/api/v2/{method}", json=params)
+        assert r.status_code == status, (method, r.status_code, r.text)
+        listed = V2["paths"][f"/api/v2/{method}"][verb]["responses"]
+        assert str(status) in listed, (method, status)
+        assert not errors(V2, {"$ref": "#/components/schemas/TonlibErrorResponse"}, r.json())
+        assert r.json()["code"] == status

@@ -45,9 +45,12 @@ _LT_BLOCK_ALIGN = 1_000_000  # block start lts are aligned like the real validat
 class SendError(Exception):
     """An external message the network refuses (as a liteserver would on sendBoc)."""
 
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, exit_code: int | None = None, *, malformed: bool = False
+    ) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.malformed = malformed  # not a message at all, rather than one refused
 
 
 @dataclass
@@ -355,7 +358,7 @@ class Chain:
             cell = cell_from(boc)
             dest, norm = external_route(cell)
         except Exception as exc:
-            raise SendError(f"failed to parse message BOC: {exc}") from exc
+            raise SendError(f"failed to parse message BOC: {exc}", malformed=True) from exc
         msg_hash = bytes(cell.hash)
         cell_b64 = boc if isinstance(boc, str) and _is_plain_b64(boc) else b64(cell)
         with self._precheck_lock:

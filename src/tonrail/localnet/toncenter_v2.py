@@ -131,7 +131,7 @@ class ToncenterV2:
         try:
             return self.chain.account(parse_address(str(self._req(params, "address"))))
         except ValueError as exc:
-            raise ApiError(416, f"Incorrect address: {exc}") from exc
+            raise ApiError(422, f"Incorrect address: {exc}") from exc
 
     @staticmethod
     def _int(params: dict[str, Any], name: str, default: int | None = None) -> int | None:
@@ -230,7 +230,7 @@ class ToncenterV2:
                 raise ApiError(422, str(exc)) from exc
             first = self.chain.store.transaction(wanted)
             if first is None or first.lt != lt:
-                raise ApiError(500, "LITE_SERVER_UNKNOWN: lt not in db")
+                raise ApiError(422, "LITE_SERVER_UNKNOWN: lt not in db")
         rows = self.chain.store.account_transactions(
             raw_address(acc.address), limit=limit, max_lt=lt, min_lt=to_lt + 1 if to_lt else None
         )
@@ -242,7 +242,7 @@ class ToncenterV2:
             src = raw_address(parse_address(str(self._req(params, "source"))))
             dest = raw_address(parse_address(str(self._req(params, "destination"))))
         except ValueError as exc:
-            raise ApiError(416, str(exc)) from exc
+            raise ApiError(422, str(exc)) from exc
         created_lt = self._int(params, "created_lt")
         for m in self.chain.store.messages(
             source=src, destination=dest, direction="in", limit=1000
@@ -259,7 +259,7 @@ class ToncenterV2:
             src = raw_address(parse_address(str(self._req(params, "source"))))
             dest = raw_address(parse_address(str(self._req(params, "destination"))))
         except ValueError as exc:
-            raise ApiError(416, str(exc)) from exc
+            raise ApiError(422, str(exc)) from exc
         created_lt = self._int(params, "created_lt")
         for m in self.chain.store.messages(
             source=src, destination=dest, direction="out", limit=1000
@@ -308,6 +308,8 @@ class ToncenterV2:
         try:
             return self.chain.send_external(boc)
         except SendError as exc:
+            if exc.malformed:
+                raise ApiError(422, str(exc)) from exc
             raise ApiError(500, f"LITE_SERVER_UNKNOWN: {exc}") from exc
 
     async def send_boc(self, params: dict[str, Any]) -> Any:
@@ -380,7 +382,7 @@ class ToncenterV2:
             raise ApiError(422, "missing required parameter: config_id")
         cell = self._params().get(pid)
         if cell is None:
-            raise ApiError(404, f"config param {pid} not found")
+            raise ApiError(422, f"config param {pid} not found")
         return {"@type": "configInfo", "config": {"@type": "tvm.cell", "bytes": b64(cell)}}
 
     async def get_config_all(self, params: dict[str, Any]) -> Any:
@@ -401,7 +403,7 @@ class ToncenterV2:
         if workchain is None or seqno is None or params.get("shard") in (None, ""):
             raise ApiError(422, "workchain, shard and seqno are required")
         if seqno > self.chain.seqno or seqno < 1:
-            raise ApiError(404, "LITE_SERVER_UNKNOWN: block not found")
+            raise ApiError(422, "LITE_SERVER_UNKNOWN: block not found")
         count = self._int(params, "count", 40) or 40
         after_lt = self._int(params, "after_lt", 0) or 0
         rows = (

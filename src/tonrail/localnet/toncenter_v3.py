@@ -280,7 +280,7 @@ class ToncenterV3:
         try:
             h, norm = self.chain.send_external(str(p["boc"]))
         except SendError as exc:
-            raise V3Error(500, str(exc)) from exc
+            raise V3Error(422 if exc.malformed else 500, str(exc)) from exc
         return {"message_hash": hash_b64(h), "message_hash_norm": hash_b64(norm)}
 
     def _jetton_wallet(self, address: Address) -> dict[str, Any] | None:
