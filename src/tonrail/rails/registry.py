@@ -44,6 +44,11 @@ def configured_backup_rails(settings: Settings) -> tuple[RailName, ...]:
     return tuple(r for r in BACKUP_RAILS if r in wanted and ready[r])
 
 
+def enabled_rails(settings: Settings) -> frozenset[RailName]:
+    """TON plus every configured backup rail: what `RouteContext.enabled` should hold."""
+    return frozenset({"ton", *configured_backup_rails(settings)})
+
+
 def build_backup_rails(settings: Settings, rates: RateFeed | None = None) -> dict[str, BackupRail]:
     """The configured backup rails by name, each speaking the rail protocol."""
     from tonrail.rails.bank.rail import BankRail
