@@ -134,3 +134,47 @@ async def test_run_get_method_and_estimate_fee(chain: Chain, http: httpx.AsyncCl
     assert fee.json()["source_fees"]["gas_fee"] > 0
     bad = await http.get("/api/v3/transactionsByMessage", params={"msg_hash": "zz"})
     assert bad.status_code == 422 and "error" in bad.json()
+
+
+async def test_outgoing_jetton_transfer_is_listed(chain: Chain, http: httpx.AsyncClient) -> None:
+    from ton_core import JettonTransferBody
+
+    g = chain.genesis
+    w = V4Wallet(SigningKey(b"\x33" * 32))
+    chain.faucet(w.address, 5 * TON)
+    chain.faucet(w.address, 100 * 10**6, asset="USDT")
+    await chain.produce_block()
+    receiver = Address((0, b"\x34" * 32))
+    note = begin_cell().store_uint(0, 32).store_snake_string("order 42").end_cell()
+    transfer = JettonTransferBody(
+        destination=receiver,
+        jetton_amount=30 * 10**6,
+        response_address=w.address,
+        forward_amount=1,
+        forward_payload=note,
+        query_id=7,
+    ).serialize()
+    mine = g.jetton_wallet_address(w.address)
+    body = w.body(0, chain.now() + 60, mine, TON // 10, bounce=True, payload=transfer)
+    chain.send_external(b64(w.external(body, deploy=True)))
+    await chain.produce_block()
+    out = await http.get(
+        "/api/v3/jetton/transfers", params={"owner_address": w.address.to_str(), "direction": "out"}
+    )
+    [t] = out.json()["jetton_transfers"]
+    assert t["amount"] == str(30 * 10**6) and t["query_id"] == "7"
+    assert t["destination"] == receiver.to_str(False).upper()
+    assert t["source_wallet"] == mine.to_str(False).upper()
+    assert t["forward_ton_amount"] == "1"
+    assert t["transaction_aborted"] is False
+    from tonrail.localnet.boc import cell_from
+
+    assert cell_from(t["forward_payload"]).hash == note.hash
+    incoming = await http.get(
+        "/api/v3/jetton/transfers", params={"owner_address": receiver.to_str(), "direction": "in"}
+    )
+    [t_in] = incoming.json()["jetton_transfers"]
+    assert t_in["source"] == w.address.to_str(False).upper()
+    assert t_in["amount"] == str(30 * 10**6)
+    wallets = await http.get("/api/v3/jetton/wallets", params={"owner_address": receiver.to_str()})
+    assert wallets.json()["jetton_wallets"][0]["balance"] == str(30 * 10**6)

@@ -46,11 +46,12 @@ class V4Wallet:
         bounce: bool = False,
         mode: int = 3,
         signer: SigningKey | None = None,
+        payload: Cell | None = None,
     ) -> Cell:
         info = InternalMsgInfo(
             True, bounce, False, None, dest, CurrencyCollection(amount), 0, 0, 0, 0
         )
-        out = MessageAny(info, None, Cell.empty()).serialize()
+        out = MessageAny(info, None, payload or Cell.empty()).serialize()
         unsigned = (
             begin_cell()
             .store_uint(SUBWALLET, 32)

@@ -360,7 +360,9 @@ class ToncenterV3:
         resp: Any = s.load_address()
         custom = s.load_maybe_ref()
         fwd_ton = s.load_coins()
-        fwd_payload = s.load_maybe_ref() if s.remaining_bits and s.load_bit() else None
+        fwd_payload: Cell | None = None
+        if s.remaining_bits:  # forward_payload:(Either Cell ^Cell)
+            fwd_payload = s.load_ref() if s.load_bit() else s.to_cell()
         wallet = self._jetton_wallet(Address(row.account))
         return [
             {
