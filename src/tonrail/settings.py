@@ -156,6 +156,7 @@ class Settings(BaseSettings):
     aws_region: str = "us-east-1"
     ssl_certificate_arn: str = ""
     cloudwatch_namespace: str = "Deligate/Payments"
+
     # --- monitoring and alerting (issue 7; docs/monitoring.md). Money in minor units.
     monitoring_window_seconds: int = 300  # the window of rates and failure counts
     alert_success_rate_min_pct: float = 95.0
@@ -189,6 +190,14 @@ class Settings(BaseSettings):
     cloudwatch_endpoint_url: str = ""
     metrics_token: SecretStr = SecretStr("")  # if set, /metrics wants "Bearer <token>"
     audit_large_payout_usdt: int = 100_000 * 10**6
+
+    @field_validator("alert_routes")
+    @classmethod
+    def _known_alert_channels(cls, value: str) -> str:
+        from tonrail.monitoring.channels.registry import parse_routes
+
+        parse_routes(value)  # an unknown channel name fails at start, not at the first alert
+        return value
 
     @field_validator("data_dir")
     @classmethod

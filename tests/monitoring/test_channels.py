@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from tests.monitoring.conftest import ROUTING_KEY, Servers
 from tests.monitoring.servers import mail_of
@@ -137,4 +138,6 @@ def test_routes_and_configured_channels(plain_settings: Settings) -> None:
     assert "pagerduty" not in routes["error"] + routes["warning"]  # critical only by default
     with pytest.raises(ValueError, match="unknown channels"):
         parse_routes("critical=sms")
+    with pytest.raises(ValidationError, match="unknown channels"):
+        Settings(_env_file=None, alert_routes="critical=email,sms")  # type: ignore[call-arg]
     assert configured_channels(plain_settings, httpx.AsyncClient()) == {}
