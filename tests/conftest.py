@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,18 @@ PG_URL = os.environ.get("TONRAIL_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite", "postgresql"]
 
 
-async def _reset_postgres(url: str) -> None:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
+async def _create_database(admin_url: str, name: str) -> None:
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     await engine.dispose()
 
 
@@ -46,22 +54,29 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """PostgreSQL migrated once per session."""
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated once, dropped at the end.
+
+    Its own database (on the server TONRAIL_TEST_POSTGRES_URL names) keeps concurrent runs
+    on one machine from seeing each other's tables.
+    """
     import asyncio
 
     if not PG_URL:
         if os.environ.get("CI"):
             pytest.fail("CI must test PostgreSQL: TONRAIL_TEST_POSTGRES_URL is not set")
         pytest.skip("TONRAIL_TEST_POSTGRES_URL not set")
+    name = f"tonrail_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
-        asyncio.run(_reset_postgres(PG_URL))
+        asyncio.run(_create_database(PG_URL, name))
     except Exception as exc:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL at {PG_URL} is not reachable in CI: {exc}")
         pytest.skip(f"PostgreSQL not reachable: {exc}")
-    upgrade(PG_URL)
-    return PG_URL
+    url = PG_URL.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    yield url
+    asyncio.run(_drop_database(PG_URL, name))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -23,8 +23,8 @@ from tonrail.rails.ton.models import (
     TonTransfer,
     TonWalletCursor,
 )
-from tonrail.rails.models import RailHealth
 from tonrail.security.models import ApiKey, IdempotencyRecord
+from tonrail.security.switches import OpsSwitch
 from tonrail.webhooks.models import ProviderEvent
 
 metadata = Base.metadata
@@ -42,19 +42,18 @@ __all__ = [
     "LedgerLine",
     "Lockout",
     "MonitoringSignal",
+    "OpsSwitch",
     "OutboxEvent",
     "Payment",
     "ProviderEvent",
     "RailHealth",
+    "SecurityFailure",
+    "SecurityReport",
     "TonDeposit",
     "TonQueryCounter",
     "TonRequest",
     "TonTransfer",
     "TonWalletCursor",
-    "ProviderEvent",
-    "RailHealth",
-    "SecurityFailure",
-    "SecurityReport",
     "WorkerHeartbeat",
     "metadata",
 ]

@@ -122,9 +122,6 @@ def bank_credit_booked(asset: str, amount: int) -> list[Line]:
     return [Line(PROVIDER_CLEARING, asset, amount), Line(UNAPPLIED_RECEIPTS, asset, -amount)]
 
 
-UNAPPLIED_RECEIPTS = "liability:unapplied_receipts"
-
-
 # --- TON rail: fees and receipts that no invoice explains
 FORWARDED_TON_INCOME = "income:forwarded_ton"
 

@@ -89,6 +89,7 @@ class PaymentOut(BaseModel):
     attempts: list[AttemptOut] = Field(default_factory=list)
     failure_code: str | None
     failure_message: str | None
+    hold_reason: str | None = None
     expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -124,6 +125,7 @@ class PaymentOut(BaseModel):
             attempts=[AttemptOut.of(a) for a in attempts or []],
             failure_code=p.failure_code,
             failure_message=p.failure_message,
+            hold_reason=p.hold_reason,
             expires_at=p.expires_at,
             created_at=p.created_at,
             updated_at=p.updated_at,

@@ -83,3 +83,6 @@ async def fake() -> AsyncIterator[FakeToncenter]:
 def down_url() -> str:
     """A local address where nothing listens: connections are refused."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+from tests.rails.ton.rail_fixture import rail  # noqa: E402,F401  (fixture of the e2e tests)

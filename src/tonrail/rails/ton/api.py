@@ -154,3 +154,17 @@ async def jetton_wallet_of(api: TonApi, master: str, owner: str) -> str:
     if exit_code != 0 or not stack:
         raise TonApiError(f"get_wallet_address failed with exit code {exit_code}", "rejected")
     return stack_address(stack[0])
+
+
+async def jetton_balance(api: TonApi, jetton_wallet: str) -> int:
+    """Balance of a jetton wallet (`get_wallet_data`); 0 while it is not deployed."""
+    try:
+        exit_code, stack = await api.run_get_method(jetton_wallet, "get_wallet_data", [])
+    except TonApiError as exc:
+        if exc.kind != "rejected":
+            raise
+        return 0  # not deployed: no get-methods to run
+    if exit_code != 0 or not stack:
+        return 0
+    value = stack[0][1]
+    return int(value, 16) if isinstance(value, str) else int(value)

@@ -78,7 +78,9 @@ def _addr(value: Any) -> str | None:
 def _opcode(value: Any) -> int | None:
     if value is None:
         return None
-    return int(str(value), 16) if isinstance(value, str) else int(value)
+    number = int(str(value), 0) if isinstance(value, str) else int(value)
+    # toncenter v3 gives opcodes as signed int32 (0xd53276db is -718108709): compare unsigned.
+    return number & 0xFFFFFFFF
 
 
 def parse_msg(m: dict[str, Any]) -> Msg:

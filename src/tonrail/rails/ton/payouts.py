@@ -29,6 +29,7 @@ from ton_core import Address
 
 from tonrail import clock
 from tonrail.db import Database
+from tonrail.events.service import emit
 from tonrail.ids import new_id
 from tonrail.kit.claims import claim
 from tonrail.ledger import rules as books
@@ -36,7 +37,7 @@ from tonrail.ledger.service import post
 from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
-from tonrail.rails.ton.api import TonApi
+from tonrail.rails.ton.api import TonApi, jetton_balance
 from tonrail.rails.ton.chain_view import Tx, raw, same_address
 from tonrail.rails.ton.highload import (
     HighloadWallet,
@@ -48,6 +49,7 @@ from tonrail.rails.ton.highload import (
 )
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
 from tonrail.rails.ton.outcomes import Outcome, follow_jetton, follow_ton, split_common_fee
+from tonrail.security.switches import is_on
 from tonrail.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -131,6 +133,9 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
         if not claimed:
             return None
         claimed.sort(key=lambda p: (PRIORITY_ORDER.get(p.priority, 1), p.created_at))
+        claimed = await _fund(ctx, session, claimed)
+        if not claimed:
+            return None
         seq = await _next_query_seq(session, ctx.wallet_raw)
         chain_created_at = int(now.timestamp()) - ctx.settings.ton_created_at_lag_s
         request = TonRequest(
@@ -152,6 +157,7 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
         transfers: list[OutTransfer] = []
         for position, payment in enumerate(claimed):
             await ctx.payments.transition(session, payment, "processing", actor="system:ton")
+            payment.hold_reason = None
             attempt = await start_attempt(session, payment, "ton")
             jetton_query_id = secrets.randbits(63)
             out = _out_transfer(ctx, payment, jetton_query_id)
@@ -197,6 +203,101 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
             query_id=request.query_id,
         )
         return request.id
+
+
+FEE_RESERVE_NANOTON = 20_000_000  # kept back per transfer for fees when checking funds
+
+
+async def _available(ctx: TonRailContext, session: AsyncSession) -> dict[str, int]:
+    """Hot wallet balances minus what signed requests not yet executed will take."""
+    _, ton = await ctx.api.account_state(ctx.wallet.address.to_str())
+    usdt = await jetton_balance(ctx.api, ctx.jetton_wallet) if ctx.jetton_wallet else 0
+    in_flight = (
+        await session.execute(
+            select(TonTransfer.asset, TonTransfer.amount, TonTransfer.message_value)
+            .join(TonRequest, TonRequest.id == TonTransfer.request_id)
+            .where(TonRequest.status.in_(("signed", "sent")))
+        )
+    ).all()
+    for asset, amount, value in in_flight:
+        ton -= value + FEE_RESERVE_NANOTON
+        if asset == "USDT":
+            usdt -= amount
+    return {"TON": ton, "USDT": usdt}
+
+
+async def _fund(
+    ctx: TonRailContext, session: AsyncSession, claimed: list[Payment]
+) -> list[Payment]:
+    """Keep the payouts the hot wallet can pay now; the others wait with a reason."""
+    left = await _available(ctx, session)
+    funded: list[Payment] = []
+    for p in claimed:
+        ton_need = p.amount if p.asset == "TON" else ctx.settings.ton_jetton_attach_nanoton
+        ton_need += FEE_RESERVE_NANOTON
+        usdt_need = p.amount if p.asset == "USDT" else 0
+        if left["TON"] >= ton_need and left["USDT"] >= usdt_need:
+            left["TON"] -= ton_need
+            left["USDT"] -= usdt_need
+            funded.append(p)
+            continue
+        reason = "insufficient_hot_wallet_balance"
+        if p.hold_reason != reason:
+            emit(
+                session,
+                "payout.held",
+                p.account_id,
+                {"id": p.id, "reason": reason, "asset": p.asset},
+                p.id,
+            )
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == p.id)
+            .values(hold_reason=reason, locked_by=None, locked_until=None)
+        )
+    return funded
+
+
+async def batch_ready(ctx: TonRailContext) -> bool:
+    """A batch goes out when it is full, holds an urgent payout, or its window has passed."""
+    now = clock.now()
+    async with ctx.db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(Payment.priority, Payment.created_at)
+                .where(
+                    Payment.direction == "out",
+                    Payment.status == "queued",
+                    Payment.asset.in_(("TON", "USDT")),
+                    (Payment.locked_until.is_(None)) | (Payment.locked_until < now),
+                )
+                .order_by(Payment.created_at)
+                .limit(ctx.settings.ton_batch_max)
+            )
+        ).all()
+    if not rows:
+        return False
+    window = timedelta(milliseconds=ctx.settings.ton_batch_window_ms)
+    return (
+        len(rows) >= ctx.settings.ton_batch_max
+        or any(priority == "urgent" for priority, _ in rows)
+        or now - rows[0][1] >= window
+    )
+
+
+async def payout_round(ctx: TonRailContext) -> int:
+    """One turn of the payout loop: assemble (unless paused), send, track."""
+    async with ctx.db.transaction() as session:
+        paused = await is_on(session, "payments_paused")
+    handled = 0
+    if not paused:
+        if await batch_ready(ctx):
+            state, _ = await ctx.api.account_state(ctx.wallet.address.to_str())
+            if await assemble(ctx, deploy=state != "active"):
+                handled += 1
+        handled += await send_due(ctx)
+    handled += await track_open(ctx)
+    return handled
 
 
 # ------------------------------------------------------------------------------- send

@@ -1,0 +1,75 @@
+"""The TON rail on a running local network: the `rail` fixture of the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from nacl.signing import SigningKey
+
+from tests.tonnet import Localnet, running_localnet
+from tonrail.db import Database
+from tonrail.localnet.genesis import HOT_SUBWALLET, HOT_TIMEOUT
+from tonrail.payments.service import PaymentService
+from tonrail.rails.ton.api import ToncenterTonApi, jetton_balance, jetton_wallet_of
+from tonrail.rails.ton.chain_view import raw
+from tonrail.rails.ton.highload import HighloadWallet
+from tonrail.rails.ton.payouts import TonRailContext, assemble, send_due, track_open
+from tonrail.settings import Settings
+
+
+@dataclass
+class Rail:
+    net: Localnet
+    ctx: TonRailContext
+    api: ToncenterTonApi
+
+    async def run_until_final(
+        self, ids: list[str], client: httpx.AsyncClient, auth: dict[str, str], rounds: int = 200
+    ) -> dict[str, dict]:
+        """Drive the loops as a worker would until every payout is final."""
+        for _ in range(rounds):
+            state, _ = await self.api.account_state(self.ctx.wallet.address.to_str())
+            await assemble(self.ctx, deploy=state != "active")
+            await send_due(self.ctx)
+            await track_open(self.ctx)
+            got = {i: (await client.get(f"/v1/payouts/{i}", headers=auth)).json() for i in ids}
+            if all(p["status"] in ("succeeded", "failed") for p in got.values()):
+                return got
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"payouts not final: {[p['status'] for p in got.values()]}")
+
+    async def ton_balance(self, address: str) -> int:
+        return (await self.api.account_state(address))[1]
+
+    async def usdt_balance(self, owner: str) -> int:
+        wallet = await jetton_wallet_of(self.api, self.net.genesis.usdt_master.to_str(), owner)
+        return await jetton_balance(self.api, wallet)
+
+
+@pytest.fixture
+async def rail(db: Database, settings: Settings) -> AsyncIterator[Rail]:
+    async with running_localnet() as net:
+        hot = net.genesis.wallet("hot")
+        key = SigningKey(bytes.fromhex(hot.to_json()["private_key"]))
+        wallet = HighloadWallet(bytes(key.verify_key), HOT_SUBWALLET, HOT_TIMEOUT)
+        api = ToncenterTonApi(net.v2, net.v3)
+        jetton_wallet = await jetton_wallet_of(
+            api, net.genesis.usdt_master.to_str(), raw(wallet.address)
+        )
+        fast = settings.model_copy(update={"ton_resend_seconds": 1, "ton_max_attempts": 1})
+        ctx = TonRailContext(
+            db=db,
+            settings=fast,
+            payments=PaymentService(db, fast),
+            api=api,
+            wallet=wallet,
+            sign=lambda data: key.sign(data).signature,
+            jetton_wallet=jetton_wallet,
+            worker_id="w-test",
+        )
+        yield Rail(net, ctx, api)
+        await api.aclose()

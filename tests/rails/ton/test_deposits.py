@@ -1,0 +1,175 @@
+"""Invoices paid on the local network: credited exactly once, fakes and mismatches refused."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+from ton_core import Address, NetworkGlobalID, PrivateKey, begin_cell
+from tonutils.clients import ToncenterClient
+from tonutils.contracts import JettonTransferBuilder, TONTransferBuilder, WalletV5R1
+
+from tests.rails.ton.rail_fixture import Rail
+from tonrail.db import Database
+from tonrail.ledger import rules as books
+from tonrail.ledger.service import balance, check_books
+from tonrail.localnet.genesis import TON, derive_key
+from tonrail.rails.ton.deposits import watch_deposits
+from tonrail.rails.ton.models import TonDeposit
+
+USDT = 10**6
+
+
+@pytest.fixture
+async def payer(rail: Rail) -> AsyncIterator[WalletV5R1]:
+    client = ToncenterClient(
+        NetworkGlobalID.MAINNET, base_url=rail.net.v2, api_key="local", rps_limit=1000
+    )
+    await client.connect()
+    wallet = WalletV5R1.from_private_key(client, PrivateKey(bytes(derive_key("t", "payer"))))
+    rail.net.chain.faucet(wallet.address, 50 * TON)
+    rail.net.chain.faucet(wallet.address, 1_000 * USDT, asset="USDT")
+    for _ in range(200):  # the faucet's transfers land in the next blocks
+        if await rail.ton_balance(wallet.address.to_str()) > 0:
+            break
+        await asyncio.sleep(0.02)
+    yield wallet
+    await client.close()
+
+
+async def settled(wallet: WalletV5R1, before: int) -> None:
+    """Wait until the wallet's seqno passed `before`: its last external was processed."""
+    for _ in range(200):
+        await wallet.refresh()
+        try:
+            [seqno] = await wallet.run_get_method("seqno")
+        except Exception:  # not deployed yet
+            seqno = 0
+        if seqno > before:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the payer's message was not processed")
+
+
+async def invoice(client: httpx.AsyncClient, auth: dict[str, str], amount: str, asset: str) -> dict:
+    r = await client.post("/v1/invoices", json={"amount": amount, "asset": asset}, headers=auth)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def drain(rail: Rail, until: int, rounds: int = 200) -> None:
+    """Run the watcher until `until` deposits exist (and the chain has settled)."""
+    for _ in range(rounds):
+        await watch_deposits(rail.ctx)
+        async with rail.ctx.db.transaction() as session:
+            n = len((await session.execute(select(TonDeposit.id))).all())
+        if n >= until:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"only {n} deposits after {rounds} rounds")
+
+
+async def test_ton_and_usdt_invoices_and_impostors(
+    rail: Rail,
+    payer: WalletV5R1,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+) -> None:
+    hot = rail.ctx.wallet.address
+    ton_inv = await invoice(client, auth, "2", "TON")
+    usdt_inv = await invoice(client, auth, "10", "USDT")
+    other = await invoice(client, auth, "5", "USDT")
+    # 1. TON with the reference as comment: credited.
+    await payer.transfer(hot, 2 * TON, body=f"order 1 {ton_inv['reference']}", bounce=False)
+    await settled(payer, 0)
+    # 2. USDT with the reference in the forward payload: credited.
+    await payer.transfer_message(
+        JettonTransferBuilder(
+            destination=hot,
+            jetton_amount=10 * USDT,
+            jetton_master_address=rail.net.genesis.usdt_master,
+            forward_amount=1,
+            forward_payload=usdt_inv["reference"],
+            bounce=True,
+        )
+    )
+    await settled(payer, 1)
+    # 3. TON carrying a USDT invoice's reference: not a USDT payment.
+    await payer.transfer(hot, 1 * TON, body=other["reference"], bounce=False)
+    await settled(payer, 2)
+    # 4. A forged transfer_notification (not from our jetton wallet) claiming 5 USDT.
+    forged = (
+        begin_cell()
+        .store_uint(0x7362D09C, 32)
+        .store_uint(0, 64)
+        .store_coins(5 * USDT)
+        .store_address(payer.address)
+        .store_bit(0)
+        .store_uint(0, 32)
+        .store_snake_string(other["reference"])
+        .end_cell()
+    )
+    await payer.transfer_message(
+        TONTransferBuilder(destination=hot, amount=TON // 10, body=forged, bounce=False)
+    )
+    # The genesis TON funding is the wallet's first deposit (unmatched), then our 4.
+    await drain(rail, 5)
+
+    got = {
+        i["id"]: (await client.get(f"/v1/invoices/{i['id']}", headers=auth)).json()
+        for i in (ton_inv, usdt_inv, other)
+    }
+    assert got[ton_inv["id"]]["status"] == "succeeded"
+    assert got[usdt_inv["id"]]["status"] == "succeeded"
+    assert got[other["id"]]["status"] == "awaiting_payment"
+    async with db.transaction() as session:
+        deps = (await session.execute(select(TonDeposit).order_by(TonDeposit.lt))).scalars().all()
+        by_ref = {(d.asset, d.amount): d for d in deps}
+        assert by_ref[("TON", 2 * TON)].status == "credited"
+        assert by_ref[("USDT", 10 * USDT)].status == "credited"
+        assert by_ref[("TON", 1 * TON)].status == "unmatched"
+        assert "for a USDT invoice" in (by_ref[("TON", 1 * TON)].resolution or "")
+        fake = by_ref[("TON", TON // 10)]
+        assert fake.status == "unmatched" and "not ours" in (fake.resolution or "")
+        assert not any(d.asset == "USDT" and d.amount == 5 * USDT for d in deps)
+        report = await check_books(session)
+        ledger_ton = await balance(session, books.HOT_WALLET, "TON")
+        ledger_usdt = await balance(session, books.HOT_WALLET, "USDT")
+        merchant_ton = await balance(session, books.merchant_account("acct_test"), "TON")
+    assert report.ok
+    assert merchant_ton == -2 * TON
+    # Every transaction of the hot wallet is booked: the ledger equals the chain.
+    assert ledger_ton == await rail.ton_balance(hot.to_str())
+    # Genesis minted USDT straight into our jetton wallet, with no notification to the
+    # wallet: no watcher can see that, so it is the one difference the books show.
+    minted = int(rail.net.genesis.wallet("hot").to_json()["funded_usdt"])
+    assert ledger_usdt == await rail.usdt_balance(Address(hot).to_str(False)) - minted
+
+
+async def test_watcher_is_idempotent_and_resumes(
+    rail: Rail,
+    payer: WalletV5R1,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+) -> None:
+    inv = await invoice(client, auth, "1", "TON")
+    await payer.transfer(rail.ctx.wallet.address, TON, body=inv["reference"], bounce=False)
+    await drain(rail, 2)
+    # Replay the same page as a restarted worker would after losing its cursor update.
+    async with db.transaction() as session:
+        from tonrail.rails.ton.models import TonWalletCursor
+
+        cursor = await session.get(TonWalletCursor, rail.ctx.wallet_raw)
+        assert cursor is not None
+        cursor.last_lt = 0
+    await watch_deposits(rail.ctx)
+    async with db.transaction() as session:
+        deps = (await session.execute(select(TonDeposit))).scalars().all()
+        report = await check_books(session)
+    assert len(deps) == 2 and report.ok
+    assert [d.status for d in deps if d.payment_id == inv["id"]] == ["credited"]
