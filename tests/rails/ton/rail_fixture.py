@@ -18,6 +18,7 @@ from tonrail.rails.ton.api import ToncenterTonApi, jetton_balance, jetton_wallet
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
 from tonrail.rails.ton.payouts import TonRailContext, assemble, send_due, track_open
+from tonrail.rails.ton.toncenter import ToncenterClient
 from tonrail.settings import Settings
 
 
@@ -56,7 +57,11 @@ async def rail(db: Database, settings: Settings) -> AsyncIterator[Rail]:
         hot = net.genesis.wallet("hot")
         key = SigningKey(bytes.fromhex(hot.to_json()["private_key"]))
         wallet = HighloadWallet(bytes(key.verify_key), HOT_SUBWALLET, HOT_TIMEOUT)
-        api = ToncenterTonApi(net.v2, net.v3)
+        api = ToncenterTonApi(
+            ToncenterClient(
+                [net.v2], [net.v3], max_attempts=3, backoff_initial=0.01, backoff_max=0.05
+            )
+        )
         jetton_wallet = await jetton_wallet_of(
             api, net.genesis.usdt_master.to_str(), raw(wallet.address)
         )

@@ -1,7 +1,8 @@
-"""What the TON rail reads from the chain, parsed once from toncenter v3 JSON.
+"""The TON rail's view of transactions: toncenter v3 transactions, normalized for matching.
 
-Hashes are kept as lowercase hex; addresses in raw form (`0:abcd...`, uppercase hex as v3
-returns it, compared case-insensitively through `same_address`).
+The toncenter client (toncenter.py) parses the wire format; here hashes become lowercase
+hex, addresses raw `wc:HEX`, opcodes unsigned 32-bit, and each message gets its body hash,
+so that what we signed can be compared with what the chain did.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any
 
-from ton_core import Address
+from ton_core import Address, Cell
+
+from tonrail.rails.ton.toncenter import V3Message, V3Transaction
 
 JETTON_TRANSFER_OP = 0x0F8A7EA5
 JETTON_INTERNAL_TRANSFER_OP = 0x178D4519
@@ -57,64 +59,43 @@ class Tx:
     now: int
     account: str
     aborted: bool
-    compute_success: bool
-    bounced_back: bool  # the bounce phase sent the value back
     total_fees: int
     in_msg: Msg | None
     out_msgs: tuple[Msg, ...]
 
-    @property
-    def out_cost(self) -> int:
-        """Nanoton that left the account through out messages, forward fees included."""
-        return sum(m.value + m.fwd_fee for m in self.out_msgs)
 
-
-def _addr(value: Any) -> str | None:
-    if not value:
+def _body_hash(body_b64: str | None) -> str | None:
+    if not body_b64:
         return None
-    return raw(str(value))
+    return bytes(Cell.one_from_boc(base64.b64decode(body_b64)).hash).hex()
 
 
-def _opcode(value: Any) -> int | None:
-    if value is None:
-        return None
-    number = int(str(value), 0) if isinstance(value, str) else int(value)
-    # toncenter v3 gives opcodes as signed int32 (0xd53276db is -718108709): compare unsigned.
-    return number & 0xFFFFFFFF
-
-
-def parse_msg(m: dict[str, Any]) -> Msg:
-    content = m.get("message_content") or {}
-    decoded = content.get("decoded") or {}
+def msg_of(m: V3Message) -> Msg:
     return Msg(
-        hash=to_hex(str(m["hash"])),
-        source=_addr(m.get("source")),
-        destination=_addr(m.get("destination")),
-        value=int(m.get("value") or 0),
-        fwd_fee=int(m.get("fwd_fee") or 0),
-        opcode=_opcode(m.get("opcode")),
-        bounced=bool(m.get("bounced")),
-        body_hash=to_hex(str(content["hash"])) if content.get("hash") else None,
-        body_b64=content.get("body"),
-        comment=decoded.get("comment") if decoded.get("type") == "text_comment" else None,
+        hash=to_hex(m.hash),
+        source=raw(m.source) if m.source else None,
+        destination=raw(m.destination) if m.destination else None,
+        value=m.value or 0,
+        fwd_fee=m.fwd_fee or 0,
+        # toncenter v3 may give opcodes as signed int32 (0xd53276db is -718108709).
+        opcode=m.opcode & 0xFFFFFFFF if m.opcode is not None else None,
+        bounced=bool(m.bounced),
+        body_hash=_body_hash(m.body),
+        body_b64=m.body,
+        comment=m.comment,
     )
 
 
-def parse_tx(t: dict[str, Any]) -> Tx:
-    desc = t.get("description") or {}
-    compute = desc.get("compute_ph") or {}
-    bounce = desc.get("bounce") or {}
+def tx_of(t: V3Transaction) -> Tx:
     return Tx(
-        hash=to_hex(str(t["hash"])),
-        lt=int(t["lt"]),
-        now=int(t.get("now") or 0),
-        account=raw(str(t["account"])),
-        aborted=bool(desc.get("aborted")),
-        compute_success=bool(compute.get("success")),
-        bounced_back=bounce.get("type") == "ok",
-        total_fees=int(t.get("total_fees") or 0),
-        in_msg=parse_msg(t["in_msg"]) if t.get("in_msg") else None,
-        out_msgs=tuple(parse_msg(m) for m in t.get("out_msgs") or []),
+        hash=to_hex(t.hash),
+        lt=t.lt,
+        now=t.now,
+        account=raw(t.account),
+        aborted=t.aborted,
+        total_fees=t.total_fees,
+        in_msg=msg_of(t.in_msg) if t.in_msg is not None else None,
+        out_msgs=tuple(msg_of(m) for m in t.out_msgs),
     )
 
 
