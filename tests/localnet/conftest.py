@@ -22,21 +22,16 @@ def chain() -> Iterator[Chain]:
         c.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def server(chain: Chain) -> AsyncIterator[str]:
     """A real uvicorn server with the block producer running; yields its base URL."""
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(chain), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
+    # Bind first and hand uvicorn the socket: no window for another process to take the port.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    config = uvicorn.Config(create_app(chain), log_level="warning", lifespan="on")
     srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve())
+    task = asyncio.create_task(srv.serve(sockets=[sock]))
     while not srv.started:
         await asyncio.sleep(0.01)
         if task.done():
@@ -46,3 +41,4 @@ async def server(chain: Chain) -> AsyncIterator[str]:
     finally:
         srv.should_exit = True
         await task
+        sock.close()

@@ -72,6 +72,8 @@ def test_serve_produces_blocks_and_keeps_state(tmp_path: Path) -> None:
     finally:
         _stop(proc)
     seqno = later["seqno"]
+    port = _free_port()  # a fresh port: the old one may linger in TIME_WAIT or be taken
+    url = f"http://127.0.0.1:{port}"
     proc = _start(state, port)
     try:
         resumed = _wait(url, proc)
