@@ -81,3 +81,38 @@ def test_serve_produces_blocks_and_keeps_state(tmp_path: Path) -> None:
         assert httpx.get(f"{url}/localnet/genesis").json() == genesis
     finally:
         _stop(proc)
+
+
+@pytest.mark.slow
+def test_module_entry_point_takes_faults_at_start(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tonrail.localnet",
+            "--state",
+            str(tmp_path / "net.sqlite3"),
+            "--port",
+            str(port),
+            "--block-ms",
+            "100",
+            "--faults",
+            '{"max_tx_per_block": 5, "http_429_rate": 1.0}',
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url, proc)
+        faults = httpx.get(f"{url}/localnet/faults").json()
+        assert faults["max_tx_per_block"] == 5 and faults["http_429_rate"] == 1.0
+        assert httpx.get(f"{url}/api/v2/getMasterchainInfo").status_code == 429
+    finally:
+        _stop(proc)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 
+from tonrail.localnet.faults import Faults
 from tonrail.localnet.server import serve
 
 
@@ -14,12 +16,23 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--block-ms", type=int, default=400)
     parser.add_argument("--config-js", default=None, help="@ton/sandbox defaultConfig.js")
+    parser.add_argument(
+        "--faults", default=None, help="faults from the start, as JSON: '{\"http_429_rate\": 0.1}'"
+    )
     args = parser.parse_args()
+    faults = Faults()
+    if args.faults:
+        try:
+            faults.update(json.loads(args.faults))
+        except ValueError as exc:
+            parser.error(f"--faults: {exc}")
     if args.state != ":memory:":
         from pathlib import Path
 
         Path(args.state).parent.mkdir(parents=True, exist_ok=True)
-    serve(args.state, args.host, args.port, args.block_ms, config_path=args.config_js)
+    serve(
+        args.state, args.host, args.port, args.block_ms, config_path=args.config_js, faults=faults
+    )
 
 
 if __name__ == "__main__":

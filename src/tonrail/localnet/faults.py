@@ -37,6 +37,8 @@ class Faults:
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply a partial update; unknown or ill-typed fields raise ValueError."""
+        if not isinstance(changes, dict):
+            raise ValueError("faults must be a JSON object")
         known = {f.name: f for f in fields(self) if not f.name.startswith("_")}
         parsed: dict[str, Any] = {}
         for key, value in changes.items():

@@ -123,16 +123,23 @@ def create_app(chain: Chain, *, manage_lifecycle: bool = True) -> FastAPI:
 
 
 def serve(
-    state: str, host: str, port: int, block_ms: int, *, config_path: str | None = None
+    state: str,
+    host: str,
+    port: int,
+    block_ms: int,
+    *,
+    config_path: str | None = None,
+    faults: Faults | None = None,
 ) -> None:
     """Run the local network until interrupted (`tonrail localnet --state FILE --port 8081`).
 
     `config_path` points at another copy of @ton/sandbox's `defaultConfig.js`; by default it is
-    found under `node_modules/` from the working directory or the repo.
+    found under `node_modules/` from the working directory or the repo. `faults` are active from
+    the first block (they can be changed later through `/localnet/faults`).
     """
     import uvicorn
 
-    chain = Chain.open(state, block_ms=block_ms, config_path=config_path)
+    chain = Chain.open(state, block_ms=block_ms, config_path=config_path, faults=faults)
     try:
         # No access log: at hundreds of requests a second it costs more than the API itself.
         config = uvicorn.Config(
