@@ -71,6 +71,8 @@ def worker(
 ) -> None:
     """Run the background loops (stateless; run as many as you like against PostgreSQL)."""
     from tonrail.payments.service import PaymentService
+    from tonrail.rails.ton.keys import WalletKeyError
+    from tonrail.rails.ton.runtime import open_ton_rail
     from tonrail.worker import WorkerContext, default_worker_id, run_worker, select_loops
 
     settings = get_settings()
@@ -82,7 +84,15 @@ def worker(
 
     async def main() -> None:
         db = _db(settings)
-        ctx = WorkerContext(db, settings, PaymentService(db, settings), default_worker_id())
+        payments = PaymentService(db, settings)
+        worker_id = default_worker_id()
+        ton = None
+        if any(loop.name.startswith("ton_") for loop in loops):
+            try:
+                ton = await open_ton_rail(settings, db, payments, worker_id)
+            except WalletKeyError as exc:
+                typer.echo(f"TON loops idle: {exc.message}", err=True)
+        ctx = WorkerContext(db, settings, payments, worker_id, ton)
         try:
             await run_worker(ctx, loops, asyncio.Event())
         finally:

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     ton_retry_backoff_s: int = 5  # doubled on every further attempt
     ton_jetton_attach_nanoton: int = 50_000_000  # TON attached to a jetton transfer
     ton_jetton_forward_nanoton: int = 1  # forward_ton_amount: notify the recipient
+    crash_at: str = ""  # fault injection (kit/faults.py): die at this point; tests only
 
     # --- TON rail: hot wallet key, network overrides, toncenter client (issue 4; docs/TON-RAIL.md)
     # 0 means "the network preset's value" (rails/ton/network.py); amounts are nanoton.
@@ -128,6 +129,11 @@ class Settings(BaseSettings):
     stripe_max_amount: int = 10_000_000
     paypal_currency: str = "USD"
     paypal_webhook_id: str = ""
+    paypal_verify_mode: Literal["api", "certificate"] = "api"
+    paypal_cert_url_prefixes: str = (
+        "https://api.paypal.com/,https://api.sandbox.paypal.com/,"
+        "https://api-m.paypal.com/,https://api-m.sandbox.paypal.com/"
+    )
     paypal_return_url: str = "http://127.0.0.1:8000/checkout/success"
     paypal_cancel_url: str = "http://127.0.0.1:8000/checkout/cancel"
     paypal_home_country: str = "US"

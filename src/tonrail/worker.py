@@ -20,6 +20,8 @@ from tonrail.kit.models import WorkerHeartbeat
 from tonrail.monitoring import jobs as monitoring
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
+from tonrail.rails.ton.deposits import watch_deposits
+from tonrail.rails.ton.payouts import TonRailContext, payout_round
 from tonrail.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -31,6 +33,7 @@ class WorkerContext:
     settings: Settings
     payments: PaymentService
     worker_id: str
+    ton: TonRailContext | None = None  # None when no hot wallet key is configured
 
 
 LoopFn = Callable[[WorkerContext], Awaitable[int]]
@@ -71,10 +74,22 @@ async def expire_invoices(ctx: WorkerContext) -> int:
     return done
 
 
+async def ton_payouts(ctx: WorkerContext) -> int:
+    """Assemble, sign, send and track TON payouts (rails/ton/payouts.py)."""
+    return await payout_round(ctx.ton) if ctx.ton is not None else 0
+
+
+async def ton_deposits(ctx: WorkerContext) -> int:
+    """Read the receiving wallet's new transactions and credit invoices."""
+    return await watch_deposits(ctx.ton) if ctx.ton is not None else 0
+
+
 LOOPS: dict[str, Loop] = {
     loop.name: loop
     for loop in (
         Loop("expire_invoices", expire_invoices, 5.0),
+        Loop("ton_payouts", ton_payouts, 0.2),
+        Loop("ton_deposits", ton_deposits, 0.5),
         # Monitoring (docs/monitoring.md); intervals stay below ALERT_HEARTBEAT_STALE_SECONDS.
         Loop("evaluate_alerts", monitoring.evaluate_alerts, 2.0),
         Loop("publish_signals", monitoring.publish_signals, 2.0),

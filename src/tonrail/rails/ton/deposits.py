@@ -24,6 +24,7 @@ from ton_core import Address, Cell, Slice
 
 from tonrail import clock
 from tonrail.ids import new_id
+from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
 from tonrail.payments.models import Payment
@@ -204,6 +205,7 @@ async def watch_deposits(ctx: TonRailContext, page: int = 50) -> int:
             if exists is None:
                 await record(ctx, session, tx, inc)
                 recorded += 1
+        crashpoint(ctx.settings, "ton.deposit_before_commit")
         last = max(txs, key=lambda t: t.lt)
         if cursor is None:
             session.add(

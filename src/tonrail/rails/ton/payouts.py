@@ -32,6 +32,7 @@ from tonrail.db import Database
 from tonrail.events.service import emit
 from tonrail.ids import new_id
 from tonrail.kit.claims import claim
+from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
 from tonrail.payments.attempts import move_attempt, start_attempt
@@ -136,6 +137,7 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
         claimed = await _fund(ctx, session, claimed)
         if not claimed:
             return None
+        crashpoint(ctx.settings, "ton.after_claim")
         seq = await _next_query_seq(session, ctx.wallet_raw)
         chain_created_at = int(now.timestamp()) - ctx.settings.ton_created_at_lag_s
         request = TonRequest(
@@ -191,6 +193,7 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
         )
         request.boc = signed.boc
         request.msg_hash_norm = signed.message_hash_norm
+        crashpoint(ctx.settings, "ton.after_sign")
         await session.execute(
             update(Attempt)
             .where(Attempt.payment_id.in_([p.id for p in claimed]), Attempt.status == "created")
@@ -202,7 +205,8 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
             payouts=len(claimed),
             query_id=request.query_id,
         )
-        return request.id
+    crashpoint(ctx.settings, "ton.after_store")
+    return request.id
 
 
 FEE_RESERVE_NANOTON = 20_000_000  # kept back per transfer for fees when checking funds
@@ -321,6 +325,7 @@ async def send_due(ctx: TonRailContext) -> int:
     for request in due:
         try:
             await ctx.api.send_boc(request.boc)
+            crashpoint(ctx.settings, "ton.after_send")
         except Exception as exc:
             # The node may refuse a duplicate or a message that is already processed: the
             # tracker decides from the chain, never from this answer.
@@ -615,6 +620,7 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
             await _retry_or_fail(ctx, session, payment, code, reason)
         request.status = "final"
         request.updated_at = clock.now()
+        crashpoint(ctx.settings, "ton.before_confirm")
 
 
 async def _retry_or_fail(

@@ -1,0 +1,49 @@
+"""Wiring the TON rail for a worker process: network, toncenter client, signer, jetton wallet."""
+
+from __future__ import annotations
+
+import structlog
+
+from tonrail.db import Database
+from tonrail.payments.service import PaymentService
+from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
+from tonrail.rails.ton.chain_view import raw
+from tonrail.rails.ton.highload import HighloadWallet
+from tonrail.rails.ton.keys import load_signer
+from tonrail.rails.ton.network import resolve_network
+from tonrail.rails.ton.payouts import TonRailContext
+from tonrail.rails.ton.toncenter import ToncenterClient
+from tonrail.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+async def open_ton_rail(
+    settings: Settings, db: Database, payments: PaymentService, worker_id: str
+) -> TonRailContext:
+    """Build the rail's context; raises WalletKeyError when no hot wallet key is configured."""
+    network = resolve_network(settings)
+    signer = load_signer(settings)
+    wallet = HighloadWallet(
+        signer.public_key, network.highload_subwallet_id, network.highload_timeout_seconds
+    )
+    api = ToncenterTonApi(ToncenterClient.from_network(network, settings))
+    jetton_wallet = None
+    if network.usdt_master:
+        jetton_wallet = await jetton_wallet_of(api, network.usdt_master, raw(wallet.address))
+    log.info(
+        "ton rail ready",
+        network=network.name,
+        hot_wallet=wallet.address.to_str(),
+        usdt=bool(jetton_wallet),
+    )
+    return TonRailContext(
+        db=db,
+        settings=settings,
+        payments=payments,
+        api=api,
+        wallet=wallet,
+        sign=signer.sign,
+        jetton_wallet=jetton_wallet,
+        worker_id=worker_id,
+    )

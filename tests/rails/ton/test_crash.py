@@ -1,0 +1,209 @@
+"""Crash tests: the worker is SIGKILLed at each step of the payout and deposit paths, then
+restarted; every payment must end paid exactly once, with the books balanced."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.tonnet import Localnet, running_localnet
+from tonrail.db import Database
+from tonrail.ledger.service import check_books
+from tonrail.rails.ton.api import ToncenterTonApi, jetton_balance, jetton_wallet_of
+from tonrail.rails.ton.chain_view import raw
+from tonrail.rails.ton.keys import passphrase_kek, seal, write_envelope
+from tonrail.rails.ton.toncenter import ToncenterClient
+from tonrail.settings import Settings
+
+TONRAIL = str(Path(sys.executable).parent / "tonrail")
+PASSPHRASE = "crash-test-passphrase"
+
+
+@pytest.fixture
+async def net() -> AsyncIterator[Localnet]:
+    async with running_localnet(block_ms=50) as n:
+        yield n
+
+
+def worker_env(net: Localnet, settings: Settings, tmp_path: Path, crash_at: str) -> dict[str, str]:
+    key_file = tmp_path / "hot_wallet.key"
+    if not key_file.exists():
+        seed = bytes.fromhex(net.genesis.wallet("hot").to_json()["private_key"])
+        kek = passphrase_kek(
+            settings.model_copy(
+                update={"ton_key_passphrase": settings.ton_key_passphrase.__class__(PASSPHRASE)}
+            ),
+            n=2**14,
+        )
+        write_envelope(key_file, seal(seed, kek))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TON", "DATABASE"))}
+    env.update(
+        DATABASE_URL=settings.database_url,
+        DATA_DIR=str(tmp_path),
+        ENVIRONMENT="test",
+        TON_NETWORK="localnet",
+        TON_API_URL=net.v2,
+        TON_API_V3_URL=net.v3,
+        USDT_JETTON_MASTER=net.genesis.usdt_master.to_str(),
+        TON_MASTER_KEY_FILE=str(key_file),
+        TON_KEY_PASSPHRASE=PASSPHRASE,
+        TON_RESEND_SECONDS="1",
+        TON_BATCH_WINDOW_MS="0",
+        WORKER_LEASE_SECONDS="2",
+        CRASH_AT=crash_at,
+        LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+async def run_worker(env: dict[str, str], loops: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        TONRAIL,
+        "worker",
+        "--only",
+        loops,
+        env=env,
+        cwd=env["DATA_DIR"],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def wait_final(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    path: str,
+    ids: list[str],
+    done: set[str],
+    within: float = 90,
+) -> list[dict]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        got = [(await client.get(f"{path}/{i}", headers=auth)).json() for i in ids]
+        if all(p["status"] in done for p in got):
+            return got
+        if loop.time() > deadline:
+            raise AssertionError([p["status"] for p in got])
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "crash_at",
+    [
+        "ton.after_claim",
+        "ton.after_sign",
+        "ton.after_store",
+        "ton.after_send",
+        "ton.before_confirm",
+    ],
+)
+async def test_payouts_survive_a_crash_at_every_step(
+    net: Localnet,
+    settings: Settings,
+    db: Database,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    tmp_path: Path,
+    crash_at: str,
+) -> None:
+    api = ToncenterTonApi(ToncenterClient([net.v2], [net.v3]))
+    customer = net.genesis.wallet("customer").address
+    payee = customer.to_str(is_user_friendly=True, is_bounceable=False)
+    theirs = await jetton_wallet_of(api, net.genesis.usdt_master.to_str(), raw(customer))
+    usdt_before = await jetton_balance(api, theirs)
+    ids = []
+    for amount, asset in (("1.25", "TON"), ("0.75", "TON"), ("3", "USDT")):
+        r = await client.post(
+            "/v1/payouts",
+            json={"amount": amount, "asset": asset, "destination": payee},
+            headers=auth,
+        )
+        ids.append(r.json()["id"])
+
+    env = worker_env(net, settings, tmp_path, crash_at)
+    first = await run_worker(env, "ton_payouts")
+    code = await asyncio.wait_for(first.wait(), timeout=60)
+    assert code == -signal.SIGKILL, (await first.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
+
+    second = await run_worker({**env, "CRASH_AT": ""}, "ton_payouts")
+    try:
+        final = await wait_final(client, auth, "/v1/payouts", ids, {"succeeded", "failed"})
+    finally:
+        second.kill()
+        await second.wait()
+    assert [p["status"] for p in final] == ["succeeded"] * 3
+    # Exactly once on chain: each TON payout's comment (its id) reached the payee once.
+    received: dict[str, int] = {}
+    for tx in await api.account_transactions(raw(customer), 0, 100):
+        if tx.in_msg is not None and tx.in_msg.source == raw(net.genesis.wallet("hot").address):
+            received[tx.in_msg.comment or ""] = received.get(tx.in_msg.comment or "", 0) + 1
+    assert received == {ids[0]: 1, ids[1]: 1}
+    assert await jetton_balance(api, theirs) - usdt_before == 3_000_000
+    async with db.transaction() as session:
+        assert (await check_books(session)).ok
+    await api.aclose()
+
+
+@pytest.mark.slow
+async def test_deposit_watcher_survives_a_crash_before_commit(
+    net: Localnet,
+    settings: Settings,
+    db: Database,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    from ton_core import NetworkGlobalID, PrivateKey
+    from tonutils.clients import ToncenterClient as TonutilsClient
+    from tonutils.contracts import WalletV5R1
+
+    from tonrail.localnet.genesis import TON, derive_key
+
+    inv = (
+        await client.post("/v1/invoices", json={"amount": "2", "asset": "TON"}, headers=auth)
+    ).json()
+    tc = TonutilsClient(NetworkGlobalID.MAINNET, base_url=net.v2, api_key="x", rps_limit=1000)
+    await tc.connect()
+    payer = WalletV5R1.from_private_key(tc, PrivateKey(bytes(derive_key("crash", "payer"))))
+    net.chain.faucet(payer.address, 10 * TON)
+    for _ in range(100):
+        await payer.refresh()
+        if payer.balance:
+            break
+        await asyncio.sleep(0.05)
+    await payer.transfer(
+        net.genesis.wallet("hot").address, 2 * TON, body=inv["reference"], bounce=False
+    )
+    await tc.close()
+
+    env = worker_env(net, settings, tmp_path, "ton.deposit_before_commit")
+    first = await run_worker(env, "ton_deposits")
+    assert await asyncio.wait_for(first.wait(), timeout=60) == -signal.SIGKILL
+    second = await run_worker({**env, "CRASH_AT": ""}, "ton_deposits")
+    try:
+        [paid] = await wait_final(client, auth, "/v1/invoices", [inv["id"]], {"succeeded"})
+    finally:
+        second.kill()
+        await second.wait()
+    assert paid["status"] == "succeeded"
+    from sqlalchemy import select
+
+    from tonrail.rails.ton.models import TonDeposit
+
+    async with db.transaction() as session:
+        deps = (
+            (await session.execute(select(TonDeposit).where(TonDeposit.payment_id == inv["id"])))
+            .scalars()
+            .all()
+        )
+        assert [d.status for d in deps] == ["credited"]
+        assert (await check_books(session)).ok
