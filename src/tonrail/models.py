@@ -24,6 +24,7 @@ from tonrail.rails.ton.models import (
     TonWalletCursor,
 )
 from tonrail.security.models import ApiKey, IdempotencyRecord
+from tonrail.webhooks.models import ProviderEvent
 from tonrail.security.switches import OpsSwitch
 from tonrail.webhooks.models import ProviderEvent
 

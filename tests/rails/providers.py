@@ -228,7 +228,53 @@ class PayPalServer:
         app.router.add_post("/v1/payments/payouts", self.authed(self.create_payout))
         app.router.add_get("/v1/payments/payouts/{id}", self.authed(self.get_payout))
         app.router.add_post("/v1/notifications/verify-webhook-signature", self.authed(self.verify))
+        app.router.add_get("/v1/notifications/certs/{name}", self.cert)
         return app
+
+    # PayPal's signing certificate (a self-signed RSA one here) and how PayPal signs.
+    _key: Any = None
+    _cert_pem: bytes = b""
+
+    def _signing_material(self) -> tuple[Any, bytes]:
+        if self._key is None:
+            from datetime import UTC, datetime, timedelta
+
+            from cryptography import x509
+            from cryptography.hazmat.primitives import hashes, serialization
+            from cryptography.hazmat.primitives.asymmetric import rsa
+            from cryptography.x509.oid import NameOID
+
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            cn = x509.NameAttribute(NameOID.COMMON_NAME, "messageverificationcerts.paypal.com")
+            name = x509.Name([cn])
+            now = datetime.now(UTC)
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(name)
+                .issuer_name(name)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - timedelta(days=1))
+                .not_valid_after(now + timedelta(days=365))
+                .sign(key, hashes.SHA256())
+            )
+            self._key, self._cert_pem = key, cert.public_bytes(serialization.Encoding.PEM)
+        return self._key, self._cert_pem
+
+    async def cert(self, request: web.Request) -> web.Response:
+        pem = self._signing_material()[1]
+        return web.Response(body=pem, content_type="application/x-pem-file")
+
+    def sign_webhook(self, transmission_id: str, when: str, webhook_id: str, body: bytes) -> str:
+        """The PAYPAL-TRANSMISSION-SIG PayPal sends: RSA-SHA256 over id|time|webhook|crc32."""
+        import zlib
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        key, _ = self._signing_material()
+        message = f"{transmission_id}|{when}|{webhook_id}|{zlib.crc32(body)}".encode()
+        return base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
 
     async def token(self, request: web.Request) -> web.Response:
         self.token_requests += 1

@@ -182,3 +182,44 @@ async def test_payout_failure_and_quote_rules(
     assert not none.available and none.reason == "counterparty_unsupported"
     big = await rail.quote(replace(view, amount=20_001 * 10**9))
     assert not big.available and big.reason == "amount_over_max"  # 100,005 USD
+
+
+async def test_certificate_verification_with_crc32_of_the_raw_body(
+    db: Database,
+    rail_app: Any,
+    rail_client: httpx.AsyncClient,
+    auth: dict[str, str],
+    paypal: tuple[PayPalServer, str],
+) -> None:
+    server, base = paypal
+    rail = rails_of(rail_app)["paypal"]
+    rail.settings = rail.settings.model_copy(  # type: ignore[attr-defined]
+        update={
+            "paypal_verify_mode": "certificate",
+            "paypal_cert_url_prefixes": f"{base}/v1/notifications/certs/",
+        }
+    )
+    co = await paypal_invoice(rail_client, auth)
+    server.approve(co["provider_ref"])
+    body, headers = webhook("WH-C1", "CHECKOUT.ORDER.APPROVED", {"id": co["provider_ref"]})
+    headers["PAYPAL-CERT-URL"] = f"{base}/v1/notifications/certs/CERT-360caa42"
+    headers["PAYPAL-TRANSMISSION-SIG"] = server.sign_webhook(
+        headers["PAYPAL-TRANSMISSION-ID"], headers["PAYPAL-TRANSMISSION-TIME"], "WH-TEST-1", body
+    )
+    tampered = body.replace(b"1.0", b"1.1")
+    r = await rail_client.post("/webhooks/paypal", content=tampered, headers=headers)
+    assert r.status_code == 400  # CRC32 of the body changed
+    other = {**headers, "PAYPAL-CERT-URL": "https://evil.example/v1/notifications/certs/X"}
+    r = await rail_client.post("/webhooks/paypal", content=body, headers=other)
+    assert r.status_code == 400
+    wrong_hook = {
+        **headers,
+        "PAYPAL-TRANSMISSION-SIG": server.sign_webhook(
+            headers["PAYPAL-TRANSMISSION-ID"], headers["PAYPAL-TRANSMISSION-TIME"], "WH-OTHER", body
+        ),
+    }
+    r = await rail_client.post("/webhooks/paypal", content=body, headers=wrong_hook)
+    assert r.status_code == 400
+    r = await rail_client.post("/webhooks/paypal", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["outcome"] == "succeeded"
+    await books_ok(db)

@@ -4,19 +4,27 @@ OAuth2 client credentials with the token cached until shortly before it expires,
 fetched again once on a 401. Every write carries `PayPal-Request-Id` derived from the
 attempt's idempotency key, so a repeat after a timeout returns the original result.
 Incoming: create order -> customer approves at the returned URL -> we capture (on the
-webhook or the next poll). Webhooks are verified with PayPal's verify-webhook-signature API.
+webhook or the next poll). Webhooks are verified with PayPal's verify-webhook-signature
+API, or offline with PayPal's certificate and the CRC32 of the raw body
+(PAYPAL_VERIFY_MODE=certificate).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import structlog
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tonrail import clock
 from tonrail.money import format_minor, parse_minor
@@ -78,6 +86,7 @@ class PayPalRail:
         self._token: _Token | None = None
         self._token_lock = asyncio.Lock()
         self.token_fetches = 0
+        self._certs: dict[str, x509.Certificate] = {}
 
     # ---------------------------------------------------------------- protocol
     def _international(self, payment: PaymentView) -> bool:
@@ -226,7 +235,7 @@ class PayPalRail:
 
     # ---------------------------------------------------------------- webhooks
     async def verify_webhook(self, body: bytes, headers: dict[str, str]) -> ProviderEventIn:
-        """Verify with POST /v1/notifications/verify-webhook-signature, then parse."""
+        """Verify (PayPal's API or its certificate, per PAYPAL_VERIFY_MODE), then parse."""
         if not self.settings.paypal_webhook_id:
             raise WebhookRejected(
                 "PAYPAL_WEBHOOK_ID is not configured", code="webhook_not_configured"
@@ -243,18 +252,60 @@ class PayPalRail:
             raise WebhookRejected(
                 "the body is not a PayPal event", code="webhook_body_invalid"
             ) from None
-        request = {k: lowered[h] for k, h in VERIFY_HEADERS.items()}
+        if self.settings.paypal_verify_mode == "certificate":
+            await self._verify_with_certificate(body, lowered)
+        else:
+            await self._verify_with_api(body, lowered)
+        return ProviderEventIn("paypal", event_id, event_type, _object_ref(event), event)
+
+    async def _verify_with_api(self, body: bytes, headers: dict[str, str]) -> None:
+        request = {k: headers[h] for k, h in VERIFY_HEADERS.items()}
         request["webhook_id"] = self.settings.paypal_webhook_id
         # PayPal verifies the event exactly as it sent it: pass the raw JSON through.
         payload = json.dumps(request)[:-1] + ', "webhook_event": ' + body.decode() + "}"
         answer = await self._call(
-            "POST",
-            "/v1/notifications/verify-webhook-signature",
-            content=payload.encode(),
+            "POST", "/v1/notifications/verify-webhook-signature", content=payload.encode()
         )
         if answer.get("verification_status") != "SUCCESS":
             raise WebhookRejected("PayPal did not verify the webhook signature")
-        return ProviderEventIn("paypal", event_id, event_type, _object_ref(event), event)
+
+    async def _verify_with_certificate(self, body: bytes, headers: dict[str, str]) -> None:
+        """PayPal's offline method: RSA-SHA256 over
+        `transmission_id|transmission_time|webhook_id|crc32(raw body)` with the certificate
+        at PAYPAL-CERT-URL, which must be on a PayPal host (PAYPAL_CERT_URL_PREFIXES)."""
+        if headers["paypal-auth-algo"] != "SHA256withRSA":
+            raise WebhookRejected("unsupported PAYPAL-AUTH-ALGO")
+        cert_url = headers["paypal-cert-url"]
+        prefixes = [p.strip() for p in self.settings.paypal_cert_url_prefixes.split(",") if p]
+        if not any(cert_url.startswith(p) for p in prefixes):
+            raise WebhookRejected("PAYPAL-CERT-URL is not a PayPal certificate URL")
+        cert = self._certs.get(cert_url)
+        if cert is None:
+            async with httpx.AsyncClient(timeout=self.settings.provider_timeout_seconds) as http:
+                response = await http.get(cert_url)
+            if response.status_code != 200:
+                raise WebhookRejected("PayPal's signing certificate could not be fetched")
+            cert = x509.load_pem_x509_certificate(response.content)
+            self._certs[cert_url] = cert
+        now = clock.now()
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise WebhookRejected("PayPal's signing certificate is not valid now")
+        message = "|".join(
+            (
+                headers["paypal-transmission-id"],
+                headers["paypal-transmission-time"],
+                self.settings.paypal_webhook_id,
+                str(zlib.crc32(body)),
+            )
+        ).encode()
+        key = cert.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise WebhookRejected("PayPal's signing certificate is not an RSA certificate")
+        try:
+            signature = base64.b64decode(headers["paypal-transmission-sig"], validate=True)
+            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        except (InvalidSignature, ValueError):
+            raise WebhookRejected("the PayPal webhook signature does not verify") from None
 
     # ---------------------------------------------------------------- HTTP
     async def _create(self, attempt: AttemptView) -> tuple[str, dict[str, Any]]:
