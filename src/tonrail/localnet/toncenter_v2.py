@@ -229,7 +229,7 @@ class ToncenterV2:
             except ValueError as exc:
                 raise ApiError(422, str(exc)) from exc
             first = self.chain.store.transaction(wanted)
-            if first is None or first.lt != lt:
+            if first is None or first.lt != lt or first.account != raw_address(acc.address):
                 raise ApiError(422, "LITE_SERVER_UNKNOWN: lt not in db")
         rows = self.chain.store.account_transactions(
             raw_address(acc.address), limit=limit, max_lt=lt, min_lt=to_lt + 1 if to_lt else None
