@@ -24,7 +24,6 @@ from tonrail.rails.ton.models import (
     TonWalletCursor,
 )
 from tonrail.security.models import ApiKey, IdempotencyRecord
-from tonrail.webhooks.models import ProviderEvent
 from tonrail.security.switches import OpsSwitch
 from tonrail.webhooks.models import ProviderEvent
 
