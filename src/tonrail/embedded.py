@@ -1,18 +1,30 @@
-"""`tonrail run`: the whole system in one process on SQLite, for a laptop."""
+"""`tonrail run`: the whole system in one process on SQLite, for a laptop.
+
+API + workers + the local TON network (real TVM) in one event loop. On the first start it
+creates a demo API key (printed once) and, on the local network only, installs the genesis
+hot wallet's key sealed with the development passphrase, so payouts work at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 import structlog
 import uvicorn
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from tonrail.app import create_app
 from tonrail.db import Database
+from tonrail.localnet.chain import Chain
+from tonrail.localnet.genesis import Genesis
+from tonrail.localnet.server import create_app as create_localnet_app
 from tonrail.migrate import upgrade_async
 from tonrail.payments.service import PaymentService
+from tonrail.rails.ton.keys import key_file_path, passphrase_kek, seal, write_envelope
+from tonrail.rails.ton.runtime import open_ton_rail
 from tonrail.security.api_keys import create_key
 from tonrail.security.models import ApiKey
 from tonrail.settings import Settings
@@ -32,11 +44,66 @@ async def ensure_demo_key(db: Database) -> str | None:
         return secret
 
 
+def localnet_settings(settings: Settings, genesis: Genesis) -> Settings:
+    """Point the TON rail at the in-process local network and its genesis accounts."""
+    base = f"http://127.0.0.1:{settings.localnet_port}"
+    hot = genesis.wallet("hot").address
+    return settings.model_copy(
+        update={
+            "ton_api_url": settings.ton_api_url or f"{base}/api/v2",
+            "ton_api_v3_url": settings.ton_api_v3_url or f"{base}/api/v3",
+            "usdt_jetton_master": settings.usdt_jetton_master or genesis.usdt_master.to_str(),
+            "payment_processor_address": settings.payment_processor_address
+            or hot.to_str(is_user_friendly=True, is_bounceable=True),
+            "ton_api_key": settings.ton_api_key or SecretStr(""),
+        }
+    )
+
+
+def install_localnet_hot_wallet(settings: Settings, genesis: Genesis) -> Path | None:
+    """Seal the genesis hot wallet key into the key file, unless a key is already configured."""
+    path = key_file_path(settings)
+    if settings.ton_master_key.get_secret_value() or path.exists():
+        return None
+    seed = bytes.fromhex(genesis.wallet("hot").to_json()["private_key"])
+    write_envelope(path, seal(seed, passphrase_kek(settings)))
+    return path
+
+
+async def _serve_localnet(chain: Chain, port: int) -> uvicorn.Server:
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_localnet_app(chain),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+        if task.done():
+            task.result()
+    return server
+
+
 async def run_embedded(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.effective_database_url
     await upgrade_async(url)
+    localnet = None
+    if settings.ton_network == "localnet":
+        chain = Chain.open(
+            str(settings.data_dir / "localnet.sqlite3"), block_ms=settings.localnet_block_ms
+        )
+        localnet = await _serve_localnet(chain, settings.localnet_port)
+        settings = localnet_settings(settings, chain.genesis)
+        if install_localnet_hot_wallet(settings, chain.genesis):
+            print("tonrail: installed the local network's demo hot wallet key (dev passphrase)")
     db = Database(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     stop = asyncio.Event()
+    workers: asyncio.Task[None] | None = None
     try:
         secret = await ensure_demo_key(db) if settings.bootstrap_demo else None
         app = create_app(settings, db)
@@ -45,14 +112,26 @@ async def run_embedded(settings: Settings) -> None:
                 app, host=settings.host, port=settings.port, log_level=settings.log_level.lower()
             )
         )
-        ctx = WorkerContext(db, settings, PaymentService(db, settings), default_worker_id())
+        payments = PaymentService(db, settings)
+        worker_id = default_worker_id()
+        ton = await open_ton_rail(settings, db, payments, worker_id)
+        ctx = WorkerContext(db, settings, payments, worker_id, ton)
         workers = asyncio.create_task(run_worker(ctx, select_loops(None), stop))
         print(f"tonrail: API on http://{settings.host}:{settings.port}  (OpenAPI: /docs)")
+        if localnet is not None:
+            print(
+                f"tonrail: local TON network on http://127.0.0.1:{settings.localnet_port}"
+                f"  (toncenter v2/v3; hot wallet {ton.wallet.address.to_str()})"
+            )
         if secret:
             print(f"tonrail: demo API key (shown once): {secret}")
         await server.serve()
     finally:
         stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(workers, timeout=5)
+        if workers is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(workers, timeout=5)
+        if localnet is not None:
+            localnet.should_exit = True
+            await asyncio.sleep(0.2)
         await db.dispose()

@@ -9,6 +9,8 @@ import structlog
 
 def configure(level: str = "INFO", json: bool = False) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s")
+    # One line per toncenter request drowns everything else; their errors still surface.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
