@@ -41,7 +41,7 @@ def configured_backup_rails(settings: Settings) -> tuple[RailName, ...]:
         ),
         "bank": bool(settings.bank_account_iban and settings.bank_account_name),
     }
-    return tuple(r for r in BACKUP_RAILS if r in wanted and ready[r])
+    return tuple(r for r in dict.fromkeys(wanted) if ready[r])  # type: ignore[misc]
 
 
 def enabled_rails(settings: Settings) -> frozenset[RailName]:
