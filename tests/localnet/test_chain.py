@@ -205,3 +205,15 @@ def test_config_path_can_be_given(tmp_path: Path) -> None:
     broken.write_text("exports.somethingElse = 1;")
     with pytest.raises(EmulatorError):
         Chain.open(None, config_path=str(broken))
+
+
+async def test_fund_settles_in_one_block(chain: Chain) -> None:
+    target = Address((0, b"\x88" * 32))
+    await chain.fund(target, 2 * TON)
+    await chain.fund(target, 7 * 10**6, asset="USDT")
+    assert chain.account(target).balance == 2 * TON
+    jw = chain.genesis.jetton_wallet_address(target)
+    data = chain.account(jw).data
+    assert data is not None and data.begin_parse().load_coins() == 7 * 10**6
+    with pytest.raises(ValueError):
+        await chain.fund(target, 1, asset="BTC")

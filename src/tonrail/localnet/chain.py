@@ -394,6 +394,11 @@ class Chain:
         else:
             raise ValueError(f"unknown asset {asset!r}")
 
+    async def fund(self, address: Address | str, amount: int, asset: str = "TON") -> BlockRow:
+        """Faucet transfer, settled now: queue it and produce a block (used by demo setups)."""
+        self.faucet(address, amount, asset)
+        return await self.produce_block()
+
     def queue_size(self) -> int:
         return len(self._queue) + len(self._in_flight) + len(self._faucet_orders)
 
