@@ -79,3 +79,26 @@ async def test_cancel_invoice(client: httpx.AsyncClient, auth: dict[str, str]) -
     ).json()["id"]
     r = await client.post(f"/v1/invoices/{pid}/cancel", headers=auth)
     assert r.json()["status"] == "canceled"
+
+
+async def test_payment_instructions_and_qr(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    from urllib.parse import parse_qs, urlparse
+
+    ton = (
+        await client.post("/v1/invoices", json={"amount": "2.5", "asset": "TON"}, headers=auth)
+    ).json()
+    assert ton["comment"] == ton["reference"]
+    link = urlparse(ton["deep_link"])
+    assert link.scheme == "ton" and link.netloc == "transfer"
+    assert link.path == "/EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
+    assert parse_qs(link.query) == {"amount": ["2500000000"], "text": [ton["reference"]]}
+    qr = await client.get(f"/v1/invoices/{ton['id']}/qr.svg", headers=auth)
+    assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml")
+    assert qr.text.lstrip().startswith("<?xml") and "<svg" in qr.text
+    # Localnet has no USDT master unless configured: no link rather than a wrong one.
+    usdt = (
+        await client.post("/v1/invoices", json={"amount": "1", "asset": "USDT"}, headers=auth)
+    ).json()
+    assert usdt["deep_link"] is None
+    missing = await client.get(f"/v1/invoices/{usdt['id']}/qr.svg", headers=auth)
+    assert missing.status_code == 404

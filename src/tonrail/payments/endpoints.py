@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.responses import Response as HttpResponse
 
-from tonrail.errors import PermissionDenied
+from tonrail.errors import NotFound, PermissionDenied
 from tonrail.payments.schemas import (
     InvoiceCreate,
     PaymentList,
@@ -15,6 +16,7 @@ from tonrail.payments.schemas import (
     PayoutCreate,
 )
 from tonrail.payments.service import PaymentService, Response
+from tonrail.rails.ton.links import qr_svg
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey, make_key
 from tonrail.web import current_principal, payment_service
@@ -138,6 +140,20 @@ async def get_invoice(
 ) -> dict[str, Any]:
     _need(principal, "payments:read")
     return await service.get(principal, payment_id, "in")
+
+
+@router.get(
+    "/invoices/{payment_id}/qr.svg",
+    response_class=HttpResponse,
+    responses={200: {"content": {"image/svg+xml": {}}}, **ERRORS},
+)
+async def invoice_qr(payment_id: str, principal: PrincipalDep, service: ServiceDep) -> HttpResponse:
+    """The invoice's `ton://transfer` deep link as an SVG QR code, for a checkout page."""
+    _need(principal, "payments:read")
+    invoice = await service.get(principal, payment_id, "in")
+    if not invoice.get("deep_link"):
+        raise NotFound("this invoice has no TON payment link", param="id")
+    return HttpResponse(qr_svg(invoice["deep_link"]), media_type="image/svg+xml")
 
 
 @router.post("/invoices/{payment_id}/cancel", response_model=PaymentOut, responses=ERRORS)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tonrail.money import format_minor
 from tonrail.payments.models import Attempt, Payment
+from tonrail.rails.ton.links import transfer_link
 
 Priority = Literal["urgent", "normal", "low"]
 
@@ -81,6 +82,8 @@ class PaymentOut(BaseModel):
     destination: str | None = None
     reference: str | None = None
     pay_to: str | None = None
+    comment: str | None = Field(default=None, description="the text the payer must attach")
+    deep_link: str | None = Field(default=None, description="ton://transfer link for wallets")
     priority: str
     target_confirmation_seconds: int
     description: str | None
@@ -102,7 +105,14 @@ class PaymentOut(BaseModel):
         approvals: list[str] | None = None,
         attempts: list[Attempt] | None = None,
         pay_to: str | None = None,
+        usdt_master: str | None = None,
     ) -> PaymentOut:
+        invoice = p.direction == "in"
+        link = (
+            transfer_link(pay_to, p.asset, p.amount, p.reference or "", usdt_master)
+            if invoice and pay_to
+            else None
+        )
         return cls(
             object="payout" if p.direction == "out" else "invoice",
             id=p.id,
@@ -116,7 +126,9 @@ class PaymentOut(BaseModel):
             rate_at=p.rate_at,
             destination=p.counterparty if p.direction == "out" else None,
             reference=p.reference,
-            pay_to=pay_to if p.direction == "in" else None,
+            pay_to=pay_to if invoice else None,
+            comment=p.reference if invoice else None,
+            deep_link=link,
             priority=p.priority,
             target_confirmation_seconds=p.target_confirmation_seconds,
             description=p.description,

@@ -70,6 +70,8 @@ class PaymentService:
         self.settings = settings
         self.policy = limit_policy(settings)
         self.rates = StaticRates(settings)
+        self._pay_to = settings.payment_processor_address or None
+        self._usdt_master = resolve_network(settings).usdt_master
 
     # ---------------------------------------------------------------- idempotent writes
     async def _idempotent(
@@ -368,11 +370,13 @@ class PaymentService:
         return payment
 
     def _out(self, payment: Payment) -> dict[str, Any]:
-        pay_to = self.settings.payment_processor_address or None
-        return PaymentOut.of(payment, pay_to=pay_to).model_dump(mode="json")
+        return PaymentOut.of(
+            payment, pay_to=self._pay_to, usdt_master=self._usdt_master
+        ).model_dump(mode="json")
 
     async def _render(self, session: AsyncSession, payment: Payment) -> dict[str, Any]:
         approvals = await repo.approvers(session, payment.id)
         attempts = list(await repo.attempts(session, payment.id))
-        pay_to = self.settings.payment_processor_address or None
-        return PaymentOut.of(payment, approvals, attempts, pay_to).model_dump(mode="json")
+        return PaymentOut.of(
+            payment, approvals, attempts, self._pay_to, self._usdt_master
+        ).model_dump(mode="json")
