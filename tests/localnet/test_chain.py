@@ -217,3 +217,14 @@ async def test_fund_settles_in_one_block(chain: Chain) -> None:
     assert data is not None and data.begin_parse().load_coins() == 7 * 10**6
     with pytest.raises(ValueError):
         await chain.fund(target, 1, asset="BTC")
+
+
+async def test_wait_block_returns_after_the_next_block(chain: Chain) -> None:
+    seqno = chain.seqno
+    await chain.start()
+    try:
+        async with asyncio.timeout(2):
+            await chain.wait_block()
+        assert chain.seqno > seqno
+    finally:
+        await chain.stop()
