@@ -319,3 +319,35 @@ async def test_payout_mode_on_localstripe_and_5xx_is_unknown(
     # Polling an unknown attempt re-sends the same idempotent create and learns the outcome.
     assert await poll_once(db, rail_app, att2) == "succeeded"
     await books_ok(db)
+
+
+async def test_missed_webhooks_are_caught_up_from_the_events_api(
+    db: Database,
+    rail_app: Any,
+    rail_client: httpx.AsyncClient,
+    auth: dict[str, str],
+    localstripe_url: str,
+) -> None:
+    inv = await invoice(rail_client, auth, "12.34", "USD")
+    r = await rail_client.post(
+        f"/v1/invoices/{inv}/checkout", json={"rail": "stripe"}, headers=auth
+    )
+    pi = r.json()["provider_ref"]
+    client = sdk(localstripe_url)
+    pm = await client.v1.payment_methods.create_async(
+        {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"},
+        }
+    )
+    await client.v1.payment_intents.update_async(pi, {"payment_method": pm.id})
+    await client.v1.payment_intents.confirm_async(pi)
+    assert (await state(db, inv))[0] == "awaiting_payment"  # no webhook reached us
+    service = rail_app.state.provider_webhooks
+    first = await service.catch_up_stripe()
+    assert first["new"] >= 1
+    assert await state(db, inv) == ("succeeded", [("stripe", "confirmed")])
+    second = await service.catch_up_stripe()
+    assert second["new"] == 0  # every event was stored already
+    balances = await books_ok(db)
+    assert balances[(books.merchant_account("acct_test"), "USD")] == -1234

@@ -51,6 +51,20 @@ class ProviderWebhooks:
             "outcome": outcome,
         }
 
+    async def catch_up_stripe(self, limit: int = 100) -> dict[str, int]:
+        """Store and process Stripe's recent events from its API: webhooks that never
+        arrived are handled like late deliveries; those already stored are duplicates."""
+        rail = self.rails.get("stripe")
+        if rail is None:
+            raise NotFound("the stripe rail is not configured", code="rail_not_configured")
+        counts = {"events": 0, "new": 0}
+        for event in await rail.recent_events(limit):  # type: ignore[attr-defined]
+            event_id, duplicate = await self.store(event)
+            counts["events"] += 1
+            counts["new"] += 0 if duplicate else 1
+            await self.process(event_id)
+        return counts
+
     async def store(self, event: ProviderEventIn) -> tuple[str, bool]:
         """Insert the event once; returns (our id, whether it was already stored)."""
         try:

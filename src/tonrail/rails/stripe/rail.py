@@ -8,6 +8,7 @@ that account. Every create carries Idempotency-Key `{payment_id}:{attempt}`.
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 import stripe
@@ -189,6 +190,12 @@ class StripeRail:
             self.settings.stripe_webhook_tolerance_seconds,
         )
         return parse_event(body)
+
+    async def recent_events(self, limit: int = 100) -> list[ProviderEventIn]:
+        """Stripe's latest events from `GET /v1/events`, to catch up on missed webhooks
+        (already authenticated: they come from the API with our secret key)."""
+        page = await self.client.v1.events.list_async({"limit": limit})
+        return [parse_event(json.dumps(e.to_dict()).encode()) for e in page.data]
 
     # ---------------------------------------------------------------- Stripe calls
     async def _create(self, attempt: AttemptView) -> dict[str, Any]:
