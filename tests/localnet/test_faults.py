@@ -124,3 +124,11 @@ async def test_faucet_endpoint(chain: Chain, http: httpx.AsyncClient) -> None:
     g = (await http.get("/localnet/genesis")).json()
     assert g["usdt"]["master"] == chain.genesis.usdt_master.to_str(False)
     assert {w["name"] for w in g["wallets"]} == {"customer", "deposit", "hot"}
+
+
+async def test_admin_endpoints_refuse_bad_json(http: httpx.AsyncClient) -> None:
+    for path in ("/localnet/faults", "/localnet/faucet"):
+        r = await http.post(path, content=b"{not json")
+        assert r.status_code == 422 and r.json()["ok"] is False
+    r = await http.post("/localnet/faucet", json={"address": "0:" + "1" * 64})
+    assert r.status_code == 422

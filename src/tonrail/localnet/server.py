@@ -88,12 +88,9 @@ def create_app(chain: Chain, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.post("/localnet/faults")
     async def set_faults(request: Request) -> Response:
-        body = await request.json()
-        if not isinstance(body, dict):
-            return error_response(422, "body must be a JSON object")
         try:
-            chain.faults.update(body)
-        except ValueError as exc:
+            chain.faults.update(await request.json())
+        except ValueError as exc:  # also invalid JSON
             return error_response(422, str(exc))
         return JSONResponse(chain.faults.to_dict())
 
@@ -104,8 +101,8 @@ def create_app(chain: Chain, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.post("/localnet/faucet")
     async def faucet(request: Request) -> Response:
-        body = await request.json()
         try:
+            body = await request.json()
             address = parse_address(str(body["address"]))
             amount = int(body["amount"])
             asset = str(body.get("asset", "TON"))
