@@ -72,6 +72,10 @@ async def test_deploy_v5r1_send_ton_and_read_history(chain: Chain, client: Tonce
     assert [t.lt for t in older] == [txs[1].lt]
     seqno = await wallet.run_get_method("seqno")
     assert seqno == [1]
+    info = await client.get_info(bob)
+    assert info.balance == TON and info.state.value == "uninit"
+    config = await client.get_config()  # getConfigAll, parsed by tonutils itself
+    assert 21 in config and 25 in config
 
 
 async def test_jetton_transfer(chain: Chain, client: ToncenterClient) -> None:
