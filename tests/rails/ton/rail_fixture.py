@@ -18,7 +18,7 @@ from tonrail.rails.ton.api import ToncenterTonApi, jetton_balance, jetton_wallet
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
 from tonrail.rails.ton.payouts import TonRailContext, assemble, send_due, track_open
-from tonrail.rails.ton.toncenter import ToncenterClient
+from tonrail.rails.ton.toncenter import ToncenterClient, ToncenterError
 from tonrail.settings import Settings
 
 
@@ -33,10 +33,13 @@ class Rail:
     ) -> dict[str, dict]:
         """Drive the loops as a worker would until every payout is final."""
         for _ in range(rounds):
-            state, _ = await self.api.account_state(self.ctx.wallet.address.to_str())
-            await assemble(self.ctx, deploy=state != "active")
-            await send_due(self.ctx)
-            await track_open(self.ctx)
+            try:  # as the worker's loop does: a failed round is retried on the next one
+                state, _ = await self.api.account_state(self.ctx.wallet.address.to_str())
+                await assemble(self.ctx, deploy=state != "active")
+                await send_due(self.ctx)
+                await track_open(self.ctx)
+            except ToncenterError:
+                pass
             got = {i: (await client.get(f"/v1/payouts/{i}", headers=auth)).json() for i in ids}
             if all(p["status"] in ("succeeded", "failed") for p in got.values()):
                 return got

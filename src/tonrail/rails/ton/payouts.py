@@ -398,9 +398,14 @@ async def _processed_flag(ctx: TonRailContext, query_id: int) -> bool | None:
             [["num", hex(query_id)], ["num", "0x0"]],
         )
     except Exception:
-        return None
+        exit_code, stack = -1, []
     if exit_code != 0 or not stack:
-        return None
+        # No code to ask: a wallet that was never deployed has processed nothing.
+        try:
+            state, _ = await ctx.api.account_state(ctx.wallet.address.to_str())
+        except Exception:
+            return None
+        return False if state != "active" else None
     value = stack[0][1] if isinstance(stack[0], list) else stack[0]
     return int(str(value), 16) != 0 if isinstance(value, str) else bool(value)
 
