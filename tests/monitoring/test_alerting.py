@@ -3,11 +3,13 @@ it is delivered once per channel to real local servers, and resolves when the fa
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from tests.helpers import DEST_RAW
 from tests.monitoring.conftest import Servers
 from tests.monitoring.helpers import attempt_outcome, payout
 from tonrail import clock
@@ -257,3 +259,48 @@ async def test_cooldown_delays_a_flapping_alert(
     c.advance(600)
     await evaluate_alerts(ctx)
     assert len(pending_texts()) == 3 and "[WARNING]" in pending_texts()[-1]
+
+
+async def test_concurrent_evaluators_deliver_once_per_channel(
+    db: Database, settings: Settings, servers: Servers
+) -> None:
+    c = _freeze()
+    cfg = servers.configure(settings)
+    for _ in range(10):  # failure pattern + counterparty and key lockouts: three alerts
+        await attempt_outcome(db, await payout(db), "failed", error_code="bounced")
+    c.advance(1)
+    workers = [Ctx(db, cfg, f"w{i}") for i in range(4)]
+    for _ in range(3):
+        await asyncio.gather(*(evaluate_alerts(w) for w in workers))
+        c.advance(1)
+    keys = set(await _alerts(db))
+    assert keys == {
+        "failure_pattern:ton:bounced",
+        f"suspicious_activity:counterparty:{DEST_RAW}",
+        "suspicious_activity:api_key:key_x",
+    }
+    assert len(servers.smtp.received) == 3 and len(servers.slack.received) == 3
+    assert sorted(e["dedup_key"] for e in servers.pagerduty.received) == sorted(
+        k for k in keys if k.startswith("suspicious")
+    )
+    async with db.transaction() as session:
+        from tonrail.monitoring.models import Lockout
+
+        assert len((await session.execute(select(Lockout))).all()) == 2
+    # the fault stops: concurrent evaluators resolve it once, one resolve per channel
+    c.advance(cfg.monitoring_window_seconds + 1)
+    for _ in range(3):
+        await asyncio.gather(*(evaluate_alerts(w) for w in workers))
+        c.advance(1)
+    resolved = [s for s in mail_subjects(servers) if s.startswith("[RESOLVED]")]
+    assert len(resolved) == 1 and "bounced" in resolved[0]
+    assert len([t for t in slack_texts(servers) if "[RESOLVED]" in t]) == 1
+    async with db.transaction() as session:
+        kinds = (
+            await session.execute(
+                select(AlertEvent.kind)
+                .join(Alert, Alert.id == AlertEvent.alert_id)
+                .where(Alert.dedup_key == "failure_pattern:ton:bounced")
+            )
+        ).scalars()
+        assert [k for k in kinds if k in ("opened", "resolved")] == ["opened", "resolved"]

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import httpx
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from tonrail import clock
@@ -29,6 +29,8 @@ from tonrail.monitoring.snapshot import Snapshot, build_snapshot
 from tonrail.settings import Settings
 
 log = structlog.get_logger(__name__)
+# PostgreSQL advisory lock key of the alert evaluation (any fixed 64-bit number).
+EVALUATION_LOCK = 7_130_007
 
 
 class MonitoringContext(Protocol):
@@ -69,6 +71,17 @@ async def evaluate_once(
     routes = parse_routes(settings.alert_routes)
     try:
         async with db.transaction() as session:
+            # One evaluator at a time: another worker evaluating right now has it covered.
+            # (SQLite serializes writers already: every transaction is BEGIN IMMEDIATE.)
+            if (
+                db.dialect == "postgresql"
+                and not (
+                    await session.execute(
+                        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": EVALUATION_LOCK}
+                    )
+                ).scalar_one()
+            ):
+                return 0
             snap = await build_snapshot(session, settings, clock.now())
             for kind, subject, failures in rules.subjects_to_lock(snap, thresholds):
                 lock = await lockouts.lock(
@@ -85,7 +98,7 @@ async def evaluate_once(
                 session, findings, routes, channels, settings.alert_cooldown_seconds
             )
     except IntegrityError:
-        # Another worker evaluated at the same moment and won; its result stands.
+        # A lockout or alert was created concurrently (a manual action); the next run retries.
         log.info("alert evaluation raced with another worker")
         return 0
 
