@@ -22,6 +22,7 @@ from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
 from tonrail.rails.ton.deposits import watch_deposits
 from tonrail.rails.ton.payouts import TonRailContext, payout_round
+from tonrail.rails.ton.reconcile import reconcile_loop
 from tonrail.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -79,6 +80,11 @@ async def ton_payouts(ctx: WorkerContext) -> int:
     return await payout_round(ctx.ton) if ctx.ton is not None else 0
 
 
+async def ton_reconcile(ctx: WorkerContext) -> int:
+    """Compare the hot wallet's books with the chain; a difference is an error event."""
+    return await reconcile_loop(ctx.ton) if ctx.ton is not None else 0
+
+
 async def ton_deposits(ctx: WorkerContext) -> int:
     """Read the receiving wallet's new transactions and credit invoices."""
     return await watch_deposits(ctx.ton) if ctx.ton is not None else 0
@@ -90,6 +96,7 @@ LOOPS: dict[str, Loop] = {
         Loop("expire_invoices", expire_invoices, 5.0),
         Loop("ton_payouts", ton_payouts, 0.2),
         Loop("ton_deposits", ton_deposits, 0.5),
+        Loop("ton_reconcile", ton_reconcile, 30.0),
         # Monitoring (docs/monitoring.md); intervals stay below ALERT_HEARTBEAT_STALE_SECONDS.
         Loop("evaluate_alerts", monitoring.evaluate_alerts, 2.0),
         Loop("publish_signals", monitoring.publish_signals, 2.0),

@@ -173,3 +173,44 @@ async def test_watcher_is_idempotent_and_resumes(
         report = await check_books(session)
     assert len(deps) == 2 and report.ok
     assert [d.status for d in deps if d.payment_id == inv["id"]] == ["credited"]
+
+
+async def test_reconciliation_reports_what_the_books_miss(
+    rail: Rail,
+    payer: WalletV5R1,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+) -> None:
+    from tonrail.events.models import OutboxEvent
+    from tonrail.ledger.service import post
+    from tonrail.rails.ton.reconcile import reconcile
+
+    inv = await invoice(client, auth, "3", "TON")
+    await payer.transfer(rail.ctx.wallet.address, 3 * TON, body=inv["reference"], bounce=False)
+    await settled(payer, 0)
+    assert not (await reconcile(rail.ctx)).checked  # the watcher has not caught up yet
+    await drain(rail, 2)
+    minted = int(rail.net.genesis.wallet("hot").to_json()["funded_usdt"])
+    result = await reconcile(rail.ctx)
+    assert result.checked and result.differences == {"USDT": minted}
+    # Book something the chain never did: the difference shows, and is reported once.
+    async with db.transaction() as session:
+        await post(session, "test.bogus", books.forwarded_ton_received(5))
+    for _ in range(2):
+        result = await reconcile(rail.ctx)
+    assert result.differences == {"TON": -5, "USDT": minted}
+    async with db.transaction() as session:
+        events = (
+            (
+                await session.execute(
+                    select(OutboxEvent).where(OutboxEvent.type == "ton.reconciliation.mismatch")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [e.payload["differences"] for e in events] == [
+        {"USDT": minted},
+        {"TON": -5, "USDT": minted},
+    ]

@@ -24,6 +24,8 @@ class TonApi(Protocol):
 
     async def account_state(self, address: str) -> tuple[str, int]: ...
 
+    async def last_lt(self, address: str) -> int: ...
+
     async def run_get_method(
         self, address: str, method: str, stack: list[list[Any]]
     ) -> tuple[int, list[Any]]: ...
@@ -54,6 +56,10 @@ class ToncenterTonApi:
     async def account_state(self, address: str) -> tuple[str, int]:
         info = await self.client.get_address_information(address)
         return info.state, info.balance
+
+    async def last_lt(self, address: str) -> int:
+        info = await self.client.get_address_information(address)
+        return info.last_transaction_id.lt
 
     async def run_get_method(
         self, address: str, method: str, stack: list[list[Any]]

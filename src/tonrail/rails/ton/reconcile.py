@@ -1,0 +1,81 @@
+"""Reconciliation: the hot wallet's balances in the ledger must equal its balances on chain.
+
+Compared only at a quiet point — no request still being executed or tracked, and the deposit
+watcher caught up with the wallet's last transaction — because until then the chain is
+legitimately ahead of the books. A difference is logged as an error and written as an
+outbox event (`ton.reconciliation.mismatch`) once per distinct difference; monitoring alerts on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import select
+
+from tonrail.events.models import OutboxEvent
+from tonrail.events.service import emit
+from tonrail.ledger import rules as books
+from tonrail.ledger.service import balance
+from tonrail.rails.ton.api import jetton_balance
+from tonrail.rails.ton.models import TonRequest, TonWalletCursor
+from tonrail.rails.ton.payouts import TonRailContext
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    checked: bool  # False when the books were not at a quiet point
+    differences: dict[str, int]  # asset -> chain minus ledger, minor units
+
+
+async def reconcile(ctx: TonRailContext) -> Reconciliation:
+    """Compare ledger and chain for TON (and USDT when enabled)."""
+    address = ctx.wallet.address.to_str()
+    async with ctx.db.transaction() as session:
+        busy = (
+            await session.execute(
+                select(TonRequest.id)
+                .where(TonRequest.status.in_(("signed", "sent", "processed")))
+                .limit(1)
+            )
+        ).first()
+        cursor = await session.get(TonWalletCursor, ctx.wallet_raw)
+    if busy is not None:
+        return Reconciliation(False, {})
+    chain_lt = await ctx.api.last_lt(address)
+    if cursor is None or cursor.last_lt != chain_lt:
+        return Reconciliation(False, {})
+    _, chain_ton = await ctx.api.account_state(address)
+    chain = {"TON": chain_ton}
+    if ctx.jetton_wallet is not None:
+        chain["USDT"] = await jetton_balance(ctx.api, ctx.jetton_wallet)
+    async with ctx.db.transaction() as session:
+        ledger = {a: await balance(session, books.HOT_WALLET, a) for a in chain}
+        differences = {a: chain[a] - ledger[a] for a in chain if chain[a] != ledger[a]}
+        if differences:
+            last = (
+                await session.execute(
+                    select(OutboxEvent.payload)
+                    .where(OutboxEvent.type == "ton.reconciliation.mismatch")
+                    .order_by(OutboxEvent.seq.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            payload = {
+                "wallet": address,
+                "differences": differences,
+                "chain": chain,
+                "ledger": ledger,
+            }
+            if last is None or last.get("differences") != differences:
+                emit(session, "ton.reconciliation.mismatch", "system", payload)
+            log.error("hot wallet books differ from the chain", **payload)
+    return Reconciliation(True, differences)
+
+
+async def reconcile_loop(ctx: TonRailContext) -> int:
+    """The worker loop: a periodic check, so it never asks to run again at once."""
+    await reconcile(ctx)
+    return 0
