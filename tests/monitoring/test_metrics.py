@@ -70,6 +70,7 @@ async def test_signals_fed_in_one_process_show_in_another(
     signals.record_provider_error("stripe", "timeout")
     signals.observe_confirmation("ton", 7.0)
     signals.observe_confirmation("ton", 40.0)
+    signals.set_webhook_backlog(7, 12.5)
     assert await signals.persist_signals(db) > 0
     signals.record_toncenter_error("runGetMethod", "http_5xx")  # counters add up
     await signals.persist_signals(db)
@@ -77,6 +78,8 @@ async def test_signals_fed_in_one_process_show_in_another(
     assert m[("tonrail_hot_wallet_balance", (("asset", "TON"),))] == 1234.0
     assert m[("tonrail_congestion_percent", ())] == 42.5
     assert m[("tonrail_gas_price", ())] == 400
+    assert m[("tonrail_webhook_backlog", ())] == 7
+    assert m[("tonrail_webhook_backlog_oldest_age_seconds", ())] == 12.5
     tc = (("endpoint", "runGetMethod"),)
     assert m[("tonrail_toncenter_requests_total", (*tc, ("outcome", "http_5xx")))] == 3
     assert m[("tonrail_toncenter_requests_total", (*tc, ("outcome", "ok")))] == 1

@@ -216,6 +216,13 @@ class SnapshotCollector(Collector):
                 "Merchant webhook deliveries waiting",
                 value=backlog.value,
             )
+        oldest = s.signal("webhook_backlog_oldest_ms")
+        if oldest is not None:
+            yield GaugeMetricFamily(
+                "tonrail_webhook_backlog_oldest_age_seconds",
+                "Age of the oldest waiting merchant webhook delivery",
+                value=oldest.value / 1000,
+            )
         hist = HistogramMetricFamily(
             "tonrail_confirmation_seconds",
             "Time from submitting an attempt to its confirmation",
