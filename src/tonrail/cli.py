@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import structlog
 import typer
@@ -277,3 +277,84 @@ def ledger_check() -> None:
                 typer.echo(f"UNBALANCED ledger: {asset} sums to {total}", err=True)
         raise typer.Exit(1)
     typer.echo("books balance")
+
+
+deposits_app = typer.Typer(
+    help="Incoming TON/USDT transfers and operator decisions.", no_args_is_help=True
+)
+app.add_typer(deposits_app, name="deposits")
+
+
+@deposits_app.command("list")
+def deposits_list(
+    status: Annotated[str | None, typer.Option(help="e.g. unmatched, late, underpaid")] = None,
+    limit: Annotated[int, typer.Option(help="newest first")] = 50,
+) -> None:
+    """List deposits the watcher recorded."""
+    from sqlalchemy import select
+
+    from tonrail.money import format_minor
+    from tonrail.rails.ton.models import TonDeposit
+
+    settings = get_settings()
+
+    async def main() -> list[TonDeposit]:
+        db = _db(settings)
+        try:
+            async with db.transaction() as session:
+                stmt = select(TonDeposit).order_by(TonDeposit.lt.desc()).limit(limit)
+                if status:
+                    stmt = stmt.where(TonDeposit.status == status)
+                return list((await session.execute(stmt)).scalars())
+        finally:
+            await db.dispose()
+
+    for d in asyncio.run(main()):
+        amount = format_minor(d.amount, d.asset)
+        # Comments come from strangers: show them escaped, never raw control characters.
+        comment = (d.comment or "").encode("unicode_escape").decode()[:40]
+        typer.echo(
+            f"{d.id}  {d.status:<10} {amount:>24} {d.asset:<4} {d.payment_id or '-':<30}"
+            f" {comment!r} {d.resolution or ''}"
+        )
+
+
+@deposits_app.command("resolve")
+def deposits_resolve(
+    deposit_id: str,
+    decision: Annotated[str, typer.Option("--as", help="owner_funding | refund | apply | accept")],
+    invoice: Annotated[str | None, typer.Option(help="with --as apply: the invoice id")] = None,
+    note: Annotated[str | None, typer.Option(help="why, for the audit trail")] = None,
+    actor: Annotated[str, typer.Option(help="who decides")] = "admin:cli",
+) -> None:
+    """Record an operator's decision on an unmatched, late or underpaid deposit."""
+    from tonrail.errors import TonrailError
+    from tonrail.payments.service import PaymentService
+    from tonrail.rails.ton.resolutions import Decision, resolve
+
+    settings = get_settings()
+    if decision not in ("owner_funding", "refund", "apply", "accept"):
+        raise typer.BadParameter("one of owner_funding, refund, apply, accept", param_hint="--as")
+
+    async def main() -> str:
+        db = _db(settings)
+        try:
+            async with db.transaction() as session:
+                d = await resolve(
+                    session,
+                    PaymentService(db, settings),
+                    deposit_id,
+                    cast(Decision, decision),
+                    actor,
+                    invoice_id=invoice,
+                    note=note,
+                )
+                return f"{d.id}: {d.status} ({d.resolution})"
+        finally:
+            await db.dispose()
+
+    try:
+        typer.echo(asyncio.run(main()))
+    except TonrailError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None

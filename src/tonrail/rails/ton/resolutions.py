@@ -1,0 +1,131 @@
+"""Operator decisions on deposits that credited no invoice in full (as BTCPay lets one do).
+
+- `owner_funding`: an unmatched or late receipt was the owner topping up the hot wallet.
+- `refund`: the money is owed back to the sender (a refund payout settles it later).
+- `apply`: an unmatched receipt pays an open invoice after all (e.g. a mistyped comment).
+- `accept`: an underpaid invoice is accepted as paid with what arrived.
+Each decision posts its ledger lines and an outbox event in one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail.errors import Conflict, InvalidRequest, NotFound
+from tonrail.events.service import emit
+from tonrail.ledger import rules as books
+from tonrail.ledger.service import post
+from tonrail.payments.models import Payment
+from tonrail.payments.service import PaymentService
+from tonrail.rails.ton.models import TonDeposit
+
+Decision = Literal["owner_funding", "refund", "apply", "accept"]
+OWNER_FUNDING = "equity:owner_funding"
+REFUNDS_PAYABLE = "liability:refunds_payable"
+UNAPPLIED = ("unmatched", "late")
+
+
+async def resolve(
+    session: AsyncSession,
+    payments: PaymentService,
+    deposit_id: str,
+    decision: Decision,
+    actor: str,
+    *,
+    invoice_id: str | None = None,
+    note: str | None = None,
+) -> TonDeposit:
+    """Record the operator's decision on one deposit; refuses decisions that do not fit."""
+    deposit = await session.get(TonDeposit, deposit_id, with_for_update=True)
+    if deposit is None:
+        raise NotFound(f"no deposit {deposit_id!r}", param="deposit")
+    if deposit.status == "resolved":
+        raise Conflict(f"deposit {deposit_id} is already resolved", code="already_resolved")
+    asset, amount = deposit.asset, deposit.amount
+    if decision in ("owner_funding", "refund", "apply") and deposit.status not in UNAPPLIED:
+        raise Conflict(
+            f"a {deposit.status} deposit cannot be resolved as {decision}",
+            code="resolution_not_allowed",
+        )
+    if decision == "owner_funding":
+        await post(
+            session,
+            "deposit.owner_funding",
+            [
+                books.Line(books.UNAPPLIED_RECEIPTS, asset, amount),
+                books.Line(OWNER_FUNDING, asset, -amount),
+            ],
+        )
+    elif decision == "refund":
+        await post(
+            session,
+            "deposit.refund_owed",
+            [
+                books.Line(books.UNAPPLIED_RECEIPTS, asset, amount),
+                books.Line(REFUNDS_PAYABLE, asset, -amount),
+            ],
+        )
+    elif decision == "apply":
+        invoice = await _open_invoice(session, invoice_id, asset)
+        await post(
+            session,
+            "deposit.applied",
+            [
+                books.Line(books.UNAPPLIED_RECEIPTS, asset, amount),
+                books.Line(books.merchant_account(invoice.account_id), asset, -amount),
+            ],
+            invoice.id,
+        )
+        deposit.payment_id = invoice.id
+        received = await _received(session, invoice.id) + amount
+        if received >= invoice.amount:
+            await payments.transition(session, invoice, "succeeded", actor=actor)
+    elif decision == "accept":
+        if deposit.status != "underpaid" or deposit.payment_id is None:
+            raise Conflict(
+                "only an underpaid deposit can be accepted", code="resolution_not_allowed"
+            )
+        underpaid = await session.get(Payment, deposit.payment_id)
+        if underpaid is not None and underpaid.status == "awaiting_payment":
+            await payments.transition(session, underpaid, "succeeded", actor=actor)
+    else:
+        raise InvalidRequest(f"unknown decision {decision!r}", param="decision")
+    # An applied deposit now counts towards its invoice like any credited one.
+    deposit.status = "credited" if decision == "apply" else "resolved"
+    deposit.resolution = f"{decision} by {actor}" + (f": {note}" if note else "")
+    emit(
+        session,
+        "deposit.resolved",
+        "system",
+        {"id": deposit.id, "decision": decision, "actor": actor, "note": note},
+        deposit.payment_id,
+    )
+    return deposit
+
+
+async def _open_invoice(session: AsyncSession, invoice_id: str | None, asset: str) -> Payment:
+    if not invoice_id:
+        raise InvalidRequest("apply needs the invoice to apply the deposit to", param="invoice")
+    invoice = await session.get(Payment, invoice_id)
+    if invoice is None or invoice.direction != "in":
+        raise NotFound(f"no invoice {invoice_id!r}", param="invoice")
+    if invoice.status != "awaiting_payment":
+        raise Conflict(f"invoice {invoice_id} is {invoice.status}", code="invoice_not_open")
+    if invoice.asset != asset:
+        raise Conflict(
+            f"a {asset} deposit cannot pay a {invoice.asset} invoice", code="asset_mismatch"
+        )
+    return invoice
+
+
+async def _received(session: AsyncSession, invoice_id: str) -> int:
+    rows = await session.execute(
+        select(TonDeposit.amount).where(
+            TonDeposit.payment_id == invoice_id,
+            TonDeposit.status.in_(("credited", "underpaid", "overpaid")),
+        )
+    )
+    return sum(int(a) for a in rows.scalars())
