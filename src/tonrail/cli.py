@@ -358,3 +358,33 @@ def deposits_resolve(
     except TonrailError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
+
+
+@deposits_app.command("opening-balance")
+def deposits_opening_balance(
+    asset: Annotated[str, typer.Option(help="TON or USDT")],
+    amount: Annotated[str, typer.Option(help='decimal, e.g. "10000000"')],
+    note: Annotated[str, typer.Option(help="why, for the audit trail")],
+    actor: Annotated[str, typer.Option(help="who books it")] = "admin:cli",
+) -> None:
+    """Book what the hot wallet held before tonrail watched it (reconciliation then agrees)."""
+    from tonrail.errors import TonrailError
+    from tonrail.money import parse_minor
+    from tonrail.rails.ton.resolutions import book_opening_balance
+
+    settings = get_settings()
+
+    async def main() -> None:
+        db = _db(settings)
+        try:
+            async with db.transaction() as session:
+                await book_opening_balance(session, asset, parse_minor(amount, asset), actor, note)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(main())
+    except TonrailError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"booked an opening balance of {amount} {asset}")

@@ -24,6 +24,7 @@ from tonrail.localnet.server import create_app as create_localnet_app
 from tonrail.migrate import upgrade_async
 from tonrail.payments.service import PaymentService
 from tonrail.rails.ton.keys import key_file_path, passphrase_kek, seal, write_envelope
+from tonrail.rails.ton.resolutions import book_opening_balance
 from tonrail.rails.ton.runtime import open_ton_rail
 from tonrail.security.api_keys import create_key
 from tonrail.security.models import ApiKey
@@ -93,15 +94,29 @@ async def run_embedded(settings: Settings) -> None:
     url = settings.effective_database_url
     await upgrade_async(url)
     localnet = None
+    fresh_wallet = False
     if settings.ton_network == "localnet":
         chain = Chain.open(
             str(settings.data_dir / "localnet.sqlite3"), block_ms=settings.localnet_block_ms
         )
         localnet = await _serve_localnet(chain, settings.localnet_port)
         settings = localnet_settings(settings, chain.genesis)
-        if install_localnet_hot_wallet(settings, chain.genesis):
+        fresh_wallet = install_localnet_hot_wallet(settings, chain.genesis) is not None
+        if fresh_wallet:
             print("tonrail: installed the local network's demo hot wallet key (dev passphrase)")
     db = Database(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    if localnet is not None and fresh_wallet:
+        # Genesis minted USDT into the hot wallet's jetton wallet with no notification:
+        # book it as the opening balance, as an operator would, so the books reconcile.
+        minted = int(chain.genesis.wallet("hot").to_json()["funded_usdt"])
+        async with db.transaction() as session:
+            await book_opening_balance(
+                session,
+                "USDT",
+                minted,
+                "system:localnet",
+                "USDT minted at the local network's genesis",
+            )
     stop = asyncio.Event()
     workers: asyncio.Task[None] | None = None
     try:

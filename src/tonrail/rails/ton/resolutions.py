@@ -129,3 +129,22 @@ async def _received(session: AsyncSession, invoice_id: str) -> int:
         )
     )
     return sum(int(a) for a in rows.scalars())
+
+
+async def book_opening_balance(
+    session: AsyncSession, asset: str, amount: int, actor: str, note: str
+) -> None:
+    """Book funds the hot wallet held before tonrail watched it (no deposit shows them)."""
+    if amount <= 0:
+        raise InvalidRequest("an opening balance must be positive", param="amount")
+    await post(
+        session,
+        "hot_wallet.opening_balance",
+        [books.Line(books.HOT_WALLET, asset, amount), books.Line(OWNER_FUNDING, asset, -amount)],
+    )
+    emit(
+        session,
+        "hot_wallet.opening_balance",
+        "system",
+        {"asset": asset, "amount": amount, "actor": actor, "note": note},
+    )
