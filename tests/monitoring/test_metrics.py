@@ -102,3 +102,33 @@ async def test_metrics_token(db: Database, settings: Settings) -> None:
         assert (await client.get("/metrics")).status_code == 401
         r = await client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
         assert r.status_code == 200 and "tonrail_pending_payments" in r.text
+
+
+def test_every_metric_and_rule_is_documented() -> None:
+    from datetime import UTC, datetime
+
+    from tonrail.monitoring.prometheus import render
+    from tonrail.monitoring.rules import RULES
+    from tonrail.monitoring.snapshot import SignalValue, Snapshot
+    from tonrail.settings import REPO_ROOT
+
+    at = datetime(2026, 11, 27, tzinfo=UTC)
+    snap = Snapshot(at=at, window_seconds=300)
+    snap.signals = [
+        SignalValue(name, {"rail": "ton"}, "gauge", 1, at)
+        for name in (
+            "congestion_bp",
+            "gas_price",
+            "webhook_backlog",
+            "webhook_backlog_oldest_ms",
+            "confirmation_count",
+        )
+    ]
+    doc = (REPO_ROOT / "docs" / "monitoring.md").read_text()
+    names = {f.name for f in text_string_to_metric_families(render(snap, {}).decode())}
+    assert len(names) > 20
+    for name in names:
+        documented = name if f"`{name}`" in doc else f"{name}_total"
+        assert f"`{documented}`" in doc, name
+    for rule in RULES:
+        assert f"| `{rule.__name__}` |" in doc, rule.__name__

@@ -13,12 +13,12 @@ from tonrail.monitoring.rules import (
     below_rate,
     channel_failing,
     evaluate,
-    failure_patterns,
+    failure_pattern,
     fee_unusually_high,
     hot_wallet_low,
-    not_progressing,
+    payments_not_progressing,
+    payments_stuck,
     pending_high,
-    stuck_payments,
     subjects_to_lock,
     success_rate,
     suspicious_activity,
@@ -94,14 +94,14 @@ def test_stuck_respects_the_payments_own_target() -> None:
         PendingPayment("pay_b", 500, 3600, 0),  # low priority with a 1 h target: not stuck
         PendingPayment("pay_c", 3601, 3600, 0),  # past its own target: stuck
     ]
-    [f] = stuck_payments(snap(pending_old=rows), T)
+    [f] = payments_stuck(snap(pending_old=rows), T)
     assert f.details["payment_ids"] == ["pay_a", "pay_c"]
-    assert stuck_payments(snap(pending_old=[PendingPayment("p", 180, 60, 0)]), T) == []
+    assert payments_stuck(snap(pending_old=[PendingPayment("p", 180, 60, 0)]), T) == []
 
 
 def test_progress_looks_at_the_last_change_not_the_age() -> None:
     rows = [PendingPayment("pay_old_busy", 900, 60, 10), PendingPayment("pay_idle", 400, 60, 301)]
-    [f] = not_progressing(snap(pending_old=rows), T)
+    [f] = payments_not_progressing(snap(pending_old=rows), T)
     assert f.details["payment_ids"] == ["pay_idle"]
 
 
@@ -109,7 +109,7 @@ def test_failure_patterns_are_per_rail_and_code() -> None:
     s = snap(
         failures_by_code={("ton", "bounced"): 5, ("ton", "timeout"): 4, ("stripe", "bounced"): 1}
     )
-    assert [f.dedup_key for f in failure_patterns(s, T)] == ["failure_pattern:ton:bounced"]
+    assert [f.dedup_key for f in failure_pattern(s, T)] == ["failure_pattern:ton:bounced"]
 
 
 @given(

@@ -138,7 +138,7 @@ def pending_high(snap: Snapshot, t: Thresholds) -> list[Finding]:
     ]
 
 
-def stuck_payments(snap: Snapshot, t: Thresholds) -> list[Finding]:
+def payments_stuck(snap: Snapshot, t: Thresholds) -> list[Finding]:
     """Pending longer than the stuck age, or than its own target confirmation time if longer."""
     stuck = [p for p in snap.pending_old if p.age_seconds > max(t.stuck_seconds, p.target_seconds)]
     if not stuck:
@@ -155,7 +155,7 @@ def stuck_payments(snap: Snapshot, t: Thresholds) -> list[Finding]:
     ]
 
 
-def not_progressing(snap: Snapshot, t: Thresholds) -> list[Finding]:
+def payments_not_progressing(snap: Snapshot, t: Thresholds) -> list[Finding]:
     """Open payments where nothing (payment or attempt) changed for the stale time."""
     idle = [p for p in snap.pending_old if p.idle_seconds > t.progress_stale_seconds]
     if not idle:
@@ -171,7 +171,7 @@ def not_progressing(snap: Snapshot, t: Thresholds) -> list[Finding]:
     ]
 
 
-def failure_patterns(snap: Snapshot, t: Thresholds) -> list[Finding]:
+def failure_pattern(snap: Snapshot, t: Thresholds) -> list[Finding]:
     """The same error code at least N times on one rail within the window."""
     return [
         Finding(
@@ -194,7 +194,7 @@ def fee_unusually_high(recent: Sequence[int], baseline: Sequence[int], t: Thresh
     return statistics.median(recent) > t.fee_factor * base if base > 0 else False
 
 
-def fees_high(snap: Snapshot, t: Thresholds) -> list[Finding]:
+def fee_high(snap: Snapshot, t: Thresholds) -> list[Finding]:
     out = []
     for key in sorted(snap.fees_recent):
         recent, baseline = snap.fees_recent[key], snap.fees_baseline.get(key, [])
@@ -331,10 +331,10 @@ def channel_failing(snap: Snapshot, t: Thresholds) -> list[Finding]:
 RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     success_rate,
     pending_high,
-    stuck_payments,
-    not_progressing,
-    failure_patterns,
-    fees_high,
+    payments_stuck,
+    payments_not_progressing,
+    failure_pattern,
+    fee_high,
     suspicious_activity,
     hot_wallet_low,
     worker_stale,
