@@ -1,0 +1,700 @@
+"""TON payouts benchmark: N payouts (mixed TON/USDT) from the HTTP API to confirmed on chain.
+
+Four processes, all on 127.0.0.1:
+
+- the local TON network (`tonrail.localnet.server.serve`, real TVM, a fresh state file,
+  blocks every BENCH_TON_BLOCK_MS, default 400 — the mainnet cadence);
+- the API (uvicorn, one process, the real `tonrail.app.create_app` on a fresh SQLite file);
+- the worker (`tonrail worker --only ton_payouts`, the real payout loop: assemble, sign,
+  send, track; one process, default settings except TON_BATCH_MAX);
+- this process, the load: it POSTs the payouts (aiohttp, a few connections, a unique
+  Idempotency-Key each) and polls the database until every payout is final.
+
+The worker runs before the first POST, so payouts are sent while others are still being
+created, as in production. A run is bounded in time; an unfinished run is reported as such.
+Then the database tells the story: payout statuses, highload requests, the `fee` of every
+`ton_transfers` row, and `check_books`. The same workload runs twice: batched (TON_BATCH_MAX
+254, the default) and unbatched (TON_BATCH_MAX=1: one payout per highload request).
+
+    python -m benchmarks.bench_ton_payouts                      # 10,000 batched + 1,000 unbatched
+    python -m benchmarks.bench_ton_payouts --payouts 1000 --unbatched 200
+    python -m benchmarks.bench_ton_payouts --profile var/prof   # py-spy each process
+
+Environment knobs (used by `make bench`): BENCH_TON_PAYOUTS, BENCH_TON_UNBATCHED,
+BENCH_TON_BLOCK_MS, BENCH_TON_TIMEOUT (seconds per run), BENCH_TON_PROFILE (a folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TONRAIL = str(Path(sys.executable).parent / "tonrail")
+TON = 10**9
+USDT = 10**6
+ACCOUNT = "acct_bench_ton"
+PASSPHRASE = "bench-ton-payouts-passphrase"
+SEED = 20261127
+TON_SHARE = 0.7
+DESTINATIONS = 2_000
+CONNECTIONS = 8
+GOAL_SECONDS = 120.0
+GOAL_PAYOUTS = 10_000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+FINAL = ("succeeded", "failed", "cancelled", "rejected")
+
+
+# ----------------------------------------------------------------------------- workload
+def workload(n: int, seed: int = SEED) -> list[dict[str, str]]:
+    """A fixed, seeded mix: ~70 % TON / 30 % USDT, varied amounts, 2,000 fresh destinations
+    (never deployed, so addressed in non-bounceable form)."""
+    from ton_core import Address
+
+    rng = random.Random(seed)
+    dests = [
+        Address((0, rng.randbytes(32))).to_str(is_user_friendly=True, is_bounceable=False)
+        for _ in range(DESTINATIONS)
+    ]
+    out = []
+    for _ in range(n):
+        if rng.random() < TON_SHARE:
+            amount = f"{rng.randint(1, 2_000) / 1_000:.3f}"  # 0.001 .. 2 TON
+            asset = "TON"
+        else:
+            amount = f"{rng.randint(1, 50_000) / 100:.2f}"  # 0.01 .. 500 USDT
+            asset = "USDT"
+        out.append({"amount": amount, "asset": asset, "destination": rng.choice(dests)})
+    return out
+
+
+# ----------------------------------------------------------------------------- processes
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ticks(pid: int) -> int:
+    """utime + stime of one process, in clock ticks (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+@dataclass
+class Procs:
+    """The processes of one run, by role; stopped (process groups) on close."""
+
+    scratch: Path
+    started: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    profilers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, role: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.scratch / f"{role}.log").open("wb")
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        self.started[role] = proc
+        return proc
+
+    def log_tail(self, role: str, lines: int = 5) -> str:
+        path = self.scratch / f"{role}.log"
+        text = path.read_text(errors="replace").strip() if path.exists() else ""
+        return " | ".join(text.splitlines()[-lines:])
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each role's process, and by this process."""
+        out = {role: _ticks(p.pid) / CLK_TCK for role, p in self.started.items()}
+        out["load client"] = time.process_time()
+        # Everything else on the machine (colleagues' test runs share the cores).
+        busy = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:4]
+        out["other processes"] = sum(int(v) for v in busy) / CLK_TCK - sum(out.values())
+        return out
+
+    def profile(self, folder: Path, label: str) -> None:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        folder.mkdir(parents=True, exist_ok=True)
+        for role, proc in self.started.items():
+            out = folder / f"{label}-{role}.txt"
+            cmd = [spy, "record", "--pid", str(proc.pid), "--rate", "50", "--format", "raw"]
+            self.profilers.append(
+                subprocess.Popen(
+                    [*cmd, "--output", str(out)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    def close(self) -> None:
+        for spy in self.profilers:
+            if spy.poll() is None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        for spy in self.profilers:
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+        for proc in reversed(list(self.started.values())):
+            _stop(proc)
+
+
+def _base_env(scratch: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TON", "DATABASE", "CRASH"))}
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env.update(
+        DATA_DIR=str(scratch),
+        ENVIRONMENT="production",
+        LOG_LEVEL="WARNING",
+        BOOTSTRAP_DEMO="false",
+    )
+    return env
+
+
+async def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, within: float) -> None:
+    import aiohttp
+
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with status {proc.returncode}")
+            try:
+                async with s.get(url) as r:
+                    if r.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{what} did not start within {within:.0f} s")
+
+
+# ----------------------------------------------------------------------------- database
+async def _prepare_db(url: str) -> str:
+    from tonrail.db import Database
+    from tonrail.migrate import upgrade_async
+    from tonrail.security.api_keys import create_key
+
+    await upgrade_async(url)
+    db = Database(url)
+    try:
+        async with db.transaction() as session:
+            _, secret = await create_key(
+                session, ACCOUNT, "bench", ("payments:read", "payments:write")
+            )
+    finally:
+        await db.dispose()
+    return secret
+
+
+async def _statuses(db: Any) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from tonrail.payments.models import Payment
+
+    async with db.transaction() as session:
+        rows = await session.execute(
+            select(Payment.status, func.count())
+            .where(Payment.direction == "out")
+            .group_by(Payment.status)
+        )
+        return {str(s): int(c) for s, c in rows.all()}
+
+
+async def _wait_worker_up(db: Any, proc: subprocess.Popen[bytes], within: float) -> None:
+    """The worker is up once its ton_payouts loop has written a heartbeat."""
+    from sqlalchemy import func, select
+
+    from tonrail.kit.models import WorkerHeartbeat
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with status {proc.returncode}")
+        async with db.transaction() as session:
+            beats = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(WorkerHeartbeat)
+                    .where(WorkerHeartbeat.loop == "ton_payouts")
+                )
+            ).scalar_one()
+        if beats:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"worker did not start within {within:.0f} s")
+
+
+# ----------------------------------------------------------------------------- one run
+@dataclass
+class Run:
+    label: str
+    batch_max: int
+    payouts: int
+    ton: int = 0
+    usdt: int = 0
+    create_s: float = 0.0  # first POST sent .. last POST answered
+    total_s: float = 0.0  # first POST sent .. last payout final (its updated_at)
+    statuses: dict[str, int] = field(default_factory=dict)
+    post_errors: int = 0
+    requests: int = 0
+    request_sizes: list[int] = field(default_factory=list)
+    fees_ton: list[int] = field(default_factory=list)  # nanoton, per TON payout
+    fees_usdt: list[int] = field(default_factory=list)  # nanoton, per USDT payout
+    books_ok: bool = False
+    books_note: str = ""
+    finished: bool = False
+    timeout_s: float = 0.0
+    cpu_create: dict[str, float] = field(default_factory=dict)
+    cpu_confirm: dict[str, float] = field(default_factory=dict)
+    hot_spent: int = 0  # nanoton that left the hot wallet (TON principal + fees)
+    principal_ton: int = 0
+    error: str | None = None
+
+    @property
+    def fees(self) -> list[int]:
+        return self.fees_ton + self.fees_usdt
+
+    @property
+    def succeeded(self) -> int:
+        return self.statuses.get("succeeded", 0)
+
+    @property
+    def rate(self) -> float:
+        return self.succeeded / self.total_s if self.total_s else 0.0
+
+
+async def _post_all(
+    base: str, secret: str, items: list[dict[str, str]], run: Run
+) -> tuple[datetime, float]:
+    """POST every payout with CONNECTIONS in flight; returns (wall start, monotonic start)."""
+    import aiohttp
+
+    queue: asyncio.Queue[tuple[int, dict[str, str]]] = asyncio.Queue()
+    for i, item in enumerate(items):
+        queue.put_nowait((i, item))
+    headers = {"Authorization": f"Bearer {secret}"}
+    nonce = f"{run.label}-{os.getpid()}-{time.time_ns()}"
+    errors: list[str] = []
+
+    async def sender(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            i, item = queue.get_nowait()
+            for attempt in range(5):
+                async with session.post(
+                    f"{base}/v1/payouts",
+                    json=item,
+                    headers={**headers, "Idempotency-Key": f"{nonce}-{i}"},
+                ) as r:
+                    if r.status in (200, 201):
+                        break
+                    body = await r.text()
+                    if r.status >= 500 or r.status == 429:
+                        await asyncio.sleep(0.05 * (attempt + 1))  # same key: safe to retry
+                        continue
+                    errors.append(f"{r.status} {body[:200]}")
+                    break
+            else:
+                errors.append(f"gave up after 5 attempts: {r.status}")
+
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+    ) as session:
+        wall = datetime.now(UTC)
+        start = time.monotonic()
+        await asyncio.gather(*[sender(session) for _ in range(CONNECTIONS)])
+        run.create_s = time.monotonic() - start
+    run.post_errors = len(errors)
+    if errors:
+        print(f"  {run.label}: {len(errors)} POSTs refused, e.g. {errors[0]}", file=sys.stderr)
+    return wall, start
+
+
+async def _collect(db: Any, run: Run, first_post: datetime) -> None:
+    from sqlalchemy import func, select
+
+    from tonrail.ledger.service import check_books
+    from tonrail.payments.models import Payment
+    from tonrail.rails.ton.models import TonRequest, TonTransfer
+
+    async with db.transaction() as session:
+        run.statuses = await _statuses(db)
+        last = (
+            await session.execute(
+                select(func.max(Payment.updated_at)).where(
+                    Payment.direction == "out", Payment.status.in_(FINAL)
+                )
+            )
+        ).scalar_one()
+        if run.finished and last is not None:
+            run.total_s = (last - first_post).total_seconds()
+        sizes = (
+            await session.execute(
+                select(func.count(TonTransfer.attempt_id))
+                .join(TonRequest, TonRequest.id == TonTransfer.request_id)
+                .group_by(TonRequest.id)
+            )
+        ).all()
+        run.request_sizes = [int(s) for (s,) in sizes]
+        run.requests = len(run.request_sizes)
+        rows = (
+            await session.execute(
+                select(TonTransfer.asset, TonTransfer.fee, TonTransfer.amount).where(
+                    TonTransfer.status == "confirmed"
+                )
+            )
+        ).all()
+        for asset, fee, amount in rows:
+            (run.fees_ton if asset == "TON" else run.fees_usdt).append(int(fee or 0))
+            if asset == "TON":
+                run.principal_ton += int(amount)
+        report = await check_books(session)
+        run.books_ok = bool(report.ok)
+        if not report.ok:
+            run.books_note = str(report)[:300]
+
+
+async def _hot_balance(base: str, address: str) -> int:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"{base}/api/v2/getAddressBalance", params={"address": address}) as r,
+    ):
+        body = await r.json()
+    return int(body["result"])
+
+
+async def _run(
+    label: str, batch_max: int, n: int, block_ms: int, limit_s: float, profile: Path | None
+) -> Run:
+    from nacl.signing import SigningKey
+
+    from tonrail.db import Database
+    from tonrail.localnet.genesis import Genesis
+    from tonrail.rails.ton.keys import PassphraseKek, seal, write_envelope
+
+    items = workload(n)
+    run = Run(label=label, batch_max=batch_max, payouts=n, timeout_s=limit_s)
+    run.ton = sum(1 for i in items if i["asset"] == "TON")
+    run.usdt = n - run.ton
+    genesis = Genesis()
+    hot = genesis.wallet("hot")
+    hot_address = hot.address.to_str()
+    with tempfile.TemporaryDirectory(prefix="bench-ton-") as tmp:
+        scratch = Path(tmp)
+        procs = Procs(scratch)
+        db_url = f"sqlite+aiosqlite:///{scratch / 'tonrail.sqlite3'}"
+        db = Database(db_url)
+        try:
+            # The local network.
+            net_port = _free_port()
+            net = f"http://127.0.0.1:{net_port}"
+            state = str(scratch / "chain.sqlite3")
+            code = (
+                "from tonrail.localnet.server import serve; "
+                f"serve({state!r}, '127.0.0.1', {net_port}, {block_ms})"
+            )
+            env = _base_env(scratch)
+            netproc = procs.start("localnet", [sys.executable, "-c", code], env)
+            # The database and an API key, while the network starts.
+            secret = await _prepare_db(db_url)
+            await _wait_http(f"{net}/localnet/status", netproc, "localnet", 60)
+
+            # The API.
+            key_file = scratch / "hot_wallet.key"
+            seed = bytes.fromhex(hot.to_json()["private_key"])
+            assert bytes(SigningKey(seed).verify_key).hex() == hot.to_json()["public_key"]
+            write_envelope(key_file, seal(seed, PassphraseKek(PASSPHRASE, n=2**14)))
+            env.update(
+                DATABASE_URL=db_url,
+                TON_NETWORK="localnet",
+                TON_API_URL=f"{net}/api/v2",
+                TON_API_V3_URL=f"{net}/api/v3",
+                USDT_JETTON_MASTER=genesis.usdt_master.to_str(),
+                TON_MASTER_KEY_FILE=str(key_file),
+                TON_KEY_PASSPHRASE=PASSPHRASE,
+                TON_BATCH_MAX=str(batch_max),
+            )
+            api_port = _free_port()
+            api = f"http://127.0.0.1:{api_port}"
+            uvicorn = [sys.executable, "-m", "uvicorn", "benchmarks.bench_api:server_app"]
+            uvicorn += ["--factory", "--host", "127.0.0.1", "--port", str(api_port)]
+            uvicorn += ["--no-access-log", "--log-level", "warning"]
+            apiproc = procs.start("api", uvicorn, env)
+            # The worker.
+            worker = procs.start("worker", [TONRAIL, "worker", "--only", "ton_payouts"], env)
+            await _wait_http(f"{api}/readyz", apiproc, "API server", 60)
+            await _wait_worker_up(db, worker, 60)
+            hot_before = await _hot_balance(net, hot_address)
+            if profile is not None:
+                procs.profile(profile, label)
+
+            print(f"  {label}: posting {n} payouts", file=sys.stderr, flush=True)
+            cpu0 = procs.cpu()
+            first_post, start = await _post_all(api, secret, items, run)
+            cpu1 = procs.cpu()
+            run.cpu_create = {k: cpu1[k] - cpu0[k] for k in cpu0}
+            print(
+                f"  {label}: created in {run.create_s:.1f} s; waiting until final",
+                file=sys.stderr,
+                flush=True,
+            )
+            expected = n - run.post_errors
+            deadline = start + limit_s
+            shown = 0.0
+            while True:
+                statuses = await _statuses(db)
+                done = sum(c for s, c in statuses.items() if s in FINAL)
+                if done >= expected:
+                    run.finished = True
+                    break
+                if time.monotonic() > deadline:
+                    break
+                if worker.poll() is not None:
+                    raise RuntimeError(f"worker exited: {procs.log_tail('worker')}")
+                if time.monotonic() - shown > 10:
+                    shown = time.monotonic()
+                    print(
+                        f"  {label}: {time.monotonic() - start:5.0f} s {statuses}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                await asyncio.sleep(0.25)
+            cpu2 = procs.cpu()
+            run.cpu_confirm = {k: cpu2[k] - cpu1[k] for k in cpu1}
+            if not run.finished:
+                run.total_s = time.monotonic() - start
+            await _collect(db, run, first_post)
+            run.hot_spent = hot_before - await _hot_balance(net, hot_address)
+        except Exception as exc:
+            run.error = f"{type(exc).__name__}: {exc}"
+            print(f"  {label}: {run.error}", file=sys.stderr, flush=True)
+            for role in procs.started:
+                print(f"    {role} log: {procs.log_tail(role)}", file=sys.stderr)
+        finally:
+            procs.close()
+            await db.dispose()
+    return run
+
+
+# ----------------------------------------------------------------------------- report
+def _ton(nano: float) -> str:
+    return f"{nano / TON:.6f}"
+
+
+def _pct(values: list[int], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+def _fee_cells(values: list[int]) -> str:
+    if not values:
+        return "- | - | -"
+    return (
+        f"{_ton(statistics.fmean(values))} | {_ton(_pct(values, 0.5))} | {_ton(_pct(values, 0.95))}"
+    )
+
+
+def _cpu_cell(cpu: dict[str, float], seconds: float) -> str:
+    if not cpu or seconds <= 0:
+        return "-"
+    return ", ".join(f"{role} {100 * s / seconds:.0f}%" for role, s in cpu.items())
+
+
+def _row(run: Run) -> str:
+    if run.error:
+        return f"| {run.label} | {run.payouts:,} | failed: {run.error} |||||||||"
+    status = ", ".join(f"{c:,} {s}" for s, c in sorted(run.statuses.items()))
+    total = f"{run.total_s:.1f}" if run.finished else f"> {run.total_s:.0f} (unfinished)"
+    confirm = run.total_s - run.create_s
+    sizes = run.request_sizes or [0]
+    return (
+        f"| {run.label} (TON_BATCH_MAX={run.batch_max}) | {run.payouts:,} "
+        f"({run.ton:,} TON / {run.usdt:,} USDT) | **{total}** | {run.create_s:.1f} "
+        f"| {confirm:.1f} | **{run.rate:.1f}** | {run.requests:,} "
+        f"(max {max(sizes)} payouts) | {status} | {'yes' if run.books_ok else 'NO'} |"
+    )
+
+
+def _fee_rows(run: Run) -> list[str]:
+    if run.error:
+        return []
+    return [
+        f"| {run.label} | all ({len(run.fees):,}) | {_fee_cells(run.fees)} |",
+        f"| {run.label} | TON ({len(run.fees_ton):,}) | {_fee_cells(run.fees_ton)} |",
+        f"| {run.label} | USDT ({len(run.fees_usdt):,}) | {_fee_cells(run.fees_usdt)} |",
+    ]
+
+
+def report(runs: list[Run], block_ms: int, elapsed: float, command: str) -> str:
+    batched = next((r for r in runs if r.batch_max > 1), None)
+    unbatched = next((r for r in runs if r.batch_max == 1), None)
+    verdicts = []
+    if batched is not None and not batched.error:
+        at_scale = batched.payouts >= GOAL_PAYOUTS
+        met = batched.finished and batched.total_s < GOAL_SECONDS and batched.post_errors == 0
+        met = met and batched.succeeded == batched.payouts and batched.books_ok
+        scale_note = "" if at_scale else f" (measured at {batched.payouts:,}, not 10,000)"
+        verdicts.append(
+            f"- **{GOAL_PAYOUTS:,} payouts API to confirmed in under {GOAL_SECONDS:.0f} s**: "
+            f"{'met' if met and at_scale else 'NOT met'} — {batched.total_s:.1f} s, "
+            f"{batched.rate:.1f} payouts/s{scale_note}."
+        )
+    if batched and unbatched and batched.fees and unbatched.fees:
+        b, u = statistics.fmean(batched.fees), statistics.fmean(unbatched.fees)
+        verdicts.append(
+            f"- **Batched fee per payout well under unbatched**: "
+            f"{'met' if b < 0.8 * u else 'NOT met'} — average {_ton(b)} vs {_ton(u)} TON "
+            f"({100 * (1 - b / u):.0f}% less); "
+            f"TON payouts {_ton(statistics.fmean(batched.fees_ton or [0]))} vs "
+            f"{_ton(statistics.fmean(unbatched.fees_ton or [0]))}, USDT payouts "
+            f"{_ton(statistics.fmean(batched.fees_usdt or [0]))} vs "
+            f"{_ton(statistics.fmean(unbatched.fees_usdt or [0]))}."
+        )
+    checks = []
+    for run in runs:
+        if run.error:
+            continue
+        fees = sum(run.fees)
+        exact = run.hot_spent == run.principal_ton + fees
+        checks.append(
+            f"- {run.label}: {run.succeeded:,} of {run.payouts:,} payouts succeeded, "
+            f"{run.post_errors} POSTs refused, `check_books` "
+            f"{'balanced' if run.books_ok else 'NOT balanced ' + run.books_note}; the hot "
+            f"wallet spent {_ton(run.hot_spent)} TON = TON paid out {_ton(run.principal_ton)}"
+            f" + fees booked {_ton(fees)}"
+            f"{'' if exact else f' (differs by {_ton(run.hot_spent - run.principal_ton - fees)})'}."
+        )
+    cpu_lines = []
+    for run in runs:
+        if run.error:
+            continue
+        confirm = run.total_s - run.create_s
+        cpu_lines.append(
+            f"| {run.label} | creating ({run.create_s:.1f} s) "
+            f"| {_cpu_cell(run.cpu_create, run.create_s)} |"
+        )
+        cpu_lines.append(
+            f"| {run.label} | after the last POST ({confirm:.1f} s) "
+            f"| {_cpu_cell(run.cpu_confirm, confirm)} |"
+        )
+    lines = [
+        "## TON payouts: API to confirmed",
+        "",
+        "Payouts (a fixed seeded mix: 70 % TON of 0.001 to 2 TON, 30 % USDT of 0.01 to 500 "
+        f"USDT, to {DESTINATIONS:,} never-deployed addresses) POSTed to the real API "
+        f"(uvicorn, 1 process, SQLite) by {CONNECTIONS} connections, sent and tracked by one "
+        "real worker process (`tonrail worker --only ton_payouts`, started before the first "
+        "POST), on the local network (its own process, real TVM, blocks every "
+        f"{block_ms} ms). All on 127.0.0.1, {os.cpu_count()} CPUs shared by the four "
+        "processes. Time runs from the first POST to the last payout's final `updated_at`; "
+        "fees are the `fee` booked on each confirmed `ton_transfers` row (its share of the "
+        "request's common fee + its own chain fees).",
+        "",
+        "| run | payouts | total s | create s | after last POST s | payouts/s "
+        "| highload requests | final statuses | books balanced |",
+        "|---|--:|--:|--:|--:|--:|--:|---|---|",
+        *[_row(r) for r in runs],
+        "",
+        "### Fee per payout (TON)",
+        "",
+        "| run | payouts | average | p50 | p95 |",
+        "|---|---|--:|--:|--:|",
+        *[row for r in runs for row in _fee_rows(r)],
+        "",
+        "### Goals",
+        "",
+        *verdicts,
+        "",
+        "### Checks",
+        "",
+        *checks,
+        "",
+        "### CPU by process (% of one core)",
+        "",
+        "| run | phase | CPU |",
+        "|---|---|---|",
+        *cpu_lines,
+        "",
+        f"Command: `{command}`. This section took {elapsed:.0f} s to produce.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    env = os.environ.get
+    parser.add_argument("--payouts", type=int, default=int(env("BENCH_TON_PAYOUTS", "10000")))
+    parser.add_argument(
+        "--unbatched",
+        type=int,
+        default=int(env("BENCH_TON_UNBATCHED", "1000")),
+        help="payouts of the unbatched run (0: skip it)",
+    )
+    parser.add_argument("--block-ms", type=int, default=int(env("BENCH_TON_BLOCK_MS", "400")))
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=float(env("BENCH_TON_TIMEOUT", "600")),
+        help="seconds each run may take after its first POST",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=Path(env("BENCH_TON_PROFILE")) if env("BENCH_TON_PROFILE") else None,
+        help="record each process with py-spy (raw stacks) into this folder",
+    )
+    args = parser.parse_args(argv if argv is not None else [])
+    started = time.monotonic()
+    runs = [
+        asyncio.run(_run("batched", 254, args.payouts, args.block_ms, args.timeout, args.profile))
+    ]
+    if args.unbatched > 0:
+        runs.append(
+            asyncio.run(
+                _run("unbatched", 1, args.unbatched, args.block_ms, args.timeout, args.profile)
+            )
+        )
+    command = "python -m benchmarks.bench_ton_payouts"
+    if argv:
+        command += " " + " ".join(argv)
+    return report(runs, args.block_ms, time.monotonic() - started, command)
+
+
+if __name__ == "__main__":
+    print(main(sys.argv[1:]))
