@@ -388,3 +388,51 @@ def deposits_opening_balance(
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"booked an opening balance of {amount} {asset}")
+
+
+ops_app = typer.Typer(
+    help="Operator switches: pause payments, maintenance mode.", no_args_is_help=True
+)
+app.add_typer(ops_app, name="ops")
+
+
+def _flip(name: str, enabled: bool, actor: str, reason: str | None) -> None:
+    from tonrail.security.switches import set_switch
+
+    settings = get_settings()
+
+    async def main() -> None:
+        db = _db(settings)
+        try:
+            async with db.transaction() as session:
+                await set_switch(session, name, enabled, actor, reason)
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+    typer.echo(f"{name}: {'on' if enabled else 'off'}")
+
+
+@ops_app.command("pause")
+def ops_pause(
+    reason: Annotated[str, typer.Option(help="why, for the audit trail")],
+    actor: Annotated[str, typer.Option(help="who")] = "admin:cli",
+) -> None:
+    """Stop signing and sending every payout until `tonrail ops resume`."""
+    _flip("payments_paused", True, actor, reason)
+
+
+@ops_app.command("resume")
+def ops_resume(actor: Annotated[str, typer.Option(help="who")] = "admin:cli") -> None:
+    """Let payouts be signed and sent again."""
+    _flip("payments_paused", False, actor, None)
+
+
+@ops_app.command("maintenance")
+def ops_maintenance(
+    on: Annotated[bool, typer.Option("--on/--off", help="refuse new payments (503)")],
+    reason: Annotated[str | None, typer.Option(help="why")] = None,
+    actor: Annotated[str, typer.Option(help="who")] = "admin:cli",
+) -> None:
+    """Maintenance mode: the API refuses new payouts and invoices with 503 `maintenance`."""
+    _flip("maintenance", on, actor, reason)

@@ -32,6 +32,7 @@ from tonrail.rates import StaticRates
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
+from tonrail.security.switches import refuse_in_maintenance
 from tonrail.settings import Settings
 
 T = TypeVar("T")
@@ -128,6 +129,7 @@ class PaymentService:
         check_metadata(req.metadata, self.settings.metadata_max_bytes)
 
         async def work(session: AsyncSession) -> dict[str, Any]:
+            await refuse_in_maintenance(session)
             await check_not_locked(session, principal.key_id, req.destination, client_ip)
             now = clock.now()
             rate = self.rates.rate(asset)
@@ -186,6 +188,7 @@ class PaymentService:
         check_metadata(req.metadata, self.settings.metadata_max_bytes)
 
         async def work(session: AsyncSession) -> dict[str, Any]:
+            await refuse_in_maintenance(session)
             now = clock.now()
             rate = self.rates.rate(asset)
             payment = Payment(

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tonrail import clock
 from tonrail.db import Base, UTCDateTime
-from tonrail.errors import InvalidRequest
+from tonrail.errors import InvalidRequest, ServiceUnavailable
 from tonrail.events.service import emit
 
 SWITCHES = ("payments_paused", "maintenance")
@@ -58,3 +58,12 @@ async def all_switches(session: AsyncSession) -> dict[str, bool]:
     state = dict.fromkeys(SWITCHES, False)
     state.update({r.name: r.enabled for r in rows})
     return state
+
+
+async def refuse_in_maintenance(session: AsyncSession) -> None:
+    """New payments are refused (503 `maintenance`) while maintenance mode is on."""
+    if await is_on(session, "maintenance"):
+        raise ServiceUnavailable(
+            "tonrail is in maintenance mode: no new payments are accepted; retry later",
+            code="maintenance",
+        )
