@@ -62,39 +62,6 @@ async def create_payout(
     return _send(await service.create_payout(principal, body, ikey))
 
 
-@router.get("/payouts", response_model=PaymentList, responses=ERRORS)
-async def list_payouts(
-    principal: PrincipalDep,
-    service: ServiceDep,
-    limit: Annotated[int, Query()] = 10,
-    starting_after: Annotated[str | None, Query()] = None,
-    status: Annotated[str | None, Query()] = None,
-) -> dict[str, Any]:
-    _need(principal, "payments:read")
-    return await service.list(principal, "out", limit, starting_after, status)
-
-
-@router.get("/payouts/{payment_id}", response_model=PaymentOut, responses=ERRORS)
-async def get_payout(
-    payment_id: str, principal: PrincipalDep, service: ServiceDep
-) -> dict[str, Any]:
-    _need(principal, "payments:read")
-    return await service.get(principal, payment_id, "out")
-
-
-@router.post("/payouts/{payment_id}/cancel", response_model=PaymentOut, responses=ERRORS)
-async def cancel_payout(
-    payment_id: str,
-    request: Request,
-    principal: PrincipalDep,
-    service: ServiceDep,
-    idempotency_key: IdemHeader = None,
-) -> JSONResponse:
-    _need(principal, "payments:write")
-    ikey = await _ikey(request, principal, idempotency_key)
-    return _send(await service.cancel(principal, payment_id, "out", ikey))
-
-
 @router.post("/payouts/{payment_id}/approve", response_model=PaymentOut, responses=ERRORS)
 async def approve_payout(
     payment_id: str,
@@ -122,26 +89,6 @@ async def create_invoice(
     return _send(await service.create_invoice(principal, body, ikey))
 
 
-@router.get("/invoices", response_model=PaymentList, responses=ERRORS)
-async def list_invoices(
-    principal: PrincipalDep,
-    service: ServiceDep,
-    limit: Annotated[int, Query()] = 10,
-    starting_after: Annotated[str | None, Query()] = None,
-    status: Annotated[str | None, Query()] = None,
-) -> dict[str, Any]:
-    _need(principal, "payments:read")
-    return await service.list(principal, "in", limit, starting_after, status)
-
-
-@router.get("/invoices/{payment_id}", response_model=PaymentOut, responses=ERRORS)
-async def get_invoice(
-    payment_id: str, principal: PrincipalDep, service: ServiceDep
-) -> dict[str, Any]:
-    _need(principal, "payments:read")
-    return await service.get(principal, payment_id, "in")
-
-
 @router.get(
     "/invoices/{payment_id}/qr.svg",
     response_class=HttpResponse,
@@ -156,14 +103,62 @@ async def invoice_qr(payment_id: str, principal: PrincipalDep, service: ServiceD
     return HttpResponse(qr_svg(invoice["deep_link"]), media_type="image/svg+xml")
 
 
-@router.post("/invoices/{payment_id}/cancel", response_model=PaymentOut, responses=ERRORS)
-async def cancel_invoice(
-    payment_id: str,
-    request: Request,
-    principal: PrincipalDep,
-    service: ServiceDep,
-    idempotency_key: IdemHeader = None,
-) -> JSONResponse:
-    _need(principal, "payments:write")
-    ikey = await _ikey(request, principal, idempotency_key)
-    return _send(await service.cancel(principal, payment_id, "in", ikey))
+def _collection(path: str, direction: str, noun: str) -> None:
+    """List, get and cancel: the same for payouts and invoices, only the direction differs."""
+
+    async def list_(
+        principal: PrincipalDep,
+        service: ServiceDep,
+        limit: Annotated[int, Query()] = 10,
+        starting_after: Annotated[str | None, Query()] = None,
+        status: Annotated[str | None, Query()] = None,
+    ) -> dict[str, Any]:
+        _need(principal, "payments:read")
+        return await service.list(principal, direction, limit, starting_after, status)
+
+    async def get(payment_id: str, principal: PrincipalDep, service: ServiceDep) -> dict[str, Any]:
+        _need(principal, "payments:read")
+        return await service.get(principal, payment_id, direction)
+
+    async def cancel(
+        payment_id: str,
+        request: Request,
+        principal: PrincipalDep,
+        service: ServiceDep,
+        idempotency_key: IdemHeader = None,
+    ) -> JSONResponse:
+        _need(principal, "payments:write")
+        ikey = await _ikey(request, principal, idempotency_key)
+        return _send(await service.cancel(principal, payment_id, direction, ikey))
+
+    list_.__doc__ = f"List {noun}s, newest first, with cursor pagination."
+    get.__doc__ = f"One {noun}, with its approvals and attempts."
+    cancel.__doc__ = f"Cancel a {noun} that has not started moving money."
+    router.add_api_route(
+        path,
+        list_,
+        methods=["GET"],
+        response_model=PaymentList,
+        responses=ERRORS,
+        name=f"list_{noun}s",
+    )
+    router.add_api_route(
+        f"{path}/{{payment_id}}",
+        get,
+        methods=["GET"],
+        response_model=PaymentOut,
+        responses=ERRORS,
+        name=f"get_{noun}",
+    )
+    router.add_api_route(
+        f"{path}/{{payment_id}}/cancel",
+        cancel,
+        methods=["POST"],
+        response_model=PaymentOut,
+        responses=ERRORS,
+        name=f"cancel_{noun}",
+    )
+
+
+_collection("/payouts", "out", "payout")
+_collection("/invoices", "in", "invoice")

@@ -29,10 +29,13 @@ class Rail:
     api: ToncenterTonApi
 
     async def run_until_final(
-        self, ids: list[str], client: httpx.AsyncClient, auth: dict[str, str], rounds: int = 200
+        self, ids: list[str], client: httpx.AsyncClient, auth: dict[str, str], within: float = 90
     ) -> dict[str, dict]:
-        """Drive the loops as a worker would until every payout is final."""
-        for _ in range(rounds):
+        """Drive the loops as a worker would until every payout is final (or `within` s pass:
+        generous, because a loaded 2-core machine can be many times slower than a quiet one)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while loop.time() < deadline:
             try:  # as the worker's loop does: a failed round is retried on the next one
                 state, _ = await self.api.account_state(self.ctx.wallet.address.to_str())
                 await assemble(self.ctx, deploy=state != "active")

@@ -32,7 +32,7 @@ async def payer(rail: Rail) -> AsyncIterator[WalletV5R1]:
     wallet = WalletV5R1.from_private_key(client, PrivateKey(bytes(derive_key("t", "payer"))))
     rail.net.chain.faucet(wallet.address, 50 * TON)
     rail.net.chain.faucet(wallet.address, 1_000 * USDT, asset="USDT")
-    for _ in range(200):  # the faucet's transfers land in the next blocks
+    for _ in range(3000):  # the faucet's transfers land in the next blocks
         if await rail.ton_balance(wallet.address.to_str()) > 0:
             break
         await asyncio.sleep(0.02)
@@ -42,7 +42,7 @@ async def payer(rail: Rail) -> AsyncIterator[WalletV5R1]:
 
 async def settled(wallet: WalletV5R1, before: int) -> None:
     """Wait until the wallet's seqno passed `before`: its last external was processed."""
-    for _ in range(200):
+    for _ in range(1500):  # up to 30 s on a loaded machine
         await wallet.refresh()
         try:
             [seqno] = await wallet.run_get_method("seqno")
@@ -60,7 +60,7 @@ async def invoice(client: httpx.AsyncClient, auth: dict[str, str], amount: str, 
     return dict(r.json())
 
 
-async def drain(rail: Rail, until: int, rounds: int = 200) -> None:
+async def drain(rail: Rail, until: int, rounds: int = 1200) -> None:
     """Run the watcher until `until` deposits exist (and the chain has settled)."""
     for _ in range(rounds):
         await watch_deposits(rail.ctx)

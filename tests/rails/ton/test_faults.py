@@ -85,7 +85,7 @@ async def test_toncenter_errors_are_retried(
 ) -> None:
     await faults(rail, http_5xx_rate=0.3, http_429_rate=0.2, seed=7)
     ids = [await payout(client, auth, rail, f"0.{i + 1}") for i in range(3)]
-    final = await rail.run_until_final(ids, client, auth, rounds=400)
+    final = await rail.run_until_final(ids, client, auth)
     assert {p["status"] for p in final.values()} == {"succeeded"}
     await faults(rail)
     for pid in ids:
@@ -97,7 +97,7 @@ async def test_congestion_delays_but_pays(
 ) -> None:
     await faults(rail, max_tx_per_block=1, inclusion_delay_ms=200)
     ids = [await payout(client, auth, rail, "0.5") for _ in range(4)]
-    final = await rail.run_until_final(ids, client, auth, rounds=400)
+    final = await rail.run_until_final(ids, client, auth)
     assert {p["status"] for p in final.values()} == {"succeeded"}
 
 
