@@ -436,3 +436,22 @@ def ops_maintenance(
 ) -> None:
     """Maintenance mode: the API refuses new payouts and invoices with 503 `maintenance`."""
     _flip("maintenance", on, actor, reason)
+
+
+@app.command()
+def localnet(
+    state: Annotated[
+        str, typer.Option(help="SQLite file of the chain state")
+    ] = "var/localnet.sqlite3",
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="toncenter API port")] = 8081,
+    block_ms: Annotated[int, typer.Option(help="block interval in ms")] = 400,
+) -> None:
+    """The local TON network alone (real TVM), serving toncenter v2/v3 on a port."""
+    from pathlib import Path
+
+    from tonrail.localnet.server import serve
+
+    Path(state).parent.mkdir(parents=True, exist_ok=True)
+    logs.configure(get_settings().log_level, get_settings().log_json)
+    serve(state, host, port, block_ms)
