@@ -71,6 +71,7 @@ def worker(
 ) -> None:
     """Run the background loops (stateless; run as many as you like against PostgreSQL)."""
     from tonrail.payments.service import PaymentService
+    from tonrail.rails.registry import build_backup_rails
     from tonrail.rails.ton.keys import WalletKeyError
     from tonrail.rails.ton.runtime import open_ton_rail
     from tonrail.worker import WorkerContext, default_worker_id, run_worker, select_loops
@@ -87,12 +88,13 @@ def worker(
         payments = PaymentService(db, settings)
         worker_id = default_worker_id()
         ton = None
+        backup = build_backup_rails(settings)
         if any(loop.name.startswith("ton_") for loop in loops):
             try:
-                ton = await open_ton_rail(settings, db, payments, worker_id)
+                ton = await open_ton_rail(settings, db, payments, worker_id, backup)
             except WalletKeyError as exc:
                 typer.echo(f"TON loops idle: {exc.message}", err=True)
-        ctx = WorkerContext(db, settings, payments, worker_id, ton)
+        ctx = WorkerContext(db, settings, payments, worker_id, ton, backup)
         try:
             await run_worker(ctx, loops, asyncio.Event())
         finally:

@@ -23,6 +23,7 @@ from tonrail.localnet.genesis import Genesis
 from tonrail.localnet.server import create_app as create_localnet_app
 from tonrail.migrate import upgrade_async
 from tonrail.payments.service import PaymentService
+from tonrail.rails.registry import build_backup_rails
 from tonrail.rails.ton.keys import key_file_path, passphrase_kek, seal, write_envelope
 from tonrail.rails.ton.resolutions import book_opening_balance
 from tonrail.rails.ton.runtime import open_ton_rail
@@ -129,8 +130,9 @@ async def run_embedded(settings: Settings) -> None:
         )
         payments = PaymentService(db, settings)
         worker_id = default_worker_id()
-        ton = await open_ton_rail(settings, db, payments, worker_id)
-        ctx = WorkerContext(db, settings, payments, worker_id, ton)
+        backup = build_backup_rails(settings)
+        ton = await open_ton_rail(settings, db, payments, worker_id, backup)
+        ctx = WorkerContext(db, settings, payments, worker_id, ton, backup)
         workers = asyncio.create_task(run_worker(ctx, select_loops(None), stop))
         print(f"tonrail: API on http://{settings.host}:{settings.port}  (OpenAPI: /docs)")
         if localnet is not None:

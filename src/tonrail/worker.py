@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -19,7 +20,9 @@ from tonrail.kit.claims import claim
 from tonrail.kit.models import WorkerHeartbeat
 from tonrail.monitoring import jobs as monitoring
 from tonrail.payments.models import Payment
+from tonrail.payments.processing import BackupContext, backup_round
 from tonrail.payments.service import PaymentService
+from tonrail.rails.registry import routing_policy
 from tonrail.rails.ton.deposits import watch_deposits
 from tonrail.rails.ton.payouts import TonRailContext, payout_round
 from tonrail.rails.ton.reconcile import reconcile_loop
@@ -35,6 +38,7 @@ class WorkerContext:
     payments: PaymentService
     worker_id: str
     ton: TonRailContext | None = None  # None when no hot wallet key is configured
+    backup: Mapping[str, Any] = field(default_factory=dict)  # configured backup rails
 
 
 LoopFn = Callable[[WorkerContext], Awaitable[int]]
@@ -85,6 +89,16 @@ async def ton_reconcile(ctx: WorkerContext) -> int:
     return await reconcile_loop(ctx.ton) if ctx.ton is not None else 0
 
 
+async def backup_payouts(ctx: WorkerContext) -> int:
+    """Start, submit and poll payouts the router sent to Stripe, PayPal or bank."""
+    if not ctx.backup:
+        return 0
+    backup = BackupContext(
+        ctx.db, ctx.settings, ctx.payments, ctx.backup, routing_policy(ctx.settings), ctx.worker_id
+    )
+    return await backup_round(backup)
+
+
 async def ton_deposits(ctx: WorkerContext) -> int:
     """Read the receiving wallet's new transactions and credit invoices."""
     return await watch_deposits(ctx.ton) if ctx.ton is not None else 0
@@ -97,6 +111,7 @@ LOOPS: dict[str, Loop] = {
         Loop("ton_payouts", ton_payouts, 0.2),
         Loop("ton_deposits", ton_deposits, 0.5),
         Loop("ton_reconcile", ton_reconcile, 30.0),
+        Loop("backup_payouts", backup_payouts, 1.0),
         # Monitoring (docs/monitoring.md); intervals stay below ALERT_HEARTBEAT_STALE_SECONDS.
         Loop("evaluate_alerts", monitoring.evaluate_alerts, 2.0),
         Loop("publish_signals", monitoring.publish_signals, 2.0),

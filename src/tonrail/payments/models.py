@@ -36,6 +36,9 @@ class Payment(Base):
     failure_message: Mapped[str | None] = mapped_column(Text)
     # Why a queued payment is not moving (e.g. the hot wallet lacks funds); cleared when it does.
     hold_reason: Mapped[str | None] = mapped_column(String(64))
+    # The rail the router chose for the next attempt, and why (None: not routed yet).
+    route: Mapped[str | None] = mapped_column(String(16))
+    route_reason: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

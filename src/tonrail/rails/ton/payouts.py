@@ -15,8 +15,8 @@ The order is what makes a crash harmless at any point:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +38,9 @@ from tonrail.ledger.service import post
 from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
+from tonrail.rails.base import RailName
+from tonrail.rails.health import decide
+from tonrail.rails.router import NoRail, RailChoice, RoutingPolicy
 from tonrail.rails.ton.api import TonApi, jetton_balance
 from tonrail.rails.ton.chain_view import Tx, raw, same_address
 from tonrail.rails.ton.highload import (
@@ -50,6 +53,7 @@ from tonrail.rails.ton.highload import (
 )
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
 from tonrail.rails.ton.outcomes import Outcome, follow_jetton, follow_ton, split_common_fee
+from tonrail.rails.ton.quote import TonQuoter, recent_fees
 from tonrail.security.switches import is_on
 from tonrail.settings import Settings
 
@@ -70,6 +74,10 @@ class TonRailContext:
     sign: Callable[[bytes], bytes]
     jetton_wallet: str | None  # raw address of our USDT jetton wallet, when USDT is enabled
     worker_id: str
+    # Routing (rails/router.py): the backup rails a payout may fall back to, and how.
+    backup: Mapping[str, Any] = field(default_factory=dict)
+    routing: RoutingPolicy = field(default_factory=RoutingPolicy)
+    enabled: frozenset[RailName] = frozenset({"ton"})
 
     @property
     def wallet_raw(self) -> str:
@@ -119,13 +127,14 @@ def _out_transfer(ctx: TonRailContext, payment: Payment, jetton_query_id: int) -
 async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
     """Claim queued payouts and turn them into one stored, signed request; returns its id."""
     now = clock.now()
+    quoter = TonQuoter(await recent_fees(ctx.db), ctx.jetton_wallet is not None)
     async with ctx.db.transaction() as session:
         claimed = await claim(
             session,
             Payment,
             (Payment.direction == "out")
             & (Payment.status == "queued")
-            & Payment.asset.in_(("TON", "USDT")),
+            & ((Payment.route.is_(None)) | (Payment.route == "ton")),
             worker_id=ctx.worker_id,
             lease_seconds=ctx.settings.worker_lease_seconds,
             limit=ctx.settings.ton_batch_max,
@@ -134,6 +143,7 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
         if not claimed:
             return None
         claimed.sort(key=lambda p: (PRIORITY_ORDER.get(p.priority, 1), p.created_at))
+        claimed = await _route(ctx, session, claimed, quoter)
         claimed = await _fund(ctx, session, claimed)
         if not claimed:
             return None
@@ -209,6 +219,63 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
     return request.id
 
 
+async def _ton_attempts_failed(session: AsyncSession, payment_id: str) -> int:
+    stmt = select(Attempt.id).where(
+        Attempt.payment_id == payment_id,
+        Attempt.rail == "ton",
+        Attempt.status.in_(("failed", "expired")),
+    )
+    return len((await session.execute(stmt)).all())
+
+
+async def _route(
+    ctx: TonRailContext, session: AsyncSession, claimed: list[Payment], quoter: TonQuoter
+) -> list[Payment]:
+    """Ask the router about payouts not routed yet; keep those it sends to TON."""
+    kept: list[Payment] = []
+    for p in claimed:
+        if p.route == "ton":
+            kept.append(p)
+            continue
+        exhausted = await _ton_attempts_failed(session, p.id) >= ctx.settings.ton_max_attempts
+        decision = await decide(
+            session,
+            p,
+            {"ton": quoter, **ctx.backup},
+            ctx.routing,
+            enabled=ctx.enabled,
+            ton_failed_after_retries=exhausted,
+        )
+        if isinstance(decision, RailChoice):
+            p.route, p.route_reason = decision.rail, decision.reason
+            if decision.rail == "ton":
+                kept.append(p)
+                continue
+            log.info(
+                "payout routed to a backup rail",
+                payment=p.id,
+                rail=decision.rail,
+                reason=decision.reason,
+            )
+        elif isinstance(decision, NoRail):
+            why = "; ".join(f"{s.rail}: {s.reason}" for s in decision.skipped) or "no rail"
+            await ctx.payments.transition(
+                session,
+                p,
+                "failed",
+                actor="system:router",
+                failure_code="no_rail_available",
+                failure_message=why,
+            )
+            continue
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == p.id)
+            .values(route=p.route, route_reason=p.route_reason, locked_by=None, locked_until=None)
+        )
+    return kept
+
+
 FEE_RESERVE_NANOTON = 20_000_000  # kept back per transfer for fees when checking funds
 
 
@@ -272,7 +339,7 @@ async def batch_ready(ctx: TonRailContext) -> bool:
                 .where(
                     Payment.direction == "out",
                     Payment.status == "queued",
-                    Payment.asset.in_(("TON", "USDT")),
+                    (Payment.route.is_(None)) | (Payment.route == "ton"),
                     (Payment.locked_until.is_(None)) | (Payment.locked_until < now),
                 )
                 .order_by(Payment.created_at)
@@ -632,20 +699,25 @@ async def _retry_or_fail(
     ctx: TonRailContext, session: AsyncSession, payment: Payment, code: str, reason: str
 ) -> None:
     """Back to the queue with backoff, or failed for good after the last attempt."""
-    attempts = (
-        (await session.execute(select(Attempt).where(Attempt.payment_id == payment.id)))
-        .scalars()
-        .all()
-    )
-    if len(attempts) < ctx.settings.ton_max_attempts:
+    attempts = await _ton_attempts_failed(session, payment.id)
+    if attempts < ctx.settings.ton_max_attempts:
         await ctx.payments.transition(session, payment, "queued", actor="system:ton")
-        backoff = ctx.settings.ton_retry_backoff_s * 2 ** (len(attempts) - 1)
+        backoff = ctx.settings.ton_retry_backoff_s * 2 ** (attempts - 1)
         payment.locked_by = None
         payment.locked_until = clock.now() + timedelta(seconds=backoff)
         await session.execute(
             update(Payment)
             .where(Payment.id == payment.id)
             .values(locked_by=None, locked_until=payment.locked_until)
+        )
+        return
+    if set(ctx.enabled) - {"ton"}:
+        # TON failed after its retries: back to the queue unrouted, so the router falls back.
+        await ctx.payments.transition(session, payment, "queued", actor="system:ton")
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == payment.id)
+            .values(route=None, route_reason=None, locked_by=None, locked_until=None)
         )
         return
     await ctx.payments.transition(

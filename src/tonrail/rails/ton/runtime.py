@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import structlog
 
 from tonrail.db import Database
 from tonrail.payments.service import PaymentService
+from tonrail.rails.registry import enabled_rails, routing_policy
 from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
@@ -19,7 +23,11 @@ log = structlog.get_logger(__name__)
 
 
 async def open_ton_rail(
-    settings: Settings, db: Database, payments: PaymentService, worker_id: str
+    settings: Settings,
+    db: Database,
+    payments: PaymentService,
+    worker_id: str,
+    backup: Mapping[str, Any] | None = None,
 ) -> TonRailContext:
     """Build the rail's context; raises WalletKeyError when no hot wallet key is configured."""
     network = resolve_network(settings)
@@ -46,4 +54,7 @@ async def open_ton_rail(
         sign=signer.sign,
         jetton_wallet=jetton_wallet,
         worker_id=worker_id,
+        backup=backup or {},
+        routing=routing_policy(settings),
+        enabled=enabled_rails(settings),
     )

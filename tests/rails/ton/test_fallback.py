@@ -1,0 +1,82 @@
+"""Fallback end to end: a TON payout that fails after its retries is paid on Stripe."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from ton_core import Address
+
+from tests.conftest import make_key
+from tests.rails.conftest import StripeExtras, books_ok
+from tests.rails.ton.rail_fixture import Rail
+from tonrail.app import create_app
+from tonrail.db import Database
+from tonrail.ledger import rules as books
+from tonrail.payments.processing import BackupContext, backup_round
+from tonrail.rails.registry import build_backup_rails, enabled_rails, routing_policy
+from tonrail.rails.ton.payouts import payout_round
+from tonrail.settings import Settings
+
+
+@pytest.fixture
+async def wired(rail: Rail, rail_settings: Settings, db: Database) -> AsyncIterator[Any]:
+    """The TON rail of `rail`, with the backup rails of `rail_settings` behind the router."""
+    settings = rail_settings.model_copy(
+        update={"ton_max_attempts": 2, "ton_retry_backoff_s": 0, "ton_resend_seconds": 1}
+    )
+    backup = build_backup_rails(settings)
+    rail.ctx.settings = settings
+    rail.ctx.backup, rail.ctx.routing = backup, routing_policy(settings)
+    rail.ctx.enabled = enabled_rails(settings)
+    yield BackupContext(db, settings, rail.ctx.payments, backup, routing_policy(settings), "w-b")
+
+
+async def test_ton_failure_after_retries_falls_back_to_stripe(
+    rail: Rail,
+    wired: BackupContext,
+    db: Database,
+    rail_settings: Settings,
+    stripe_extras: tuple[StripeExtras, str],
+) -> None:
+    app = create_app(rail_settings, db)
+    key = await make_key(db)
+    auth = {"Authorization": f"Bearer {key}"}
+    # A bounceable address with no account behind it: every TON attempt bounces.
+    nowhere = Address("0:" + "cd" * 32).to_str(is_user_friendly=True, is_bounceable=True)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        r = await client.post(
+            "/v1/payouts",
+            headers=auth,
+            json={
+                "amount": "20",
+                "asset": "TON",
+                "destination": nowhere,
+                "metadata": {"stripe_account": "acct_1PayeeConnected"},
+            },
+        )
+        pid = r.json()["id"]
+        for _ in range(600):
+            await payout_round(rail.ctx)
+            await backup_round(wired)
+            p = (await client.get(f"/v1/payouts/{pid}", headers=auth)).json()
+            if p["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.05)
+    assert p["status"] == "succeeded", p
+    rails = [(a["rail"], a["status"]) for a in p["attempts"]]
+    assert rails == [("ton", "failed"), ("ton", "failed"), ("stripe", "confirmed")]
+    assert p["attempts"][0]["error_code"] == "bounced"
+    assert p["attempts"][2]["reason"] == "ton_failed_after_retries"
+    extras, _ = stripe_extras
+    [transfer] = [t for t in extras.transfers.values() if t["transfer_group"] == pid]
+    assert (transfer["amount"], transfer["currency"]) == (10_000, "usd")  # 20 TON at 5 USD
+    balances = await books_ok(db)
+    assert balances.get((books.PAYOUTS_PAYABLE, "TON"), 0) == 0
+    # The two bounces cost only network fees: the 20 TON came back both times.
+    assert 0 < balances[(books.NETWORK_FEES, "TON")] < 200_000_000
