@@ -4,7 +4,9 @@ Four processes, all on 127.0.0.1:
 
 - the local TON network (`tonrail.localnet.server.serve`, real TVM, a fresh state file,
   blocks every BENCH_TON_BLOCK_MS, default 400 — the mainnet cadence);
-- the API (uvicorn, one process, the real `tonrail.app.create_app` on a fresh SQLite file);
+- the API (uvicorn, one process, the real `tonrail.app.create_app` on a fresh SQLite file,
+  or with --backend postgresql a scratch database created and dropped on the server of
+  TONRAIL_TEST_POSTGRES_URL);
 - the worker (`tonrail worker --only ton_payouts`, the real payout loop: assemble, sign,
   send, track; one process, default settings except TON_BATCH_MAX);
 - this process, the load: it POSTs the payouts (aiohttp, a few connections, a unique
@@ -21,7 +23,8 @@ Then the database tells the story: payout statuses, highload requests, the `fee`
     python -m benchmarks.bench_ton_payouts --profile var/prof   # py-spy each process
 
 Environment knobs (used by `make bench`): BENCH_TON_PAYOUTS, BENCH_TON_UNBATCHED,
-BENCH_TON_BLOCK_MS, BENCH_TON_TIMEOUT (seconds per run), BENCH_TON_PROFILE (a folder).
+BENCH_TON_BLOCK_MS, BENCH_TON_TIMEOUT (seconds per run), BENCH_TON_PROFILE (a folder),
+BENCH_TON_BACKEND (sqlite or postgresql).
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ import random
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,10 +147,11 @@ class Procs:
         out["other processes"] = sum(int(v) for v in busy) / CLK_TCK - sum(out.values())
         return out
 
-    def profile(self, folder: Path, label: str) -> None:
+    def profile(self, folder: Path, label: str, roles: list[str]) -> None:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         folder.mkdir(parents=True, exist_ok=True)
-        for role, proc in self.started.items():
+        for role in roles:
+            proc = self.started[role]
             out = folder / f"{label}-{role}.txt"
             cmd = [spy, "record", "--pid", str(proc.pid), "--rate", "50", "--format", "raw"]
             self.profilers.append(
@@ -200,6 +206,41 @@ async def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, within:
 
 
 # ----------------------------------------------------------------------------- database
+PG_DB = "tonrail_bench_ton"
+DB_NAMES = {"sqlite": "SQLite", "postgresql": f"PostgreSQL, scratch database `{PG_DB}`"}
+
+
+def _postgres_urls() -> tuple[str, str]:
+    """(admin URL, URL of the scratch database PG_DB) on TONRAIL_TEST_POSTGRES_URL's server."""
+    from sqlalchemy.engine import make_url
+
+    raw = os.environ.get("TONRAIL_TEST_POSTGRES_URL", "").strip()
+    if not raw:
+        raise RuntimeError("the postgresql backend needs TONRAIL_TEST_POSTGRES_URL")
+    url = make_url(raw).set(drivername="postgresql+asyncpg")
+    admin = url.set(database="postgres").render_as_string(hide_password=False)
+    return admin, url.set(database=PG_DB).render_as_string(hide_password=False)
+
+
+async def _pg_admin(admin_url: str, *statements: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin_url)
+    conn = await asyncpg.connect(
+        user=url.username,
+        password=url.password,
+        host=url.host,
+        port=url.port or 5432,
+        database=url.database,
+    )
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 async def _prepare_db(url: str) -> str:
     from tonrail.db import Database
     from tonrail.migrate import upgrade_async
@@ -218,10 +259,24 @@ async def _prepare_db(url: str) -> str:
 
 
 async def _statuses(db: Any) -> dict[str, int]:
+    """Payout counts by status. On SQLite through a read-only connection of its own: every
+    transaction of `Database` begins IMMEDIATE (takes the write lock), and polling with it
+    would compete with the API and the worker for that lock."""
     from sqlalchemy import func, select
 
     from tonrail.payments.models import Payment
 
+    if db.dialect == "sqlite":
+        path = db.url.split(":///", 1)[1]
+
+        def read() -> dict[str, int]:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as conn:
+                rows = conn.execute(
+                    "SELECT status, count(*) FROM payments WHERE direction = 'out' GROUP BY status"
+                ).fetchall()
+            return {str(s): int(c) for s, c in rows}
+
+        return await asyncio.to_thread(read)
     async with db.transaction() as session:
         rows = await session.execute(
             select(Payment.status, func.count())
@@ -280,6 +335,9 @@ class Run:
     hot_spent: int = 0  # nanoton that left the hot wallet (TON principal + fees)
     principal_ton: int = 0
     error: str | None = None
+    phased: bool = False  # the worker started only after the last POST
+    ids: dict[int, str] = field(default_factory=dict)  # workload index -> payment id
+    fee_of: dict[str, tuple[str, int]] = field(default_factory=dict)  # payment -> asset, fee
 
     @property
     def fees(self) -> list[int]:
@@ -317,6 +375,7 @@ async def _post_all(
                     headers={**headers, "Idempotency-Key": f"{nonce}-{i}"},
                 ) as r:
                     if r.status in (200, 201):
+                        run.ids[i] = (await r.json())["id"]
                         break
                     body = await r.text()
                     if r.status >= 500 or r.status == 429:
@@ -370,12 +429,13 @@ async def _collect(db: Any, run: Run, first_post: datetime) -> None:
         run.requests = len(run.request_sizes)
         rows = (
             await session.execute(
-                select(TonTransfer.asset, TonTransfer.fee, TonTransfer.amount).where(
-                    TonTransfer.status == "confirmed"
-                )
+                select(
+                    TonTransfer.payment_id, TonTransfer.asset, TonTransfer.fee, TonTransfer.amount
+                ).where(TonTransfer.status == "confirmed")
             )
         ).all()
-        for asset, fee, amount in rows:
+        for payment_id, asset, fee, amount in rows:
+            run.fee_of[str(payment_id)] = (str(asset), int(fee or 0))
             (run.fees_ton if asset == "TON" else run.fees_usdt).append(int(fee or 0))
             if asset == "TON":
                 run.principal_ton += int(amount)
@@ -397,7 +457,14 @@ async def _hot_balance(base: str, address: str) -> int:
 
 
 async def _run(
-    label: str, batch_max: int, n: int, block_ms: int, limit_s: float, profile: Path | None
+    label: str,
+    batch_max: int,
+    n: int,
+    block_ms: int,
+    limit_s: float,
+    profile: Path | None,
+    backend: str,
+    phased: bool,
 ) -> Run:
     from nacl.signing import SigningKey
 
@@ -406,7 +473,7 @@ async def _run(
     from tonrail.rails.ton.keys import PassphraseKek, seal, write_envelope
 
     items = workload(n)
-    run = Run(label=label, batch_max=batch_max, payouts=n, timeout_s=limit_s)
+    run = Run(label=label, batch_max=batch_max, payouts=n, timeout_s=limit_s, phased=phased)
     run.ton = sum(1 for i in items if i["asset"] == "TON")
     run.usdt = n - run.ton
     genesis = Genesis()
@@ -415,7 +482,16 @@ async def _run(
     with tempfile.TemporaryDirectory(prefix="bench-ton-") as tmp:
         scratch = Path(tmp)
         procs = Procs(scratch)
-        db_url = f"sqlite+aiosqlite:///{scratch / 'tonrail.sqlite3'}"
+        admin_url = ""
+        if backend == "postgresql":
+            admin_url, db_url = _postgres_urls()
+            await _pg_admin(
+                admin_url,
+                f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)',
+                f'CREATE DATABASE "{PG_DB}"',
+            )
+        else:
+            db_url = f"sqlite+aiosqlite:///{scratch / 'tonrail.sqlite3'}"
         db = Database(db_url)
         try:
             # The local network.
@@ -453,19 +529,27 @@ async def _run(
             uvicorn += ["--factory", "--host", "127.0.0.1", "--port", str(api_port)]
             uvicorn += ["--no-access-log", "--log-level", "warning"]
             apiproc = procs.start("api", uvicorn, env)
-            # The worker.
-            worker = procs.start("worker", [TONRAIL, "worker", "--only", "ton_payouts"], env)
+            # The worker (in a phased run: after the last POST).
+            worker_cmd = [TONRAIL, "worker", "--only", "ton_payouts"]
+            if not phased:
+                worker = procs.start("worker", worker_cmd, env)
             await _wait_http(f"{api}/readyz", apiproc, "API server", 60)
-            await _wait_worker_up(db, worker, 60)
+            if not phased:
+                await _wait_worker_up(db, worker, 60)
             hot_before = await _hot_balance(net, hot_address)
             if profile is not None:
-                procs.profile(profile, label)
+                procs.profile(profile, label, list(procs.started))
 
             print(f"  {label}: posting {n} payouts", file=sys.stderr, flush=True)
             cpu0 = procs.cpu()
             first_post, start = await _post_all(api, secret, items, run)
+            if phased:
+                worker = procs.start("worker", worker_cmd, env)
+                if profile is not None:
+                    await asyncio.sleep(0.5)
+                    procs.profile(profile, label, ["worker"])
             cpu1 = procs.cpu()
-            run.cpu_create = {k: cpu1[k] - cpu0[k] for k in cpu0}
+            run.cpu_create = {k: cpu1[k] - cpu0.get(k, 0.0) for k in cpu1}
             print(
                 f"  {label}: created in {run.create_s:.1f} s; waiting until final",
                 file=sys.stderr,
@@ -491,7 +575,7 @@ async def _run(
                         file=sys.stderr,
                         flush=True,
                     )
-                await asyncio.sleep(0.25)
+                await asyncio.sleep(0.5)
             cpu2 = procs.cpu()
             run.cpu_confirm = {k: cpu2[k] - cpu1[k] for k in cpu1}
             if not run.finished:
@@ -506,6 +590,8 @@ async def _run(
         finally:
             procs.close()
             await db.dispose()
+            if admin_url:
+                await _pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
     return run
 
 
@@ -527,6 +613,13 @@ def _fee_cells(values: list[int]) -> str:
     return (
         f"{_ton(statistics.fmean(values))} | {_ton(_pct(values, 0.5))} | {_ton(_pct(values, 0.95))}"
     )
+
+
+def _vs(batched: list[int], unbatched: list[int]) -> str:
+    if not batched or not unbatched:
+        return "-"
+    b, u = statistics.fmean(batched), statistics.fmean(unbatched)
+    return f"{_ton(b)} vs {_ton(u)} TON ({100 * (1 - b / u):.0f}% less)"
 
 
 def _cpu_cell(cpu: dict[str, float], seconds: float) -> str:
@@ -560,7 +653,7 @@ def _fee_rows(run: Run) -> list[str]:
     ]
 
 
-def report(runs: list[Run], block_ms: int, elapsed: float, command: str) -> str:
+def report(runs: list[Run], block_ms: int, backend: str, elapsed: float, command: str) -> str:
     batched = next((r for r in runs if r.batch_max > 1), None)
     unbatched = next((r for r in runs if r.batch_max == 1), None)
     verdicts = []
@@ -574,17 +667,31 @@ def report(runs: list[Run], block_ms: int, elapsed: float, command: str) -> str:
             f"{'met' if met and at_scale else 'NOT met'} — {batched.total_s:.1f} s, "
             f"{batched.rate:.1f} payouts/s{scale_note}."
         )
+    same: list[str] = []
     if batched and unbatched and batched.fees and unbatched.fees:
-        b, u = statistics.fmean(batched.fees), statistics.fmean(unbatched.fees)
-        verdicts.append(
-            f"- **Batched fee per payout well under unbatched**: "
-            f"{'met' if b < 0.8 * u else 'NOT met'} — average {_ton(b)} vs {_ton(u)} TON "
-            f"({100 * (1 - b / u):.0f}% less); "
-            f"TON payouts {_ton(statistics.fmean(batched.fees_ton or [0]))} vs "
-            f"{_ton(statistics.fmean(unbatched.fees_ton or [0]))}, USDT payouts "
-            f"{_ton(statistics.fmean(batched.fees_usdt or [0]))} vs "
-            f"{_ton(statistics.fmean(unbatched.fees_usdt or [0]))}."
-        )
+        # Like for like: the unbatched run pays the first N payouts of the same seeded
+        # workload on a fresh chain; compare with what those N cost in the batched run (later
+        # payouts can find the recipient's jetton wallet already deployed, which is cheaper).
+        picked = [batched.fee_of.get(i) for k, i in batched.ids.items() if k < unbatched.payouts]
+        mine = [x for x in picked if x is not None]
+        b_all = [f for _, f in mine]
+        b_ton = [f for a, f in mine if a == "TON"]
+        b_usdt = [f for a, f in mine if a == "USDT"]
+        n = unbatched.payouts
+        same = [
+            f"| batched, its first {n:,} (the unbatched run's) | all ({len(b_all):,}) "
+            f"| {_fee_cells(b_all)} |",
+            f"| batched, its first {n:,} | TON ({len(b_ton):,}) | {_fee_cells(b_ton)} |",
+            f"| batched, its first {n:,} | USDT ({len(b_usdt):,}) | {_fee_cells(b_usdt)} |",
+        ]
+        if b_all:
+            b, u = statistics.fmean(b_all), statistics.fmean(unbatched.fees)
+            verdicts.append(
+                f"- **Batched fee per payout well under unbatched**: "
+                f"{'met' if b < 0.8 * u else 'NOT met'} — on the same {n:,} payouts, average "
+                f"{_vs(b_all, unbatched.fees)}; TON payouts {_vs(b_ton, unbatched.fees_ton)}; "
+                f"USDT payouts {_vs(b_usdt, unbatched.fees_usdt)}."
+            )
     checks = []
     for run in runs:
         if run.error:
@@ -612,15 +719,17 @@ def report(runs: list[Run], block_ms: int, elapsed: float, command: str) -> str:
             f"| {run.label} | after the last POST ({confirm:.1f} s) "
             f"| {_cpu_cell(run.cpu_confirm, confirm)} |"
         )
+    phased = any(r.phased for r in runs)
+    when = "only after the last POST: `--phased`" if phased else "before the first POST"
     lines = [
         "## TON payouts: API to confirmed",
         "",
         "Payouts (a fixed seeded mix: 70 % TON of 0.001 to 2 TON, 30 % USDT of 0.01 to 500 "
         f"USDT, to {DESTINATIONS:,} never-deployed addresses) POSTed to the real API "
-        f"(uvicorn, 1 process, SQLite) by {CONNECTIONS} connections, sent and tracked by one "
-        "real worker process (`tonrail worker --only ton_payouts`, started before the first "
-        "POST), on the local network (its own process, real TVM, blocks every "
-        f"{block_ms} ms). All on 127.0.0.1, {os.cpu_count()} CPUs shared by the four "
+        f"(uvicorn, 1 process, {DB_NAMES[backend]}) by {CONNECTIONS} connections, sent and "
+        "tracked by one real worker process (`tonrail worker --only ton_payouts`, started "
+        f"{when}), on the local network (its own process, real TVM, blocks "
+        f"every {block_ms} ms). All on 127.0.0.1, {os.cpu_count()} CPUs shared by the four "
         "processes. Time runs from the first POST to the last payout's final `updated_at`; "
         "fees are the `fee` booked on each confirmed `ton_transfers` row (its share of the "
         "request's common fee + its own chain fees).",
@@ -635,6 +744,7 @@ def report(runs: list[Run], block_ms: int, elapsed: float, command: str) -> str:
         "| run | payouts | average | p50 | p95 |",
         "|---|---|--:|--:|--:|",
         *[row for r in runs for row in _fee_rows(r)],
+        *same,
         "",
         "### Goals",
         "",
@@ -679,21 +789,28 @@ def main(argv: list[str] | None = None) -> str:
         default=Path(env("BENCH_TON_PROFILE")) if env("BENCH_TON_PROFILE") else None,
         help="record each process with py-spy (raw stacks) into this folder",
     )
+    parser.add_argument(
+        "--phased",
+        action="store_true",
+        default=env("BENCH_TON_PHASED", "") == "1",
+        help="start the worker only after the last POST (create and send measured apart)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default=env("BENCH_TON_BACKEND", "sqlite"),
+        help=f"postgresql: a scratch database {PG_DB} on TONRAIL_TEST_POSTGRES_URL's server",
+    )
     args = parser.parse_args(argv if argv is not None else [])
     started = time.monotonic()
-    runs = [
-        asyncio.run(_run("batched", 254, args.payouts, args.block_ms, args.timeout, args.profile))
-    ]
+    common = (args.block_ms, args.timeout, args.profile, args.backend, args.phased)
+    runs = [asyncio.run(_run("batched", 254, args.payouts, *common))]
     if args.unbatched > 0:
-        runs.append(
-            asyncio.run(
-                _run("unbatched", 1, args.unbatched, args.block_ms, args.timeout, args.profile)
-            )
-        )
+        runs.append(asyncio.run(_run("unbatched", 1, args.unbatched, *common)))
     command = "python -m benchmarks.bench_ton_payouts"
     if argv:
         command += " " + " ".join(argv)
-    return report(runs, args.block_ms, time.monotonic() - started, command)
+    return report(runs, args.block_ms, args.backend, time.monotonic() - started, command)
 
 
 if __name__ == "__main__":
