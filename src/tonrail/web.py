@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tonrail.db import Database
 from tonrail.errors import AuthenticationFailed, TonrailError
+from tonrail.monitoring.lockouts import record_security_failure
 from tonrail.payments.service import PaymentService
 from tonrail.security.api_keys import Principal, authenticate
 from tonrail.settings import Settings
@@ -43,8 +44,14 @@ async def current_principal(request: Request) -> Principal:
         secret: str | None = token.strip()
     else:
         secret = request.headers.get("x-api-key")
-    async with database(request).transaction() as session:
-        return await authenticate(session, secret)
+    try:
+        async with database(request).transaction() as session:
+            return await authenticate(session, secret)
+    except AuthenticationFailed as exc:
+        # Repeated refusals from one address lock it (monitoring/lockouts.py).
+        if request.client is not None and exc.code == "api_key_invalid":
+            await record_security_failure(database(request), "ip", request.client.host, exc.code)
+        raise
 
 
 def error_body(code: str, message: str, param: str | None = None) -> dict[str, Any]:

@@ -131,3 +131,19 @@ async def test_failures_outside_the_window_do_not_count(db: Database, settings: 
     await evaluate_alerts(Ctx(db, settings))
     async with db.transaction() as session:
         assert (await session.execute(select(Lockout))).first() is None
+
+
+async def test_bad_keys_over_http_lock_the_callers_address(
+    db: Database, settings: Settings, client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """Ten refused API keys from one address lock it; its payouts then get 423 ip_locked."""
+    c = _freeze()
+    for _ in range(10):
+        r = await client.get("/v1/payouts", headers={"Authorization": "Bearer trk_guess"})
+        assert r.status_code == 401
+    c.advance(1)
+    await evaluate_alerts(Ctx(db, settings))
+    r = await client.post(
+        "/v1/payouts", json={"amount": "1", "asset": "TON", "destination": DEST}, headers=auth
+    )
+    assert r.status_code == 423 and r.json()["error"]["code"] == "ip_locked"

@@ -59,7 +59,8 @@ async def create_payout(
     """Create a payout in TON or USDT. Above the approval threshold it waits for approvers."""
     _need(principal, "payments:write")
     ikey = await _ikey(request, principal, idempotency_key)
-    return _send(await service.create_payout(principal, body, ikey))
+    client_ip = request.client.host if request.client is not None else None
+    return _send(await service.create_payout(principal, body, ikey, client_ip))
 
 
 @router.post("/payouts/{payment_id}/approve", response_model=PaymentOut, responses=ERRORS)

@@ -35,6 +35,7 @@ from tonrail.kit.claims import claim
 from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
+from tonrail.monitoring import signals
 from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
@@ -283,6 +284,9 @@ async def _available(ctx: TonRailContext, session: AsyncSession) -> dict[str, in
     """Hot wallet balances minus what signed requests not yet executed will take."""
     _, ton = await ctx.api.account_state(ctx.wallet.address.to_str())
     usdt = await jetton_balance(ctx.api, ctx.jetton_wallet) if ctx.jetton_wallet else 0
+    signals.set_hot_wallet_balance("TON", ton)
+    if ctx.jetton_wallet:
+        signals.set_hot_wallet_balance("USDT", usdt)
     in_flight = (
         await session.execute(
             select(TonTransfer.asset, TonTransfer.amount, TonTransfer.message_value)
@@ -656,6 +660,9 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
                     payment.id,
                 )
                 await ctx.payments.transition(session, payment, "succeeded", actor="system:ton")
+                signals.observe_confirmation(
+                    "ton", (clock.now() - payment.created_at).total_seconds()
+                )
                 continue
             code = (
                 "not_sent"

@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 
 from tonrail.db import Database
+from tonrail.monitoring import signals
 from tonrail.payments.service import PaymentService
 from tonrail.rails.registry import enabled_rails, routing_policy
 from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
@@ -35,7 +36,8 @@ async def open_ton_rail(
     wallet = HighloadWallet(
         signer.public_key, network.highload_subwallet_id, network.highload_timeout_seconds
     )
-    api = ToncenterTonApi(ToncenterClient.from_network(network, settings))
+    client = ToncenterClient.from_network(network, settings, on_call=signals.record_toncenter_call)
+    api = ToncenterTonApi(client)
     jetton_wallet = None
     if network.usdt_master:
         jetton_wallet = await jetton_wallet_of(api, network.usdt_master, raw(wallet.address))

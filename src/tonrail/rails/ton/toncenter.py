@@ -61,6 +61,7 @@ RETRYABLE: frozenset[str] = frozenset(
 )
 SEND_METHODS = frozenset({"sendBoc", "sendBocReturnHash"})
 OnError = Callable[[str, str], None]
+OnCall = Callable[[str, bool, str], None]  # (method, ok, error kind) after retries
 
 
 class ToncenterError(TonrailError):
@@ -524,6 +525,7 @@ class ToncenterClient:
         backoff_max: float = 10.0,
         retry_after_max: float = 60.0,
         on_error: OnError | None = None,
+        on_call: OnCall | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
@@ -539,6 +541,7 @@ class ToncenterClient:
         self._backoff_max = backoff_max
         self._retry_after_max = retry_after_max
         self._on_error = on_error
+        self._on_call = on_call
         self._sleep = sleep
         self._limiter = RateLimiter(rps, sleep)
         headers = {"Accept": "application/json", "User-Agent": "tonrail"}
@@ -627,12 +630,23 @@ class ToncenterClient:
             reraise=True,
         )
         try:
-            return await retrying(
+            result: T = await retrying(
                 self._once, parse, api=api, method=method, params=params, body=body
             )
         except ToncenterError as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
+            self._count(method, False, exc.kind)
             raise
+        self._count(method, True, "")
+        return result
+
+    def _count(self, method: str, ok: bool, kind: str) -> None:
+        """Report each call's final outcome (after retries) by method name, never by URL."""
+        if self._on_call is not None:
+            try:
+                self._on_call(method, ok, kind)
+            except Exception:  # a monitoring hook must not break a payment call
+                log.exception("toncenter_on_call_hook_failed", method=method)
 
     async def _once(
         self,
