@@ -1,0 +1,1 @@
+"""The fee optimizer: network conditions, fee history, the per-payout policy (docs/FEES.md)."""
