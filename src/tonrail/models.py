@@ -2,6 +2,7 @@
 
 from tonrail.db import Base
 from tonrail.events.models import OutboxEvent
+from tonrail.fees.models import FeeDecisionRecord, FeeSample
 from tonrail.kit.models import WorkerHeartbeat
 from tonrail.ledger.models import JournalEntry, LedgerLine
 from tonrail.limits.models import DailyVolume
@@ -37,6 +38,8 @@ __all__ = [
     "Approval",
     "Attempt",
     "DailyVolume",
+    "FeeDecisionRecord",
+    "FeeSample",
     "IdempotencyRecord",
     "JournalEntry",
     "LedgerLine",
