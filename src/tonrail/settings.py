@@ -197,6 +197,35 @@ class Settings(BaseSettings):
     metrics_token: SecretStr = SecretStr("")  # if set, /metrics wants "Bearer <token>"
     audit_large_payout_usdt: int = 100_000 * 10**6
 
+    # --- fee optimizer (issue 5; docs/FEES.md). Fees in nanoton, USD in micro-USD.
+    fees_sample_seconds: float = 10.0  # how often the sampler looks at the network
+    fees_config_refresh_seconds: int = 300  # config params 20/21/24/25 re-read this often
+    fees_probe_batch_size: int = 10  # transfers in the representative batch estimateFee prices
+    fees_history_seconds: int = 3_600  # window of fee statistics
+    fees_latency_window_seconds: int = 300  # our requests whose inclusion latency counts
+    fees_ewma_alpha: float = 0.2  # weight of the newest fee in the EWMA
+    fees_high_factor: float = 2.0  # a fee above factor x the recent p90 is unusually high
+    fees_high_min_samples: int = 10  # fewer samples: no verdict
+    fees_congestion_tau_seconds: float = 30.0  # smoothing time constant of congestion
+    fees_latency_ok_ms: int = 2_000  # inclusion latency that is still 0 % congestion ...
+    fees_latency_full_ms: int = 30_000  # ... and the one that is 100 %
+    fees_queue_ok: int = 100  # outbound message queue that is still 0 % ...
+    fees_queue_full: int = 5_000  # ... and 100 %
+    fees_error_weight: float = 0.5  # toncenter error share counts this much toward congestion
+    fees_assumed_latency_ms: int = 5_000  # planning latency while none is measured
+    fees_max_fee_usd_micro: int = 1_000_000  # divert a payout whose fee would exceed this; 0 = off
+    fees_max_fee_share_bp: int = 1_000  # ... or this share of its value; 0 = off
+    fees_window_urgent_ms: int = 2_000  # longest wait for a batch, by priority
+    fees_window_normal_ms: int = 20_000
+    fees_window_low_ms: int = 600_000
+    fees_hold_congestion_normal_pct: int = 90  # hold normal payouts at this congestion ...
+    fees_hold_congestion_low_pct: int = 60  # ... low ones at this (urgent: never)
+    fees_hold_step_seconds: int = 60  # a held payout is reconsidered after this long
+    fees_divert_congestion_pct: int = 50  # a payout that would miss its target diverts above
+    fees_jetton_attach_min_nanoton: int = 15_000_000  # least TON attached to a jetton transfer
+    fees_jetton_attach_margin_pct: int = 200  # attach this % of the observed p90 jetton spend
+    fees_status_decisions: int = 20  # decisions listed by GET /v1/fees/status
+
     @field_validator("alert_routes")
     @classmethod
     def _known_alert_channels(cls, value: str) -> str:

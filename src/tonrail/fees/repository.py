@@ -1,0 +1,173 @@
+"""SQL of the fee optimizer. Reads the TON rail's requests and transfers (read-only) for the
+latency and the fees our own payouts really had; writes only its own tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail.fees.models import FeeDecisionRecord, FeeSample
+from tonrail.payments.models import Payment
+from tonrail.rails.ton.models import TonRequest, TonTransfer
+
+TRANSFERS_READ_MAX = 5_000  # newest confirmed transfers looked at for fee history
+
+
+async def latest_sample(session: AsyncSession) -> FeeSample | None:
+    stmt = select(FeeSample).order_by(FeeSample.sampled_at.desc(), FeeSample.id.desc()).limit(1)
+    return (await session.execute(stmt)).scalars().first()
+
+
+async def latest_config_sample(session: AsyncSession) -> FeeSample | None:
+    """The newest sample that read the config params (it carries their hash)."""
+    stmt = (
+        select(FeeSample)
+        .where(FeeSample.config_hash.is_not(None))
+        .order_by(FeeSample.sampled_at.desc(), FeeSample.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalars().first()
+
+
+async def latest_config(session: AsyncSession) -> dict[str, object] | None:
+    """The config params as last stored (stored only when they changed)."""
+    stmt = (
+        select(FeeSample.config)
+        .where(FeeSample.config.is_not(None))
+        .order_by(FeeSample.sampled_at.desc(), FeeSample.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalars().first()
+
+
+async def samples_since(session: AsyncSession, since: datetime) -> Sequence[FeeSample]:
+    stmt = select(FeeSample).where(FeeSample.sampled_at >= since).order_by(FeeSample.sampled_at)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def request_latencies_ms(session: AsyncSession, since: datetime) -> list[int]:
+    """Our own requests done since `since`: signed -> seen processed (or final, which is
+    the tracker's next step), in ms. An upper bound of inclusion latency, by the polling."""
+    stmt = select(TonRequest.created_at, TonRequest.updated_at).where(
+        TonRequest.status.in_(("processed", "final")), TonRequest.updated_at >= since
+    )
+    rows = (await session.execute(stmt)).all()
+    return [max(0, int((done - signed).total_seconds() * 1000)) for signed, done in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class PaidTransfer:
+    asset: str
+    fee: int  # nanoton booked for this payout, its share of the request included
+    request_id: str
+    request_fee: int | None  # the request's common fee
+    request_size: int  # payouts in the request
+
+
+async def paid_transfers(session: AsyncSession, since: datetime) -> list[PaidTransfer]:
+    """Confirmed TON-rail payouts since `since`, oldest first, with their request's shape."""
+    sizes = (
+        select(TonTransfer.request_id, func.count().label("n"))
+        .group_by(TonTransfer.request_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            TonTransfer.asset,
+            TonTransfer.fee,
+            TonTransfer.request_id,
+            TonRequest.common_fee,
+            sizes.c.n,
+        )
+        .join(TonRequest, TonRequest.id == TonTransfer.request_id)
+        .join(sizes, sizes.c.request_id == TonTransfer.request_id)
+        .where(
+            TonTransfer.status == "confirmed",
+            TonTransfer.fee.is_not(None),
+            TonTransfer.updated_at >= since,
+        )
+        .order_by(TonTransfer.updated_at.desc())
+        .limit(TRANSFERS_READ_MAX)
+    )
+    rows = (await session.execute(stmt)).all()
+    return [PaidTransfer(a, int(f), r, c, int(n)) for a, f, r, c, n in reversed(rows)]
+
+
+async def queued_by_priority(session: AsyncSession) -> dict[str, int]:
+    """Payouts waiting for the TON rail, by priority."""
+    stmt = (
+        select(Payment.priority, func.count())
+        .where(
+            Payment.direction == "out",
+            Payment.status == "queued",
+            (Payment.route.is_(None)) | (Payment.route == "ton"),
+        )
+        .group_by(Payment.priority)
+    )
+    return {p: int(n) for p, n in (await session.execute(stmt)).all()}
+
+
+async def upsert_decision(session: AsyncSession, values: dict[str, object]) -> None:
+    """Insert the payout's decision, or replace it and count the revision."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(FeeDecisionRecord).values(revisions=1, **values)
+    changed = {k: stmt.excluded[k] for k in values if k != "payment_id"}
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["payment_id"],
+            set_={**changed, "revisions": FeeDecisionRecord.revisions + 1},
+        )
+    )
+
+
+async def recent_decisions(
+    session: AsyncSession, account_id: str | None, limit: int
+) -> Sequence[FeeDecisionRecord]:
+    stmt = select(FeeDecisionRecord).order_by(
+        FeeDecisionRecord.decided_at.desc(), FeeDecisionRecord.payment_id
+    )
+    if account_id is not None:
+        stmt = stmt.join(Payment, Payment.id == FeeDecisionRecord.payment_id).where(
+            Payment.account_id == account_id
+        )
+    return (await session.execute(stmt.limit(limit))).scalars().all()
+
+
+async def decisions_for(
+    session: AsyncSession, payment_ids: Sequence[str]
+) -> dict[str, FeeDecisionRecord]:
+    if not payment_ids:
+        return {}
+    stmt = select(FeeDecisionRecord).where(FeeDecisionRecord.payment_id.in_(list(payment_ids)))
+    return {d.payment_id: d for d in (await session.execute(stmt)).scalars().all()}
+
+
+@dataclass(frozen=True, slots=True)
+class Savings:
+    payouts: int  # with an outcome and both fees known
+    fee_paid: int
+    alone_fee: int
+
+
+async def savings(session: AsyncSession, account_id: str | None, since: datetime) -> Savings:
+    """What confirmed payouts paid against what each would have cost alone."""
+    stmt = select(
+        func.count(), func.sum(FeeDecisionRecord.fee_paid), func.sum(FeeDecisionRecord.alone_fee)
+    ).where(
+        FeeDecisionRecord.outcome == "confirmed",
+        FeeDecisionRecord.fee_paid.is_not(None),
+        FeeDecisionRecord.alone_fee.is_not(None),
+        FeeDecisionRecord.outcome_at >= since,
+    )
+    if account_id is not None:
+        stmt = stmt.join(Payment, Payment.id == FeeDecisionRecord.payment_id).where(
+            Payment.account_id == account_id
+        )
+    n, paid, alone = (await session.execute(stmt)).one()
+    return Savings(int(n or 0), int(paid or 0), int(alone or 0))
