@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 import tonrail
 from tonrail.db import Database
+from tonrail.fees.endpoints import router as fees_router
 from tonrail.monitoring.endpoints import router as monitoring_router
 from tonrail.payments.endpoints import router as payments_router
 from tonrail.payments.service import PaymentService
@@ -52,6 +53,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.payments = PaymentService(database_, settings)
     install_error_handlers(app)
     app.include_router(payments_router)
+    app.include_router(fees_router)  # GET /v1/fees/status (docs/FEES.md)
     # Backup rails (Stripe, PayPal, bank): checkout for invoices and provider webhooks.
     app.state.backup_rails = build_backup_rails(settings)
     app.state.backup_checkout = BackupCheckout(database_, app.state.backup_rails)

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tonrail import clock
 from tonrail.db import Database
+from tonrail.fees.sampler import sample_if_due
 from tonrail.ids import new_id
 from tonrail.kit.claims import claim
 from tonrail.kit.models import WorkerHeartbeat
@@ -104,6 +105,13 @@ async def ton_deposits(ctx: WorkerContext) -> int:
     return await watch_deposits(ctx.ton) if ctx.ton is not None else 0
 
 
+async def fee_sampler(ctx: WorkerContext) -> int:
+    """Sample TON network conditions for the fee optimizer every FEES_SAMPLE_SECONDS."""
+    ton = ctx.ton
+    wallet, jetton = (ton.wallet, ton.jetton_wallet) if ton is not None else (None, None)
+    return await sample_if_due(ctx.db, ctx.settings, ctx.worker_id, wallet, jetton)
+
+
 LOOPS: dict[str, Loop] = {
     loop.name: loop
     for loop in (
@@ -112,6 +120,7 @@ LOOPS: dict[str, Loop] = {
         Loop("ton_deposits", ton_deposits, 0.5),
         Loop("ton_reconcile", ton_reconcile, 30.0),
         Loop("backup_payouts", backup_payouts, 1.0),
+        Loop("fee_sampler", fee_sampler, 1.0),  # samples every FEES_SAMPLE_SECONDS
         # Monitoring (docs/monitoring.md); intervals stay below ALERT_HEARTBEAT_STALE_SECONDS.
         Loop("evaluate_alerts", monitoring.evaluate_alerts, 2.0),
         Loop("publish_signals", monitoring.publish_signals, 2.0),

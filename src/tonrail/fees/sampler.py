@@ -43,7 +43,7 @@ from tonrail.rails.ton.highload import (
     sign_request,
     ton_transfer,
 )
-from tonrail.rails.ton.network import TonNetwork
+from tonrail.rails.ton.network import TonNetwork, resolve_network
 from tonrail.rails.ton.toncenter import ToncenterClient, ToncenterError
 from tonrail.settings import Settings
 
@@ -372,3 +372,31 @@ class Sampler:
         if smoothed is not None:
             signals.set_congestion(smoothed)
         return sample
+
+
+# ------------------------------------------------------------------ the worker loop
+_samplers: dict[str, Sampler] = {}
+
+
+async def sample_if_due(
+    db: Database,
+    settings: Settings,
+    worker_id: str,
+    wallet: HighloadWallet | None = None,
+    jetton_wallet: str | None = None,
+) -> int:
+    """The `fee_sampler` loop: sample when the newest sample (from any worker) is older than
+    FEES_SAMPLE_SECONDS. Returns 0 so the worker sleeps its interval between checks."""
+    async with db.transaction() as session:
+        latest = await repo.latest_sample(session)
+    due = timedelta(seconds=settings.fees_sample_seconds)
+    if latest is not None and clock.now() - latest.sampled_at < due:
+        return 0
+    sampler = _samplers.get(worker_id)
+    if sampler is None:
+        sampler = Sampler.for_network(
+            db, settings, resolve_network(settings), wallet, jetton_wallet
+        )
+        _samplers[worker_id] = sampler
+    await sampler.sample()
+    return 0

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tonrail.fees.schemas import FeeDecisionOut
 from tonrail.money import format_minor
 from tonrail.payments.models import Attempt, Payment
 from tonrail.rails.ton.links import transfer_link
@@ -93,6 +94,9 @@ class PaymentOut(BaseModel):
     failure_code: str | None
     failure_message: str | None
     hold_reason: str | None = None
+    fee_decision: FeeDecisionOut | None = Field(
+        default=None, description="the fee optimizer's decision for a TON payout (docs/FEES.md)"
+    )
     expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -106,6 +110,7 @@ class PaymentOut(BaseModel):
         attempts: list[Attempt] | None = None,
         pay_to: str | None = None,
         usdt_master: str | None = None,
+        fee_decision: FeeDecisionOut | None = None,
     ) -> PaymentOut:
         invoice = p.direction == "in"
         link = (
@@ -138,6 +143,7 @@ class PaymentOut(BaseModel):
             failure_code=p.failure_code,
             failure_message=p.failure_message,
             hold_reason=p.hold_reason,
+            fee_decision=fee_decision,
             expires_at=p.expires_at,
             created_at=p.created_at,
             updated_at=p.updated_at,
