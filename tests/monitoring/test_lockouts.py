@@ -108,6 +108,23 @@ async def test_nine_failures_lock_nothing(db: Database, settings: Settings) -> N
         await check_not_locked(session, "key_9", DEST, "10.0.0.1")
 
 
+async def test_retries_of_one_payout_count_once(db: Database, settings: Settings) -> None:
+    """The rail retries a payout (a bounce, up to TON_MAX_ATTEMPTS): that is one failure of
+    the counterparty and of the key, not one per attempt. Four payouts retried three times
+    lock nothing, while the attempt-level failure pattern still sees all twelve."""
+    c = _freeze()
+    for _ in range(4):
+        pid = await payout(db, key="key_r")
+        for _ in range(3):
+            await attempt_outcome(db, pid, "failed", error_code="bounced")
+    c.advance(1)
+    await evaluate_alerts(Ctx(db, settings))
+    async with db.transaction() as session:
+        assert (await session.execute(select(Lockout))).first() is None
+        await check_not_locked(session, "key_r", DEST, None)
+    assert set(await _alerts(db)) == {"failure_pattern:ton:bounced"}
+
+
 async def test_ip_failures_lock_the_ip(db: Database, settings: Settings) -> None:
     c = _freeze()
     for _ in range(10):

@@ -248,10 +248,13 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
         if at is not None:
             unlocks[(kind, subject)] = at
     events: list[tuple[str, str, datetime]] = []
+    # One failure per payment, at its latest failed attempt: the rail's own retries of a
+    # payout (a bounce is retried up to TON_MAX_ATTEMPTS) are not more failures of the subject.
     rows = await session.execute(
-        select(Payment.counterparty, Payment.requested_by, Attempt.updated_at)
+        select(Payment.counterparty, Payment.requested_by, func.max(Attempt.updated_at))
         .join(Payment, Payment.id == Attempt.payment_id)
         .where(Attempt.updated_at >= since, Attempt.status == "failed")
+        .group_by(Payment.id, Payment.counterparty, Payment.requested_by)
         .limit(LIST_CAP * 10)
     )
     for counterparty, requested_by, at in rows:
