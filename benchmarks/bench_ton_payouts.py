@@ -88,6 +88,14 @@ def workload(n: int, seed: int = SEED) -> list[dict[str, str]]:
 
 
 # ----------------------------------------------------------------------------- processes
+def server_app() -> Any:
+    """uvicorn factory of the API process: the real app, configured from the environment."""
+    from tonrail.app import create_app
+    from tonrail.settings import Settings
+
+    return create_app(Settings(_env_file=None))  # type: ignore[call-arg]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -525,7 +533,7 @@ async def _run(
             )
             api_port = _free_port()
             api = f"http://127.0.0.1:{api_port}"
-            uvicorn = [sys.executable, "-m", "uvicorn", "benchmarks.bench_api:server_app"]
+            uvicorn = [sys.executable, "-m", "uvicorn", "benchmarks.bench_ton_payouts:server_app"]
             uvicorn += ["--factory", "--host", "127.0.0.1", "--port", str(api_port)]
             uvicorn += ["--no-access-log", "--log-level", "warning"]
             apiproc = procs.start("api", uvicorn, env)
@@ -766,6 +774,21 @@ def report(runs: list[Run], block_ms: int, backend: str, elapsed: float, command
     return "\n".join(lines)
 
 
+def code_state() -> str:
+    """The commit under test, and whether src/ had uncommitted changes when the run began."""
+    try:
+        git = ["git", "-C", str(REPO)]
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return f"commit `{head or 'unknown'}`" + (" + uncommitted changes in src/" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     env = os.environ.get
@@ -803,6 +826,7 @@ def main(argv: list[str] | None = None) -> str:
     )
     args = parser.parse_args(argv if argv is not None else [])
     started = time.monotonic()
+    code = code_state()
     common = (args.block_ms, args.timeout, args.profile, args.backend, args.phased)
     runs = [asyncio.run(_run("batched", 254, args.payouts, *common))]
     if args.unbatched > 0:
@@ -810,7 +834,8 @@ def main(argv: list[str] | None = None) -> str:
     command = "python -m benchmarks.bench_ton_payouts"
     if argv:
         command += " " + " ".join(argv)
-    return report(runs, args.block_ms, args.backend, time.monotonic() - started, command)
+    section = report(runs, args.block_ms, args.backend, time.monotonic() - started, command)
+    return section.replace("Command: `", f"Code: {code}. Command: `", 1)
 
 
 if __name__ == "__main__":
