@@ -831,7 +831,10 @@ def main(argv: list[str] | None = None) -> str:
     runs = [asyncio.run(_run("batched", 254, args.payouts, *common))]
     if args.unbatched > 0:
         runs.append(asyncio.run(_run("unbatched", 1, args.unbatched, *common)))
-    command = "python -m benchmarks.bench_ton_payouts"
+    knobs = " ".join(
+        f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_TON_")
+    )
+    command = (knobs + " " if knobs else "") + "python -m benchmarks.bench_ton_payouts"
     if argv:
         command += " " + " ".join(argv)
     section = report(runs, args.block_ms, args.backend, time.monotonic() - started, command)
