@@ -19,6 +19,7 @@ from tonrail.payments.service import PaymentService
 from tonrail.rails.endpoints import router as backup_checkout_router
 from tonrail.rails.registry import build_backup_rails
 from tonrail.rails.service import BackupCheckout
+from tonrail.security.api_keys import PrincipalCache
 from tonrail.settings import Settings
 from tonrail.web import database, install_error_handlers
 from tonrail.webhooks.endpoints import router as provider_webhooks_router
@@ -51,9 +52,11 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = database_
     app.state.payments = PaymentService(database_, settings)
+    app.state.principals = PrincipalCache(settings.api_key_cache_seconds)
     install_error_handlers(app)
     app.include_router(payments_router)
     app.include_router(fees_router)  # GET /v1/fees/status (docs/FEES.md)
+    app.include_router(monitoring_router)  # GET /metrics (docs/monitoring.md)
     # Backup rails (Stripe, PayPal, bank): checkout for invoices and provider webhooks.
     app.state.backup_rails = build_backup_rails(settings)
     app.state.backup_checkout = BackupCheckout(database_, app.state.backup_rails)
@@ -62,7 +65,6 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     )
     app.include_router(backup_checkout_router)
     app.include_router(provider_webhooks_router)
-    app.include_router(monitoring_router)  # GET /metrics (docs/monitoring.md)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

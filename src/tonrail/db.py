@@ -70,7 +70,9 @@ def create_engine(url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 1
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+        # No pre-ping (a round trip per checkout); recycle instead, and a dropped connection
+        # fails one transaction, which the caller sees and retries.
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_recycle=300)
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _install_sqlite_pragmas(engine, busy_timeout_ms)

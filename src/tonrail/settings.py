@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     api_keys: SecretStr = SecretStr("")  # optional bootstrap keys, "name:secret,..."
     jwt_secret: SecretStr = SecretStr("dev-only-change-me")
     idempotency_ttl_hours: int = 24
+    api_key_cache_seconds: float = 30.0  # a revoked key is refused within this; 0 = off
     page_max_limit: int = 100
 
     # --- workers

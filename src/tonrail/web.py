@@ -13,7 +13,7 @@ from tonrail.db import Database
 from tonrail.errors import AuthenticationFailed, TonrailError
 from tonrail.monitoring.lockouts import record_security_failure
 from tonrail.payments.service import PaymentService
-from tonrail.security.api_keys import Principal, authenticate
+from tonrail.security.api_keys import Principal, PrincipalCache, authenticate
 from tonrail.settings import Settings
 
 
@@ -27,7 +27,7 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
-def payment_service(request: Request) -> PaymentService:
+async def payment_service(request: Request) -> PaymentService:
     service: PaymentService = request.app.state.payments
     return service
 
@@ -44,14 +44,21 @@ async def current_principal(request: Request) -> Principal:
         secret: str | None = token.strip()
     else:
         secret = request.headers.get("x-api-key")
+    cache: PrincipalCache = request.app.state.principals
+    if secret and (cached := cache.get(secret)) is not None:
+        return cached
+    db: Database = request.app.state.db
     try:
-        async with database(request).transaction() as session:
-            return await authenticate(session, secret)
+        async with db.transaction() as session:
+            principal = await authenticate(session, secret)
     except AuthenticationFailed as exc:
         # Repeated refusals from one address lock it (monitoring/lockouts.py).
         if request.client is not None and exc.code == "api_key_invalid":
-            await record_security_failure(database(request), "ip", request.client.host, exc.code)
+            await record_security_failure(db, "ip", request.client.host, exc.code)
         raise
+    if secret:
+        cache.put(secret, principal)
+    return principal
 
 
 def error_body(code: str, message: str, param: str | None = None) -> dict[str, Any]:

@@ -267,3 +267,29 @@ async def test_limit_out_of_range(client: httpx.AsyncClient, auth: dict[str, str
 async def test_unknown_payout_is_404(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     r = await client.get("/v1/payouts/pay_nope", headers=auth)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+async def test_revocation_takes_effect_within_the_key_cache_ttl(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tonrail import clock
+    from tonrail.security.api_keys import hash_secret, revoke_key
+    from tonrail.security.models import ApiKey
+
+    secret = await make_key(db)
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert (await client.get("/v1/payouts", headers=headers)).status_code == 200  # now cached
+    async with db.transaction() as session:
+        key = (
+            await session.execute(select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret)))
+        ).scalar_one()
+        assert await revoke_key(session, key.id)
+    # Still served from this process's cache for at most API_KEY_CACHE_SECONDS (30 s) ...
+    assert (await client.get("/v1/payouts", headers=headers)).status_code == 200
+    later = datetime.now(UTC) + timedelta(seconds=31)
+    clock.set_clock(lambda: later)
+    # ... then refused.
+    r = await client.get("/v1/payouts", headers=headers)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "api_key_invalid"

@@ -33,7 +33,6 @@ async def post(
         LedgerLine(entry_id=entry_id, account=ln.account, asset=ln.asset, amount=ln.amount)
         for ln in lines
     )
-    await session.flush()
     return entry_id
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,27 +17,30 @@ async def reserve_daily_volume(
 ) -> None:
     """Add `amount_usdt` to the day's volume, or raise LimitExceeded and change nothing.
 
-    The check and the increment are one statement, so concurrent reservations serialize on
-    the row lock (PostgreSQL) or the write lock (SQLite) and the total can never pass the limit.
+    One upsert whose conflict branch only applies when the new total fits: concurrent
+    reservations serialize on the row lock (PostgreSQL) or the write lock (SQLite) and the
+    total can never pass the limit. Callers run it last in their transaction, so the row
+    every payout touches is held only until the COMMIT that follows.
     """
+    if amount_usdt > limit_usdt:
+        _exceeded(day, limit_usdt)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    await session.execute(
-        insert(DailyVolume)
-        .values(day=day, used_usdt=0)
-        .on_conflict_do_nothing(index_elements=["day"])
+    new = insert(DailyVolume).values(day=day, used_usdt=amount_usdt)
+    upsert = new.on_conflict_do_update(
+        index_elements=["day"],
+        set_={"used_usdt": DailyVolume.used_usdt + new.excluded.used_usdt},
+        where=DailyVolume.used_usdt + new.excluded.used_usdt <= limit_usdt,
+    ).returning(DailyVolume.used_usdt)
+    if (await session.execute(upsert)).first() is None:
+        _exceeded(day, limit_usdt)
+
+
+def _exceeded(day: str, limit_usdt: int) -> None:
+    raise LimitExceeded(
+        f"the daily payout volume limit of {format_minor(limit_usdt, 'USDT')} USDT "
+        f"for {day} (UTC) would be exceeded",
+        param="amount",
     )
-    result = await session.execute(
-        update(DailyVolume)
-        .where(DailyVolume.day == day, DailyVolume.used_usdt + amount_usdt <= limit_usdt)
-        .values(used_usdt=DailyVolume.used_usdt + amount_usdt)
-    )
-    assert isinstance(result, CursorResult)
-    if result.rowcount != 1:
-        raise LimitExceeded(
-            f"the daily payout volume limit of {format_minor(limit_usdt, 'USDT')} USDT "
-            f"for {day} (UTC) would be exceeded",
-            param="amount",
-        )
 
 
 async def release_daily_volume(session: AsyncSession, day: str, amount_usdt: int) -> None:

@@ -80,6 +80,7 @@ class PaymentService:
         ikey: IdempotencyKey | None,
         status: int,
         work: Callable[[AsyncSession], Awaitable[dict[str, Any]]],
+        last: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> Response:
         """Run `work` once per idempotency key; its record commits with its effects."""
         for _ in range(3):
@@ -92,7 +93,8 @@ class PaymentService:
                     body = await work(session)
                     if ikey is not None:
                         idempotency.save(session, ikey, status, body)
-                        await session.flush()
+                    if last is not None:
+                        await last(session)
                     return Response(status, body)
             except IntegrityError:
                 # A concurrent request with the same key committed first: replay its result.
@@ -128,14 +130,17 @@ class PaymentService:
         check_amount(self.policy, asset, amount)
         check_metadata(req.metadata, self.settings.metadata_max_bytes)
 
+        now = clock.now()
+        rate = self.rates.rate(asset)
+        usdt = rate.usdt_equivalent(amount, asset)
+        day = now.date().isoformat()
+
+        async def reserve(session: AsyncSession) -> None:
+            await reserve_daily_volume(session, day, usdt, self.policy.daily_volume_limit_usdt)
+
         async def work(session: AsyncSession) -> dict[str, Any]:
             await refuse_in_maintenance(session)
             await check_not_locked(session, principal.key_id, req.destination, client_ip)
-            now = clock.now()
-            rate = self.rates.rate(asset)
-            usdt = rate.usdt_equivalent(amount, asset)
-            day = now.date().isoformat()
-            await reserve_daily_volume(session, day, usdt, self.policy.daily_volume_limit_usdt)
             status = initial_status("out", needs_approval(self.policy, usdt))
             payment = Payment(
                 id=new_id("pay"),
@@ -159,7 +164,6 @@ class PaymentService:
                 updated_at=now,
             )
             session.add(payment)
-            await session.flush()
             await post(
                 session,
                 "payout.reserved",
@@ -170,7 +174,8 @@ class PaymentService:
             emit(session, "payout.created", payment.account_id, body, payment.id)
             return body
 
-        return await self._idempotent(ikey, 201, work)
+        # The volume row is the one every payout locks: touch it last, just before COMMIT.
+        return await self._idempotent(ikey, 201, work, last=reserve)
 
     # ---------------------------------------------------------------- invoices
     async def create_invoice(

@@ -61,7 +61,7 @@ RETRYABLE: frozenset[str] = frozenset(
 )
 SEND_METHODS = frozenset({"sendBoc", "sendBocReturnHash"})
 OnError = Callable[[str, str], None]
-OnCall = Callable[[str, bool, str], None]  # (method, ok, error kind) after retries
+OnCall = Callable[[str, bool, str], None]  # (method, ok, error kind): tries and successes
 
 
 class ToncenterError(TonrailError):
@@ -635,13 +635,13 @@ class ToncenterClient:
             )
         except ToncenterError as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
-            self._count(method, False, exc.kind)
             raise
         self._count(method, True, "")
         return result
 
     def _count(self, method: str, ok: bool, kind: str) -> None:
-        """Report each call's final outcome (after retries) by method name, never by URL."""
+        """Report by method name, never by URL: every failed try as it happens (so an outage
+        is seen at once, not after the retries), and each call that finally succeeds."""
         if self._on_call is not None:
             try:
                 self._on_call(method, ok, kind)
@@ -664,6 +664,7 @@ class ToncenterClient:
             return await self._request(endpoint, parse, api, method, params, body)
         except ToncenterError as exc:
             self._report(endpoint, exc.kind)
+            self._count(method, False, exc.kind)
             if exc.retryable and self._current[api] == index:
                 self._current[api] = (index + 1) % len(urls)  # fail over for the next try
             if exc.kind == "rate_limited" and (exc.retry_after or 0) > self._retry_after_max:
