@@ -156,9 +156,14 @@ async def run_loop(ctx: WorkerContext, loop: Loop, stop: asyncio.Event) -> None:
         handled = 0
         try:
             handled = await loop.run(ctx)
-            await heartbeat(ctx, loop.name, handled)
         except Exception:
             log.exception("worker loop failed", loop=loop.name, worker=ctx.worker_id)
+        # The loop is alive even when its round failed (a toncenter outage has its own alert);
+        # a loop that stops beating is one that hangs or died.
+        try:
+            await heartbeat(ctx, loop.name, handled)
+        except Exception:
+            log.exception("worker heartbeat failed", loop=loop.name, worker=ctx.worker_id)
         if handled == 0:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=loop.interval_seconds)
