@@ -220,6 +220,10 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
     return request.id
 
 
+# A bounce is final for TON: the same message to the same address would bounce again.
+FINAL_TON_ERRORS = frozenset({"bounced"})
+
+
 async def _ton_attempts_failed(session: AsyncSession, payment_id: str) -> int:
     stmt = select(Attempt.id).where(
         Attempt.payment_id == payment_id,
@@ -227,6 +231,22 @@ async def _ton_attempts_failed(session: AsyncSession, payment_id: str) -> int:
         Attempt.status.in_(("failed", "expired")),
     )
     return len((await session.execute(stmt)).all())
+
+
+async def _ton_exhausted(ctx: TonRailContext, session: AsyncSession, payment_id: str) -> bool:
+    """TON has had its chance: all retries used, or an error no retry can fix."""
+    final = (
+        await session.execute(
+            select(Attempt.id).where(
+                Attempt.payment_id == payment_id,
+                Attempt.rail == "ton",
+                Attempt.error_code.in_(FINAL_TON_ERRORS),
+            )
+        )
+    ).first()
+    if final is not None:
+        return True
+    return await _ton_attempts_failed(session, payment_id) >= ctx.settings.ton_max_attempts
 
 
 async def _route(
@@ -238,7 +258,7 @@ async def _route(
         if p.route == "ton":
             kept.append(p)
             continue
-        exhausted = await _ton_attempts_failed(session, p.id) >= ctx.settings.ton_max_attempts
+        exhausted = await _ton_exhausted(ctx, session, p.id)
         decision = await decide(
             session,
             p,
@@ -707,7 +727,7 @@ async def _retry_or_fail(
 ) -> None:
     """Back to the queue with backoff, or failed for good after the last attempt."""
     attempts = await _ton_attempts_failed(session, payment.id)
-    if attempts < ctx.settings.ton_max_attempts:
+    if not await _ton_exhausted(ctx, session, payment.id):
         await ctx.payments.transition(session, payment, "queued", actor="system:ton")
         backoff = ctx.settings.ton_retry_backoff_s * 2 ** (attempts - 1)
         payment.locked_by = None
