@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from ton_core import (
     CONTRACT_CODES,
@@ -49,14 +50,15 @@ def query_id_for(n: int) -> int:
     return (shift << 10) | bit_number
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HighloadWallet:
     public_key: bytes
     subwallet_id: int = SUBWALLET_ID
     timeout: int = 3600
     workchain: int = 0
 
-    @property
+    # Computed once: the address is asked for on every out message the tracker reads.
+    @cached_property
     def state_init(self) -> StateInit:
         data = WalletHighloadV3Data(
             public_key=PublicKey(self.public_key),
@@ -67,7 +69,7 @@ class HighloadWallet:
             code=to_cell(CONTRACT_CODES[ContractVersion.WalletHighloadV3R1]), data=data
         )
 
-    @property
+    @cached_property
     def address(self) -> Address:
         return Address((self.workchain, self.state_init.serialize().hash))
 

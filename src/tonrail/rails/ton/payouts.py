@@ -14,10 +14,12 @@ The order is what makes a crash harmless at any point:
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -43,7 +45,7 @@ from tonrail.rails.base import RailName
 from tonrail.rails.health import decide
 from tonrail.rails.router import NoRail, RailChoice, RoutingPolicy
 from tonrail.rails.ton.api import TonApi, jetton_balance
-from tonrail.rails.ton.chain_view import Tx, raw, same_address
+from tonrail.rails.ton.chain_view import Msg, Tx, raw, same_address
 from tonrail.rails.ton.highload import (
     HighloadWallet,
     OutTransfer,
@@ -59,6 +61,12 @@ from tonrail.security.switches import is_on
 from tonrail.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+@lru_cache(maxsize=8)
+def _raw_of(wallet: HighloadWallet) -> str:
+    return raw(wallet.address)
+
 
 PRIORITY_ORDER = {"urgent": 0, "normal": 1, "low": 2}
 
@@ -82,7 +90,7 @@ class TonRailContext:
 
     @property
     def wallet_raw(self) -> str:
-        return raw(self.wallet.address)
+        return _raw_of(self.wallet)
 
 
 # ------------------------------------------------------------------------------- assemble
@@ -297,6 +305,7 @@ async def _route(
     return kept
 
 
+FOLLOW_CONCURRENCY = 16  # transfers of one request followed at once
 FEE_RESERVE_NANOTON = 20_000_000  # kept back per transfer for fees when checking funds
 
 
@@ -616,20 +625,56 @@ async def _settle(
             t.updated_at = clock.now()
         await session.flush()
         pending_transfers = [
-            (t.attempt_id, t.asset, t.out_msg_hash) for t in transfers if t.status == "sent"
+            (t.attempt_id, t.asset, t.out_msg_hash, dict(t.trace))
+            for t in transfers
+            if t.status == "sent"
         ]
     outcomes: dict[str, Outcome] = {}
     by_hash = {m.hash: m for m in out_msgs}
-    for attempt_id, asset, out_hash in pending_transfers:
-        msg = by_hash.get(out_hash or "")
-        if msg is None:
-            continue
+    lookups = asyncio.Semaphore(FOLLOW_CONCURRENCY)
+
+    async def follow_one(attempt_id: str, asset: str, msg: Msg) -> None:
         follow = follow_ton if asset == "TON" else follow_jetton
-        outcomes[attempt_id] = await follow(msg, ctx.wallet_raw, ctx.api.tx_by_in_message)
+        async with lookups:
+            outcomes[attempt_id] = await follow(msg, ctx.wallet_raw, ctx.api.tx_by_in_message)
+
+    jobs = []
+    for attempt_id, asset, out_hash, trace in pending_transfers:
+        if "outcome" in trace:  # final on an earlier round: the chain will not change it
+            o = trace["outcome"]
+            outcomes[attempt_id] = Outcome(
+                o["status"], int(o["fee"]), o.get("reason"), dict(o.get("trace", {}))
+            )
+            continue
+        msg = by_hash.get(out_hash or "")
+        if msg is not None:
+            jobs.append(follow_one(attempt_id, asset, msg))
+    await asyncio.gather(*jobs)
     if any(o.status == "pending" for o in outcomes.values()):
+        await _remember_final(ctx, outcomes)
         return False
     await _finalize(ctx, request_id, outcomes)
     return True
+
+
+async def _remember_final(ctx: TonRailContext, outcomes: dict[str, Outcome]) -> None:
+    """Keep the outcomes already final, so later rounds follow only what is still pending."""
+    final = {a: o for a, o in outcomes.items() if o.status != "pending"}
+    if not final:
+        return
+    async with ctx.db.transaction() as session:
+        for attempt_id, o in final.items():
+            t = await session.get(TonTransfer, attempt_id)
+            if t is not None and "outcome" not in t.trace:
+                t.trace = {
+                    **t.trace,
+                    "outcome": {
+                        "status": o.status,
+                        "fee": o.fee,
+                        "reason": o.reason,
+                        "trace": o.trace,
+                    },
+                }
 
 
 async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Outcome]) -> None:
