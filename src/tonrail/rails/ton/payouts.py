@@ -137,6 +137,7 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
     """Claim queued payouts and turn them into one stored, signed request; returns its id."""
     now = clock.now()
     quoter = TonQuoter(await recent_fees(ctx.db), ctx.jetton_wallet is not None)
+    chain = await chain_balances(ctx)
     async with ctx.db.transaction() as session:
         claimed = await claim(
             session,
@@ -153,7 +154,7 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
             return None
         claimed.sort(key=lambda p: (PRIORITY_ORDER.get(p.priority, 1), p.created_at))
         claimed = await _route(ctx, session, claimed, quoter)
-        claimed = await _fund(ctx, session, claimed)
+        claimed = await _fund(ctx, session, claimed, chain)
         if not claimed:
             return None
         crashpoint(ctx.settings, "ton.after_claim")
@@ -309,13 +310,19 @@ FOLLOW_CONCURRENCY = 16  # transfers of one request followed at once
 FEE_RESERVE_NANOTON = 20_000_000  # kept back per transfer for fees when checking funds
 
 
-async def _available(ctx: TonRailContext, session: AsyncSession) -> dict[str, int]:
-    """Hot wallet balances minus what signed requests not yet executed will take."""
+async def chain_balances(ctx: TonRailContext) -> dict[str, int]:
+    """The hot wallet's balances on chain (read before any database lock is taken)."""
     _, ton = await ctx.api.account_state(ctx.wallet.address.to_str())
     usdt = await jetton_balance(ctx.api, ctx.jetton_wallet) if ctx.jetton_wallet else 0
     signals.set_hot_wallet_balance("TON", ton)
     if ctx.jetton_wallet:
         signals.set_hot_wallet_balance("USDT", usdt)
+    return {"TON": ton, "USDT": usdt}
+
+
+async def _available(session: AsyncSession, chain: dict[str, int]) -> dict[str, int]:
+    """Hot wallet balances minus what signed requests not yet executed will take."""
+    ton, usdt = chain["TON"], chain["USDT"]
     in_flight = (
         await session.execute(
             select(TonTransfer.asset, TonTransfer.amount, TonTransfer.message_value)
@@ -331,10 +338,10 @@ async def _available(ctx: TonRailContext, session: AsyncSession) -> dict[str, in
 
 
 async def _fund(
-    ctx: TonRailContext, session: AsyncSession, claimed: list[Payment]
+    ctx: TonRailContext, session: AsyncSession, claimed: list[Payment], chain: dict[str, int]
 ) -> list[Payment]:
     """Keep the payouts the hot wallet can pay now; the others wait with a reason."""
-    left = await _available(ctx, session)
+    left = await _available(session, chain)
     funded: list[Payment] = []
     for p in claimed:
         ton_need = p.amount if p.asset == "TON" else ctx.settings.ton_jetton_attach_nanoton
