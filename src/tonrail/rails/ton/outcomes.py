@@ -41,14 +41,19 @@ async def follow_ton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
     bounce = next((m for m in dest.out_msgs if m.bounced), None)
     if bounce is None:
         return Outcome("confirmed", fee=out.fwd_fee, trace=trace)
+    return await _bounced_back(out, bounce, lookup, trace, "bounced by the destination")
+
+
+async def _bounced_back(
+    out: Msg, bounce: Msg, lookup: Lookup, trace: dict[str, str], reason: str
+) -> Outcome:
+    """Our message bounced: the value came back to the hot wallet, minus what it cost."""
     back = await lookup(bounce.hash)
     if back is None:
         return Outcome("pending", trace=trace)
     trace["bounce_tx"] = back.hash
     lost = out.value - bounce.value + back.total_fees
-    return Outcome(
-        "bounced", fee=out.fwd_fee + lost, reason="bounced by the destination", trace=trace
-    )
+    return Outcome("bounced", fee=out.fwd_fee + lost, reason=reason, trace=trace)
 
 
 async def follow_jetton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
@@ -66,16 +71,8 @@ async def follow_jetton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
                 reason="our jetton wallet rejected the transfer",
                 trace=trace,
             )
-        back = await lookup(bounce.hash)
-        if back is None:
-            return Outcome("pending", trace=trace)
-        trace["bounce_tx"] = back.hash
-        lost = out.value - bounce.value + back.total_fees
-        return Outcome(
-            "bounced",
-            fee=out.fwd_fee + lost,
-            reason="our jetton wallet bounced the transfer (balance?)",
-            trace=trace,
+        return await _bounced_back(
+            out, bounce, lookup, trace, "our jetton wallet bounced the transfer (balance?)"
         )
     internal = next((m for m in ours.out_msgs if m.opcode == JETTON_INTERNAL_TRANSFER_OP), None)
     if internal is None:
