@@ -43,5 +43,9 @@ fmt: setup
 bench: setup
 	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/python -m benchmarks.run
 
+.PHONY: bench-fees
+bench-fees: setup  # the fee optimizer against naive and fixed batching (docs/FEES.md)
+	$(BIN)/python -m benchmarks.bench_fees
+
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache var
