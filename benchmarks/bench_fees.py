@@ -312,10 +312,15 @@ async def measure(run: Run, name: str, ids: list[str]) -> Result:
         payments = (
             (await session.execute(select(Payment).where(Payment.id.in_(ids)))).scalars().all()
         )
-        fees = dict((await session.execute(select(TonTransfer.payment_id, TonTransfer.fee))).all())
-        result.requests = len(
-            set((await session.execute(select(TonTransfer.request_id))).scalars().all())
-        )
+        rows = (
+            await session.execute(
+                select(TonTransfer.payment_id, TonTransfer.fee, TonTransfer.request_id).where(
+                    TonTransfer.payment_id.in_(ids)
+                )
+            )
+        ).all()
+        fees = {pid: fee for pid, fee, _ in rows}
+        result.requests = len({request for _, _, request in rows})
         for p in payments:
             if p.status != "succeeded" or p.completed_at is None:
                 result.failed += p.status == "failed"
