@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     ton_retry_backoff_s: int = 5  # doubled on every further attempt
     ton_jetton_attach_nanoton: int = 50_000_000  # TON attached to a jetton transfer
     ton_jetton_forward_nanoton: int = 1  # forward_ton_amount: notify the recipient
+    route_congestion_max_age_s: int = 60  # older congestion samples do not route payouts
     crash_at: str = ""  # fault injection (kit/faults.py): die at this point; tests only
 
     # --- TON rail: hot wallet key, network overrides, toncenter client (issue 4; docs/TON-RAIL.md)

@@ -81,3 +81,80 @@ async def test_ton_failure_after_retries_falls_back_to_stripe(
     assert balances.get((books.PAYOUTS_PAYABLE, "TON"), 0) == 0
     # The bounce cost only network fees: the 20 TON came back.
     assert 0 < balances[(books.NETWORK_FEES, "TON")] < 200_000_000
+
+
+async def test_a_congested_network_sends_payouts_to_stripe(
+    rail: Rail,
+    wired: BackupContext,
+    db: Database,
+    rail_settings: Settings,
+    stripe_extras: tuple[StripeExtras, str],
+) -> None:
+    """Congest the local network, let the fee optimizer's sampler see it, and a new payout
+    goes to Stripe (`ton_congested`); once the network is calm again, TON takes payouts."""
+    from tests.fees.test_sampler import faults, sampler_for
+
+    app = create_app(rail_settings, db)
+    auth = {"Authorization": f"Bearer {await make_key(db)}"}
+    payee = rail.net.genesis.wallet("customer").address.to_str(
+        is_user_friendly=True, is_bounceable=False
+    )
+    body = {
+        "amount": "20",
+        "asset": "TON",
+        "destination": payee,
+        "metadata": {"stripe_account": "acct_1PayeeConnected"},
+    }
+    # Smoothing off, a short latency scale and window: one slow message reads as congestion.
+    sampler = sampler_for(
+        rail,
+        db,
+        rail_settings,
+        fees_latency_ok_ms=500,
+        fees_latency_full_ms=2_000,
+        fees_congestion_tau_seconds=0.001,
+        fees_latency_window_seconds=3,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+
+        async def drive(pid: str) -> dict[str, Any]:
+            for _ in range(600):
+                await payout_round(rail.ctx)
+                await backup_round(wired)
+                p = (await client.get(f"/v1/payouts/{pid}", headers=auth)).json()
+                if p["status"] in ("succeeded", "failed"):
+                    return dict(p)
+                await asyncio.sleep(0.05)
+            raise AssertionError(p)
+
+        await faults(rail, max_tx_per_block=1, inclusion_delay_ms=3_000)
+        first = await drive(
+            (await client.post("/v1/payouts", json=body, headers=auth)).json()["id"]
+        )
+        assert [a["rail"] for a in first["attempts"]] == ["ton"]  # before the sampler knew
+        congested = await sampler.sample()
+        assert congested.congestion_bp is not None and congested.congestion_bp >= 9_000
+        second = await drive(
+            (await client.post("/v1/payouts", json=body, headers=auth)).json()["id"]
+        )
+        assert second["status"] == "succeeded"
+        assert [(a["rail"], a["reason"]) for a in second["attempts"]] == [
+            ("stripe", "ton_congested")
+        ]
+        await faults(rail, max_tx_per_block=0, inclusion_delay_ms=0)
+        await asyncio.sleep(3.5)  # the slow messages leave the latency window
+        await drive(
+            (await client.post("/v1/payouts", json={**body, "amount": "1"}, headers=auth)).json()[
+                "id"
+            ]
+        )  # a fast one, measured
+        calm = await sampler.sample()
+        assert calm.congestion_bp is not None and calm.congestion_bp < 7_500
+        third = await drive(
+            (await client.post("/v1/payouts", json=body, headers=auth)).json()["id"]
+        )
+        assert [a["rail"] for a in third["attempts"]] == ["ton"]
+    await sampler.aclose()
+    await books_ok(db)

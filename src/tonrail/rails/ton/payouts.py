@@ -32,6 +32,7 @@ from ton_core import Address
 from tonrail import clock
 from tonrail.db import Database
 from tonrail.events.service import emit
+from tonrail.fees.repository import latest_sample
 from tonrail.ids import new_id
 from tonrail.kit.claims import claim
 from tonrail.kit.faults import crashpoint
@@ -258,10 +259,21 @@ async def _ton_exhausted(ctx: TonRailContext, session: AsyncSession, payment_id:
     return await _ton_attempts_failed(session, payment_id) >= ctx.settings.ton_max_attempts
 
 
+async def _congestion(session: AsyncSession, ctx: TonRailContext) -> int | None:
+    """The fee optimizer's latest congestion estimate (0-100), if it is fresh."""
+    sample = await latest_sample(session)
+    if sample is None or sample.congestion_bp is None:
+        return None
+    if clock.now() - sample.sampled_at > timedelta(seconds=ctx.settings.route_congestion_max_age_s):
+        return None  # an old sample says nothing about now
+    return sample.congestion_bp // 100
+
+
 async def _route(
     ctx: TonRailContext, session: AsyncSession, claimed: list[Payment], quoter: TonQuoter
 ) -> list[Payment]:
     """Ask the router about payouts not routed yet; keep those it sends to TON."""
+    congestion = await _congestion(session, ctx) if set(ctx.enabled) - {"ton"} else None
     kept: list[Payment] = []
     for p in claimed:
         if p.route == "ton":
@@ -274,6 +286,7 @@ async def _route(
             {"ton": quoter, **ctx.backup},
             ctx.routing,
             enabled=ctx.enabled,
+            congestion_pct=congestion,
             ton_failed_after_retries=exhausted,
         )
         if isinstance(decision, RailChoice):
