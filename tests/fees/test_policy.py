@@ -95,7 +95,7 @@ def test_urgent_payouts_are_never_held(
 ) -> None:
     d = decide(facts("urgent", asset, amount), Conditions(T0, cong, lat, model, True, 1), POLICY)
     assert d.send_at == T0
-    assert d.batch_window_ms <= 2_000
+    assert d.batch_window_ms <= POLICY.window_max_ms["urgent"]
 
 
 @given(model=models, amount=amounts)

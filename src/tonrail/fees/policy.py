@@ -171,7 +171,7 @@ class FeePolicy:
     max_fee_share_bp: int = 1_000  # of the payout's value; 0 = no limit
     batch_max: int = 254
     window_max_ms: Mapping[str, int] = field(
-        default_factory=lambda: {"urgent": 2_000, "normal": 20_000, "low": 600_000}
+        default_factory=lambda: {"urgent": 5_000, "normal": 30_000, "low": 600_000}
     )
     window_share: float = 0.5  # of the slack a payout may spend waiting for a batch
     assumed_latency_ms: int = 5_000  # used, and said so, while latency is not measured
