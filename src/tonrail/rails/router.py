@@ -136,6 +136,9 @@ class NoRail:
 Decision = RailChoice | Wait | NoRail
 
 
+SOFT_FALLBACK_REASONS = frozenset({"ton_congested", "fee_diverted"})
+
+
 def fallback_reason(payment: PaymentView, ctx: RouteContext, policy: RoutingPolicy) -> str | None:
     """Why TON should not take this payment now, or None when it should."""
     if ctx.ton_failed_after_retries:
@@ -200,4 +203,8 @@ def choose_rail(payment: PaymentView, ctx: RouteContext, policy: RoutingPolicy) 
             skipped.append(Skip(rail, why))
             continue
         return RailChoice(rail, reason, tuple(skipped))
+    # Congestion and fees are reasons to prefer another rail, not to refuse the payment:
+    # when no backup rail can take it, TON still does (late or dear beats not at all).
+    if reason in SOFT_FALLBACK_REASONS and _skip_reason("ton", ctx, policy) is None:
+        return RailChoice("ton", f"{reason}_no_backup", tuple(skipped))
     return NoRail(tuple(skipped))

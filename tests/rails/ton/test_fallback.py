@@ -158,3 +158,48 @@ async def test_a_congested_network_sends_payouts_to_stripe(
         assert [a["rail"] for a in third["attempts"]] == ["ton"]
     await sampler.aclose()
     await books_ok(db)
+
+
+async def test_a_payout_whose_ton_fee_is_too_dear_is_diverted(
+    rail: Rail,
+    wired: BackupContext,
+    db: Database,
+    rail_settings: Settings,
+    stripe_extras: tuple[StripeExtras, str],
+) -> None:
+    """The fee optimizer prices a tiny payout on TON above FEES_MAX_FEE_SHARE_BP of its value:
+    the router diverts it to Stripe (`fee_diverted`); a large one stays on TON."""
+    from tests.fees.test_sampler import sampler_for
+
+    app = create_app(rail_settings, db)
+    auth = {"Authorization": f"Bearer {await make_key(db)}"}
+    payee = rail.net.genesis.wallet("customer").address.to_str(
+        is_user_friendly=True, is_bounceable=False
+    )
+    sampler = sampler_for(rail, db, rail_settings)
+    assert (await sampler.sample()).fee_ton_single is not None  # the optimizer knows fees
+    await sampler.aclose()
+    meta = {"stripe_account": "acct_1PayeeConnected"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        ids = []
+        for amount in ("0.02", "20"):
+            r = await client.post(
+                "/v1/payouts",
+                headers=auth,
+                json={"amount": amount, "asset": "TON", "destination": payee, "metadata": meta},
+            )
+            ids.append(r.json()["id"])
+        for _ in range(600):
+            await payout_round(rail.ctx)
+            await backup_round(wired)
+            got = [(await client.get(f"/v1/payouts/{i}", headers=auth)).json() for i in ids]
+            if all(p["status"] in ("succeeded", "failed") for p in got):
+                break
+            await asyncio.sleep(0.05)
+    tiny, large = got
+    assert [(a["rail"], a["reason"]) for a in tiny["attempts"]] == [("stripe", "fee_diverted")]
+    assert tiny["status"] == "succeeded"
+    assert [a["rail"] for a in large["attempts"]] == ["ton"] and large["status"] == "succeeded"
+    await books_ok(db)

@@ -33,6 +33,7 @@ from tonrail import clock
 from tonrail.db import Database
 from tonrail.events.service import emit
 from tonrail.fees.repository import latest_sample
+from tonrail.fees.service import FeeConditions, decide_for_batch, load_conditions
 from tonrail.ids import new_id
 from tonrail.kit.claims import claim
 from tonrail.kit.faults import crashpoint
@@ -139,6 +140,9 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
     now = clock.now()
     quoter = TonQuoter(await recent_fees(ctx.db), ctx.jetton_wallet is not None)
     chain = await chain_balances(ctx)
+    # The fee optimizer only matters to routing when there is somewhere else to go.
+    backups = bool(set(ctx.enabled) - {"ton"})
+    conditions = await load_conditions(ctx.db, ctx.settings) if backups else None
     async with ctx.db.transaction() as session:
         claimed = await claim(
             session,
@@ -154,7 +158,7 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
         if not claimed:
             return None
         claimed.sort(key=lambda p: (PRIORITY_ORDER.get(p.priority, 1), p.created_at))
-        claimed = await _route(ctx, session, claimed, quoter)
+        claimed = await _route(ctx, session, claimed, quoter, conditions)
         claimed = await _fund(ctx, session, claimed, chain)
         if not claimed:
             return None
@@ -270,16 +274,30 @@ async def _congestion(session: AsyncSession, ctx: TonRailContext) -> int | None:
 
 
 async def _route(
-    ctx: TonRailContext, session: AsyncSession, claimed: list[Payment], quoter: TonQuoter
+    ctx: TonRailContext,
+    session: AsyncSession,
+    claimed: list[Payment],
+    quoter: TonQuoter,
+    conditions: FeeConditions | None,
 ) -> list[Payment]:
-    """Ask the router about payouts not routed yet; keep those it sends to TON."""
-    congestion = await _congestion(session, ctx) if set(ctx.enabled) - {"ton"} else None
+    """Ask the router about payouts not routed yet; keep those it sends to TON.
+
+    With a backup rail configured, the router also hears the fee optimizer: the network's
+    congestion and, per payout, whether its fee on TON is over the threshold (divert)."""
+    congestion = await _congestion(session, ctx) if conditions is not None else None
+    unrouted = [p for p in claimed if p.route != "ton"]
+    fee_decisions = (
+        await decide_for_batch(session, conditions, ctx.settings, unrouted)
+        if conditions is not None and unrouted
+        else {}
+    )
     kept: list[Payment] = []
     for p in claimed:
         if p.route == "ton":
             kept.append(p)
             continue
         exhausted = await _ton_exhausted(ctx, session, p.id)
+        fee_decision = fee_decisions.get(p.id)
         decision = await decide(
             session,
             p,
@@ -287,6 +305,7 @@ async def _route(
             ctx.routing,
             enabled=ctx.enabled,
             congestion_pct=congestion,
+            divert=fee_decision is not None and fee_decision.divert_reason is not None,
             ton_failed_after_retries=exhausted,
         )
         if isinstance(decision, RailChoice):
