@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     alert_hot_wallet_floor_usdt: int = 0  # micro-USDT; 0 = no floor
     alert_heartbeat_stale_seconds: int = 60
     alert_heartbeat_forget_seconds: int = 86_400  # a loop silent this long is retired
-    alert_toncenter_unreachable_seconds: int = 30
+    alert_toncenter_unreachable_seconds: int = 10  # no toncenter success for this long
     alert_cooldown_seconds: int = 300  # least time between two triggers of one alert
     alert_routes: str = (
         "critical=email,slack,pagerduty;error=email,slack;warning=email,slack;info=slack"
