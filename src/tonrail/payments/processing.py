@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail.db import Database
 from tonrail.kit.claims import claim
+from tonrail.monitoring import signals
 from tonrail.payments.attempts import attempt_view, payment_view, start_attempt
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
@@ -98,8 +99,10 @@ async def _submit(ctx: BackupContext, attempt_id: str) -> None:
             await record_rail_error(
                 session, rail_name, ctx.routing.breaker, result.error_code or "unknown"
             )
+            signals.record_provider_call(rail_name, False, result.error_code or "unknown")
         else:
             await record_rail_success(session, rail_name)
+            signals.record_provider_call(rail_name, True)
         if attempt.status == "failed":
             await _back_to_router(ctx, session, attempt.payment_id)
 
@@ -135,7 +138,9 @@ async def poll_live(ctx: BackupContext) -> int:
             log.warning("backup poll failed", attempt=attempt_id, rail=rail_name, error=str(exc))
             async with ctx.db.transaction() as session:
                 await record_rail_error(session, rail_name, ctx.routing.breaker, "poll_error")
+            signals.record_provider_call(rail_name, False, "poll_error")
             continue
+        signals.record_provider_call(rail_name, True)
         async with ctx.db.transaction() as session:
             attempt = await session.get(Attempt, attempt_id, with_for_update=True)
             if attempt is None:

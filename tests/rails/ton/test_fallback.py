@@ -16,6 +16,7 @@ from tests.rails.ton.rail_fixture import Rail
 from tonrail.app import create_app
 from tonrail.db import Database
 from tonrail.ledger import rules as books
+from tonrail.monitoring import signals
 from tonrail.payments.processing import BackupContext, backup_round
 from tonrail.rails.registry import build_backup_rails, enabled_rails, routing_policy
 from tonrail.rails.ton.payouts import payout_round
@@ -73,6 +74,14 @@ async def test_ton_failure_after_retries_falls_back_to_stripe(
     # A bounce is not retried on TON (it would bounce again): straight to the router.
     assert rails == [("ton", "failed"), ("stripe", "confirmed")]
     assert p["attempts"][0]["error_code"] == "bounced"
+    # Monitoring heard from the provider (provider error rates, docs/monitoring.md).
+    _, counters = signals.take_buffer()
+    stripe_ok = [
+        n
+        for (name, labels), n in counters.items()
+        if name == "provider_requests" and "provider=stripe" in labels and "outcome=ok" in labels
+    ]
+    assert stripe_ok and sum(stripe_ok) >= 2  # the submit and at least one poll
     assert p["attempts"][1]["reason"] == "ton_failed_after_retries"
     extras, _ = stripe_extras
     [transfer] = [t for t in extras.transfers.values() if t["transfer_group"] == pid]
