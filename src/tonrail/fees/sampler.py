@@ -127,21 +127,6 @@ class ApiTally:
         self.kinds = {}
 
 
-def _config_param_result(result: Any) -> str:
-    if not isinstance(result, dict) or not isinstance(result.get("config"), dict):
-        raise ValueError("getConfigParam: no config cell")
-    boc = result["config"].get("bytes")
-    if not isinstance(boc, str):
-        raise ValueError("getConfigParam: no config bytes")
-    return boc
-
-
-def _queue_result(result: Any) -> int:
-    if not isinstance(result, dict) or not isinstance(result.get("shards"), list):
-        raise ValueError("getOutMsgQueueSize: no shards")
-    return sum(int(s["size"]) for s in result["shards"] if isinstance(s, dict))
-
-
 class Sampler:
     """The sampler's own toncenter client (so its error counts are its own), the hot wallet
     it prices requests for, and the settings. One per worker; `sample` is one look."""
@@ -181,10 +166,6 @@ class Sampler:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def _v2(self, method: str, parse: Callable[[Any], T], **params: Any) -> T:
-        # toncenter.py has no typed wrapper for these two v2 methods: use its transport.
-        return await self.client._call(parse, api="v2", method=method, params=params)
-
     async def _try(
         self, name: str, call: Callable[[], Awaitable[T]], unavailable: dict[str, Any]
     ) -> T | None:
@@ -210,7 +191,7 @@ class Sampler:
         for param in CONFIG_PARAMS:
 
             async def read(p: int = param) -> str:
-                return await self._v2("getConfigParam", _config_param_result, config_id=p)
+                return await self.client.get_config_param(p)
 
             boc = await self._try(f"config_param_{param}", read, unavailable)
             if boc is None:
@@ -322,9 +303,7 @@ class Sampler:
                 session, now - timedelta(seconds=s.fees_latency_window_seconds)
             )
         config_hash, config = await self._config(previous_config, now, unavailable)
-        queue = await self._try(
-            "queue_size", lambda: self._v2("getOutMsgQueueSize", _queue_result), unavailable
-        )
+        queue = await self._try("queue_size", self.client.get_out_msg_queue_size, unavailable)
         fee_ton, fee_usdt, fee_batch = await self._estimates(unavailable)
         latency = percentile(latencies, 90) if latencies else None
         if latency is None:

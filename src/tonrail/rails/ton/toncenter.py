@@ -874,6 +874,26 @@ class ToncenterClient:
             params={"address": address},
         )
 
+    async def get_config_param(self, config_id: int) -> str:
+        """One blockchain config param as a base64 BOC of its cell (`getConfigParam`)."""
+
+        def parse(r: Any) -> str:
+            config = _obj(_obj(r, "result").get("config"), "config")
+            return _str(config.get("bytes"), "config.bytes")
+
+        return await self._call(
+            parse, api="v2", method="getConfigParam", params={"config_id": config_id}
+        )
+
+    async def get_out_msg_queue_size(self) -> int:
+        """Messages waiting in the outbound queues, summed over shards (`getOutMsgQueueSize`)."""
+
+        def parse(r: Any) -> int:
+            shards = _list(_obj(r, "result").get("shards"), "shards")
+            return sum(_int(_obj(x, "shard").get("size"), "size") for x in shards)
+
+        return await self._call(parse, api="v2", method="getOutMsgQueueSize")
+
     async def get_masterchain_info(self) -> MasterchainInfo:
         def parse(r: Any) -> MasterchainInfo:
             o = _obj(r, "result")
