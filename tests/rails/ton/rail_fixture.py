@@ -71,7 +71,16 @@ async def rail(db: Database, settings: Settings) -> AsyncIterator[Rail]:
         jetton_wallet = await jetton_wallet_of(
             api, net.genesis.usdt_master.to_str(), raw(wallet.address)
         )
-        fast = settings.model_copy(update={"ton_resend_seconds": 1, "ton_max_attempts": 1})
+        # No batch windows: tests send at once (the optimizer's timing has its own tests).
+        fast = settings.model_copy(
+            update={
+                "ton_resend_seconds": 1,
+                "ton_max_attempts": 1,
+                "fees_window_urgent_ms": 0,
+                "fees_window_normal_ms": 0,
+                "fees_window_low_ms": 0,
+            }
+        )
         ctx = TonRailContext(
             db=db,
             settings=fast,

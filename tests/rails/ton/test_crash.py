@@ -58,6 +58,9 @@ def worker_env(net: Localnet, settings: Settings, tmp_path: Path, crash_at: str)
         TON_BATCH_WINDOW_MS="0",
         WORKER_LEASE_SECONDS="2",
         CRASH_AT=crash_at,
+        FEES_WINDOW_URGENT_MS="0",
+        FEES_WINDOW_NORMAL_MS="0",
+        FEES_WINDOW_LOW_MS="0",
         LOG_LEVEL="WARNING",
     )
     return env

@@ -27,7 +27,14 @@ from tonrail.settings import Settings
 async def wired(rail: Rail, rail_settings: Settings, db: Database) -> AsyncIterator[Any]:
     """The TON rail of `rail`, with the backup rails of `rail_settings` behind the router."""
     settings = rail_settings.model_copy(
-        update={"ton_max_attempts": 2, "ton_retry_backoff_s": 0, "ton_resend_seconds": 1}
+        update={
+            "ton_max_attempts": 2,
+            "ton_retry_backoff_s": 0,
+            "ton_resend_seconds": 1,
+            "fees_window_urgent_ms": 0,
+            "fees_window_normal_ms": 0,
+            "fees_window_low_ms": 0,
+        }
     )
     backup = build_backup_rails(settings)
     rail.ctx.settings = settings

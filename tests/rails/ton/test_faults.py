@@ -164,3 +164,30 @@ async def test_unprocessed_request_expires_and_is_resigned_once(
         requests = (await session.execute(select(TonRequest))).scalars().all()
         assert len({r.query_id for r in requests}) == 2  # the retry used a new query_id
         assert (await check_books(session)).ok
+
+
+async def test_the_optimizer_batches_within_each_payouts_window(
+    rail: Rail, client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    """With a 3 s window for normal payouts, two payouts wait for company and go out together
+    when the first one's window ends; the fee decision is stored with its outcome."""
+    from tonrail.fees.models import FeeDecisionRecord
+    from tonrail.payments.models import Payment
+
+    rail.ctx.settings = rail.ctx.settings.model_copy(update={"fees_window_normal_ms": 3_000})
+    ids = [await payout(client, auth, rail, "0.3"), await payout(client, auth, rail, "0.4")]
+    assert await assemble(rail.ctx, deploy=True) is None  # inside the window: wait
+    async with db.transaction() as session:
+        rows = [await session.get(Payment, i) for i in ids]
+        assert all(p is not None and p.status == "queued" for p in rows)
+        assert all(p is not None and p.locked_until is not None for p in rows)  # until due
+        assert (await session.execute(select(TonRequest))).first() is None
+    await asyncio.sleep(3.2)
+    final = await rail.run_until_final(ids, client, auth)
+    assert {p["status"] for p in final.values()} == {"succeeded"}
+    async with db.transaction() as session:
+        [request] = (await session.execute(select(TonRequest))).scalars().all()
+        decisions = (await session.execute(select(FeeDecisionRecord))).scalars().all()
+    assert request.status == "final"  # one request carried both
+    assert {d.outcome for d in decisions} == {"confirmed"}
+    assert all(d.fee_paid and d.fee_paid > 0 for d in decisions)

@@ -18,7 +18,7 @@ import asyncio
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -32,8 +32,14 @@ from ton_core import Address
 from tonrail import clock
 from tonrail.db import Database
 from tonrail.events.service import emit
+from tonrail.fees.policy import FeeDecision
 from tonrail.fees.repository import latest_sample
-from tonrail.fees.service import FeeConditions, decide_for_batch, load_conditions
+from tonrail.fees.service import (
+    FeeConditions,
+    decide_for_batch,
+    load_conditions,
+    record_outcome,
+)
 from tonrail.ids import new_id
 from tonrail.kit.claims import claim
 from tonrail.kit.faults import crashpoint
@@ -113,7 +119,16 @@ async def _next_query_seq(session: AsyncSession, wallet: str) -> int:
     return int(result.scalar_one()) - 1
 
 
-def _out_transfer(ctx: TonRailContext, payment: Payment, jetton_query_id: int) -> OutTransfer:
+def _attach(ctx: TonRailContext, decision: FeeDecision | None) -> int:
+    """TON to attach to a jetton transfer: the optimizer's figure, else the configured one."""
+    if decision is not None and decision.jetton_attach_nanoton > 0:
+        return decision.jetton_attach_nanoton
+    return ctx.settings.ton_jetton_attach_nanoton
+
+
+def _out_transfer(
+    ctx: TonRailContext, payment: Payment, jetton_query_id: int, attach: int
+) -> OutTransfer:
     """The out message for one payout; the comment carries our payment id."""
     destination = Address(payment.counterparty or "")
     comment = payment.id
@@ -127,7 +142,7 @@ def _out_transfer(ctx: TonRailContext, payment: Payment, jetton_query_id: int) -
         Address(ctx.jetton_wallet),
         destination,
         payment.amount,
-        attach_ton=ctx.settings.ton_jetton_attach_nanoton,
+        attach_ton=attach,
         forward_ton=ctx.settings.ton_jetton_forward_nanoton,
         response=ctx.wallet.address,
         query_id=jetton_query_id,
@@ -140,9 +155,7 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
     now = clock.now()
     quoter = TonQuoter(await recent_fees(ctx.db), ctx.jetton_wallet is not None)
     chain = await chain_balances(ctx)
-    # The fee optimizer only matters to routing when there is somewhere else to go.
-    backups = bool(set(ctx.enabled) - {"ton"})
-    conditions = await load_conditions(ctx.db, ctx.settings) if backups else None
+    conditions = await load_conditions(ctx.db, ctx.settings)
     async with ctx.db.transaction() as session:
         claimed = await claim(
             session,
@@ -158,8 +171,11 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
         if not claimed:
             return None
         claimed.sort(key=lambda p: (PRIORITY_ORDER.get(p.priority, 1), p.created_at))
-        claimed = await _route(ctx, session, claimed, quoter, conditions)
-        claimed = await _fund(ctx, session, claimed, chain)
+        # The fee optimizer decides, for every payout, when it may go and with what.
+        decisions = await decide_for_batch(session, conditions, ctx.settings, claimed)
+        claimed = await _route(ctx, session, claimed, quoter, conditions, decisions)
+        claimed = await _timing(ctx, session, claimed, decisions)
+        claimed = await _fund(ctx, session, claimed, chain, decisions)
         if not claimed:
             return None
         crashpoint(ctx.settings, "ton.after_claim")
@@ -187,7 +203,9 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
             payment.hold_reason = None
             attempt = await start_attempt(session, payment, "ton")
             jetton_query_id = secrets.randbits(63)
-            out = _out_transfer(ctx, payment, jetton_query_id)
+            out = _out_transfer(
+                ctx, payment, jetton_query_id, _attach(ctx, decisions.get(payment.id))
+            )
             transfers.append(out)
             session.add(
                 TonTransfer(
@@ -278,19 +296,16 @@ async def _route(
     session: AsyncSession,
     claimed: list[Payment],
     quoter: TonQuoter,
-    conditions: FeeConditions | None,
+    conditions: FeeConditions,
+    fee_decisions: Mapping[str, FeeDecision],
 ) -> list[Payment]:
     """Ask the router about payouts not routed yet; keep those it sends to TON.
 
     With a backup rail configured, the router also hears the fee optimizer: the network's
     congestion and, per payout, whether its fee on TON is over the threshold (divert)."""
-    congestion = await _congestion(session, ctx) if conditions is not None else None
-    unrouted = [p for p in claimed if p.route != "ton"]
-    fee_decisions = (
-        await decide_for_batch(session, conditions, ctx.settings, unrouted)
-        if conditions is not None and unrouted
-        else {}
-    )
+    # The fee optimizer only matters to routing when there is somewhere else to go.
+    backups = bool(set(ctx.enabled) - {"ton"})
+    congestion = await _congestion(session, ctx) if backups else None
     kept: list[Payment] = []
     for p in claimed:
         if p.route == "ton":
@@ -305,7 +320,7 @@ async def _route(
             ctx.routing,
             enabled=ctx.enabled,
             congestion_pct=congestion,
-            divert=fee_decision is not None and fee_decision.divert_reason is not None,
+            divert=backups and fee_decision is not None and fee_decision.divert_reason is not None,
             ton_failed_after_retries=exhausted,
         )
         if isinstance(decision, RailChoice):
@@ -369,14 +384,50 @@ async def _available(session: AsyncSession, chain: dict[str, int]) -> dict[str, 
     return {"TON": ton, "USDT": usdt}
 
 
+async def _timing(
+    ctx: TonRailContext,
+    session: AsyncSession,
+    claimed: list[Payment],
+    decisions: Mapping[str, FeeDecision],
+) -> list[Payment]:
+    """The optimizer's timing: a payout goes no earlier than `send_at`; a batch goes once one
+    of its payouts reaches `send_by` (its window for company) or the batch is full. Payouts
+    that must wait are leased until their moment, so nobody re-claims them before."""
+    now = clock.now()
+    ready = [p for p in claimed if decisions[p.id].send_at <= now]
+    wait_until: dict[str, datetime] = {
+        p.id: decisions[p.id].send_at for p in claimed if decisions[p.id].send_at > now
+    }
+    batch_max = min((decisions[p.id].batch_max for p in ready), default=ctx.settings.ton_batch_max)
+    due = len(ready) >= batch_max or any(decisions[p.id].send_by <= now for p in ready)
+    if not due:
+        first = min((decisions[p.id].send_by for p in ready), default=None)
+        wait_until.update({p.id: first for p in ready if first is not None})
+        ready = []
+    batch, rest = ready[:batch_max], ready[batch_max:]
+    for p in rest:
+        wait_until[p.id] = now
+    for pid, until in wait_until.items():
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == pid)
+            .values(locked_by=None, locked_until=until if until > now else None)
+        )
+    return batch
+
+
 async def _fund(
-    ctx: TonRailContext, session: AsyncSession, claimed: list[Payment], chain: dict[str, int]
+    ctx: TonRailContext,
+    session: AsyncSession,
+    claimed: list[Payment],
+    chain: dict[str, int],
+    decisions: Mapping[str, FeeDecision],
 ) -> list[Payment]:
     """Keep the payouts the hot wallet can pay now; the others wait with a reason."""
     left = await _available(session, chain)
     funded: list[Payment] = []
     for p in claimed:
-        ton_need = p.amount if p.asset == "TON" else ctx.settings.ton_jetton_attach_nanoton
+        ton_need = p.amount if p.asset == "TON" else _attach(ctx, decisions.get(p.id))
         ton_need += FEE_RESERVE_NANOTON
         usdt_need = p.amount if p.asset == "USDT" else 0
         if left["TON"] >= ton_need and left["USDT"] >= usdt_need:
@@ -764,6 +815,14 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
                     payment.id,
                 )
                 await ctx.payments.transition(session, payment, "succeeded", actor="system:ton")
+                await record_outcome(
+                    session,
+                    payment.id,
+                    "confirmed",
+                    fee_paid=fee,
+                    queued_at=payment.created_at,
+                    confirmed_at=clock.now(),
+                )
                 signals.observe_confirmation(
                     "ton", (clock.now() - payment.created_at).total_seconds()
                 )
@@ -800,6 +859,7 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
                     ],
                     payment.id,
                 )
+            await record_outcome(session, payment.id, "failed", fee_paid=fee)
             await _retry_or_fail(ctx, session, payment, code, reason)
         request.status = "final"
         request.updated_at = clock.now()
