@@ -14,6 +14,7 @@ from tonrail import clock
 from tonrail.db import Database
 from tonrail.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from tonrail.events.service import emit
+from tonrail.fees.service import fee_decisions_for
 from tonrail.ids import new_id
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
@@ -385,6 +386,11 @@ class PaymentService:
     async def _render(self, session: AsyncSession, payment: Payment) -> dict[str, Any]:
         approvals = await repo.approvers(session, payment.id)
         attempts = list(await repo.attempts(session, payment.id))
+        decision = (
+            (await fee_decisions_for(session, [payment.id])).get(payment.id)
+            if payment.direction == "out"
+            else None
+        )
         return PaymentOut.of(
-            payment, approvals, attempts, self._pay_to, self._usdt_master
+            payment, approvals, attempts, self._pay_to, self._usdt_master, decision
         ).model_dump(mode="json")

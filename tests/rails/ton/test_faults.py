@@ -185,6 +185,8 @@ async def test_the_optimizer_batches_within_each_payouts_window(
     await asyncio.sleep(3.2)
     final = await rail.run_until_final(ids, client, auth)
     assert {p["status"] for p in final.values()} == {"succeeded"}
+    shown = final[ids[0]]["fee_decision"]  # the API shows what the optimizer decided
+    assert shown is not None and shown["batch_window_ms"] == 3_000
     async with db.transaction() as session:
         [request] = (await session.execute(select(TonRequest))).scalars().all()
         decisions = (await session.execute(select(FeeDecisionRecord))).scalars().all()
