@@ -216,6 +216,7 @@ async def test_a_payout_whose_ton_fee_is_too_dear_is_diverted(
             await asyncio.sleep(0.05)
     tiny, large = got
     assert [(a["rail"], a["reason"]) for a in tiny["attempts"]] == [("stripe", "fee_diverted")]
+    assert tiny["fee_decision"]["divert_reason"] == "fee_above_amount_share"
     assert tiny["status"] == "succeeded"
     assert [a["rail"] for a in large["attempts"]] == ["ton"] and large["status"] == "succeeded"
     await books_ok(db)

@@ -328,6 +328,7 @@ async def _route(
             if decision.rail == "ton":
                 kept.append(p)
                 continue
+            await record_outcome(session, p.id, "diverted")
             log.info(
                 "payout routed to a backup rail",
                 payment=p.id,
