@@ -49,7 +49,6 @@ class Settings(BaseSettings):
 
     # --- TON payouts (rails/ton/payouts.py)
     ton_batch_max: int = 254  # payouts per highload request (more are nested automatically)
-    ton_batch_window_ms: int = 500  # how long the assembler waits to fill a batch
     ton_created_at_lag_s: int = 30  # created_at in the past, or the wallet rejects it
     ton_resend_seconds: int = 5  # re-send a stored request not yet seen on chain
     ton_expiry_margin_s: int = 10  # after valid_until, before proving "never processed"

@@ -55,7 +55,6 @@ def worker_env(net: Localnet, settings: Settings, tmp_path: Path, crash_at: str)
         TON_MASTER_KEY_FILE=str(key_file),
         TON_KEY_PASSPHRASE=PASSPHRASE,
         TON_RESEND_SECONDS="1",
-        TON_BATCH_WINDOW_MS="0",
         WORKER_LEASE_SECONDS="2",
         CRASH_AT=crash_at,
         FEES_WINDOW_URGENT_MS="0",

@@ -19,7 +19,6 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -71,11 +70,6 @@ from tonrail.settings import Settings
 log = structlog.get_logger(__name__)
 
 
-@lru_cache(maxsize=8)
-def _raw_of(wallet: HighloadWallet) -> str:
-    return raw(wallet.address)
-
-
 PRIORITY_ORDER = {"urgent": 0, "normal": 1, "low": 2}
 
 
@@ -98,7 +92,7 @@ class TonRailContext:
 
     @property
     def wallet_raw(self) -> str:
-        return _raw_of(self.wallet)
+        return raw(self.wallet.address)
 
 
 # ------------------------------------------------------------------------------- assemble
@@ -454,30 +448,23 @@ async def _fund(
 
 
 async def batch_ready(ctx: TonRailContext) -> bool:
-    """A batch goes out when it is full, holds an urgent payout, or its window has passed."""
+    """Whether any payout could go: when it goes is the fee optimizer's call in `assemble`
+    (`_timing`), which leases waiting payouts until their moment, so this stays cheap."""
     now = clock.now()
     async with ctx.db.transaction() as session:
-        rows = (
+        row = (
             await session.execute(
-                select(Payment.priority, Payment.created_at)
+                select(Payment.id)
                 .where(
                     Payment.direction == "out",
                     Payment.status == "queued",
                     (Payment.route.is_(None)) | (Payment.route == "ton"),
                     (Payment.locked_until.is_(None)) | (Payment.locked_until < now),
                 )
-                .order_by(Payment.created_at)
-                .limit(ctx.settings.ton_batch_max)
+                .limit(1)
             )
-        ).all()
-    if not rows:
-        return False
-    window = timedelta(milliseconds=ctx.settings.ton_batch_window_ms)
-    return (
-        len(rows) >= ctx.settings.ton_batch_max
-        or any(priority == "urgent" for priority, _ in rows)
-        or now - rows[0][1] >= window
-    )
+        ).first()
+    return row is not None
 
 
 async def payout_round(ctx: TonRailContext) -> int:
