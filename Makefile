@@ -19,6 +19,13 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# Browser tests drive Debian's Chromium through Playwright (never a downloaded browser).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the dashboard's browser tests"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 setup: $(STAMP) $(NPM_STAMP)
 
 run: setup
@@ -31,7 +38,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy src
 
-pytest: setup
+pytest: setup $(CHROMIUM)
 	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

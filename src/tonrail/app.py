@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 import tonrail
+from tonrail.dashboard.routes import install as install_dashboard
 from tonrail.db import Database
 from tonrail.fees.endpoints import router as fees_router
 from tonrail.monitoring.endpoints import router as monitoring_router
@@ -65,6 +66,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     )
     app.include_router(backup_checkout_router)
     app.include_router(provider_webhooks_router)
+    install_dashboard(app)  # /dashboard (docs/DASHBOARD.md)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

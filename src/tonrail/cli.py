@@ -10,6 +10,7 @@ import structlog
 import typer
 
 from tonrail import logs
+from tonrail.dashboard.cli import admin_app, audit_app
 from tonrail.db import Database
 from tonrail.monitoring.cli import alerts_app, lockouts_app
 from tonrail.rails.bank.cli import bank_app
@@ -23,6 +24,8 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(bank_app, name="bank")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(lockouts_app, name="lockouts")
+app.add_typer(admin_app, name="admin")
+app.add_typer(audit_app, name="audit")
 
 
 def _db(settings: Settings) -> Database:

@@ -24,6 +24,8 @@ from tonrail.rails.ton.models import (
     TonTransfer,
     TonWalletCursor,
 )
+from tonrail.security.admins import AdminUser
+from tonrail.security.audit_log import AuditEntry, AuditHead
 from tonrail.security.models import ApiKey, IdempotencyRecord
 from tonrail.security.switches import OpsSwitch
 from tonrail.webhooks.models import ProviderEvent
@@ -31,12 +33,15 @@ from tonrail.webhooks.models import ProviderEvent
 metadata = Base.metadata
 
 __all__ = [
+    "AdminUser",
     "Alert",
     "AlertDelivery",
     "AlertEvent",
     "ApiKey",
     "Approval",
     "Attempt",
+    "AuditEntry",
+    "AuditHead",
     "DailyVolume",
     "FeeDecisionRecord",
     "FeeSample",

@@ -9,12 +9,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Network = Literal["localnet", "testnet", "mainnet"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DEV_JWT_SECRET = "dev-only-change-me-dev-only-change-me"
 
 
 class Settings(BaseSettings):
@@ -90,7 +91,7 @@ class Settings(BaseSettings):
 
     # --- API
     api_keys: SecretStr = SecretStr("")  # optional bootstrap keys, "name:secret,..."
-    jwt_secret: SecretStr = SecretStr("dev-only-change-me")
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)  # production: 32+ random characters
     idempotency_ttl_hours: int = 24
     api_key_cache_seconds: float = 30.0  # a revoked key is refused within this; 0 = off
     page_max_limit: int = 100
@@ -227,6 +228,16 @@ class Settings(BaseSettings):
     fees_jetton_attach_margin_pct: int = 200  # attach this % of the observed p90 jetton spend
     fees_status_decisions: int = 20  # decisions listed by GET /v1/fees/status
 
+    # --- admin dashboard (issue 8; docs/DASHBOARD.md)
+    dashboard_session_minutes: int = 480  # a sign-in lasts this long (JWT cookie)
+    dashboard_cookie_secure: bool = False  # send the session cookie over HTTPS only
+    dashboard_login_max_failures: int = 5  # wrong sign-ins in a row that lock the account ...
+    dashboard_login_lock_seconds: int = 900  # ... for this long
+    dashboard_assets_dir: str = ""  # htmx and Chart.js from npm; "" = the repo's node_modules
+    dashboard_refresh_seconds: int = 2  # how often live panels poll
+    dashboard_page_size: int = 50
+    explorer_url: str = ""  # chain explorer base URL; "" = the network preset's (tonviewer)
+
     @field_validator("alert_routes")
     @classmethod
     def _known_alert_channels(cls, value: str) -> str:
@@ -234,6 +245,13 @@ class Settings(BaseSettings):
 
         parse_routes(value)  # an unknown channel name fails at start, not at the first alert
         return value
+
+    @model_validator(mode="after")
+    def _production_jwt_secret(self) -> Settings:
+        secret = self.jwt_secret.get_secret_value()
+        if self.environment == "production" and (secret == DEV_JWT_SECRET or len(secret) < 32):
+            raise ValueError("JWT_SECRET: set 32 or more random characters in production")
+        return self
 
     @field_validator("data_dir")
     @classmethod

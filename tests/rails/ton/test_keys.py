@@ -193,7 +193,13 @@ def test_dev_passphrase_only_outside_production(tmp_path: Path) -> None:
     dev = settings_for(tmp_path, environment="development", ton_master_key=envelope)
     assert load_signer(dev).public_key == HotWalletSigner(SEED).public_key
     for values in ({}, {"ton_key_passphrase": DEV_PASSPHRASE}):
-        prod = settings_for(tmp_path, environment="production", ton_master_key=envelope, **values)
+        prod = settings_for(
+            tmp_path,
+            environment="production",
+            jwt_secret="j" * 40,
+            ton_master_key=envelope,
+            **values,
+        )
         with pytest.raises(WalletKeyError) as err:
             load_signer(prod)
         assert err.value.code in ("wallet_key_passphrase_missing", "wallet_key_passphrase_insecure")
@@ -294,6 +300,7 @@ def test_init_wallet_refuses_the_dev_passphrase_in_production(
     cli_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("JWT_SECRET", "j" * 40)
     monkeypatch.delenv("TON_KEY_PASSPHRASE")
     get_settings.cache_clear()
     result = CliRunner().invoke(app, ["keys", "init-wallet"])

@@ -1,0 +1,53 @@
+"""The dashboard's static files: its own CSS/JS, and htmx + Chart.js installed by npm.
+
+Only the named files are served (never the whole node_modules folder). Their location is
+DASHBOARD_ASSETS_DIR, by default the repository's node_modules (`make run` runs `npm ci`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+
+from tonrail.settings import REPO_ROOT, Settings
+
+OWN = Path(__file__).parent / "static"
+VENDOR = {
+    "htmx.min.js": "htmx.org/dist/htmx.min.js",
+    "chart.umd.min.js": "chart.js/dist/chart.umd.min.js",
+}
+OWN_FILES = {"app.css": "text/css", "app.js": "text/javascript"}
+
+router = APIRouter()
+
+
+def assets_dir(settings: Settings) -> Path:
+    return (
+        Path(settings.dashboard_assets_dir)
+        if settings.dashboard_assets_dir
+        else (REPO_ROOT / "node_modules")
+    )
+
+
+def missing_vendor_files(settings: Settings) -> list[str]:
+    root = assets_dir(settings)
+    return [rel for rel in VENDOR.values() if not (root / rel).is_file()]
+
+
+@router.get("/dashboard/static/{name}", include_in_schema=False)
+async def static_file(name: str, request: Request) -> Response:
+    headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    if name in OWN_FILES:
+        return FileResponse(OWN / name, media_type=OWN_FILES[name], headers=headers)
+    if name in VENDOR:
+        path = assets_dir(request.app.state.settings) / VENDOR[name]
+        if path.is_file():
+            return FileResponse(path, media_type="text/javascript", headers=headers)
+        return Response(
+            f"// {VENDOR[name]} is not installed: run `npm ci` (make setup)\n",
+            status_code=503,
+            media_type="text/javascript",
+        )
+    return Response("not found", status_code=404, media_type="text/plain")

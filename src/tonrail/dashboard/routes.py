@@ -1,0 +1,206 @@
+"""Mount the dashboard on the app: sign-in/out, the pages in `pages/`, errors, headers."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from tonrail.dashboard import assets, pages, sessions
+from tonrail.dashboard.deps import LoginRequired, NotAllowed, db_of, is_htmx, settings_of
+from tonrail.dashboard.templating import render
+from tonrail.errors import AuthenticationFailed
+from tonrail.monitoring.lockouts import record_security_failure
+from tonrail.security import audit_log
+from tonrail.security.admins import authenticate
+
+# Scripts only from our own origin: an injected <script> (a chain comment, metadata) never runs.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; object-src 'none'"
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path of this dashboard: never an open redirect to another site."""
+    if not value:
+        return "/dashboard"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/dashboard"):
+        return "/dashboard"
+    return value
+
+
+@router.get("/")
+async def root() -> RedirectResponse:
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+@router.get("/dashboard")
+async def dashboard_home() -> RedirectResponse:
+    return RedirectResponse("/dashboard/overview", status_code=303)
+
+
+@router.get("/dashboard/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str | None = None) -> Response:
+    token = request.cookies.get(sessions.LOGIN_CSRF_COOKIE) or sessions.new_login_csrf()
+    response = render(
+        request,
+        "login.html",
+        {"login_csrf": token, "next": _safe_next(next), "error": None, "username": ""},
+    )
+    _set_login_csrf(request, response, token)
+    return response
+
+
+@router.post("/dashboard/login", response_class=HTMLResponse)
+async def login(
+    request: Request,
+    username: str = Form(""),
+    password: str = Form(""),
+    totp: str = Form(""),
+    csrf_token: str = Form(""),
+    next: str = Form("/dashboard"),
+) -> Response:
+    settings = settings_of(request)
+    expected = request.cookies.get(sessions.LOGIN_CSRF_COOKIE)
+    fresh = sessions.new_login_csrf()
+
+    def again(message: str, status: int) -> Response:
+        response = render(
+            request,
+            "login.html",
+            {"login_csrf": fresh, "next": _safe_next(next), "error": message, "username": username},
+            status_code=status,
+        )
+        _set_login_csrf(request, response, fresh)
+        return response
+
+    if not expected or not csrf_token or expected != csrf_token:
+        return again("The sign-in form expired: please try again.", 403)
+    if not username or not password:
+        return again("Enter your username and password.", 400)
+    db = db_of(request)
+    failure: AuthenticationFailed | None = None
+    async with db.transaction() as session:
+        try:
+            admin = await authenticate(
+                session,
+                username,
+                password,
+                totp or None,
+                max_failures=settings.dashboard_login_max_failures,
+                lock_seconds=settings.dashboard_login_lock_seconds,
+            )
+        except AuthenticationFailed as exc:
+            failure = exc  # the failed-sign-in count commits with this transaction
+        else:
+            await audit_log.record(
+                session,
+                f"admin:{admin.username}",
+                "dashboard.sign_in",
+                admin.id,
+                {"ip": request.client.host if request.client else None},
+            )
+    if failure is not None:
+        if request.client is not None:  # counted by the suspicious-activity rules
+            await record_security_failure(db, "ip", request.client.host, failure.code)
+        messages = {
+            "login_locked": "Too many failed sign-ins: this account is locked for a while.",
+            "totp_invalid": "The one-time code is missing or wrong.",
+        }
+        return again(messages.get(failure.code, "Wrong username or password."), 401)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        sessions.COOKIE,
+        sessions.issue(settings, admin.id, admin.session_version),
+        max_age=settings.dashboard_session_minutes * 60,
+        httponly=True,
+        secure=settings.dashboard_cookie_secure,
+        samesite="strict",
+        path="/",
+    )
+    response.delete_cookie(sessions.LOGIN_CSRF_COOKIE, path="/dashboard/login")
+    return response
+
+
+@router.post("/dashboard/logout")
+async def logout(request: Request) -> Response:
+    claims = sessions.read(settings_of(request), request.cookies.get(sessions.COOKIE))
+    form = await request.form()
+    presented = form.get(sessions.CSRF_FIELD)
+    if claims is not None and not sessions.csrf_ok(
+        settings_of(request), claims.sid, presented if isinstance(presented, str) else None
+    ):
+        return Response("the form is out of date: reload the page", status_code=403)
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    response.delete_cookie(sessions.COOKIE, path="/")
+    return response
+
+
+def _set_login_csrf(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        sessions.LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        secure=settings_of(request).dashboard_cookie_secure,
+        samesite="strict",
+        path="/dashboard/login",
+    )
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith("/dashboard"):
+            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            if response.media_type == "text/html" or response.headers.get(
+                "content-type", ""
+            ).startswith("text/html"):
+                response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def page_modules() -> list[str]:
+    return sorted(
+        m.name for m in pkgutil.iter_modules(pages.__path__) if not m.name.startswith("_")
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Add the dashboard to `app`: routes, every page module, error pages, security headers."""
+    app.include_router(router)
+    app.include_router(assets.router)
+    for name in page_modules():
+        module = importlib.import_module(f"{pages.__name__}.{name}")
+        app.include_router(module.router, include_in_schema=False)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        target = f"/dashboard/login?next={quote(exc.next_url)}"
+        if is_htmx(request):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    @app.exception_handler(NotAllowed)
+    async def _forbidden(request: Request, exc: NotAllowed) -> Response:
+        template = "fragments/flash.html" if is_htmx(request) else "forbidden.html"
+        return render(
+            request,
+            template,
+            {"kind": "error", "message": exc.message, "code": f"{exc.permission}_forbidden"},
+            status_code=403,
+        )
+
+    app.add_middleware(SecurityHeaders)
