@@ -81,7 +81,7 @@ async def record(
     head = await session.get(AuditHead, 1, with_for_update=True)
     if head is None:
         # The first append (or after a wipe): create the head row race-free, then lock it.
-        insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         await session.execute(
             insert(AuditHead).values(id=1, seq=0, hash=GENESIS).on_conflict_do_nothing()
         )
