@@ -1,0 +1,1 @@
+"""SQL behind the dashboard pages: read-only queries that aggregate in the database."""

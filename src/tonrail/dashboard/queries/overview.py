@@ -1,0 +1,595 @@
+"""SQL of the dashboard's Overview: the figures of a time range and their series per bucket.
+
+Everything is aggregated in the database, in one read transaction: each query reads only the
+rows of the range through an index on its time column (payments by created_at and by
+completed_at, attempts by updated_at, fee samples by sampled_at) and groups them by bucket.
+Buckets are aligned to multiples of their width, so a poll a few seconds later puts every row
+in the same bucket; the first bucket reaches back before the range, and the figures of the
+range itself (the tiles) are told apart with an `in range` flag in the same GROUP BY.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, case, cast, extract, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail.errors import InvalidRequest
+from tonrail.fees.models import FeeSample
+from tonrail.ledger import rules as books
+from tonrail.ledger.service import balance
+from tonrail.monitoring.models import Alert, MonitoringSignal
+from tonrail.monitoring.signals import parse_labels
+from tonrail.monitoring.snapshot import PENDING_STATES
+from tonrail.payments.models import Attempt, Payment
+from tonrail.settings import Settings
+
+FINISHED_STATES = ("succeeded", "failed")
+HOT_WALLET_ASSETS = ("TON", "USDT")
+STUCK_LIST_CAP = 1_000  # pending payments older than the stuck age looked at, oldest first
+TOP_STUCK = 5
+TOP_ALERTS = 5
+SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+class RangeInvalid(InvalidRequest):
+    """`?range=` is not one of the offered ranges."""
+
+    code = "range_invalid"
+
+
+@dataclass(frozen=True)
+class RangeSpec:
+    key: str
+    label: str
+    seconds: int
+    bucket_seconds: int
+    bucket_label: str  # strftime format of a bucket's start on the charts
+
+
+RANGES: dict[str, RangeSpec] = {
+    r.key: r
+    for r in (
+        RangeSpec("1h", "1 hour", 3_600, 60, "%H:%M"),
+        RangeSpec("24h", "24 hours", 86_400, 1_800, "%H:%M"),
+        RangeSpec("7d", "7 days", 604_800, 14_400, "%a %H:%M"),
+    )
+}
+DEFAULT_RANGE = "24h"
+
+
+def range_spec(value: str | None) -> RangeSpec:
+    """The range named by `?range=` (default 24h); RangeInvalid for anything else."""
+    key = DEFAULT_RANGE if value is None or value == "" else value
+    spec = RANGES.get(key)
+    if spec is None:
+        raise RangeInvalid(
+            f"range must be one of {', '.join(RANGES)}, not {str(value)[:40]!r}", param="range"
+        )
+    return spec
+
+
+@dataclass(frozen=True)
+class Window:
+    """A range ending now: figures cover [since, now]; charts cover the buckets from start."""
+
+    spec: RangeSpec
+    now: datetime
+    since: datetime
+    start: datetime  # since rounded down to a bucket boundary
+    buckets: int
+
+    @classmethod
+    def ending(cls, spec: RangeSpec, now: datetime) -> Window:
+        width = spec.bucket_seconds
+        since = now - timedelta(seconds=spec.seconds)
+        start_epoch = int(since.timestamp()) // width * width
+        end_epoch = int(now.timestamp()) // width * width + width
+        start = datetime.fromtimestamp(start_epoch, UTC)
+        return cls(spec, now, since, start, (end_epoch - start_epoch) // width)
+
+    @property
+    def start_epoch(self) -> int:
+        return int(self.start.timestamp())
+
+    def bucket_starts(self) -> list[datetime]:
+        width = timedelta(seconds=self.spec.bucket_seconds)
+        return [self.start + i * width for i in range(self.buckets)]
+
+
+def _epoch(column: Any, dialect: str) -> ColumnElement[Any]:
+    """Seconds since 1970 of a UTC timestamp column (SQLite stores naive UTC text)."""
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", column), Integer)
+    return extract("epoch", column)
+
+
+def bucket_of(column: Any, window: Window, dialect: str) -> ColumnElement[int]:
+    """The 0-based bucket of a timestamp at or after `window.start`."""
+    offset = _epoch(column, dialect) - window.start_epoch
+    if dialect == "sqlite":
+        return cast(offset // window.spec.bucket_seconds, Integer)  # integers: floor division
+    # EXTRACT gives a numeric with the fraction of a second: floor, not CAST's rounding.
+    return cast(func.floor(offset / window.spec.bucket_seconds), Integer)
+
+
+def _in_range(column: Any, window: Window) -> ColumnElement[int]:
+    return case((column >= window.since, 1), else_=0)
+
+
+def duration_ms(start: Any, end: Any, dialect: str) -> ColumnElement[Any]:
+    """Milliseconds from `start` to `end`, both timestamp columns."""
+    if dialect == "sqlite":
+        return func.round((func.julianday(end) - func.julianday(start)) * 86_400_000)
+    return func.round(extract("epoch", end - start) * 1000)
+
+
+# ------------------------------------------------------------------ the figures
+@dataclass
+class Finished:
+    """Payments that ended (succeeded or failed) in the range."""
+
+    succeeded: int = 0
+    failed: int = 0
+    # (direction, asset) -> (count, amount in minor units, micro-USDT equivalent)
+    volume: dict[tuple[str, str], tuple[int, int, int]] = field(default_factory=dict)
+    # per bucket: succeeded / failed counts, USDT equivalent by (direction, asset)
+    bucket_succeeded: list[int] = field(default_factory=list)
+    bucket_failed: list[int] = field(default_factory=list)
+    bucket_volume: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def success_pct(self) -> float | None:
+        return 100 * self.succeeded / self.total if self.total else None
+
+    @property
+    def volume_usdt(self) -> int:
+        return sum(usdt for _, _, usdt in self.volume.values())
+
+    def volume_by_asset(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (_, asset), (_, amount, _) in sorted(self.volume.items()):
+            out[asset] = out.get(asset, 0) + amount
+        return out
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """created -> completed of payouts that succeeded in the range (nearest-rank percentiles)."""
+
+    count: int
+    p50_ms: int | None
+    p95_ms: int | None
+
+
+@dataclass
+class Fees:
+    """Fees the attempts paid (attempts updated in the range with a fee)."""
+
+    # (rail, fee asset) -> (attempts, sum in minor units of the fee asset)
+    paid: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    bucket_paid: dict[str, list[int]] = field(default_factory=dict)  # fee asset -> per bucket
+
+    @property
+    def attempts(self) -> int:
+        return sum(n for n, _ in self.paid.values())
+
+    def by_asset(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (_, asset), (_, total) in sorted(self.paid.items()):
+            out[asset] = out.get(asset, 0) + total
+        return out
+
+
+@dataclass(frozen=True)
+class Congestion:
+    """The fee sampler's latest look at the network and its series over the range."""
+
+    pct: float | None
+    raw_pct: float | None
+    latency_ms: int | None
+    queue_size: int | None
+    sampled_at: datetime | None
+    gas_price: int | None  # nanoton per gas unit (config param 21), as last measured
+    bucket_avg_pct: list[float | None]
+    bucket_max_pct: list[float | None]
+
+
+@dataclass(frozen=True)
+class StuckPayment:
+    id: str
+    direction: str
+    status: str
+    asset: str
+    amount: int
+    created_at: datetime
+    age_seconds: int
+
+
+@dataclass(frozen=True)
+class Pending:
+    pending: int  # queued + processing
+    awaiting_approval: int
+    awaiting_payment: int  # open invoices
+    stuck: int
+    oldest_stuck: list[StuckPayment]
+
+
+@dataclass(frozen=True)
+class HotWalletBalance:
+    asset: str
+    ledger: int
+    on_chain: int | None  # as last measured by the payout loop (monitoring signal)
+    measured_at: datetime | None
+
+    @property
+    def difference(self) -> int | None:
+        return None if self.on_chain is None else self.on_chain - self.ledger
+
+
+@dataclass(frozen=True)
+class AlertLine:
+    id: str
+    rule: str
+    severity: str
+    status: str
+    summary: str
+    opened_at: datetime
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class Alerts:
+    open: int
+    acknowledged: int
+    top: list[AlertLine]
+
+
+@dataclass(frozen=True)
+class Overview:
+    window: Window
+    created_by_status: dict[str, list[int]]  # status -> payments created per bucket
+    created_in_range: int
+    finished: Finished
+    confirmation: Confirmation
+    fees: Fees
+    congestion: Congestion
+    pending: Pending
+    hot_wallet: list[HotWalletBalance]
+    alerts: Alerts
+
+
+async def created_by_status(
+    session: AsyncSession, window: Window, dialect: str
+) -> tuple[dict[str, list[int]], int]:
+    """Payments created per bucket by their current status; and how many in the range."""
+    bucket = bucket_of(Payment.created_at, window, dialect).label("bucket")
+    flag = _in_range(Payment.created_at, window).label("in_range")
+    rows = await session.execute(
+        select(bucket, flag, Payment.status, func.count())
+        .where(Payment.created_at >= window.start, Payment.created_at <= window.now)
+        .group_by(bucket, flag, Payment.status)
+    )
+    series: dict[str, list[int]] = {}
+    in_range = 0
+    for b, inside, status, count in rows:
+        if not 0 <= b < window.buckets:
+            continue
+        series.setdefault(status, [0] * window.buckets)[b] += int(count)
+        in_range += int(count) if inside else 0
+    return series, in_range
+
+
+async def finished(session: AsyncSession, window: Window, dialect: str) -> Finished:
+    """Success rate and volume: payments that ended in the range, by bucket of completion."""
+    bucket = bucket_of(Payment.completed_at, window, dialect).label("bucket")
+    flag = _in_range(Payment.completed_at, window).label("in_range")
+    rows = await session.execute(
+        select(
+            bucket,
+            flag,
+            Payment.status,
+            Payment.direction,
+            Payment.asset,
+            func.count(),
+            func.sum(Payment.amount),
+            func.sum(Payment.usdt_equivalent),
+        )
+        .where(
+            Payment.completed_at >= window.start,
+            Payment.completed_at <= window.now,
+            Payment.status.in_(FINISHED_STATES),
+        )
+        .group_by(bucket, flag, Payment.status, Payment.direction, Payment.asset)
+    )
+    out = Finished(bucket_succeeded=[0] * window.buckets, bucket_failed=[0] * window.buckets)
+    for b, inside, status, direction, asset, count, amount, usdt in rows:
+        n, amount, usdt = int(count), int(amount or 0), int(usdt or 0)
+        if 0 <= b < window.buckets:
+            if status == "succeeded":
+                out.bucket_succeeded[b] += n
+                series = out.bucket_volume.setdefault((direction, asset), [0] * window.buckets)
+                series[b] += usdt
+            else:
+                out.bucket_failed[b] += n
+        if not inside:
+            continue
+        if status == "succeeded":
+            out.succeeded += n
+            c, a, u = out.volume.get((direction, asset), (0, 0, 0))
+            out.volume[(direction, asset)] = (c + n, a + amount, u + usdt)
+        else:
+            out.failed += n
+    return out
+
+
+async def confirmation(session: AsyncSession, window: Window, dialect: str) -> Confirmation:
+    """p50 and p95 of created -> completed of payouts that succeeded in the range.
+
+    Nearest rank (the value at rank ceil(p x n)), computed in the database with window
+    functions so only the two answers leave it."""
+    took = duration_ms(Payment.created_at, Payment.completed_at, dialect).label("took")
+    durations = (
+        select(took)
+        .where(
+            Payment.direction == "out",
+            Payment.status == "succeeded",
+            Payment.completed_at >= window.since,
+            Payment.completed_at <= window.now,
+        )
+        .subquery()
+    )
+    ranked = select(
+        durations.c.took,
+        func.row_number().over(order_by=durations.c.took).label("rn"),
+        func.count().over().label("n"),
+    ).subquery()
+    rows = (
+        await session.execute(
+            select(ranked.c.rn, ranked.c.n, ranked.c.took).where(
+                (ranked.c.rn == (ranked.c.n * 50 + 99) // 100)
+                | (ranked.c.rn == (ranked.c.n * 95 + 99) // 100)
+            )
+        )
+    ).all()
+    if not rows:
+        return Confirmation(0, None, None)
+    n = int(rows[0][1])
+    by_rank = {int(rn): max(0, int(took)) for rn, _, took in rows}
+    return Confirmation(n, by_rank.get((n * 50 + 99) // 100), by_rank.get((n * 95 + 99) // 100))
+
+
+async def fees(session: AsyncSession, window: Window, dialect: str) -> Fees:
+    """Fees of attempts by rail and fee asset, per bucket of the attempt's last update."""
+    bucket = bucket_of(Attempt.updated_at, window, dialect).label("bucket")
+    flag = _in_range(Attempt.updated_at, window).label("in_range")
+    rows = await session.execute(
+        select(
+            bucket,
+            flag,
+            Attempt.rail,
+            Attempt.fee_asset,
+            func.count(),
+            func.sum(Attempt.fee_amount),
+        )
+        .where(
+            Attempt.updated_at >= window.start,
+            Attempt.updated_at <= window.now,
+            Attempt.fee_amount.is_not(None),
+            Attempt.fee_asset.is_not(None),
+        )
+        .group_by(bucket, flag, Attempt.rail, Attempt.fee_asset)
+    )
+    out = Fees()
+    for b, inside, rail, fee_asset, count, total in rows:
+        asset, total = str(fee_asset), int(total or 0)
+        if 0 <= b < window.buckets:
+            out.bucket_paid.setdefault(asset, [0] * window.buckets)[b] += total
+        if inside:
+            n, t = out.paid.get((rail, asset), (0, 0))
+            out.paid[(rail, asset)] = (n + int(count), t + total)
+    return out
+
+
+async def congestion(session: AsyncSession, window: Window, dialect: str) -> Congestion:
+    """Latest congestion estimate (fee sampler) and its average and peak per bucket."""
+    latest = (
+        await session.execute(
+            select(
+                FeeSample.congestion_bp,
+                FeeSample.congestion_raw_bp,
+                FeeSample.latency_ms,
+                FeeSample.queue_size,
+                FeeSample.sampled_at,
+            )
+            .order_by(FeeSample.sampled_at.desc(), FeeSample.id.desc())
+            .limit(1)
+        )
+    ).first()
+    bucket = bucket_of(FeeSample.sampled_at, window, dialect).label("bucket")
+    rows = await session.execute(
+        select(bucket, func.avg(FeeSample.congestion_bp), func.max(FeeSample.congestion_bp))
+        .where(
+            FeeSample.sampled_at >= window.start,
+            FeeSample.sampled_at <= window.now,
+            FeeSample.congestion_bp.is_not(None),
+        )
+        .group_by(bucket)
+    )
+    avg: list[float | None] = [None] * window.buckets
+    peak: list[float | None] = [None] * window.buckets
+    for b, mean, top in rows:
+        if 0 <= b < window.buckets:
+            avg[b] = round(float(mean) / 100, 2)
+            peak[b] = round(float(top) / 100, 2)
+    gas = await session.scalar(
+        select(MonitoringSignal.value).where(
+            MonitoringSignal.name == "gas_price", MonitoringSignal.labels == ""
+        )
+    )
+    if latest is None:
+        return Congestion(None, None, None, None, None, gas, avg, peak)
+    bp, raw_bp, latency, queue, at = latest
+    return Congestion(
+        bp / 100 if bp is not None else None,
+        raw_bp / 100 if raw_bp is not None else None,
+        latency,
+        queue,
+        at,
+        gas,
+        avg,
+        peak,
+    )
+
+
+async def pending(session: AsyncSession, settings: Settings, now: datetime) -> Pending:
+    """Open payments now; stuck = pending longer than ALERT_STUCK_SECONDS and than its own
+    target confirmation time (the monitoring rule `payments_stuck`)."""
+    counts = dict(
+        (
+            await session.execute(
+                select(Payment.status, func.count())
+                .where(
+                    Payment.status.in_((*PENDING_STATES, "requires_approval", "awaiting_payment"))
+                )
+                .group_by(Payment.status)
+            )
+        ).all()
+    )
+    horizon = now - timedelta(seconds=settings.alert_stuck_seconds)
+    rows = await session.execute(
+        select(
+            Payment.id,
+            Payment.direction,
+            Payment.status,
+            Payment.asset,
+            Payment.amount,
+            Payment.created_at,
+            Payment.target_confirmation_seconds,
+        )
+        .where(Payment.status.in_(PENDING_STATES), Payment.created_at < horizon)
+        .order_by(Payment.created_at, Payment.id)
+        .limit(STUCK_LIST_CAP)
+    )
+    stuck: list[StuckPayment] = []
+    for pid, direction, status, asset, amount, created, target in rows:
+        age = (now - created).total_seconds()
+        if age > max(settings.alert_stuck_seconds, int(target or 0)):
+            stuck.append(StuckPayment(pid, direction, status, asset, amount, created, int(age)))
+    return Pending(
+        pending=sum(int(counts.get(s, 0)) for s in PENDING_STATES),
+        awaiting_approval=int(counts.get("requires_approval", 0)),
+        awaiting_payment=int(counts.get("awaiting_payment", 0)),
+        stuck=len(stuck),
+        oldest_stuck=stuck[:TOP_STUCK],
+    )
+
+
+async def hot_wallet(session: AsyncSession) -> list[HotWalletBalance]:
+    """Per asset: the books (ledger) and the chain as the payout loop last measured it."""
+    measured: dict[str, tuple[int, datetime]] = {}
+    for labels, value, at in await session.execute(
+        select(MonitoringSignal.labels, MonitoringSignal.value, MonitoringSignal.updated_at).where(
+            MonitoringSignal.name == "hot_wallet_balance"
+        )
+    ):
+        asset = parse_labels(labels).get("asset")
+        if asset:
+            measured[asset] = (int(value), at)
+    out = []
+    for asset in sorted({*HOT_WALLET_ASSETS, *measured}, key=_asset_order):
+        chain = measured.get(asset)
+        out.append(
+            HotWalletBalance(
+                asset,
+                await balance(session, books.HOT_WALLET, asset),
+                chain[0] if chain else None,
+                chain[1] if chain else None,
+            )
+        )
+    return out
+
+
+def _asset_order(asset: str) -> tuple[int, str]:
+    return (HOT_WALLET_ASSETS.index(asset) if asset in HOT_WALLET_ASSETS else 99, asset)
+
+
+async def alerts(session: AsyncSession) -> Alerts:
+    """Open and acknowledged alerts: counts and the most severe, newest first."""
+    counts = dict(
+        (
+            await session.execute(
+                select(Alert.status, func.count())
+                .where(Alert.status.in_(("open", "acknowledged")))
+                .group_by(Alert.status)
+            )
+        ).all()
+    )
+    rank = case(SEVERITY_RANK, value=Alert.severity, else_=len(SEVERITY_RANK))
+    rows = (
+        (
+            await session.execute(
+                select(Alert)
+                .where(Alert.status.in_(("open", "acknowledged")))
+                .order_by(
+                    case((Alert.status == "open", 0), else_=1),
+                    rank,
+                    Alert.last_seen_at.desc(),
+                    Alert.id,
+                )
+                .limit(TOP_ALERTS)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return Alerts(
+        int(counts.get("open", 0)),
+        int(counts.get("acknowledged", 0)),
+        [
+            AlertLine(a.id, a.rule, a.severity, a.status, a.summary, a.opened_at, a.last_seen_at)
+            for a in rows
+        ],
+    )
+
+
+async def overview(
+    session: AsyncSession, settings: Settings, window: Window, dialect: str
+) -> Overview:
+    """Every figure of the page, read in the caller's (read) transaction."""
+    series, created = await created_by_status(session, window, dialect)
+    return Overview(
+        window=window,
+        created_by_status=series,
+        created_in_range=created,
+        finished=await finished(session, window, dialect),
+        confirmation=await confirmation(session, window, dialect),
+        fees=await fees(session, window, dialect),
+        congestion=await congestion(session, window, dialect),
+        pending=await pending(session, settings, window.now),
+        hot_wallet=await hot_wallet(session),
+        alerts=await alerts(session),
+    )
+
+
+def statuses_in(series: dict[str, list[int]]) -> Sequence[str]:
+    """Statuses in a stable display order: finished first, then in flight, then the rest."""
+    order = (
+        "succeeded",
+        "failed",
+        "processing",
+        "queued",
+        "requires_approval",
+        "awaiting_payment",
+        "canceled",
+        "expired",
+    )
+    return [s for s in order if s in series] + sorted(s for s in series if s not in order)
