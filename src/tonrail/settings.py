@@ -275,6 +275,8 @@ class Settings(BaseSettings):
 
     bootstrap_demo: bool = Field(default=True, description="tonrail run: create demo data")
 
+    # tonrail run on the local network: mean seconds between demo payouts (0 = no traffic)
+    demo_traffic_seconds: float = 3.0
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
