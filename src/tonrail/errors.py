@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TonrailError(Exception):
     """Base of every error tonrail raises on purpose."""
@@ -16,7 +18,7 @@ class TonrailError(Exception):
         if code is not None:
             self.code = code
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "param": self.param}
 
 

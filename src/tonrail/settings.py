@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = 24
     api_key_cache_seconds: float = 30.0  # a revoked key is refused within this; 0 = off
     page_max_limit: int = 100
+    payouts_batch_max: int = 500  # payouts in one POST /v1/payouts/batch
 
     # --- workers
     worker_lease_seconds: int = 30
@@ -274,9 +275,9 @@ class Settings(BaseSettings):
         return url
 
     bootstrap_demo: bool = Field(default=True, description="tonrail run: create demo data")
-
     # tonrail run on the local network: mean seconds between demo payouts (0 = no traffic)
     demo_traffic_seconds: float = 3.0
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

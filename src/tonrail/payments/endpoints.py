@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.responses import Response as HttpResponse
 
 from tonrail.errors import NotFound, PermissionDenied
+from tonrail.payments.bulk import BulkPayouts, PayoutBatchCreate, PayoutBatchOut
 from tonrail.payments.schemas import (
     InvoiceCreate,
     PaymentList,
@@ -61,6 +62,22 @@ async def create_payout(
     ikey = await _ikey(request, principal, idempotency_key)
     client_ip = request.client.host if request.client is not None else None
     return _send(await service.create_payout(principal, body, ikey, client_ip))
+
+
+@router.post("/payouts/batch", status_code=201, response_model=PayoutBatchOut, responses=ERRORS)
+async def create_payout_batch(
+    body: PayoutBatchCreate,
+    request: Request,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    idempotency_key: IdemHeader = None,
+) -> JSONResponse:
+    """Create up to PAYOUTS_BATCH_MAX payouts in one transaction, each as `POST /v1/payouts`
+    would; one bad item refuses the batch (its index in `param`) and nothing is written."""
+    _need(principal, "payments:write")
+    ikey = await _ikey(request, principal, idempotency_key)
+    client_ip = request.client.host if request.client is not None else None
+    return _send(await BulkPayouts(service).create(principal, body, ikey, client_ip))
 
 
 @router.post("/payouts/{payment_id}/approve", response_model=PaymentOut, responses=ERRORS)
