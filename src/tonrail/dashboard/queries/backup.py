@@ -1,0 +1,432 @@
+"""SQL of the Backup payments page: attempts by rail, fallbacks and their reasons, breakers.
+
+An attempt is one try of a payment on one rail, so "volume and success by rail" counts
+attempts (created in the range) and the amounts of their payments. A fallback is an attempt
+on a backup rail; its reason is what the router recorded on it (`details.reason`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, get_args
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail.dashboard.queries.fees import (
+    ParamInvalid,
+    Range,
+    bucket_label,
+    bucket_of,
+    bucket_starts,
+    decode_cursor,
+    dialect_of,
+    encode_cursor,
+)
+from tonrail.money import ASSET_DECIMALS
+from tonrail.payments.models import Attempt, Payment
+from tonrail.rails.base import RailName
+from tonrail.rails.models import RailHealth
+from tonrail.rails.router import BACKUP_RAILS, Breaker, BreakerPolicy, breaker_allows
+
+RAILS: tuple[str, ...] = tuple(get_args(RailName))
+BACKUPS: tuple[str, ...] = BACKUP_RAILS
+DIRECTIONS: tuple[str, ...] = ("out", "in")
+ATTEMPT_STATUSES: tuple[str, ...] = (
+    "created",
+    "submitted",
+    "unknown",
+    "confirmed",
+    "failed",
+    "expired",
+)
+LIVE = ("created", "submitted", "unknown")
+FINISHED = ("confirmed", "failed", "expired")
+REASON_MAX = 64
+COLORS = {"ton": "#0098ea", "stripe": "#635bff", "paypal": "#f59e0b", "bank": "#16a34a"}
+
+
+def reason_of() -> ColumnElement[str]:
+    """The router's reason stored on an attempt (`details.reason`), as text on both backends."""
+    reason: ColumnElement[str] = Attempt.details["reason"].as_string()
+    return reason
+
+
+def parse_reason(value: str | None) -> str | None:
+    if not value:
+        return None
+    if len(value) > REASON_MAX or not value.replace("_", "").isalnum():
+        raise ParamInvalid(
+            "reason is a word like ton_congested", param="reason", code="reason_invalid"
+        )
+    return value
+
+
+@dataclass
+class RailStats:
+    """One rail over the range (amounts in each payment's own asset, minor units)."""
+
+    rail: str
+    attempts: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    volume: dict[str, int] = field(default_factory=dict)  # confirmed, by asset
+    fees: dict[str, int] = field(default_factory=dict)  # confirmed, by fee asset
+    payouts: int = 0
+    invoices: int = 0
+
+    @property
+    def confirmed(self) -> int:
+        return self.by_status.get("confirmed", 0)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.by_status.get(s, 0) for s in FINISHED)
+
+    @property
+    def live(self) -> int:
+        return sum(self.by_status.get(s, 0) for s in LIVE)
+
+    @property
+    def success_pct(self) -> float | None:
+        """Confirmed among attempts that are over (live ones are not judged yet)."""
+        return 100 * self.confirmed / self.finished if self.finished else None
+
+
+async def rail_stats(
+    session: AsyncSession, since: datetime, until: datetime, direction: str | None
+) -> dict[str, RailStats]:
+    conditions = [Attempt.created_at >= since, Attempt.created_at <= until]
+    if direction:
+        conditions.append(Payment.direction == direction)
+    stmt = (
+        select(
+            Attempt.rail,
+            Attempt.status,
+            Payment.direction,
+            Payment.asset,
+            Attempt.fee_asset,
+            func.count(),
+            func.sum(Payment.amount),
+            func.sum(Attempt.fee_amount),
+        )
+        .join(Payment, Payment.id == Attempt.payment_id)
+        .where(*conditions)
+        .group_by(Attempt.rail, Attempt.status, Payment.direction, Payment.asset, Attempt.fee_asset)
+    )
+    stats = {rail: RailStats(rail) for rail in RAILS}
+    for rail, status, dirn, asset, fee_asset, n, amount, fee in (await session.execute(stmt)).all():
+        s = stats.setdefault(rail, RailStats(rail))
+        n = int(n)
+        s.attempts += n
+        s.by_status[status] = s.by_status.get(status, 0) + n
+        if dirn == "out":
+            s.payouts += n
+        else:
+            s.invoices += n
+        if status == "confirmed":
+            s.volume[asset] = s.volume.get(asset, 0) + int(amount or 0)
+            if fee is not None and fee_asset:
+                s.fees[fee_asset] = s.fees.get(fee_asset, 0) + int(fee)
+    return stats
+
+
+@dataclass(frozen=True, slots=True)
+class RailBucket:
+    start: int
+    rail: str
+    attempts: int
+    confirmed: int
+    finished: int
+
+
+async def rail_series(
+    session: AsyncSession, r: Range, now: datetime, direction: str | None
+) -> list[RailBucket]:
+    b = bucket_of(Attempt.created_at, r.step, dialect_of(session)).label("b")
+    stmt = select(
+        b,
+        Attempt.rail,
+        func.count(),
+        func.sum(case((Attempt.status == "confirmed", 1), else_=0)),
+        func.sum(case((Attempt.status.in_(FINISHED), 1), else_=0)),
+    ).where(Attempt.created_at >= r.since(now), Attempt.created_at <= now)
+    if direction:
+        stmt = stmt.join(Payment, Payment.id == Attempt.payment_id).where(
+            Payment.direction == direction
+        )
+    stmt = stmt.group_by(b, Attempt.rail).order_by(b)
+    return [
+        RailBucket(int(s), str(rail), int(n), int(ok or 0), int(done or 0))
+        for s, rail, n, ok, done in (await session.execute(stmt)).all()
+    ]
+
+
+async def reason_counts(
+    session: AsyncSession, since: datetime, until: datetime, direction: str | None
+) -> list[tuple[str, str, int, int]]:
+    """(reason, rail, attempts, confirmed) of attempts on backup rails, most frequent first."""
+    reason = reason_of().label("reason")
+    stmt = select(
+        reason,
+        Attempt.rail,
+        func.count(),
+        func.sum(case((Attempt.status == "confirmed", 1), else_=0)),
+    ).where(
+        Attempt.rail.in_(BACKUP_RAILS), Attempt.created_at >= since, Attempt.created_at <= until
+    )
+    if direction:
+        stmt = stmt.join(Payment, Payment.id == Attempt.payment_id).where(
+            Payment.direction == direction
+        )
+    stmt = stmt.group_by(reason, Attempt.rail)
+    rows = [
+        (str(a) if a is not None else "unrecorded", str(b), int(n), int(ok or 0))
+        for a, b, n, ok in (await session.execute(stmt)).all()
+    ]
+    return sorted(rows, key=lambda row: (-row[2], row[0], row[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackFilters:
+    rail: str | None = None
+    reason: str | None = None
+    status: str | None = None
+    direction: str | None = None
+
+    def raw(self) -> dict[str, str]:
+        return {
+            k: v
+            for k, v in (
+                ("rail", self.rail),
+                ("reason", self.reason),
+                ("status", self.status),
+                ("direction", self.direction),
+            )
+            if v
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackRow:
+    attempt: Attempt
+    payment: Payment
+
+    @property
+    def reason(self) -> str | None:
+        value = (self.attempt.details or {}).get("reason")
+        return str(value) if value is not None else None
+
+    @property
+    def rail_amount(self) -> tuple[int, str] | None:
+        """What the rail moved, in its own currency, as the rail's `prepare` recorded it."""
+        details = self.attempt.details or {}
+        amount, asset = details.get("rail_amount"), details.get("rail_asset")
+        if isinstance(amount, int) and asset in ASSET_DECIMALS:
+            return amount, asset
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackPage:
+    rows: list[FallbackRow]
+    next_cursor: str | None
+
+
+async def fallbacks(
+    session: AsyncSession,
+    f: FallbackFilters,
+    since: datetime,
+    until: datetime,
+    limit: int,
+    before: str | None = None,
+) -> FallbackPage:
+    """Attempts on backup rails in the range, newest first, keyset on (created_at, id)."""
+    conditions: list[ColumnElement[bool]] = [
+        Attempt.rail.in_([f.rail] if f.rail else list(BACKUP_RAILS)),
+        Attempt.created_at >= since,
+        Attempt.created_at <= until,
+    ]
+    if f.reason:
+        conditions.append(reason_of() == f.reason)
+    if f.status:
+        conditions.append(Attempt.status == f.status)
+    if f.direction:
+        conditions.append(Payment.direction == f.direction)
+    cursor = decode_cursor(before)
+    if cursor is not None:
+        at, key = cursor
+        conditions.append(
+            or_(Attempt.created_at < at, and_(Attempt.created_at == at, Attempt.id < key))
+        )
+    stmt = (
+        select(Attempt, Payment)
+        .join(Payment, Payment.id == Attempt.payment_id)
+        .where(*conditions)
+        .order_by(Attempt.created_at.desc(), Attempt.id.desc())
+        .limit(limit + 1)
+    )
+    rows = [FallbackRow(a, p) for a, p in (await session.execute(stmt)).all()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1].attempt if rows else None
+    return FallbackPage(rows, encode_cursor(last.created_at, last.id) if more and last else None)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingNow:
+    waiting_for_backup: dict[str, int]  # queued payouts routed to a backup rail, by rail
+    no_rail: int  # payouts failed with no_rail_available in the range
+    no_rail_recent: list[Payment]
+
+
+async def routing_now(
+    session: AsyncSession, since: datetime, until: datetime, recent: int = 5
+) -> RoutingNow:
+    waiting = (
+        await session.execute(
+            select(Payment.route, func.count())
+            .where(Payment.status == "queued", Payment.route.in_(BACKUP_RAILS))
+            .group_by(Payment.route)
+        )
+    ).all()
+    no_rail_cond = (
+        Payment.status == "failed",
+        Payment.failure_code == "no_rail_available",
+        Payment.updated_at >= since,
+        Payment.updated_at <= until,
+    )
+    n = await session.scalar(select(func.count()).select_from(Payment).where(*no_rail_cond))
+    latest = (
+        (
+            await session.execute(
+                select(Payment)
+                .where(*no_rail_cond)
+                .order_by(Payment.updated_at.desc(), Payment.id.desc())
+                .limit(recent)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return RoutingNow({str(r): int(c) for r, c in waiting}, int(n or 0), list(latest))
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerView:
+    """A rail's circuit breaker as the router sees it now."""
+
+    rail: str
+    configured: bool
+    state: str  # closed | open | half_open (never failed: closed with no row)
+    failures: int
+    opened_at: datetime | None
+    last_error: str | None
+    updated_at: datetime | None
+    admits_now: bool  # would the router send a new attempt to it now
+    probe_at: datetime | None  # when an open breaker lets a probe through
+
+
+async def breakers(
+    session: AsyncSession,
+    now: datetime,
+    policy: BreakerPolicy,
+    configured: Sequence[str],
+) -> list[BreakerView]:
+    rows = {row.rail: row for row in (await session.execute(select(RailHealth))).scalars()}
+    out = []
+    for rail in RAILS:
+        row = rows.get(rail)
+        b = (
+            Breaker(row.state, row.failures, row.opened_at)  # type: ignore[arg-type]
+            if row is not None
+            else Breaker()
+        )
+        probe_at = (
+            b.opened_at + timedelta(seconds=policy.open_seconds)
+            if b.state == "open" and b.opened_at is not None
+            else None
+        )
+        out.append(
+            BreakerView(
+                rail=rail,
+                configured=rail == "ton" or rail in configured,
+                state=b.state,
+                failures=b.failures,
+                opened_at=b.opened_at,
+                last_error=row.last_error if row is not None else None,
+                updated_at=row.updated_at if row is not None else None,
+                admits_now=breaker_allows(b, now, policy),
+                probe_at=probe_at,
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- charts
+def _attempts(rb: RailBucket | None) -> int:
+    return rb.attempts if rb is not None else 0
+
+
+def attempts_chart(r: Range, now: datetime, series: Sequence[RailBucket]) -> dict[str, Any]:
+    """Chart.js: attempts per bucket, stacked by rail."""
+    starts = bucket_starts(r, now)
+    by: dict[str, dict[int, RailBucket]] = {}
+    for rb in series:
+        by.setdefault(rb.rail, {})[rb.start] = rb
+    return {
+        "type": "bar",
+        "data": {
+            "labels": [bucket_label(s, r) for s in starts],
+            "datasets": [
+                {
+                    "label": rail,
+                    "data": [_attempts(by.get(rail, {}).get(s)) for s in starts],
+                    "backgroundColor": COLORS.get(rail, "#667085"),
+                    "stack": "attempts",
+                }
+                for rail in RAILS
+            ],
+        },
+        "options": {"scales": {"x": {"stacked": True}, "y": {"stacked": True, "min": 0}}},
+    }
+
+
+def success_chart(r: Range, now: datetime, series: Sequence[RailBucket]) -> dict[str, Any]:
+    """Chart.js: success % per rail per bucket (confirmed among finished; gap when none)."""
+    starts = bucket_starts(r, now)
+    by: dict[str, dict[int, RailBucket]] = {}
+    for rb in series:
+        by.setdefault(rb.rail, {})[rb.start] = rb
+
+    def pct(rb: RailBucket | None) -> float | None:
+        if rb is None or not rb.finished:
+            return None
+        return round(100 * rb.confirmed / rb.finished, 2)
+
+    return {
+        "type": "line",
+        "data": {
+            "labels": [bucket_label(s, r) for s in starts],
+            "datasets": [
+                {
+                    "label": rail,
+                    "data": [pct(by.get(rail, {}).get(s)) for s in starts],
+                    "borderColor": COLORS.get(rail, "#667085"),
+                    "spanGaps": True,
+                }
+                for rail in RAILS
+            ],
+        },
+        "options": {"scales": {"y": {"min": 0, "max": 100}}},
+    }
+
+
+def totals(stats: Mapping[str, RailStats]) -> dict[str, int]:
+    backup = [s for rail, s in stats.items() if rail != "ton"]
+    return {
+        "attempts": sum(s.attempts for s in stats.values()),
+        "backup_attempts": sum(s.attempts for s in backup),
+        "backup_confirmed": sum(s.confirmed for s in backup),
+    }

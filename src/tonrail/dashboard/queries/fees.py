@@ -1,0 +1,487 @@
+"""SQL of the Fees page: congestion and fees over time, the optimizer's decisions, savings.
+
+Series are bucketed in the database (epoch seconds divided by the bucket size, the same
+arithmetic on SQLite and PostgreSQL) so a 7-day chart reads a few dozen rows, never the
+samples or decisions themselves. The saving is the fees module's own definition (docs/FEES.md,
+"Feedback"): over confirmed payouts with both numbers recorded, the fee each would have paid
+alone at decision time minus the fee it really paid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Float,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail.errors import InvalidRequest
+from tonrail.fees.models import FeeDecisionRecord, FeeSample
+from tonrail.payments.models import Payment
+
+OUTCOMES: tuple[str, ...] = ("pending", "confirmed", "failed", "diverted")
+PRIORITIES: tuple[str, ...] = ("urgent", "normal", "low")
+FEE_ASSETS: tuple[str, ...] = ("TON", "USDT")
+NANO = 10**9
+
+
+class ParamInvalid(InvalidRequest):
+    """A query parameter of a page the page cannot use (400, with the parameter)."""
+
+    code = "param_invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A chart range: how far back, and the width of one bucket."""
+
+    key: str
+    seconds: int
+    step: int
+    label_format: str
+
+    def since(self, now: datetime) -> datetime:
+        return now - timedelta(seconds=self.seconds)
+
+
+RANGES: dict[str, Range] = {
+    "1h": Range("1h", 3600, 60, "%H:%M"),
+    "24h": Range("24h", 86_400, 900, "%H:%M"),
+    "7d": Range("7d", 7 * 86_400, 7200, "%m-%d %H:%M"),
+}
+DEFAULT_RANGE = "24h"
+
+
+def parse_range(value: str | None) -> Range:
+    """`1h`, `24h` or `7d` (empty: the default); anything else is a 400 `range_invalid`."""
+    if not value:
+        return RANGES[DEFAULT_RANGE]
+    found = RANGES.get(value)
+    if found is None:
+        raise ParamInvalid(
+            f"range must be one of {', '.join(RANGES)}", param="range", code="range_invalid"
+        )
+    return found
+
+
+def parse_choice(value: str | None, choices: Sequence[str], param: str) -> str | None:
+    """An optional filter that must be one of `choices` (empty: no filter)."""
+    if not value:
+        return None
+    if value not in choices:
+        raise ParamInvalid(
+            f"{param} must be one of {', '.join(choices)}", param=param, code=f"{param}_invalid"
+        )
+    return value
+
+
+def bucket_of(column: Any, step: int, dialect: str) -> ColumnElement[int]:
+    """The start (epoch seconds) of the `step`-second bucket a timestamp falls in."""
+    if dialect == "postgresql":
+        return cast(func.floor(extract("epoch", column) / step) * step, BigInteger)
+    # SQLite stores UTC as naive text; strftime('%s') reads it as UTC.
+    seconds = cast(func.strftime("%s", column), BigInteger)
+    return (seconds // step) * step
+
+
+def bucket_starts(r: Range, now: datetime) -> list[int]:
+    """Every bucket of the range, oldest first (charts show gaps as gaps, not as missing)."""
+    first = int(r.since(now).timestamp()) // r.step * r.step
+    last = int(now.timestamp()) // r.step * r.step
+    return list(range(first, last + 1, r.step))
+
+
+def bucket_label(start: int, r: Range) -> str:
+    return datetime.fromtimestamp(start, UTC).strftime(r.label_format)
+
+
+def dialect_of(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# ---------------------------------------------------------------- network over time
+@dataclass(frozen=True, slots=True)
+class SampleBucket:
+    start: int
+    samples: int
+    congestion_pct: float | None  # smoothed, mean over the bucket
+    raw_pct_max: float | None
+    latency_ms: float | None  # mean of the p90s
+    queue_max: int | None
+    api_calls: int
+    api_errors: int
+    est_ton_alone: float | None  # nanoton, mean estimateFee of one TON payout alone
+    est_usdt_alone: float | None
+    est_ton_batched: float | None  # nanoton per payout in the probe batch
+
+
+async def sample_series(session: AsyncSession, r: Range, now: datetime) -> list[SampleBucket]:
+    b = bucket_of(FeeSample.sampled_at, r.step, dialect_of(session)).label("b")
+    per_payout = cast(FeeSample.fee_ton_batch, Float) / func.nullif(FeeSample.batch_size, 0)
+    stmt = (
+        select(
+            b,
+            func.count(),
+            func.avg(FeeSample.congestion_bp),
+            func.max(FeeSample.congestion_raw_bp),
+            func.avg(FeeSample.latency_ms),
+            func.max(FeeSample.queue_size),
+            func.coalesce(func.sum(FeeSample.api_calls), 0),
+            func.coalesce(func.sum(FeeSample.api_errors), 0),
+            func.avg(FeeSample.fee_ton_single),
+            func.avg(FeeSample.fee_usdt_single),
+            func.avg(per_payout),
+        )
+        .where(FeeSample.sampled_at >= r.since(now), FeeSample.sampled_at <= now)
+        .group_by(b)
+        .order_by(b)
+    )
+    out = []
+    for row in (await session.execute(stmt)).all():
+        cong, raw = _num(row[2]), _num(row[3])
+        out.append(
+            SampleBucket(
+                start=int(row[0]),
+                samples=int(row[1]),
+                congestion_pct=None if cong is None else cong / 100,
+                raw_pct_max=None if raw is None else raw / 100,
+                latency_ms=_num(row[4]),
+                queue_max=None if row[5] is None else int(row[5]),
+                api_calls=int(row[6]),
+                api_errors=int(row[7]),
+                est_ton_alone=_num(row[8]),
+                est_usdt_alone=_num(row[9]),
+                est_ton_batched=_num(row[10]),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- fees paid and saved
+@dataclass(frozen=True, slots=True)
+class FeeBucket:
+    """Confirmed payouts of one asset in one bucket (fees in nanoton)."""
+
+    start: int
+    asset: str
+    payouts: int  # confirmed with a fee recorded
+    fee_paid: int
+    compared: int  # of those, with the fee alone recorded at decision time too
+    compared_paid: int
+    compared_alone: int
+
+    @property
+    def saved(self) -> int:
+        return self.compared_alone - self.compared_paid
+
+
+async def fee_series(session: AsyncSession, r: Range, now: datetime) -> list[FeeBucket]:
+    d = FeeDecisionRecord
+    b = bucket_of(d.outcome_at, r.step, dialect_of(session)).label("b")
+    both = d.alone_fee.is_not(None)
+    stmt = (
+        select(
+            b,
+            d.asset,
+            func.count(),
+            func.sum(d.fee_paid),
+            func.sum(case((both, 1), else_=0)),
+            func.sum(case((both, d.fee_paid), else_=0)),
+            func.sum(case((both, d.alone_fee), else_=0)),
+        )
+        .where(
+            d.outcome == "confirmed",
+            d.fee_paid.is_not(None),
+            d.outcome_at >= r.since(now),
+            d.outcome_at <= now,
+        )
+        .group_by(b, d.asset)
+        .order_by(b, d.asset)
+    )
+    return [
+        FeeBucket(int(s), str(a), int(n), int(paid or 0), int(nb or 0), int(pb or 0), int(ab or 0))
+        for s, a, n, paid, nb, pb, ab in (await session.execute(stmt)).all()
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Savings:
+    """Over the range: what confirmed payouts paid against what each would have cost alone."""
+
+    payouts: int
+    fee_paid: int
+    alone_fee: int
+    by_asset: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)  # n, paid, alone
+
+    @property
+    def saved(self) -> int:
+        return self.alone_fee - self.fee_paid
+
+    @property
+    def saved_pct(self) -> float | None:
+        return 100 * self.saved / self.alone_fee if self.alone_fee else None
+
+
+def savings_of(buckets: Sequence[FeeBucket]) -> Savings:
+    per: dict[str, tuple[int, int, int]] = {}
+    for fb in buckets:
+        n, paid, alone = per.get(fb.asset, (0, 0, 0))
+        per[fb.asset] = (n + fb.compared, paid + fb.compared_paid, alone + fb.compared_alone)
+    return Savings(
+        payouts=sum(v[0] for v in per.values()),
+        fee_paid=sum(v[1] for v in per.values()),
+        alone_fee=sum(v[2] for v in per.values()),
+        by_asset=per,
+    )
+
+
+async def outcome_counts(session: AsyncSession, r: Range, now: datetime) -> dict[str, int]:
+    """Decisions taken in the range by outcome (`pending`: no outcome yet)."""
+    d = FeeDecisionRecord
+    stmt = (
+        select(d.outcome, func.count())
+        .where(d.decided_at >= r.since(now), d.decided_at <= now)
+        .group_by(d.outcome)
+    )
+    counts = {o: 0 for o in OUTCOMES}
+    for outcome, n in (await session.execute(stmt)).all():
+        counts[outcome or "pending"] = counts.get(outcome or "pending", 0) + int(n)
+    return counts
+
+
+# ---------------------------------------------------------------- the decisions
+@dataclass(frozen=True, slots=True)
+class DecisionFilters:
+    outcome: str | None = None
+    asset: str | None = None
+    priority: str | None = None
+
+    def raw(self) -> dict[str, str]:
+        return {
+            k: v
+            for k, v in (
+                ("outcome", self.outcome),
+                ("asset", self.asset),
+                ("priority", self.priority),
+            )
+            if v
+        }
+
+
+def parse_decision_filters(params: Mapping[str, str]) -> DecisionFilters:
+    return DecisionFilters(
+        outcome=parse_choice(params.get("outcome"), OUTCOMES, "outcome"),
+        asset=parse_choice(params.get("asset"), FEE_ASSETS, "asset"),
+        priority=parse_choice(params.get("priority"), PRIORITIES, "priority"),
+    )
+
+
+def encode_cursor(at: datetime, key: str) -> str:
+    return f"{at.astimezone(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}~{key}"
+
+
+def decode_cursor(value: str | None) -> tuple[datetime, str] | None:
+    """A keyset cursor `<UTC timestamp>~<key>`; a malformed one is a 400 `cursor_invalid`."""
+    if not value:
+        return None
+    stamp, sep, key = value.partition("~")
+    try:
+        if not sep or not key or len(key) > 64:
+            raise ValueError(value)
+        at = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise ParamInvalid(
+            "the page cursor is malformed", param="before", code="cursor_invalid"
+        ) from None
+    return at, key
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    d: FeeDecisionRecord
+    payment_status: str | None
+    counterparty: str | None
+
+    @property
+    def saved(self) -> int | None:
+        """Alone at decision time minus paid; only for a confirmed payout with both known."""
+        if self.d.outcome != "confirmed" or self.d.fee_paid is None or self.d.alone_fee is None:
+            return None
+        return self.d.alone_fee - self.d.fee_paid
+
+    @property
+    def held(self) -> bool:
+        return self.d.send_at > self.d.decided_at
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionPage:
+    rows: list[DecisionRow]
+    next_cursor: str | None
+
+
+async def decisions(
+    session: AsyncSession, f: DecisionFilters, limit: int, before: str | None = None
+) -> DecisionPage:
+    """The newest decisions first, `limit` a page, keyset on (decided_at, payment_id)."""
+    d = FeeDecisionRecord
+    conditions: list[ColumnElement[bool]] = []
+    if f.outcome == "pending":
+        conditions.append(d.outcome.is_(None))
+    elif f.outcome:
+        conditions.append(d.outcome == f.outcome)
+    if f.asset:
+        conditions.append(d.asset == f.asset)
+    if f.priority:
+        conditions.append(d.priority == f.priority)
+    cursor = decode_cursor(before)
+    if cursor is not None:
+        at, key = cursor
+        conditions.append(or_(d.decided_at < at, and_(d.decided_at == at, d.payment_id < key)))
+    stmt = (
+        select(d, Payment.status, Payment.counterparty)
+        .outerjoin(Payment, Payment.id == d.payment_id)
+        .where(*conditions)
+        .order_by(d.decided_at.desc(), d.payment_id.desc())
+        .limit(limit + 1)
+    )
+    rows = [DecisionRow(rec, st, cp) for rec, st, cp in (await session.execute(stmt)).all()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1].d if rows else None
+    return DecisionPage(
+        rows, encode_cursor(last.decided_at, last.payment_id) if more and last else None
+    )
+
+
+# ---------------------------------------------------------------- charts
+def _ton(nano: float | None) -> float | None:
+    return None if nano is None else round(nano / NANO, 6)
+
+
+def congestion_chart(r: Range, now: datetime, series: Sequence[SampleBucket]) -> dict[str, Any]:
+    """Chart.js: smoothed congestion (mean) and the worst raw reading per bucket, in %."""
+    starts = bucket_starts(r, now)
+    by = {s.start: s for s in series}
+    return {
+        "type": "line",
+        "data": {
+            "labels": [bucket_label(s, r) for s in starts],
+            "datasets": [
+                {
+                    "label": "congestion % (smoothed)",
+                    "data": [_round(by[s].congestion_pct) if s in by else None for s in starts],
+                    "borderColor": "#0098ea",
+                    "spanGaps": False,
+                },
+                {
+                    "label": "raw % (worst)",
+                    "data": [_round(by[s].raw_pct_max) if s in by else None for s in starts],
+                    "borderColor": "#d97706",
+                    "borderDash": [4, 3],
+                    "spanGaps": False,
+                },
+            ],
+        },
+        "options": {"scales": {"y": {"min": 0, "max": 100}}},
+    }
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def fee_chart(
+    r: Range, now: datetime, paid: Sequence[FeeBucket], samples: Sequence[SampleBucket]
+) -> dict[str, Any]:
+    """Chart.js: the mean fee a confirmed payout paid, per asset, and the estimate of one TON
+    payout sent alone (what it would cost unbatched), in TON."""
+    starts = bucket_starts(r, now)
+    by_asset: dict[str, dict[int, FeeBucket]] = {}
+    for fb in paid:
+        by_asset.setdefault(fb.asset, {})[fb.start] = fb
+    est = {s.start: s for s in samples}
+    colors = {"TON": "#16a34a", "USDT": "#2563eb"}
+    datasets: list[dict[str, Any]] = [
+        {
+            "label": f"paid per {asset} payout (TON)",
+            "data": [
+                _ton(buckets[s].fee_paid / buckets[s].payouts)
+                if s in buckets and buckets[s].payouts
+                else None
+                for s in starts
+            ],
+            "borderColor": colors.get(asset, "#667085"),
+            "spanGaps": False,
+        }
+        for asset, buckets in sorted(by_asset.items())
+    ]
+    datasets.append(
+        {
+            "label": "estimate: one TON payout alone",
+            "data": [_ton(est[s].est_ton_alone) if s in est else None for s in starts],
+            "borderColor": "#dc2626",
+            "borderDash": [4, 3],
+            "spanGaps": False,
+        }
+    )
+    datasets.append(
+        {
+            "label": "estimate: per TON payout in a batch",
+            "data": [_ton(est[s].est_ton_batched) if s in est else None for s in starts],
+            "borderColor": "#7c3aed",
+            "borderDash": [2, 2],
+            "spanGaps": False,
+        }
+    )
+    return {
+        "type": "line",
+        "data": {"labels": [bucket_label(s, r) for s in starts], "datasets": datasets},
+        "options": {"scales": {"y": {"min": 0}}},
+    }
+
+
+def savings_chart(r: Range, now: datetime, paid: Sequence[FeeBucket]) -> dict[str, Any]:
+    """Chart.js: per bucket, fees paid vs what the same payouts would have paid alone (TON)."""
+    starts = bucket_starts(r, now)
+    paid_by: dict[int, int] = {}
+    alone_by: dict[int, int] = {}
+    for fb in paid:
+        paid_by[fb.start] = paid_by.get(fb.start, 0) + fb.compared_paid
+        alone_by[fb.start] = alone_by.get(fb.start, 0) + fb.compared_alone
+    return {
+        "type": "bar",
+        "data": {
+            "labels": [bucket_label(s, r) for s in starts],
+            "datasets": [
+                {
+                    "label": "paid (TON)",
+                    "data": [_ton(paid_by.get(s, 0)) for s in starts],
+                    "backgroundColor": "#16a34a",
+                },
+                {
+                    "label": "alone would have cost (TON)",
+                    "data": [_ton(alone_by.get(s, 0)) for s in starts],
+                    "backgroundColor": "#cbd5e1",
+                },
+            ],
+        },
+        "options": {"scales": {"y": {"min": 0}}},
+    }
