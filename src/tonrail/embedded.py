@@ -1,14 +1,17 @@
 """`tonrail run`: the whole system in one process on SQLite, for a laptop.
 
-API + workers + the local TON network (real TVM) in one event loop. On the first start it
-creates a demo API key (printed once) and, on the local network only, installs the genesis
-hot wallet's key sealed with the development passphrase, so payouts work at once.
+API + dashboard + workers + the local TON network (real TVM) in one event loop. On the first
+start it creates the dashboard's admin user and a demo API key (both printed once) and, on the
+local network only, installs the genesis hot wallet's key sealed with the development
+passphrase, so payouts work at once. With BOOTSTRAP_DEMO on the local network, demo traffic
+(tonrail/demo.py) keeps real payouts and invoices moving so the dashboard has something to show.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from pathlib import Path
 
 import structlog
@@ -18,6 +21,7 @@ from sqlalchemy import func, select
 
 from tonrail.app import create_app
 from tonrail.db import Database
+from tonrail.demo import ensure_admin, localnet_traffic
 from tonrail.localnet.chain import Chain
 from tonrail.localnet.genesis import Genesis
 from tonrail.localnet.server import create_app as create_localnet_app
@@ -72,6 +76,16 @@ def install_localnet_hot_wallet(settings: Settings, genesis: Genesis) -> Path | 
     return path
 
 
+class _WithoutLocalnetAccess(logging.Filter):
+    """Keep the local network's toncenter calls (several a second) out of the access log:
+    both servers share uvicorn's access logger, and the API's own requests are what count."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        path = args[2] if isinstance(args, tuple) and len(args) > 2 else ""
+        return not str(path).startswith(("/api/v2/", "/api/v3/"))
+
+
 async def _serve_localnet(chain: Chain, port: int) -> uvicorn.Server:
     server = uvicorn.Server(
         uvicorn.Config(
@@ -101,6 +115,7 @@ async def run_embedded(settings: Settings) -> None:
             str(settings.data_dir / "localnet.sqlite3"), block_ms=settings.localnet_block_ms
         )
         localnet = await _serve_localnet(chain, settings.localnet_port)
+        logging.getLogger("uvicorn.access").addFilter(_WithoutLocalnetAccess())
         settings = localnet_settings(settings, chain.genesis)
         fresh_wallet = install_localnet_hot_wallet(settings, chain.genesis) is not None
         if fresh_wallet:
@@ -120,7 +135,9 @@ async def run_embedded(settings: Settings) -> None:
             )
     stop = asyncio.Event()
     workers: asyncio.Task[None] | None = None
+    traffic: asyncio.Task[None] | None = None
     try:
+        admin = await ensure_admin(db)
         secret = await ensure_demo_key(db) if settings.bootstrap_demo else None
         app = create_app(settings, db)
         server = uvicorn.Server(
@@ -134,17 +151,31 @@ async def run_embedded(settings: Settings) -> None:
         ton = await open_ton_rail(settings, db, payments, worker_id, backup)
         ctx = WorkerContext(db, settings, payments, worker_id, ton, backup)
         workers = asyncio.create_task(run_worker(ctx, select_loops(None), stop))
+        if localnet is not None and settings.bootstrap_demo and settings.demo_traffic_seconds > 0:
+            demo = localnet_traffic(settings, db, app, chain, ton.api)
+            traffic = asyncio.create_task(demo.run(stop))
         print(f"tonrail: API on http://{settings.host}:{settings.port}  (OpenAPI: /docs)")
         if localnet is not None:
             print(
                 f"tonrail: local TON network on http://127.0.0.1:{settings.localnet_port}"
                 f"  (toncenter v2/v3; hot wallet {ton.wallet.address.to_str()})"
             )
+        print(f"tonrail: dashboard on http://{settings.host}:{settings.port}/dashboard")
+        if admin:
+            print(f"tonrail: dashboard admin (shown once): user {admin[0]}  password {admin[1]}")
         if secret:
             print(f"tonrail: demo API key (shown once): {secret}")
+        if traffic is not None:
+            print(
+                "tonrail: demo traffic on: a payout every "
+                f"~{settings.demo_traffic_seconds:g} s (DEMO_TRAFFIC_SECONDS=0 turns it off)"
+            )
         await server.serve()
     finally:
         stop.set()
+        if traffic is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(traffic, timeout=5)
         if workers is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(workers, timeout=5)
