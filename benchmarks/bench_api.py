@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -467,6 +468,8 @@ def server(url: str, workers: int, scratch: Path) -> Iterator[tuple[str, int]]:
         "ENVIRONMENT": "production",
         "LOG_LEVEL": "WARNING",
         "BOOTSTRAP_DEMO": "false",
+        # Production refuses the development session secret (dashboard sessions).
+        "JWT_SECRET": secrets.token_urlsafe(32),
     }
     cmd = [
         sys.executable,

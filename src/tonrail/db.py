@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    MetaData,
+    Table,
+    bindparam,
+    event,
+    func,
+    insert,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -17,6 +32,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql import Executable, Select
+from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -114,5 +131,95 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def one_write(self) -> AsyncIterator[AsyncSession]:
+        """A session for a use case that reads, then writes everything with `write_at_once`.
+
+        On PostgreSQL the connection autocommits: the reads and the one write statement need
+        no BEGIN and COMMIT round trips, and the write's row locks end with the statement
+        (not a network round trip later, at COMMIT). The write is atomic by itself: any
+        failed part fails the whole statement. On SQLite it is a BEGIN IMMEDIATE
+        transaction, as `transaction()`.
+        """
+        if self.dialect != "postgresql":
+            async with self.transaction() as session:
+                yield session
+            return
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+                yield session
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One statement of an atomic write (`write_at_once`).
+
+    `template(prefix)` builds the statement with bind parameters named `prefix` + the keys of
+    `values`; it is built once per `key` (equal keys, equal SQL) and reused, so a request
+    pays for neither building nor compiling SQL, only for its values.
+    """
+
+    key: Hashable
+    template: Callable[[str], Insert | Update]
+    values: Mapping[str, Any]
+
+
+def insert_row(table: Table, row: Mapping[str, Any]) -> Write:
+    """A Write that inserts one row (`row` maps column names to values)."""
+    columns = tuple(row)
+    return Write(("insert", table.name, columns), partial(_insert_template, table, columns), row)
+
+
+def _insert_template(table: Table, columns: tuple[str, ...], prefix: str) -> Insert:
+    return insert(table).values(
+        {name: bindparam(prefix + name, type_=table.c[name].type) for name in columns}
+    )
+
+
+def as_one_statement(statements: Sequence[Insert | Update]) -> Select[Any]:
+    """PostgreSQL: several INSERT/UPDATE statements as one, each a data-modifying CTE.
+
+    The SELECT reads each CTE's row count in the given order, which makes PostgreSQL run
+    them in that order (unread CTEs would run after the main statement, last one first);
+    the order matters for locks: the row every request contends for goes last.
+    """
+    ctes = [
+        stmt.returning(literal_column("1")).cte(f"write_{n}") for n, stmt in enumerate(statements)
+    ]
+    return select(*(select(func.count()).select_from(cte).scalar_subquery() for cte in ctes))
+
+
+_TEMPLATES: dict[tuple[Hashable, ...], Executable] = {}
+
+
+def _template(keys: tuple[Hashable, ...], build: Callable[[], Executable]) -> Executable:
+    statement = _TEMPLATES.get(keys)
+    if statement is None:
+        if len(_TEMPLATES) >= 1024:
+            _TEMPLATES.clear()  # keys come from code, not data; this only bounds a leak
+        statement = _TEMPLATES[keys] = build()
+    return statement
+
+
+async def write_at_once(session: AsyncSession, writes: Sequence[Write]) -> None:
+    """Run `writes` as one atomic write, in order, in a `Database.one_write` session.
+
+    PostgreSQL: one statement (`as_one_statement`), one round trip. SQLite (no data-modifying
+    CTEs): the statements in order, inside the session's transaction.
+    """
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        keys = tuple(w.key for w in writes)
+        statement = _template(
+            ("one", *keys),
+            lambda: as_one_statement([w.template(f"w{n}_") for n, w in enumerate(writes)]),
+        )
+        params = {f"w{n}_{k}": v for n, w in enumerate(writes) for k, v in w.values.items()}
+        await conn.execute(statement, params)
+        return
+    for write in writes:
+        await conn.execute(_template((write.key,), partial(write.template, "")), dict(write.values))

@@ -4,36 +4,64 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
+from tonrail.db import Write, insert_row
 from tonrail.ids import new_id
 from tonrail.ledger.models import JournalEntry, LedgerLine
 from tonrail.ledger.rules import Line, imbalance
+
+JOURNAL_ENTRIES: Table = JournalEntry.__table__  # type: ignore[assignment]
+LEDGER_LINES: Table = LedgerLine.__table__  # type: ignore[assignment]
 
 
 class UnbalancedEntry(ValueError):
     """Raised before anything is written when the lines of an entry do not balance."""
 
 
-async def post(
-    session: AsyncSession, kind: str, lines: Sequence[Line], payment_id: str | None = None
-) -> str:
-    """Post one balanced journal entry in the session's transaction; returns its id."""
+def _entry_rows(
+    kind: str, lines: Sequence[Line], payment_id: str | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if not lines:
         raise UnbalancedEntry("an entry needs lines")
     off = imbalance(lines)
     if off:
         raise UnbalancedEntry(f"entry {kind} does not balance: {off}")
     entry_id = new_id("je")
-    session.add(JournalEntry(id=entry_id, payment_id=payment_id, kind=kind, created_at=clock.now()))
-    session.add_all(
-        LedgerLine(entry_id=entry_id, account=ln.account, asset=ln.asset, amount=ln.amount)
+    entry = {"id": entry_id, "payment_id": payment_id, "kind": kind, "created_at": clock.now()}
+    rows = [
+        {"entry_id": entry_id, "account": ln.account, "asset": ln.asset, "amount": ln.amount}
         for ln in lines
-    )
-    return entry_id
+    ]
+    return entry, rows
+
+
+def entry_writes(
+    kind: str, lines: Sequence[Line], payment_id: str | None = None
+) -> tuple[str, list[Write]]:
+    """One balanced journal entry as Writes (the entry, then one row per line) for a caller
+    that writes with `write_at_once`; returns the entry id and the writes.
+
+    Raises UnbalancedEntry before anything is built when the lines do not balance."""
+    entry, rows = _entry_rows(kind, lines, payment_id)
+    return entry["id"], [
+        insert_row(JOURNAL_ENTRIES, entry),
+        *(insert_row(LEDGER_LINES, row) for row in rows),
+    ]
+
+
+async def post(
+    session: AsyncSession, kind: str, lines: Sequence[Line], payment_id: str | None = None
+) -> str:
+    """Post one balanced journal entry in the session's transaction; returns its id."""
+    entry, rows = _entry_rows(kind, lines, payment_id)
+    await session.execute(insert(JOURNAL_ENTRIES).values(entry))
+    await session.execute(insert(LEDGER_LINES), rows)  # all lines in one executemany
+    return str(entry["id"])
 
 
 async def balance(session: AsyncSession, account: str, asset: str) -> int:

@@ -1,15 +1,52 @@
-"""Atomic reservation of daily volume: one conditional UPDATE, safe on PostgreSQL and SQLite."""
+"""Atomic reservation of daily volume: one upsert, safe on PostgreSQL and SQLite.
+
+Two forms of the same upsert. `reserve_daily_volume` runs inside a caller's transaction and
+refuses by changing nothing (LimitExceeded), so the transaction stays usable.
+`reservation_write` is for a use case whose writes are one statement: it has no
+condition, and the row's CHECK (`used_usdt <= limit_usdt`) makes the whole statement fail
+when the new total would pass the limit; `is_limit_violation` recognizes that failure.
+Either way concurrent reservations serialize on the row lock (PostgreSQL) or the write lock
+(SQLite) and the total can never pass the limit.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from functools import partial
+from typing import NoReturn
+
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
 
+from tonrail.db import Write
 from tonrail.errors import LimitExceeded
-from tonrail.limits.models import DailyVolume
+from tonrail.limits.models import WITHIN_LIMIT, DailyVolume
 from tonrail.money import format_minor
+
+
+def _upsert(dialect: str, prefix: str, *, refuse_quietly: bool) -> Insert:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    new = insert(DailyVolume).values(
+        day=bindparam(prefix + "day", type_=DailyVolume.day.type),
+        used_usdt=bindparam(prefix + "used_usdt", type_=DailyVolume.used_usdt.type),
+        limit_usdt=bindparam(prefix + "limit_usdt", type_=DailyVolume.limit_usdt.type),
+    )
+    fits = DailyVolume.used_usdt + new.excluded.used_usdt <= new.excluded.limit_usdt
+    return new.on_conflict_do_update(
+        index_elements=["day"],
+        set_={
+            "used_usdt": DailyVolume.used_usdt + new.excluded.used_usdt,
+            "limit_usdt": new.excluded.limit_usdt,
+        },
+        # Without the condition a total above the limit fails the row's CHECK instead.
+        where=fits if refuse_quietly else None,
+    )
+
+
+_RESERVE: dict[str, Insert] = {}
 
 
 async def reserve_daily_volume(
@@ -17,25 +54,43 @@ async def reserve_daily_volume(
 ) -> None:
     """Add `amount_usdt` to the day's volume, or raise LimitExceeded and change nothing.
 
-    One upsert whose conflict branch only applies when the new total fits: concurrent
-    reservations serialize on the row lock (PostgreSQL) or the write lock (SQLite) and the
-    total can never pass the limit. Callers run it last in their transaction, so the row
-    every payout touches is held only until the COMMIT that follows.
+    Callers run it last in their transaction, so the row every payout touches is held only
+    until the COMMIT that follows.
     """
     if amount_usdt > limit_usdt:
-        _exceeded(day, limit_usdt)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    new = insert(DailyVolume).values(day=day, used_usdt=amount_usdt)
-    upsert = new.on_conflict_do_update(
-        index_elements=["day"],
-        set_={"used_usdt": DailyVolume.used_usdt + new.excluded.used_usdt},
-        where=DailyVolume.used_usdt + new.excluded.used_usdt <= limit_usdt,
-    ).returning(DailyVolume.used_usdt)
-    if (await session.execute(upsert)).first() is None:
-        _exceeded(day, limit_usdt)
+        limit_exceeded(day, limit_usdt)
+    dialect = session.get_bind().dialect.name
+    upsert = _RESERVE.get(dialect)
+    if upsert is None:
+        upsert = _RESERVE[dialect] = _upsert(dialect, "", refuse_quietly=True).returning(
+            DailyVolume.used_usdt
+        )
+    values = {"day": day, "used_usdt": amount_usdt, "limit_usdt": limit_usdt}
+    if (await session.execute(upsert, values)).first() is None:
+        limit_exceeded(day, limit_usdt)
 
 
-def _exceeded(day: str, limit_usdt: int) -> None:
+def reservation_write(dialect: str, day: str, amount_usdt: int, limit_usdt: int) -> Write:
+    """The reservation as a Write that fails (CHECK violation) instead of refusing.
+
+    For writes that happen all or not at all without a transaction around them
+    (`write_at_once`); catch IntegrityError and ask `is_limit_violation`.
+    """
+    if amount_usdt > limit_usdt:
+        limit_exceeded(day, limit_usdt)
+    return Write(
+        ("daily_volume_reservation", dialect),
+        partial(_upsert, dialect, refuse_quietly=False),
+        {"day": day, "used_usdt": amount_usdt, "limit_usdt": limit_usdt},
+    )
+
+
+def is_limit_violation(exc: IntegrityError) -> bool:
+    """Whether a failed statement failed on the daily volume's CHECK (both databases)."""
+    return WITHIN_LIMIT in str(exc.orig)
+
+
+def limit_exceeded(day: str, limit_usdt: int) -> NoReturn:
     raise LimitExceeded(
         f"the daily payout volume limit of {format_minor(limit_usdt, 'USDT')} USDT "
         f"for {day} (UTC) would be exceeded",

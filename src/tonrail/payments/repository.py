@@ -6,10 +6,21 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import CursorResult, Table, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tonrail.db import Write, insert_row
 from tonrail.payments.models import Approval, Attempt, Payment
+
+PAYMENTS: Table = Payment.__table__  # type: ignore[assignment]
+_COLUMNS = tuple((prop.key, prop.columns[0].key) for prop in Payment.__mapper__.column_attrs)
+
+
+def insert_write(payment: Payment) -> Write:
+    """The INSERT of a new (transient) payment as a Write (`write_at_once`)."""
+    return insert_row(
+        PAYMENTS, {name: getattr(payment, key) for key, name in _COLUMNS if key in payment.__dict__}
+    )
 
 
 async def get(

@@ -11,15 +11,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
-from tonrail.db import Database
-from tonrail.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
-from tonrail.events.service import emit
+from tonrail.db import Database, write_at_once
+from tonrail.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, TonrailError
+from tonrail.events.service import emit, event_write
 from tonrail.fees.service import fee_decisions_for
 from tonrail.ids import new_id
 from tonrail.ledger import rules as books
-from tonrail.ledger.service import post
+from tonrail.ledger.service import entry_writes, post
 from tonrail.limits.rules import LimitPolicy, approvals_satisfied, check_amount, needs_approval
-from tonrail.limits.service import release_daily_volume, reserve_daily_volume
+from tonrail.limits.service import (
+    is_limit_violation,
+    limit_exceeded,
+    release_daily_volume,
+    reservation_write,
+)
 from tonrail.money import decimals_of, parse_minor
 from tonrail.monitoring.lockouts import check_not_locked
 from tonrail.payments import repository as repo
@@ -135,48 +140,73 @@ class PaymentService:
         rate = self.rates.rate(asset)
         usdt = rate.usdt_equivalent(amount, asset)
         day = now.date().isoformat()
-
-        async def reserve(session: AsyncSession) -> None:
-            await reserve_daily_volume(session, day, usdt, self.policy.daily_volume_limit_usdt)
-
-        async def work(session: AsyncSession) -> dict[str, Any]:
-            await refuse_in_maintenance(session)
-            await check_not_locked(session, principal.key_id, req.destination, client_ip)
-            status = initial_status("out", needs_approval(self.policy, usdt))
-            payment = Payment(
-                id=new_id("pay"),
-                account_id=principal.account_id,
-                direction="out",
-                status=status,
-                asset=asset,
-                amount=amount,
-                usdt_equivalent=usdt,
-                rate=str(rate.usdt_per_unit),
-                rate_at=rate.at,
-                volume_day=day,
-                counterparty=req.destination.strip(),
-                priority=req.priority,
-                target_confirmation_seconds=req.target_confirmation_seconds
-                or DEFAULT_TARGET_SECONDS[req.priority],
-                description=req.description,
-                metadata_=req.metadata,
-                requested_by=principal.identity,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(payment)
-            await post(
-                session,
+        limit = self.policy.daily_volume_limit_usdt
+        payment = Payment(
+            id=new_id("pay"),
+            account_id=principal.account_id,
+            direction="out",
+            status=initial_status("out", needs_approval(self.policy, usdt)),
+            asset=asset,
+            amount=amount,
+            usdt_equivalent=usdt,
+            rate=str(rate.usdt_per_unit),
+            rate_at=rate.at,
+            volume_day=day,
+            counterparty=req.destination.strip(),
+            priority=req.priority,
+            target_confirmation_seconds=req.target_confirmation_seconds
+            or DEFAULT_TARGET_SECONDS[req.priority],
+            description=req.description,
+            metadata_=req.metadata,
+            requested_by=principal.identity,
+            created_at=now,
+            updated_at=now,
+        )
+        body = PaymentOut.of(payment).model_dump(mode="json")
+        try:
+            _, entry = entry_writes(
                 "payout.reserved",
                 books.payout_reserved(principal.account_id, asset, amount),
                 payment.id,
             )
-            body = PaymentOut.of(payment).model_dump(mode="json")
-            emit(session, "payout.created", payment.account_id, body, payment.id)
-            return body
+            # Everything the payout writes, as one atomic write (one statement on
+            # PostgreSQL). The idempotency record goes first: a concurrent duplicate waits
+            # there, before it holds anything. The volume row, which every payout locks,
+            # goes last.
+            writes = [
+                *([idempotency.record_write(ikey, 201, body)] if ikey is not None else []),
+                repo.insert_write(payment),
+                *entry,
+                event_write("payout.created", payment.account_id, body, payment.id),
+                reservation_write(self.db.dialect, day, usdt, limit),
+            ]
+            async with self.db.one_write() as session:
+                await refuse_in_maintenance(session)
+                await check_not_locked(session, principal.key_id, req.destination, client_ip)
+                await write_at_once(session, writes)
+        except TonrailError:
+            # A request seen before replays its first response, whatever refuses work now.
+            if (replay := await self._replay(ikey)) is not None:
+                return replay
+            raise
+        except IntegrityError as exc:
+            # The same key committed first (replay it), or the day's volume is used up.
+            if (replay := await self._replay(ikey)) is not None:
+                return replay
+            if is_limit_violation(exc):
+                limit_exceeded(day, limit)
+            raise
+        return Response(201, body)
 
-        # The volume row is the one every payout locks: touch it last, just before COMMIT.
-        return await self._idempotent(ikey, 201, work, last=reserve)
+    async def _replay(self, ikey: IdempotencyKey | None) -> Response | None:
+        """The saved response of an earlier request with this key (409 if its body differed)."""
+        if ikey is None:
+            return None
+        async with self.db.transaction() as session:
+            record = await idempotency.find(session, ikey)
+        if record is None:
+            return None
+        return Response(record.status_code, record.response_body, True)
 
     # ---------------------------------------------------------------- invoices
     async def create_invoice(

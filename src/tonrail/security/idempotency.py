@@ -10,14 +10,16 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
+from tonrail.db import Write, insert_row
 from tonrail.errors import IdempotencyConflict, InvalidRequest
 from tonrail.security.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
+RECORDS: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,4 +71,23 @@ def save(session: AsyncSession, ikey: IdempotencyKey, status: int, body: dict[st
             response_body=body,
             created_at=clock.now(),
         )
+    )
+
+
+def record_write(ikey: IdempotencyKey, status: int, body: dict[str, Any]) -> Write:
+    """`save` as a Write, for a caller that knows the response before it writes.
+
+    A second request with the same key fails on the unique (account, key) index, on
+    PostgreSQL only once the first one has committed or rolled back; the caller then
+    `find`s the winner's record and replays it."""
+    return insert_row(
+        RECORDS,
+        {
+            "account_id": ikey.account_id,
+            "key": ikey.key,
+            "request_fingerprint": ikey.fingerprint,
+            "status_code": status,
+            "response_body": body,
+            "created_at": clock.now(),
+        },
     )
