@@ -1,0 +1,486 @@
+"""SQL of the dashboard's Payments pages: filters, keyset pages, CSV batches, one payment's story.
+
+Every list query is ordered by (created_at, id) descending and pages by keyset, so a page costs
+the same at the first and the 2,000th page; filters are WHERE clauses the database evaluates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, get_args
+from urllib.parse import urlencode
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail.db import Database
+from tonrail.errors import InvalidRequest, TonrailError
+from tonrail.events.models import OutboxEvent
+from tonrail.fees.schemas import FeeDecisionOut
+from tonrail.fees.service import fee_decisions_for
+from tonrail.ledger.models import JournalEntry, LedgerLine
+from tonrail.money import ASSET_DECIMALS, parse_minor
+from tonrail.payments.models import Approval, Attempt, Payment
+from tonrail.payments.states import INVOICE_TRANSITIONS, PAYOUT_TRANSITIONS
+from tonrail.rails.base import RailName
+from tonrail.rails.ton.address import parse_address
+from tonrail.rails.ton.models import TonDeposit, TonRequest, TonTransfer
+
+STATUSES: tuple[str, ...] = tuple(sorted({*PAYOUT_TRANSITIONS, *INVOICE_TRANSITIONS}))
+RAILS: tuple[str, ...] = tuple(get_args(RailName))
+DIRECTIONS: tuple[str, ...] = ("out", "in")
+ASSETS: tuple[str, ...] = tuple(ASSET_DECIMALS)
+FILTER_KEYS: tuple[str, ...] = (
+    "status",
+    "rail",
+    "asset",
+    "direction",
+    "date_from",
+    "date_to",
+    "amount_min",
+    "amount_max",
+    "q",
+)
+MAX_QUERY = 128
+COUNT_CAP = 10_000
+
+
+class FilterInvalid(InvalidRequest):
+    """A filter value the page cannot use: 400 with the parameter it came from."""
+
+    code = "filter_invalid"
+
+
+@dataclass(frozen=True)
+class PaymentFilters:
+    """The filters of the list, as typed (`raw`, kept in URLs) and as parsed."""
+
+    raw: dict[str, str] = field(default_factory=dict)
+    status: str | None = None
+    rail: str | None = None
+    asset: str | None = None
+    direction: str | None = None
+    created_from: datetime | None = None  # inclusive
+    created_until: datetime | None = None  # exclusive
+    amount_min: dict[str, int] = field(default_factory=dict)  # per asset, minor units
+    amount_max: dict[str, int] = field(default_factory=dict)
+    q: str | None = None
+    q_addresses: tuple[str, ...] = ()  # every spelling of the address in `q`, if it is one
+
+    @property
+    def active(self) -> bool:
+        return bool(self.raw)
+
+    def query(self, **extra: str) -> str:
+        """The URL query string of these filters plus `extra` (a cursor), without the `?`."""
+        return urlencode({**self.raw, **extra})
+
+
+def _choice(params: Mapping[str, str], name: str, allowed: Sequence[str]) -> str | None:
+    value = params.get(name, "").strip()
+    if not value:
+        return None
+    if value not in allowed:
+        raise FilterInvalid(
+            f"{name} must be one of {', '.join(allowed)}; got {value[:40]!r}", param=name
+        )
+    return value
+
+
+def _when(params: Mapping[str, str], name: str, end: bool) -> datetime | None:
+    """A UTC date (the whole day) or date-time; `end` gives the exclusive upper bound."""
+    text = params.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = datetime.combine(day, time.min, tzinfo=UTC)
+            return start + timedelta(days=1) if end else start
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise FilterInvalid(
+            f"{name} must be a date like 2026-01-31 or a time like 2026-01-31T14:00; "
+            f"got {text[:40]!r}",
+            param=name,
+        ) from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment + timedelta(microseconds=1) if end else moment
+
+
+def _amounts(params: Mapping[str, str], name: str, asset: str | None) -> dict[str, int]:
+    """Major units -> minor units per asset, compared exactly.
+
+    With an asset chosen the text must fit its decimals. Without one the bound applies to each
+    asset in its own units: a lower bound rounds up and an upper bound down, which is the
+    exact comparison (1.005 USD or more = 1.01 USD or more in cents).
+    """
+    text = params.get(name, "").strip()
+    if not text:
+        return {}
+    lower = name == "amount_min"
+    try:
+        if asset is not None:
+            return {asset: parse_minor(text, asset, "exact", param=name)}
+        return {
+            a: parse_minor(text, a, "ceiling" if lower else "down", param=name)
+            for a in ASSET_DECIMALS
+        }
+    except TonrailError as exc:
+        raise FilterInvalid(
+            f"{name}: {exc.message} (amounts are in major units, e.g. 12.50)", param=name
+        ) from None
+
+
+def _address_forms(text: str) -> tuple[str, ...]:
+    """Every way an address may have been written: raw and the four user-friendly forms."""
+    if len(text) not in (48, 66, 67):  # user-friendly, raw `0:hex`, raw `-1:hex`
+        return ()
+    try:
+        address = parse_address(text, "q")
+    except TonrailError:
+        return ()
+    forms = {address.to_str(is_user_friendly=False)}  # type: ignore[no-untyped-call]
+    for bounceable in (True, False):
+        for test_only in (True, False):
+            forms.add(
+                address.to_str(  # type: ignore[no-untyped-call]
+                    is_user_friendly=True, is_bounceable=bounceable, is_test_only=test_only
+                )
+            )
+    forms.add(text)
+    return tuple(sorted(str(f) for f in forms))
+
+
+def parse_filters(params: Mapping[str, str]) -> PaymentFilters:
+    """Read the list's filters from a query string; FilterInvalid (400) on any bad value."""
+    raw = {k: params[k].strip() for k in FILTER_KEYS if params.get(k, "").strip()}
+    asset = _choice(params, "asset", ASSETS)
+    created_from = _when(params, "date_from", end=False)
+    created_until = _when(params, "date_to", end=True)
+    if created_from and created_until and created_from >= created_until:
+        raise FilterInvalid("date_from must be before date_to", param="date_from")
+    amount_min = _amounts(params, "amount_min", asset)
+    amount_max = _amounts(params, "amount_max", asset)
+    if amount_min and amount_max:
+        low, high = Decimal(raw["amount_min"]), Decimal(raw["amount_max"])
+        if low > high:
+            raise FilterInvalid("amount_min is larger than amount_max", param="amount_min")
+    q = raw.get("q")
+    if q is not None and len(q) > MAX_QUERY:
+        raise FilterInvalid(f"search text is longer than {MAX_QUERY} characters", param="q")
+    return PaymentFilters(
+        raw=raw,
+        status=_choice(params, "status", STATUSES),
+        rail=_choice(params, "rail", RAILS),
+        asset=asset,
+        direction=_choice(params, "direction", DIRECTIONS),
+        created_from=created_from,
+        created_until=created_until,
+        amount_min=amount_min,
+        amount_max=amount_max,
+        q=q,
+        q_addresses=_address_forms(q) if q else (),
+    )
+
+
+def _starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
+    # substr, not LIKE: case-sensitive and free of wildcards on both SQLite and PostgreSQL.
+    result: ColumnElement[bool] = func.substr(column, 1, len(prefix)) == prefix
+    return result
+
+
+def conditions(f: PaymentFilters) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of `f` on `payments`."""
+    where: list[ColumnElement[bool]] = []
+    if f.status:
+        where.append(Payment.status == f.status)
+    if f.direction:
+        where.append(Payment.direction == f.direction)
+    if f.asset:
+        where.append(Payment.asset == f.asset)
+    if f.rail:
+        # The rail it was routed to, or any rail it has an attempt on.
+        where.append(
+            or_(
+                Payment.route == f.rail,
+                Payment.id.in_(select(Attempt.payment_id).where(Attempt.rail == f.rail)),
+            )
+        )
+    if f.created_from:
+        where.append(Payment.created_at >= f.created_from)
+    if f.created_until:
+        where.append(Payment.created_at < f.created_until)
+    for bounds, lower in ((f.amount_min, True), (f.amount_max, False)):
+        if bounds:
+            where.append(
+                or_(
+                    *(
+                        and_(
+                            Payment.asset == asset,
+                            Payment.amount >= minor if lower else Payment.amount <= minor,
+                        )
+                        for asset, minor in bounds.items()
+                    )
+                )
+            )
+    if f.q:
+        q = f.q
+        matches: list[ColumnElement[bool]] = [
+            Payment.id == q.lower(),
+            Payment.reference == q.upper(),
+            Payment.counterparty == q,
+        ]
+        if f.q_addresses:
+            matches.append(Payment.counterparty.in_(f.q_addresses))
+            matches.append(
+                Payment.id.in_(
+                    select(TonDeposit.payment_id).where(
+                        TonDeposit.sender.in_(f.q_addresses), TonDeposit.payment_id.is_not(None)
+                    )
+                )
+            )
+        elif len(q) >= 3:
+            matches.extend(
+                [
+                    _starts_with(Payment.id, q.lower()),
+                    _starts_with(Payment.reference, q.upper()),
+                    _starts_with(Payment.counterparty, q),
+                ]
+            )
+        where.append(or_(*matches))
+    return where
+
+
+@dataclass
+class PaymentRow:
+    payment: Payment
+    rail: str | None  # of the latest attempt, else the route
+
+
+@dataclass
+class PaymentPage:
+    rows: list[PaymentRow]
+    newer: str | None  # cursor (a payment id) of the page before, if there is one
+    older: str | None  # cursor of the page after
+    matching: int  # how many payments match, counted up to COUNT_CAP + 1
+
+
+async def _cursor(session: AsyncSession, payment_id: str, param: str) -> tuple[datetime, str]:
+    row = (
+        await session.execute(
+            select(Payment.created_at, Payment.id).where(Payment.id == payment_id[:40])
+        )
+    ).first()
+    if row is None:
+        raise FilterInvalid(f"{param}: no payment {payment_id[:40]!r} to page from", param=param)
+    return row[0], row[1]
+
+
+async def rails_of(session: AsyncSession, payments: Sequence[Payment]) -> dict[str, str | None]:
+    """The rail each payment went on: its latest attempt's, else the route chosen for it."""
+    ids = [p.id for p in payments]
+    latest: dict[str, tuple[int, str]] = {}
+    if ids:
+        rows = await session.execute(
+            select(Attempt.payment_id, Attempt.number, Attempt.rail).where(
+                Attempt.payment_id.in_(ids)
+            )
+        )
+        for pid, number, rail in rows.all():
+            if pid not in latest or number > latest[pid][0]:
+                latest[pid] = (number, rail)
+    return {p.id: latest[p.id][1] if p.id in latest else p.route for p in payments}
+
+
+async def page(
+    session: AsyncSession,
+    f: PaymentFilters,
+    size: int,
+    after: str | None = None,
+    before: str | None = None,
+) -> PaymentPage:
+    """One page newest first: the first, the one after `after`, or the one before `before`."""
+    where = conditions(f)
+    stmt = select(Payment).where(*where)
+    newest_first = True
+    if after:
+        at, pid = await _cursor(session, after, "after")
+        stmt = stmt.where(
+            or_(Payment.created_at < at, and_(Payment.created_at == at, Payment.id < pid))
+        )
+    elif before:
+        at, pid = await _cursor(session, before, "before")
+        stmt = stmt.where(
+            or_(Payment.created_at > at, and_(Payment.created_at == at, Payment.id > pid))
+        )
+        newest_first = False
+    if newest_first:
+        stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc())
+    else:
+        stmt = stmt.order_by(Payment.created_at.asc(), Payment.id.asc())
+    found = list((await session.execute(stmt.limit(size + 1))).scalars())
+    more = len(found) > size
+    found = found[:size]
+    if not newest_first:
+        found.reverse()
+    rails = await rails_of(session, found)
+    matching = await session.scalar(
+        select(func.count()).select_from(
+            select(Payment.id).where(*where).limit(COUNT_CAP + 1).subquery()
+        )
+    )
+    rows = [PaymentRow(p, rails[p.id]) for p in found]
+    if newest_first:
+        newer = rows[0].payment.id if after and rows else None
+        older = rows[-1].payment.id if more and rows else None
+    else:
+        newer = rows[0].payment.id if more and rows else None
+        older = rows[-1].payment.id if rows else None
+    return PaymentPage(rows, newer, older, int(matching or 0))
+
+
+async def export_batches(
+    db: Database, f: PaymentFilters, batch: int = 1000
+) -> AsyncIterator[list[PaymentRow]]:
+    """Every payment matching `f`, newest first, in batches each read in its own short
+    transaction (a long export never holds SQLite's lock or a PostgreSQL snapshot)."""
+    where = conditions(f)
+    cursor: tuple[datetime, str] | None = None
+    while True:
+        async with db.transaction() as session:
+            stmt = select(Payment).where(*where)
+            if cursor is not None:
+                at, pid = cursor
+                stmt = stmt.where(
+                    or_(Payment.created_at < at, and_(Payment.created_at == at, Payment.id < pid))
+                )
+            stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(batch)
+            found = list((await session.execute(stmt)).scalars())
+            rails = await rails_of(session, found)
+        if found:
+            yield [PaymentRow(p, rails[p.id]) for p in found]
+        if len(found) < batch:
+            return
+        cursor = (found[-1].created_at, found[-1].id)
+
+
+# ------------------------------------------------------------------ one payment
+@dataclass
+class AttemptStory:
+    attempt: Attempt
+    transfer: TonTransfer | None  # TON: the transfer inside a highload request
+    request: TonRequest | None
+
+
+@dataclass
+class JournalStory:
+    entry: JournalEntry
+    lines: list[LedgerLine]
+
+
+@dataclass
+class PaymentDetail:
+    payment: Payment
+    attempts: list[AttemptStory]
+    journal: list[JournalStory]
+    fee_decision: FeeDecisionOut | None
+    events: list[OutboxEvent]
+    approvals: list[Approval]
+    deposits: list[TonDeposit]
+
+
+async def detail(session: AsyncSession, payment_id: str) -> PaymentDetail | None:
+    """Everything recorded about one payment, each part in one query."""
+    payment = await session.get(Payment, payment_id[:40])
+    if payment is None:
+        return None
+    attempts = list(
+        (
+            await session.execute(
+                select(Attempt).where(Attempt.payment_id == payment.id).order_by(Attempt.number)
+            )
+        ).scalars()
+    )
+    transfers = {
+        t.attempt_id: t
+        for t in (
+            await session.execute(select(TonTransfer).where(TonTransfer.payment_id == payment.id))
+        ).scalars()
+    }
+    request_ids = {t.request_id for t in transfers.values()}
+    requests = (
+        {
+            r.id: r
+            for r in (
+                await session.execute(select(TonRequest).where(TonRequest.id.in_(request_ids)))
+            ).scalars()
+        }
+        if request_ids
+        else {}
+    )
+    stories = []
+    for a in attempts:
+        t = transfers.get(a.id)
+        stories.append(AttemptStory(a, t, requests.get(t.request_id) if t else None))
+    entries = list(
+        (
+            await session.execute(
+                select(JournalEntry)
+                .where(JournalEntry.payment_id == payment.id)
+                .order_by(JournalEntry.created_at, JournalEntry.id)
+            )
+        ).scalars()
+    )
+    lines: dict[str, list[LedgerLine]] = {e.id: [] for e in entries}
+    if entries:
+        for line in (
+            await session.execute(
+                select(LedgerLine)
+                .where(LedgerLine.entry_id.in_(list(lines)))
+                .order_by(LedgerLine.id)
+            )
+        ).scalars():
+            lines[line.entry_id].append(line)
+    decision = (
+        (await fee_decisions_for(session, [payment.id])).get(payment.id)
+        if payment.direction == "out"
+        else None
+    )
+    events = list(
+        (
+            await session.execute(
+                select(OutboxEvent)
+                .where(OutboxEvent.payment_id == payment.id)
+                .order_by(OutboxEvent.seq)
+            )
+        ).scalars()
+    )
+    approvals = list(
+        (
+            await session.execute(
+                select(Approval).where(Approval.payment_id == payment.id).order_by(Approval.id)
+            )
+        ).scalars()
+    )
+    deposits = list(
+        (
+            await session.execute(
+                select(TonDeposit)
+                .where(TonDeposit.payment_id == payment.id)
+                .order_by(TonDeposit.created_at)
+            )
+        ).scalars()
+    )
+    return PaymentDetail(
+        payment=payment,
+        attempts=stories,
+        journal=[JournalStory(e, lines[e.id]) for e in entries],
+        fee_decision=decision,
+        events=events,
+        approvals=approvals,
+        deposits=deposits,
+    )
