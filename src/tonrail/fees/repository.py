@@ -115,14 +115,23 @@ async def queued_by_priority(session: AsyncSession) -> dict[str, int]:
 
 async def upsert_decision(session: AsyncSession, values: dict[str, object]) -> None:
     """Insert the payout's decision, or replace it and count the revision."""
+    await upsert_decisions(session, [values])
+
+
+async def upsert_decisions(session: AsyncSession, rows: Sequence[dict[str, object]]) -> None:
+    """`upsert_decision` for many payouts in one statement (executemany); every row must
+    have the same keys."""
+    if not rows:
+        return
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(FeeDecisionRecord).values(revisions=1, **values)
-    changed = {k: stmt.excluded[k] for k in values if k != "payment_id"}
+    stmt = insert(FeeDecisionRecord)
+    changed = {k: stmt.excluded[k] for k in rows[0] if k != "payment_id"}
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=["payment_id"],
             set_={**changed, "revisions": FeeDecisionRecord.revisions + 1},
-        )
+        ),
+        [{**r, "revisions": 1} for r in rows],
     )
 
 

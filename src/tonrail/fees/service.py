@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
@@ -214,11 +214,13 @@ async def decide_for_batch(
         queued_payouts=max(conditions.queued_total, len(payouts)),
     )
     out: dict[str, FeeDecision] = {}
+    rows = []
     for p in payouts:
         facts = facts_of(p)
         d = decide(facts, cond, policy)
         out[p.id] = d
-        await repo.upsert_decision(session, _record_values(facts, cond, conditions, d))
+        rows.append(_record_values(facts, cond, conditions, d))
+    await repo.upsert_decisions(session, rows)
     return out
 
 
@@ -286,6 +288,43 @@ async def record_outcome(
         )
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """A payout confirmed on chain, for `record_confirmed`."""
+
+    payment_id: str
+    fee_paid: int  # nanoton
+    queued_at: datetime
+    confirmed_at: datetime
+
+
+async def record_confirmed(session: AsyncSession, confirmed: Sequence[Confirmed]) -> None:
+    """`record_outcome(..., "confirmed", ...)` for many payouts in one statement (a payout
+    without a stored decision is skipped, as there)."""
+    if not confirmed:
+        return
+    table = cast(Table, FeeDecisionRecord.__table__)
+    await session.execute(
+        update(table)
+        .where(table.c.payment_id == bindparam("b_payment_id"))
+        .values(
+            outcome="confirmed",
+            fee_paid=bindparam("b_fee_paid"),
+            confirm_ms=bindparam("b_confirm_ms"),
+            outcome_at=bindparam("b_outcome_at"),
+        ),
+        [
+            {
+                "b_payment_id": c.payment_id,
+                "b_fee_paid": c.fee_paid,
+                "b_confirm_ms": max(0, int((c.confirmed_at - c.queued_at).total_seconds() * 1000)),
+                "b_outcome_at": c.confirmed_at,
+            }
+            for c in confirmed
+        ],
+    )
 
 
 def decision_view(d: FeeDecisionRecord) -> dict[str, Any]:

@@ -471,10 +471,15 @@ async def move_payments(
 
 
 async def start_attempts(
-    session: AsyncSession, payments: Sequence[Payment], rail: str
+    session: AsyncSession,
+    payments: Sequence[Payment],
+    rail: str,
+    *,
+    provider_ref: str | None = None,
 ) -> dict[str, Attempt]:
-    """`start_attempt` for many payments: attempt n+1 each, in `created`; refused (and
-    nothing kept) if any of them still has a live attempt."""
+    """`start_attempt` for many payments: attempt n+1 each, in `created` (with the rail's
+    reference when it is known already); refused, and nothing kept, if any of them still
+    has a live attempt."""
     if not payments:
         return {}
     ids = [p.id for p in payments]
@@ -507,6 +512,7 @@ async def start_attempts(
             rail=rail,
             status="created",
             idempotency_key=f"{p.id}:{n}",
+            provider_ref=provider_ref,
             details={},
             created_at=now,
             updated_at=now,

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from ton_core import Address
 
 from tonrail import clock
@@ -34,9 +36,10 @@ from tonrail.events.service import emit
 from tonrail.fees.policy import FeeDecision
 from tonrail.fees.repository import latest_sample
 from tonrail.fees.service import (
-    FeeConditions,
+    Confirmed,
     decide_for_batch,
     load_conditions,
+    record_confirmed,
     record_outcome,
 )
 from tonrail.ids import new_id
@@ -45,12 +48,20 @@ from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
 from tonrail.monitoring import signals
-from tonrail.payments.attempts import move_attempt, start_attempt
+from tonrail.payments.attempts import move_attempt, payment_view
+from tonrail.payments.bulk import AttemptMove, move_attempts, move_payments, start_attempts
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
 from tonrail.rails.base import RailName
-from tonrail.rails.health import decide
-from tonrail.rails.router import NoRail, RailChoice, RoutingPolicy
+from tonrail.rails.health import load_health
+from tonrail.rails.router import (
+    NoRail,
+    PastAttempt,
+    RailChoice,
+    RouteContext,
+    RoutingPolicy,
+    choose_rail,
+)
 from tonrail.rails.ton.api import TonApi, jetton_balance
 from tonrail.rails.ton.chain_view import Msg, Tx, raw, same_address
 from tonrail.rails.ton.highload import (
@@ -89,6 +100,11 @@ class TonRailContext:
     backup: Mapping[str, Any] = field(default_factory=dict)
     routing: RoutingPolicy = field(default_factory=RoutingPolicy)
     enabled: frozenset[RailName] = frozenset({"ton"})
+    # False: no fee optimizer; every claimed payout goes at once with the configured jetton
+    # attach (plain batching: the fee benchmark's baselines).
+    fee_optimizer: bool = True
+    # request id -> monotonic time before which the tracker leaves it alone (in flight)
+    track_after: dict[str, float] = field(default_factory=dict)
 
     @property
     def wallet_raw(self) -> str:
@@ -145,11 +161,15 @@ def _out_transfer(
 
 
 async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
-    """Claim queued payouts and turn them into one stored, signed request; returns its id."""
+    """Claim queued payouts and turn them into one stored, signed request; returns its id.
+
+    One transaction, a few statements whatever the batch size: the claim, the optimizer's
+    decisions (one upsert), routing and timing (one UPDATE per distinct value), the moves
+    to `processing`, the attempts, the request and its transfers (bulk inserts)."""
     now = clock.now()
     quoter = TonQuoter(await recent_fees(ctx.db), ctx.jetton_wallet is not None)
     chain = await chain_balances(ctx)
-    conditions = await load_conditions(ctx.db, ctx.settings)
+    conditions = await load_conditions(ctx.db, ctx.settings) if ctx.fee_optimizer else None
     async with ctx.db.transaction() as session:
         claimed = await claim(
             session,
@@ -166,8 +186,12 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
             return None
         claimed.sort(key=lambda p: (PRIORITY_ORDER.get(p.priority, 1), p.created_at))
         # The fee optimizer decides, for every payout, when it may go and with what.
-        decisions = await decide_for_batch(session, conditions, ctx.settings, claimed)
-        claimed = await _route(ctx, session, claimed, quoter, conditions, decisions)
+        decisions: Mapping[str, FeeDecision] = (
+            await decide_for_batch(session, conditions, ctx.settings, claimed)
+            if conditions is not None
+            else {}
+        )
+        claimed = await _route(ctx, session, claimed, quoter, decisions)
         claimed = await _timing(ctx, session, claimed, decisions)
         claimed = await _fund(ctx, session, claimed, chain, decisions)
         if not claimed:
@@ -175,66 +199,69 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
         crashpoint(ctx.settings, "ton.after_claim")
         seq = await _next_query_seq(session, ctx.wallet_raw)
         chain_created_at = int(now.timestamp()) - ctx.settings.ton_created_at_lag_s
+        query_id = query_id_for(seq)
+        jetton_query_ids = [secrets.randbits(63) for _ in claimed]
+        transfers = [
+            _out_transfer(ctx, p, jq, _attach(ctx, decisions.get(p.id)))
+            for p, jq in zip(claimed, jetton_query_ids, strict=True)
+        ]
+        signed = sign_request(
+            ctx.wallet,
+            ctx.sign,
+            transfers,
+            query_id=query_id,
+            created_at=chain_created_at,
+            deploy=deploy,
+        )
+        crashpoint(ctx.settings, "ton.after_sign")
         request = TonRequest(
             id=new_id("treq"),
             wallet=ctx.wallet_raw,
             query_seq=seq,
-            query_id=query_id_for(seq),
+            query_id=query_id,
             chain_created_at=chain_created_at,
             valid_until=chain_created_at + ctx.wallet.timeout,
-            boc="",
-            msg_hash_norm=secrets.token_hex(32),  # replaced below, once signed
+            boc=signed.boc,
+            msg_hash_norm=signed.message_hash_norm,
             status="signed",
             send_count=0,
             created_at=now,
             updated_at=now,
         )
         session.add(request)
-        await session.flush()
-        transfers: list[OutTransfer] = []
-        for position, payment in enumerate(claimed):
-            await ctx.payments.transition(session, payment, "processing", actor="system:ton")
-            payment.hold_reason = None
-            attempt = await start_attempt(session, payment, "ton")
-            jetton_query_id = secrets.randbits(63)
-            out = _out_transfer(
-                ctx, payment, jetton_query_id, _attach(ctx, decisions.get(payment.id))
-            )
-            transfers.append(out)
-            session.add(
-                TonTransfer(
-                    attempt_id=attempt.id,
-                    request_id=request.id,
-                    payment_id=payment.id,
-                    position=position,
-                    asset=payment.asset,
-                    amount=payment.amount,
-                    destination=raw(Address(payment.counterparty or "")),
-                    message_to=raw(out.destination),
-                    message_value=out.value,
-                    bounce=out.bounce,
-                    body_hash=out.body_hash,
-                    jetton_query_id=jetton_query_id if payment.asset != "TON" else None,
-                    status="pending",
-                    trace={},
-                    updated_at=now,
-                )
-            )
-        signed = sign_request(
-            ctx.wallet,
-            ctx.sign,
-            transfers,
-            query_id=request.query_id,
-            created_at=chain_created_at,
-            deploy=deploy,
+        await move_payments(
+            ctx.payments,
+            session,
+            claimed,
+            "processing",
+            actor="system:ton",
+            values={"hold_reason": None},
         )
-        request.boc = signed.boc
-        request.msg_hash_norm = signed.message_hash_norm
-        crashpoint(ctx.settings, "ton.after_sign")
-        await session.execute(
-            update(Attempt)
-            .where(Attempt.payment_id.in_([p.id for p in claimed]), Attempt.status == "created")
-            .values(provider_ref=signed.message_hash_norm)
+        # Flushes the request too: the transfers below refer to both.
+        attempts = await start_attempts(
+            session, claimed, "ton", provider_ref=signed.message_hash_norm
+        )
+        session.add_all(
+            TonTransfer(
+                attempt_id=attempts[payment.id].id,
+                request_id=request.id,
+                payment_id=payment.id,
+                position=position,
+                asset=payment.asset,
+                amount=payment.amount,
+                destination=raw(Address(payment.counterparty or "")),
+                message_to=raw(out.destination),
+                message_value=out.value,
+                bounce=out.bounce,
+                body_hash=out.body_hash,
+                jetton_query_id=jq if payment.asset != "TON" else None,
+                status="pending",
+                trace={},
+                updated_at=now,
+            )
+            for position, (payment, out, jq) in enumerate(
+                zip(claimed, transfers, jetton_query_ids, strict=True)
+            )
         )
         log.info(
             "ton request signed",
@@ -244,6 +271,22 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
         )
     crashpoint(ctx.settings, "ton.after_store")
     return request.id
+
+
+async def _set_columns(
+    session: AsyncSession, groups: Mapping[tuple[Any, ...], list[Payment]], names: Sequence[str]
+) -> None:
+    """One UPDATE per distinct tuple of values (`names`) instead of one per payout."""
+    for values, payments in groups.items():
+        await session.execute(
+            update(Payment)
+            .where(Payment.id.in_([p.id for p in payments]))
+            .values(dict(zip(names, values, strict=True)))
+            .execution_options(synchronize_session=False)
+        )
+        for p in payments:
+            for name, value in zip(names, values, strict=True):
+                set_committed_value(p, name, value)
 
 
 # A bounce is final for TON: the same message to the same address would bounce again.
@@ -285,43 +328,76 @@ async def _congestion(session: AsyncSession, ctx: TonRailContext) -> int | None:
     return sample.congestion_bp // 100
 
 
+def _exhausted(ctx: TonRailContext, attempts: Sequence[Attempt]) -> bool:
+    """`_ton_exhausted` from attempts already read."""
+    ton = [a for a in attempts if a.rail == "ton"]
+    if any(a.error_code in FINAL_TON_ERRORS for a in ton):
+        return True
+    return sum(a.status in ("failed", "expired") for a in ton) >= ctx.settings.ton_max_attempts
+
+
 async def _route(
     ctx: TonRailContext,
     session: AsyncSession,
     claimed: list[Payment],
     quoter: TonQuoter,
-    conditions: FeeConditions,
     fee_decisions: Mapping[str, FeeDecision],
 ) -> list[Payment]:
     """Ask the router about payouts not routed yet; keep those it sends to TON.
 
     With a backup rail configured, the router also hears the fee optimizer: the network's
-    congestion and, per payout, whether its fee on TON is over the threshold (divert)."""
+    congestion and, per payout, whether its fee on TON is over the threshold (divert).
+    What `rails.health.decide` reads for one payout is read here once for the batch."""
+    fresh = [p for p in claimed if p.route != "ton"]
+    if not fresh:
+        return claimed
     # The fee optimizer only matters to routing when there is somewhere else to go.
     backups = bool(set(ctx.enabled) - {"ton"})
     congestion = await _congestion(session, ctx) if backups else None
+    history: dict[str, list[Attempt]] = {}
+    for a in (
+        await session.execute(
+            select(Attempt)
+            .where(Attempt.payment_id.in_([p.id for p in fresh]))
+            .order_by(Attempt.payment_id, Attempt.number)
+        )
+    ).scalars():
+        history.setdefault(a.payment_id, []).append(a)
+    health = await load_health(session)
+    rails = cast(dict[RailName, Any], {"ton": quoter, **ctx.backup})
     kept: list[Payment] = []
+    routed: dict[tuple[Any, ...], list[Payment]] = {}  # to TON: (route, reason)
+    released: dict[tuple[Any, ...], list[Payment]] = {}  # elsewhere, or waiting: unleased
     for p in claimed:
         if p.route == "ton":
             kept.append(p)
             continue
-        exhausted = await _ton_exhausted(ctx, session, p.id)
+        past = history.get(p.id, [])
         fee_decision = fee_decisions.get(p.id)
-        decision = await decide(
-            session,
-            p,
-            {"ton": quoter, **ctx.backup},
+        view = payment_view(p)
+        quotes = {name: await rail.quote(view) for name, rail in rails.items()}
+        decision = choose_rail(
+            view,
+            RouteContext(
+                now=clock.now(),
+                quotes=quotes,
+                enabled=ctx.enabled,
+                attempts=[PastAttempt(a.rail, a.status) for a in past],  # type: ignore[arg-type]
+                congestion_pct=congestion,
+                divert=backups
+                and fee_decision is not None
+                and fee_decision.divert_reason is not None,
+                ton_failed_after_retries=_exhausted(ctx, past),
+                health=health,
+            ),
             ctx.routing,
-            enabled=ctx.enabled,
-            congestion_pct=congestion,
-            divert=backups and fee_decision is not None and fee_decision.divert_reason is not None,
-            ton_failed_after_retries=exhausted,
         )
         if isinstance(decision, RailChoice):
-            p.route, p.route_reason = decision.rail, decision.reason
             if decision.rail == "ton":
+                routed.setdefault(("ton", decision.reason), []).append(p)
                 kept.append(p)
                 continue
+            released.setdefault((decision.rail, decision.reason, None, None), []).append(p)
             await record_outcome(session, p.id, "diverted")
             log.info(
                 "payout routed to a backup rail",
@@ -339,12 +415,11 @@ async def _route(
                 failure_code="no_rail_available",
                 failure_message=why,
             )
-            continue
-        await session.execute(
-            update(Payment)
-            .where(Payment.id == p.id)
-            .values(route=p.route, route_reason=p.route_reason, locked_by=None, locked_until=None)
-        )
+        else:  # Wait: an attempt is still live; leave the payout alone
+            released.setdefault((p.route, p.route_reason, None, None), []).append(p)
+    # Payouts for TON stay leased to this worker; the others are released to their rail.
+    await _set_columns(session, routed, ("route", "route_reason"))
+    await _set_columns(session, released, ("route", "route_reason", "locked_by", "locked_until"))
     return kept
 
 
@@ -387,7 +462,10 @@ async def _timing(
 ) -> list[Payment]:
     """The optimizer's timing: a payout goes no earlier than `send_at`; a batch goes once one
     of its payouts reaches `send_by` (its window for company) or the batch is full. Payouts
-    that must wait are leased until their moment, so nobody re-claims them before."""
+    that must wait are leased until their moment, so nobody re-claims them before.
+    Without the optimizer (`fee_optimizer=False`) every claimed payout goes at once."""
+    if not decisions:
+        return claimed[: ctx.settings.ton_batch_max]
     now = clock.now()
     ready = [p for p in claimed if decisions[p.id].send_at <= now]
     wait_until: dict[str, datetime] = {
@@ -402,12 +480,12 @@ async def _timing(
     batch, rest = ready[:batch_max], ready[batch_max:]
     for p in rest:
         wait_until[p.id] = now
-    for pid, until in wait_until.items():
-        await session.execute(
-            update(Payment)
-            .where(Payment.id == pid)
-            .values(locked_by=None, locked_until=until if until > now else None)
-        )
+    waiting: dict[tuple[Any, ...], list[Payment]] = {}
+    for p in claimed:
+        if p.id in wait_until:
+            until = wait_until[p.id]
+            waiting.setdefault((None, until if until > now else None), []).append(p)
+    await _set_columns(session, waiting, ("locked_by", "locked_until"))
     return batch
 
 
@@ -421,6 +499,8 @@ async def _fund(
     """Keep the payouts the hot wallet can pay now; the others wait with a reason."""
     left = await _available(session, chain)
     funded: list[Payment] = []
+    held: list[Payment] = []
+    reason = "insufficient_hot_wallet_balance"
     for p in claimed:
         ton_need = p.amount if p.asset == "TON" else _attach(ctx, decisions.get(p.id))
         ton_need += FEE_RESERVE_NANOTON
@@ -430,7 +510,6 @@ async def _fund(
             left["USDT"] -= usdt_need
             funded.append(p)
             continue
-        reason = "insufficient_hot_wallet_balance"
         if p.hold_reason != reason:
             emit(
                 session,
@@ -439,10 +518,10 @@ async def _fund(
                 {"id": p.id, "reason": reason, "asset": p.asset},
                 p.id,
             )
-        await session.execute(
-            update(Payment)
-            .where(Payment.id == p.id)
-            .values(hold_reason=reason, locked_by=None, locked_until=None)
+        held.append(p)
+    if held:
+        await _set_columns(
+            session, {(reason, None, None): held}, ("hold_reason", "locked_by", "locked_until")
         )
     return funded
 
@@ -522,9 +601,10 @@ async def send_due(ctx: TonRailContext) -> int:
                 )
             )
             attempts = await _attempts_of(session, request.id)
-            for attempt in attempts:
-                if attempt.status == "created":
-                    await move_attempt(session, attempt, "submitted")
+            await move_attempts(
+                session,
+                [AttemptMove(a, "submitted", {}) for a in attempts if a.status == "created"],
+            )
         sent += 1
     return sent
 
@@ -553,10 +633,17 @@ async def track_open(ctx: TonRailContext) -> int:
             order_by=(TonRequest.created_at,),
         )
     finished = 0
+    now = time.monotonic()
+    pause = ctx.settings.ton_track_pause_ms / 1000
     for request in open_requests:
         try:
+            if ctx.track_after.get(request.id, 0.0) > now:
+                continue  # looked at a moment ago: the chain has not moved since
             if await track_request(ctx, request.id):
                 finished += 1
+                ctx.track_after.pop(request.id, None)
+            else:
+                ctx.track_after[request.id] = time.monotonic() + pause
         finally:
             async with ctx.db.transaction() as session:
                 await session.execute(
@@ -741,22 +828,39 @@ async def _remember_final(ctx: TonRailContext, outcomes: dict[str, Outcome]) -> 
     if not final:
         return
     async with ctx.db.transaction() as session:
-        for attempt_id, o in final.items():
-            t = await session.get(TonTransfer, attempt_id)
-            if t is not None and "outcome" not in t.trace:
-                t.trace = {
-                    **t.trace,
+        rows = (
+            await session.execute(
+                select(TonTransfer.attempt_id, TonTransfer.trace).where(
+                    TonTransfer.attempt_id.in_(list(final))
+                )
+            )
+        ).all()
+        changed = [
+            {
+                "attempt_id": attempt_id,
+                "trace": {
+                    **trace,
                     "outcome": {
-                        "status": o.status,
-                        "fee": o.fee,
-                        "reason": o.reason,
-                        "trace": o.trace,
+                        "status": final[attempt_id].status,
+                        "fee": final[attempt_id].fee,
+                        "reason": final[attempt_id].reason,
+                        "trace": final[attempt_id].trace,
                     },
-                }
+                },
+            }
+            for attempt_id, trace in rows
+            if "outcome" not in (trace or {})
+        ]
+        if changed:
+            await session.execute(update(TonTransfer), changed)
 
 
 async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Outcome]) -> None:
-    """Post the books and move attempts and payments, once every transfer is final."""
+    """Post the books and move attempts and payments, once every transfer is final.
+
+    One transaction for the whole request; the confirmed payouts (nearly all of them) move
+    together: one compare-and-set statement for their attempts and one for their payments,
+    bulk updates for their transfers and fee decisions, an entry each in the books."""
     async with ctx.db.transaction() as session:
         request = await session.get(TonRequest, request_id)
         assert request is not None
@@ -773,28 +877,58 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
             .scalars()
             .all()
         )
+        attempts = {
+            a.id: a
+            for a in (
+                await session.execute(
+                    select(Attempt).where(Attempt.id.in_([t.attempt_id for t in transfers]))
+                )
+            ).scalars()
+        }
+        payments = {
+            p.id: p
+            for p in (
+                await session.execute(
+                    select(Payment).where(Payment.id.in_([t.payment_id for t in transfers]))
+                )
+            ).scalars()
+        }
+        await move_attempts(
+            session,
+            [AttemptMove(a, "submitted", {}) for a in attempts.values() if a.status == "created"],
+        )
+        now = clock.now()
         shares = split_common_fee(request.common_fee or 0, len(transfers))
+        confirmed_moves: list[AttemptMove] = []
+        confirmed_payments: list[Payment] = []
+        confirmed_rows: list[dict[str, Any]] = []
+        confirmed_outcomes: list[Confirmed] = []
         for t, share in zip(transfers, shares, strict=True):
-            attempt = await session.get(Attempt, t.attempt_id)
-            payment = await session.get(Payment, t.payment_id)
-            assert attempt is not None and payment is not None
-            if attempt.status == "created":
-                await move_attempt(session, attempt, "submitted")
+            attempt = attempts[t.attempt_id]
+            payment = payments[t.payment_id]
             outcome = outcomes.get(t.attempt_id)
             fee = share + (outcome.fee if outcome else 0)
-            t.fee = fee
-            t.updated_at = clock.now()
-            if outcome is not None:
-                t.trace = {**t.trace, **outcome.trace}
+            trace = {**t.trace, **outcome.trace} if outcome is not None else dict(t.trace)
             if outcome is not None and outcome.status == "confirmed":
-                t.status = "confirmed"
-                await move_attempt(
-                    session,
-                    attempt,
-                    "confirmed",
-                    fee_amount=fee,
-                    fee_asset="TON",
-                    details={**attempt.details, **t.trace},
+                confirmed_rows.append(
+                    {
+                        "attempt_id": t.attempt_id,
+                        "status": "confirmed",
+                        "fee": fee,
+                        "trace": trace,
+                        "updated_at": now,
+                    }
+                )
+                confirmed_moves.append(
+                    AttemptMove(
+                        attempt,
+                        "confirmed",
+                        {
+                            "fee_amount": fee,
+                            "fee_asset": "TON",
+                            "details": {**attempt.details, **trace},
+                        },
+                    )
                 )
                 await post(
                     session,
@@ -802,19 +936,13 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
                     books.payout_sent(payment.asset, payment.amount, fee, "TON", books.HOT_WALLET),
                     payment.id,
                 )
-                await ctx.payments.transition(session, payment, "succeeded", actor="system:ton")
-                await record_outcome(
-                    session,
-                    payment.id,
-                    "confirmed",
-                    fee_paid=fee,
-                    queued_at=payment.created_at,
-                    confirmed_at=clock.now(),
-                )
-                signals.observe_confirmation(
-                    "ton", (clock.now() - payment.created_at).total_seconds()
-                )
+                confirmed_payments.append(payment)
+                confirmed_outcomes.append(Confirmed(payment.id, fee, payment.created_at, now))
+                signals.observe_confirmation("ton", (now - payment.created_at).total_seconds())
                 continue
+            t.fee = fee
+            t.updated_at = now
+            t.trace = trace
             code = (
                 "not_sent"
                 if t.status == "not_sent"
@@ -835,7 +963,7 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
                 fee_asset="TON",
                 error_code=code,
                 error_message=reason,
-                details={**attempt.details, **t.trace},
+                details={**attempt.details, **trace},
             )
             if fee:
                 await post(
@@ -849,8 +977,15 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
                 )
             await record_outcome(session, payment.id, "failed", fee_paid=fee)
             await _retry_or_fail(ctx, session, payment, code, reason)
+        await move_attempts(session, confirmed_moves)
+        await move_payments(
+            ctx.payments, session, confirmed_payments, "succeeded", actor="system:ton"
+        )
+        if confirmed_rows:
+            await session.execute(update(TonTransfer), confirmed_rows)
+        await record_confirmed(session, confirmed_outcomes)
         request.status = "final"
-        request.updated_at = clock.now()
+        request.updated_at = now
         crashpoint(ctx.settings, "ton.before_confirm")
 
 
