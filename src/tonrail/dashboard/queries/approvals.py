@@ -1,0 +1,118 @@
+"""SQL of the Approvals page: payouts waiting for approvers, oldest first, with who approved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail.errors import InvalidRequest
+from tonrail.payments.models import Approval, Payment
+from tonrail.security import audit_log
+from tonrail.security.audit_log import AuditEntry
+
+WAITING = "requires_approval"
+DECISION_ACTIONS = ("payout.approve", "payout.reject")
+
+
+@dataclass(frozen=True)
+class ApprovalMark:
+    approver: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class WaitingPayout:
+    id: str
+    account_id: str
+    created_at: datetime
+    asset: str
+    amount: int
+    usdt_equivalent: int
+    counterparty: str | None
+    priority: str
+    requested_by: str
+    description: str | None
+    metadata: dict[str, Any]
+    approvals: list[ApprovalMark] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WaitingPage:
+    rows: list[WaitingPayout]
+    total: int
+    next_after: str | None  # the id to continue after, when more are waiting
+
+
+async def waiting(
+    session: AsyncSession, limit: int, after: str | None = None, account_id: str | None = None
+) -> WaitingPage:
+    """Payouts in `requires_approval`, oldest first, keyset-paged on (created_at, id)."""
+    where = [Payment.direction == "out", Payment.status == WAITING]
+    if account_id:
+        where.append(Payment.account_id == account_id)
+    stmt = select(Payment).where(*where)
+    if after:
+        cursor = (
+            await session.execute(select(Payment.created_at, Payment.id).where(Payment.id == after))
+        ).first()
+        if cursor is None:
+            raise InvalidRequest(
+                f"after {after!r} is not a payment", param="after", code="cursor_invalid"
+            )
+        stmt = stmt.where(
+            or_(
+                Payment.created_at > cursor.created_at,
+                and_(Payment.created_at == cursor.created_at, Payment.id > cursor.id),
+            )
+        )
+    stmt = stmt.order_by(Payment.created_at, Payment.id).limit(limit + 1)
+    found = list((await session.execute(stmt)).scalars())
+    page, more = found[:limit], len(found) > limit
+    marks = await approvals_of(session, [p.id for p in page])
+    total = await session.scalar(select(func.count()).select_from(Payment).where(*where))
+    rows = [
+        WaitingPayout(
+            id=p.id,
+            account_id=p.account_id,
+            created_at=p.created_at,
+            asset=p.asset,
+            amount=p.amount,
+            usdt_equivalent=p.usdt_equivalent,
+            counterparty=p.counterparty,
+            priority=p.priority,
+            requested_by=p.requested_by,
+            description=p.description,
+            metadata=dict(p.metadata_ or {}),
+            approvals=marks.get(p.id, []),
+        )
+        for p in page
+    ]
+    return WaitingPage(rows, int(total or 0), page[-1].id if more and page else None)
+
+
+async def approvals_of(
+    session: AsyncSession, payment_ids: list[str]
+) -> dict[str, list[ApprovalMark]]:
+    if not payment_ids:
+        return {}
+    rows = await session.execute(
+        select(Approval.payment_id, Approval.approver, Approval.created_at)
+        .where(Approval.payment_id.in_(payment_ids))
+        .order_by(Approval.id)
+    )
+    marks: dict[str, list[ApprovalMark]] = {}
+    for payment_id, approver, at in rows:
+        marks.setdefault(payment_id, []).append(ApprovalMark(approver, at))
+    return marks
+
+
+async def recent_decisions(session: AsyncSession, limit: int = 20) -> list[AuditEntry]:
+    """The latest approvals and rejections made on the dashboard (from the audit log)."""
+    entries: list[AuditEntry] = []
+    for action in DECISION_ACTIONS:
+        entries += await audit_log.recent(session, limit, action)
+    return sorted(entries, key=lambda e: e.seq, reverse=True)[:limit]
