@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tonrail.db import Base, BigInt, JsonDoc, UTCDateTime
@@ -34,6 +34,9 @@ class FeeSample(Base):
     config_hash: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)  # params 20/21/24/25, on change
     unavailable: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+
+    # Congestion over a time range (the dashboard) read from the index alone.
+    __table_args__ = (Index("ix_fee_samples_sampled_congestion", "sampled_at", "congestion_bp"),)
 
 
 class FeeDecisionRecord(Base):

@@ -29,4 +29,5 @@ class LedgerLine(Base):
     # Signed minor units: debit positive, credit negative.
     amount: Mapped[int] = mapped_column(BigInt)
 
-    __table_args__ = (Index("ix_ledger_lines_account_asset", "account", "asset"),)
+    # Covers balance(): an account's sum is read from the index alone.
+    __table_args__ = (Index("ix_ledger_lines_account_asset_amount", "account", "asset", "amount"),)

@@ -50,6 +50,19 @@ class Payment(Base):
     __table_args__ = (
         Index("ix_payments_account_created", "account_id", "created_at", "id"),
         Index("ix_payments_status_locked", "status", "locked_until"),
+        # Time ranges (the dashboard's overview, lists by creation): covers counts by status.
+        Index("ix_payments_created_at", "created_at", "id", "status"),
+        # Payments that ended in a time range: covers success rate, volume, confirmation time.
+        Index(
+            "ix_payments_completed_at",
+            "completed_at",
+            "status",
+            "direction",
+            "asset",
+            "amount",
+            "usdt_equivalent",
+            "created_at",
+        ),
     )
 
 
@@ -81,6 +94,8 @@ class Attempt(Base):
             sqlite_where=text("status IN ('created', 'submitted', 'unknown')"),
             postgresql_where=text("status IN ('created', 'submitted', 'unknown')"),
         ),
+        # Attempts that changed in a time range: covers the fees paid by rail and asset.
+        Index("ix_attempts_updated_at", "updated_at", "rail", "fee_asset", "fee_amount"),
     )
 
 

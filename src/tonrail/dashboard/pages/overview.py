@@ -13,7 +13,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from tonrail import clock
 from tonrail.dashboard.deps import db_of, is_htmx, require, settings_of
 from tonrail.dashboard.queries import overview as q
 from tonrail.dashboard.templating import render
@@ -67,13 +66,19 @@ async def _respond(request: Request, range_value: str | None, *, live: bool) -> 
             return render(request, "fragments/flash.html", flash, status_code=400)
         context = {"section": "overview", "ranges": q.RANGES, "range": None, "error": flash}
         return render(request, "overview.html", context, status_code=400)
-    db = db_of(request)
     settings = settings_of(request)
-    window = q.Window.ending(spec, clock.now())
-    async with db.transaction() as session:
-        figures = await q.overview(session, settings, window, db.dialect)
+    figures = await q.overview(db_of(request), settings, spec, range_cache(request))
     template = "fragments/overview_live.html" if live else "overview.html"
     return render(request, template, {**page_context(figures, settings), "oob": live})
+
+
+def range_cache(request: Request) -> q.RangeCache:
+    """One cache of range figures per app (so per process and per database)."""
+    cache = getattr(request.app.state, "overview_cache", None)
+    if not isinstance(cache, q.RangeCache):
+        cache = q.RangeCache()
+        request.app.state.overview_cache = cache
+    return cache
 
 
 def duration(ms: int | None) -> str:
@@ -105,7 +110,7 @@ def page_context(o: q.Overview, settings: Settings) -> dict[str, Any]:
         "range": o.window.spec,
         "o": o,
         "error": None,
-        "now": o.window.now,
+        "now": o.now,
         "success_min_pct": settings.alert_success_rate_min_pct,
         "success_min_sample": settings.alert_success_rate_min_sample,
         "stuck_seconds": settings.alert_stuck_seconds,
@@ -206,7 +211,7 @@ def charts(o: q.Overview) -> dict[str, dict[str, Any]]:
             "datasets": [
                 {
                     "label": "average %",
-                    "data": o.congestion.bucket_avg_pct,
+                    "data": o.figures.congestion_avg_pct,
                     "borderColor": "#0098ea",
                     "backgroundColor": "#0098ea",
                     "spanGaps": False,
@@ -214,7 +219,7 @@ def charts(o: q.Overview) -> dict[str, dict[str, Any]]:
                 },
                 {
                     "label": "peak %",
-                    "data": o.congestion.bucket_max_pct,
+                    "data": o.figures.congestion_peak_pct,
                     "borderColor": "#dc2626",
                     "backgroundColor": "#dc2626",
                     "borderDash": [4, 3],

@@ -1,34 +1,47 @@
 """SQL of the dashboard's Overview: the figures of a time range and their series per bucket.
 
-Everything is aggregated in the database, in one read transaction: each query reads only the
-rows of the range through an index on its time column (payments by created_at and by
-completed_at, attempts by updated_at, fee samples by sampled_at) and groups them by bucket.
-Buckets are aligned to multiples of their width, so a poll a few seconds later puts every row
-in the same bucket; the first bucket reaches back before the range, and the figures of the
-range itself (the tiles) are told apart with an `in range` flag in the same GROUP BY.
+Everything is aggregated in the database. The buckets of a range are passed to the query as a
+small table of segments (bucket, in range?, from, until) joined to the rows by their time
+column, so each segment is one range scan of a covering index (migration 0009) and no
+function runs per row; per-status and per-asset figures are conditional sums in the same
+pass. Buckets are aligned to multiples of their width, so a poll a few seconds later puts
+every row in the same bucket; the first bucket reaches back before the range, and is split
+in two segments so the figures of the range itself (the tiles) stay exact.
+
+The range figures are cached per process for a few seconds (`RangeSpec.cache_seconds`, from
+2 s for 1 h to 60 s for 7 d): several operators polling every 2 s share one computation.
+Pending and stuck payments, alerts, the hot wallet and the current congestion are read on
+every request.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, case, cast, extract, func, select
+from sqlalchemy import ColumnElement, Integer, and_, case, extract, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tonrail import clock
+from tonrail.db import Database, UTCDateTime
 from tonrail.errors import InvalidRequest
 from tonrail.fees.models import FeeSample
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance
+from tonrail.money import ASSET_DECIMALS
 from tonrail.monitoring.models import Alert, MonitoringSignal
 from tonrail.monitoring.signals import parse_labels
 from tonrail.monitoring.snapshot import PENDING_STATES
 from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.states import INVOICE_TRANSITIONS, PAYOUT_TRANSITIONS
 from tonrail.settings import Settings
 
 FINISHED_STATES = ("succeeded", "failed")
+STATUSES: tuple[str, ...] = tuple(sorted({*PAYOUT_TRANSITIONS, *INVOICE_TRANSITIONS}))
+DIRECTIONS = ("out", "in")
 HOT_WALLET_ASSETS = ("TON", "USDT")
 STUCK_LIST_CAP = 1_000  # pending payments older than the stuck age looked at, oldest first
 TOP_STUCK = 5
@@ -49,14 +62,15 @@ class RangeSpec:
     seconds: int
     bucket_seconds: int
     bucket_label: str  # strftime format of a bucket's start on the charts
+    cache_seconds: int  # how long one computation of the range's figures is shown
 
 
 RANGES: dict[str, RangeSpec] = {
     r.key: r
     for r in (
-        RangeSpec("1h", "1 hour", 3_600, 60, "%H:%M"),
-        RangeSpec("24h", "24 hours", 86_400, 1_800, "%H:%M"),
-        RangeSpec("7d", "7 days", 604_800, 14_400, "%a %H:%M"),
+        RangeSpec("1h", "1 hour", 3_600, 60, "%H:%M", 2),
+        RangeSpec("24h", "24 hours", 86_400, 1_800, "%H:%M", 15),
+        RangeSpec("7d", "7 days", 604_800, 14_400, "%a %H:%M", 60),
     )
 }
 DEFAULT_RANGE = "24h"
@@ -92,33 +106,51 @@ class Window:
         start = datetime.fromtimestamp(start_epoch, UTC)
         return cls(spec, now, since, start, (end_epoch - start_epoch) // width)
 
-    @property
-    def start_epoch(self) -> int:
-        return int(self.start.timestamp())
-
     def bucket_starts(self) -> list[datetime]:
         width = timedelta(seconds=self.spec.bucket_seconds)
         return [self.start + i * width for i in range(self.buckets)]
 
 
-def _epoch(column: Any, dialect: str) -> ColumnElement[Any]:
-    """Seconds since 1970 of a UTC timestamp column (SQLite stores naive UTC text)."""
-    if dialect == "sqlite":
-        return cast(func.strftime("%s", column), Integer)
-    return extract("epoch", column)
+Segment = tuple[int, int, datetime, datetime]  # (bucket, 1 if inside the range, from, until)
 
 
-def bucket_of(column: Any, window: Window, dialect: str) -> ColumnElement[int]:
-    """The 0-based bucket of a timestamp at or after `window.start`."""
-    offset = _epoch(column, dialect) - window.start_epoch
-    if dialect == "sqlite":
-        return cast(offset // window.spec.bucket_seconds, Integer)  # integers: floor division
-    # EXTRACT gives a numeric with the fraction of a second: floor, not CAST's rounding.
-    return cast(func.floor(offset / window.spec.bucket_seconds), Integer)
+def segments(window: Window) -> list[Segment]:
+    """The buckets as half-open time segments; the first is split at `since`."""
+    width = timedelta(seconds=window.spec.bucket_seconds)
+    out: list[Segment] = []
+    for i, lo in enumerate(window.bucket_starts()):
+        hi = lo + width
+        if i == 0 and window.since > lo:
+            out.append((0, 0, lo, window.since))
+            lo = window.since
+        out.append((i, 1, lo, hi))
+    return out
 
 
-def _in_range(column: Any, window: Window) -> ColumnElement[int]:
-    return case((column >= window.since, 1), else_=0)
+def segment_table(window: Window) -> Any:
+    """`segments(window)` as a CTE (a UNION ALL of literal rows: both SQLite and PostgreSQL)."""
+    rows = [
+        select(
+            literal(b, Integer).label("b"),
+            literal(r, Integer).label("r"),
+            literal(lo, UTCDateTime()).label("lo"),
+            literal(hi, UTCDateTime()).label("hi"),
+        )
+        for b, r, lo, hi in segments(window)
+    ]
+    return union_all(*rows).cte("seg")
+
+
+def _inside(seg: Any, column: Any) -> ColumnElement[bool]:
+    return and_(column >= seg.c.lo, column < seg.c.hi)
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _sum_if(condition: ColumnElement[bool], value: Any) -> ColumnElement[Any]:
+    return func.sum(case((condition, value), else_=0))
 
 
 def duration_ms(start: Any, end: Any, dialect: str) -> ColumnElement[Any]:
@@ -190,8 +222,8 @@ class Fees:
 
 
 @dataclass(frozen=True)
-class Congestion:
-    """The fee sampler's latest look at the network and its series over the range."""
+class CongestionNow:
+    """The fee sampler's latest look at the network."""
 
     pct: float | None
     raw_pct: float | None
@@ -199,8 +231,6 @@ class Congestion:
     queue_size: int | None
     sampled_at: datetime | None
     gas_price: int | None  # nanoton per gas unit (config param 21), as last measured
-    bucket_avg_pct: list[float | None]
-    bucket_max_pct: list[float | None]
 
 
 @dataclass(frozen=True)
@@ -254,80 +284,116 @@ class Alerts:
 
 
 @dataclass(frozen=True)
-class Overview:
+class RangeFigures:
+    """What a range shows: computed at `window.now`, shared for `cache_seconds`."""
+
     window: Window
     created_by_status: dict[str, list[int]]  # status -> payments created per bucket
     created_in_range: int
     finished: Finished
     confirmation: Confirmation
     fees: Fees
-    congestion: Congestion
+    congestion_avg_pct: list[float | None]
+    congestion_peak_pct: list[float | None]
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The range's figures and what is true right now."""
+
+    figures: RangeFigures
+    now: datetime
+    congestion: CongestionNow
     pending: Pending
     hot_wallet: list[HotWalletBalance]
     alerts: Alerts
 
+    @property
+    def window(self) -> Window:
+        return self.figures.window
+
+    @property
+    def finished(self) -> Finished:
+        return self.figures.finished
+
+    @property
+    def confirmation(self) -> Confirmation:
+        return self.figures.confirmation
+
+    @property
+    def fees(self) -> Fees:
+        return self.figures.fees
+
+    @property
+    def created_by_status(self) -> dict[str, list[int]]:
+        return self.figures.created_by_status
+
+    @property
+    def created_in_range(self) -> int:
+        return self.figures.created_in_range
+
 
 async def created_by_status(
-    session: AsyncSession, window: Window, dialect: str
+    session: AsyncSession, window: Window
 ) -> tuple[dict[str, list[int]], int]:
     """Payments created per bucket by their current status; and how many in the range."""
-    bucket = bucket_of(Payment.created_at, window, dialect).label("bucket")
-    flag = _in_range(Payment.created_at, window).label("in_range")
+    seg = segment_table(window)
+    columns = [func.count().label("n")] + [
+        _count_if(Payment.status == status).label(status) for status in STATUSES
+    ]
     rows = await session.execute(
-        select(bucket, flag, Payment.status, func.count())
-        .where(Payment.created_at >= window.start, Payment.created_at <= window.now)
-        .group_by(bucket, flag, Payment.status)
+        select(seg.c.b, seg.c.r, *columns)
+        .select_from(seg.join(Payment, _inside(seg, Payment.created_at)))
+        .group_by(seg.c.b, seg.c.r)
     )
     series: dict[str, list[int]] = {}
     in_range = 0
-    for b, inside, status, count in rows:
-        if not 0 <= b < window.buckets:
-            continue
-        series.setdefault(status, [0] * window.buckets)[b] += int(count)
-        in_range += int(count) if inside else 0
+    for row in rows:
+        b, inside, total = int(row[0]), int(row[1]), int(row[2])
+        counts = dict(zip(STATUSES, (int(v or 0) for v in row[3:]), strict=True))
+        counts["other"] = total - sum(counts.values())
+        for status, count in counts.items():
+            if count:
+                series.setdefault(status, [0] * window.buckets)[b] += count
+        in_range += total if inside else 0
     return series, in_range
 
 
-async def finished(session: AsyncSession, window: Window, dialect: str) -> Finished:
+async def finished(session: AsyncSession, window: Window) -> Finished:
     """Success rate and volume: payments that ended in the range, by bucket of completion."""
-    bucket = bucket_of(Payment.completed_at, window, dialect).label("bucket")
-    flag = _in_range(Payment.completed_at, window).label("in_range")
+    seg = segment_table(window)
+    succeeded = Payment.status == "succeeded"
+    combos = [(d, a) for d in DIRECTIONS for a in ASSET_DECIMALS]
+    columns: list[Any] = [_count_if(Payment.status == "failed")]
+    for direction, asset in combos:
+        kind = and_(succeeded, Payment.direction == direction, Payment.asset == asset)
+        columns += [
+            _count_if(kind),
+            _sum_if(kind, Payment.amount),
+            _sum_if(kind, Payment.usdt_equivalent),
+        ]
     rows = await session.execute(
-        select(
-            bucket,
-            flag,
-            Payment.status,
-            Payment.direction,
-            Payment.asset,
-            func.count(),
-            func.sum(Payment.amount),
-            func.sum(Payment.usdt_equivalent),
-        )
-        .where(
-            Payment.completed_at >= window.start,
-            Payment.completed_at <= window.now,
-            Payment.status.in_(FINISHED_STATES),
-        )
-        .group_by(bucket, flag, Payment.status, Payment.direction, Payment.asset)
+        select(seg.c.b, seg.c.r, *columns)
+        .select_from(seg.join(Payment, _inside(seg, Payment.completed_at)))
+        .where(Payment.status.in_(FINISHED_STATES))
+        .group_by(seg.c.b, seg.c.r)
     )
     out = Finished(bucket_succeeded=[0] * window.buckets, bucket_failed=[0] * window.buckets)
-    for b, inside, status, direction, asset, count, amount, usdt in rows:
-        n, amount, usdt = int(count), int(amount or 0), int(usdt or 0)
-        if 0 <= b < window.buckets:
-            if status == "succeeded":
-                out.bucket_succeeded[b] += n
-                series = out.bucket_volume.setdefault((direction, asset), [0] * window.buckets)
-                series[b] += usdt
-            else:
-                out.bucket_failed[b] += n
-        if not inside:
-            continue
-        if status == "succeeded":
-            out.succeeded += n
-            c, a, u = out.volume.get((direction, asset), (0, 0, 0))
-            out.volume[(direction, asset)] = (c + n, a + amount, u + usdt)
-        else:
-            out.failed += n
+    for row in rows:
+        b, inside, failed = int(row[0]), int(row[1]), int(row[2] or 0)
+        values = [int(v or 0) for v in row[3:]]
+        out.bucket_failed[b] += failed
+        out.failed += failed if inside else 0
+        for i, key in enumerate(combos):
+            n, amount, usdt = values[3 * i : 3 * i + 3]
+            if not n:
+                continue
+            out.bucket_succeeded[b] += n
+            out.bucket_volume.setdefault(key, [0] * window.buckets)[b] += usdt
+            if inside:
+                out.succeeded += n
+                c, a, u = out.volume.get(key, (0, 0, 0))
+                out.volume[key] = (c + n, a + amount, u + usdt)
     return out
 
 
@@ -367,40 +433,54 @@ async def confirmation(session: AsyncSession, window: Window, dialect: str) -> C
     return Confirmation(n, by_rank.get((n * 50 + 99) // 100), by_rank.get((n * 95 + 99) // 100))
 
 
-async def fees(session: AsyncSession, window: Window, dialect: str) -> Fees:
+async def fees(session: AsyncSession, window: Window) -> Fees:
     """Fees of attempts by rail and fee asset, per bucket of the attempt's last update."""
-    bucket = bucket_of(Attempt.updated_at, window, dialect).label("bucket")
-    flag = _in_range(Attempt.updated_at, window).label("in_range")
+    seg = segment_table(window)
     rows = await session.execute(
         select(
-            bucket,
-            flag,
+            seg.c.b,
+            seg.c.r,
             Attempt.rail,
             Attempt.fee_asset,
             func.count(),
             func.sum(Attempt.fee_amount),
         )
-        .where(
-            Attempt.updated_at >= window.start,
-            Attempt.updated_at <= window.now,
-            Attempt.fee_amount.is_not(None),
-            Attempt.fee_asset.is_not(None),
-        )
-        .group_by(bucket, flag, Attempt.rail, Attempt.fee_asset)
+        .select_from(seg.join(Attempt, _inside(seg, Attempt.updated_at)))
+        .where(Attempt.fee_amount.is_not(None), Attempt.fee_asset.is_not(None))
+        .group_by(seg.c.b, seg.c.r, Attempt.rail, Attempt.fee_asset)
     )
     out = Fees()
     for b, inside, rail, fee_asset, count, total in rows:
         asset, total = str(fee_asset), int(total or 0)
-        if 0 <= b < window.buckets:
-            out.bucket_paid.setdefault(asset, [0] * window.buckets)[b] += total
+        out.bucket_paid.setdefault(asset, [0] * window.buckets)[int(b)] += total
         if inside:
             n, t = out.paid.get((rail, asset), (0, 0))
             out.paid[(rail, asset)] = (n + int(count), t + total)
     return out
 
 
-async def congestion(session: AsyncSession, window: Window, dialect: str) -> Congestion:
-    """Latest congestion estimate (fee sampler) and its average and peak per bucket."""
+async def congestion_series(
+    session: AsyncSession, window: Window
+) -> tuple[list[float | None], list[float | None]]:
+    """Average and peak congestion (%) of the fee sampler's samples, per bucket."""
+    seg = segment_table(window)
+    rows = await session.execute(
+        select(seg.c.b, func.avg(FeeSample.congestion_bp), func.max(FeeSample.congestion_bp))
+        .select_from(seg.join(FeeSample, _inside(seg, FeeSample.sampled_at)))
+        .where(FeeSample.congestion_bp.is_not(None))
+        .group_by(seg.c.b)
+    )
+    avg: list[float | None] = [None] * window.buckets
+    peak: list[float | None] = [None] * window.buckets
+    for b, mean, top in rows:
+        if mean is not None:
+            avg[int(b)] = round(float(mean) / 100, 2)
+            peak[int(b)] = round(float(top) / 100, 2)
+    return avg, peak
+
+
+async def congestion_now(session: AsyncSession) -> CongestionNow:
+    """The fee sampler's latest look at the network, and the gas price last measured."""
     latest = (
         await session.execute(
             select(
@@ -414,39 +494,22 @@ async def congestion(session: AsyncSession, window: Window, dialect: str) -> Con
             .limit(1)
         )
     ).first()
-    bucket = bucket_of(FeeSample.sampled_at, window, dialect).label("bucket")
-    rows = await session.execute(
-        select(bucket, func.avg(FeeSample.congestion_bp), func.max(FeeSample.congestion_bp))
-        .where(
-            FeeSample.sampled_at >= window.start,
-            FeeSample.sampled_at <= window.now,
-            FeeSample.congestion_bp.is_not(None),
-        )
-        .group_by(bucket)
-    )
-    avg: list[float | None] = [None] * window.buckets
-    peak: list[float | None] = [None] * window.buckets
-    for b, mean, top in rows:
-        if 0 <= b < window.buckets:
-            avg[b] = round(float(mean) / 100, 2)
-            peak[b] = round(float(top) / 100, 2)
     gas = await session.scalar(
         select(MonitoringSignal.value).where(
             MonitoringSignal.name == "gas_price", MonitoringSignal.labels == ""
         )
     )
+    gas_price = int(gas) if gas is not None else None
     if latest is None:
-        return Congestion(None, None, None, None, None, gas, avg, peak)
+        return CongestionNow(None, None, None, None, None, gas_price)
     bp, raw_bp, latency, queue, at = latest
-    return Congestion(
+    return CongestionNow(
         bp / 100 if bp is not None else None,
         raw_bp / 100 if raw_bp is not None else None,
         latency,
         queue,
         at,
-        gas,
-        avg,
-        peak,
+        gas_price,
     )
 
 
@@ -561,23 +624,67 @@ async def alerts(session: AsyncSession) -> Alerts:
     )
 
 
-async def overview(
-    session: AsyncSession, settings: Settings, window: Window, dialect: str
-) -> Overview:
-    """Every figure of the page, read in the caller's (read) transaction."""
-    series, created = await created_by_status(session, window, dialect)
-    return Overview(
+async def range_figures(session: AsyncSession, window: Window, dialect: str) -> RangeFigures:
+    """Every figure of the range, read in the caller's (read) transaction."""
+    series, created = await created_by_status(session, window)
+    avg, peak = await congestion_series(session, window)
+    return RangeFigures(
         window=window,
         created_by_status=series,
         created_in_range=created,
-        finished=await finished(session, window, dialect),
+        finished=await finished(session, window),
         confirmation=await confirmation(session, window, dialect),
-        fees=await fees(session, window, dialect),
-        congestion=await congestion(session, window, dialect),
-        pending=await pending(session, settings, window.now),
-        hot_wallet=await hot_wallet(session),
-        alerts=await alerts(session),
+        fees=await fees(session, window),
+        congestion_avg_pct=avg,
+        congestion_peak_pct=peak,
     )
+
+
+class RangeCache:
+    """The figures of each range, reused while younger than the range's `cache_seconds` by
+    the service clock; concurrent requests for a stale range wait for one computation."""
+
+    def __init__(self) -> None:
+        self._figures: dict[str, RangeFigures] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def fresh(self, spec: RangeSpec, now: datetime) -> RangeFigures | None:
+        figures = self._figures.get(spec.key)
+        if figures is None:
+            return None
+        age = (now - figures.window.now).total_seconds()
+        return figures if 0 <= age < spec.cache_seconds else None
+
+    async def figures(self, db: Database, spec: RangeSpec, now: datetime) -> RangeFigures:
+        cached = self.fresh(spec, now)
+        if cached is not None:
+            return cached
+        async with self._locks.setdefault(spec.key, asyncio.Lock()):
+            cached = self.fresh(spec, now)  # computed while this request waited
+            if cached is not None:
+                return cached
+            window = Window.ending(spec, now)
+            async with db.transaction() as session:
+                figures = await range_figures(session, window, db.dialect)
+            self._figures[spec.key] = figures
+            return figures
+
+
+async def overview(
+    db: Database, settings: Settings, spec: RangeSpec, cache: RangeCache
+) -> Overview:
+    """The page's figures: the range's (maybe a few seconds old) and the present's."""
+    now = clock.now()
+    figures = await cache.figures(db, spec, now)
+    async with db.transaction() as session:
+        return Overview(
+            figures=figures,
+            now=now,
+            congestion=await congestion_now(session),
+            pending=await pending(session, settings, now),
+            hot_wallet=await hot_wallet(session),
+            alerts=await alerts(session),
+        )
 
 
 def statuses_in(series: dict[str, list[int]]) -> Sequence[str]:
