@@ -28,6 +28,7 @@ from tonrail.rails.health import record_rail_error, record_rail_probe, record_ra
 from tonrail.rails.outcomes import record_poll, record_submit
 from tonrail.rails.registry import BackupRail
 from tonrail.rails.router import RoutingPolicy
+from tonrail.security.switches import is_on
 from tonrail.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -107,8 +108,9 @@ async def _submit(ctx: BackupContext, attempt_id: str) -> None:
             await _back_to_router(ctx, session, attempt.payment_id)
 
 
-async def poll_live(ctx: BackupContext) -> int:
-    """Poll every live backup attempt; resubmit `created` ones left by a crash."""
+async def poll_live(ctx: BackupContext, *, paused: bool = False) -> int:
+    """Poll every live backup attempt; resubmit `created` ones left by a crash (not while
+    payments are paused: a submit sends money)."""
     async with ctx.db.transaction() as session:
         rows = (
             await session.execute(
@@ -124,7 +126,8 @@ async def poll_live(ctx: BackupContext) -> int:
     finals = 0
     for attempt_id, status in rows:
         if status == "created":
-            await _submit(ctx, attempt_id)
+            if not paused:
+                await _submit(ctx, attempt_id)
             continue
         async with ctx.db.transaction() as session:
             attempt = await session.get(Attempt, attempt_id)
@@ -168,7 +171,10 @@ async def _back_to_router(ctx: BackupContext, session: AsyncSession, payment_id:
 
 
 async def backup_round(ctx: BackupContext) -> int:
-    """One turn of the backup loop."""
+    """One turn of the backup loop: start and submit (unless payments are paused), poll."""
     if not ctx.rails:
         return 0
-    return await start_routed(ctx) + await poll_live(ctx)
+    async with ctx.db.transaction() as session:
+        paused = await is_on(session, "payments_paused")
+    started = 0 if paused else await start_routed(ctx)
+    return started + await poll_live(ctx, paused=paused)
