@@ -50,6 +50,10 @@ fmt: setup
 bench: setup
 	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/python -m benchmarks.run
 
+.PHONY: screenshots
+screenshots: setup $(CHROMIUM)  # PNGs of the dashboard with live demo traffic -> docs/img/
+	$(BIN)/python scripts/screenshots.py
+
 .PHONY: bench-fees
 bench-fees: setup  # the fee optimizer against naive and fixed batching (docs/FEES.md)
 	$(BIN)/python -m benchmarks.bench_fees
