@@ -73,7 +73,13 @@ from tonrail.rails.ton.highload import (
     ton_transfer,
 )
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
-from tonrail.rails.ton.outcomes import Outcome, follow_jetton, follow_ton, split_common_fee
+from tonrail.rails.ton.outcomes import (
+    Lookup,
+    Outcome,
+    follow_jetton,
+    follow_ton,
+    split_common_fee,
+)
 from tonrail.rails.ton.quote import TonQuoter, recent_fees
 from tonrail.security.switches import is_on
 from tonrail.settings import Settings
@@ -105,6 +111,9 @@ class TonRailContext:
     fee_optimizer: bool = True
     # request id -> monotonic time before which the tracker leaves it alone (in flight)
     track_after: dict[str, float] = field(default_factory=dict)
+    # request id -> transactions of its trace found so far, by in-message hash: a found
+    # transaction never changes, so later rounds only ask for the hops still missing
+    found: dict[str, dict[str, Tx]] = field(default_factory=dict)
 
     @property
     def wallet_raw(self) -> str:
@@ -423,7 +432,7 @@ async def _route(
     return kept
 
 
-FOLLOW_CONCURRENCY = 16  # transfers of one request followed at once
+FOLLOW_CONCURRENCY = 32  # transfers of one request followed at once
 FEE_RESERVE_NANOTON = 20_000_000  # kept back per transfer for fees when checking funds
 
 
@@ -642,6 +651,7 @@ async def track_open(ctx: TonRailContext) -> int:
             if await track_request(ctx, request.id):
                 finished += 1
                 ctx.track_after.pop(request.id, None)
+                ctx.found.pop(request.id, None)
             else:
                 ctx.track_after[request.id] = time.monotonic() + pause
         finally:
@@ -675,6 +685,21 @@ async def _processed_flag(ctx: TonRailContext, query_id: int) -> bool | None:
     return int(str(value), 16) != 0 if isinstance(value, str) else bool(value)
 
 
+def _lookup(ctx: TonRailContext, request_id: str) -> Lookup:
+    """`tx_by_in_message` remembering what it found for this request."""
+    found = ctx.found.setdefault(request_id, {})
+
+    async def lookup(msg_hash: str) -> Tx | None:
+        tx = found.get(msg_hash)
+        if tx is None:
+            tx = await ctx.api.tx_by_in_message(msg_hash)
+            if tx is not None:
+                found[msg_hash] = tx
+        return tx
+
+    return lookup
+
+
 async def track_request(ctx: TonRailContext, request_id: str) -> bool:
     """Read the chain for one request and record what it shows; True once it is final."""
     async with ctx.db.transaction() as session:
@@ -684,7 +709,8 @@ async def track_request(ctx: TonRailContext, request_id: str) -> bool:
         msg_hash = request.msg_hash_norm
         valid_until = request.valid_until
         query_id = request.query_id
-    ext = await ctx.api.tx_by_in_message(msg_hash)
+    lookup = _lookup(ctx, request_id)
+    ext = await lookup(msg_hash)
     if ext is None:
         chain_now = int(clock.now().timestamp())
         if chain_now <= valid_until + ctx.settings.ton_expiry_margin_s:
@@ -697,7 +723,7 @@ async def track_request(ctx: TonRailContext, request_id: str) -> bool:
             return True
         await _mark_unknown(ctx, request_id)
         return False
-    txs = await _transfer_txs(ctx, ext)
+    txs = await _transfer_txs(ctx, ext, lookup)
     if txs is None:
         return False
     out_msgs = [
@@ -716,17 +742,17 @@ async def track_request(ctx: TonRailContext, request_id: str) -> bool:
     if not txs:
         # Accepted but the self-message was not sent (no funds?): nothing went out.
         common_fee = ext.total_fees
-    return await _settle(ctx, request_id, ext, txs, out_msgs, common_fee)
+    return await _settle(ctx, request_id, ext, txs, out_msgs, common_fee, lookup)
 
 
-async def _transfer_txs(ctx: TonRailContext, ext: Tx) -> list[Tx] | None:
+async def _transfer_txs(ctx: TonRailContext, ext: Tx, lookup: Lookup) -> list[Tx] | None:
     """The internal_transfer transactions of a request (nested packs included), or None
     while one is still missing."""
     txs: list[Tx] = []
     pending = [m for m in ext.out_msgs if same_address(m.destination, ctx.wallet_raw)]
     while pending:
         msg = pending.pop()
-        tx = await ctx.api.tx_by_in_message(msg.hash)
+        tx = await lookup(msg.hash)
         if tx is None:
             return None
         txs.append(tx)
@@ -741,6 +767,7 @@ async def _settle(
     txs: list[Tx],
     out_msgs: list[Any],
     common_fee: int,
+    lookup: Lookup,
 ) -> bool:
     async with ctx.db.transaction() as session:
         request = await session.get(TonRequest, request_id)
@@ -756,7 +783,8 @@ async def _settle(
             .scalars()
             .all()
         )
-        if request.status != "processed":
+        just_processed = request.status != "processed"
+        if just_processed:
             request.status = "processed"
             request.ext_tx_hash = ext.hash
             request.transfer_tx_hash = txs[0].hash if txs else None
@@ -794,6 +822,9 @@ async def _settle(
             for t in transfers
             if t.status == "sent"
         ]
+    if just_processed and pending_transfers:
+        # The out messages left in this block; the payees take them in a later one.
+        return False
     outcomes: dict[str, Outcome] = {}
     by_hash = {m.hash: m for m in out_msgs}
     lookups = asyncio.Semaphore(FOLLOW_CONCURRENCY)
@@ -801,7 +832,7 @@ async def _settle(
     async def follow_one(attempt_id: str, asset: str, msg: Msg) -> None:
         follow = follow_ton if asset == "TON" else follow_jetton
         async with lookups:
-            outcomes[attempt_id] = await follow(msg, ctx.wallet_raw, ctx.api.tx_by_in_message)
+            outcomes[attempt_id] = await follow(msg, ctx.wallet_raw, lookup)
 
     jobs = []
     for attempt_id, asset, out_hash, trace in pending_transfers:
