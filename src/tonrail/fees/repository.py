@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from tonrail.fees.models import FeeDecisionRecord, FeeSample
 from tonrail.payments.models import Payment
@@ -72,10 +73,14 @@ class PaidTransfer:
 
 async def paid_transfers(session: AsyncSession, since: datetime) -> list[PaidTransfer]:
     """Confirmed TON-rail payouts since `since`, oldest first, with their request's shape."""
-    sizes = (
-        select(TonTransfer.request_id, func.count().label("n"))
-        .group_by(TonTransfer.request_id)
-        .subquery()
+    # The size of each request found, counted on the request_id index (a correlated count):
+    # grouping every transfer ever made would read the whole table on every call.
+    peer = aliased(TonTransfer)
+    size = (
+        select(func.count())
+        .where(peer.request_id == TonTransfer.request_id)
+        .correlate(TonTransfer)
+        .scalar_subquery()
     )
     stmt = (
         select(
@@ -83,10 +88,9 @@ async def paid_transfers(session: AsyncSession, since: datetime) -> list[PaidTra
             TonTransfer.fee,
             TonTransfer.request_id,
             TonRequest.common_fee,
-            sizes.c.n,
+            size,
         )
         .join(TonRequest, TonRequest.id == TonTransfer.request_id)
-        .join(sizes, sizes.c.request_id == TonTransfer.request_id)
         .where(
             TonTransfer.status == "confirmed",
             TonTransfer.fee.is_not(None),
