@@ -36,7 +36,19 @@ class FeeSample(Base):
     unavailable: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
 
     # Congestion over a time range (the dashboard) read from the index alone.
-    __table_args__ = (Index("ix_fee_samples_sampled_congestion", "sampled_at", "congestion_bp"),)
+    __table_args__ = (
+        Index("ix_fee_samples_sampled_congestion", "sampled_at", "congestion_bp"),
+        # The Fees page's congestion and fee-estimate charts, read from the index alone.
+        Index(
+            "ix_fee_samples_sampled_fees",
+            "sampled_at",
+            "congestion_bp",
+            "congestion_raw_bp",
+            "fee_ton_single",
+            "fee_ton_batch",
+            "batch_size",
+        ),
+    )
 
 
 class FeeDecisionRecord(Base):
@@ -67,3 +79,10 @@ class FeeDecisionRecord(Base):
     fee_paid: Mapped[int | None] = mapped_column(BigInt)  # nanoton
     confirm_ms: Mapped[int | None] = mapped_column(BigInt)  # queued -> confirmed
     outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Fees paid and saved over a time range (the Fees page, the status' savings), index only.
+    __table_args__ = (
+        Index(
+            "ix_fee_decisions_outcome_at", "outcome_at", "outcome", "asset", "fee_paid", "alone_fee"
+        ),
+    )

@@ -96,6 +96,8 @@ class Attempt(Base):
         ),
         # Attempts that changed in a time range: covers the fees paid by rail and asset.
         Index("ix_attempts_updated_at", "updated_at", "rail", "fee_asset", "fee_amount"),
+        # Attempts started in a time range, by rail and status (the Backup payments page).
+        Index("ix_attempts_created_at", "created_at", "rail", "status", "payment_id"),
     )
 
 
