@@ -63,6 +63,8 @@ class Payment(Base):
             "usdt_equivalent",
             "created_at",
         ),
+        # The dashboard's payment list, newest first: its filters are read from the index.
+        Index("ix_payments_list", "created_at", "id", "status", "direction", "asset", "amount"),
     )
 
 
@@ -98,6 +100,9 @@ class Attempt(Base):
         Index("ix_attempts_updated_at", "updated_at", "rail", "fee_asset", "fee_amount"),
         # Attempts started in a time range, by rail and status (the Backup payments page).
         Index("ix_attempts_created_at", "created_at", "rail", "status", "payment_id"),
+        # Payments by rail, and failed attempts in a time range (dashboard Payments, Errors).
+        Index("ix_attempts_rail_payment", "rail", "payment_id"),
+        Index("ix_attempts_status_updated", "status", "updated_at"),
     )
 
 
