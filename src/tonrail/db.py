@@ -21,18 +21,20 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.sql import Executable, Select
+from sqlalchemy.sql import ColumnElement, Executable, FromClause, Select
 from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.types import TypeDecorator
 
@@ -132,23 +134,21 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def one_write(self) -> AsyncIterator[AsyncSession]:
-        """A session for a use case that reads, then writes everything with `write_at_once`.
+    async def one_write(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a use case whose writes are one `write_at_once`.
 
-        On PostgreSQL the connection autocommits: the reads and the one write statement need
-        no BEGIN and COMMIT round trips, and the write's row locks end with the statement
-        (not a network round trip later, at COMMIT). The write is atomic by itself: any
-        failed part fails the whole statement. On SQLite it is a BEGIN IMMEDIATE
-        transaction, as `transaction()`.
+        On PostgreSQL it autocommits: that one statement needs no BEGIN and COMMIT round
+        trips, and its row locks end with it (not a network round trip later, at COMMIT);
+        it is atomic by itself, any failed part fails all of it. On SQLite it is a
+        BEGIN IMMEDIATE transaction, committed on success, as `transaction()`.
         """
         if self.dialect != "postgresql":
-            async with self.transaction() as session:
-                yield session
+            async with self.engine.begin() as conn:
+                yield conn
             return
         async with self.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            async with AsyncSession(bind=conn, expire_on_commit=False) as session:
-                yield session
+            yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -158,13 +158,27 @@ class Database:
 class Write:
     """One statement of an atomic write (`write_at_once`).
 
-    `template(prefix)` builds the statement with bind parameters named `prefix` + the keys of
-    `values`; it is built once per `key` (equal keys, equal SQL) and reused, so a request
-    pays for neither building nor compiling SQL, only for its values.
+    `template(prefix, source)` builds the statement with bind parameters named `prefix` +
+    the keys of `values`, taking its row from `source` when one is given (the write then
+    happens only if `source` yields a row); it is built once per `key` (equal keys, equal
+    SQL) and reused, so a request pays for neither building nor compiling SQL.
     """
 
     key: Hashable
-    template: Callable[[str], Insert | Update]
+    template: Callable[[str, FromClause | None], Insert]
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """SQL that, while true, refuses an atomic write (`write_at_once(refuse_if=...)`).
+
+    Built like a Write's template: `template(prefix)` once per `key`, bind parameters named
+    `prefix` + the keys of `values`.
+    """
+
+    key: Hashable
+    template: Callable[[str], ColumnElement[bool]]
     values: Mapping[str, Any]
 
 
@@ -174,10 +188,13 @@ def insert_row(table: Table, row: Mapping[str, Any]) -> Write:
     return Write(("insert", table.name, columns), partial(_insert_template, table, columns), row)
 
 
-def _insert_template(table: Table, columns: tuple[str, ...], prefix: str) -> Insert:
-    return insert(table).values(
-        {name: bindparam(prefix + name, type_=table.c[name].type) for name in columns}
-    )
+def _insert_template(
+    table: Table, columns: tuple[str, ...], prefix: str, source: FromClause | None
+) -> Insert:
+    binds = [bindparam(prefix + name, type_=table.c[name].type) for name in columns]
+    if source is None:
+        return insert(table).values(dict(zip(columns, binds, strict=True)))
+    return insert(table).from_select(list(columns), select(*binds).select_from(source))
 
 
 def as_one_statement(statements: Sequence[Insert | Update]) -> Select[Any]:
@@ -193,33 +210,58 @@ def as_one_statement(statements: Sequence[Insert | Update]) -> Select[Any]:
     return select(*(select(func.count()).select_from(cte).scalar_subquery() for cte in ctes))
 
 
-_TEMPLATES: dict[tuple[Hashable, ...], Executable] = {}
+def _refused(refuse_if: Sequence[Refusal]) -> ColumnElement[bool]:
+    return or_(*(r.template(f"r{n}_") for n, r in enumerate(refuse_if)))
 
 
-def _template(keys: tuple[Hashable, ...], build: Callable[[], Executable]) -> Executable:
-    statement = _TEMPLATES.get(keys)
+def _one_statement(writes: Sequence[Write], refuse_if: Sequence[Refusal]) -> Select[Any]:
+    source = None
+    if refuse_if:
+        source = select(literal_column("1").label("go")).where(~_refused(refuse_if)).cte("go")
+    return as_one_statement([w.template(f"w{n}_", source) for n, w in enumerate(writes)])
+
+
+def _params(items: Sequence[Write | Refusal], letter: str) -> dict[str, Any]:
+    return {f"{letter}{n}_{k}": v for n, item in enumerate(items) for k, v in item.values.items()}
+
+
+_TEMPLATES: dict[Hashable, Executable] = {}
+
+
+def _template(key: Hashable, build: Callable[[], Executable]) -> Executable:
+    statement = _TEMPLATES.get(key)
     if statement is None:
         if len(_TEMPLATES) >= 1024:
             _TEMPLATES.clear()  # keys come from code, not data; this only bounds a leak
-        statement = _TEMPLATES[keys] = build()
+        statement = _TEMPLATES[key] = build()
     return statement
 
 
-async def write_at_once(session: AsyncSession, writes: Sequence[Write]) -> None:
-    """Run `writes` as one atomic write, in order, in a `Database.one_write` session.
+async def write_at_once(
+    conn: AsyncConnection, writes: Sequence[Write], refuse_if: Sequence[Refusal] = ()
+) -> bool:
+    """Run `writes` in order as one atomic write on a `Database.one_write` connection, unless
+    one of `refuse_if` holds; returns False (and writes nothing) when one did.
 
-    PostgreSQL: one statement (`as_one_statement`), one round trip. SQLite (no data-modifying
-    CTEs): the statements in order, inside the session's transaction.
+    PostgreSQL: one statement and one round trip, the refusals checked inside it
+    (`as_one_statement`, every write reading its row from a CTE that is empty when refused).
+    SQLite (no data-modifying CTEs): one SELECT for the refusals, then the statements in
+    order, inside the connection's transaction.
     """
-    conn = await session.connection()
+    refusal_keys = tuple(r.key for r in refuse_if)
+    params = _params(refuse_if, "r")
     if conn.dialect.name == "postgresql":
-        keys = tuple(w.key for w in writes)
-        statement = _template(
-            ("one", *keys),
-            lambda: as_one_statement([w.template(f"w{n}_") for n, w in enumerate(writes)]),
-        )
-        params = {f"w{n}_{k}": v for n, w in enumerate(writes) for k, v in w.values.items()}
-        await conn.execute(statement, params)
-        return
+        key = ("one", refusal_keys, tuple(w.key for w in writes))
+        statement = _template(key, lambda: _one_statement(writes, refuse_if))
+        counts = (await conn.execute(statement, params | _params(writes, "w"))).one()
+        if any(counts) and not all(counts):
+            raise RuntimeError(f"a write of one statement wrote partly: {tuple(counts)}")
+        return bool(counts[0])
+    if refuse_if:
+        check = _template(("refuse_if", refusal_keys), lambda: select(_refused(refuse_if)))
+        if (await conn.execute(check, params)).scalar():
+            return False
     for write in writes:
-        await conn.execute(_template((write.key,), partial(write.template, "")), dict(write.values))
+        statement = _template(write.key, partial(write.template, "", None))
+        await conn.execute(statement, dict(write.values))
+    return True

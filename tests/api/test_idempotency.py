@@ -8,6 +8,7 @@ import httpx
 
 from tests.helpers import DEST, row_counts
 from tonrail.db import Database
+from tonrail.security.switches import set_switch
 
 BODY = {"amount": "7", "asset": "USDT", "destination": DEST}
 
@@ -80,3 +81,18 @@ async def test_keys_of_different_accounts_do_not_collide(
     b = await client.post("/v1/payouts", json=BODY, headers=other)
     assert a.status_code == b.status_code == 201
     assert a.json()["id"] != b.json()["id"]
+
+
+async def test_a_replay_answers_even_in_maintenance(
+    client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    h = {**auth, "Idempotency-Key": "before-maintenance"}
+    first = await client.post("/v1/payouts", json=BODY, headers=h)
+    assert first.status_code == 201
+    async with db.transaction() as session:
+        await set_switch(session, "maintenance", True, "test")
+    again = await client.post("/v1/payouts", json=BODY, headers=h)
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    fresh = await client.post("/v1/payouts", json=BODY, headers={**auth, "Idempotency-Key": "new"})
+    assert fresh.status_code == 503 and fresh.json()["error"]["code"] == "maintenance"

@@ -6,12 +6,13 @@ import asyncio
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
-from tests.helpers import DEST
+from tests.helpers import DEST, row_counts
 from tonrail.app import create_app
 from tonrail.db import Database
-from tonrail.limits.models import DailyVolume
+from tonrail.limits.models import WITHIN_LIMIT, DailyVolume
 from tonrail.payments.models import Payment
 from tonrail.settings import Settings
 
@@ -58,3 +59,55 @@ async def test_cancel_gives_volume_back(
         await client.post(f"/v1/payouts/{first.json()['id']}/cancel", headers=auth)
         again = await client.post("/v1/payouts", json=body, headers=auth)
         assert again.status_code == 201
+
+
+async def test_a_refused_payout_writes_nothing_and_leaves_its_key_free(
+    settings: Settings, db: Database, auth: dict[str, str]
+) -> None:
+    body = {"amount": "6", "asset": "USDT", "destination": DEST}
+    ten = settings.model_copy(update={"daily_volume_limit_usdt": 10 * 10**6})
+    async with _client(ten, db) as client:
+        assert (await client.post("/v1/payouts", json=body, headers=auth)).status_code == 201
+        before = await row_counts(db)
+        h = {**auth, "Idempotency-Key": "retry-tomorrow"}
+        refused = await client.post("/v1/payouts", json=body, headers=h)
+        assert refused.status_code == 422
+        assert refused.json()["error"]["code"] == "daily_volume_limit_exceeded"
+        assert await row_counts(db) == before  # no payment, entry, event or idempotency record
+    twenty = settings.model_copy(update={"daily_volume_limit_usdt": 20 * 10**6})
+    async with _client(twenty, db) as client:
+        accepted = await client.post("/v1/payouts", json=body, headers=h)
+        assert accepted.status_code == 201 and "Idempotent-Replayed" not in accepted.headers
+    async with db.transaction() as session:
+        row = (await session.execute(select(DailyVolume))).scalar_one()
+    assert (row.used_usdt, row.limit_usdt) == (12 * 10**6, 20 * 10**6)
+
+
+async def test_a_replay_answers_when_the_day_is_full(
+    settings: Settings, db: Database, auth: dict[str, str]
+) -> None:
+    six = settings.model_copy(update={"daily_volume_limit_usdt": 6 * 10**6})
+    h = {**auth, "Idempotency-Key": "fills-the-day"}
+    body = {"amount": "6", "asset": "USDT", "destination": DEST}
+    async with _client(six, db) as client:
+        first = await client.post("/v1/payouts", json=body, headers=h)
+        again = await client.post("/v1/payouts", json=body, headers=h)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_the_database_refuses_a_total_above_the_limit(
+    settings: Settings, db: Database, auth: dict[str, str]
+) -> None:
+    limited = settings.model_copy(update={"daily_volume_limit_usdt": 10 * 10**6})
+    async with _client(limited, db) as client:
+        body = {"amount": "4", "asset": "USDT", "destination": DEST}
+        assert (await client.post("/v1/payouts", json=body, headers=auth)).status_code == 201
+    with pytest.raises(IntegrityError, match=WITHIN_LIMIT):
+        async with db.transaction() as session:
+            await session.execute(update(DailyVolume).values(used_usdt=DailyVolume.limit_usdt + 1))
+
+
+def _client(settings: Settings, db: Database) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(settings, db))
+    return httpx.AsyncClient(transport=transport, base_url="http://t")

@@ -14,11 +14,12 @@ from __future__ import annotations
 from functools import partial
 from typing import NoReturn
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.dml import Insert
 
 from tonrail.db import Write
@@ -27,12 +28,16 @@ from tonrail.limits.models import WITHIN_LIMIT, DailyVolume
 from tonrail.money import format_minor
 
 
-def _upsert(dialect: str, prefix: str, *, refuse_quietly: bool) -> Insert:
+def _upsert(
+    dialect: str, prefix: str, source: FromClause | None = None, *, refuse_quietly: bool
+) -> Insert:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    new = insert(DailyVolume).values(
-        day=bindparam(prefix + "day", type_=DailyVolume.day.type),
-        used_usdt=bindparam(prefix + "used_usdt", type_=DailyVolume.used_usdt.type),
-        limit_usdt=bindparam(prefix + "limit_usdt", type_=DailyVolume.limit_usdt.type),
+    columns = ("day", "used_usdt", "limit_usdt")
+    binds = [bindparam(prefix + c, type_=DailyVolume.__table__.c[c].type) for c in columns]
+    new = (
+        insert(DailyVolume).values(dict(zip(columns, binds, strict=True)))
+        if source is None
+        else insert(DailyVolume).from_select(list(columns), select(*binds).select_from(source))
     )
     fits = DailyVolume.used_usdt + new.excluded.used_usdt <= new.excluded.limit_usdt
     return new.on_conflict_do_update(

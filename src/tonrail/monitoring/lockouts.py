@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Literal
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
-from tonrail.db import Database
+from tonrail.db import Database, Refusal
 from tonrail.errors import NotFound, TonrailError
 from tonrail.ids import new_id
 from tonrail.monitoring.models import Lockout, SecurityFailure
@@ -26,6 +27,46 @@ class SubjectLocked(TonrailError):
     status = 423
 
 
+def _subjects(
+    api_key_id: str | None, counterparty: str | None, ip: str | None
+) -> list[tuple[SubjectKind, str]]:
+    wanted: list[tuple[SubjectKind, str]] = []
+    if api_key_id:
+        wanted.append(("api_key", api_key_id))
+    if counterparty:
+        wanted.append(("counterparty", counterparty_key(counterparty)))
+    if ip:
+        wanted.append(("ip", ip))
+    return wanted
+
+
+def lockout_refusal(
+    api_key_id: str | None, counterparty: str | None, ip: str | None = None
+) -> Refusal | None:
+    """`check_not_locked` as SQL, for a write that refuses itself (`db.write_at_once`) while
+    one of the subjects is locked; None when there is no subject. The caller runs
+    `check_not_locked` after a refusal to learn which one."""
+    wanted = _subjects(api_key_id, counterparty, ip)
+    if not wanted:
+        return None
+    kinds = tuple(kind for kind, _ in wanted)
+    return Refusal(("lockout", kinds), partial(_locked, kinds), dict(wanted))
+
+
+def _locked(kinds: tuple[SubjectKind, ...], prefix: str) -> ColumnElement[bool]:
+    subject = Lockout.__table__.c.subject
+    return exists().where(
+        Lockout.unlocked_at.is_(None),
+        or_(
+            *(
+                (Lockout.subject_kind == kind)
+                & (Lockout.subject == bindparam(prefix + kind, type_=subject.type))
+                for kind in kinds
+            )
+        ),
+    )
+
+
 async def check_not_locked(
     session: AsyncSession,
     api_key_id: str | None,
@@ -34,13 +75,7 @@ async def check_not_locked(
 ) -> None:
     """Raise SubjectLocked (`api_key_locked`, `counterparty_locked`, `ip_locked`) if any of
     the given subjects has an active lockout. Called before a payout is created."""
-    wanted: list[tuple[SubjectKind, str]] = []
-    if api_key_id:
-        wanted.append(("api_key", api_key_id))
-    if counterparty:
-        wanted.append(("counterparty", counterparty_key(counterparty)))
-    if ip:
-        wanted.append(("ip", ip))
+    wanted = _subjects(api_key_id, counterparty, ip)
     if not wanted:
         return
     rows = (

@@ -26,7 +26,7 @@ from tonrail.limits.service import (
     reservation_write,
 )
 from tonrail.money import decimals_of, parse_minor
-from tonrail.monitoring.lockouts import check_not_locked
+from tonrail.monitoring.lockouts import check_not_locked, lockout_refusal
 from tonrail.payments import repository as repo
 from tonrail.payments.models import Payment
 from tonrail.payments.rules import DEFAULT_TARGET_SECONDS, check_metadata, new_reference
@@ -38,7 +38,7 @@ from tonrail.rates import StaticRates
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
-from tonrail.security.switches import refuse_in_maintenance
+from tonrail.security.switches import refuse_in_maintenance, switch_refusal
 from tonrail.settings import Settings
 
 T = TypeVar("T")
@@ -180,10 +180,22 @@ class PaymentService:
                 event_write("payout.created", payment.account_id, body, payment.id),
                 reservation_write(self.db.dialect, day, usdt, limit),
             ]
-            async with self.db.one_write() as session:
-                await refuse_in_maintenance(session)
-                await check_not_locked(session, principal.key_id, req.destination, client_ip)
-                await write_at_once(session, writes)
+            locked = lockout_refusal(principal.key_id, req.destination, client_ip)
+            refusals = [switch_refusal("maintenance"), *([locked] if locked else [])]
+            for _ in range(3):
+                async with self.db.one_write() as conn:
+                    if await write_at_once(conn, writes, refuse_if=refusals):
+                        return Response(201, body)
+                # Refused (maintenance or a lockout): a replay answers first, else say why.
+                if (replay := await self._replay(ikey)) is not None:
+                    return replay
+                async with self.db.transaction() as session:
+                    await refuse_in_maintenance(session)
+                    await check_not_locked(session, principal.key_id, req.destination, client_ip)
+                # Whatever refused has ended since: write again.
+            raise Conflict(
+                "the request kept racing with lockouts; retry it", code="concurrent_request"
+            )
         except TonrailError:
             # A request seen before replays its first response, whatever refuses work now.
             if (replay := await self._replay(ikey)) is not None:
@@ -196,7 +208,6 @@ class PaymentService:
             if is_limit_violation(exc):
                 limit_exceeded(day, limit)
             raise
-        return Response(201, body)
 
     async def _replay(self, ikey: IdempotencyKey | None) -> Response | None:
         """The saved response of an earlier request with this key (409 if its body differed)."""

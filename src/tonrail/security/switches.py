@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, String, Text, select
+from sqlalchemy import Boolean, ColumnElement, String, Text, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tonrail import clock
-from tonrail.db import Base, UTCDateTime
+from tonrail.db import Base, Refusal, UTCDateTime
 from tonrail.errors import InvalidRequest, ServiceUnavailable
 from tonrail.events.service import emit
 
@@ -58,6 +58,17 @@ async def all_switches(session: AsyncSession) -> dict[str, bool]:
     state = dict.fromkeys(SWITCHES, False)
     state.update({r.name: r.enabled for r in rows})
     return state
+
+
+def switch_refusal(name: str) -> Refusal:
+    """`is_on(name)` as SQL, for a write that refuses itself (`db.write_at_once`) while the
+    switch is on."""
+    return Refusal(("switch_on",), _switch_on, {"name": name})
+
+
+def _switch_on(prefix: str) -> ColumnElement[bool]:
+    name = bindparam(prefix + "name", type_=OpsSwitch.__table__.c.name.type)
+    return exists().where(OpsSwitch.name == name, OpsSwitch.enabled.is_(True))
 
 
 async def refuse_in_maintenance(session: AsyncSession) -> None:
