@@ -67,7 +67,11 @@ class TonTransfer(Base):
     trace: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_ton_transfers_request_position", "request_id", "position"),)
+    __table_args__ = (
+        Index("ix_ton_transfers_request_position", "request_id", "position"),
+        # The fee optimizer's history: confirmed transfers of the last window.
+        Index("ix_ton_transfers_status_updated", "status", "updated_at"),
+    )
 
 
 class TonQueryCounter(Base):
