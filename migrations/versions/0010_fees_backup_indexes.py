@@ -6,9 +6,7 @@ Create Date: 2026-11-27 20:10:00
 
 The Fees page charts congestion and fee estimates by sample time and fees paid by outcome
 time (so does GET /v1/fees/status' savings); the Backup payments page counts attempts by
-start time, rail and status. Each reads one of these indexes alone. The fee optimizer's
-history (load_conditions: the status, the Fees page, every payout round) finds the confirmed
-transfers of its window on (status, updated_at) instead of reading every transfer.
+start time, rail and status. Each reads one of these indexes alone.
 """
 
 from collections.abc import Sequence
@@ -18,9 +16,8 @@ from alembic import op
 revision: str = "0010"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
-# ton_transfers comes from 0004, fee_samples and fee_decisions from 0005: run after them
-# (every migration branches from 0001).
-depends_on: str | Sequence[str] | None = ("0004", "0005")
+# fee_samples and fee_decisions come from 0005: run after it (every migration branches from 0001).
+depends_on: str | Sequence[str] | None = "0005"
 
 SAMPLES = ["sampled_at", "congestion_bp", "congestion_raw_bp", "fee_ton_single", "fee_ton_batch"]
 
@@ -35,11 +32,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_attempts_created_at", "attempts", ["created_at", "rail", "status", "payment_id"]
     )
-    op.create_index("ix_ton_transfers_status_updated", "ton_transfers", ["status", "updated_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_ton_transfers_status_updated", table_name="ton_transfers")
     op.drop_index("ix_attempts_created_at", table_name="attempts")
     op.drop_index("ix_fee_decisions_outcome_at", table_name="fee_decisions")
     op.drop_index("ix_fee_samples_sampled_fees", table_name="fee_samples")
