@@ -7,7 +7,8 @@ Create Date: 2026-11-27 19:45:00
 The Payments list walks `ix_payments_list` newest first and evaluates the status, direction,
 asset and amount filters from the index alone, touching the table only for the rows it shows.
 A rail filter starts from `ix_attempts_rail_payment` when few attempts ran on the rail. The
-Errors page reads failed and expired attempts of a time range from `ix_attempts_status_updated`.
+Errors page reads failed and expired attempts of a time range, and counts the attempts that
+ended by rail, from `ix_attempts_status_updated` alone.
 """
 
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ LIST = ["created_at", "id", "status", "direction", "asset", "amount"]
 def upgrade() -> None:
     op.create_index("ix_payments_list", "payments", LIST)
     op.create_index("ix_attempts_rail_payment", "attempts", ["rail", "payment_id"])
-    op.create_index("ix_attempts_status_updated", "attempts", ["status", "updated_at"])
+    op.create_index("ix_attempts_status_updated", "attempts", ["status", "updated_at", "rail"])
 
 
 def downgrade() -> None:

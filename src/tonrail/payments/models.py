@@ -102,7 +102,7 @@ class Attempt(Base):
         Index("ix_attempts_created_at", "created_at", "rail", "status", "payment_id"),
         # Payments by rail, and failed attempts in a time range (dashboard Payments, Errors).
         Index("ix_attempts_rail_payment", "rail", "payment_id"),
-        Index("ix_attempts_status_updated", "status", "updated_at"),
+        Index("ix_attempts_status_updated", "status", "updated_at", "rail"),
     )
 
 

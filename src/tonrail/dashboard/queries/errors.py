@@ -16,9 +16,9 @@ from sqlalchemy import (
     ColumnElement,
     Subquery,
     cast,
-    exists,
     func,
     literal,
+    null,
     select,
     union_all,
 )
@@ -38,6 +38,7 @@ FAILED_ATTEMPT_STATES = ("failed", "expired")
 FINAL_ATTEMPT_STATES = ("confirmed", "failed", "expired")
 TOP_CODES_IN_CHART = 6
 TOP_COUNTERPARTIES = 10
+RECENT = 20
 NO_CODE = "(no code)"
 NO_RAIL = "(none)"
 
@@ -95,24 +96,26 @@ class ErrorsReport:
     recent: list[RecentFailure]
 
 
-def _failures(since: datetime, until: datetime) -> Subquery:
-    """One row per failure in [since, until): code, rail, counterparty, message, at, payment."""
-    attempts = (
-        select(
-            func.coalesce(Attempt.error_code, Attempt.status).label("code"),
-            Attempt.rail.label("rail"),
-            Payment.counterparty.label("counterparty"),
-            Attempt.error_message.label("message"),
-            Attempt.updated_at.label("at"),
-            Attempt.payment_id.label("payment_id"),
-        )
-        .join(Payment, Payment.id == Attempt.payment_id)
-        .where(
-            Attempt.status.in_(FAILED_ATTEMPT_STATES),
-            Attempt.updated_at >= since,
-            Attempt.updated_at < until,
-        )
+def _failures(since: datetime, until: datetime, payee: bool = True) -> Subquery:
+    """One row per failure in [since, until): code, rail, counterparty, message, at, payment.
+
+    `payee=False` leaves the counterparty out (NULL), which spares a join per failed attempt.
+    """
+    columns = (
+        func.coalesce(Attempt.error_code, Attempt.status).label("code"),
+        Attempt.rail.label("rail"),
+        (Payment.counterparty if payee else null()).label("counterparty"),
+        Attempt.error_message.label("message"),
+        Attempt.updated_at.label("at"),
+        Attempt.payment_id.label("payment_id"),
     )
+    attempts = select(*columns).where(
+        Attempt.status.in_(FAILED_ATTEMPT_STATES),
+        Attempt.updated_at >= since,
+        Attempt.updated_at < until,
+    )
+    if payee:
+        attempts = attempts.join(Payment, Payment.id == Attempt.payment_id)
     without_attempts = select(
         func.coalesce(Payment.failure_code, literal(NO_CODE)).label("code"),
         func.coalesce(Payment.route, literal(NO_RAIL)).label("rail"),
@@ -124,7 +127,13 @@ def _failures(since: datetime, until: datetime) -> Subquery:
         Payment.status == "failed",
         Payment.completed_at >= since,
         Payment.completed_at < until,
-        ~exists().where(Attempt.payment_id == Payment.id),
+        # A per-row count, not NOT EXISTS: PostgreSQL would hash every attempt for the
+        # anti-join, while the few failed payments of a range each need one index probe.
+        select(func.count())
+        .where(Attempt.payment_id == Payment.id)
+        .correlate(Payment)
+        .scalar_subquery()
+        == 0,
     )
     return union_all(attempts, without_attempts).subquery("failures")
 
@@ -144,23 +153,33 @@ async def report(session: AsyncSession, range_name: str, now: datetime) -> Error
     span, bucket_seconds = RANGES[range_name]
     since = now - span
     failures: Any = _failures(since, now)
+    counted: Any = _failures(since, now, payee=False)
     dialect = session.get_bind().dialect.name
 
-    code_rows = (
+    # One pass over the failures gives the codes, the rails and the chart.
+    bucket = _bucket(dialect, counted.c.at, bucket_seconds).label("bucket")
+    grouped = (
         await session.execute(
-            select(failures.c.code, func.count(), func.max(failures.c.at))
-            .group_by(failures.c.code)
-            .order_by(func.count().desc(), failures.c.code)
+            select(
+                counted.c.code, counted.c.rail, bucket, func.count(), func.max(counted.c.at)
+            ).group_by(counted.c.code, counted.c.rail, bucket)
         )
     ).all()
-    by_code = [CodeCount(str(c), int(n), _aware(at)) for c, n, at in code_rows]
+    per_code: dict[str, tuple[int, datetime | None]] = {}
+    failed_by_rail: dict[str, int] = {}
+    per_bucket: dict[tuple[int, str], int] = {}
+    for code, rail, start, count, last in grouped:
+        code, rail, count, last_at = str(code), str(rail), int(count), _aware(last)
+        so_far, latest = per_code.get(code, (0, None))
+        per_code[code] = (so_far + count, max((t for t in (latest, last_at) if t), default=None))
+        failed_by_rail[rail] = failed_by_rail.get(rail, 0) + count
+        per_bucket[int(start), code] = per_bucket.get((int(start), code), 0) + count
+    by_code = sorted(
+        (CodeCount(code, n, last) for code, (n, last) in per_code.items()),
+        key=lambda c: (-c.count, c.code),
+    )
     total = sum(c.count for c in by_code)
 
-    failed_by_rail: dict[str, int] = dict(
-        (
-            await session.execute(select(failures.c.rail, func.count()).group_by(failures.c.rail))
-        ).all()
-    )
     finished_by_rail: dict[str, int] = dict(
         (
             await session.execute(
@@ -176,32 +195,22 @@ async def report(session: AsyncSession, range_name: str, now: datetime) -> Error
     )
     by_rail = sorted(
         (
-            RailCount(
-                str(rail),
-                int(failed_by_rail.get(rail, 0)),
-                int(finished_by_rail.get(rail, 0)),
-            )
+            RailCount(rail, failed_by_rail.get(rail, 0), int(finished_by_rail.get(rail, 0)))
             for rail in {*failed_by_rail, *finished_by_rail}
         ),
         key=lambda r: (-r.failures, r.rail),
     )
 
-    bucket = _bucket(dialect, failures.c.at, bucket_seconds).label("bucket")
-    time_rows = (
-        await session.execute(
-            select(bucket, failures.c.code, func.count()).group_by(bucket, failures.c.code)
-        )
-    ).all()
     first = int(since.timestamp()) // bucket_seconds * bucket_seconds
     buckets = list(range(first, int(now.timestamp()) + 1, bucket_seconds))
     shown = [c.code for c in by_code[:TOP_CODES_IN_CHART]]
     series = {code: [0] * len(buckets) for code in shown}
     if len(by_code) > TOP_CODES_IN_CHART:
         series["other"] = [0] * len(buckets)
-    for start, code, count in time_rows:
-        index = (int(start) - first) // bucket_seconds
+    for (start, code), count in per_bucket.items():
+        index = (start - first) // bucket_seconds
         if 0 <= index < len(buckets):
-            series[code if code in shown else "other"][index] += int(count)
+            series[code if code in shown else "other"][index] += count
 
     # Grouped in SQL by the spelling stored; merged per address (any spelling) here.
     cp_rows = (
@@ -248,23 +257,32 @@ async def report(session: AsyncSession, range_name: str, now: datetime) -> Error
         for key, (spelling, count, last) in top
     ]
 
+    # The latest failures without the payee join, then the payees of those few.
     recent_rows = (
         await session.execute(
             select(
-                failures.c.payment_id,
-                failures.c.rail,
-                failures.c.code,
-                failures.c.message,
-                failures.c.counterparty,
-                failures.c.at,
+                counted.c.payment_id,
+                counted.c.rail,
+                counted.c.code,
+                counted.c.message,
+                counted.c.at,
             )
-            .order_by(failures.c.at.desc())
-            .limit(20)
+            .order_by(counted.c.at.desc())
+            .limit(RECENT)
         )
     ).all()
+    payees = dict(
+        (
+            await session.execute(
+                select(Payment.id, Payment.counterparty).where(
+                    Payment.id.in_({str(r[0]) for r in recent_rows})
+                )
+            )
+        ).all()
+    )
     recent = [
-        RecentFailure(str(pid), str(rail), str(code), msg, cp, _aware(at) or now)
-        for pid, rail, code, msg, cp, at in recent_rows
+        RecentFailure(str(pid), str(rail), str(code), msg, payees.get(pid), _aware(at) or now)
+        for pid, rail, code, msg, at in recent_rows
     ]
     return ErrorsReport(
         range=range_name,

@@ -13,10 +13,10 @@ from decimal import Decimal
 from typing import Any, get_args
 from urllib.parse import urlencode
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, exists, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tonrail.db import Database
+from tonrail.db import Database, UTCDateTime
 from tonrail.errors import InvalidRequest, TonrailError
 from tonrail.events.models import OutboxEvent
 from tonrail.fees.schemas import FeeDecisionOut
@@ -45,7 +45,8 @@ FILTER_KEYS: tuple[str, ...] = (
     "q",
 )
 MAX_QUERY = 128
-COUNT_CAP = 10_000
+COUNT_CAP = 1_000
+RARE_RAIL = 2_000
 
 
 class FilterInvalid(InvalidRequest):
@@ -187,14 +188,43 @@ def parse_filters(params: Mapping[str, str]) -> PaymentFilters:
     )
 
 
-def _starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
-    # substr, not LIKE: case-sensitive and free of wildcards on both SQLite and PostgreSQL.
-    result: ColumnElement[bool] = func.substr(column, 1, len(prefix)) == prefix
+ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+REFERENCE_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _prefix(column: Any, prefix: str, alphabet: str) -> ColumnElement[bool] | None:
+    """`column` starts with `prefix`, as an index range plus an exact check.
+
+    The range is `prefix <= column < next(prefix)`, where next() increments the last symbol in
+    `alphabet`; ids and references are written in these alphabets, whose order is the same
+    in every collation (digits before letters, one case), so the range can use the index.
+    """
+    head = prefix.rstrip(alphabet[-1])
+    if not head or head[-1] not in alphabet:
+        return None
+    upper = head[:-1] + alphabet[alphabet.index(head[-1]) + 1]
+    result: ColumnElement[bool] = and_(
+        column >= prefix,
+        column < upper,
+        func.substr(column, 1, len(prefix)) == prefix,
+    )
     return result
 
 
-def conditions(f: PaymentFilters) -> list[ColumnElement[bool]]:
-    """The WHERE clauses of `f` on `payments`."""
+async def rail_is_rare(session: AsyncSession, rail: str | None) -> bool:
+    """Few attempts ever ran on `rail`: a list filtered by it starts from those attempts."""
+    if rail is None:
+        return False
+    few = await session.scalar(
+        select(func.count()).select_from(
+            select(Attempt.payment_id).where(Attempt.rail == rail).limit(RARE_RAIL + 1).subquery()
+        )
+    )
+    return int(few or 0) <= RARE_RAIL
+
+
+def conditions(f: PaymentFilters, rare_rail: bool = False) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of `f` on `payments` (`rare_rail`: see rail_is_rare)."""
     where: list[ColumnElement[bool]] = []
     if f.status:
         where.append(Payment.status == f.status)
@@ -203,12 +233,12 @@ def conditions(f: PaymentFilters) -> list[ColumnElement[bool]]:
     if f.asset:
         where.append(Payment.asset == f.asset)
     if f.rail:
-        # The rail it was routed to, or any rail it has an attempt on.
         where.append(
-            or_(
-                Payment.route == f.rail,
-                Payment.id.in_(select(Attempt.payment_id).where(Attempt.rail == f.rail)),
-            )
+            Payment.id.in_(select(Attempt.payment_id).where(Attempt.rail == f.rail))
+            if rare_rail
+            # A common rail: walk the list's index and stop at a full page, probing each
+            # payment, instead of sorting every payment the rail ever carried.
+            else exists().where(Attempt.payment_id == Payment.id, Attempt.rail == f.rail)
         )
     if f.created_from:
         where.append(Payment.created_at >= f.created_from)
@@ -228,6 +258,8 @@ def conditions(f: PaymentFilters) -> list[ColumnElement[bool]]:
                 )
             )
     if f.q:
+        # Each term can use an index: whole id, reference or address (any spelling), an
+        # invoice's payer, or the beginning of an id (`pay_0mx…`) or reference (`TR-AB…`).
         q = f.q
         matches: list[ColumnElement[bool]] = [
             Payment.id == q.lower(),
@@ -243,14 +275,14 @@ def conditions(f: PaymentFilters) -> list[ColumnElement[bool]]:
                     )
                 )
             )
-        elif len(q) >= 3:
-            matches.extend(
-                [
-                    _starts_with(Payment.id, q.lower()),
-                    _starts_with(Payment.reference, q.upper()),
-                    _starts_with(Payment.counterparty, q),
-                ]
-            )
+        for column, text, alphabet, head in (
+            (Payment.id, q.lower(), ID_ALPHABET, "pay_"),
+            (Payment.reference, q.upper(), REFERENCE_ALPHABET, "TR-"),
+        ):
+            if text.startswith(head) and len(text) > len(head):
+                tail = _prefix(column, text, alphabet)
+                if tail is not None:
+                    matches.append(tail)
         where.append(or_(*matches))
     return where
 
@@ -267,6 +299,16 @@ class PaymentPage:
     newer: str | None  # cursor (a payment id) of the page before, if there is one
     older: str | None  # cursor of the page after
     matching: int  # how many payments match, counted up to COUNT_CAP + 1
+
+
+# (created_at, id) compared as a row value: one index range on both SQLite and PostgreSQL.
+_keyset = tuple_(Payment.created_at, Payment.id)
+
+
+def _key(cursor: tuple[datetime, str]) -> Any:
+    """A cursor as a row value, bound with the columns' types (UTC datetimes on SQLite)."""
+    at, pid = cursor
+    return tuple_(literal(at, UTCDateTime()), literal(pid, String()))
 
 
 async def _cursor(session: AsyncSession, payment_id: str, param: str) -> tuple[datetime, str]:
@@ -304,19 +346,13 @@ async def page(
     before: str | None = None,
 ) -> PaymentPage:
     """One page newest first: the first, the one after `after`, or the one before `before`."""
-    where = conditions(f)
+    where = conditions(f, await rail_is_rare(session, f.rail))
     stmt = select(Payment).where(*where)
     newest_first = True
     if after:
-        at, pid = await _cursor(session, after, "after")
-        stmt = stmt.where(
-            or_(Payment.created_at < at, and_(Payment.created_at == at, Payment.id < pid))
-        )
+        stmt = stmt.where(_keyset < _key(await _cursor(session, after, "after")))
     elif before:
-        at, pid = await _cursor(session, before, "before")
-        stmt = stmt.where(
-            or_(Payment.created_at > at, and_(Payment.created_at == at, Payment.id > pid))
-        )
+        stmt = stmt.where(_keyset > _key(await _cursor(session, before, "before")))
         newest_first = False
     if newest_first:
         stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc())
@@ -328,11 +364,14 @@ async def page(
     if not newest_first:
         found.reverse()
     rails = await rails_of(session, found)
-    matching = await session.scalar(
-        select(func.count()).select_from(
-            select(Payment.id).where(*where).limit(COUNT_CAP + 1).subquery()
+    if not after and not before and not more:
+        matching: int | None = len(found)  # the first page holds them all: nothing to count
+    else:
+        matching = await session.scalar(
+            select(func.count()).select_from(
+                select(Payment.id).where(*where).limit(COUNT_CAP + 1).subquery()
+            )
         )
-    )
     rows = [PaymentRow(p, rails[p.id]) for p in found]
     if newest_first:
         newer = rows[0].payment.id if after and rows else None
@@ -348,16 +387,14 @@ async def export_batches(
 ) -> AsyncIterator[list[PaymentRow]]:
     """Every payment matching `f`, newest first, in batches each read in its own short
     transaction (a long export never holds SQLite's lock or a PostgreSQL snapshot)."""
-    where = conditions(f)
+    async with db.transaction() as session:
+        where = conditions(f, await rail_is_rare(session, f.rail))
     cursor: tuple[datetime, str] | None = None
     while True:
         async with db.transaction() as session:
             stmt = select(Payment).where(*where)
             if cursor is not None:
-                at, pid = cursor
-                stmt = stmt.where(
-                    or_(Payment.created_at < at, and_(Payment.created_at == at, Payment.id < pid))
-                )
+                stmt = stmt.where(_keyset < _key(cursor))
             stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(batch)
             found = list((await session.execute(stmt)).scalars())
             rails = await rails_of(session, found)
