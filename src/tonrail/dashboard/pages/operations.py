@@ -31,7 +31,7 @@ router = APIRouter()
 T = TypeVar("T")
 
 CHANGED = "ops-changed"  # the HX-Trigger event the panels reload on
-STUCK_SHOWN = 50
+STUCK_SHOWN = 25
 ACTION_FILTER_MAX = 64
 
 
