@@ -79,7 +79,9 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 10, autocommit: bool = False
+) -> AsyncEngine:
     """Create the async engine; on SQLite every transaction is BEGIN IMMEDIATE.
 
     Taking SQLite's write lock at BEGIN means a transaction that reads and then writes can
@@ -92,6 +94,8 @@ def create_engine(url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 1
         # No pre-ping (a round trip per checkout); recycle instead, and a dropped connection
         # fails one transaction, which the caller sees and retries.
         kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_recycle=300)
+        if autocommit:
+            kwargs["isolation_level"] = "AUTOCOMMIT"
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _install_sqlite_pragmas(engine, busy_timeout_ms)
@@ -122,6 +126,13 @@ class Database:
         self.url = url
         self.engine = create_engine(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # PostgreSQL: a pool of autocommit connections for `one_write`, so no checkout has to
+        # switch a connection's isolation level and back.
+        self._autocommit = (
+            create_engine(url, pool_size=pool_size, autocommit=True)
+            if self.engine.dialect.name == "postgresql"
+            else None
+        )
 
     @property
     def dialect(self) -> str:
@@ -142,16 +153,17 @@ class Database:
         it is atomic by itself, any failed part fails all of it. On SQLite it is a
         BEGIN IMMEDIATE transaction, committed on success, as `transaction()`.
         """
-        if self.dialect != "postgresql":
+        if self._autocommit is None:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with self._autocommit.connect() as conn:
             yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._autocommit is not None:
+            await self._autocommit.dispose()
 
 
 @dataclass(frozen=True, slots=True)

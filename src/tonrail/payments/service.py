@@ -78,7 +78,8 @@ class PaymentService:
         self.policy = limit_policy(settings)
         self.rates = StaticRates(settings)
         self._pay_to = settings.payment_processor_address or None
-        self._usdt_master = resolve_network(settings).usdt_master
+        self._network = resolve_network(settings)
+        self._usdt_master = self._network.usdt_master
 
     # ---------------------------------------------------------------- idempotent writes
     async def _idempotent(
@@ -132,7 +133,7 @@ class PaymentService:
                 param="asset",
                 code="asset_unsupported",
             )
-        check_network(req.destination, resolve_network(self.settings), "destination")
+        check_network(req.destination, self._network, "destination")
         check_amount(self.policy, asset, amount)
         check_metadata(req.metadata, self.settings.metadata_max_bytes)
 
