@@ -12,13 +12,14 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import httpx
 import pytest
 
 from tonrail import clock
-from tonrail.dashboard.queries.overview import RANGES, Window
+from tonrail.dashboard.queries.overview import RANGES, Window, segments, shown_ms
 from tonrail.db import Database
 from tonrail.fees.models import FeeSample
 from tonrail.ids import new_id
@@ -62,14 +63,12 @@ class Seeder:
     ):
         self.client, self.auth, self.db = client, auth, db
         self.service = PaymentService(db, settings)
-        self.n = 0
 
     async def payout(self, amount: str, asset: str, at: datetime, **extra: Any) -> str:
-        self.n += 1
         body = {"amount": amount, "asset": asset, "destination": DESTINATION, **extra}
         with clock_at(at):
             r = await self.client.post(
-                "/v1/payouts", json=body, headers={**self.auth, "Idempotency-Key": f"seed-{self.n}"}
+                "/v1/payouts", json=body, headers={**self.auth, "Idempotency-Key": new_id("seed")}
             )
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
@@ -446,3 +445,80 @@ async def test_strangers_are_sent_to_sign_in(client: httpx.AsyncClient, admins: 
     assert page.headers["location"].startswith("/dashboard/login?next=/dashboard/overview")
     live = await client.get("/dashboard/overview/live", headers={"HX-Request": "true"})
     assert live.status_code == 401 and "HX-Redirect" in live.headers
+
+
+async def test_range_figures_are_shared_for_a_few_seconds_and_the_present_is_live(
+    client: httpx.AsyncClient,
+    signed_in: Any,
+    seeded: dict[str, str],
+    auth: dict[str, str],
+    db: Database,
+    settings: Settings,
+) -> None:
+    await signed_in("viewer")
+    before = (await client.get("/dashboard/overview?range=7d")).text
+    assert attr(tile(before, "created"), "data-value") == "13"
+    assert attr(tile(before, "pending"), "data-value") == "3"
+    s = Seeder(client, auth, db, settings)
+    await s.payout("1", "USDT", NOW)
+    # Same moment: the 7 d figures come from the cache, pending is read again.
+    again = (await client.get("/dashboard/overview?range=7d")).text
+    assert attr(tile(again, "created"), "data-value") == "13"
+    assert attr(tile(again, "pending"), "data-value") == "4"
+    # Other ranges have their own figures.
+    assert (
+        attr(tile((await client.get("/dashboard/overview?range=1h")).text, "created"), "data-value")
+        == "11"
+    )
+    # Once the range's cache time has passed, the figures are read again.
+    later = NOW + timedelta(seconds=RANGES["7d"].cache_seconds)
+    clock.set_clock(lambda: later)
+    fresh = (await client.get("/dashboard/overview?range=7d")).text
+    assert attr(tile(fresh, "created"), "data-value") == "14"
+    assert attr(tile(fresh, "pending"), "data-value") == "4"
+
+
+async def test_confirmation_time_is_cut_to_what_the_page_shows(
+    client: httpx.AsyncClient,
+    signed_in: Any,
+    auth: dict[str, str],
+    db: Database,
+    settings: Settings,
+) -> None:
+    s = Seeder(client, auth, db, settings)
+    for took in (12.345, 0.987, 150.5):
+        await s.paid_payout("1", "TON", ago(minutes=10), took)
+    await signed_in("viewer")
+    confirmation = tile((await client.get("/dashboard/overview?range=1h")).text, "confirmation")
+    assert attr(confirmation, "data-count") == "3"
+    assert attr(confirmation, "data-p50") == "12300"  # 12.345 s at 100 ms
+    assert attr(confirmation, "data-p95") == "150000"  # 150.5 s at 1 s
+    assert "12.3 s" in confirmation and "p95 2.5 min" in confirmation
+
+
+def test_shown_durations_keep_their_order() -> None:
+    assert [shown_ms(v) for v in (0, 987, 9_999, 10_000, 12_345, 99_999, 100_000, 150_500)] == [
+        0,
+        980,
+        9_990,
+        10_000,
+        12_300,
+        99_900,
+        100_000,
+        150_000,
+    ]
+    values = sorted(range(0, 400_000, 37))
+    assert [shown_ms(v) for v in values] == sorted(shown_ms(v) for v in values)
+
+
+def test_segments_cover_each_bucket_once_and_split_the_first_at_since() -> None:
+    window = Window.ending(RANGES["1h"], NOW)  # 12:00:10: since 11:00:10 inside bucket 0
+    parts = segments(window)
+    assert parts[0] == (0, 0, datetime(2026, 3, 2, 11, 0, tzinfo=UTC), window.since)
+    assert parts[1] == (0, 1, window.since, datetime(2026, 3, 2, 11, 1, tzinfo=UTC))
+    assert parts[-1][0] == 60 and parts[-1][3] == datetime(2026, 3, 2, 12, 1, tzinfo=UTC)
+    assert all(a[3] == b[2] for a, b in pairwise(parts))  # no gap, no overlap
+    aligned = Window.ending(RANGES["24h"], datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    first = segments(aligned)[0]
+    assert first[:2] == (0, 1) and first[2] == aligned.since  # on a boundary: no split
+    assert aligned.buckets == 49
