@@ -17,9 +17,9 @@ from tonrail.dashboard.explorer import explorer_for
 from tonrail.dashboard.queries import payments as queries
 from tonrail.dashboard.queries.payments import (
     AttemptStory,
+    ExportRow,
     FilterInvalid,
     PaymentFilters,
-    PaymentRow,
 )
 from tonrail.dashboard.templating import render
 from tonrail.money import ASSET_DECIMALS, format_minor
@@ -109,8 +109,8 @@ def csv_cell(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
-def csv_record(row: PaymentRow) -> list[str]:
-    p = row.payment
+def csv_record(item: ExportRow) -> list[str]:
+    p = item.row
     values: Iterable[object] = (
         p.id,
         p.created_at.isoformat(),
@@ -120,13 +120,13 @@ def csv_record(row: PaymentRow) -> list[str]:
         format_minor(p.amount, p.asset),
         p.amount,
         format_minor(p.usdt_equivalent, "USDT"),
-        row.rail,
+        item.rail,
         p.counterparty,
         p.reference,
         p.priority,
         p.failure_code,
         p.description,
-        json.dumps(p.metadata_ or {}, ensure_ascii=False, sort_keys=True),
+        json.dumps(p.metadata or {}, ensure_ascii=False, sort_keys=True),
         p.completed_at.isoformat() if p.completed_at else None,
         p.account_id,
         p.requested_by,

@@ -322,9 +322,8 @@ async def _cursor(session: AsyncSession, payment_id: str, param: str) -> tuple[d
     return row[0], row[1]
 
 
-async def rails_of(session: AsyncSession, payments: Sequence[Payment]) -> dict[str, str | None]:
-    """The rail each payment went on: its latest attempt's, else the route chosen for it."""
-    ids = [p.id for p in payments]
+async def latest_rails(session: AsyncSession, ids: Sequence[str]) -> dict[str, str]:
+    """The rail of each payment's latest attempt (payments without one are left out)."""
     latest: dict[str, tuple[int, str]] = {}
     if ids:
         rows = await session.execute(
@@ -335,7 +334,13 @@ async def rails_of(session: AsyncSession, payments: Sequence[Payment]) -> dict[s
         for pid, number, rail in rows.all():
             if pid not in latest or number > latest[pid][0]:
                 latest[pid] = (number, rail)
-    return {p.id: latest[p.id][1] if p.id in latest else p.route for p in payments}
+    return {pid: rail for pid, (_, rail) in latest.items()}
+
+
+async def rails_of(session: AsyncSession, payments: Sequence[Payment]) -> dict[str, str | None]:
+    """The rail each payment went on: its latest attempt's, else the route chosen for it."""
+    latest = await latest_rails(session, [p.id for p in payments])
+    return {p.id: latest.get(p.id, p.route) for p in payments}
 
 
 async def page(
@@ -382,9 +387,38 @@ async def page(
     return PaymentPage(rows, newer, older, int(matching or 0))
 
 
+EXPORT_COLUMNS = (
+    Payment.id,
+    Payment.created_at,
+    Payment.direction,
+    Payment.status,
+    Payment.asset,
+    Payment.amount,
+    Payment.usdt_equivalent,
+    Payment.counterparty,
+    Payment.reference,
+    Payment.priority,
+    Payment.failure_code,
+    Payment.description,
+    Payment.metadata_.label("metadata"),
+    Payment.completed_at,
+    Payment.account_id,
+    Payment.requested_by,
+    Payment.route,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    """One payment of a CSV export: its columns (a plain row, no ORM object) and its rail."""
+
+    row: Any
+    rail: str | None
+
+
 async def export_batches(
-    db: Database, f: PaymentFilters, batch: int = 1000
-) -> AsyncIterator[list[PaymentRow]]:
+    db: Database, f: PaymentFilters, batch: int = 2000
+) -> AsyncIterator[list[ExportRow]]:
     """Every payment matching `f`, newest first, in batches each read in its own short
     transaction (a long export never holds SQLite's lock or a PostgreSQL snapshot)."""
     async with db.transaction() as session:
@@ -392,14 +426,14 @@ async def export_batches(
     cursor: tuple[datetime, str] | None = None
     while True:
         async with db.transaction() as session:
-            stmt = select(Payment).where(*where)
+            stmt = select(*EXPORT_COLUMNS).where(*where)
             if cursor is not None:
                 stmt = stmt.where(_keyset < _key(cursor))
             stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(batch)
-            found = list((await session.execute(stmt)).scalars())
-            rails = await rails_of(session, found)
+            found = (await session.execute(stmt)).all()
+            rails = await latest_rails(session, [r.id for r in found])
         if found:
-            yield [PaymentRow(p, rails[p.id]) for p in found]
+            yield [ExportRow(r, rails.get(r.id, r.route)) for r in found]
         if len(found) < batch:
             return
         cursor = (found[-1].created_at, found[-1].id)
