@@ -138,6 +138,11 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def autocommit_engine(self) -> AsyncEngine | None:
+        """PostgreSQL: the engine behind `one_write` (its connections autocommit)."""
+        return self._autocommit
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
