@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from tonrail import clock
 from tonrail.dashboard.deps import db_of, require, settings_of
-from tonrail.dashboard.pages.fees import problem
+from tonrail.dashboard.pages.fees import problem, shared_figures
 from tonrail.dashboard.queries import backup as q
 from tonrail.dashboard.queries.fees import ParamInvalid, Range, parse_choice, parse_range
 from tonrail.dashboard.templating import render
@@ -36,13 +36,16 @@ def _fallback_filters(request: Request) -> q.FallbackFilters:
 
 async def live_context(request: Request, r: Range, direction: str | None) -> dict[str, Any]:
     settings = settings_of(request)
+    db = db_of(request)
+    at, figures = await shared_figures(request).get(
+        ("backup", r.key, direction),
+        r.cache_seconds,
+        clock.now(),
+        lambda now: q.rail_figures(db, r, now, direction),
+    )
     now = clock.now()
-    since = r.since(now)
-    async with db_of(request).transaction() as session:
-        stats = await q.rail_stats(session, since, now, direction)
-        series = await q.rail_series(session, r, now, direction)
-        reasons = await q.reason_counts(session, since, now, direction)
-        routing = await q.routing_now(session, since, now)
+    async with db.transaction() as session:  # the state now: never shared
+        waiting = await q.waiting_for_backup(session)
         breakers = await q.breakers(
             session, now, routing_policy(settings).breaker, configured_backup_rails(settings)
         )
@@ -50,17 +53,19 @@ async def live_context(request: Request, r: Range, direction: str | None) -> dic
         "range": r,
         "direction": direction or "",
         "now": now,
-        "stats": stats,
-        "totals": q.totals(stats),
-        "reasons": reasons,
-        "routing": routing,
+        "figures_at": at,
+        "stats": figures.stats,
+        "totals": q.totals(figures.stats),
+        "reasons": figures.reasons,
+        "waiting": waiting,
+        "no_rail": figures.no_rail,
         "breakers": breakers,
         "open_seconds": settings.circuit_open_seconds,
         "failure_threshold": settings.circuit_failure_threshold,
         "backup_order": [r.strip() for r in settings.backup_rails.split(",") if r.strip()],
         "charts": {
-            "backup-chart-attempts": q.attempts_chart(r, now, series),
-            "backup-chart-success": q.success_chart(r, now, series),
+            "backup-chart-attempts": q.attempts_chart(r, at, figures.series),
+            "backup-chart-success": q.success_chart(r, at, figures.series),
         },
         "refresh_seconds": settings.dashboard_refresh_seconds,
     }

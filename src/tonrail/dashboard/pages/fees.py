@@ -30,32 +30,39 @@ def problem(request: Request, exc: q.ParamInvalid, page_ctx: dict[str, Any]) -> 
     return render(request, "problem_page.html", ctx, status_code=400)
 
 
+def shared_figures(request: Request) -> q.SharedFigures:
+    """One cache of range figures per app (so per process and per database)."""
+    cache = getattr(request.app.state, "dashboard_range_figures", None)
+    if not isinstance(cache, q.SharedFigures):
+        cache = q.SharedFigures()
+        request.app.state.dashboard_range_figures = cache
+    return cache
+
+
 async def live_context(request: Request, r: q.Range) -> dict[str, Any]:
     """Everything the live part of the page shows: status tiles and the chart data."""
     settings = settings_of(request)
     db = db_of(request)
-    now = clock.now()
     status = await fees_status(db, settings, None)
-    async with db.transaction() as session:
-        samples = await q.sample_series(session, r, now)
-        paid = await q.fee_series(session, r, now)
-        outcomes = await q.outcome_counts(session, r, now)
+    at, figures = await shared_figures(request).get(
+        ("fees", r.key), r.cache_seconds, clock.now(), lambda now: q.fee_figures(db, r, now)
+    )
     congestion = status["congestion"]
     gas = (status["config_params"].get("21") or {}).get("gas_price")
     return {
         "range": r,
-        "now": now,
+        "now": clock.now(),
+        "figures_at": at,
         "status": status,
         "congestion": congestion,
         "gas_price_nanoton": None if gas is None else gas / GAS_PRICE_UNIT,
         "high": [k for k, v in status["fees"].items() if v and v["unusually_high"]],
-        "savings": q.savings_of(paid),
-        "outcomes": outcomes,
-        "samples_in_range": sum(s.samples for s in samples),
+        "savings": q.savings_of(figures.paid),
+        "outcomes": figures.outcomes,
         "charts": {
-            "fees-chart-congestion": q.congestion_chart(r, now, samples),
-            "fees-chart-fee": q.fee_chart(r, now, paid, samples),
-            "fees-chart-savings": q.savings_chart(r, now, paid),
+            "fees-chart-congestion": q.congestion_chart(r, at, figures.samples),
+            "fees-chart-fee": q.fee_chart(r, at, figures.paid, figures.samples),
+            "fees-chart-savings": q.savings_chart(r, at, figures.paid),
         },
         "refresh_seconds": settings.dashboard_refresh_seconds,
         "history_seconds": settings.fees_history_seconds,

@@ -25,6 +25,7 @@ from tonrail.dashboard.queries.fees import (
     dialect_of,
     encode_cursor,
 )
+from tonrail.db import Database
 from tonrail.money import ASSET_DECIMALS
 from tonrail.payments.models import Attempt, Payment
 from tonrail.rails.base import RailName
@@ -189,6 +190,27 @@ async def reason_counts(
 
 
 @dataclass(frozen=True, slots=True)
+class RailFigures:
+    """What the Backup payments page shows over a range (shared between viewers a while)."""
+
+    stats: dict[str, RailStats]
+    series: list[RailBucket]
+    reasons: list[tuple[str, str, int, int]]
+    no_rail: Unroutable
+
+
+async def rail_figures(db: Database, r: Range, now: datetime, direction: str | None) -> RailFigures:
+    async with db.transaction() as session:
+        since = r.since(now)
+        return RailFigures(
+            await rail_stats(session, since, now, direction),
+            await rail_series(session, r, now, direction),
+            await reason_counts(session, since, now, direction),
+            await no_rail(session, since, now),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class FallbackFilters:
     rail: str | None = None
     reason: str | None = None
@@ -244,7 +266,10 @@ async def fallbacks(
 ) -> FallbackPage:
     """Attempts on backup rails in the range, newest first, keyset on (created_at, id)."""
     conditions: list[ColumnElement[bool]] = [
-        Attempt.rail.in_([f.rail] if f.rail else list(BACKUP_RAILS)),
+        # `rail || ''` keeps the planner off the rail index (SQLite has no statistics): walking
+        # the start-time index newest first, reading the rail from it, stops after one page;
+        # starting from the rail would fetch and sort every backup attempt of the range.
+        Attempt.rail.concat("").in_([f.rail] if f.rail else list(BACKUP_RAILS)),
         Attempt.created_at >= since,
         Attempt.created_at <= until,
     ]
@@ -275,34 +300,28 @@ async def fallbacks(
 
 
 @dataclass(frozen=True, slots=True)
-class RoutingNow:
-    waiting_for_backup: dict[str, int]  # queued payouts routed to a backup rail, by rail
-    no_rail: int  # payouts failed with no_rail_available in the range
-    no_rail_recent: list[Payment]
+class Unroutable:
+    """Payouts failed in the range because every rail refused them (`no_rail_available`)."""
+
+    count: int
+    latest: list[Payment]
 
 
-async def routing_now(
+async def no_rail(
     session: AsyncSession, since: datetime, until: datetime, recent: int = 5
-) -> RoutingNow:
-    waiting = (
-        await session.execute(
-            select(Payment.route, func.count())
-            .where(Payment.status == "queued", Payment.route.in_(BACKUP_RAILS))
-            .group_by(Payment.route)
-        )
-    ).all()
-    no_rail_cond = (
+) -> Unroutable:
+    failed = (
         Payment.status == "failed",
         Payment.failure_code == "no_rail_available",
         Payment.updated_at >= since,
         Payment.updated_at <= until,
     )
-    n = await session.scalar(select(func.count()).select_from(Payment).where(*no_rail_cond))
+    n = await session.scalar(select(func.count()).select_from(Payment).where(*failed))
     latest = (
         (
             await session.execute(
                 select(Payment)
-                .where(*no_rail_cond)
+                .where(*failed)
                 .order_by(Payment.updated_at.desc(), Payment.id.desc())
                 .limit(recent)
             )
@@ -310,7 +329,21 @@ async def routing_now(
         .scalars()
         .all()
     )
-    return RoutingNow({str(r): int(c) for r, c in waiting}, int(n or 0), list(latest))
+    for p in latest:
+        session.expunge(p)  # shared between requests: detached, read-only
+    return Unroutable(int(n or 0), list(latest))
+
+
+async def waiting_for_backup(session: AsyncSession) -> dict[str, int]:
+    """Queued payouts the router sent to a backup rail, not started yet, by rail."""
+    rows = (
+        await session.execute(
+            select(Payment.route, func.count())
+            .where(Payment.status == "queued", Payment.route.in_(BACKUP_RAILS))
+            .group_by(Payment.route)
+        )
+    ).all()
+    return {str(r): int(c) for r, c in rows}
 
 
 @dataclass(frozen=True, slots=True)

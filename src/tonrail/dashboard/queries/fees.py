@@ -9,10 +9,11 @@ alone at decision time minus the fee it really paid.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tonrail.db import Database
 from tonrail.errors import InvalidRequest
 from tonrail.fees.models import FeeDecisionRecord, FeeSample
 from tonrail.payments.models import Payment
@@ -36,6 +38,7 @@ OUTCOMES: tuple[str, ...] = ("pending", "confirmed", "failed", "diverted")
 PRIORITIES: tuple[str, ...] = ("urgent", "normal", "low")
 FEE_ASSETS: tuple[str, ...] = ("TON", "USDT")
 NANO = 10**9
+T = TypeVar("T")
 
 
 class ParamInvalid(InvalidRequest):
@@ -46,21 +49,23 @@ class ParamInvalid(InvalidRequest):
 
 @dataclass(frozen=True, slots=True)
 class Range:
-    """A chart range: how far back, and the width of one bucket."""
+    """A chart range: how far back, the width of one bucket, how long figures are shared."""
 
     key: str
     seconds: int
     step: int
     label_format: str
+    cache_seconds: int
 
     def since(self, now: datetime) -> datetime:
         return now - timedelta(seconds=self.seconds)
 
 
+# The Overview's buckets, so the same range reads the same on every page.
 RANGES: dict[str, Range] = {
-    "1h": Range("1h", 3600, 60, "%H:%M"),
-    "24h": Range("24h", 86_400, 900, "%H:%M"),
-    "7d": Range("7d", 7 * 86_400, 7200, "%m-%d %H:%M"),
+    "1h": Range("1h", 3600, 60, "%H:%M", 2),
+    "24h": Range("24h", 86_400, 1800, "%H:%M", 15),
+    "7d": Range("7d", 7 * 86_400, 14_400, "%a %H:%M", 60),
 }
 DEFAULT_RANGE = "24h"
 
@@ -108,6 +113,41 @@ def bucket_label(start: int, r: Range) -> str:
     return datetime.fromtimestamp(start, UTC).strftime(r.label_format)
 
 
+class SharedFigures:
+    """Range figures computed once and shared by every viewer for the range's
+    `cache_seconds` (per process): a 7-day aggregate is not recomputed on every 2 s poll of
+    every open page. Concurrent requests for the same figures wait for one computation."""
+
+    def __init__(self) -> None:
+        self._done: dict[Hashable, tuple[datetime, Any]] = {}
+        self._locks: dict[Hashable, asyncio.Lock] = {}
+
+    def _fresh(self, key: Hashable, ttl: int, now: datetime) -> tuple[datetime, Any] | None:
+        hit = self._done.get(key)
+        if hit is None:
+            return None
+        age = (now - hit[0]).total_seconds()
+        return hit if 0 <= age < ttl else None
+
+    async def get(
+        self,
+        key: Hashable,
+        ttl: int,
+        now: datetime,
+        compute: Callable[[datetime], Awaitable[T]],
+    ) -> tuple[datetime, T]:
+        """(when computed, figures): fresh ones if younger than `ttl` s, else computed at `now`."""
+        hit = self._fresh(key, ttl, now)
+        if hit is None:
+            async with self._locks.setdefault(key, asyncio.Lock()):
+                hit = self._fresh(key, ttl, now)  # computed while this request waited
+                if hit is None:
+                    hit = (now, await compute(now))
+                    self._done[key] = hit
+        at, value = hit
+        return at, value
+
+
 def dialect_of(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
@@ -123,16 +163,12 @@ class SampleBucket:
     samples: int
     congestion_pct: float | None  # smoothed, mean over the bucket
     raw_pct_max: float | None
-    latency_ms: float | None  # mean of the p90s
-    queue_max: int | None
-    api_calls: int
-    api_errors: int
     est_ton_alone: float | None  # nanoton, mean estimateFee of one TON payout alone
-    est_usdt_alone: float | None
     est_ton_batched: float | None  # nanoton per payout in the probe batch
 
 
 async def sample_series(session: AsyncSession, r: Range, now: datetime) -> list[SampleBucket]:
+    """The sampler's rows bucketed (ix_fee_samples_sampled_fees covers every column read)."""
     b = bucket_of(FeeSample.sampled_at, r.step, dialect_of(session)).label("b")
     per_payout = cast(FeeSample.fee_ton_batch, Float) / func.nullif(FeeSample.batch_size, 0)
     stmt = (
@@ -141,12 +177,7 @@ async def sample_series(session: AsyncSession, r: Range, now: datetime) -> list[
             func.count(),
             func.avg(FeeSample.congestion_bp),
             func.max(FeeSample.congestion_raw_bp),
-            func.avg(FeeSample.latency_ms),
-            func.max(FeeSample.queue_size),
-            func.coalesce(func.sum(FeeSample.api_calls), 0),
-            func.coalesce(func.sum(FeeSample.api_errors), 0),
             func.avg(FeeSample.fee_ton_single),
-            func.avg(FeeSample.fee_usdt_single),
             func.avg(per_payout),
         )
         .where(FeeSample.sampled_at >= r.since(now), FeeSample.sampled_at <= now)
@@ -154,21 +185,16 @@ async def sample_series(session: AsyncSession, r: Range, now: datetime) -> list[
         .order_by(b)
     )
     out = []
-    for row in (await session.execute(stmt)).all():
-        cong, raw = _num(row[2]), _num(row[3])
+    for start, n, cong, raw, alone, batched in (await session.execute(stmt)).all():
+        cong_f, raw_f = _num(cong), _num(raw)
         out.append(
             SampleBucket(
-                start=int(row[0]),
-                samples=int(row[1]),
-                congestion_pct=None if cong is None else cong / 100,
-                raw_pct_max=None if raw is None else raw / 100,
-                latency_ms=_num(row[4]),
-                queue_max=None if row[5] is None else int(row[5]),
-                api_calls=int(row[6]),
-                api_errors=int(row[7]),
-                est_ton_alone=_num(row[8]),
-                est_usdt_alone=_num(row[9]),
-                est_ton_batched=_num(row[10]),
+                start=int(start),
+                samples=int(n),
+                congestion_pct=None if cong_f is None else cong_f / 100,
+                raw_pct_max=None if raw_f is None else raw_f / 100,
+                est_ton_alone=_num(alone),
+                est_ton_batched=_num(batched),
             )
         )
     return out
@@ -192,33 +218,50 @@ class FeeBucket:
         return self.compared_alone - self.compared_paid
 
 
-async def fee_series(session: AsyncSession, r: Range, now: datetime) -> list[FeeBucket]:
+async def outcome_series(
+    session: AsyncSession, r: Range, now: datetime
+) -> tuple[list[FeeBucket], dict[str, int]]:
+    """Confirmed payouts' fees per bucket and asset, and outcomes in the range, in one read
+    of ix_fee_decisions_outcome_at (outcome_at is set with the outcome)."""
     d = FeeDecisionRecord
     b = bucket_of(d.outcome_at, r.step, dialect_of(session)).label("b")
-    both = d.alone_fee.is_not(None)
+    paid = d.fee_paid.is_not(None)
+    both = and_(paid, d.alone_fee.is_not(None))
     stmt = (
         select(
             b,
+            d.outcome,
             d.asset,
             func.count(),
-            func.sum(d.fee_paid),
+            func.sum(case((paid, 1), else_=0)),
+            func.sum(case((paid, d.fee_paid), else_=0)),
             func.sum(case((both, 1), else_=0)),
             func.sum(case((both, d.fee_paid), else_=0)),
             func.sum(case((both, d.alone_fee), else_=0)),
         )
-        .where(
-            d.outcome == "confirmed",
-            d.fee_paid.is_not(None),
-            d.outcome_at >= r.since(now),
-            d.outcome_at <= now,
-        )
-        .group_by(b, d.asset)
+        .where(d.outcome_at >= r.since(now), d.outcome_at <= now)
+        .group_by(b, d.outcome, d.asset)
         .order_by(b, d.asset)
     )
-    return [
-        FeeBucket(int(s), str(a), int(n), int(paid or 0), int(nb or 0), int(pb or 0), int(ab or 0))
-        for s, a, n, paid, nb, pb, ab in (await session.execute(stmt)).all()
-    ]
+    buckets: list[FeeBucket] = []
+    outcomes = {o: 0 for o in OUTCOMES if o != "pending"}
+    for start, outcome, asset, n, n_paid, s_paid, n_both, s_both_paid, s_both_alone in (
+        await session.execute(stmt)
+    ).all():
+        outcomes[str(outcome)] = outcomes.get(str(outcome), 0) + int(n)
+        if outcome == "confirmed" and n_paid:
+            buckets.append(
+                FeeBucket(
+                    int(start),
+                    str(asset),
+                    int(n_paid),
+                    int(s_paid or 0),
+                    int(n_both or 0),
+                    int(s_both_paid or 0),
+                    int(s_both_alone or 0),
+                )
+            )
+    return buckets, outcomes
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,18 +295,20 @@ def savings_of(buckets: Sequence[FeeBucket]) -> Savings:
     )
 
 
-async def outcome_counts(session: AsyncSession, r: Range, now: datetime) -> dict[str, int]:
-    """Decisions taken in the range by outcome (`pending`: no outcome yet)."""
-    d = FeeDecisionRecord
-    stmt = (
-        select(d.outcome, func.count())
-        .where(d.decided_at >= r.since(now), d.decided_at <= now)
-        .group_by(d.outcome)
-    )
-    counts = {o: 0 for o in OUTCOMES}
-    for outcome, n in (await session.execute(stmt)).all():
-        counts[outcome or "pending"] = counts.get(outcome or "pending", 0) + int(n)
-    return counts
+@dataclass(frozen=True, slots=True)
+class FeeFigures:
+    """Everything the Fees page shows over a range (shared between viewers for a while)."""
+
+    samples: list[SampleBucket]
+    paid: list[FeeBucket]
+    outcomes: dict[str, int]  # confirmed, failed, diverted with the outcome in the range
+
+
+async def fee_figures(db: Database, r: Range, now: datetime) -> FeeFigures:
+    async with db.transaction() as session:
+        samples = await sample_series(session, r, now)
+        paid, outcomes = await outcome_series(session, r, now)
+    return FeeFigures(samples, paid, outcomes)
 
 
 # ---------------------------------------------------------------- the decisions
