@@ -522,3 +522,25 @@ def test_segments_cover_each_bucket_once_and_split_the_first_at_since() -> None:
     first = segments(aligned)[0]
     assert first[:2] == (0, 1) and first[2] == aligned.since  # on a boundary: no split
     assert aligned.buckets == 49
+
+
+async def test_stuck_payments_are_counted_in_full_and_the_oldest_listed(
+    client: httpx.AsyncClient,
+    signed_in: Any,
+    auth: dict[str, str],
+    db: Database,
+    settings: Settings,
+) -> None:
+    s = Seeder(client, auth, db, settings)
+    stuck = [await s.payout("1", "TON", ago(minutes=10 + i)) for i in range(7)]
+    await s.move(stuck[0], "processing", at=ago(minutes=9))  # processing is pending too
+    await s.payout("1", "TON", ago(minutes=20), target_confirmation_seconds=1800)  # within target
+    await s.payout("1", "TON", ago(seconds=170))  # younger than ALERT_STUCK_SECONDS
+    await signed_in("viewer")
+    html = (await client.get("/dashboard/overview?range=1h")).text
+    assert attr(tile(html, "stuck"), "data-value") == "7"
+    assert attr(tile(html, "pending"), "data-value") == "9"
+    listed = re.findall(r'<tr data-payment="(pay_\w+)">', html)
+    assert listed == list(reversed(stuck))[:5]  # oldest first
+    assert "and 2 more (oldest first)." in html
+    assert "pending for" in html and "16.0 min" in html

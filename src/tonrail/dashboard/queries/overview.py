@@ -38,7 +38,6 @@ from tonrail.payments.models import Attempt, Payment
 from tonrail.settings import Settings
 
 HOT_WALLET_ASSETS = ("TON", "USDT")
-STUCK_LIST_CAP = 1_000  # pending payments older than the stuck age looked at, oldest first
 TOP_STUCK = 5
 TOP_ALERTS = 5
 SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
@@ -521,9 +520,20 @@ async def congestion_now(session: AsyncSession) -> CongestionNow:
     )
 
 
-async def pending(session: AsyncSession, settings: Settings, now: datetime) -> Pending:
+def _pending_longer_than_target(now: datetime, dialect: str) -> ColumnElement[bool]:
+    at = literal(now, UTCDateTime())
+    if dialect == "sqlite":
+        age = (func.julianday(at) - func.julianday(Payment.created_at)) * 86_400
+    else:
+        age = func.date_part("epoch", at - Payment.created_at)
+    return age > Payment.target_confirmation_seconds
+
+
+async def pending(
+    session: AsyncSession, settings: Settings, now: datetime, dialect: str
+) -> Pending:
     """Open payments now; stuck = pending longer than ALERT_STUCK_SECONDS and than its own
-    target confirmation time (the monitoring rule `payments_stuck`)."""
+    target confirmation time (the monitoring rule `payments_stuck`), counted in SQL."""
     counts = dict(
         (
             await session.execute(
@@ -536,6 +546,12 @@ async def pending(session: AsyncSession, settings: Settings, now: datetime) -> P
         ).all()
     )
     horizon = now - timedelta(seconds=settings.alert_stuck_seconds)
+    is_stuck = and_(
+        Payment.status.in_(PENDING_STATES),
+        Payment.created_at < horizon,
+        _pending_longer_than_target(now, dialect),
+    )
+    stuck = int(await session.scalar(select(func.count()).where(is_stuck)) or 0)
     rows = await session.execute(
         select(
             Payment.id,
@@ -544,23 +560,23 @@ async def pending(session: AsyncSession, settings: Settings, now: datetime) -> P
             Payment.asset,
             Payment.amount,
             Payment.created_at,
-            Payment.target_confirmation_seconds,
         )
-        .where(Payment.status.in_(PENDING_STATES), Payment.created_at < horizon)
+        .where(is_stuck)
         .order_by(Payment.created_at, Payment.id)
-        .limit(STUCK_LIST_CAP)
+        .limit(TOP_STUCK)
     )
-    stuck: list[StuckPayment] = []
-    for pid, direction, status, asset, amount, created, target in rows:
-        age = (now - created).total_seconds()
-        if age > max(settings.alert_stuck_seconds, int(target or 0)):
-            stuck.append(StuckPayment(pid, direction, status, asset, amount, created, int(age)))
+    oldest = [
+        StuckPayment(
+            pid, direction, status, asset, amount, created, int((now - created).total_seconds())
+        )
+        for pid, direction, status, asset, amount, created in rows
+    ]
     return Pending(
         pending=sum(int(counts.get(s, 0)) for s in PENDING_STATES),
         awaiting_approval=int(counts.get("requires_approval", 0)),
         awaiting_payment=int(counts.get("awaiting_payment", 0)),
-        stuck=len(stuck),
-        oldest_stuck=stuck[:TOP_STUCK],
+        stuck=stuck,
+        oldest_stuck=oldest,
     )
 
 
@@ -689,7 +705,7 @@ async def overview(
             figures=figures,
             now=now,
             congestion=await congestion_now(session),
-            pending=await pending(session, settings, now),
+            pending=await pending(session, settings, now, db.dialect),
             hot_wallet=await hot_wallet(session),
             alerts=await alerts(session),
         )
