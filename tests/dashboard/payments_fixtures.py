@@ -3,7 +3,11 @@ through their states by the services (attempts, failures, decisions), as the wor
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +20,7 @@ from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
 from tonrail.settings import Settings
 
+WAIT_MS = 20_000  # browser tests: how long to wait for a page to settle on a loaded machine
 XSS_SCRIPT = "<script>window.__xss=1</script>"
 XSS_IMG = "<img src=x onerror=window.__xss=1>"
 PHISHING = "https://tonrail-support.example/verify?wallet=connect&seed=please"
@@ -159,3 +164,18 @@ async def move(
                 )
     finally:
         clock.set_clock(None)
+
+
+async def downloaded_csv(download: Any) -> list[dict[str, str]]:
+    """The rows of a CSV file Chromium downloaded."""
+    saved = Path(await download.path())
+    text = await asyncio.to_thread(saved.read_text, encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def watch_errors(page: Any) -> list[str]:
+    """Console errors and uncaught exceptions (a CSP violation shows up here)."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
