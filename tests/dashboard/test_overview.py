@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tonrail import clock
+from tonrail.dashboard.pages.overview import figure
 from tonrail.dashboard.queries.overview import RANGES, Window, segments, shown_ms
 from tonrail.db import Database
 from tonrail.fees.models import FeeSample
@@ -273,7 +274,8 @@ async def test_the_last_hour_in_figures(
     volume = tile(html, "volume")
     # 2 TON at 5.00 = 10 USDT, 5 + 1 USDT of payouts, 7 USDT of an invoice
     assert attr(volume, "data-value") == str(23 * 10**6)
-    assert "2.000000000 TON" in volume and "13.000000 USDT" in volume
+    assert ">23.00 USDT<" in volume and 'title="23.000000 USDT"' in volume
+    assert ">2.0000 TON<" in volume and ">13.00 USDT<" in volume
 
     assert attr(tile(html, "created"), "data-value") == "10"
     pending = tile(html, "pending")
@@ -288,7 +290,9 @@ async def test_the_last_hour_in_figures(
     assert "20.0 s" in confirmation and "p95 30.0 s" in confirmation
 
     fees = tile(html, "fees")  # p1 + p2 + p4 on TON, p5 by card
-    assert re.search(r'data-asset="TON" data-value="48000000"', fees)
+    assert re.search(
+        r'data-asset="TON" data-value="48000000" title="0.048000000 TON">0.0480 TON<', fees
+    )
     assert re.search(r'data-asset="USD" data-value="30"', fees)
     assert "4 attempts with a fee" in fees
 
@@ -544,3 +548,11 @@ async def test_stuck_payments_are_counted_in_full_and_the_oldest_listed(
     assert listed == list(reversed(stuck))[:5]  # oldest first
     assert "and 2 more (oldest first)." in html
     assert "pending for" in html and "16.0 min" in html
+
+
+def test_tile_amounts_are_grouped_and_cut_for_display() -> None:
+    assert figure(6_289_365_888_598, "USDT") == "6,289,365.89 USDT"
+    assert figure(72_510_989_249, "TON") == "72.5110 TON"
+    assert figure(5, "TON") == "0.0000 TON"
+    assert figure(30, "USD") == "0.30 USD"
+    assert figure(125, "XYZ") == "125 XYZ"

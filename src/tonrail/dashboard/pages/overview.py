@@ -8,6 +8,7 @@ from the swapped JSON (no chart is re-created on a poll).
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -94,6 +95,20 @@ def duration(ms: int | None) -> str:
     return f"{seconds:.1f} s"
 
 
+def figure(amount: int, asset: str) -> str:
+    """A tile's amount: thousands grouped, 2 decimals (4 for TON); the exact one is its title.
+    Display only: the figures themselves stay integers in minor units."""
+    try:
+        decimals = decimals_of(asset)
+    except UnknownAsset:
+        return f"{amount:,} {asset}"
+    places = min(decimals, 4 if asset == "TON" else 2)
+    value = (Decimal(amount) / (Decimal(10) ** decimals)).quantize(
+        Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN
+    )
+    return f"{value:,.{places}f} {asset}"
+
+
 def congestion_class(pct: float | None, settings: Settings) -> str:
     """warn once payouts may divert to a backup rail, bad once normal payouts are held."""
     if pct is None:
@@ -117,6 +132,7 @@ def page_context(o: q.Overview, settings: Settings) -> dict[str, Any]:
         "pending_max": settings.alert_pending_max,
         "congestion_class": congestion_class(o.congestion.pct, settings),
         "duration": duration,
+        "figure": figure,
         "charts": charts(o),
     }
 
