@@ -265,11 +265,13 @@ async def fallbacks(
     before: str | None = None,
 ) -> FallbackPage:
     """Attempts on backup rails in the range, newest first, keyset on (created_at, id)."""
+    # On SQLite `rail || ''` keeps the planner off the rail index (it has no statistics):
+    # walking the start-time index newest first, reading the rail from it, stops after one
+    # page, where starting from the rail fetches and sorts every backup attempt of the range.
+    # PostgreSQL plans from its statistics and starts from the (rare) backup rails.
+    rail = Attempt.rail.concat("") if dialect_of(session) == "sqlite" else Attempt.rail
     conditions: list[ColumnElement[bool]] = [
-        # `rail || ''` keeps the planner off the rail index (SQLite has no statistics): walking
-        # the start-time index newest first, reading the rail from it, stops after one page;
-        # starting from the rail would fetch and sort every backup attempt of the range.
-        Attempt.rail.concat("").in_([f.rail] if f.rail else list(BACKUP_RAILS)),
+        rail.in_([f.rail] if f.rail else list(BACKUP_RAILS)),
         Attempt.created_at >= since,
         Attempt.created_at <= until,
     ]
