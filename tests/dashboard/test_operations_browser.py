@@ -29,9 +29,9 @@ async def signed_requests(db: Database) -> int:
 
 
 async def test_pause_stops_new_signing_and_resume_restarts_it(
-    rail: Rail,  # noqa: F811
+    live_server: Any,  # first: it skips PostgreSQL before the local network starts
     page_as: Any,
-    live_server: Any,
+    rail: Rail,  # noqa: F811
     db: Database,
 ) -> None:
     page = await page_as("operator")
