@@ -159,3 +159,25 @@ async def test_an_empty_range_says_so(client: httpx.AsyncClient, signed_in: Sign
     assert r.status_code == 200
     assert 'id="errors-total">0<' in r.text and 'id="errors-none"' in r.text
     assert sum(sum(d["data"]) for d in chart_of(r.text)["data"]["datasets"]) == 0
+
+
+async def test_a_report_is_shared_for_a_few_seconds_then_recomputed(
+    client: httpx.AsyncClient,
+    signed_in: SignIn,
+    failures: datetime,
+    auth: dict[str, str],
+    db: Database,
+    settings: Settings,
+) -> None:
+    await signed_in("viewer")
+    first = await client.get("/dashboard/errors?range=24h")
+    assert 'id="errors-total">5<' in first.text
+    pid = await payout(client, auth, destination=ALICE, at=failures - timedelta(hours=1))
+    await move(db, settings, pid, "processing", at=failures - timedelta(hours=1))
+    await attempt(db, pid, "ton", "failed", error_code="bounced", at=failures)
+    clock.set_clock(lambda: failures + timedelta(seconds=10))
+    cached = await client.get("/dashboard/errors?range=24h", headers={"HX-Request": "true"})
+    assert 'id="errors-total">5<' in cached.text and "(as of 10 s ago)" in cached.text
+    clock.set_clock(lambda: failures + timedelta(seconds=15))
+    fresh = await client.get("/dashboard/errors?range=24h", headers={"HX-Request": "true"})
+    assert 'id="errors-total">6<' in fresh.text and "as of" not in fresh.text

@@ -49,6 +49,15 @@ def chart_config(report: queries.ErrorsReport) -> dict[str, Any]:
     }
 
 
+def report_cache(request: Request) -> queries.ReportCache:
+    """One cache of reports per app (so per process and per database)."""
+    cache = getattr(request.app.state, "errors_report_cache", None)
+    if not isinstance(cache, queries.ReportCache):
+        cache = queries.ReportCache()
+        request.app.state.errors_report_cache = cache
+    return cache
+
+
 @router.get("/dashboard/errors", response_class=HTMLResponse)
 async def errors_page(
     request: Request, range: str = DEFAULT_RANGE, admin: Admin = Depends(require("view"))
@@ -67,7 +76,6 @@ async def errors_page(
         )
         return render(request, template, ctx, status_code=400)
     now = clock.now()
-    async with db_of(request).transaction() as session:
-        report = await queries.report(session, range, now)
+    report = await report_cache(request).report(db_of(request), range, now)
     ctx.update(report=report, chart=chart_config(report), now=now)
     return render(request, template, ctx)

@@ -7,6 +7,7 @@ counts once, and a payout whose attempts already failed is not counted a second 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tonrail.db import Database
 from tonrail.monitoring.lockouts import active as active_lockouts
 from tonrail.monitoring.snapshot import counterparty_key
 from tonrail.payments.models import Attempt, Payment
@@ -34,6 +36,8 @@ RANGES: dict[str, tuple[timedelta, int]] = {
     "24h": (timedelta(hours=24), 3600),
     "7d": (timedelta(days=7), 6 * 3600),
 }
+# A report is shared by every viewer (and poll) of the process while younger than this.
+CACHE_SECONDS: dict[str, int] = {"1h": 2, "24h": 15, "7d": 60}
 FAILED_ATTEMPT_STATES = ("failed", "expired")
 FINAL_ATTEMPT_STATES = ("confirmed", "failed", "expired")
 TOP_CODES_IN_CHART = 6
@@ -308,3 +312,32 @@ def _aware(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return None
+
+
+class ReportCache:
+    """The report of each range, reused while younger than CACHE_SECONDS by the service
+    clock; concurrent requests for a stale range wait for one computation."""
+
+    def __init__(self) -> None:
+        self._reports: dict[str, ErrorsReport] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _fresh(self, range_name: str, now: datetime) -> ErrorsReport | None:
+        found = self._reports.get(range_name)
+        if found is None:
+            return None
+        age = (now - found.until).total_seconds()
+        return found if 0 <= age < CACHE_SECONDS[range_name] else None
+
+    async def report(self, db: Database, range_name: str, now: datetime) -> ErrorsReport:
+        cached = self._fresh(range_name, now)
+        if cached is not None:
+            return cached
+        async with self._locks.setdefault(range_name, asyncio.Lock()):
+            cached = self._fresh(range_name, now)  # computed while this request waited
+            if cached is not None:
+                return cached
+            async with db.transaction() as session:
+                found = await report(session, range_name, now)
+            self._reports[range_name] = found
+            return found
