@@ -366,6 +366,7 @@ async def test_detail_shows_facts_attempts_ledger_decision_events_and_approvals(
     assert "payout.created" in events and "payout.processing" in events
     assert "Below the approval threshold" in html
     assert 'hx-trigger="every' in html  # processing: the page follows it live
+    assert 'id="payment-operations"' not in html  # a viewer cannot act
     done = await client.get(f"/dashboard/payments/{seeded['ton_small']}")
     assert "status-succeeded" in done.text and 'hx-trigger="every' not in done.text
     assert "0.002000000 TON" in done.text  # the attempt's fee
@@ -381,6 +382,9 @@ async def test_detail_of_a_payout_waiting_for_two_approvers(
     r = await client.get(f"/dashboard/payments/{big}")
     assert "status-requires_approval" in r.text
     assert "0 of 2 approvals" in r.text and "waits for approval" in r.text
+    await signed_in("operator")
+    operator = await client.get(f"/dashboard/payments/{big}")
+    assert 'href="/dashboard/operations" id="payment-operations"' in operator.text
 
 
 async def test_detail_links_ton_hashes_to_the_explorer_of_the_network(
