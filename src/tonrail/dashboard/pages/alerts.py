@@ -36,8 +36,7 @@ async def lists_context(request: Request) -> dict[str, Any]:
     f = q.parse_filters(params)
     before = params.get("before") or None
     async with db_of(request).transaction() as session:
-        counts = await q.counts(session)
-        by_severity = await q.open_by_severity(session)
+        counts, by_severity = await q.counts(session)
         active = await q.active(session, f)
         resolved = await q.resolved(session, f, settings_of(request).dashboard_page_size, before)
     return {

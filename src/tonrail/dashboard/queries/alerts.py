@@ -51,23 +51,22 @@ def _where(f: AlertFilters) -> list[ColumnElement[bool]]:
     return out
 
 
-async def counts(session: AsyncSession) -> dict[str, int]:
-    """Alerts by status (all of them: one row per dedup key)."""
-    rows = (await session.execute(select(Alert.status, func.count()).group_by(Alert.status))).all()
-    out = {s: 0 for s in STATUSES}
-    out.update({str(s): int(n) for s, n in rows})
-    return out
-
-
-async def open_by_severity(session: AsyncSession) -> dict[str, int]:
+async def counts(session: AsyncSession) -> tuple[dict[str, int], dict[str, int]]:
+    """Alerts by status (all of them: one row per dedup key), and open ones by severity."""
     rows = (
         await session.execute(
-            select(Alert.severity, func.count())
-            .where(Alert.status == "open")
-            .group_by(Alert.severity)
+            select(Alert.status, Alert.severity, func.count()).group_by(
+                Alert.status, Alert.severity
+            )
         )
     ).all()
-    return {str(s): int(n) for s, n in rows}
+    by_status = {s: 0 for s in STATUSES}
+    open_by_severity: dict[str, int] = {}
+    for status, severity, n in rows:
+        by_status[str(status)] = by_status.get(str(status), 0) + int(n)
+        if status == "open":
+            open_by_severity[str(severity)] = int(n)
+    return by_status, open_by_severity
 
 
 async def active(session: AsyncSession, f: AlertFilters) -> dict[str, list[Alert]]:
