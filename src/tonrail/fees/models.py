@@ -35,10 +35,9 @@ class FeeSample(Base):
     config: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)  # params 20/21/24/25, on change
     unavailable: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
 
-    # Congestion over a time range (the dashboard) read from the index alone.
     __table_args__ = (
-        Index("ix_fee_samples_sampled_congestion", "sampled_at", "congestion_bp"),
-        # The Fees page's congestion and fee-estimate charts, read from the index alone.
+        # The Fees page's congestion and fee-estimate charts (and the Overview's congestion
+        # chart), read from the index alone.
         Index(
             "ix_fee_samples_sampled_fees",
             "sampled_at",

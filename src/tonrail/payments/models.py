@@ -50,8 +50,6 @@ class Payment(Base):
     __table_args__ = (
         Index("ix_payments_account_created", "account_id", "created_at", "id"),
         Index("ix_payments_status_locked", "status", "locked_until"),
-        # Time ranges (the dashboard's overview, lists by creation): covers counts by status.
-        Index("ix_payments_created_at", "created_at", "id", "status"),
         # Payments that ended in a time range: covers success rate, volume, confirmation time.
         Index(
             "ix_payments_completed_at",
