@@ -369,7 +369,7 @@ async def test_payouts_no_rail_could_take_and_routed_ones_waiting(
     html = (await client.get("/dashboard/backup?range=1h")).text
     assert tile(html, "backup-tile-norail") == ("1", "payouts failed: every rail refused")
     assert failed in html and "bank: amount_over_max" in html
-    assert tile(html, "backup-tile-waiting") == ("1", "bank 1")
+    assert tile(html, "backup-tile-waiting") == ("1", "bank (ton_congested) 1")
 
 
 @pytest.mark.parametrize(

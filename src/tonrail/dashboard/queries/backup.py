@@ -336,16 +336,17 @@ async def no_rail(
     return Unroutable(int(n or 0), list(latest))
 
 
-async def waiting_for_backup(session: AsyncSession) -> dict[str, int]:
-    """Queued payouts the router sent to a backup rail, not started yet, by rail."""
+async def waiting_for_backup(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Queued payouts the router sent to a backup rail, not started yet, by (rail, the
+    router's reason: `payments.route_reason`)."""
     rows = (
         await session.execute(
-            select(Payment.route, func.count())
+            select(Payment.route, Payment.route_reason, func.count())
             .where(Payment.status == "queued", Payment.route.in_(BACKUP_RAILS))
-            .group_by(Payment.route)
+            .group_by(Payment.route, Payment.route_reason)
         )
     ).all()
-    return {str(r): int(c) for r, c in rows}
+    return {(str(r), str(why or "unrecorded")): int(c) for r, why, c in rows}
 
 
 @dataclass(frozen=True, slots=True)
