@@ -262,3 +262,9 @@ def test_production_refuses_the_development_jwt_secret() -> None:
     with pytest.raises(ValidationError, match="JWT_SECRET"):
         Settings(_env_file=None, environment="production", jwt_secret="short")  # type: ignore[call-arg]
     Settings(_env_file=None, environment="production", jwt_secret="x" * 40)  # type: ignore[call-arg]
+
+
+async def test_favicon_is_served(client: httpx.AsyncClient) -> None:
+    response = await client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
