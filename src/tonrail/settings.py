@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Network = Literal["localnet", "testnet", "mainnet"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEV_JWT_SECRET = "dev-only-change-me-dev-only-change-me"
+DEV_JWT_SECRET = "dev-only-change-me-dev-only-change-me"  # noqa: S105 (refused in production)
 
 
 class Settings(BaseSettings):
