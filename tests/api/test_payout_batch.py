@@ -58,9 +58,7 @@ async def test_batch_creates_each_payout_with_books_events_and_approvals(
     assert got.status_code == 200 and got.json()["amount"] == "12.500000"
     async with db.transaction() as session:
         events = (
-            await session.execute(
-                select(OutboxEvent.type, func.count()).group_by(OutboxEvent.type)
-            )
+            await session.execute(select(OutboxEvent.type, func.count()).group_by(OutboxEvent.type))
         ).all()
         assert dict(events) == {"payout.created": 3}
         payable = await balance(session, books.PAYOUTS_PAYABLE, "USDT")
