@@ -210,12 +210,13 @@ class CpuSnapshot:
     def percent_since(
         self, start: CpuSnapshot, postgres_pids: set[int] | None = None
     ) -> dict[str, float]:
-        """CPU per party; `postgres_pids` limits PostgreSQL to our backends and its shared
-        processes (colleagues' test databases on the same server count as "other")."""
+        """CPU per party; `postgres_pids` limits PostgreSQL to the bench database's backends
+        (colleagues' test databases on the same server count as "other")."""
         wall = self.at - start.at
         # Backends that started during the run count in full; ones that ended are lost.
+        # A pid seen with fewer ticks than at the start is a new process that reused it.
         postgres = sum(
-            t - start.postgres.get(p, 0)
+            t - start.postgres.get(p, 0) if t >= start.postgres.get(p, 0) else t
             for p, t in self.postgres.items()
             if postgres_pids is None or p in postgres_pids
         )
@@ -256,7 +257,7 @@ class LockSampler:
         self.stop = threading.Event()
         self.counts: dict[str, float] = {}
         self.new_connections: int | None = None
-        self.pids: set[int] | None = None  # our backends and the server's shared processes
+        self.pids: set[int] | None = None  # the backends of the bench database
         self.thread: threading.Thread | None = None
 
     def __enter__(self) -> LockSampler:
@@ -289,11 +290,8 @@ class LockSampler:
             "WHEN state = 'active' THEN 'active' ELSE coalesce(state, '?') END, count(*) "
             "FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() GROUP BY 1"
         )
-        ours = (
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR backend_type IN "
-            "('walwriter', 'checkpointer', 'background writer')"
-        )
-        pids: set[int] = {await conn.fetchval("SELECT pg_backend_pid()")}
+        ours = "SELECT pid FROM pg_stat_activity WHERE datname = $1"
+        pids: set[int] = set()
         try:
             while not self.stop.is_set():
                 for state, count in await conn.fetch(query, BENCH_DB):
@@ -596,11 +594,12 @@ def measure(
 
 
 # ----------------------------------------------------------------------------- round trips
-async def _round_trips(url: str, posts: int = 50) -> tuple[float, float, float, list[str]]:
-    """Statements, transactions and pool checkouts per POST /v1/payouts, in process.
+async def _round_trips(url: str, posts: int = 50) -> tuple[float, float, list[str]]:
+    """Statements and transactions per POST /v1/payouts, counted in process.
 
-    Statements are counted on every engine of the app's Database; transactions only on the
-    transactional one (the autocommit engine's connections send no BEGIN or COMMIT)."""
+    PostgreSQL: every query each pooled asyncpg connection sends (asyncpg's query logger),
+    BEGIN and COMMIT included, whatever layer sent it. SQLite: SQLAlchemy's statements
+    (BEGIN IMMEDIATE among them) and its COMMITs."""
     import httpx
     from sqlalchemy import event
 
@@ -612,18 +611,35 @@ async def _round_trips(url: str, posts: int = 50) -> tuple[float, float, float, 
     db = Database(url)
     secret = await _create_key(url)
     statements: list[str] = []
-    counts = {"begin": 0, "commit": 0, "checkout": 0}
+    counts = {"commit": 0}
+    counting = False
+    logged: set[int] = set()
+
+    def note(sql: str) -> None:
+        if counting:
+            statements.append(" ".join(sql.split()[:3]))
+
+    def on_checkout(dbapi_conn: Any, *_: Any) -> None:
+        driver = dbapi_conn.driver_connection
+        if id(driver) not in logged:
+            logged.add(id(driver))
+            driver.add_query_logger(lambda record: note(record.query))
 
     def on_execute(*args: Any) -> None:
-        statements.append(" ".join(str(args[2]).split()[:3]))
+        note(str(args[2]))
 
-    def count(name: str) -> Any:
-        def handler(*_: Any) -> None:
-            counts[name] += 1
+    def on_commit(*_: Any) -> None:
+        if counting:
+            counts["commit"] += 1
 
-        return handler
-
+    postgres = db.dialect == "postgresql"
     engines = [e.sync_engine for e in (db.engine, db.autocommit_engine) if e is not None]
+    for engine in engines:
+        if postgres:
+            event.listen(engine.pool, "checkout", on_checkout)
+        else:
+            event.listen(engine, "before_cursor_execute", on_execute)
+            event.listen(engine, "commit", on_commit)
     app = create_app(settings, db)
     headers = {"Authorization": f"Bearer {secret}"}
     transport = httpx.ASGITransport(app=app)
@@ -634,11 +650,7 @@ async def _round_trips(url: str, posts: int = 50) -> tuple[float, float, float, 
                 await client.post(
                     "/v1/payouts", json=PAYOUT, headers={**headers, "Idempotency-Key": f"w{i}"}
                 )
-            for engine in engines:
-                event.listen(engine, "before_cursor_execute", on_execute)
-                event.listen(engine.pool, "checkout", count("checkout"))
-            event.listen(db.engine.sync_engine, "begin", count("begin"))
-            event.listen(db.engine.sync_engine, "commit", count("commit"))
+            counting = True
             first: list[str] = []
             for i in range(posts):
                 response = await client.post(
@@ -650,29 +662,25 @@ async def _round_trips(url: str, posts: int = 50) -> tuple[float, float, float, 
     finally:
         await db.dispose()
     per = 1 / posts
-    return len(statements) * per, counts["commit"] * per, counts["checkout"] * per, first
+    return len(statements) * per, counts["commit"] * per, first
 
 
 def round_trips(backend: str, scratch: Path) -> str:
     url = prepare_database(backend, scratch)
-    stmts, commits, checkouts, first = asyncio.run(_round_trips(url))
+    stmts, commits, first = asyncio.run(_round_trips(url))
     listing = "; ".join(first)
     if backend == "postgresql":
-        # asyncpg: BEGIN and COMMIT of a transaction are statements of their own; the pools
-        # do not ping on checkout; autocommit connections send neither BEGIN nor COMMIT.
-        total = stmts + 2 * commits
-        how = (
-            f"{stmts:.0f} statements + {commits:.0f} BEGIN + {commits:.0f} COMMIT, "
-            f"{checkouts:.0f} pool checkouts (no ping)"
-        )
+        # asyncpg: each query is one round trip (BEGIN and COMMIT are queries of their own);
+        # the pools do not ping on checkout.
+        how = "every query the driver sent, BEGIN and COMMIT included"
+        total = stmts
     else:
         # aiosqlite: every call is a hop to the connection's thread; BEGIN IMMEDIATE is
         # among the statements.
+        how = f"{stmts - 1:.0f} statements + BEGIN IMMEDIATE + {commits:.0f} COMMIT"
         total = stmts + commits
-        how = f"{stmts:.0f} statements (incl. BEGIN IMMEDIATE) + {commits:.0f} COMMIT"
     return (
-        f"- **{backend}**: {total:.0f} database round trips per POST = {how}, in "
-        f"{commits:.0f} transactions.  \n"
+        f"- **{backend}**: {total:.0f} database round trips per POST ({how}).  \n"
         f"  Statements of one POST, in order: `{listing}`"
     )
 
@@ -689,7 +697,8 @@ def _mark(point: Point) -> str:
 def _table(configs: list[Config]) -> list[str]:
     lines = [
         "| backend | server | clients | noop req/s | noop p50 / p99 ms "
-        "| payouts/s | payout p50 / p99 ms | payouts/noop | server CPU ms per payout | errors |",
+        "| payouts/s | payout p50 / p99 ms | payouts/noop "
+        "| CPU ms per payout: server / PostgreSQL | errors |",
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for cfg in configs:
@@ -702,13 +711,14 @@ def _table(configs: list[Config]) -> list[str]:
             if noop is None or pay is None:
                 continue
             ratio = pay.rps / noop.rps if noop.rps else 0.0
-            cost = 10 * pay.cpu["server"] / pay.rps if pay.rps else 0.0
+            server_ms, pg_ms, _ = _cost(pay)
+            cost = f"{server_ms:.2f}" + (f" / {pg_ms:.2f}" if cfg.backend == "postgresql" else "")
             lines.append(
                 f"| {cfg.backend} | {cfg.label} | {clients} | {noop.rps:,.0f}{_mark(noop)} "
                 f"| {_fmt_ms(noop.p50_ms)} / {_fmt_ms(noop.p99_ms)} "
                 f"| **{pay.rps:,.0f}**{_mark(pay)} "
                 f"| {_fmt_ms(pay.p50_ms)} / **{_fmt_ms(pay.p99_ms)}** | {ratio:.1%} "
-                f"| {cost:.1f} | {noop.errors + pay.errors} |"
+                f"| {cost} | {noop.errors + pay.errors} |"
             )
     return lines
 
@@ -742,6 +752,38 @@ def _cpu_table(configs: list[Config]) -> list[str]:
     return lines
 
 
+def _cost(point: Point) -> tuple[float, float, float]:
+    """CPU ms per request of the server, PostgreSQL (our backends) and wrk at a point."""
+    if not point.rps:
+        return 0.0, 0.0, 0.0
+    per = 10 / point.rps  # % of one core -> ms of CPU per request
+    return point.cpu["server"] * per, point.cpu["postgres"] * per, point.cpu["wrk"] * per
+
+
+def _budget(configs: list[Config]) -> list[str]:
+    """What the machine could do at most, from the CPU each payout costs (load-independent)."""
+    cores = os.cpu_count() or 1
+    out = []
+    for cfg in configs:
+        if cfg.error or cfg.backend != "postgresql":
+            continue
+        pay, noop = cfg.points.get(("payouts", 16)), cfg.points.get(("noop", 16))
+        if pay is None or noop is None or not pay.rps:
+            continue
+        server, pg, wrk = _cost(pay)
+        total = server + pg + wrk
+        floor, _, floor_wrk = _cost(noop)
+        out.append(
+            f"- CPU per payout, PostgreSQL, {cfg.label}, 16 clients: server {server:.2f} ms "
+            f"+ PostgreSQL {pg:.2f} ms + wrk {wrk:.2f} ms = **{total:.2f} ms**, so "
+            f"{cores} cores can do at most **{1000 * cores / total:,.0f} payouts/s** with "
+            f"nothing else running ({GOAL_RPS:.0f}/s needs at most "
+            f"{1000 * cores / GOAL_RPS:.1f} ms). The framework's floor (GET /v1/noop, same "
+            f"server) is {floor:.2f} ms server + {floor_wrk:.2f} ms wrk per request."
+        )
+    return out
+
+
 def _verdict(configs: list[Config]) -> list[str]:
     pg = [c for c in configs if c.backend == "postgresql" and not c.error]
     if not pg:
@@ -769,6 +811,20 @@ def _verdict(configs: list[Config]) -> list[str]:
             f"- Goal (PostgreSQL, >= {GOAL_RPS:.0f} payouts/s with p99 < {GOAL_P99_MS:.0f} ms): "
             f"**NOT met** — no measured point has p99 under {GOAL_P99_MS:.0f} ms."
         )
+    disturbed = [
+        f"{c.label} {e} c={n}"
+        for c in pg
+        for (e, n), point in c.points.items()
+        if point.cpu.get("other", 0.0) >= CONTENDED
+    ]
+    if disturbed:
+        out.append(
+            f"- ⚠ {len(disturbed)} PostgreSQL points ran while other processes used "
+            f"{CONTENDED:.0f}% of a core or more (see the CPU table): their req/s and "
+            "latencies understate what this code does on a quiet machine; CPU ms per "
+            "payout is the measure that load disturbs least."
+        )
+    out.extend(_budget(configs))
     for cfg in pg:
         point = cfg.points.get(("payouts", 64))
         if point is not None:
@@ -840,8 +896,10 @@ def main() -> str:
         f"(each client sends its next request when the last is answered). Load generator: "
         f"`{wrk_version[0] if wrk_version else 'wrk'}`, one thread, in its own process; "
         "every POST carries a unique `Idempotency-Key` and the body "
-        f"`{json.dumps(PAYOUT)}`, so each creates a payout (auth lookup, idempotency check, "
-        "daily-volume reservation, payment, journal entry, outbox event, idempotency record). "
+        f"`{json.dumps(PAYOUT)}`, so each creates a payout: the API key from the "
+        "process's key cache, then one atomic write (idempotency record, payment, journal "
+        "entry and its lines, outbox event, daily-volume reservation, with the maintenance "
+        "switch and lockouts checked inside it). "
         "`noop` is `GET /v1/noop` of the same app in the same server, measured in the same "
         "run: the framework's floor, so `payouts/noop` is the share of the floor our work "
         "leaves. Server: `uvicorn --factory benchmarks.bench_api:server_app` "
@@ -853,8 +911,11 @@ def main() -> str:
         f"(up to {QUIET_WAIT_SECONDS:.0f} s) until other processes use under "
         f"{QUIET_LIMIT:.0f}% of a core, and repeats a point (up to {RETRIES} times) when they "
         f"used {CONTENDED:.0f}% or more during it, keeping the least disturbed attempt; "
-        "⚠ marks a point that stayed disturbed. `server CPU ms per payout` is the server "
-        "processes' CPU time divided by payouts: the cost to cut, whatever the machine's load.",
+        "⚠ marks a point that stayed disturbed. `CPU ms per payout` is the CPU time of the "
+        "server processes, and of the PostgreSQL backends serving the bench database, "
+        "divided by payouts: the cost to cut, whatever the machine's load. PostgreSQL's "
+        "shared processes (WAL writer, checkpointer) serve colleagues' test databases on the "
+        "same server too and count as other processes, as do those databases' backends.",
         "",
         "### CPU during each measured point (% of one core; the machine has "
         f"{os.cpu_count()} cores = {100 * (os.cpu_count() or 1)}%)",
