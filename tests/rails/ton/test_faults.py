@@ -14,7 +14,7 @@ from tonrail import clock
 from tonrail.db import Database
 from tonrail.ledger.service import check_books
 from tonrail.rails.ton.chain_view import raw
-from tonrail.rails.ton.models import TonRequest
+from tonrail.rails.ton.models import TonRequest, TonTransfer
 from tonrail.rails.ton.payouts import assemble, payout_round, send_due, track_open
 from tonrail.security.switches import set_switch
 
@@ -193,3 +193,34 @@ async def test_the_optimizer_batches_within_each_payouts_window(
     assert request.status == "final"  # one request carried both
     assert {d.outcome for d in decisions} == {"confirmed"}
     assert all(d.fee_paid and d.fee_paid > 0 for d in decisions)
+
+
+async def test_a_request_takes_along_every_payout_waiting_for_company(
+    rail: Rail, client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    """A normal payout waits (leased) for company; an urgent one arriving later goes at once,
+    and the waiting one goes with it instead of alone when its own window ends."""
+    rail.ctx.settings = rail.ctx.settings.model_copy(update={"fees_window_normal_ms": 30_000})
+    waiting = await payout(client, auth, rail, "0.3")
+    assert await assemble(rail.ctx, deploy=True) is None  # leased for its 30 s window
+    r = await client.post(
+        "/v1/payouts",
+        json={"amount": "0.2", "asset": "TON", "destination": payee(rail), "priority": "urgent"},
+        headers=auth,
+    )
+    urgent = r.json()["id"]
+    request_id = await assemble(rail.ctx, deploy=True)  # the urgent one is due now
+    assert request_id is not None
+    async with db.transaction() as session:
+        carried = (
+            (
+                await session.execute(
+                    select(TonTransfer.payment_id).where(TonTransfer.request_id == request_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert sorted(carried) == sorted([waiting, urgent])
+    final = await rail.run_until_final([waiting, urgent], client, auth)
+    assert {p["status"] for p in final.values()} == {"succeeded"}

@@ -50,6 +50,7 @@ class Msg:
     body_hash: str | None
     body_b64: str | None
     comment: str | None
+    bounce: bool = True  # the bounce flag (unknown counts as bounceable: the safe reading)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ def msg_of(m: V3Message) -> Msg:
         body_hash=_body_hash(m.body),
         body_b64=m.body,
         comment=m.comment,
+        bounce=m.bounce is not False,
     )
 
 

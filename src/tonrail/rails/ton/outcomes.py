@@ -1,10 +1,11 @@
 """Pure reading of a payout's trace: is it pending, confirmed or bounced, and what did it cost.
 
 `follow` walks the messages a transfer caused, one transaction at a time, through a lookup
-`tx_by_in_message(hash) -> Tx | None`; a missing transaction means the trace has not settled
-yet and the outcome is `pending`. Fees are exact: every nanoton the hot wallet spent on the
-transfer beyond the amount that reached the payee (forward fees, TON attached to a jetton
-transfer and not returned, the fees of the transactions that took the returns back in).
+`(message) -> Tx | None` (the transaction that took the message in); a missing transaction
+means the trace has not settled yet and the outcome is `pending`. Fees are exact: every
+nanoton the hot wallet spent on the transfer beyond the amount that reached the payee
+(forward fees, TON attached to a jetton transfer and not returned, the fees of the
+transactions that took the returns back in).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tonrail.rails.ton.chain_view import (
     same_address,
 )
 
-Lookup = Callable[[str], Awaitable[Tx | None]]
+Lookup = Callable[[Msg], Awaitable[Tx | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +34,15 @@ class Outcome:
 
 
 async def follow_ton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
-    """A TON payout: confirmed when the payee's transaction took it without bouncing."""
-    dest = await lookup(out.hash)
+    """A TON payout: confirmed when the payee's transaction took it without bouncing.
+
+    A non-bounceable message is confirmed once our wallet sent it: TON delivers every
+    internal message, and without the bounce flag its value stays with the destination
+    whatever that account does with it (it cannot come back, so there is nothing to wait
+    for). A bounceable one may return, so the payee's transaction is read."""
+    if not out.bounce:
+        return Outcome("confirmed", fee=out.fwd_fee, trace={"delivery": "non_bounceable"})
+    dest = await lookup(out)
     if dest is None:
         return Outcome("pending")
     trace = {"destination_tx": dest.hash}
@@ -48,7 +56,7 @@ async def _bounced_back(
     out: Msg, bounce: Msg, lookup: Lookup, trace: dict[str, str], reason: str
 ) -> Outcome:
     """Our message bounced: the value came back to the hot wallet, minus what it cost."""
-    back = await lookup(bounce.hash)
+    back = await lookup(bounce)
     if back is None:
         return Outcome("pending", trace=trace)
     trace["bounce_tx"] = back.hash
@@ -58,7 +66,7 @@ async def _bounced_back(
 
 async def follow_jetton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
     """A jetton payout: confirmed when the payee's jetton wallet took the internal transfer."""
-    ours = await lookup(out.hash)
+    ours = await lookup(out)
     if ours is None:
         return Outcome("pending")
     trace = {"our_jetton_wallet_tx": ours.hash}
@@ -82,7 +90,7 @@ async def follow_jetton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
             reason="no internal transfer left our jetton wallet",
             trace=trace,
         )
-    theirs = await lookup(internal.hash)
+    theirs = await lookup(internal)
     if theirs is None:
         return Outcome("pending", trace=trace)
     trace["recipient_jetton_wallet_tx"] = theirs.hash
@@ -104,7 +112,7 @@ async def follow_jetton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
     )
     if excess is None:
         return Outcome("confirmed", fee=out.fwd_fee + out.value, trace=trace)
-    back = await lookup(excess.hash)
+    back = await lookup(excess)
     if back is None:
         return Outcome("pending", trace=trace)
     trace["excess_tx"] = back.hash

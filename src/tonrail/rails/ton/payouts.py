@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import ColumnElement, CursorResult, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,13 +38,14 @@ from tonrail.fees.policy import FeeDecision
 from tonrail.fees.repository import latest_sample
 from tonrail.fees.service import (
     Confirmed,
+    FeeConditions,
     decide_for_batch,
     load_conditions,
     record_confirmed,
     record_outcome,
 )
 from tonrail.ids import new_id
-from tonrail.kit.claims import claim
+from tonrail.kit.claims import claim, release
 from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
@@ -64,6 +66,7 @@ from tonrail.rails.router import (
 )
 from tonrail.rails.ton.api import TonApi, jetton_balance
 from tonrail.rails.ton.chain_view import Msg, Tx, raw, same_address
+from tonrail.rails.ton.feed import NotCovered, OwnFeeds
 from tonrail.rails.ton.highload import (
     HighloadWallet,
     OutTransfer,
@@ -88,6 +91,7 @@ log = structlog.get_logger(__name__)
 
 
 PRIORITY_ORDER = {"urgent": 0, "normal": 1, "low": 2}
+FOLLOW_CONCURRENCY = 32  # transfers followed at once (all requests together)
 
 
 @dataclass
@@ -114,10 +118,36 @@ class TonRailContext:
     # request id -> transactions of its trace found so far, by in-message hash: a found
     # transaction never changes, so later rounds only ask for the hops still missing
     found: dict[str, dict[str, Tx]] = field(default_factory=dict)
+    # chain reads in flight at once, over all requests being followed (FOLLOW_CONCURRENCY)
+    follow_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(FOLLOW_CONCURRENCY)
+    )
+    # SQLite: this worker's transactions take turns here, first come first served, instead
+    # of racing for the write lock in SQLite's busy handler (which is not fair).
+    db_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # our own accounts (hot wallet, USDT jetton wallet) read as feeds: feed.py
+    own_feeds: OwnFeeds | None = None
+
+    def feeds(self) -> OwnFeeds:
+        if self.own_feeds is None:
+            mine = {self.wallet_raw, *([self.jetton_wallet] if self.jetton_wallet else [])}
+            self.own_feeds = OwnFeeds(frozenset(a.upper() for a in mine))
+        return self.own_feeds
 
     @property
     def wallet_raw(self) -> str:
         return raw(self.wallet.address)
+
+
+@asynccontextmanager
+async def _transaction(ctx: TonRailContext) -> AsyncIterator[AsyncSession]:
+    """`ctx.db.transaction()`, queued behind this worker's other transactions on SQLite."""
+    if ctx.db.dialect != "sqlite":
+        async with ctx.db.transaction() as session:
+            yield session
+        return
+    async with ctx.db_turn, ctx.db.transaction() as session:
+        yield session
 
 
 # ------------------------------------------------------------------------------- assemble
@@ -179,7 +209,7 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
     quoter = TonQuoter(await recent_fees(ctx.db), ctx.jetton_wallet is not None)
     chain = await chain_balances(ctx)
     conditions = await load_conditions(ctx.db, ctx.settings) if ctx.fee_optimizer else None
-    async with ctx.db.transaction() as session:
+    async with _transaction(ctx) as session:
         claimed = await claim(
             session,
             Payment,
@@ -195,13 +225,13 @@ async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
             return None
         claimed.sort(key=lambda p: (PRIORITY_ORDER.get(p.priority, 1), p.created_at))
         # The fee optimizer decides, for every payout, when it may go and with what.
-        decisions: Mapping[str, FeeDecision] = (
+        decisions: dict[str, FeeDecision] = (
             await decide_for_batch(session, conditions, ctx.settings, claimed)
             if conditions is not None
             else {}
         )
         claimed = await _route(ctx, session, claimed, quoter, decisions)
-        claimed = await _timing(ctx, session, claimed, decisions)
+        claimed = await _timing(ctx, session, claimed, decisions, conditions)
         claimed = await _fund(ctx, session, claimed, chain, decisions)
         if not claimed:
             return None
@@ -432,7 +462,8 @@ async def _route(
     return kept
 
 
-FOLLOW_CONCURRENCY = 32  # transfers of one request followed at once
+TRACK_CONCURRENCY = 8  # requests followed at once
+ASSEMBLE_PER_ROUND = 8  # requests a round may sign
 FEE_RESERVE_NANOTON = 20_000_000  # kept back per transfer for fees when checking funds
 
 
@@ -463,39 +494,97 @@ async def _available(session: AsyncSession, chain: dict[str, int]) -> dict[str, 
     return {"TON": ton, "USDT": usdt}
 
 
+# Marks a payout that is ready but waits for company (its lease ends at the batch's send_by):
+# any request that goes before takes it along.
+WINDOW_LEASE = "fees:batch_window"
+
+
 async def _timing(
     ctx: TonRailContext,
     session: AsyncSession,
     claimed: list[Payment],
-    decisions: Mapping[str, FeeDecision],
+    decisions: dict[str, FeeDecision],
+    conditions: FeeConditions | None,
 ) -> list[Payment]:
     """The optimizer's timing: a payout goes no earlier than `send_at`; a batch goes once one
-    of its payouts reaches `send_by` (its window for company) or the batch is full. Payouts
-    that must wait are leased until their moment, so nobody re-claims them before.
+    of its payouts reaches `send_by` (its window for company) or the batch is full, and then
+    with every payout that is ready and waiting. Payouts that must wait are leased until
+    their moment, so no round re-decides them before; those only waiting for company are
+    marked (`WINDOW_LEASE`) so that an earlier request takes them along.
     Without the optimizer (`fee_optimizer=False`) every claimed payout goes at once."""
-    if not decisions:
+    if conditions is None:
         return claimed[: ctx.settings.ton_batch_max]
     now = clock.now()
     ready = [p for p in claimed if decisions[p.id].send_at <= now]
-    wait_until: dict[str, datetime] = {
-        p.id: decisions[p.id].send_at for p in claimed if decisions[p.id].send_at > now
-    }
+    held = [p for p in claimed if decisions[p.id].send_at > now]
     batch_max = min((decisions[p.id].batch_max for p in ready), default=ctx.settings.ton_batch_max)
     due = len(ready) >= batch_max or any(decisions[p.id].send_by <= now for p in ready)
+    leases: dict[tuple[Any, ...], list[Payment]] = {}
+    for p in held:
+        leases.setdefault((None, decisions[p.id].send_at), []).append(p)
     if not due:
         first = min((decisions[p.id].send_by for p in ready), default=None)
-        wait_until.update({p.id: first for p in ready if first is not None})
-        ready = []
+        if ready and first is not None:
+            leases.setdefault((WINDOW_LEASE, first), []).extend(ready)
+        await _set_columns(session, leases, ("locked_by", "locked_until"))
+        return []
+    if len(ready) < batch_max:
+        ready += await _waiting_company(
+            ctx, session, decisions, conditions, batch_max - len(ready), leases
+        )
     batch, rest = ready[:batch_max], ready[batch_max:]
-    for p in rest:
-        wait_until[p.id] = now
-    waiting: dict[tuple[Any, ...], list[Payment]] = {}
-    for p in claimed:
-        if p.id in wait_until:
-            until = wait_until[p.id]
-            waiting.setdefault((None, until if until > now else None), []).append(p)
-    await _set_columns(session, waiting, ("locked_by", "locked_until"))
+    if rest:
+        leases.setdefault((None, None), []).extend(rest)
+    await _set_columns(session, leases, ("locked_by", "locked_until"))
     return batch
+
+
+async def _waiting_company(
+    ctx: TonRailContext,
+    session: AsyncSession,
+    decisions: dict[str, FeeDecision],
+    conditions: FeeConditions,
+    room: int,
+    leases: dict[tuple[Any, ...], list[Payment]],
+) -> list[Payment]:
+    """Payouts waiting for company (`WINDOW_LEASE`), claimed now that a request goes; each
+    decided again, and left to wait if it must now be held."""
+    now = clock.now()
+    candidates = (
+        select(Payment.id)
+        .where(
+            Payment.direction == "out",
+            Payment.status == "queued",
+            Payment.route == "ton",
+            Payment.locked_by == WINDOW_LEASE,
+        )
+        .order_by(Payment.created_at)
+        .limit(room)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    joined = list(
+        (
+            await session.execute(
+                update(Payment)
+                .where(Payment.id.in_(candidates), Payment.locked_by == WINDOW_LEASE)
+                .values(
+                    locked_by=ctx.worker_id,
+                    locked_until=now + timedelta(seconds=ctx.settings.worker_lease_seconds),
+                )
+                .returning(Payment)
+                .execution_options(synchronize_session=False)
+            )
+        ).scalars()
+    )
+    if not joined:
+        return []
+    joined.sort(key=lambda p: (PRIORITY_ORDER.get(p.priority, 1), p.created_at))
+    decisions.update(await decide_for_batch(session, conditions, ctx.settings, joined))
+    for p in joined:
+        if decisions[p.id].send_at > now:
+            leases.setdefault((None, decisions[p.id].send_at), []).append(p)
+    return [p for p in joined if decisions[p.id].send_at <= now]
 
 
 async def _fund(
@@ -539,7 +628,7 @@ async def batch_ready(ctx: TonRailContext) -> bool:
     """Whether any payout could go: when it goes is the fee optimizer's call in `assemble`
     (`_timing`), which leases waiting payouts until their moment, so this stays cheap."""
     now = clock.now()
-    async with ctx.db.transaction() as session:
+    async with _transaction(ctx) as session:
         row = (
             await session.execute(
                 select(Payment.id)
@@ -557,14 +646,18 @@ async def batch_ready(ctx: TonRailContext) -> bool:
 
 async def payout_round(ctx: TonRailContext) -> int:
     """One turn of the payout loop: assemble (unless paused), send, track."""
-    async with ctx.db.transaction() as session:
+    async with _transaction(ctx) as session:
         paused = await is_on(session, "payments_paused")
     handled = 0
     if not paused:
-        if await batch_ready(ctx):
+        # Several requests a round when payouts pile up, so tracking never starves sending.
+        for _ in range(ASSEMBLE_PER_ROUND):
+            if not await batch_ready(ctx):
+                break
             state, _ = await ctx.api.account_state(ctx.wallet.address.to_str())
-            if await assemble(ctx, deploy=state != "active"):
-                handled += 1
+            if not await assemble(ctx, deploy=state != "active"):
+                break
+            handled += 1
         handled += await send_due(ctx)
     handled += await track_open(ctx)
     return handled
@@ -575,7 +668,7 @@ async def send_due(ctx: TonRailContext) -> int:
     """Send requests never sent, and re-send those not yet seen on chain, until valid_until."""
     now = clock.now()
     resend_before = now - timedelta(seconds=ctx.settings.ton_resend_seconds)
-    async with ctx.db.transaction() as session:
+    async with _transaction(ctx) as session:
         due = await claim(
             session,
             TonRequest,
@@ -596,7 +689,7 @@ async def send_due(ctx: TonRailContext) -> int:
             # The node may refuse a duplicate or a message that is already processed: the
             # tracker decides from the chain, never from this answer.
             log.warning("ton send failed", request=request.id, error=str(exc))
-        async with ctx.db.transaction() as session:
+        async with _transaction(ctx) as session:
             await session.execute(
                 update(TonRequest)
                 .where(TonRequest.id == request.id, TonRequest.status.in_(("signed", "sent")))
@@ -630,38 +723,56 @@ async def _attempts_of(session: AsyncSession, request_id: str) -> Sequence[Attem
 
 # ------------------------------------------------------------------------------- track
 async def track_open(ctx: TonRailContext) -> int:
-    """Advance every request that is not final; returns how many reached a final state."""
-    async with ctx.db.transaction() as session:
+    """Advance every request that is not final; returns how many reached a final state.
+
+    Requests are followed concurrently (TRACK_CONCURRENCY): each waits on chain reads, not
+    on this process. One looked at less than TON_TRACK_PAUSE_MS ago is left alone."""
+    now = time.monotonic()
+    for request_id in [r for r, after in ctx.track_after.items() if after <= now]:
+        del ctx.track_after[request_id]
+    resting = list(ctx.track_after)
+    condition: ColumnElement[bool] = TonRequest.status.in_(("signed", "sent", "processed"))
+    if resting:
+        condition = condition & TonRequest.id.not_in(resting)
+    async with _transaction(ctx) as session:
         open_requests = await claim(
             session,
             TonRequest,
-            TonRequest.status.in_(("signed", "sent", "processed")),
+            condition,
             worker_id=ctx.worker_id,
             lease_seconds=ctx.settings.worker_lease_seconds,
             limit=ctx.settings.worker_batch_size,
             order_by=(TonRequest.created_at,),
         )
-    finished = 0
-    now = time.monotonic()
+    # What another worker finished or took over is no longer ours to remember.
+    for request_id in set(ctx.found) - set(resting) - {r.id for r in open_requests}:
+        del ctx.found[request_id]
+    if not open_requests:
+        return 0
     pause = ctx.settings.ton_track_pause_ms / 1000
-    for request in open_requests:
-        try:
-            if ctx.track_after.get(request.id, 0.0) > now:
-                continue  # looked at a moment ago: the chain has not moved since
-            if await track_request(ctx, request.id):
-                finished += 1
-                ctx.track_after.pop(request.id, None)
-                ctx.found.pop(request.id, None)
-            else:
-                ctx.track_after[request.id] = time.monotonic() + pause
-        finally:
-            async with ctx.db.transaction() as session:
-                await session.execute(
-                    update(TonRequest)
-                    .where(TonRequest.id == request.id, TonRequest.locked_by == ctx.worker_id)
-                    .values(locked_by=None, locked_until=None)
-                )
-    return finished
+    slots = asyncio.Semaphore(TRACK_CONCURRENCY)
+
+    async def track(request_id: str) -> bool:
+        async with slots:
+            done = await track_request(ctx, request_id)
+        if done:
+            ctx.track_after.pop(request_id, None)
+            ctx.found.pop(request_id, None)
+        else:
+            ctx.track_after[request_id] = time.monotonic() + pause
+        return done
+
+    try:
+        results = await asyncio.gather(
+            *(track(r.id) for r in open_requests), return_exceptions=True
+        )
+    finally:
+        async with _transaction(ctx) as session:
+            await release(session, TonRequest, [r.id for r in open_requests], ctx.worker_id)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return sum(1 for r in results if r is True)
 
 
 async def _processed_flag(ctx: TonRailContext, query_id: int) -> bool | None:
@@ -685,16 +796,29 @@ async def _processed_flag(ctx: TonRailContext, query_id: int) -> bool | None:
     return int(str(value), 16) != 0 if isinstance(value, str) else bool(value)
 
 
-def _lookup(ctx: TonRailContext, request_id: str) -> Lookup:
-    """`tx_by_in_message` remembering what it found for this request."""
+def _lookup(ctx: TonRailContext, request_id: str, after_lt: int) -> Lookup:
+    """The transaction that took a message of this request's trace (all created after
+    `after_lt`): from what was found already, from our own accounts' feeds, else asked of
+    toncenter by the message hash."""
     found = ctx.found.setdefault(request_id, {})
+    feeds = ctx.feeds()
 
-    async def lookup(msg_hash: str) -> Tx | None:
-        tx = found.get(msg_hash)
-        if tx is None:
-            tx = await ctx.api.tx_by_in_message(msg_hash)
-            if tx is not None:
-                found[msg_hash] = tx
+    async def lookup(msg: Msg) -> Tx | None:
+        tx = found.get(msg.hash)
+        if tx is not None:
+            return tx
+        tx = None
+        covered = False
+        if msg.destination is not None and feeds.covers(msg.destination):
+            try:
+                tx = await feeds.find(ctx.api, msg.destination, msg.hash, after_lt)
+                covered = True
+            except NotCovered:
+                pass
+        if not covered:
+            tx = await ctx.api.tx_by_in_message(msg.hash)
+        if tx is not None:
+            found[msg.hash] = tx
         return tx
 
     return lookup
@@ -702,15 +826,15 @@ def _lookup(ctx: TonRailContext, request_id: str) -> Lookup:
 
 async def track_request(ctx: TonRailContext, request_id: str) -> bool:
     """Read the chain for one request and record what it shows; True once it is final."""
-    async with ctx.db.transaction() as session:
+    async with _transaction(ctx) as session:
         request = await session.get(TonRequest, request_id)
         if request is None or request.status not in ("signed", "sent", "processed"):
             return False
         msg_hash = request.msg_hash_norm
         valid_until = request.valid_until
         query_id = request.query_id
-    lookup = _lookup(ctx, request_id)
-    ext = await lookup(msg_hash)
+    found = ctx.found.setdefault(request_id, {})
+    ext = found.get(msg_hash) or await ctx.api.tx_by_in_message(msg_hash)
     if ext is None:
         chain_now = int(clock.now().timestamp())
         if chain_now <= valid_until + ctx.settings.ton_expiry_margin_s:
@@ -723,6 +847,8 @@ async def track_request(ctx: TonRailContext, request_id: str) -> bool:
             return True
         await _mark_unknown(ctx, request_id)
         return False
+    found[msg_hash] = ext
+    lookup = _lookup(ctx, request_id, ext.lt)
     txs = await _transfer_txs(ctx, ext, lookup)
     if txs is None:
         return False
@@ -752,7 +878,7 @@ async def _transfer_txs(ctx: TonRailContext, ext: Tx, lookup: Lookup) -> list[Tx
     pending = [m for m in ext.out_msgs if same_address(m.destination, ctx.wallet_raw)]
     while pending:
         msg = pending.pop()
-        tx = await lookup(msg.hash)
+        tx = await lookup(msg)
         if tx is None:
             return None
         txs.append(tx)
@@ -769,7 +895,7 @@ async def _settle(
     common_fee: int,
     lookup: Lookup,
 ) -> bool:
-    async with ctx.db.transaction() as session:
+    async with _transaction(ctx) as session:
         request = await session.get(TonRequest, request_id)
         assert request is not None
         transfers = (
@@ -783,8 +909,7 @@ async def _settle(
             .scalars()
             .all()
         )
-        just_processed = request.status != "processed"
-        if just_processed:
+        if request.status != "processed":
             request.status = "processed"
             request.ext_tx_hash = ext.hash
             request.transfer_tx_hash = txs[0].hash if txs else None
@@ -822,12 +947,9 @@ async def _settle(
             for t in transfers
             if t.status == "sent"
         ]
-    if just_processed and pending_transfers:
-        # The out messages left in this block; the payees take them in a later one.
-        return False
     outcomes: dict[str, Outcome] = {}
     by_hash = {m.hash: m for m in out_msgs}
-    lookups = asyncio.Semaphore(FOLLOW_CONCURRENCY)
+    lookups = ctx.follow_slots
 
     async def follow_one(attempt_id: str, asset: str, msg: Msg) -> None:
         follow = follow_ton if asset == "TON" else follow_jetton
@@ -858,7 +980,7 @@ async def _remember_final(ctx: TonRailContext, outcomes: dict[str, Outcome]) -> 
     final = {a: o for a, o in outcomes.items() if o.status != "pending"}
     if not final:
         return
-    async with ctx.db.transaction() as session:
+    async with _transaction(ctx) as session:
         rows = (
             await session.execute(
                 select(TonTransfer.attempt_id, TonTransfer.trace).where(
@@ -892,7 +1014,7 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
     One transaction for the whole request; the confirmed payouts (nearly all of them) move
     together: one compare-and-set statement for their attempts and one for their payments,
     bulk updates for their transfers and fee decisions, an entry each in the books."""
-    async with ctx.db.transaction() as session:
+    async with _transaction(ctx) as session:
         request = await session.get(TonRequest, request_id)
         assert request is not None
         if request.status == "final":
@@ -1057,7 +1179,7 @@ async def _retry_or_fail(
 
 async def _expire(ctx: TonRailContext, request_id: str) -> None:
     """Proven unprocessed after its validity: attempts expire, payouts go back to the queue."""
-    async with ctx.db.transaction() as session:
+    async with _transaction(ctx) as session:
         result = await session.execute(
             update(TonRequest)
             .where(TonRequest.id == request_id, TonRequest.status.in_(("signed", "sent")))
@@ -1092,7 +1214,7 @@ async def _expire(ctx: TonRailContext, request_id: str) -> None:
 
 async def _mark_unknown(ctx: TonRailContext, request_id: str) -> None:
     """Past validity but not provably unprocessed: hold everything as `unknown`."""
-    async with ctx.db.transaction() as session:
+    async with _transaction(ctx) as session:
         for attempt in await _attempts_of(session, request_id):
             if attempt.status == "created":
                 await move_attempt(session, attempt, "submitted")

@@ -1,0 +1,121 @@
+"""Our own accounts' transactions, read as a feed instead of one message at a time.
+
+Hundreds of payouts in flight end in transactions on two accounts of ours: our USDT jetton
+wallet takes every jetton transfer we send, and the hot wallet takes back every excess and
+bounce. Asking toncenter "which transaction took message m?" for each of them costs a
+request per message; listing the account's new transactions costs one request per page of
+up to PAGE transactions, for all requests in flight together.
+
+An `AccountFeed` keeps the transactions of one account from `start_lt` on, by the hash of
+the message they took in. It answers for a message created after `start_lt` (a transaction
+taking it has a higher lt): found, or not on chain yet as of the last listing. For older
+messages (the feed started later, e.g. after a restart) it says so and the caller asks
+toncenter per message. An account's transactions are listed in lt order, so the feed never
+misses one below its cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from tonrail.rails.ton.api import TonApi
+from tonrail.rails.ton.chain_view import Tx
+
+PAGE = 256  # transactions per listing request
+MAX_PAGES = 16  # per refresh; the rest on the next one
+MAX_KEPT = 100_000  # transactions remembered; beyond, the oldest half is dropped
+REFRESH_EVERY_S = 0.1  # concurrent lookups within this share one listing
+
+
+class NotCovered(Exception):
+    """The message is older than what the feed holds: ask for it by its hash."""
+
+
+@dataclass
+class AccountFeed:
+    account: str  # raw address
+    start_lt: int  # the feed holds every transaction of the account with lt > start_lt ...
+    cursor_lt: int  # ... up to this one (the last listed)
+    by_in_msg: dict[str, Tx] = field(default_factory=dict)
+    refreshed_at: float = 0.0
+    listings: int = 0  # listing requests made (for tests and benchmarks)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def find(self, api: TonApi, msg_hash: str, created_after_lt: int) -> Tx | None:
+        """The transaction that took message `msg_hash` (created after `created_after_lt`),
+        or None while it is not on chain; NotCovered when the feed cannot tell."""
+        tx = self.by_in_msg.get(msg_hash)
+        if tx is not None:
+            return tx
+        async with self.lock:
+            if created_after_lt < self.start_lt and not await self._backfill(api, created_after_lt):
+                raise NotCovered(msg_hash)
+            if time.monotonic() - self.refreshed_at >= REFRESH_EVERY_S:
+                await self._refresh(api)
+        return self.by_in_msg.get(msg_hash)
+
+    def _keep(self, tx: Tx) -> None:
+        if tx.in_msg is not None:
+            self.by_in_msg[tx.in_msg.hash] = tx
+
+    async def _refresh(self, api: TonApi) -> None:
+        """List what is new since the cursor."""
+        for _ in range(MAX_PAGES):
+            page = await api.account_transactions(self.account, self.cursor_lt, PAGE)
+            self.listings += 1
+            for tx in page:
+                self._keep(tx)
+                self.cursor_lt = max(self.cursor_lt, tx.lt)
+            if len(page) < PAGE:
+                break
+        self.refreshed_at = time.monotonic()
+        if len(self.by_in_msg) > MAX_KEPT:
+            self._forget_oldest(len(self.by_in_msg) // 2)
+
+    async def _backfill(self, api: TonApi, from_lt: int) -> bool:
+        """Extend the feed back to `from_lt`; False if that is too far to list."""
+        cursor = from_lt
+        for _ in range(MAX_PAGES):
+            page = await api.account_transactions(self.account, cursor, PAGE)
+            self.listings += 1
+            for tx in page:
+                if tx.lt > self.start_lt:
+                    break
+                self._keep(tx)
+                cursor = tx.lt
+            else:
+                if len(page) == PAGE:
+                    continue
+            self.start_lt = from_lt
+            return True
+        return False
+
+    def _forget_oldest(self, count: int) -> None:
+        """Drop the oldest transactions; the feed then covers only what it still holds."""
+        oldest = sorted(self.by_in_msg.items(), key=lambda kv: kv[1].lt)[:count]
+        for msg_hash, tx in oldest:
+            del self.by_in_msg[msg_hash]
+            self.start_lt = max(self.start_lt, tx.lt)
+
+
+@dataclass
+class OwnFeeds:
+    """A feed per account of ours, started at the first message someone waits for there."""
+
+    accounts: frozenset[str]
+    feeds: dict[str, AccountFeed] = field(default_factory=dict)
+
+    def covers(self, account: str | None) -> bool:
+        return account is not None and account.upper() in self.accounts
+
+    async def find(
+        self, api: TonApi, account: str, msg_hash: str, created_after_lt: int
+    ) -> Tx | None:
+        """`AccountFeed.find` on the feed of `account` (started here on first use)."""
+        key = account.upper()
+        feed = self.feeds.get(key)
+        if feed is None:
+            feed = self.feeds[key] = AccountFeed(key, created_after_lt, created_after_lt)
+        return await feed.find(api, msg_hash, created_after_lt)

@@ -1,0 +1,148 @@
+"""Reading payout traces cheaply: our accounts as feeds, non-bounceable TON settled at send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tonrail.rails.ton import feed as feed_module
+from tonrail.rails.ton.chain_view import Msg, Tx
+from tonrail.rails.ton.feed import AccountFeed, NotCovered, OwnFeeds
+from tonrail.rails.ton.outcomes import follow_jetton, follow_ton
+
+HOT = "0:" + "AA" * 32
+OURS = "0:" + "BB" * 32
+PAYEE = "0:" + "CC" * 32
+
+
+def msg(h: str, dest: str, value: int = 0, *, bounce: bool = True, **more: Any) -> Msg:
+    return Msg(
+        hash=h,
+        source=None,
+        destination=dest,
+        value=value,
+        fwd_fee=more.pop("fwd_fee", 0),
+        opcode=more.pop("opcode", None),
+        bounced=more.pop("bounced", False),
+        body_hash=None,
+        body_b64=None,
+        comment=None,
+        bounce=bounce,
+    )
+
+
+def tx(h: str, lt: int, account: str, in_msg: Msg, *out: Msg, fees: int = 0) -> Tx:
+    return Tx(h, lt, 0, account, False, fees, in_msg, tuple(out))
+
+
+class FakeChain:
+    """Transactions by account, listed the way toncenter lists them (lt ascending)."""
+
+    def __init__(self) -> None:
+        self.txs: list[Tx] = []
+        self.listed: list[tuple[str, int]] = []
+        self.by_message: list[str] = []
+
+    async def account_transactions(self, account: str, after_lt: int, limit: int) -> list[Tx]:
+        self.listed.append((account, after_lt))
+        mine = sorted((t for t in self.txs if t.account == account and t.lt > after_lt), key=_lt)
+        return mine[:limit]
+
+    async def tx_by_in_message(self, msg_hash: str) -> Tx | None:
+        self.by_message.append(msg_hash)
+        return next((t for t in self.txs if t.in_msg and t.in_msg.hash == msg_hash), None)
+
+
+def _lt(t: Tx) -> int:
+    return t.lt
+
+
+async def test_a_feed_answers_many_messages_with_one_listing() -> None:
+    chain = FakeChain()
+    chain.txs = [tx(f"t{i}", 100 + i, OURS, msg(f"m{i}", OURS)) for i in range(50)]
+    feeds = OwnFeeds(frozenset({HOT, OURS}))
+    assert feeds.covers(OURS.lower()) and not feeds.covers(PAYEE)
+    found = [await feeds.find(chain, OURS, f"m{i}", 90) for i in range(50)]
+    assert [t.hash for t in found if t is not None] == [f"t{i}" for i in range(50)]
+    assert len(chain.listed) == 1 and not chain.by_message
+    # Not on chain yet: None, and a later listing (after REFRESH_EVERY_S) picks it up.
+    feed_module.REFRESH_EVERY_S, saved = 0.0, feed_module.REFRESH_EVERY_S
+    try:
+        assert await feeds.find(chain, OURS, "late", 90) is None
+        chain.txs.append(tx("t-late", 500, OURS, msg("late", OURS)))
+        late = await feeds.find(chain, OURS, "late", 90)
+        assert late is not None and late.hash == "t-late"
+        assert chain.listed[-1] == (OURS, 149)  # only what is new since the cursor
+    finally:
+        feed_module.REFRESH_EVERY_S = saved
+
+
+async def test_a_feed_reaches_back_for_an_older_request_and_pages() -> None:
+    chain = FakeChain()
+    chain.txs = [tx(f"t{i}", 1000 + i, HOT, msg(f"m{i}", HOT)) for i in range(700)]
+    feed = AccountFeed(HOT, start_lt=1500, cursor_lt=1500)
+    # A request whose messages were created before the feed started: it lists back to it.
+    got = await feed.find(chain, "m10", 1005)
+    assert got is not None and got.lt == 1010 and feed.start_lt == 1005
+    assert await feed.find(chain, "m650", 1005) is not None
+    # Too far back to list (more than MAX_PAGES pages): the caller asks per message.
+    big = AccountFeed(HOT, start_lt=10**9, cursor_lt=10**9)
+    chain.txs = [tx(f"u{i}", 10 + i, HOT, msg(f"n{i}", HOT)) for i in range(5000)]
+    with pytest.raises(NotCovered):
+        await big.find(chain, "n1", 0)
+
+
+async def test_forgetting_old_transactions_narrows_what_a_feed_covers() -> None:
+    feed = AccountFeed(HOT, start_lt=0, cursor_lt=100)
+    for i in range(10):
+        feed.by_in_msg[f"m{i}"] = tx(f"t{i}", i + 1, HOT, msg(f"m{i}", HOT))
+    feed._forget_oldest(4)
+    assert feed.start_lt == 4 and "m3" not in feed.by_in_msg and "m4" in feed.by_in_msg
+
+
+async def test_non_bounceable_ton_is_final_when_sent_bounceable_waits_for_the_payee() -> None:
+    chain = FakeChain()
+
+    async def lookup(m: Msg) -> Tx | None:
+        return await chain.tx_by_in_message(m.hash)
+
+    sent = msg("out1", PAYEE, 10**9, bounce=False, fwd_fee=700)
+    outcome = await follow_ton(sent, HOT, lookup)
+    assert (outcome.status, outcome.fee, chain.by_message) == ("confirmed", 700, [])
+    risky = msg("out2", PAYEE, 10**9, bounce=True, fwd_fee=700)
+    assert (await follow_ton(risky, HOT, lookup)).status == "pending"
+    back = msg("b2", HOT, 10**9 - 5000, bounced=True)
+    chain.txs = [
+        tx("p2", 10, PAYEE, risky, back),
+        tx("h2", 11, HOT, back, fees=300),
+    ]
+    bounced = await follow_ton(risky, HOT, lookup)
+    assert bounced.status == "bounced" and bounced.fee == 700 + 5000 + 300
+
+
+async def test_a_jetton_payout_is_read_to_the_payees_jetton_wallet_and_its_excess() -> None:
+    from tonrail.rails.ton.chain_view import EXCESSES_OP, JETTON_INTERNAL_TRANSFER_OP
+
+    chain = FakeChain()
+    theirs_addr = "0:" + "DD" * 32
+    out = msg("j1", OURS, 50_000_000, fwd_fee=1_000)
+    internal = msg("i1", theirs_addr, 40_000_000, opcode=JETTON_INTERNAL_TRANSFER_OP)
+    excess = msg("e1", HOT, 20_000_000, opcode=EXCESSES_OP)
+    chain.txs = [
+        tx("o1", 10, OURS, out, internal),
+        tx("r1", 11, theirs_addr, internal, excess),
+        tx("x1", 12, HOT, excess, fees=400),
+    ]
+
+    async def lookup(m: Msg) -> Tx | None:
+        return await chain.tx_by_in_message(m.hash)
+
+    outcome = await follow_jetton(out, HOT, lookup)
+    assert outcome.status == "confirmed"
+    assert outcome.fee == 1_000 + 50_000_000 - 20_000_000 + 400
+    assert outcome.trace == {
+        "our_jetton_wallet_tx": "o1",
+        "recipient_jetton_wallet_tx": "r1",
+        "excess_tx": "x1",
+    }
