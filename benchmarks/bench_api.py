@@ -779,7 +779,8 @@ def _budget(configs: list[Config]) -> list[str]:
             f"{cores} cores can do at most **{1000 * cores / total:,.0f} payouts/s** with "
             f"nothing else running ({GOAL_RPS:.0f}/s needs at most "
             f"{1000 * cores / GOAL_RPS:.1f} ms). The framework's floor (GET /v1/noop, same "
-            f"server) is {floor:.2f} ms server + {floor_wrk:.2f} ms wrk per request."
+            f"server) is {floor:.2f} ms server + {floor_wrk:.2f} ms wrk per request: a "
+            f"payout costs the server {server / floor if floor else 0:.1f} times the floor."
         )
     return out
 
@@ -821,8 +822,10 @@ def _verdict(configs: list[Config]) -> list[str]:
         out.append(
             f"- ⚠ {len(disturbed)} PostgreSQL points ran while other processes used "
             f"{CONTENDED:.0f}% of a core or more (see the CPU table): their req/s and "
-            "latencies understate what this code does on a quiet machine; CPU ms per "
-            "payout is the measure that load disturbs least."
+            "latencies understate what this code does on a quiet machine, and so do its CPU "
+            "ms (a contended core runs slower: compare the noop floor with a quiet run); the "
+            "ratio of a payout's CPU to the floor's, measured at the same time, is the figure "
+            "load disturbs least."
         )
     out.extend(_budget(configs))
     for cfg in pg:
