@@ -6,7 +6,7 @@ admin credentials it prints, and saves full-page PNGs of the main pages into doc
 Playwright driving Debian's Chromium (/usr/bin/chromium; Playwright never downloads one).
 
 Knobs (environment): SCREENSHOTS_WARMUP_SECONDS (how long the traffic runs first, default
-300), SCREENSHOTS_TRAFFIC_SECONDS (DEMO_TRAFFIC_SECONDS of the run, default 1),
+420), SCREENSHOTS_TRAFFIC_SECONDS (DEMO_TRAFFIC_SECONDS of the run, default 1),
 SCREENSHOTS_RANGE (the time range of pages that have one, default 1h: the run is young).
 """
 
@@ -28,6 +28,7 @@ OUT = REPO / "docs" / "img"
 TONRAIL = str(Path(sys.executable).parent / "tonrail")
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1440, "height": 900}
+MAX_HEIGHT = 2400  # long pages (the fee decisions, the audit log) are cut here
 _READERS: set[asyncio.Task[None]] = set()  # read the server output: a full pipe blocks it
 CREDENTIALS = re.compile(r"dashboard admin \(shown once\): user (\S+)  password (\S+)")
 
@@ -101,7 +102,9 @@ async def _shoot(page: Any, base: str, path: str, name: str) -> Path:
     await page.goto(base + path)
     await _settled(page)
     target = OUT / f"{name}.png"
-    await page.screenshot(path=str(target), full_page=True)
+    height = await page.evaluate("() => document.documentElement.scrollHeight")
+    clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": min(int(height), MAX_HEIGHT)}
+    await page.screenshot(path=str(target), full_page=True, clip=clip)
     print(f"screenshots: {target.relative_to(REPO)}  <- {path}", flush=True)
     return target
 
@@ -150,7 +153,7 @@ async def take(base: str, username: str, password: str, range_: str) -> list[Pat
 
 
 async def main() -> int:
-    warmup = float(os.environ.get("SCREENSHOTS_WARMUP_SECONDS", "300"))
+    warmup = float(os.environ.get("SCREENSHOTS_WARMUP_SECONDS", "420"))
     range_ = os.environ.get("SCREENSHOTS_RANGE", "1h")
     with tempfile.TemporaryDirectory(prefix="tonrail-screenshots-") as tmp:
         port = _free_port()
