@@ -9,9 +9,10 @@ from fastapi.responses import HTMLResponse, Response
 
 from tonrail import clock
 from tonrail.dashboard.deps import db_of, require, settings_of
-from tonrail.dashboard.pages.fees import problem, shared_figures
+from tonrail.dashboard.pages.fees import problem
 from tonrail.dashboard.queries import backup as q
 from tonrail.dashboard.queries.fees import ParamInvalid, Range, parse_choice, parse_range
+from tonrail.dashboard.shared import shared_figures
 from tonrail.dashboard.templating import render
 from tonrail.rails.registry import configured_backup_rails, routing_policy
 from tonrail.security.admins import Admin

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from tonrail import clock
 from tonrail.dashboard.deps import db_of, is_htmx, require
 from tonrail.dashboard.queries import errors as queries
+from tonrail.dashboard.shared import shared_figures
 from tonrail.dashboard.templating import render
 from tonrail.security.admins import Admin
 
@@ -51,11 +52,7 @@ def chart_config(report: queries.ErrorsReport) -> dict[str, Any]:
 
 def report_cache(request: Request) -> queries.ReportCache:
     """One cache of reports per app (so per process and per database)."""
-    cache = getattr(request.app.state, "errors_report_cache", None)
-    if not isinstance(cache, queries.ReportCache):
-        cache = queries.ReportCache()
-        request.app.state.errors_report_cache = cache
-    return cache
+    return queries.ReportCache(shared_figures(request))
 
 
 @router.get("/dashboard/errors", response_class=HTMLResponse)

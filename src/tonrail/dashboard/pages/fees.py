@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from tonrail import clock
 from tonrail.dashboard.deps import db_of, is_htmx, require, settings_of
 from tonrail.dashboard.queries import fees as q
+from tonrail.dashboard.shared import shared_figures
 from tonrail.dashboard.templating import render
 from tonrail.fees.service import fees_status
 from tonrail.security.admins import Admin
@@ -28,15 +29,6 @@ def problem(request: Request, exc: q.ParamInvalid, page_ctx: dict[str, Any]) -> 
         response.headers["HX-Reswap"] = "innerHTML"
         return response
     return render(request, "problem_page.html", ctx, status_code=400)
-
-
-def shared_figures(request: Request) -> q.SharedFigures:
-    """One cache of range figures per app (so per process and per database)."""
-    cache = getattr(request.app.state, "dashboard_range_figures", None)
-    if not isinstance(cache, q.SharedFigures):
-        cache = q.SharedFigures()
-        request.app.state.dashboard_range_figures = cache
-    return cache
 
 
 async def live_context(request: Request, r: q.Range) -> dict[str, Any]:

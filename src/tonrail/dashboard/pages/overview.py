@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from tonrail.dashboard.deps import db_of, is_htmx, require, settings_of
 from tonrail.dashboard.queries import overview as q
+from tonrail.dashboard.shared import shared_figures
 from tonrail.dashboard.templating import render
 from tonrail.errors import UnknownAsset
 from tonrail.money import decimals_of
@@ -75,11 +76,7 @@ async def _respond(request: Request, range_value: str | None, *, live: bool) -> 
 
 def range_cache(request: Request) -> q.RangeCache:
     """One cache of range figures per app (so per process and per database)."""
-    cache = getattr(request.app.state, "overview_cache", None)
-    if not isinstance(cache, q.RangeCache):
-        cache = q.RangeCache()
-        request.app.state.overview_cache = cache
-    return cache
+    return q.RangeCache(shared_figures(request))
 
 
 def duration(ms: int | None) -> str:

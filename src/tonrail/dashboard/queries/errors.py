@@ -7,7 +7,6 @@ counts once, and a payout whose attempts already failed is not counted a second 
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tonrail.dashboard.shared import SharedFigures
 from tonrail.db import Database
 from tonrail.monitoring.lockouts import active as active_lockouts
 from tonrail.monitoring.snapshot import counterparty_key
@@ -316,28 +316,17 @@ def _aware(value: Any) -> datetime | None:
 
 class ReportCache:
     """The report of each range, reused while younger than CACHE_SECONDS by the service
-    clock; concurrent requests for a stale range wait for one computation."""
+    clock (the dashboard's one SharedFigures cache)."""
 
-    def __init__(self) -> None:
-        self._reports: dict[str, ErrorsReport] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def _fresh(self, range_name: str, now: datetime) -> ErrorsReport | None:
-        found = self._reports.get(range_name)
-        if found is None:
-            return None
-        age = (now - found.until).total_seconds()
-        return found if 0 <= age < CACHE_SECONDS[range_name] else None
+    def __init__(self, shared: SharedFigures | None = None) -> None:
+        self._shared = shared or SharedFigures()
 
     async def report(self, db: Database, range_name: str, now: datetime) -> ErrorsReport:
-        cached = self._fresh(range_name, now)
-        if cached is not None:
-            return cached
-        async with self._locks.setdefault(range_name, asyncio.Lock()):
-            cached = self._fresh(range_name, now)  # computed while this request waited
-            if cached is not None:
-                return cached
+        async def compute(at: datetime) -> ErrorsReport:
             async with db.transaction() as session:
-                found = await report(session, range_name, now)
-            self._reports[range_name] = found
-            return found
+                return await report(session, range_name, at)
+
+        _, found = await self._shared.get(
+            ("errors", range_name), CACHE_SECONDS[range_name], now, compute
+        )
+        return found

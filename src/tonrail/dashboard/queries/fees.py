@@ -9,8 +9,7 @@ alone at decision time minus the fee it really paid.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -111,41 +110,6 @@ def bucket_starts(r: Range, now: datetime) -> list[int]:
 
 def bucket_label(start: int, r: Range) -> str:
     return datetime.fromtimestamp(start, UTC).strftime(r.label_format)
-
-
-class SharedFigures:
-    """Range figures computed once and shared by every viewer for the range's
-    `cache_seconds` (per process): a 7-day aggregate is not recomputed on every 2 s poll of
-    every open page. Concurrent requests for the same figures wait for one computation."""
-
-    def __init__(self) -> None:
-        self._done: dict[Hashable, tuple[datetime, Any]] = {}
-        self._locks: dict[Hashable, asyncio.Lock] = {}
-
-    def _fresh(self, key: Hashable, ttl: int, now: datetime) -> tuple[datetime, Any] | None:
-        hit = self._done.get(key)
-        if hit is None:
-            return None
-        age = (now - hit[0]).total_seconds()
-        return hit if 0 <= age < ttl else None
-
-    async def get(
-        self,
-        key: Hashable,
-        ttl: int,
-        now: datetime,
-        compute: Callable[[datetime], Awaitable[T]],
-    ) -> tuple[datetime, T]:
-        """(when computed, figures): fresh ones if younger than `ttl` s, else computed at `now`."""
-        hit = self._fresh(key, ttl, now)
-        if hit is None:
-            async with self._locks.setdefault(key, asyncio.Lock()):
-                hit = self._fresh(key, ttl, now)  # computed while this request waited
-                if hit is None:
-                    hit = (now, await compute(now))
-                    self._done[key] = hit
-        at, value = hit
-        return at, value
 
 
 def dialect_of(session: AsyncSession) -> str:

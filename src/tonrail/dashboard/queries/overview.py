@@ -16,7 +16,6 @@ every request.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, literal, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
+from tonrail.dashboard.shared import SharedFigures
 from tonrail.db import Database, UTCDateTime
 from tonrail.errors import InvalidRequest
 from tonrail.fees.models import FeeSample
@@ -666,32 +666,21 @@ async def range_figures(session: AsyncSession, window: Window, dialect: str) -> 
 
 class RangeCache:
     """The figures of each range, reused while younger than the range's `cache_seconds` by
-    the service clock; concurrent requests for a stale range wait for one computation."""
+    the service clock (the dashboard's one SharedFigures cache)."""
 
-    def __init__(self) -> None:
-        self._figures: dict[str, RangeFigures] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def fresh(self, spec: RangeSpec, now: datetime) -> RangeFigures | None:
-        figures = self._figures.get(spec.key)
-        if figures is None:
-            return None
-        age = (now - figures.window.now).total_seconds()
-        return figures if 0 <= age < spec.cache_seconds else None
+    def __init__(self, shared: SharedFigures | None = None) -> None:
+        self._shared = shared or SharedFigures()
 
     async def figures(self, db: Database, spec: RangeSpec, now: datetime) -> RangeFigures:
-        cached = self.fresh(spec, now)
-        if cached is not None:
-            return cached
-        async with self._locks.setdefault(spec.key, asyncio.Lock()):
-            cached = self.fresh(spec, now)  # computed while this request waited
-            if cached is not None:
-                return cached
-            window = Window.ending(spec, now)
+        async def compute(at: datetime) -> RangeFigures:
+            window = Window.ending(spec, at)
             async with db.transaction() as session:
-                figures = await range_figures(session, window, db.dialect)
-            self._figures[spec.key] = figures
-            return figures
+                return await range_figures(session, window, db.dialect)
+
+        _, figures = await self._shared.get(
+            ("overview", spec.key), spec.cache_seconds, now, compute
+        )
+        return figures
 
 
 async def overview(
