@@ -332,6 +332,8 @@ async def write_at_once(
     SQLite (no data-modifying CTEs): one SELECT for the refusals, then the statements in
     order, inside the connection's transaction.
     """
+    if not writes:
+        raise ValueError("an atomic write needs at least one write")
     refusal_keys = tuple(r.key for r in refuse_if)
     params = _params(refuse_if, "r")
     if conn.dialect.name == "postgresql":
