@@ -35,7 +35,14 @@ async def live_context(request: Request, r: q.Range) -> dict[str, Any]:
     """Everything the live part of the page shows: status tiles and the chart data."""
     settings = settings_of(request)
     db = db_of(request)
-    status = await fees_status(db, settings, None)
+    # The status is shared by every viewer for one polling interval: N open pages polling
+    # every 2 s cost one status read per interval, not N.
+    _, status = await shared_figures(request).get(
+        ("fees", "status"),
+        max(1, settings.dashboard_refresh_seconds),
+        clock.now(),
+        lambda _now: fees_status(db, settings, None),
+    )
     at, figures = await shared_figures(request).get(
         ("fees", r.key), r.cache_seconds, clock.now(), lambda now: q.fee_figures(db, r, now)
     )
