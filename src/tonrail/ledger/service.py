@@ -64,6 +64,19 @@ async def post(
     return str(entry["id"])
 
 
+async def post_many(
+    session: AsyncSession, entries: Sequence[tuple[str, Sequence[Line], str | None]]
+) -> list[str]:
+    """`post` for many entries (kind, lines, payment id) in two statements (the entries, then
+    every line); all are checked before anything is written. Returns the entry ids."""
+    built = [_entry_rows(kind, lines, payment_id) for kind, lines, payment_id in entries]
+    if not built:
+        return []
+    await session.execute(insert(JOURNAL_ENTRIES), [entry for entry, _ in built])
+    await session.execute(insert(LEDGER_LINES), [row for _, rows in built for row in rows])
+    return [str(entry["id"]) for entry, _ in built]
+
+
 async def balance(session: AsyncSession, account: str, asset: str) -> int:
     stmt = select(func.coalesce(func.sum(LedgerLine.amount), 0)).where(
         LedgerLine.account == account, LedgerLine.asset == asset

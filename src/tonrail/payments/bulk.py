@@ -13,9 +13,12 @@ are checked against the same tables (`payments/states.py`) as the one-at-a-time 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from tonrail import clock
+from tonrail.db import Database
 from tonrail.errors import Conflict, IdempotencyConflict, InvalidRequest, TonrailError
 from tonrail.events.service import emit
 from tonrail.ids import new_id
 from tonrail.ledger import rules as books
-from tonrail.ledger.service import post
+from tonrail.ledger.service import post_many
 from tonrail.limits.models import DailyVolume
 from tonrail.limits.rules import check_amount, needs_approval
 from tonrail.limits.service import reserve_daily_volume
@@ -235,6 +239,7 @@ class BulkPayouts:
             bodies: list[dict[str, Any]] = []
             replayed: list[int] = []
             fresh: list[_Item] = []
+            entries: list[tuple[str, list[books.Line], str | None]] = []
             for item in items:
                 record = known.get(item.key) if item.key is not None else None
                 if record is not None:
@@ -264,11 +269,12 @@ class BulkPayouts:
                     updated_at=now,
                 )
                 session.add(payment)
-                await post(
-                    session,
-                    "payout.reserved",
-                    books.payout_reserved(account, req.asset, item.amount),
-                    payment.id,
+                entries.append(
+                    (
+                        "payout.reserved",
+                        books.payout_reserved(account, req.asset, item.amount),
+                        payment.id,
+                    )
                 )
                 body = PaymentOut.of(payment).model_dump(mode="json")
                 emit(session, "payout.created", account, body, payment.id)
@@ -285,6 +291,7 @@ class BulkPayouts:
                     )
                 bodies.append(body)
                 fresh.append(item)
+            await post_many(session, entries)
             out = PayoutBatchOut(
                 count=len(items),
                 created=len(fresh),
@@ -326,7 +333,7 @@ async def _idempotent(
     concurrent batch with the same request key or item key makes this one replay."""
     for _ in range(3):
         try:
-            async with payments.db.transaction() as session:
+            async with _turn(payments.db), payments.db.transaction() as session:
                 if ikey is not None:
                     record = await idempotency.find(session, ikey)
                     if record is not None:
@@ -340,6 +347,22 @@ async def _idempotent(
         except IntegrityError:
             continue  # an item key or the request key committed concurrently: look again
     raise Conflict("the request raced with another one; retry it", code="concurrent_request")
+
+
+_TURNS: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def _turn(db: Database) -> AsyncIterator[None]:
+    """On SQLite, this process's batches take turns for the write lock first come first
+    served, instead of racing for it in SQLite's busy handler (which is not fair: under a
+    stream of batches one can wait past the busy timeout). PostgreSQL needs no turns."""
+    if db.dialect != "sqlite":
+        yield
+        return
+    lock = _TURNS.setdefault(db, asyncio.Lock())
+    async with lock:
+        yield
 
 
 async def _refuse_locked_destinations(session: AsyncSession, items: Sequence[_Item]) -> None:

@@ -62,6 +62,15 @@ async def test_ton_and_usdt_payouts_confirmed_with_exact_fees(
     # Exactness: what left the hot wallet is the principal plus the fees we booked.
     async with db.transaction() as session:
         fees = (await session.execute(select(TonTransfer.fee))).scalars().all()
+        traces = {
+            asset: trace
+            for asset, trace in (
+                await session.execute(select(TonTransfer.asset, TonTransfer.trace))
+            ).all()
+        }
+        # The USDT payout was settled on the excess its recipient's jetton wallet sent back.
+        assert traces["USDT"]["recipient_jetton_wallet"] and traces["USDT"]["excess_tx"]
+        assert traces["TON"]["delivery"] == "non_bounceable"
         report = await check_books(session)
         assert await balance(session, books.PAYOUTS_PAYABLE, "TON") == 0
         assert await balance(session, books.PAYOUTS_PAYABLE, "USDT") == 0

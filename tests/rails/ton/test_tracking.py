@@ -146,3 +146,64 @@ async def test_a_jetton_payout_is_read_to_the_payees_jetton_wallet_and_its_exces
         "recipient_jetton_wallet_tx": "r1",
         "excess_tx": "x1",
     }
+
+
+def excess_body(query_id: int) -> str:
+    import base64
+
+    from ton_core import begin_cell
+
+    from tonrail.rails.ton.chain_view import EXCESSES_OP
+
+    cell = begin_cell().store_uint(EXCESSES_OP, 32).store_uint(query_id, 64).end_cell()
+    return base64.b64encode(cell.to_boc()).decode()
+
+
+async def test_a_jetton_payout_settles_on_its_excess_from_the_recipients_wallet() -> None:
+    """The recipient's jetton wallet sends the excess only after taking the transfer: the
+    hot wallet's feed, matched by query_id and sender, settles the payout without a read of
+    the recipient's own transaction."""
+    from dataclasses import replace
+
+    from tonrail.rails.ton.chain_view import EXCESSES_OP, JETTON_INTERNAL_TRANSFER_OP
+    from tonrail.rails.ton.outcomes import ASK_RECIPIENT
+
+    theirs_addr = "0:" + "DD" * 32
+    chain = FakeChain()
+    feeds = OwnFeeds(frozenset({HOT, OURS}))
+    out = msg("j1", OURS, 50_000_000, fwd_fee=1_000)
+    internal = replace(
+        msg("i1", theirs_addr, 40_000_000, opcode=JETTON_INTERNAL_TRANSFER_OP),
+        body_b64=excess_body(77),  # the same 64 bits after the opcode: query_id 77
+    )
+    excess = replace(
+        msg("e1", HOT, 20_000_000, opcode=EXCESSES_OP),
+        source=theirs_addr,
+        body_b64=excess_body(77),
+    )
+    forged = replace(excess, hash="e2", source="0:" + "EE" * 32)  # same query_id, wrong sender
+    chain.txs = [
+        tx("o1", 10, OURS, out, internal),
+        tx("x0", 11, HOT, forged, fees=1),
+        tx("x1", 12, HOT, excess, fees=400),
+    ]
+
+    async def lookup(m: Msg) -> Tx | None:
+        if feeds.covers(m.destination):
+            return await feeds.find(chain, str(m.destination), m.hash, 5)
+        return await chain.tx_by_in_message(m.hash)
+
+    async def find_excess(i: Msg, ours: Tx) -> tuple[Msg, Tx] | str | None:
+        from tonrail.rails.ton.chain_view import query_id_of
+
+        query_id = query_id_of(i)
+        assert query_id == 77
+        took = await feeds.find_excess(chain, HOT, query_id, i.destination, 5)
+        return (took.in_msg, took) if took is not None and took.in_msg else ASK_RECIPIENT
+
+    outcome = await follow_jetton(out, HOT, lookup, find_excess)
+    assert outcome.status == "confirmed"
+    assert outcome.fee == 1_000 + 50_000_000 - 20_000_000 + 400
+    assert outcome.trace["excess_tx"] == "x1"
+    assert chain.by_message == []  # two listings, no per-message read
+    assert {a for a, _ in chain.listed} == {HOT, OURS}

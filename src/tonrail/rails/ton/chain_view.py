@@ -81,7 +81,8 @@ def msg_of(m: V3Message) -> Msg:
         # toncenter v3 may give opcodes as signed int32 (0xd53276db is -718108709).
         opcode=m.opcode & 0xFFFFFFFF if m.opcode is not None else None,
         bounced=bool(m.bounced),
-        body_hash=_body_hash(m.body),
+        # The indexer gives the body's hash; computing it means parsing the BOC.
+        body_hash=to_hex(m.body_hash) if m.body_hash else _body_hash(m.body),
         body_b64=m.body,
         comment=m.comment,
         bounce=m.bounce is not False,
@@ -99,6 +100,21 @@ def tx_of(t: V3Transaction) -> Tx:
         in_msg=msg_of(t.in_msg) if t.in_msg is not None else None,
         out_msgs=tuple(msg_of(m) for m in t.out_msgs),
     )
+
+
+def query_id_of(m: Msg) -> int | None:
+    """The query_id of a TEP-74 message (transfer, internal_transfer, excesses: the 64 bits
+    after the opcode), or None for a body without one."""
+    if not m.body_b64:
+        return None
+    try:
+        body = Cell.one_from_boc(base64.b64decode(m.body_b64)).begin_parse()
+        if body.remaining_bits < 96:
+            return None
+        body.skip_bits(32)
+        return int(body.load_uint(64))
+    except Exception:
+        return None
 
 
 def same_address(a: str | None, b: str | None) -> bool:

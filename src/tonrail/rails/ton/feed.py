@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from tonrail.rails.ton.api import TonApi
-from tonrail.rails.ton.chain_view import Tx
+from tonrail.rails.ton.chain_view import EXCESSES_OP, Tx, query_id_of, same_address
 
 PAGE = 256  # transactions per listing request
 MAX_PAGES = 16  # per refresh; the rest on the next one
@@ -39,6 +39,7 @@ class AccountFeed:
     start_lt: int  # the feed holds every transaction of the account with lt > start_lt ...
     cursor_lt: int  # ... up to this one (the last listed)
     by_in_msg: dict[str, Tx] = field(default_factory=dict)
+    by_excess: dict[int, Tx] = field(default_factory=dict)  # excesses taken in, by query_id
     refreshed_at: float = 0.0
     listings: int = 0  # listing requests made (for tests and benchmarks)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -56,9 +57,35 @@ class AccountFeed:
                 await self._refresh(api)
         return self.by_in_msg.get(msg_hash)
 
+    async def find_excess(
+        self, api: TonApi, query_id: int, source: str | None, created_after_lt: int
+    ) -> Tx | None:
+        """The transaction that took in an excess (TEP-74) with `query_id` from `source`, or
+        None while none came; NotCovered when the feed cannot tell."""
+        tx = self._excess(query_id, source)
+        if tx is not None:
+            return tx
+        async with self.lock:
+            if created_after_lt < self.start_lt and not await self._backfill(api, created_after_lt):
+                raise NotCovered(str(query_id))
+            if time.monotonic() - self.refreshed_at >= REFRESH_EVERY_S:
+                await self._refresh(api)
+        return self._excess(query_id, source)
+
+    def _excess(self, query_id: int, source: str | None) -> Tx | None:
+        tx = self.by_excess.get(query_id)
+        if tx is None or tx.in_msg is None or not same_address(tx.in_msg.source, source):
+            return None
+        return tx
+
     def _keep(self, tx: Tx) -> None:
-        if tx.in_msg is not None:
-            self.by_in_msg[tx.in_msg.hash] = tx
+        if tx.in_msg is None:
+            return
+        self.by_in_msg[tx.in_msg.hash] = tx
+        if tx.in_msg.opcode == EXCESSES_OP and not tx.aborted:
+            query_id = query_id_of(tx.in_msg)
+            if query_id is not None:
+                self.by_excess[query_id] = tx
 
     async def _refresh(self, api: TonApi) -> None:
         """List what is new since the cursor."""
@@ -98,6 +125,7 @@ class AccountFeed:
         for msg_hash, tx in oldest:
             del self.by_in_msg[msg_hash]
             self.start_lt = max(self.start_lt, tx.lt)
+        self.by_excess = {q: t for q, t in self.by_excess.items() if t.lt > self.start_lt}
 
 
 @dataclass
@@ -114,8 +142,18 @@ class OwnFeeds:
         self, api: TonApi, account: str, msg_hash: str, created_after_lt: int
     ) -> Tx | None:
         """`AccountFeed.find` on the feed of `account` (started here on first use)."""
+        return await self._feed(account, created_after_lt).find(api, msg_hash, created_after_lt)
+
+    async def find_excess(
+        self, api: TonApi, account: str, query_id: int, source: str | None, created_after_lt: int
+    ) -> Tx | None:
+        """`AccountFeed.find_excess` on the feed of `account`."""
+        feed = self._feed(account, created_after_lt)
+        return await feed.find_excess(api, query_id, source, created_after_lt)
+
+    def _feed(self, account: str, created_after_lt: int) -> AccountFeed:
         key = account.upper()
         feed = self.feeds.get(key)
         if feed is None:
             feed = self.feeds[key] = AccountFeed(key, created_after_lt, created_after_lt)
-        return await feed.find(api, msg_hash, created_after_lt)
+        return feed

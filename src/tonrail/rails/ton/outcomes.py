@@ -23,6 +23,11 @@ from tonrail.rails.ton.chain_view import (
 )
 
 Lookup = Callable[[Msg], Awaitable[Tx | None]]
+# For a jetton internal transfer (and the transaction of our jetton wallet that sent it): the
+# excess the recipient's jetton wallet returned to us and the transaction that took it in;
+# None while it has not come; ASK_RECIPIENT to read the recipient's transaction instead.
+ExcessFinder = Callable[[Msg, Tx], Awaitable["tuple[Msg, Tx] | str | None"]]
+ASK_RECIPIENT = "ask_recipient"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +69,16 @@ async def _bounced_back(
     return Outcome("bounced", fee=out.fwd_fee + lost, reason=reason, trace=trace)
 
 
-async def follow_jetton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
-    """A jetton payout: confirmed when the payee's jetton wallet took the internal transfer."""
+async def follow_jetton(
+    out: Msg, hot_wallet: str, lookup: Lookup, find_excess: ExcessFinder | None = None
+) -> Outcome:
+    """A jetton payout: confirmed when the payee's jetton wallet took the internal transfer.
+
+    That wallet answers a transfer it accepted with an excess to our hot wallet carrying the
+    transfer's query_id (TEP-74), and only then: its compute phase must succeed for the
+    message to leave. So with `find_excess`, the excess that came back from the address our
+    jetton wallet sent the transfer to settles the payout without reading the recipient's
+    own transaction; a transfer that found no excess is read the long way."""
     ours = await lookup(out)
     if ours is None:
         return Outcome("pending")
@@ -90,6 +103,19 @@ async def follow_jetton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
             reason="no internal transfer left our jetton wallet",
             trace=trace,
         )
+    if find_excess is not None:
+        found = await find_excess(internal, ours)
+        if found is None:
+            return Outcome("pending", trace=trace)
+        if isinstance(found, tuple):
+            returned, took = found
+            trace["recipient_jetton_wallet"] = str(internal.destination)
+            trace["excess_tx"] = took.hash
+            return Outcome(
+                "confirmed",
+                fee=out.fwd_fee + out.value - returned.value + took.total_fees,
+                trace=trace,
+            )
     theirs = await lookup(internal)
     if theirs is None:
         return Outcome("pending", trace=trace)

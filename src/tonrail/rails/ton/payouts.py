@@ -48,7 +48,7 @@ from tonrail.ids import new_id
 from tonrail.kit.claims import claim, release
 from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
-from tonrail.ledger.service import post
+from tonrail.ledger.service import post, post_many
 from tonrail.monitoring import signals
 from tonrail.payments.attempts import move_attempt, payment_view
 from tonrail.payments.bulk import AttemptMove, move_attempts, move_payments, start_attempts
@@ -65,7 +65,7 @@ from tonrail.rails.router import (
     choose_rail,
 )
 from tonrail.rails.ton.api import TonApi, jetton_balance
-from tonrail.rails.ton.chain_view import Msg, Tx, raw, same_address
+from tonrail.rails.ton.chain_view import Msg, Tx, query_id_of, raw, same_address
 from tonrail.rails.ton.feed import NotCovered, OwnFeeds
 from tonrail.rails.ton.highload import (
     HighloadWallet,
@@ -77,6 +77,8 @@ from tonrail.rails.ton.highload import (
 )
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
 from tonrail.rails.ton.outcomes import (
+    ASK_RECIPIENT,
+    ExcessFinder,
     Lookup,
     Outcome,
     follow_jetton,
@@ -127,6 +129,8 @@ class TonRailContext:
     db_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     # our own accounts (hot wallet, USDT jetton wallet) read as feeds: feed.py
     own_feeds: OwnFeeds | None = None
+    # request id -> internal transfer hash -> since when its excess is awaited (monotonic)
+    excess_waits: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def feeds(self) -> OwnFeeds:
         if self.own_feeds is None:
@@ -199,16 +203,36 @@ def _out_transfer(
     )
 
 
-async def assemble(ctx: TonRailContext, *, deploy: bool) -> str | None:
+@dataclass(frozen=True)
+class RoundInputs:
+    """What `assemble` reads before its transaction; one read serves a whole loop turn (the
+    funds check subtracts what requests signed since then will take, in the transaction)."""
+
+    quoter: TonQuoter
+    chain: dict[str, int]
+    conditions: FeeConditions | None
+
+
+async def round_inputs(ctx: TonRailContext) -> RoundInputs:
+    return RoundInputs(
+        TonQuoter(await recent_fees(ctx.db), ctx.jetton_wallet is not None),
+        await chain_balances(ctx),
+        await load_conditions(ctx.db, ctx.settings) if ctx.fee_optimizer else None,
+    )
+
+
+async def assemble(
+    ctx: TonRailContext, *, deploy: bool, inputs: RoundInputs | None = None
+) -> str | None:
     """Claim queued payouts and turn them into one stored, signed request; returns its id.
 
     One transaction, a few statements whatever the batch size: the claim, the optimizer's
     decisions (one upsert), routing and timing (one UPDATE per distinct value), the moves
     to `processing`, the attempts, the request and its transfers (bulk inserts)."""
     now = clock.now()
-    quoter = TonQuoter(await recent_fees(ctx.db), ctx.jetton_wallet is not None)
-    chain = await chain_balances(ctx)
-    conditions = await load_conditions(ctx.db, ctx.settings) if ctx.fee_optimizer else None
+    if inputs is None:
+        inputs = await round_inputs(ctx)
+    quoter, chain, conditions = inputs.quoter, inputs.chain, inputs.conditions
     async with _transaction(ctx) as session:
         claimed = await claim(
             session,
@@ -463,7 +487,9 @@ async def _route(
 
 
 TRACK_CONCURRENCY = 8  # requests followed at once
-ASSEMBLE_PER_ROUND = 8  # requests a round may sign
+ASSEMBLE_PER_ROUND = 8  # requests signed at a time
+ASSEMBLE_EVERY_S = 0.2  # while tracking waits on the chain, payouts keep going out
+EXCESS_PATIENCE_S = 10.0  # a jetton transfer without an excess by then: read the recipient
 FEE_RESERVE_NANOTON = 20_000_000  # kept back per transfer for fees when checking funds
 
 
@@ -645,22 +671,44 @@ async def batch_ready(ctx: TonRailContext) -> bool:
 
 
 async def payout_round(ctx: TonRailContext) -> int:
-    """One turn of the payout loop: assemble (unless paused), send, track."""
+    """One turn of the payout loop: track the open requests and, while that waits on the
+    chain, assemble and send (unless paused) every ASSEMBLE_EVERY_S."""
+    tracking = asyncio.create_task(track_open(ctx))
+    handled = 0
+    try:
+        while True:
+            handled += await _assemble_and_send(ctx)
+            if tracking.done():
+                break
+            await asyncio.wait({tracking}, timeout=ASSEMBLE_EVERY_S)
+            if tracking.done():
+                break
+    except Exception:
+        await asyncio.gather(tracking, return_exceptions=True)  # let it finish its reads
+        raise
+    return handled + await tracking
+
+
+async def _assemble_and_send(ctx: TonRailContext) -> int:
     async with _transaction(ctx) as session:
         paused = await is_on(session, "payments_paused")
+    if paused:
+        return 0
     handled = 0
-    if not paused:
-        # Several requests a round when payouts pile up, so tracking never starves sending.
-        for _ in range(ASSEMBLE_PER_ROUND):
-            if not await batch_ready(ctx):
-                break
+    # Several requests at a time when payouts pile up.
+    inputs: RoundInputs | None = None
+    deploy = False
+    for _ in range(ASSEMBLE_PER_ROUND):
+        if not await batch_ready(ctx):
+            break
+        if inputs is None:
             state, _ = await ctx.api.account_state(ctx.wallet.address.to_str())
-            if not await assemble(ctx, deploy=state != "active"):
-                break
-            handled += 1
-        handled += await send_due(ctx)
-    handled += await track_open(ctx)
-    return handled
+            deploy = state != "active"
+            inputs = await round_inputs(ctx)
+        if not await assemble(ctx, deploy=deploy, inputs=inputs):
+            break
+        handled += 1
+    return handled + await send_due(ctx)
 
 
 # ------------------------------------------------------------------------------- send
@@ -747,6 +795,7 @@ async def track_open(ctx: TonRailContext) -> int:
     # What another worker finished or took over is no longer ours to remember.
     for request_id in set(ctx.found) - set(resting) - {r.id for r in open_requests}:
         del ctx.found[request_id]
+        ctx.excess_waits.pop(request_id, None)
     if not open_requests:
         return 0
     pause = ctx.settings.ton_track_pause_ms / 1000
@@ -758,6 +807,7 @@ async def track_open(ctx: TonRailContext) -> int:
         if done:
             ctx.track_after.pop(request_id, None)
             ctx.found.pop(request_id, None)
+            ctx.excess_waits.pop(request_id, None)
         else:
             ctx.track_after[request_id] = time.monotonic() + pause
         return done
@@ -822,6 +872,30 @@ def _lookup(ctx: TonRailContext, request_id: str, after_lt: int) -> Lookup:
         return tx
 
     return lookup
+
+
+def _excess_finder(ctx: TonRailContext, request_id: str, after_lt: int) -> ExcessFinder:
+    """The excess of a jetton transfer from the hot wallet's feed, by query_id and sender;
+    after EXCESS_PATIENCE_S without one, the recipient's transaction is read instead."""
+    feeds = ctx.feeds()
+    waits = ctx.excess_waits.setdefault(request_id, {})
+
+    async def find(internal: Msg, ours: Tx) -> tuple[Msg, Tx] | str | None:
+        query_id = query_id_of(internal)
+        if query_id is None:
+            return ASK_RECIPIENT
+        try:
+            took = await feeds.find_excess(
+                ctx.api, ctx.wallet_raw, query_id, internal.destination, after_lt
+            )
+        except NotCovered:
+            return ASK_RECIPIENT
+        if took is not None and took.in_msg is not None:
+            return took.in_msg, took
+        since = waits.setdefault(internal.hash, time.monotonic())
+        return ASK_RECIPIENT if time.monotonic() - since > EXCESS_PATIENCE_S else None
+
+    return find
 
 
 async def track_request(ctx: TonRailContext, request_id: str) -> bool:
@@ -950,11 +1024,14 @@ async def _settle(
     outcomes: dict[str, Outcome] = {}
     by_hash = {m.hash: m for m in out_msgs}
     lookups = ctx.follow_slots
+    excesses = _excess_finder(ctx, request_id, ext.lt)
 
     async def follow_one(attempt_id: str, asset: str, msg: Msg) -> None:
-        follow = follow_ton if asset == "TON" else follow_jetton
         async with lookups:
-            outcomes[attempt_id] = await follow(msg, ctx.wallet_raw, lookup)
+            if asset == "TON":
+                outcomes[attempt_id] = await follow_ton(msg, ctx.wallet_raw, lookup)
+            else:
+                outcomes[attempt_id] = await follow_jetton(msg, ctx.wallet_raw, lookup, excesses)
 
     jobs = []
     for attempt_id, asset, out_hash, trace in pending_transfers:
@@ -1056,6 +1133,7 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
         confirmed_payments: list[Payment] = []
         confirmed_rows: list[dict[str, Any]] = []
         confirmed_outcomes: list[Confirmed] = []
+        entries: list[tuple[str, list[books.Line], str | None]] = []
         for t, share in zip(transfers, shares, strict=True):
             attempt = attempts[t.attempt_id]
             payment = payments[t.payment_id]
@@ -1083,11 +1161,14 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
                         },
                     )
                 )
-                await post(
-                    session,
-                    "payout.sent",
-                    books.payout_sent(payment.asset, payment.amount, fee, "TON", books.HOT_WALLET),
-                    payment.id,
+                entries.append(
+                    (
+                        "payout.sent",
+                        books.payout_sent(
+                            payment.asset, payment.amount, fee, "TON", books.HOT_WALLET
+                        ),
+                        payment.id,
+                    )
                 )
                 confirmed_payments.append(payment)
                 confirmed_outcomes.append(Confirmed(payment.id, fee, payment.created_at, now))
@@ -1130,6 +1211,7 @@ async def _finalize(ctx: TonRailContext, request_id: str, outcomes: dict[str, Ou
                 )
             await record_outcome(session, payment.id, "failed", fee_paid=fee)
             await _retry_or_fail(ctx, session, payment, code, reason)
+        await post_many(session, entries)
         await move_attempts(session, confirmed_moves)
         await move_payments(
             ctx.payments, session, confirmed_payments, "succeeded", actor="system:ton"

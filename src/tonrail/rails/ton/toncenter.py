@@ -229,6 +229,7 @@ class V3Message:
     bounced: bool | None
     body: str | None  # message_content.body, base64 BOC
     comment: str | None  # message_content.decoded.comment for text comments
+    body_hash: str | None = None  # message_content.hash: the body cell's hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,10 +395,11 @@ def parse_fees(v: Any) -> Fees:
 def parse_v3_message(v: Any) -> V3Message:
     o = _obj(v, "message")
     content = o.get("message_content")
-    body = comment = None
+    body = comment = body_hash = None
     if content is not None:
         c = _obj(content, "message_content")
         body = _opt_str(c.get("body"), "body")
+        body_hash = _opt_str(c.get("hash"), "hash")
         decoded = c.get("decoded")
         if isinstance(decoded, dict) and decoded.get("type") == "text_comment":
             comment = _opt_str(decoded.get("comment"), "comment")
@@ -415,6 +417,7 @@ def parse_v3_message(v: Any) -> V3Message:
         bounced=_opt_bool(o.get("bounced"), "bounced"),
         body=body,
         comment=comment,
+        body_hash=body_hash,
     )
 
 
