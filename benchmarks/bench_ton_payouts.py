@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -191,6 +192,7 @@ def _base_env(scratch: Path) -> dict[str, str]:
         ENVIRONMENT="production",
         LOG_LEVEL="WARNING",
         BOOTSTRAP_DEMO="false",
+        JWT_SECRET=secrets.token_urlsafe(32),  # production refuses the development one
     )
     return env
 
@@ -344,6 +346,7 @@ class Run:
     principal_ton: int = 0
     error: str | None = None
     phased: bool = False  # the worker started only after the last POST
+    post_batch: int = 1  # payouts per POST: 1 = POST /v1/payouts, more = /v1/payouts/batch
     ids: dict[int, str] = field(default_factory=dict)  # workload index -> payment id
     fee_of: dict[str, tuple[str, int]] = field(default_factory=dict)  # payment -> asset, fee
 
@@ -363,40 +366,54 @@ class Run:
 async def _post_all(
     base: str, secret: str, items: list[dict[str, str]], run: Run
 ) -> tuple[datetime, float]:
-    """POST every payout with CONNECTIONS in flight; returns (wall start, monotonic start)."""
+    """POST every payout with CONNECTIONS in flight, one a request (`POST /v1/payouts`) or
+    `run.post_batch` a request (`POST /v1/payouts/batch`, each item with its own key);
+    returns (wall start, monotonic start)."""
     import aiohttp
 
-    queue: asyncio.Queue[tuple[int, dict[str, str]]] = asyncio.Queue()
-    for i, item in enumerate(items):
-        queue.put_nowait((i, item))
+    size = max(1, run.post_batch)
+    chunks = [list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)]
+    queue: asyncio.Queue[list[int]] = asyncio.Queue()
+    for chunk in chunks:
+        queue.put_nowait(chunk)
     headers = {"Authorization": f"Bearer {secret}"}
     nonce = f"{run.label}-{os.getpid()}-{time.time_ns()}"
     errors: list[str] = []
 
+    def request(chunk: list[int]) -> tuple[str, Any]:
+        if run.post_batch <= 1:
+            return "/v1/payouts", items[chunk[0]]
+        keyed = [{**items[i], "idempotency_key": f"{nonce}-{i}"} for i in chunk]
+        return "/v1/payouts/batch", {"payouts": keyed}
+
     async def sender(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
-            i, item = queue.get_nowait()
+            chunk = queue.get_nowait()
+            path, body = request(chunk)
             for attempt in range(5):
                 async with session.post(
-                    f"{base}/v1/payouts",
-                    json=item,
-                    headers={**headers, "Idempotency-Key": f"{nonce}-{i}"},
+                    f"{base}{path}",
+                    json=body,
+                    headers={**headers, "Idempotency-Key": f"{nonce}-{chunk[0]}"},
                 ) as r:
                     if r.status in (200, 201):
-                        run.ids[i] = (await r.json())["id"]
+                        answer = await r.json()
+                        payouts = answer["data"] if run.post_batch > 1 else [answer]
+                        for i, payout in zip(chunk, payouts, strict=True):
+                            run.ids[i] = payout["id"]
                         break
-                    body = await r.text()
+                    text = await r.text()
                     if r.status >= 500 or r.status == 429:
                         await asyncio.sleep(0.05 * (attempt + 1))  # same key: safe to retry
                         continue
-                    errors.append(f"{r.status} {body[:200]}")
+                    errors.extend(f"{r.status} {text[:200]}" for _ in chunk)
                     break
             else:
-                errors.append(f"gave up after 5 attempts: {r.status}")
+                errors.extend(f"gave up after 5 attempts: {r.status}" for _ in chunk)
 
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+        connector=connector, timeout=aiohttp.ClientTimeout(total=120)
     ) as session:
         wall = datetime.now(UTC)
         start = time.monotonic()
@@ -404,7 +421,7 @@ async def _post_all(
         run.create_s = time.monotonic() - start
     run.post_errors = len(errors)
     if errors:
-        print(f"  {run.label}: {len(errors)} POSTs refused, e.g. {errors[0]}", file=sys.stderr)
+        print(f"  {run.label}: {len(errors)} payouts refused, e.g. {errors[0]}", file=sys.stderr)
     return wall, start
 
 
@@ -473,6 +490,7 @@ async def _run(
     profile: Path | None,
     backend: str,
     phased: bool,
+    post_batch: int,
 ) -> Run:
     from nacl.signing import SigningKey
 
@@ -481,7 +499,14 @@ async def _run(
     from tonrail.rails.ton.keys import PassphraseKek, seal, write_envelope
 
     items = workload(n)
-    run = Run(label=label, batch_max=batch_max, payouts=n, timeout_s=limit_s, phased=phased)
+    run = Run(
+        label=label,
+        batch_max=batch_max,
+        payouts=n,
+        timeout_s=limit_s,
+        phased=phased,
+        post_batch=post_batch,
+    )
     run.ton = sum(1 for i in items if i["asset"] == "TON")
     run.usdt = n - run.ton
     genesis = Genesis()
@@ -727,6 +752,13 @@ def report(runs: list[Run], block_ms: int, backend: str, elapsed: float, command
             f"| {run.label} | after the last POST ({confirm:.1f} s) "
             f"| {_cpu_cell(run.cpu_confirm, confirm)} |"
         )
+    sizes = {r.post_batch for r in runs}
+    posted = (
+        "one `POST /v1/payouts` each"
+        if sizes == {1}
+        else f"`POST /v1/payouts/batch` with {max(sizes)} payouts per request, each with its "
+        "own idempotency key"
+    )
     phased = any(r.phased for r in runs)
     when = "only after the last POST: `--phased`" if phased else "before the first POST"
     lines = [
@@ -734,7 +766,8 @@ def report(runs: list[Run], block_ms: int, backend: str, elapsed: float, command
         "",
         "Payouts (a fixed seeded mix: 70 % TON of 0.001 to 2 TON, 30 % USDT of 0.01 to 500 "
         f"USDT, to {DESTINATIONS:,} never-deployed addresses) POSTed to the real API "
-        f"(uvicorn, 1 process, {DB_NAMES[backend]}) by {CONNECTIONS} connections, sent and "
+        f"(uvicorn, 1 process, {DB_NAMES[backend]}) by {CONNECTIONS} connections ({posted}), "
+        "sent and "
         "tracked by one real worker process (`tonrail worker --only ton_payouts`, started "
         f"{when}), on the local network (its own process, real TVM, blocks "
         f"every {block_ms} ms). All on 127.0.0.1, {os.cpu_count()} CPUs shared by the four "
@@ -824,10 +857,23 @@ def main(argv: list[str] | None = None) -> str:
         default=env("BENCH_TON_BACKEND", "sqlite"),
         help=f"postgresql: a scratch database {PG_DB} on TONRAIL_TEST_POSTGRES_URL's server",
     )
+    parser.add_argument(
+        "--post-batch",
+        type=int,
+        default=int(env("BENCH_TON_POST_BATCH", "250")),
+        help="payouts per POST: 1 = one POST /v1/payouts each; more = POST /v1/payouts/batch",
+    )
     args = parser.parse_args(argv if argv is not None else [])
     started = time.monotonic()
     code = code_state()
-    common = (args.block_ms, args.timeout, args.profile, args.backend, args.phased)
+    common = (
+        args.block_ms,
+        args.timeout,
+        args.profile,
+        args.backend,
+        args.phased,
+        args.post_batch,
+    )
     runs = [asyncio.run(_run("batched", 254, args.payouts, *common))]
     if args.unbatched > 0:
         runs.append(asyncio.run(_run("unbatched", 1, args.unbatched, *common)))
