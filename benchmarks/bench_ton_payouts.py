@@ -758,7 +758,7 @@ def report(runs: list[Run], block_ms: int, backend: str, elapsed: float, command
             f"| {_cpu_cell(run.cpu_confirm, confirm)} |"
         )
     databases = (
-        " for one run, ".join(DB_NAMES[b] for b in ("sqlite", "postgresql"))
+        f"the database each run names: {DB_NAMES['sqlite']} or {DB_NAMES['postgresql']}"
         if backend == "both"
         else DB_NAMES[backend]
     )
