@@ -224,3 +224,32 @@ async def test_a_request_takes_along_every_payout_waiting_for_company(
     assert sorted(carried) == sorted([waiting, urgent])
     final = await rail.run_until_final([waiting, urgent], client, auth)
     assert {p["status"] for p in final.values()} == {"succeeded"}
+
+
+async def test_without_the_optimizer_payouts_go_at_once_with_the_configured_attach(
+    rail: Rail, client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    """`fee_optimizer=False` (the fee benchmark's baselines): no window, no decision."""
+    from dataclasses import replace
+
+    from tonrail.fees.models import FeeDecisionRecord
+
+    slow = rail.ctx.settings.model_copy(update={"fees_window_normal_ms": 30_000})
+    plain = replace(rail.ctx, settings=slow, fee_optimizer=False)
+    ids = [await payout(client, auth, rail, "0.3"), await payout(client, auth, rail, "2", "USDT")]
+    request_id = await assemble(plain, deploy=True)
+    assert request_id is not None  # at once, despite the 30 s window
+    async with db.transaction() as session:
+        values = dict(
+            (
+                await session.execute(
+                    select(TonTransfer.asset, TonTransfer.message_value).where(
+                        TonTransfer.request_id == request_id
+                    )
+                )
+            ).all()
+        )
+        assert (await session.execute(select(FeeDecisionRecord))).first() is None
+    assert values == {"TON": 300_000_000, "USDT": slow.ton_jetton_attach_nanoton}
+    final = await rail.run_until_final(ids, client, auth)
+    assert {p["status"] for p in final.values()} == {"succeeded"}
