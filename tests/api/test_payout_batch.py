@@ -210,3 +210,19 @@ async def test_locked_destination_and_scope_are_checked(
     reader = await make_key(db, "acct_test", "payments:read")
     r = await batch(client, {"Authorization": f"Bearer {reader}"}, [item()])
     assert r.status_code == 403 and r.json()["error"]["code"] == "scope_missing"
+
+
+async def test_concurrent_resends_of_a_keyed_batch_pay_each_item_once(
+    client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    import asyncio
+
+    items = [item("1", idempotency_key="c-1"), item("2", idempotency_key="c-2")]
+    answers = await asyncio.gather(*(batch(client, auth, items) for _ in range(6)))
+    assert [a.status_code for a in answers] == [201] * 6, [a.text for a in answers]
+    ids = {tuple(p["id"] for p in a.json()["data"]) for a in answers}
+    assert len(ids) == 1  # every answer names the same two payouts
+    assert sum(a.json()["created"] for a in answers) == 2
+    async with db.transaction() as session:
+        assert (await session.execute(select(func.count()).select_from(Payment))).scalar() == 2
+        assert await balance(session, books.PAYOUTS_PAYABLE, "USDT") == -3_000_000
