@@ -203,6 +203,14 @@ def attempt_refs(story: AttemptStory) -> list[tuple[str, str, str]]:
         refs.extend(
             (label, str(trace[key]), "tx") for key, label in TON_TRACE_TXS if trace.get(key)
         )
+        if trace.get("recipient_jetton_wallet"):
+            refs.append(
+                ("recipient jetton wallet", str(trace["recipient_jetton_wallet"]), "address")
+            )
+        if trace.get("delivery") == "non_bounceable":
+            refs.append(
+                ("confirmed by", "our wallet's send (non-bounceable: cannot return)", "text")
+            )
         if details.get("reason"):
             refs.append(("routed because", str(details["reason"]), "text"))
         return refs
