@@ -9,7 +9,9 @@ Knobs (environment): BENCH_API_SECONDS (measured seconds per point, default 5),
 BENCH_API_WORKERS (server configurations, default "1,2"), BENCH_API_BACKENDS
 (default "sqlite,postgresql"; PostgreSQL needs TONRAIL_TEST_POSTGRES_URL, whose server gets a
 scratch database `tonrail_bench`, dropped and recreated each run), BENCH_API_RETRIES (how
-often a point disturbed by other processes is re-measured, default 1).
+often a point disturbed by other processes is re-measured, default 1), BENCH_API_BASELINE (a
+git revision whose code is measured back to back with this code, PostgreSQL, 2 workers, 16
+clients; default 3e1be54, the last revision before a payout became one statement; empty skips).
 
 `python -m benchmarks.bench_api` prints the section; the module's `server_app` is the uvicorn
 factory the server processes load.
@@ -55,6 +57,7 @@ QUIET_LIMIT = 20.0
 QUIET_WAIT_SECONDS = 10.0
 CONTENDED = 25.0
 RETRIES = int(os.environ.get("BENCH_API_RETRIES", "1"))
+BASELINE = "3e1be54"  # before issue #2's work on POST /v1/payouts: 12 round trips per payout
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 WRK_LUA = r"""
@@ -474,11 +477,13 @@ def prepare_database(backend: str, scratch: Path) -> str:
 
 
 @contextmanager
-def server(url: str, workers: int, scratch: Path) -> Iterator[tuple[str, int]]:
-    """A uvicorn server process (group) on a free port; yields (base URL, pid)."""
+def server(url: str, workers: int, scratch: Path, root: Path = REPO) -> Iterator[tuple[str, int]]:
+    """A uvicorn server process (group) on a free port running the code in `root`; yields
+    (base URL, pid)."""
     port = free_port()
     env = {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")]),
         "DATABASE_URL": url,
         "DATA_DIR": str(scratch),
         "ENVIRONMENT": "production",
@@ -505,7 +510,7 @@ def server(url: str, workers: int, scratch: Path) -> Iterator[tuple[str, int]]:
     ]
     log = (scratch / f"server-{port}.log").open("w")
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -591,6 +596,73 @@ def measure(
         config.error = f"{type(exc).__name__}: {exc}"
         print(f"  {backend} {config.label}: {config.error}", file=sys.stderr, flush=True)
     return config
+
+
+# ----------------------------------------------------------------------------- baseline
+def _in_tree(root: Path, code: str, *args: str) -> str:
+    """Run `code` with the tonrail of `root` in a fresh interpreter; returns its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{code[:40]}... failed: {done.stderr.strip()[-300:]}")
+    return done.stdout.strip()
+
+
+def compare_with(rev: str, wrk: str, script: Path, seconds: int, scratch: Path) -> list[str]:
+    """Revision `rev` and this code, measured back to back (PostgreSQL, 2 workers, 16 clients)
+    so both see the same machine: its speed drifts between runs more than code changes it."""
+    urls = postgres_urls()
+    if urls is None:
+        return ["- Baseline comparison skipped: TONRAIL_TEST_POSTGRES_URL is not set."]
+    tree = scratch / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev], cwd=REPO, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    rows = [
+        "| code | noop req/s | noop server CPU ms | payouts/s | payout p50 / p99 ms "
+        "| CPU ms per payout: server / PostgreSQL | other processes (noop / payouts) |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for label, root in ((f"`{rev}`", tree), ("this code", REPO)):
+        asyncio.run(_recreate_postgres(urls[0]))
+        url = urls[1]
+        _in_tree(root, "import sys; from tonrail.migrate import upgrade; upgrade(sys.argv[1])", url)
+        secret = _in_tree(
+            root,
+            "import asyncio, sys; from benchmarks.bench_api import _create_key; "
+            "print(asyncio.run(_create_key(sys.argv[1])))",
+            url,
+        ).splitlines()[-1]
+        with server(url, 2, scratch, root) as (base, pid):
+            found: dict[str, Point] = {}
+            for endpoint in ("noop", "payouts"):
+                wait_quiet(QUIET_LIMIT, QUIET_WAIT_SECONDS)
+                run_wrk(wrk, script, base, endpoint, 16, WARMUP_SECONDS, secret, pid)
+                sample = urls[0] if endpoint == "payouts" else None
+                found[endpoint] = run_wrk(
+                    wrk, script, base, endpoint, 16, seconds, secret, pid, sample
+                )
+        noop, pay = found["noop"], found["payouts"]
+        server_ms, pg_ms, _ = _cost(pay)
+        floor_ms, _, _ = _cost(noop)
+        rows.append(
+            f"| {label} | {noop.rps:,.0f}{_mark(noop)} | {floor_ms:.2f} "
+            f"| **{pay.rps:,.0f}**{_mark(pay)} "
+            f"| {_fmt_ms(pay.p50_ms)} / {_fmt_ms(pay.p99_ms)} | {server_ms:.2f} / {pg_ms:.2f} "
+            f"| {noop.cpu['other']:.0f}% / {pay.cpu['other']:.0f}% |"
+        )
+        print(f"  baseline comparison: {label} done", file=sys.stderr, flush=True)
+    return rows
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -866,6 +938,13 @@ def main() -> str:
                 trips.append(round_trips(backend, scratch))
             except Exception as exc:
                 trips.append(f"- **{backend}**: counting failed: {type(exc).__name__}: {exc}")
+        baseline = os.environ.get("BENCH_API_BASELINE", BASELINE).strip()
+        comparison: list[str] = []
+        if baseline:
+            try:
+                comparison = compare_with(baseline, wrk, script, seconds, scratch)
+            except Exception as exc:
+                comparison = [f"- Baseline comparison failed: {type(exc).__name__}: {exc}"]
     if "postgresql" in backends:
         urls = postgres_urls()
         if urls is not None:
@@ -893,6 +972,24 @@ def main() -> str:
         "",
         *_verdict(configs),
         "",
+        *(
+            [
+                f"### Against `{baseline}`, back to back (PostgreSQL, 2 workers, 16 clients)",
+                "",
+                "The machine's speed drifts between runs (a quiet run of the same code can be "
+                "several times faster or slower than the last one), so the comparison that "
+                "counts is the older revision measured minutes apart from this code, on the "
+                "same server, database and load generator, each against a database migrated by "
+                "its own migrations. The noop columns show each revision's framework floor: "
+                "everything the app does around an endpoint (middleware, routing) costs every "
+                "request, payouts included.",
+                "",
+                *comparison,
+                "",
+            ]
+            if comparison
+            else []
+        ),
         "### How it is measured",
         "",
         f"Each point: {WARMUP_SECONDS} s warm-up, then {seconds} s measured, closed loop "
