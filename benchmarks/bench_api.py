@@ -1,16 +1,16 @@
 """Public API benchmark: POST /v1/payouts against GET /v1/noop, on SQLite and PostgreSQL.
 
-The server runs as its own process (uvicorn, 1 or N workers, bound to 127.0.0.1 on a free
+The server runs as its own process (uvicorn, 1 or N processes, bound to 127.0.0.1 on a free
 port); the load comes from `wrk` (C, one thread) in another process, so the Python server
 does not share its interpreter with the client. Every run is bounded in time (`wrk -d`) and
 every request carries a unique Idempotency-Key, so each POST creates one payout.
 
 Knobs (environment): BENCH_API_SECONDS (measured seconds per point, default 5),
-BENCH_API_WORKERS (server configurations, default "1,2"), BENCH_API_BACKENDS
+BENCH_API_WORKERS (server processes per configuration, default "1,2"), BENCH_API_BACKENDS
 (default "sqlite,postgresql"; PostgreSQL needs TONRAIL_TEST_POSTGRES_URL, whose server gets a
 scratch database `tonrail_bench`, dropped and recreated each run), BENCH_API_RETRIES (how
 often a point disturbed by other processes is re-measured, default 1), BENCH_API_BASELINE (a
-git revision whose code is measured back to back with this code, PostgreSQL, 2 workers, 16
+git revision whose code is measured back to back with this code, PostgreSQL, 2 processes, 16
 clients; default 3e1be54, the last revision before a payout became one statement; empty skips).
 
 `python -m benchmarks.bench_api` prints the section; the module's `server_app` is the uvicorn
@@ -143,7 +143,7 @@ class Config:
 
     @property
     def label(self) -> str:
-        return f"{self.workers} process" if self.workers == 1 else f"{self.workers} workers"
+        return f"{self.workers} process" if self.workers == 1 else f"{self.workers} processes"
 
 
 def _proc_ticks(pid: int) -> int:
@@ -476,6 +476,33 @@ def prepare_database(backend: str, scratch: Path) -> str:
     return url
 
 
+# N uvicorn processes, each with its own listening socket on the port (SO_REUSEPORT), so the
+# kernel spreads connections over them. `uvicorn --workers N` shares one socket and whichever
+# worker is in accept() takes most of a burst: 13 to 15 of wrk's 16 keep-alive connections
+# landed on one of two workers, which left the other idle. Run as `python -c SERVE PORT N` in
+# the code's own tree (it imports that tree's benchmarks.bench_api:server_app).
+SERVE = """
+import os, socket, subprocess, sys
+port, workers = int(sys.argv[1]), int(sys.argv[2])
+if workers > 0:
+    code = os.environ["TONRAIL_BENCH_SERVE"]
+    children = [
+        subprocess.Popen([sys.executable, "-c", code, str(port), "0"]) for _ in range(workers)
+    ]
+    sys.exit(max(child.wait() for child in children))
+import uvicorn
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+sock.bind(("127.0.0.1", port))
+config = uvicorn.Config(
+    "benchmarks.bench_api:server_app", factory=True, loop="uvloop", http="httptools",
+    access_log=False, log_level="warning",
+)
+uvicorn.Server(config).run(sockets=[sock])
+"""
+
+
 @contextmanager
 def server(url: str, workers: int, scratch: Path, root: Path = REPO) -> Iterator[tuple[str, int]]:
     """A uvicorn server process (group) on a free port running the code in `root`; yields
@@ -491,23 +518,9 @@ def server(url: str, workers: int, scratch: Path, root: Path = REPO) -> Iterator
         "BOOTSTRAP_DEMO": "false",
         # Production refuses the development session secret (dashboard sessions).
         "JWT_SECRET": secrets.token_urlsafe(32),
+        "TONRAIL_BENCH_SERVE": SERVE,
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "benchmarks.bench_api:server_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    cmd = [sys.executable, "-c", SERVE, str(port), str(workers)]
     log = (scratch / f"server-{port}.log").open("w")
     proc = subprocess.Popen(
         cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -617,7 +630,7 @@ def _in_tree(root: Path, code: str, *args: str) -> str:
 
 
 def compare_with(rev: str, wrk: str, script: Path, seconds: int, scratch: Path) -> list[str]:
-    """Revision `rev` and this code, measured back to back (PostgreSQL, 2 workers, 16 clients)
+    """Revision `rev` and this code, measured back to back (PostgreSQL, 2 processes, 16 clients)
     so both see the same machine: its speed drifts between runs more than code changes it."""
     urls = postgres_urls()
     if urls is None:
@@ -974,7 +987,7 @@ def main() -> str:
         "",
         *(
             [
-                f"### Against `{baseline}`, back to back (PostgreSQL, 2 workers, 16 clients)",
+                f"### Against `{baseline}`, back to back (PostgreSQL, 2 processes, 16 clients)",
                 "",
                 "The machine's speed drifts between runs (a quiet run of the same code can be "
                 "several times faster or slower than the last one), so the comparison that "
@@ -1002,9 +1015,13 @@ def main() -> str:
         "switch and lockouts checked inside it). "
         "`noop` is `GET /v1/noop` of the same app in the same server, measured in the same "
         "run: the framework's floor, so `payouts/noop` is the share of the floor our work "
-        "leaves. Server: `uvicorn --factory benchmarks.bench_api:server_app` "
-        "(uvloop + httptools, access log off, log level warning) bound to 127.0.0.1, "
-        "1 process or `--workers 2`. SQLite: a WAL file in a temp dir. PostgreSQL: scratch "
+        "leaves. Server: `benchmarks.bench_api:server_app` in uvicorn "
+        "(uvloop + httptools, access log off, log level warning) on 127.0.0.1, 1 or 2 "
+        "processes, each with its own listening socket on the port (SO_REUSEPORT: the "
+        "kernel spreads connections over them, as a load balancer in front of several "
+        "`tonrail serve` would; `uvicorn --workers 2` shares one socket and put 13 to 15 of "
+        "the 16 keep-alive connections on one worker). SQLite: a WAL file in a temp dir. "
+        "PostgreSQL: scratch "
         f"database `{BENCH_DB}` on the local server (fsync and synchronous_commit on, the "
         "defaults), recreated each run. Everything — server, database, wrk — shares the "
         "machine's cores; the CPU table shows who used them. Before each point the run waits "
