@@ -7,9 +7,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from tests.helpers import row_counts
-from tonrail.db import Database, Write, write_at_once
+from tonrail.db import Database, Write, insert_row, write_at_once
 from tonrail.events.models import OutboxEvent
 from tonrail.events.service import event_write
+from tonrail.limits.models import DailyVolume
 from tonrail.security.switches import set_switch, switch_refusal
 
 
@@ -50,3 +51,11 @@ async def test_a_refusal_that_holds_writes_nothing(db: Database) -> None:
     assert refused is False
     assert await row_counts(db) == before
     assert "test.closed" not in await _events(db)
+
+
+async def test_a_left_out_column_gets_its_python_default(db: Database) -> None:
+    row = {"day": "2026-01-02", "limit_usdt": 10}  # used_usdt has default=0 in the model
+    async with db.one_write() as conn:
+        assert await write_at_once(conn, [insert_row(DailyVolume.__table__, row)])
+    async with db.transaction() as session:
+        assert (await session.execute(select(DailyVolume.used_usdt))).scalar_one() == 0

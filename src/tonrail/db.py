@@ -40,6 +40,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql import ColumnElement, Executable, FromClause, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.schema import ColumnDefault
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -211,9 +212,24 @@ class Refusal:
 
 
 def insert_row(table: Table, row: Mapping[str, Any]) -> Write:
-    """A Write that inserts one row (`row` maps column names to values)."""
+    """A Write that inserts one row (`row` maps column names to values); columns left out
+    get their Python-side defaults here, as an ORM or Core insert would give them."""
+    row = {**_python_defaults(table, row), **row}
     columns = tuple(row)
     return Write(("insert", table.name, columns), partial(_insert_template, table, columns), row)
+
+
+def _python_defaults(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    for column in table.columns:
+        default = column.default
+        if column.name in row or not isinstance(default, ColumnDefault):
+            continue
+        if default.is_callable:
+            defaults[column.name] = default.arg(None)
+        elif default.is_scalar:
+            defaults[column.name] = default.arg  # SQL expression defaults stay in the SQL
+    return defaults
 
 
 def _insert_template(
@@ -282,6 +298,9 @@ class _DriverStatement:
     def of(cls, statement: Executable, dialect: Dialect) -> _DriverStatement:
         compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
         assert isinstance(compiled, SQLCompiler)
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            # SQLAlchemy computes these per execution, which this path skips.
+            raise ValueError("a write run on the driver must give every Python-side default")
         processors = {
             name: processor
             for name, bind in compiled.binds.items()
