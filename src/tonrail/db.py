@@ -322,8 +322,9 @@ class _DriverStatement:
             raise IntegrityError(self.compiled.string, args, exc) from exc
         except asyncpg.PostgresError:
             raise  # the server refused the statement; the connection is fine
-        except Exception:
-            await conn.invalidate()  # the connection broke: never hand it out again
+        except BaseException:
+            # Broken, or abandoned mid-statement (cancelled): never hand it out again.
+            await conn.invalidate()
             raise
         return row
 
