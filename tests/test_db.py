@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from tests.helpers import row_counts
@@ -59,3 +61,24 @@ async def test_a_left_out_column_gets_its_python_default(db: Database) -> None:
         assert await write_at_once(conn, [insert_row(DailyVolume.__table__, row)])
     async with db.transaction() as session:
         assert (await session.execute(select(DailyVolume.used_usdt))).scalar_one() == 0
+
+
+async def test_a_broken_connection_is_not_handed_out_again(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("the one-statement path runs on PostgreSQL's driver")
+    async with db.one_write() as conn:
+        assert await write_at_once(conn, [event_write("test.before", "acct_t", {})])
+    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    async with db.transaction() as session:  # a server restart, as the pool sees it
+        await session.execute(text(f"SELECT pg_terminate_backend(pid) {others}"))
+    for _ in range(100):  # termination is asynchronous: wait until the backends are gone
+        async with db.transaction() as session:
+            if not (await session.execute(text(f"SELECT count(*) {others}"))).scalar_one():
+                break
+        await asyncio.sleep(0.05)
+    with pytest.raises(Exception):  # whatever the driver raises for a dead socket
+        async with db.one_write() as conn:
+            await write_at_once(conn, [event_write("test.lost", "acct_t", {})])
+    async with db.one_write() as conn:
+        assert await write_at_once(conn, [event_write("test.after", "acct_t", {})])
+    assert await _events(db) == ["test.before", "test.after"]
