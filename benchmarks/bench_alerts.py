@@ -116,6 +116,7 @@ async def _localnet_round(scenario: str, tmp: Path) -> dict[str, float]:
     )
     from tests.tonnet import running_localnet
     from tonrail.app import create_app
+    from tonrail.chain.network import resolve_network
     from tonrail.db import Database
     from tonrail.localnet.genesis import HOT_SUBWALLET, HOT_TIMEOUT
     from tonrail.migrate import upgrade_async
@@ -124,7 +125,6 @@ async def _localnet_round(scenario: str, tmp: Path) -> dict[str, float]:
     from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
     from tonrail.rails.ton.chain_view import raw
     from tonrail.rails.ton.highload import HighloadWallet
-    from tonrail.rails.ton.network import resolve_network
     from tonrail.rails.ton.payouts import TonRailContext
     from tonrail.rails.ton.toncenter import ToncenterClient
     from tonrail.security.api_keys import create_key

@@ -230,7 +230,7 @@ def _hot_wallet_address(settings: Settings, public_key: bytes) -> str | None:
     """The highload wallet address when rails/ton/highload.py provides it."""
     import importlib
 
-    from tonrail.rails.ton.network import resolve_network
+    from tonrail.chain.network import resolve_network
 
     try:
         highload = importlib.import_module("tonrail.rails.ton.highload")

@@ -10,9 +10,7 @@ from tonrail.monitoring.models import (
     Alert,
     AlertDelivery,
     AlertEvent,
-    Lockout,
     MonitoringSignal,
-    SecurityFailure,
     SecurityReport,
 )
 from tonrail.payments.models import Approval, Attempt, Payment
@@ -26,7 +24,7 @@ from tonrail.rails.ton.models import (
 )
 from tonrail.security.admins import AdminUser
 from tonrail.security.audit_log import AuditEntry, AuditHead
-from tonrail.security.models import ApiKey, IdempotencyRecord
+from tonrail.security.models import ApiKey, IdempotencyRecord, Lockout, SecurityFailure
 from tonrail.security.switches import OpsSwitch
 from tonrail.webhooks.models import ProviderEvent
 

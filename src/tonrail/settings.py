@@ -16,6 +16,22 @@ Network = Literal["localnet", "testnet", "mainnet"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEV_JWT_SECRET = "dev-only-change-me-dev-only-change-me"  # noqa: S105 (refused in production)
+ALERT_CHANNEL_NAMES = ("email", "slack", "pagerduty")  # monitoring/channels/ implements each
+
+
+def parse_alert_routes(text: str) -> dict[str, tuple[str, ...]]:
+    """ALERT_ROUTES `critical=email,slack,pagerduty;error=email,slack` -> {severity: channels}."""
+    routes: dict[str, tuple[str, ...]] = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        severity, _, names = part.partition("=")
+        channels = tuple(n.strip() for n in names.split(",") if n.strip())
+        unknown = set(channels) - set(ALERT_CHANNEL_NAMES)
+        if unknown:
+            raise ValueError(f"ALERT_ROUTES names unknown channels {sorted(unknown)}")
+        routes[severity.strip()] = channels
+    return routes
 
 
 class Settings(BaseSettings):
@@ -62,7 +78,7 @@ class Settings(BaseSettings):
     crash_at: str = ""  # fault injection (kit/faults.py): die at this point; tests only
 
     # --- TON rail: hot wallet key, network overrides, toncenter client (issue 4; docs/TON-RAIL.md)
-    # 0 means "the network preset's value" (rails/ton/network.py); amounts are nanoton.
+    # 0 means "the network preset's value" (chain/network.py); amounts are nanoton.
     ton_master_key_file: str = ""  # envelope file when TON_MASTER_KEY is empty; "" = DATA_DIR/...
     ton_key_passphrase: SecretStr = SecretStr("")  # KEK passphrase; dev default outside production
     ton_gas_cap_ton_transfer: int = 0  # max nanoton a TON payout may spend in fees
@@ -243,9 +259,7 @@ class Settings(BaseSettings):
     @field_validator("alert_routes")
     @classmethod
     def _known_alert_channels(cls, value: str) -> str:
-        from tonrail.monitoring.channels.registry import parse_routes
-
-        parse_routes(value)  # an unknown channel name fails at start, not at the first alert
+        parse_alert_routes(value)  # an unknown channel name fails at start, not at the first alert
         return value
 
     @model_validator(mode="after")

@@ -11,9 +11,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tonrail.db import Database
 from tonrail.errors import AuthenticationFailed, TonrailError
-from tonrail.monitoring.lockouts import record_security_failure
 from tonrail.payments.service import PaymentService
 from tonrail.security.api_keys import Principal, PrincipalCache, authenticate
+from tonrail.security.lockouts import record_security_failure
 from tonrail.settings import Settings
 
 
@@ -52,7 +52,7 @@ async def current_principal(request: Request) -> Principal:
         async with db.transaction() as session:
             principal = await authenticate(session, secret)
     except AuthenticationFailed as exc:
-        # Repeated refusals from one address lock it (monitoring/lockouts.py).
+        # Repeated refusals from one address lock it (security/lockouts.py).
         if request.client is not None and exc.code == "api_key_invalid":
             await record_security_failure(db, "ip", request.client.host, exc.code)
         raise

@@ -9,13 +9,13 @@ from sqlalchemy import func, select
 
 from tests.helpers import DEST, DEST_RAW, row_counts
 from tonrail.app import create_app
+from tonrail.chain.address import counterparty_key
 from tonrail.db import Database
 from tonrail.events.models import OutboxEvent
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance, check_books
-from tonrail.monitoring.lockouts import lock
-from tonrail.monitoring.snapshot import counterparty_key
 from tonrail.payments.models import Payment
+from tonrail.security.lockouts import lock
 from tonrail.settings import Settings
 
 

@@ -226,7 +226,7 @@ async def test_missing_or_wrong_api_key(
     assert (await client.get("/v1/payouts", headers=headers)).status_code == 401
     after = await row_counts(db)
     # Nothing is written but the refusals of a well-formed key that does not exist (a guess),
-    # counted per address so that repeated guessing locks it (monitoring/lockouts.py).
+    # counted per address so that repeated guessing locks it (security/lockouts.py).
     guessed = 2 if headers.get("Authorization") == "Bearer trk_nope" else 0
     assert after.pop("security_failures") == before.pop("security_failures") + guessed
     assert after == before

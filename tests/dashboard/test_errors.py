@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from tonrail import clock
+from tonrail.chain.address import counterparty_key
 from tonrail.db import Database
-from tonrail.monitoring.lockouts import lock
-from tonrail.monitoring.snapshot import counterparty_key
+from tonrail.security.lockouts import lock
 from tonrail.settings import Settings
 
 from .payments_fixtures import XSS_SCRIPT, address, attempt, move, payout

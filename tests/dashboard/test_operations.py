@@ -13,17 +13,17 @@ from sqlalchemy import select, text, update
 
 from tests.helpers import DEST, row_counts
 from tonrail import clock
+from tonrail.chain.address import counterparty_key
 from tonrail.db import Database
 from tonrail.events.models import OutboxEvent
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance
-from tonrail.monitoring import lockouts
-from tonrail.monitoring.models import Lockout
-from tonrail.monitoring.snapshot import counterparty_key
 from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
+from tonrail.security import lockouts
 from tonrail.security.audit_log import AuditEntry
+from tonrail.security.models import Lockout
 from tonrail.security.switches import all_switches
 from tonrail.settings import Settings
 

@@ -284,7 +284,7 @@ async def test_concurrent_evaluators_deliver_once_per_channel(
         k for k in keys if k.startswith("suspicious")
     )
     async with db.transaction() as session:
-        from tonrail.monitoring.models import Lockout
+        from tonrail.security.models import Lockout
 
         assert len((await session.execute(select(Lockout))).all()) == 2
     # the fault stops: concurrent evaluators resolve it once, one resolve per channel

@@ -16,8 +16,8 @@ from tests.monitoring.test_alerting import T0, Ctx, _alerts, _freeze
 from tonrail.cli import app as cli
 from tonrail.db import Database
 from tonrail.monitoring.jobs import evaluate_alerts, security_audit
-from tonrail.monitoring.lockouts import lock
 from tonrail.monitoring.models import SecurityReport
+from tonrail.security.lockouts import lock
 from tonrail.settings import Settings
 
 

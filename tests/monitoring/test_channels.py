@@ -13,9 +13,9 @@ from tests.monitoring.servers import mail_of
 from tonrail.monitoring.channels.base import AlertMessage, ChannelError
 from tonrail.monitoring.channels.email import EmailChannel
 from tonrail.monitoring.channels.pagerduty import PagerDutyChannel
-from tonrail.monitoring.channels.registry import configured_channels, parse_routes
+from tonrail.monitoring.channels.registry import configured_channels
 from tonrail.monitoring.channels.slack import SlackChannel
-from tonrail.settings import Settings
+from tonrail.settings import Settings, parse_alert_routes
 
 MSG = AlertMessage(
     alert_id="alrt_1",
@@ -133,11 +133,11 @@ async def test_pagerduty_invalid_key_is_permanent_and_rate_limit_retryable(
 
 
 def test_routes_and_configured_channels(plain_settings: Settings) -> None:
-    routes = parse_routes(plain_settings.alert_routes)
+    routes = parse_alert_routes(plain_settings.alert_routes)
     assert routes["critical"] == ("email", "slack", "pagerduty")
     assert "pagerduty" not in routes["error"] + routes["warning"]  # critical only by default
     with pytest.raises(ValueError, match="unknown channels"):
-        parse_routes("critical=sms")
+        parse_alert_routes("critical=sms")
     with pytest.raises(ValidationError, match="unknown channels"):
         Settings(_env_file=None, alert_routes="critical=email,sms")  # type: ignore[call-arg]
     assert configured_channels(plain_settings, httpx.AsyncClient()) == {}

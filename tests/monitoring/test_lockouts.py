@@ -16,9 +16,8 @@ from tests.monitoring.test_alerting import Ctx, _alerts, _freeze
 from tonrail.cli import app as cli
 from tonrail.db import Database
 from tonrail.monitoring.jobs import evaluate_alerts
-from tonrail.monitoring.lockouts import SubjectLocked, check_not_locked, record_security_failure
-from tonrail.monitoring.models import Lockout
-from tonrail.security.models import ApiKey
+from tonrail.security.lockouts import SubjectLocked, check_not_locked, record_security_failure
+from tonrail.security.models import ApiKey, Lockout
 from tonrail.settings import Settings
 
 OTHER = "0:" + "ab" * 32

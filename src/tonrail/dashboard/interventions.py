@@ -25,11 +25,10 @@ from tonrail import clock
 from tonrail.dashboard.queries.operations import AttemptBrief, PendingPayment
 from tonrail.dashboard.queries.operations import payment as load_payment
 from tonrail.errors import Conflict, InvalidRequest, NotFound
-from tonrail.monitoring import lockouts
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
 from tonrail.payments.states import LIVE_ATTEMPT_STATES, TERMINAL_PAYMENT_STATES
-from tonrail.security import audit_log
+from tonrail.security import audit_log, lockouts
 from tonrail.security.switches import SWITCHES, OpsSwitch, set_switch
 
 REASON_MAX = 500

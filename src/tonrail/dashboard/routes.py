@@ -15,9 +15,9 @@ from tonrail.dashboard import assets, pages, sessions
 from tonrail.dashboard.deps import LoginRequired, NotAllowed, db_of, is_htmx, settings_of
 from tonrail.dashboard.templating import render
 from tonrail.errors import AuthenticationFailed
-from tonrail.monitoring.lockouts import record_security_failure
 from tonrail.security import audit_log
 from tonrail.security.admins import authenticate
+from tonrail.security.lockouts import record_security_failure
 
 # Scripts only from our own origin: an injected <script> (a chain comment, metadata) never runs.
 CSP = (

@@ -10,8 +10,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from tonrail.chain.network import TON
 from tonrail.money import format_minor
-from tonrail.rails.ton.network import TON
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -22,6 +22,7 @@ import structlog
 from ton_core import Address, Cell, MessageAny
 
 from tonrail import clock
+from tonrail.chain.network import TonNetwork, resolve_network
 from tonrail.db import Database
 from tonrail.fees import repository as repo
 from tonrail.fees.models import FeeSample
@@ -43,7 +44,6 @@ from tonrail.rails.ton.highload import (
     sign_request,
     ton_transfer,
 )
-from tonrail.rails.ton.network import TonNetwork, resolve_network
 from tonrail.rails.ton.toncenter import ToncenterClient, ToncenterError
 from tonrail.settings import Settings
 

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail.money import format_minor
-from tonrail.monitoring.models import AlertEvent, Lockout, SecurityFailure, SecurityReport
+from tonrail.monitoring.models import AlertEvent, SecurityReport
 from tonrail.payments.models import Payment
-from tonrail.security.models import ApiKey
+from tonrail.security.models import ApiKey, Lockout, SecurityFailure
 from tonrail.settings import Settings
 
 

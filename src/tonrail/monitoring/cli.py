@@ -147,7 +147,7 @@ def alerts_audit(
 @lockouts_app.command("list")
 def lockouts_list() -> None:
     """Active lockouts: subjects refused until an admin unlocks them."""
-    from tonrail.monitoring.lockouts import active
+    from tonrail.security.lockouts import active
 
     async def work(db: Database, _: Settings) -> list[str]:
         async with db.transaction() as session:
@@ -167,7 +167,7 @@ def lockouts_unlock(
     actor: Annotated[str | None, typer.Option(help="who")] = None,
 ) -> None:
     """Lift a lockout; the failures before it no longer count."""
-    from tonrail.monitoring.lockouts import unlock
+    from tonrail.security.lockouts import unlock
 
     async def work(db: Database, _: Settings) -> list[str]:
         async with db.transaction() as session:

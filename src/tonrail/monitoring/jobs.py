@@ -17,16 +17,17 @@ from sqlalchemy.exc import IntegrityError
 
 from tonrail import clock
 from tonrail.db import Database
-from tonrail.monitoring import lockouts, rules, store
+from tonrail.monitoring import rules, store
 from tonrail.monitoring.audit import build_report
 from tonrail.monitoring.channels.base import Channel
-from tonrail.monitoring.channels.registry import configured_channels, parse_routes
+from tonrail.monitoring.channels.registry import configured_channels
 from tonrail.monitoring.cloudwatch import CloudWatchPublisher
 from tonrail.monitoring.delivery import deliver_due
 from tonrail.monitoring.models import Alert, SecurityReport
 from tonrail.monitoring.signals import persist_signals
 from tonrail.monitoring.snapshot import Snapshot, build_snapshot
-from tonrail.settings import Settings
+from tonrail.security import lockouts
+from tonrail.settings import Settings, parse_alert_routes
 
 log = structlog.get_logger(__name__)
 # PostgreSQL advisory lock key of the alert evaluation (any fixed 64-bit number).
@@ -68,7 +69,7 @@ async def evaluate_once(
 ) -> int:
     """Snapshot -> lockouts -> rules -> alert store. Returns the changes made."""
     thresholds = rules.Thresholds.from_settings(settings)
-    routes = parse_routes(settings.alert_routes)
+    routes = parse_alert_routes(settings.alert_routes)
     try:
         async with db.transaction() as session:
             # One evaluator at a time: another worker evaluating right now has it covered.
@@ -136,7 +137,7 @@ def audit_day(now: datetime) -> datetime:
 
 async def run_security_audit(db: Database, settings: Settings, day_start: datetime) -> bool:
     """Build, store and queue the audit of one UTC day; False if it exists already."""
-    routes = parse_routes(settings.alert_routes)
+    routes = parse_alert_routes(settings.alert_routes)
     async with httpx.AsyncClient() as client:
         configured = list(configured_channels(settings, client))
     wanted = routes.get("info", ())

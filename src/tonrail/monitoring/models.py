@@ -1,11 +1,11 @@
-"""Tables of monitoring: alerts and their history, deliveries, signals, lockouts, audits."""
+"""Tables of monitoring: alerts and their history, deliveries, signals, audits."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tonrail.db import Base, BigInt, JsonDoc, UTCDateTime
@@ -82,47 +82,6 @@ class MonitoringSignal(Base):
     kind: Mapped[str] = mapped_column(String(8))  # gauge | counter
     value: Mapped[int] = mapped_column(BigInt)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class SecurityFailure(Base):
-    """A refused or failed action charged to a subject (counterparty, API key or IP)."""
-
-    __tablename__ = "security_failures"
-
-    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
-    subject_kind: Mapped[str] = mapped_column(String(16))
-    subject: Mapped[str] = mapped_column(String(128))
-    code: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-    __table_args__ = (Index("ix_security_failures_subject", "subject_kind", "subject", "at"),)
-
-
-class Lockout(Base):
-    """A counterparty, API key or IP refused until an admin unlocks it."""
-
-    __tablename__ = "lockouts"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    subject_kind: Mapped[str] = mapped_column(String(16))
-    subject: Mapped[str] = mapped_column(String(128))
-    reason: Mapped[str] = mapped_column(Text)
-    failures: Mapped[int] = mapped_column(BigInt)
-    locked_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    unlocked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    unlocked_by: Mapped[str | None] = mapped_column(String(80))
-
-    __table_args__ = (
-        # At most one active lock per subject.
-        Index(
-            "uq_lockouts_active",
-            "subject_kind",
-            "subject",
-            unique=True,
-            sqlite_where=text("unlocked_at IS NULL"),
-            postgresql_where=text("unlocked_at IS NULL"),
-        ),
-    )
 
 
 class SecurityReport(Base):

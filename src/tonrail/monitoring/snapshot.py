@@ -13,31 +13,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tonrail.chain.address import counterparty_key
 from tonrail.events.models import OutboxEvent
 from tonrail.kit.models import WorkerHeartbeat
-from tonrail.monitoring.models import (
-    AlertDelivery,
-    Lockout,
-    MonitoringSignal,
-    SecurityFailure,
-)
+from tonrail.monitoring.models import AlertDelivery, MonitoringSignal
 from tonrail.monitoring.signals import parse_labels
 from tonrail.payments.models import Attempt, Payment
-from tonrail.rails.ton.address import parse_address, raw_form
+from tonrail.security.models import Lockout, SecurityFailure
 from tonrail.settings import Settings
 
 PENDING_STATES = ("queued", "processing")
 LIST_CAP = 1000
 # A channel whose delivery failed this often and is still retrying counts as failing.
 RETRYING_ATTEMPTS = 3
-
-
-def counterparty_key(text: str) -> str:
-    """One key per counterparty: TON addresses in raw form (any spelling), others as given."""
-    try:
-        return raw_form(parse_address(text.strip(), "counterparty"))
-    except Exception:
-        return text.strip()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from tonrail import clock
+from tonrail.chain.address import check_network, counterparty_key
+from tonrail.chain.network import resolve_network
 from tonrail.db import Database
 from tonrail.errors import Conflict, IdempotencyConflict, InvalidRequest, TonrailError
 from tonrail.events.service import emit
@@ -39,9 +41,6 @@ from tonrail.limits.models import DailyVolume
 from tonrail.limits.rules import check_amount, needs_approval
 from tonrail.limits.service import reserve_daily_volume
 from tonrail.money import decimals_of, parse_minor
-from tonrail.monitoring.lockouts import SubjectLocked, check_not_locked
-from tonrail.monitoring.models import Lockout
-from tonrail.monitoring.snapshot import counterparty_key
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.rules import DEFAULT_TARGET_SECONDS, check_metadata
 from tonrail.payments.schemas import PaymentOut, PayoutCreate
@@ -52,12 +51,11 @@ from tonrail.payments.states import (
     check_payment_transition,
     initial_status,
 )
-from tonrail.rails.ton.address import check_network
-from tonrail.rails.ton.network import resolve_network
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
-from tonrail.security.models import IdempotencyRecord
+from tonrail.security.lockouts import SubjectLocked, check_not_locked
+from tonrail.security.models import IdempotencyRecord, Lockout
 from tonrail.security.switches import refuse_in_maintenance
 
 ITEM_KEY_PREFIX = "payouts.batch:"  # item keys live beside request keys, in their own space

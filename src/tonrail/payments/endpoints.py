@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.responses import Response as HttpResponse
 
+from tonrail.chain.links import qr_svg
 from tonrail.errors import NotFound, PermissionDenied
 from tonrail.payments.bulk import BulkPayouts, PayoutBatchCreate, PayoutBatchOut
 from tonrail.payments.schemas import (
@@ -17,7 +18,6 @@ from tonrail.payments.schemas import (
     PayoutCreate,
 )
 from tonrail.payments.service import PaymentService, Response
-from tonrail.rails.ton.links import qr_svg
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey, make_key
 from tonrail.web import current_principal, payment_service

@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tonrail.chain.links import transfer_link
 from tonrail.fees.schemas import FeeDecisionOut
 from tonrail.money import format_minor
 from tonrail.payments.models import Attempt, Payment
-from tonrail.rails.ton.links import transfer_link
 
 Priority = Literal["urgent", "normal", "low"]
 

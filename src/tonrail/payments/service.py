@@ -11,6 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
+from tonrail.chain.address import check_network
+from tonrail.chain.network import resolve_network
 from tonrail.db import Database, write_at_once
 from tonrail.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, TonrailError
 from tonrail.events.service import emit, event_write
@@ -26,18 +28,16 @@ from tonrail.limits.service import (
     reservation_write,
 )
 from tonrail.money import decimals_of, parse_minor
-from tonrail.monitoring.lockouts import check_not_locked, lockout_refusal
 from tonrail.payments import repository as repo
 from tonrail.payments.models import Payment
 from tonrail.payments.rules import DEFAULT_TARGET_SECONDS, check_metadata, new_reference
 from tonrail.payments.schemas import InvoiceCreate, PaymentList, PaymentOut, PayoutCreate
 from tonrail.payments.states import check_payment_transition, initial_status
-from tonrail.rails.ton.address import check_network
-from tonrail.rails.ton.network import resolve_network
 from tonrail.rates import StaticRates
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
+from tonrail.security.lockouts import check_not_locked, lockout_refusal
 from tonrail.security.switches import refuse_in_maintenance, switch_refusal
 from tonrail.settings import Settings
 

@@ -15,10 +15,10 @@ from structlog.testing import capture_logs
 from ton_core import Address
 
 from tests.localnet.wallets import V4Wallet
+from tonrail.chain.network import resolve_network
 from tonrail.localnet.boc import b64
 from tonrail.localnet.chain import Chain
 from tonrail.localnet.genesis import TON
-from tonrail.rails.ton.network import resolve_network
 from tonrail.rails.ton.toncenter import (
     SentMessage,
     ToncenterClient,

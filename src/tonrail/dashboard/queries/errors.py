@@ -24,11 +24,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tonrail.chain.address import counterparty_key
 from tonrail.dashboard.shared import SharedFigures
 from tonrail.db import Database
-from tonrail.monitoring.lockouts import active as active_lockouts
-from tonrail.monitoring.snapshot import counterparty_key
 from tonrail.payments.models import Attempt, Payment
+from tonrail.security.lockouts import active as active_lockouts
 
 # name -> (span, bucket seconds of the chart)
 RANGES: dict[str, tuple[timedelta, int]] = {

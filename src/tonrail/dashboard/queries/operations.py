@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tonrail.monitoring.models import Lockout
 from tonrail.payments.models import Attempt, Payment
 from tonrail.security.audit_log import AuditEntry
+from tonrail.security.models import Lockout
 from tonrail.security.switches import SWITCHES, OpsSwitch
 
 PENDING = ("queued", "processing")  # the monitoring rule's pending states

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from sqlalchemy import ColumnElement, String, and_, exists, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tonrail.chain.address import parse_address
 from tonrail.db import Database, UTCDateTime
 from tonrail.errors import InvalidRequest, TonrailError
 from tonrail.events.models import OutboxEvent
@@ -26,7 +27,6 @@ from tonrail.money import ASSET_DECIMALS, parse_minor
 from tonrail.payments.models import Approval, Attempt, Payment
 from tonrail.payments.states import INVOICE_TRANSITIONS, PAYOUT_TRANSITIONS
 from tonrail.rails.base import RailName
-from tonrail.rails.ton.address import parse_address
 from tonrail.rails.ton.models import TonDeposit, TonRequest, TonTransfer
 
 STATUSES: tuple[str, ...] = tuple(sorted({*PAYOUT_TRANSITIONS, *INVOICE_TRANSITIONS}))

@@ -1,4 +1,4 @@
-"""Which channels are configured, and which severities go to which channels."""
+"""Which channels are configured; which severities go where is ALERT_ROUTES (settings.py)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,6 @@ from tonrail.monitoring.channels.email import EmailChannel
 from tonrail.monitoring.channels.pagerduty import PagerDutyChannel
 from tonrail.monitoring.channels.slack import SlackChannel
 from tonrail.settings import Settings
-
-CHANNEL_NAMES = ("email", "slack", "pagerduty")
-
-
-def parse_routes(text: str) -> dict[str, tuple[str, ...]]:
-    """`critical=email,slack,pagerduty;error=email,slack` -> {severity: channels}."""
-    routes: dict[str, tuple[str, ...]] = {}
-    for part in text.split(";"):
-        if not part.strip():
-            continue
-        severity, _, names = part.partition("=")
-        channels = tuple(n.strip() for n in names.split(",") if n.strip())
-        unknown = set(channels) - set(CHANNEL_NAMES)
-        if unknown:
-            raise ValueError(f"ALERT_ROUTES names unknown channels {sorted(unknown)}")
-        routes[severity.strip()] = channels
-    return routes
 
 
 def configured_channels(settings: Settings, client: httpx.AsyncClient) -> dict[str, Channel]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 
+from tonrail.chain.network import resolve_network
 from tonrail.db import Database
 from tonrail.monitoring import signals
 from tonrail.payments.service import PaymentService
@@ -15,7 +16,6 @@ from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
 from tonrail.rails.ton.keys import load_signer
-from tonrail.rails.ton.network import resolve_network
 from tonrail.rails.ton.payouts import TonRailContext
 from tonrail.rails.ton.toncenter import ToncenterClient
 from tonrail.settings import Settings

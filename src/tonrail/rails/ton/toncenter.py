@@ -38,8 +38,8 @@ from tenacity import (
 )
 
 from tonrail import clock
+from tonrail.chain.network import TonNetwork
 from tonrail.errors import TonrailError
-from tonrail.rails.ton.network import TonNetwork
 from tonrail.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -12,10 +12,10 @@ import pytest
 from pytoniq_core.boc.address import Address
 
 from tonrail.app import create_app
+from tonrail.chain.address import AddressWrongNetwork, check_network, payout_bounce
+from tonrail.chain.network import LOCALNET, MAINNET, TESTNET
 from tonrail.db import Database
 from tonrail.errors import InvalidAddress
-from tonrail.rails.ton.address import AddressWrongNetwork, check_network, payout_bounce
-from tonrail.rails.ton.network import LOCALNET, MAINNET, TESTNET
 from tonrail.settings import Settings
 
 BASE = Address("EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs")

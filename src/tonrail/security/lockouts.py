@@ -10,11 +10,11 @@ from sqlalchemy import ColumnElement, bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
+from tonrail.chain.address import counterparty_key
 from tonrail.db import Database, Refusal
 from tonrail.errors import NotFound, TonrailError
 from tonrail.ids import new_id
-from tonrail.monitoring.models import Lockout, SecurityFailure
-from tonrail.monitoring.snapshot import counterparty_key
+from tonrail.security.models import Lockout, SecurityFailure
 
 SubjectKind = Literal["counterparty", "api_key", "ip"]
 SUBJECT_KINDS: tuple[SubjectKind, ...] = ("counterparty", "api_key", "ip")

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from pydantic import SecretStr
 
-from tonrail.rails.ton.network import (
+from tonrail.chain.network import (
     LOCALNET,
     MAINNET,
     MAINNET_USDT_MASTER,

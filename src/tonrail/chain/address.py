@@ -12,7 +12,7 @@ from pytoniq_core.boc.address import Address
 from tonrail.errors import InvalidAddress
 
 if TYPE_CHECKING:
-    from tonrail.rails.ton.network import TonNetwork
+    from tonrail.chain.network import TonNetwork
 
 
 def parse_address(text: object, param: str = "destination") -> Address:
@@ -31,6 +31,14 @@ def parse_address(text: object, param: str = "destination") -> Address:
 def raw_form(address: Address) -> str:
     """Canonical raw form `wc:hex`, the one we store and compare."""
     return str(address.to_str(is_user_friendly=False))  # type: ignore[no-untyped-call]
+
+
+def counterparty_key(text: str) -> str:
+    """One key per counterparty: TON addresses in raw form (any spelling), others as given."""
+    try:
+        return raw_form(parse_address(text.strip(), "counterparty"))
+    except Exception:
+        return text.strip()
 
 
 class AddressWrongNetwork(InvalidAddress):

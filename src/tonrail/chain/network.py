@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from tonrail.chain.address import check_network
 from tonrail.errors import InvalidAddress, TonrailError
-from tonrail.rails.ton.address import check_network
 from tonrail.settings import Settings
 
 NetworkName = Literal["mainnet", "testnet", "localnet"]

@@ -1,0 +1,1 @@
+"""TON chain rules: addresses, network presets, payment links; pure, below every domain."""
