@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
+VENDORED := src/tonrail/vendor/versions.json
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .PHONY: setup run test lint typecheck pytest bench fmt clean
@@ -26,14 +27,21 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-setup: $(STAMP) $(NPM_STAMP)
+# htmx, Chart.js and the localnet's chain config become package data (src/tonrail/vendor/).
+$(VENDORED): $(NPM_STAMP) scripts/vendor_assets.py
+	$(PYTHON) scripts/vendor_assets.py
+
+.PHONY: assets
+assets: $(VENDORED)
+
+setup: $(STAMP) $(NPM_STAMP) $(VENDORED)
 
 run: setup
 	$(BIN)/tonrail run
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks migrations
-	$(BIN)/ruff format --check src tests benchmarks migrations
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 typecheck: setup
 	$(BIN)/mypy src
@@ -44,8 +52,8 @@ pytest: setup $(CHROMIUM)
 test: lint typecheck pytest
 
 fmt: setup
-	$(BIN)/ruff format src tests benchmarks migrations
-	$(BIN)/ruff check --fix src tests benchmarks migrations
+	$(BIN)/ruff format src tests benchmarks scripts
+	$(BIN)/ruff check --fix src tests benchmarks scripts
 
 bench: setup
 	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/python -m benchmarks.run
@@ -57,6 +65,15 @@ screenshots: setup $(CHROMIUM)  # PNGs of the dashboard with live demo traffic -
 .PHONY: bench-fees
 bench-fees: setup  # the fee optimizer against naive and fixed batching (docs/FEES.md)
 	$(BIN)/python -m benchmarks.bench_fees
+
+# The image's pinned Python dependencies (with hashes), resolved from pyproject.toml.
+.PHONY: lock
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml deploy/docker/build-requirements.in \
+	  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --native-tls --no-header --quiet -o requirements.lock.tmp
+	{ echo "# make lock: the image's Python dependencies from pyproject.toml (uv pip compile)."; \
+	  cat requirements.lock.tmp; } > requirements.lock && rm requirements.lock.tmp
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache var

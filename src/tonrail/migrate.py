@@ -1,4 +1,8 @@
-"""Run Alembic migrations programmatically (tonrail migrate, tonrail run, tests)."""
+"""Run Alembic migrations programmatically (tonrail migrate, tonrail run, tests).
+
+The scripts are package data (`tonrail/migrations`), found through the package, so an
+installed wheel migrates exactly like a checkout; no alembic.ini is needed at run time.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,13 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from tonrail.settings import REPO_ROOT
+SCRIPT_LOCATION = "tonrail:migrations"  # Alembic resolves "package:folder" via the package
 
 
 def alembic_config(url: str) -> Config:
-    ini = REPO_ROOT / "alembic.ini"
-    config = Config(str(ini))
-    config.set_main_option("script_location", str(Path(REPO_ROOT) / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.set_main_option("path_separator", "os")
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 

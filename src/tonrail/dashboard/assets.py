@@ -1,7 +1,9 @@
 """The dashboard's static files: its own CSS/JS, and htmx + Chart.js installed by npm.
 
-Only the named files are served (never the whole node_modules folder). Their location is
-DASHBOARD_ASSETS_DIR, by default the repository's node_modules (`make run` runs `npm ci`).
+Only the named files are served (never the whole node_modules folder). htmx and Chart.js come
+from DASHBOARD_ASSETS_DIR (a node_modules folder) when it is set, else from the package's
+vendor/ folder (package data that `make assets` or the image build fills from npm), else, in
+a development checkout, from the repository's node_modules.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from fastapi.responses import FileResponse, Response
 from tonrail.settings import REPO_ROOT, Settings
 
 OWN = Path(__file__).parent / "static"
+PACKAGED = Path(__file__).resolve().parents[1] / "vendor"
 VENDOR = {
     "htmx.min.js": "htmx.org/dist/htmx.min.js",
     "chart.umd.min.js": "chart.js/dist/chart.umd.min.js",
@@ -23,17 +26,16 @@ OWN_FILES = {"app.css": "text/css", "app.js": "text/javascript"}
 router = APIRouter()
 
 
-def assets_dir(settings: Settings) -> Path:
-    return (
-        Path(settings.dashboard_assets_dir)
-        if settings.dashboard_assets_dir
-        else (REPO_ROOT / "node_modules")
-    )
+def vendor_path(settings: Settings, name: str) -> Path:
+    """Where the npm file served as `name` is read from (it may not exist)."""
+    if settings.dashboard_assets_dir:
+        return Path(settings.dashboard_assets_dir) / VENDOR[name]
+    packaged = PACKAGED / name
+    return packaged if packaged.is_file() else REPO_ROOT / "node_modules" / VENDOR[name]
 
 
 def missing_vendor_files(settings: Settings) -> list[str]:
-    root = assets_dir(settings)
-    return [rel for rel in VENDOR.values() if not (root / rel).is_file()]
+    return [VENDOR[name] for name in VENDOR if not vendor_path(settings, name).is_file()]
 
 
 FAVICON = (
@@ -56,11 +58,11 @@ async def static_file(name: str, request: Request) -> Response:
     if name in OWN_FILES:
         return FileResponse(OWN / name, media_type=OWN_FILES[name], headers=headers)
     if name in VENDOR:
-        path = assets_dir(request.app.state.settings) / VENDOR[name]
+        path = vendor_path(request.app.state.settings, name)
         if path.is_file():
             return FileResponse(path, media_type="text/javascript", headers=headers)
         return Response(
-            f"// {VENDOR[name]} is not installed: run `npm ci` (make setup)\n",
+            f"// {VENDOR[name]} is not installed: run `make assets` (make setup)\n",
             status_code=503,
             media_type="text/javascript",
         )

@@ -18,6 +18,8 @@ from typing import Any
 
 _LIB_NAME = "libemulator-linux-x86_64.so"
 _CONFIG_REL = Path("node_modules/@ton/sandbox/dist/config/defaultConfig.js")
+# The same file as package data (`make assets` or the image build copies it from npm).
+_PACKAGED_CONFIG = Path(__file__).resolve().parents[1] / "vendor" / "ton-sandbox-config.js"
 
 
 class EmulatorError(RuntimeError):
@@ -37,16 +39,19 @@ def library_path() -> Path:
 
 
 def default_config_path() -> Path:
-    """The mainnet config from npm @ton/sandbox, found from the working directory or the repo.
+    """The mainnet config from npm @ton/sandbox: the packaged copy, else node_modules found
+    from the working directory or the repo.
 
     Callers that configure another copy pass its path (`Chain.open(config_path=...)`).
     """
+    if _PACKAGED_CONFIG.is_file():
+        return _PACKAGED_CONFIG
     here = Path(__file__).resolve()
     for parent in [Path.cwd(), *here.parents]:
         candidate = parent / _CONFIG_REL
         if candidate.exists():
             return candidate
-    raise EmulatorError(f"{_CONFIG_REL} not found; run `npm ci` at the repo root")
+    raise EmulatorError(f"{_CONFIG_REL} not found; run `make assets` at the repo root")
 
 
 def load_config_b64(path: Path | None = None) -> str:
