@@ -131,9 +131,9 @@ async def test_installed_wheel_runs_and_serves_the_dashboard(
                 asset = await client.get(src)
                 assert asset.status_code == 200, (src, asset.text[:200])
                 assert asset.headers["content-type"].startswith("text/javascript")
-                name = src.rsplit("/", 1)[1]
-                if (VENDOR / name).is_file():
-                    assert asset.content == (VENDOR / name).read_bytes()
+                packaged = _packaged(src.rsplit("/", 1)[1])
+                if packaged is not None:
+                    assert asset.content == packaged
             # The local network (its chain config is package data too) answers toncenter.
             async with httpx.AsyncClient() as raw:
                 info = await raw.get(f"http://127.0.0.1:{localnet_port}/api/v2/getMasterchainInfo")
@@ -144,12 +144,18 @@ async def test_installed_wheel_runs_and_serves_the_dashboard(
             await asyncio.wait_for(proc.wait(), timeout=30)
 
 
+def _read(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
+def _packaged(name: str) -> bytes | None:
+    return (VENDOR / name).read_bytes() if (VENDOR / name).is_file() else None
+
+
 async def _sign_in(client: httpx.AsyncClient, log: Path) -> None:
     """Sign in as the admin `tonrail run` created and printed once."""
-    found = re.search(
-        r"dashboard admin \(shown once\): user (\S+)\s+password (\S+)", log.read_text()
-    )
-    assert found, log.read_text()[-2000:]
+    found = re.search(r"dashboard admin \(shown once\): user (\S+)\s+password (\S+)", _read(log))
+    assert found, _read(log)[-2000:]
     form = await client.get("/dashboard/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
     assert token, form.text[:500]
@@ -167,11 +173,11 @@ async def _wait_healthy(
     deadline = loop.time() + 90
     while loop.time() < deadline:
         if proc.returncode is not None:
-            raise AssertionError(log.read_text(errors="replace")[-3000:])
+            raise AssertionError(_read(log)[-3000:])
         try:
             if (await client.get("/healthz")).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         await asyncio.sleep(0.3)
-    raise AssertionError(f"not healthy: {log.read_text(errors='replace')[-3000:]}")
+    raise AssertionError(f"not healthy: {_read(log)[-3000:]}")
