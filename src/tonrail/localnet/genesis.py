@@ -8,6 +8,7 @@ a faucet order, so funding goes through the TVM like any other transfer.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,40 +129,43 @@ class Genesis:
         ]
 
     def _v5(self, name: str, ton: int, usdt: int) -> DemoWallet:
-        key = derive_key(self.seed, name)
-        pub = PublicKey(bytes(key.verify_key))
         sub = WalletV5SubwalletID(network=NetworkGlobalID.MAINNET)
-        data = WalletV5Data(public_key=pub, subwallet_id=sub).serialize()
-        si = StateInit(code=to_cell(CONTRACT_CODES[ContractVersion.WalletV5R1]), data=data)
-        return DemoWallet(
+        return self._demo_wallet(
             name,
-            ContractVersion.WalletV5R1.value,
-            bytes(key).hex(),
-            pub.as_hex,
-            _address(si),
-            si,
+            ContractVersion.WalletV5R1,
+            lambda pub: WalletV5Data(public_key=pub, subwallet_id=sub).serialize(),
             {"subwallet_id": sub.pack(), "network_global_id": int(NetworkGlobalID.MAINNET)},
             ton,
             usdt,
         )
 
     def _highload(self, name: str, ton: int, usdt: int) -> DemoWallet:
-        key = derive_key(self.seed, name)
-        pub = PublicKey(bytes(key.verify_key))
-        data = WalletHighloadV3Data(
-            public_key=pub, subwallet_id=HOT_SUBWALLET, timeout=HOT_TIMEOUT
-        ).serialize()
-        si = StateInit(code=to_cell(CONTRACT_CODES[ContractVersion.WalletHighloadV3R1]), data=data)
-        return DemoWallet(
+        return self._demo_wallet(
             name,
-            ContractVersion.WalletHighloadV3R1.value,
-            bytes(key).hex(),
-            pub.as_hex,
-            _address(si),
-            si,
+            ContractVersion.WalletHighloadV3R1,
+            lambda pub: WalletHighloadV3Data(
+                public_key=pub, subwallet_id=HOT_SUBWALLET, timeout=HOT_TIMEOUT
+            ).serialize(),
             {"subwallet_id": HOT_SUBWALLET, "timeout": HOT_TIMEOUT},
             ton,
             usdt,
+        )
+
+    def _demo_wallet(
+        self,
+        name: str,
+        version: ContractVersion,
+        data_of: Callable[[PublicKey], Cell],
+        config: dict[str, int],
+        ton: int,
+        usdt: int,
+    ) -> DemoWallet:
+        """A wallet of the given contract whose key derives from the seed and `name`."""
+        key = derive_key(self.seed, name)
+        pub = PublicKey(bytes(key.verify_key))
+        si = StateInit(code=to_cell(CONTRACT_CODES[version]), data=data_of(pub))
+        return DemoWallet(
+            name, version.value, bytes(key).hex(), pub.as_hex, _address(si), si, config, ton, usdt
         )
 
     def wallet(self, name: str) -> DemoWallet:

@@ -238,23 +238,14 @@ class ToncenterV2:
 
     async def try_locate_tx(self, params: dict[str, Any]) -> Any:
         """The transaction that consumed the message (source, destination, created_lt)."""
-        try:
-            src = raw_address(parse_address(str(self._req(params, "source"))))
-            dest = raw_address(parse_address(str(self._req(params, "destination"))))
-        except ValueError as exc:
-            raise ApiError(422, str(exc)) from exc
-        created_lt = self._int(params, "created_lt")
-        for m in self.chain.store.messages(
-            source=src, destination=dest, direction="in", limit=1000
-        ):
-            if m.created_lt == created_lt:
-                row = self.chain.store.transaction(m.tx_hash)
-                if row is not None:
-                    return v2_transaction(decode_tx(row))
-        raise ApiError(404, "LITE_SERVER_UNKNOWN: transaction not found")
+        return self._locate(params, "in")
 
     async def try_locate_source_tx(self, params: dict[str, Any]) -> Any:
         """The transaction that sent the message (source, destination, created_lt)."""
+        return self._locate(params, "out")
+
+    def _locate(self, params: dict[str, Any], direction: str) -> Any:
+        """The transaction that holds the message as its inbound ("in") or outbound ("out") one."""
         try:
             src = raw_address(parse_address(str(self._req(params, "source"))))
             dest = raw_address(parse_address(str(self._req(params, "destination"))))
@@ -262,7 +253,7 @@ class ToncenterV2:
             raise ApiError(422, str(exc)) from exc
         created_lt = self._int(params, "created_lt")
         for m in self.chain.store.messages(
-            source=src, destination=dest, direction="out", limit=1000
+            source=src, destination=dest, direction=direction, limit=1000
         ):
             if m.created_lt == created_lt:
                 row = self.chain.store.transaction(m.tx_hash)
@@ -450,16 +441,21 @@ class ToncenterV2:
         return await handler(params)
 
 
+async def json_object(request: Request, error: type[ApiError] = ApiError) -> dict[str, Any]:
+    """The request body, which must be a JSON object (else `error` 422)."""
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise error(422, "request body must be JSON") from exc
+    if not isinstance(body, dict):
+        raise error(422, "request body must be a JSON object")
+    return body
+
+
 async def _params_of(request: Request) -> dict[str, Any]:
     params: dict[str, Any] = dict(request.query_params)
     if request.method == "POST":
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise ApiError(422, "request body must be JSON") from exc
-        if not isinstance(body, dict):
-            raise ApiError(422, "request body must be a JSON object")
-        params.update(body)
+        params.update(await json_object(request))
     return params
 
 

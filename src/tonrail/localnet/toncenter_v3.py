@@ -31,17 +31,20 @@ from tonrail.localnet.render import (
 )
 from tonrail.localnet.stack import stack_from_v3, stack_to_v3
 from tonrail.localnet.store import TxRow
-from tonrail.localnet.toncenter_v2 import HIGHLOAD_V3_CODE_HASH, _wallet_fields, block_id
+from tonrail.localnet.toncenter_v2 import (
+    HIGHLOAD_V3_CODE_HASH,
+    ApiError,
+    _wallet_fields,
+    block_id,
+    json_object,
+)
 
 _JETTON_TRANSFER = 0x0F8A7EA5
 _JETTON_INTERNAL_TRANSFER = 0x178D4519
 
 
-class V3Error(Exception):
-    def __init__(self, code: int, error: str) -> None:
-        super().__init__(error)
-        self.code = code
-        self.error = error
+class V3Error(ApiError):
+    """An error toncenter v3 reports as `{"error": ..., "code": ...}` (no "ok" field)."""
 
 
 def _err(code: int, error: str) -> JSONResponse:
@@ -337,15 +340,20 @@ class ToncenterV3:
             if direction in (None, "", "out"):
                 for m in self.chain.store.messages(destination=wallet, direction="in", limit=1000):
                     if m.opcode == _JETTON_TRANSFER:
-                        found += self._transfer_from(m.tx_hash)
+                        found += self._jetton_transfer(m.tx_hash, incoming=False)
             if direction in (None, "", "in"):
                 for m in self.chain.store.messages(destination=wallet, direction="in", limit=1000):
                     if m.opcode == _JETTON_INTERNAL_TRANSFER:
-                        found += self._transfer_into(m.tx_hash)
+                        found += self._jetton_transfer(m.tx_hash, incoming=True)
         found.sort(key=lambda t: int(t["transaction_lt"]), reverse=True)
         return {"jetton_transfers": found[:limit], "address_book": {}, "metadata": {}}
 
-    def _transfer_from(self, tx_hash: bytes) -> list[dict[str, Any]]:
+    def _jetton_transfer(self, tx_hash: bytes, *, incoming: bool) -> list[dict[str, Any]]:
+        """A jetton wallet's `transfer` (outgoing) or `internal_transfer` (incoming) as v3 shows it.
+
+        The two bodies start alike: op, query_id, amount, an owner address (the destination of a
+        transfer, the sender of an internal_transfer), the response address.
+        """
         row = self.chain.store.transaction(tx_hash)
         if row is None:
             return []
@@ -356,21 +364,29 @@ class ToncenterV3:
         s.skip_bits(32)
         query_id = s.load_uint(64)
         amount = s.load_coins()
-        dest: Any = s.load_address()
+        owner: Any = s.load_address()
         resp: Any = s.load_address()
-        custom = s.load_maybe_ref()
+        custom = None if incoming else s.load_maybe_ref()
         fwd_ton = s.load_coins()
         fwd_payload: Cell | None = None
-        if s.remaining_bits:  # forward_payload:(Either Cell ^Cell)
+        if not incoming and s.remaining_bits:  # forward_payload:(Either Cell ^Cell)
             fwd_payload = s.load_ref() if s.load_bit() else s.to_cell()
         wallet = self._jetton_wallet(Address(row.account))
+        if incoming:
+            source = _raw_upper(raw_address(owner)) if owner else None
+            destination = wallet["owner"] if wallet else None
+            source_wallet = _raw_upper(d.in_msg.source)
+        else:
+            source = _raw_upper(d.in_msg.source)
+            destination = _raw_upper(raw_address(owner))
+            source_wallet = _raw_upper(row.account)
         return [
             {
                 "query_id": str(query_id),
-                "source": _raw_upper(d.in_msg.source),
-                "destination": _raw_upper(raw_address(dest)),
+                "source": source,
+                "destination": destination,
                 "amount": str(amount),
-                "source_wallet": _raw_upper(row.account),
+                "source_wallet": source_wallet,
                 "jetton_master": wallet["jetton"] if wallet else None,
                 "transaction_hash": hash_b64(row.hash),
                 "transaction_lt": str(row.lt),
@@ -380,41 +396,6 @@ class ToncenterV3:
                 "custom_payload": b64(custom) if custom is not None else None,
                 "forward_ton_amount": str(fwd_ton),
                 "forward_payload": b64(fwd_payload) if isinstance(fwd_payload, Cell) else None,
-                "trace_id": hash_b64(row.trace_id),
-            }
-        ]
-
-    def _transfer_into(self, tx_hash: bytes) -> list[dict[str, Any]]:
-        row = self.chain.store.transaction(tx_hash)
-        if row is None:
-            return []
-        d = decode_tx(row)
-        if d.in_msg is None:
-            return []
-        s = d.in_msg.body.begin_parse()
-        s.skip_bits(32)
-        query_id = s.load_uint(64)
-        amount = s.load_coins()
-        sender: Any = s.load_address()
-        resp: Any = s.load_address()
-        fwd_ton = s.load_coins()
-        wallet = self._jetton_wallet(Address(row.account))
-        return [
-            {
-                "query_id": str(query_id),
-                "source": _raw_upper(raw_address(sender)) if sender else None,
-                "destination": wallet["owner"] if wallet else None,
-                "amount": str(amount),
-                "source_wallet": _raw_upper(d.in_msg.source),
-                "jetton_master": wallet["jetton"] if wallet else None,
-                "transaction_hash": hash_b64(row.hash),
-                "transaction_lt": str(row.lt),
-                "transaction_now": row.utime,
-                "transaction_aborted": bool(getattr(d.tx.description, "aborted", False)),
-                "response_destination": _raw_upper(raw_address(resp)) if resp else None,
-                "custom_payload": None,
-                "forward_ton_amount": str(fwd_ton),
-                "forward_payload": None,
                 "trace_id": hash_b64(row.trace_id),
             }
         ]
@@ -541,13 +522,7 @@ def create_router(chain: Chain) -> APIRouter:
         return params
 
     async def body(request: Request) -> dict[str, Any]:
-        try:
-            data = await request.json()
-        except ValueError as exc:
-            raise V3Error(422, "request body must be JSON") from exc
-        if not isinstance(data, dict):
-            raise V3Error(422, "request body must be a JSON object")
-        return data
+        return await json_object(request, V3Error)
 
     def guarded(fn: Any) -> Any:
         async def run(request: Request) -> JSONResponse:
