@@ -37,6 +37,7 @@ def backoff(settings: Settings, attempts: int) -> float:
 def message_of(alert: Alert, delivery: AlertDelivery) -> AlertMessage:
     details = dict(alert.details or {})
     body = str(details.pop("body", "")) if delivery.action == "report" else ""
+    # A field-by-field copy into the channel's message; alike other views in shape only.
     return AlertMessage(
         alert_id=alert.id,
         dedup_key=alert.dedup_key,

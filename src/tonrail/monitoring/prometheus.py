@@ -6,7 +6,8 @@ did the work; signals fed by other processes come from `monitoring_signals`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -19,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from tonrail.money import decimals_of
 from tonrail.monitoring.signals import CONFIRMATION_BUCKETS
-from tonrail.monitoring.snapshot import Snapshot
+from tonrail.monitoring.snapshot import SignalValue, Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -31,6 +32,29 @@ def _major(amount: int, asset: str) -> float:
         return float(amount)
 
 
+Family = type[GaugeMetricFamily] | type[CounterMetricFamily]
+
+
+def _labelled(
+    family: Family,
+    name: str,
+    documentation: str,
+    labels: list[str],
+    samples: Iterable[tuple[list[str], float]],
+) -> Metric:
+    """One metric family with a sample per row of label values."""
+    metric = family(name, documentation, labels=labels)
+    for values, value in samples:
+        metric.add_metric(values, value)
+    return metric
+
+
+def _rows(values: Mapping[Any, float]) -> Iterator[tuple[list[str], float]]:
+    """The samples of a mapping keyed by label values (a tuple of them or one), sorted."""
+    for key, value in sorted(values.items()):
+        yield (list(key) if isinstance(key, tuple) else [key]), value
+
+
 class SnapshotCollector(Collector):
     def __init__(self, snap: Snapshot, alerts_open: dict[tuple[str, str], int]):
         self.snap = snap
@@ -38,31 +62,31 @@ class SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.snap
-        g = GaugeMetricFamily(
+        by_payment = ["direction", "status", "asset", "rail"]
+        payments = sorted(s.payments.items())
+        yield _labelled(
+            GaugeMetricFamily,
             "tonrail_payments",
             "Payments by direction, status, asset and the rail of their latest attempt",
-            labels=["direction", "status", "asset", "rail"],
+            by_payment,
+            ((list(key), count) for key, (count, _) in payments),
         )
-        v = GaugeMetricFamily(
+        yield _labelled(
+            GaugeMetricFamily,
             "tonrail_payments_amount",
             "Sum of payment amounts in major units of the asset, same labels as tonrail_payments",
-            labels=["direction", "status", "asset", "rail"],
+            by_payment,
+            ((list(key), _major(total, key[2])) for key, (_, total) in payments),
         )
-        for (direction, status, asset, rail), (count, total) in sorted(s.payments.items()):
-            g.add_metric([direction, status, asset, rail], count)
-            v.add_metric([direction, status, asset, rail], _major(total, asset))
-        yield g
-        yield v
 
         ok, bad = s.finished.get("succeeded", 0), s.finished.get("failed", 0)
-        f = GaugeMetricFamily(
+        yield _labelled(
+            GaugeMetricFamily,
             "tonrail_payments_finished_window",
             "Payments that succeeded or failed within the monitoring window",
-            labels=["status"],
+            ["status"],
+            [(["succeeded"], ok), (["failed"], bad)],
         )
-        f.add_metric(["succeeded"], ok)
-        f.add_metric(["failed"], bad)
-        yield f
         rate = GaugeMetricFamily(
             "tonrail_success_rate",
             "Share (0-1) of payments finished in the window that succeeded; attempts per rail",
@@ -76,6 +100,7 @@ class SnapshotCollector(Collector):
             if total:
                 rate.add_metric([f"rail:{rail}"], good / total)
         yield rate
+        # Plain gauges below are declared one by one: alike in shape, each its own metric.
         yield GaugeMetricFamily(
             "tonrail_window_seconds", "The monitoring window", value=s.window_seconds
         )
@@ -93,31 +118,27 @@ class SnapshotCollector(Collector):
             "Succeeded volume in the window, USDT equivalent",
             value=s.window_volume_usdt / 10**6,
         )
-        fees = CounterMetricFamily(
+        yield _labelled(
+            CounterMetricFamily,
             "tonrail_fees_paid",
             "Fees actually paid on attempts, major units of the fee asset",
-            labels=["rail", "asset"],
+            ["rail", "asset"],
+            ((list(key), _major(total, key[1])) for key, total in sorted(s.fees_paid.items())),
         )
-        for (rail, asset), total in sorted(s.fees_paid.items()):
-            fees.add_metric([rail, asset], _major(total, asset))
-        yield fees
-        failures = GaugeMetricFamily(
+        yield _labelled(
+            GaugeMetricFamily,
             "tonrail_attempt_failures_window",
             "Failed or expired attempts in the window by rail and error code",
-            labels=["rail", "error_code"],
+            ["rail", "error_code"],
+            _rows(s.failures_by_code),
         )
-        for (rail, code), count in sorted(s.failures_by_code.items()):
-            failures.add_metric([rail, code], count)
-        yield failures
-
-        lag = GaugeMetricFamily(
+        yield _labelled(
+            GaugeMetricFamily,
             "tonrail_worker_loop_lag_seconds",
             "Seconds since the freshest heartbeat of each worker loop",
-            labels=["loop"],
+            ["loop"],
+            _rows(s.heartbeat_age),
         )
-        for loop, age in sorted(s.heartbeat_age.items()):
-            lag.add_metric([loop], age)
-        yield lag
         yield GaugeMetricFamily(
             "tonrail_outbox_backlog", "Outbox events not yet published", value=s.outbox_backlog
         )
@@ -126,103 +147,99 @@ class SnapshotCollector(Collector):
             "Age of the oldest unpublished outbox event",
             value=s.outbox_oldest_age,
         )
-        locks = GaugeMetricFamily(
-            "tonrail_lockouts_active", "Active lockouts by subject kind", labels=["kind"]
+        yield _labelled(
+            GaugeMetricFamily,
+            "tonrail_lockouts_active",
+            "Active lockouts by subject kind",
+            ["kind"],
+            (
+                ([kind], sum(1 for k, _ in s.lockouts if k == kind))
+                for kind in ("counterparty", "api_key", "ip")
+            ),
         )
-        for kind in ("counterparty", "api_key", "ip"):
-            locks.add_metric([kind], sum(1 for k, _ in s.lockouts if k == kind))
-        yield locks
 
         yield from self._signals()
 
-        alerts = GaugeMetricFamily(
-            "tonrail_alerts_active", "Open or acknowledged alerts", labels=["rule", "severity"]
+        yield _labelled(
+            GaugeMetricFamily,
+            "tonrail_alerts_active",
+            "Open or acknowledged alerts",
+            ["rule", "severity"],
+            _rows(self.alerts_open),
         )
-        for (rule, severity), count in sorted(self.alerts_open.items()):
-            alerts.add_metric([rule, severity], count)
-        yield alerts
-        deliveries = GaugeMetricFamily(
+        yield _labelled(
+            GaugeMetricFamily,
             "tonrail_alert_deliveries",
             "Alert deliveries by channel and status (failed = gave up after retries)",
-            labels=["channel", "status"],
+            ["channel", "status"],
+            _rows(s.deliveries),
         )
-        for (channel, status), count in sorted(s.deliveries.items()):
-            deliveries.add_metric([channel, status], count)
-        yield deliveries
-        retrying = GaugeMetricFamily(
+        yield _labelled(
+            GaugeMetricFamily,
             "tonrail_alert_deliveries_retrying",
             "Pending alert deliveries that failed at least 3 times and are still retrying",
-            labels=["channel"],
+            ["channel"],
+            _rows(s.deliveries_retrying),
         )
-        for channel, count in sorted(s.deliveries_retrying.items()):
-            retrying.add_metric([channel], count)
-        yield retrying
+
+    def _from_signals(
+        self,
+        family: Family,
+        name: str,
+        documentation: str,
+        signal: str,
+        labels: list[str],
+        value: Callable[[SignalValue], float] = lambda sig: sig.value,
+    ) -> Metric:
+        """A family with one sample per stored signal row, labelled by the signal's labels."""
+        return _labelled(
+            family,
+            name,
+            documentation,
+            labels,
+            (
+                ([sig.labels.get(label, "") for label in labels], value(sig))
+                for sig in self.snap.signals_named(signal)
+            ),
+        )
 
     def _signals(self) -> Iterable[Metric]:
         s = self.snap
-        tc = CounterMetricFamily(
+        yield self._from_signals(
+            CounterMetricFamily,
             "tonrail_toncenter_requests",
             "toncenter requests by endpoint and outcome (ok or the error kind)",
-            labels=["endpoint", "outcome"],
+            "toncenter_requests",
+            ["endpoint", "outcome"],
         )
-        for sig in s.signals_named("toncenter_requests"):
-            tc.add_metric(
-                [sig.labels.get("endpoint", ""), sig.labels.get("outcome", "")], sig.value
-            )
-        yield tc
-        last = GaugeMetricFamily(
+        yield self._from_signals(
+            GaugeMetricFamily,
             "tonrail_toncenter_last_success_timestamp_seconds",
             "Unix time of the last successful toncenter request",
-            labels=["endpoint"],
+            "toncenter_last_ok_ms",
+            ["endpoint"],
+            lambda sig: sig.value / 1000,
         )
-        for sig in s.signals_named("toncenter_last_ok_ms"):
-            last.add_metric([sig.labels.get("endpoint", "")], sig.value / 1000)
-        yield last
-        pr = CounterMetricFamily(
+        yield self._from_signals(
+            CounterMetricFamily,
             "tonrail_provider_requests",
             "Backup-rail provider requests by provider and outcome",
-            labels=["provider", "outcome"],
+            "provider_requests",
+            ["provider", "outcome"],
         )
-        for sig in s.signals_named("provider_requests"):
-            pr.add_metric(
-                [sig.labels.get("provider", ""), sig.labels.get("outcome", "")], sig.value
-            )
-        yield pr
-        hw = GaugeMetricFamily(
+        yield self._from_signals(
+            GaugeMetricFamily,
             "tonrail_hot_wallet_balance",
             "On-chain hot wallet balance, major units of the asset",
-            labels=["asset"],
+            "hot_wallet_balance",
+            ["asset"],
+            lambda sig: _major(sig.value, sig.labels.get("asset", "")),
         )
-        for sig in s.signals_named("hot_wallet_balance"):
-            asset = sig.labels.get("asset", "")
-            hw.add_metric([asset], _major(sig.value, asset))
-        yield hw
-        congestion = s.signal("congestion_bp")
-        if congestion is not None:
-            yield GaugeMetricFamily(
-                "tonrail_congestion_percent",
-                "TON network congestion estimate 0-100",
-                value=congestion.value / 100,
-            )
-        gas = s.signal("gas_price")
-        if gas is not None:
-            yield GaugeMetricFamily(
-                "tonrail_gas_price", "Basechain gas price, nanoton per gas unit", value=gas.value
-            )
-        backlog = s.signal("webhook_backlog")
-        if backlog is not None:
-            yield GaugeMetricFamily(
-                "tonrail_webhook_backlog",
-                "Merchant webhook deliveries waiting",
-                value=backlog.value,
-            )
-        oldest = s.signal("webhook_backlog_oldest_ms")
-        if oldest is not None:
-            yield GaugeMetricFamily(
-                "tonrail_webhook_backlog_oldest_age_seconds",
-                "Age of the oldest waiting merchant webhook delivery",
-                value=oldest.value / 1000,
-            )
+        # Gauges shown only once the signal was ever recorded: (signal, name, help, divisor).
+        for signal, name, documentation, divisor in _OPTIONAL_GAUGES:
+            found = s.signal(signal)
+            if found is not None:
+                yield GaugeMetricFamily(name, documentation, value=found.value / divisor)
         hist = HistogramMetricFamily(
             "tonrail_confirmation_seconds",
             "Time from submitting an attempt to its confirmation",
@@ -239,6 +256,19 @@ class SnapshotCollector(Collector):
             total_ms = s.signal("confirmation_sum_ms", rail=rail)
             hist.add_metric([rail], buckets, (total_ms.value / 1000) if total_ms else 0.0)
         yield hist
+
+
+_OPTIONAL_GAUGES = [
+    ("congestion_bp", "tonrail_congestion_percent", "TON network congestion estimate 0-100", 100),
+    ("gas_price", "tonrail_gas_price", "Basechain gas price, nanoton per gas unit", 1),
+    ("webhook_backlog", "tonrail_webhook_backlog", "Merchant webhook deliveries waiting", 1),
+    (
+        "webhook_backlog_oldest_ms",
+        "tonrail_webhook_backlog_oldest_age_seconds",
+        "Age of the oldest waiting merchant webhook delivery",
+        1000,
+    ),
+]
 
 
 def render(snap: Snapshot, alerts_open: dict[tuple[str, str], int]) -> bytes:

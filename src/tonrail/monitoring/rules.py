@@ -23,6 +23,7 @@ SEVERITIES: tuple[Severity, ...] = ("critical", "error", "warning", "info")
 class Thresholds:
     """Every threshold of the rules (from settings; see .env.example)."""
 
+    # Typed fields with defaults; alike other config dataclasses in shape only.
     success_rate_min_pct: float = 95.0
     success_rate_min_sample: int = 20
     pending_max: int = 100
@@ -41,6 +42,7 @@ class Thresholds:
 
     @classmethod
     def from_settings(cls, s: Settings) -> Thresholds:
+        # A field per setting; alike other settings-to-dataclass maps in shape only.
         return cls(
             success_rate_min_pct=s.alert_success_rate_min_pct,
             success_rate_min_sample=s.alert_success_rate_min_sample,
@@ -110,6 +112,7 @@ def success_rate(snap: Snapshot, t: Thresholds) -> list[Finding]:
             n for (r, s), n in snap.attempts_finished.items() if r == rail and s != "confirmed"
         )
         if below_rate(good, good + failed, t.success_rate_min_pct, t.success_rate_min_sample):
+            # Every rule words its own Finding; they look alike in shape only.
             out.append(
                 Finding(
                     f"success_rate:{rail}",
@@ -315,6 +318,7 @@ def channel_failing(snap: Snapshot, t: Thresholds) -> list[Finding]:
         failed = snap.deliveries_failed_recent.get(channel, 0)
         retrying = snap.deliveries_retrying.get(channel, 0)
         if failed > 0 or retrying >= t.channel_retrying_max:
+            # Every rule words its own Finding; they look alike in shape only.
             out.append(
                 Finding(
                     f"channel_failing:{channel}",

@@ -14,6 +14,7 @@ import math
 import threading
 from collections.abc import Mapping
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -150,29 +151,21 @@ async def persist_signals(db: Database) -> int:
     now = clock.now()
     try:
         async with db.transaction() as session:
-            for (name, labels), value in sorted(gauges.items()):
-                stmt = insert(MonitoringSignal).values(
-                    name=name, labels=labels, kind="gauge", value=value, updated_at=now
-                )
-                await session.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["name", "labels"],
-                        set_={"value": stmt.excluded.value, "updated_at": now},
+            for kind, rows in (("gauge", gauges), ("counter", counters)):
+                for (name, labels), value in sorted(rows.items()):
+                    stmt = insert(MonitoringSignal).values(
+                        name=name, labels=labels, kind=kind, value=value, updated_at=now
                     )
-                )
-            for (name, labels), delta in sorted(counters.items()):
-                stmt = insert(MonitoringSignal).values(
-                    name=name, labels=labels, kind="counter", value=delta, updated_at=now
-                )
-                await session.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["name", "labels"],
-                        set_={
-                            "value": MonitoringSignal.value + stmt.excluded.value,
-                            "updated_at": now,
-                        },
+                    # A gauge takes the new value; a counter adds the buffered delta.
+                    stored: ColumnElement[int] = stmt.excluded.value
+                    if kind == "counter":
+                        stored = MonitoringSignal.value + stored
+                    await session.execute(
+                        stmt.on_conflict_do_update(
+                            index_elements=["name", "labels"],
+                            set_={"value": stored, "updated_at": now},
+                        )
                     )
-                )
     except Exception:
         _restore(gauges, counters)
         raise
