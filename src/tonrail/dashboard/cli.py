@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tonrail.command import run_command
 from tonrail.db import Database
-from tonrail.errors import TonrailError
 from tonrail.security import admins, audit_log
-from tonrail.settings import get_settings
+from tonrail.settings import Settings
 
 admin_app = typer.Typer(help="Admin users of the dashboard.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
@@ -24,23 +23,11 @@ T = TypeVar("T")
 
 
 def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    settings = get_settings()
+    async def in_transaction(db: Database, _: Settings) -> T:
+        async with db.transaction() as session:
+            return await work(session)
 
-    async def main() -> T:
-        db = Database(
-            settings.effective_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
-        )
-        try:
-            async with db.transaction() as session:
-                return await work(session)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(main())
-    except TonrailError as exc:
-        typer.echo(f"error: {exc.message} ({exc.code})", err=True)
-        raise typer.Exit(2) from None
+    return run_command(in_transaction)
 
 
 def _password(from_stdin: bool) -> str:
@@ -99,12 +86,9 @@ def admin_list() -> None:
 @admin_app.command("set-role")
 def admin_set_role(username: str, role: str) -> None:
     """Change a user's role (their open sessions end)."""
-
-    async def work(session: AsyncSession) -> None:
-        await admins.set_role(session, username, role)
-        await audit_log.record(session, "cli", "admin.set_role", username, {"role": role})
-
-    _in_transaction(work)
+    _change_admin(
+        username, "admin.set_role", lambda s: admins.set_role(s, username, role), {"role": role}
+    )
     typer.echo(f"{username} is now {role}")
 
 
@@ -114,35 +98,36 @@ def admin_password(
 ) -> None:
     """Set a new password (open sessions end, a lock is lifted)."""
     password = _password(password_stdin)
-
-    async def work(session: AsyncSession) -> None:
-        await admins.set_password(session, username, password)
-        await audit_log.record(session, "cli", "admin.password", username, {})
-
-    _in_transaction(work)
+    _change_admin(username, "admin.password", lambda s: admins.set_password(s, username, password))
     typer.echo(f"password of {username} changed")
 
 
 @admin_app.command("disable")
 def admin_disable(username: str) -> None:
     """Disable a user at once (their sessions end)."""
-
-    async def work(session: AsyncSession) -> None:
-        await admins.set_disabled(session, username, True)
-        await audit_log.record(session, "cli", "admin.disable", username, {})
-
-    _in_transaction(work)
+    _change_admin(username, "admin.disable", lambda s: admins.set_disabled(s, username, True))
     typer.echo(f"{username} disabled")
 
 
 @admin_app.command("enable")
 def admin_enable(username: str) -> None:
+    _change_admin(username, "admin.enable", lambda s: admins.set_disabled(s, username, False))
+    typer.echo(f"{username} enabled")
+
+
+def _change_admin(
+    username: str,
+    action: str,
+    change: Callable[[AsyncSession], Awaitable[object]],
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Apply `change` and write it to the audit log in the same transaction."""
+
     async def work(session: AsyncSession) -> None:
-        await admins.set_disabled(session, username, False)
-        await audit_log.record(session, "cli", "admin.enable", username, {})
+        await change(session)
+        await audit_log.record(session, "cli", action, username, details or {})
 
     _in_transaction(work)
-    typer.echo(f"{username} enabled")
 
 
 @audit_app.command("verify")

@@ -2,44 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy import select
 
+from tonrail.command import run_command
 from tonrail.db import Database
-from tonrail.errors import TonrailError
-from tonrail.settings import Settings, get_settings
+from tonrail.settings import Settings
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from tonrail.monitoring.models import Alert
 
 alerts_app = typer.Typer(help="Alerts: list, acknowledge, resolve, history, evaluate.")
 lockouts_app = typer.Typer(help="Lockouts after repeated failures: list, unlock.")
-
-
-def _run(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
-    settings = get_settings()
-
-    async def main() -> T:
-        db = Database(
-            settings.effective_database_url,
-            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-            pool_size=settings.db_pool_size,
-        )
-        try:
-            return await work(db, settings)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(main())
-    except TonrailError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _actor(actor: str | None) -> str:
@@ -60,7 +41,7 @@ def alerts_list(
                 stmt = stmt.where(Alert.status.in_(("open", "acknowledged")))
             return list((await session.execute(stmt)).scalars())
 
-    rows = _run(work)
+    rows = run_command(work)
     if not rows:
         typer.echo("no alerts")
     for a in rows:
@@ -77,11 +58,7 @@ def alerts_ack(
     """Acknowledge an open alert (PagerDuty is told)."""
     from tonrail.monitoring.store import acknowledge
 
-    async def work(db: Database, _: Settings) -> None:
-        async with db.transaction() as session:
-            await acknowledge(session, alert_id, _actor(actor))
-
-    _run(work)
+    _change_alert(acknowledge, alert_id, actor)
     typer.echo(f"acknowledged {alert_id}")
 
 
@@ -92,12 +69,20 @@ def alerts_resolve(
     """Resolve an alert by hand; it reopens if its condition still holds."""
     from tonrail.monitoring.store import resolve_by_id
 
+    _change_alert(resolve_by_id, alert_id, actor)
+    typer.echo(f"resolved {alert_id}")
+
+
+def _change_alert(
+    change: Callable[[AsyncSession, str, str], Awaitable[Alert]],
+    alert_id: str,
+    actor: str | None,
+) -> None:
     async def work(db: Database, _: Settings) -> None:
         async with db.transaction() as session:
-            await resolve_by_id(session, alert_id, _actor(actor))
+            await change(session, alert_id, _actor(actor))
 
-    _run(work)
-    typer.echo(f"resolved {alert_id}")
+    run_command(work)
 
 
 @alerts_app.command("history")
@@ -112,7 +97,7 @@ def alerts_history(alert_id: str) -> None:
                 for e in await history(session, alert_id)
             ]
 
-    for line in _run(work):
+    for line in run_command(work):
         typer.echo(line)
 
 
@@ -125,7 +110,7 @@ def alerts_evaluate() -> None:
         def __init__(self, db: Database, settings: Settings):
             self.db, self.settings, self.worker_id = db, settings, "cli"
 
-    n = _run(lambda db, s: evaluate_alerts(Ctx(db, s)))
+    n = run_command(lambda db, s: evaluate_alerts(Ctx(db, s)))
     typer.echo(f"{n} changes and deliveries")
 
 
@@ -138,7 +123,7 @@ def alerts_audit(
     from tonrail.monitoring.jobs import audit_day, run_security_audit
 
     start = datetime.fromisoformat(day).replace(tzinfo=UTC) if day else audit_day(clock.now())
-    if not _run(lambda db, s: run_security_audit(db, s, start)):
+    if not run_command(lambda db, s: run_security_audit(db, s, start)):
         typer.echo(f"the audit of {start.date()} exists already", err=True)
         raise typer.Exit(1)
     typer.echo(f"audit of {start.date()} stored and queued for delivery")
@@ -157,7 +142,7 @@ def lockouts_list() -> None:
                 for lk in await active(session)
             ]
 
-    lines = _run(work)
+    lines = run_command(work)
     typer.echo("\n".join(lines) if lines else "no active lockouts")
 
 
@@ -176,5 +161,5 @@ def lockouts_unlock(
                 for lk in await unlock(session, target, _actor(actor))
             ]
 
-    for subject in _run(work):
+    for subject in run_command(work):
         typer.echo(f"unlocked {subject}")
