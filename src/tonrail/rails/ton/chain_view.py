@@ -1,8 +1,8 @@
 """The TON rail's view of transactions: toncenter v3 transactions, normalized for matching.
 
-The toncenter client (toncenter.py) parses the wire format; here hashes become lowercase
-hex, addresses raw `wc:HEX`, opcodes unsigned 32-bit, and each message gets its body hash,
-so that what we signed can be compared with what the chain did.
+The toncenter client (the `toncenter` package) parses the wire format; here hashes become
+lowercase hex, addresses raw `wc:HEX`, opcodes unsigned 32-bit, and each message gets its
+body hash, so that what we signed can be compared with what the chain did.
 """
 
 from __future__ import annotations
