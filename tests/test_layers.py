@@ -50,7 +50,6 @@ MUTUAL_TODAY: dict[tuple[str, str], str] = {
         "rails.outcomes, rails.service, rails.ton.{deposits,payouts,resolutions,runtime} "
         "-> payments.*"
     ),
-    ("payments", "web"): "payments.endpoints -> web; web -> payments.service",
     ("rails", "webhooks"): (
         "rails.bank.service -> webhooks.models; webhooks.service -> rails.backup/outcomes/registry"
     ),

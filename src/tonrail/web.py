@@ -11,7 +11,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tonrail.db import Database
 from tonrail.errors import AuthenticationFailed, TonrailError
-from tonrail.payments.service import PaymentService
 from tonrail.security.api_keys import Principal, PrincipalCache, authenticate
 from tonrail.security.lockouts import record_security_failure
 from tonrail.settings import Settings
@@ -25,11 +24,6 @@ def database(request: Request) -> Database:
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-async def payment_service(request: Request) -> PaymentService:
-    service: PaymentService = request.app.state.payments
-    return service
 
 
 async def current_principal(request: Request) -> Principal:

@@ -20,9 +20,15 @@ from tonrail.payments.schemas import (
 from tonrail.payments.service import PaymentService, Response
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey, make_key
-from tonrail.web import current_principal, payment_service
+from tonrail.web import current_principal
 
 router = APIRouter(prefix="/v1", tags=["payments"])
+
+
+async def payment_service(request: Request) -> PaymentService:
+    service: PaymentService = request.app.state.payments
+    return service
+
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 ServiceDep = Annotated[PaymentService, Depends(payment_service)]
