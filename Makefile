@@ -34,6 +34,21 @@ $(VENDORED): $(NPM_STAMP) scripts/vendor_assets.py
 .PHONY: assets
 assets: $(VENDORED)
 
+# checkov (Terraform static analysis) has heavy, conflicting dependencies: its own venv.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+$(CHECKOV_STAMP):
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	@touch $@
+
+.PHONY: checkov-install checkov
+checkov-install: $(CHECKOV_STAMP)
+
+checkov: $(CHECKOV_STAMP)  # deploy/terraform: zero failed checks (skips are commented in the code)
+	$(CHECKOV_VENV)/bin/checkov -d deploy/terraform --framework terraform --quiet --compact --skip-download
+
 setup: $(STAMP) $(NPM_STAMP) $(VENDORED)
 
 run: setup
@@ -46,7 +61,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy src
 
-pytest: setup $(CHROMIUM)
+pytest: setup $(CHROMIUM) $(CHECKOV_STAMP)
 	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
@@ -76,4 +91,4 @@ lock: $(STAMP)
 	  cat requirements.lock.tmp; } > requirements.lock && rm requirements.lock.tmp
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache var
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache var
