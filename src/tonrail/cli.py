@@ -12,8 +12,9 @@ import typer
 from tonrail import logs
 from tonrail.dashboard.cli import admin_app, audit_app
 from tonrail.db import Database
-from tonrail.monitoring.cli import alerts_app, lockouts_app
+from tonrail.monitoring.cli import alerts_app
 from tonrail.rails.bank.cli import bank_app
+from tonrail.security.cli import lockouts_app
 from tonrail.settings import Settings, get_settings
 
 app = typer.Typer(help="tonrail: payments on TON with backup rails.", no_args_is_help=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -36,3 +37,8 @@ def run_command(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
     except TonrailError as exc:
         typer.echo(f"error: {exc.message} ({exc.code})", err=True)
         raise typer.Exit(2) from None
+
+
+def cli_actor(actor: str | None) -> str:
+    """Who a command acts as in the books and logs: `--actor`, else the OS user."""
+    return f"admin:{actor or getpass.getuser()}"

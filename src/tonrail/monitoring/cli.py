@@ -1,8 +1,7 @@
-"""`tonrail alerts ...` and `tonrail lockouts ...`: operate alerts and lockouts."""
+"""`tonrail alerts ...`: operate alerts."""
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlalchemy import select
 
-from tonrail.command import run_command
+from tonrail.command import cli_actor, run_command
 from tonrail.db import Database
 from tonrail.settings import Settings
 
@@ -20,11 +19,6 @@ if TYPE_CHECKING:
     from tonrail.monitoring.models import Alert
 
 alerts_app = typer.Typer(help="Alerts: list, acknowledge, resolve, history, evaluate.")
-lockouts_app = typer.Typer(help="Lockouts after repeated failures: list, unlock.")
-
-
-def _actor(actor: str | None) -> str:
-    return f"admin:{actor or getpass.getuser()}"
 
 
 @alerts_app.command("list")
@@ -80,7 +74,7 @@ def _change_alert(
 ) -> None:
     async def work(db: Database, _: Settings) -> None:
         async with db.transaction() as session:
-            await change(session, alert_id, _actor(actor))
+            await change(session, alert_id, cli_actor(actor))
 
     run_command(work)
 
@@ -127,39 +121,3 @@ def alerts_audit(
         typer.echo(f"the audit of {start.date()} exists already", err=True)
         raise typer.Exit(1)
     typer.echo(f"audit of {start.date()} stored and queued for delivery")
-
-
-@lockouts_app.command("list")
-def lockouts_list() -> None:
-    """Active lockouts: subjects refused until an admin unlocks them."""
-    from tonrail.security.lockouts import active
-
-    async def work(db: Database, _: Settings) -> list[str]:
-        async with db.transaction() as session:
-            return [
-                f"{lk.id}  {lk.subject_kind:<12} {lk.subject}  since "
-                f"{lk.locked_at:%Y-%m-%d %H:%M:%S}  ({lk.reason})"
-                for lk in await active(session)
-            ]
-
-    lines = run_command(work)
-    typer.echo("\n".join(lines) if lines else "no active lockouts")
-
-
-@lockouts_app.command("unlock")
-def lockouts_unlock(
-    target: Annotated[str, typer.Argument(help="lock_... id, or kind:subject, or a subject")],
-    actor: Annotated[str | None, typer.Option(help="who")] = None,
-) -> None:
-    """Lift a lockout; the failures before it no longer count."""
-    from tonrail.security.lockouts import unlock
-
-    async def work(db: Database, _: Settings) -> list[str]:
-        async with db.transaction() as session:
-            return [
-                f"{lk.subject_kind}:{lk.subject}"
-                for lk in await unlock(session, target, _actor(actor))
-            ]
-
-    for subject in run_command(work):
-        typer.echo(f"unlocked {subject}")
