@@ -222,7 +222,7 @@ resource "aws_s3_bucket" "alb_logs" {
   # checkov:skip=CKV_AWS_144:Access logs are not replicated to a second region; losing a region's logs is acceptable.
   # checkov:skip=CKV_AWS_18:This bucket holds access logs itself; logging it would need a further bucket for no gain.
   # checkov:skip=CKV2_AWS_62:Nothing consumes events of new log objects.
-  bucket_prefix = "${local.prefix}-alb-logs-"
+  bucket_prefix = "${local.prefix}-alb-" # at most 37 characters
   force_destroy = false
 }
 

@@ -133,7 +133,7 @@ locals {
     {
       type = "metric", x = 0, y = 0, width = 8, height = 6
       properties = {
-        title   = "Transactions finished (per 5 min)", region = var.aws_region, view = "timeSeries", stat = "Sum", period = 300
+        title   = "Transactions finished (in the service's 5-minute window)", region = var.aws_region, view = "timeSeries", stat = "Average", period = 300
         metrics = [[var.cloudwatch_namespace, "TransactionCount"]]
       }
     },
@@ -164,7 +164,7 @@ locals {
     {
       type = "metric", x = 0, y = 6, width = 8, height = 6
       properties = {
-        title   = "Volume succeeded (USDT, per window)", region = var.aws_region, view = "timeSeries", stat = "Maximum", period = 300
+        title   = "Volume succeeded (USDT, in the service's 5-minute window)", region = var.aws_region, view = "timeSeries", stat = "Average", period = 300
         metrics = [[var.cloudwatch_namespace, "TotalVolume"]]
       }
     },

@@ -16,13 +16,13 @@ variable "aws_region" {
 }
 
 variable "name" {
-  description = "Name prefix of every resource (lower-case letters, digits and dashes)."
+  description = "Name prefix of every resource (2-16 lower-case letters, digits and dashes)."
   type        = string
   default     = "tonrail"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.name))
-    error_message = "name must be 2-21 lower-case letters, digits or dashes, starting with a letter."
+    condition     = can(regex("^[a-z][a-z0-9-]{1,15}$", var.name))
+    error_message = "name must be 2-16 lower-case letters, digits or dashes, starting with a letter (load balancer names are short)."
   }
 }
 
@@ -45,7 +45,7 @@ variable "vpc_cidr" {
   default     = "10.40.0.0/16"
 
   validation {
-    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 20
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && try(tonumber(split("/", var.vpc_cidr)[1]) <= 20, false)
     error_message = "vpc_cidr must be an IPv4 CIDR block of /20 or larger."
   }
 }
@@ -173,7 +173,7 @@ variable "db_engine_version" {
   default     = "16"
 
   validation {
-    condition     = can(regex("^[0-9]+(\\.[0-9]+)?$", var.db_engine_version)) && tonumber(split(".", var.db_engine_version)[0]) >= 14
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?$", var.db_engine_version)) && try(tonumber(split(".", var.db_engine_version)[0]) >= 14, false)
     error_message = "db_engine_version must be PostgreSQL 14 or newer, e.g. 16."
   }
 }
@@ -230,7 +230,7 @@ variable "redis_engine_version" {
   default     = "7.1"
 
   validation {
-    condition     = can(regex("^[0-9]+\\.[0-9]+$", var.redis_engine_version)) && tonumber(split(".", var.redis_engine_version)[0]) >= 6
+    condition     = can(regex("^[0-9]+\\.[0-9]+$", var.redis_engine_version)) && try(tonumber(split(".", var.redis_engine_version)[0]) >= 6, false)
     error_message = "redis_engine_version must be 6.x or newer, e.g. 7.1."
   }
 }
