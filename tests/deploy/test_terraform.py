@@ -162,7 +162,7 @@ def check_autoscaling(d: Deployment) -> None:
         "namespace": Settings.model_fields["cloudwatch_namespace"].default,
         "metric_name": "PendingTransactions",
         "threshold": GUIDE_PENDING_SCALE_OUT,
-    }, pending
+    }, f"worker: pending scale-out is {pending}"
     assert "PendingTransactions" in published_metric_names()
 
     svc = d.service
@@ -199,8 +199,8 @@ def check_services(d: Deployment) -> None:
     assert "aws_ecs_task_definition" not in d.root.resources, "task definitions: the module"
     assert "aws_ecs_service" not in d.root.resources, "services: the module"
     api, worker = d.root.modules["api"], d.root.modules["worker"]
-    assert api["command"] == ["tonrail", "serve"], api["command"]
-    assert worker["command"] == ["tonrail", "worker"], worker["command"]
+    assert api["command"] == ["tonrail", "serve"], f"api runs {api['command']}"
+    assert worker["command"] == ["tonrail", "worker"], f"worker runs {worker['command']}"
     assert api["target_group_arn"] == "${aws_lb_target_group.api.arn}"
     assert "target_group_arn" not in worker, "the worker takes no traffic"
     for call in (api, worker):
@@ -221,7 +221,9 @@ def check_services(d: Deployment) -> None:
 def check_https(d: Deployment) -> None:
     https = d.root.resource("aws_lb_listener", "https")
     assert (https["port"], https["protocol"]) == (443, "HTTPS")
-    assert https["certificate_arn"] == "${var.ssl_certificate_arn}"
+    assert https["certificate_arn"] == "${var.ssl_certificate_arn}", (
+        f"HTTPS certificate is {https['certificate_arn']}, not var.ssl_certificate_arn"
+    )
     assert https["ssl_policy"].startswith("ELBSecurityPolicy-TLS13-"), https["ssl_policy"]
     action = https["default_action"][0]
     assert action["type"] == "forward"
@@ -235,7 +237,7 @@ def check_https(d: Deployment) -> None:
         "HTTPS",
         "443",
         "HTTP_301",
-    ), redirect
+    ), f"HTTP must redirect to HTTPS 443 (301), not {redirect}"
     cert = d.root.variables["ssl_certificate_arn"]
     assert "default" not in cert, "the certificate is the operator's: no default"
     assert "SSL_CERTIFICATE_ARN" in cert["description"]
@@ -376,8 +378,9 @@ def check_alarms(d: Deployment) -> None:
 
 def check_dashboard(d: Deployment) -> None:
     namespace = d.root.variables["cloudwatch_namespace"]["default"]
-    assert (
-        namespace == Settings.model_fields["cloudwatch_namespace"].default == ("Deligate/Payments")
+    published = Settings.model_fields["cloudwatch_namespace"].default
+    assert namespace == published == "Deligate/Payments", (
+        f"namespace {namespace}, the service publishes in {published}"
     )
     assert d.root.locals["service_settings"]["CLOUDWATCH_NAMESPACE"] == (
         "${var.cloudwatch_namespace}"
@@ -389,7 +392,8 @@ def check_dashboard(d: Deployment) -> None:
         assert m[0] == "${var.cloudwatch_namespace}", m
         assert len(m) == 2, f"{m}: the service publishes no dimensions"
     names = [m[1] for m in metrics]
-    assert sorted(names) == sorted(published_metric_names()), names
+    published_names = sorted(published_metric_names())
+    assert sorted(names) == published_names, f"dashboard {names}, published {published_names}"
     body = d.root.resource("aws_cloudwatch_dashboard", "payments")["dashboard_body"]
     assert "local.payment_metric_widgets" in body
 
@@ -453,7 +457,13 @@ def check_iam(d: Deployment) -> None:
             if "kms:Decrypt" in s["actions"]:
                 assert s["resources"] == ["${aws_kms_key.main.arn}"]
                 assert s["condition"][0]["variable"] == "kms:ViaService"
-    assert d.root.locals["service_log_group_arns"]
+    # the execution role may write exactly the log groups the module creates
+    log_arns = d.root.locals["service_log_group_arns"]
+    assert 'for svc in ["api", "worker"]' in log_arns, log_arns
+    assert "log-group:/ecs/${local.prefix}-${svc}:*" in log_arns, log_arns
+    assert d.service.resource("aws_cloudwatch_log_group", "service")["name"] == "/ecs/${var.name}"
+    for svc in ("api", "worker"):
+        assert d.root.modules[svc]["name"] == f"${{local.prefix}}-{svc}", "log group names"
     assert "aws_secretsmanager_secret.service" in d.root.locals["secret_arns"]
     assert d.root.resource("aws_iam_role_policy", "task")["role"] == "${aws_iam_role.task.id}"
     assert d.root.resource("aws_iam_role_policy", "execution")["role"] == (
@@ -463,8 +473,8 @@ def check_iam(d: Deployment) -> None:
 
 def check_ecr(d: Deployment) -> None:
     ecr = d.root.resource("aws_ecr_repository", "tonrail")
-    assert ecr["image_tag_mutability"] == "IMMUTABLE"
-    assert ecr["image_scanning_configuration"][0]["scan_on_push"] is True
+    assert ecr["image_tag_mutability"] == "IMMUTABLE", "image tags must be immutable"
+    assert ecr["image_scanning_configuration"][0]["scan_on_push"] is True, "scan on push"
     assert ecr["encryption_configuration"][0]["kms_key"] == "${aws_kms_key.main.arn}"
 
 
@@ -540,24 +550,54 @@ def test_every_tf_file_is_read() -> None:
 
 # --- each check can fail: one edit to a copy, and the check catches it --------------------
 
-MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
-    ("cpu 75", "main.tf", "cpu_target_pct    = 70", "cpu_target_pct    = 75", check_autoscaling),
-    ("memory 85", "main.tf", "memory_target_pct = 80", "memory_target_pct = 85", check_autoscaling),
+MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None], str]] = [
+    (
+        "cpu 75",
+        "main.tf",
+        "cpu_target_pct    = 70",
+        "cpu_target_pct    = 75",
+        check_autoscaling,
+        r"cpu_target_pct is 75",
+    ),
+    (
+        "memory 85",
+        "main.tf",
+        "memory_target_pct = 80",
+        "memory_target_pct = 85",
+        check_autoscaling,
+        r"memory_target_pct is 85",
+    ),
     (
         "pending 60",
         "main.tf",
         "pending_scale_out = 50",
         "pending_scale_out = 60",
         check_autoscaling,
+        r"pending scale-out",
     ),
-    ("max 12", "main.tf", "max_tasks         = 10", "max_tasks         = 12", check_autoscaling),
-    ("min 1", "main.tf", "min_tasks         = 2", "min_tasks         = 1", check_autoscaling),
+    (
+        "max 12",
+        "main.tf",
+        "max_tasks         = 10",
+        "max_tasks         = 12",
+        check_autoscaling,
+        r"max_tasks is 12",
+    ),
+    (
+        "min 1",
+        "main.tf",
+        "min_tasks         = 2",
+        "min_tasks         = 1",
+        check_autoscaling,
+        r"min_tasks is 1",
+    ),
     (
         "scale-in step",
         f"{SERVICE_MODULE}/main.tf",
         "scaling_adjustment          = 1",
         "scaling_adjustment          = -1",
         check_autoscaling,
+        r"only scales out",
     ),
     (
         "worker serves",
@@ -565,6 +605,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         'command            = ["tonrail", "worker"]',
         'command            = ["tonrail", "serve"]',
         check_services,
+        r"worker runs",
     ),
     (
         "fixed certificate",
@@ -572,14 +613,23 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         "certificate_arn   = var.ssl_certificate_arn",
         'certificate_arn   = "arn:aws:acm:us-east-1:123456789012:certificate/x"',
         check_https,
+        r"not var.ssl_certificate_arn",
     ),
-    ("no redirect", "alb.tf", 'protocol    = "HTTPS"', 'protocol    = "HTTP"', check_https),
+    (
+        "no redirect",
+        "alb.tf",
+        'protocol    = "HTTPS"',
+        'protocol    = "HTTP"',
+        check_https,
+        r"must redirect to HTTPS",
+    ),
     (
         "secret not in Secrets Manager",
         "secrets.tf",
         '"SMTP_PASSWORD", "METRICS_TOKEN",',
         '"SMTP_PASSWORD",',
         check_secrets,
+        r"no Secrets Manager secret: {'METRICS_TOKEN'}",
     ),
     (
         "secret in plain environment",
@@ -587,6 +637,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         'LOG_JSON                   = "true"',
         'LOG_JSON                   = "true"\n    TON_API_KEY = "key"',
         check_secrets,
+        r"secrets in plain environment: {'TON_API_KEY'}",
     ),
     (
         "secret as a value",
@@ -594,6 +645,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         "valueFrom = var.secrets[k]",
         "value = var.secrets[k]",
         check_secrets,
+        r"ECS secrets with valueFrom",
     ),
     (
         "single AZ",
@@ -601,6 +653,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         "multi_az               = true",
         "multi_az               = false",
         check_database,
+        r"multi_az is False",
     ),
     (
         "unencrypted RDS",
@@ -608,6 +661,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         "storage_encrypted     = true",
         "storage_encrypted     = false",
         check_database,
+        r"storage_encrypted is False",
     ),
     (
         "no deletion protection",
@@ -615,6 +669,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         "deletion_protection       = true",
         "deletion_protection       = false",
         check_database,
+        r"deletion_protection is False",
     ),
     (
         "Redis in clear",
@@ -622,6 +677,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         "transit_encryption_enabled = true",
         "transit_encryption_enabled = false",
         check_database,
+        r"transit_encryption_enabled is False",
     ),
     (
         "Redis unencrypted at rest",
@@ -629,14 +685,23 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         "at_rest_encryption_enabled = true",
         "at_rest_encryption_enabled = false",
         check_database,
+        r"at_rest_encryption_enabled is False",
     ),
-    ("success rate 90", "variables.tf", "default     = 95", "default     = 90", check_alarms),
+    (
+        "success rate 90",
+        "variables.tf",
+        "default     = 95",
+        "default     = 90",
+        check_alarms,
+        r"SuccessRate: threshold 90",
+    ),
     (
         "success alarm inverted",
         "monitoring.tf",
         'comparison_operator = "LessThanThreshold"',
         'comparison_operator = "GreaterThanThreshold"',
         check_alarms,
+        r"GreaterThanThreshold",
     ),
     (
         "alarms to nowhere",
@@ -644,6 +709,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         "alarm_actions = [aws_sns_topic.alarms.arn]",
         "alarm_actions = []",
         check_alarms,
+        r"alarms go to \[\]",
     ),
     (
         "no 5xx alarm",
@@ -651,14 +717,23 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         'metric_name         = "HTTPCode_ELB_5XX_Count"',
         'metric_name         = "HTTPCode_ELB_4XX_Count"',
         check_alarms,
+        r"no alarm on HTTPCode_ELB_5XX_Count",
     ),
-    ("metric renamed", "monitoring.tf", '"GasPrice"]]', '"GasPriceNanoton"]]', check_dashboard),
+    (
+        "metric renamed",
+        "monitoring.tf",
+        '"GasPrice"]]',
+        '"GasPriceNanoton"]]',
+        check_dashboard,
+        r"GasPriceNanoton",
+    ),
     (
         "metric with a dimension",
         "monitoring.tf",
         '[[var.cloudwatch_namespace, "TotalVolume"]]',
         '[[var.cloudwatch_namespace, "TotalVolume", "Asset", "USDT"]]',
         check_dashboard,
+        r"publishes no dimensions",
     ),
     (
         "other namespace",
@@ -666,6 +741,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         'default     = "Deligate/Payments"',
         'default     = "Tonrail/Payments"',
         check_dashboard,
+        r"namespace Tonrail/Payments",
     ),
     (
         "undocumented variable",
@@ -673,6 +749,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         'description = "Days of automated RDS backups (point-in-time recovery window)."',
         'description = ""',
         check_variables,
+        r"db_backup_retention_days has no description",
     ),
     (
         "undeclared variable",
@@ -680,6 +757,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         'LOG_JSON                   = "true"',
         "LOG_JSON                   = var.log_json",
         check_variables,
+        r"undeclared variables {'log_json'}",
     ),
     (
         "required variable missing from the examples",
@@ -687,6 +765,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         'image_tag = "0123456789abcdef0123456789abcdef01234567"',
         "",
         check_variables,
+        r"image_tag: no default",
     ),
     (
         "metrics in any namespace",
@@ -694,6 +773,7 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         'variable = "cloudwatch:namespace"',
         'variable = "aws:RequestedRegion"',
         check_iam,
+        r"only in its namespace",
     ),
     (
         "task reads every secret",
@@ -703,26 +783,47 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None]]] = [
         'sid       = "ReadOnlyItsSecrets"\n    actions   = ["secretsmanager:GetSecretValue"]\n'
         '    resources = ["*"]',
         check_iam,
+        r"on every resource",
     ),
-    ("mutable tags", "ecr.tf", '"IMMUTABLE"', '"MUTABLE"', check_ecr),
+    ("mutable tags", "ecr.tf", '"IMMUTABLE"', '"MUTABLE"', check_ecr, r"immutable"),
     (
         "logs kept forever",
         f"{SERVICE_MODULE}/main.tf",
         "retention_in_days = var.log_retention_days",
         "",
         check_logs,
+        r"keeps logs forever",
     ),
-    ("no ALB output", "outputs.tf", 'output "alb_dns_name"', 'output "lb_dns"', check_outputs),
-    ("local state", "backend.tf", 'backend "s3" {}', 'backend "local" {}', check_backend),
+    (
+        "no ALB output",
+        "outputs.tf",
+        'output "alb_dns_name"',
+        'output "lb_dns"',
+        check_outputs,
+        r"no output alb_dns_name",
+    ),
+    (
+        "local state",
+        "backend.tf",
+        'backend "s3" {}',
+        'backend "local" {}',
+        check_backend,
+        r"partial S3 backend",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("file", "old", "new", "check"),
+    ("file", "old", "new", "check", "match"),
     [pytest.param(*m[1:], id=m[0]) for m in MUTATIONS],
 )
 def test_check_catches(
-    tmp_path: Path, file: str, old: str, new: str, check: Callable[[Deployment], None]
+    tmp_path: Path,
+    file: str,
+    old: str,
+    new: str,
+    check: Callable[[Deployment], None],
+    match: str,
 ) -> None:
     copy = tmp_path / "terraform"
     shutil.copytree(TF_DIR, copy, ignore=shutil.ignore_patterns(".terraform*"))
@@ -730,7 +831,7 @@ def test_check_catches(
     text = target.read_text()
     assert text.count(old) == 1, f"the mutation must hit exactly one place in {file}"
     target.write_text(text.replace(old, new))
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=match):
         check(load(copy))
 
 

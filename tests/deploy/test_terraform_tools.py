@@ -1,6 +1,9 @@
 """deploy/terraform passes checkov with zero failed checks (every skip carries its reason in
-the code) and is `terraform fmt` clean. checkov lives in its own venv (`make checkov-install`,
-which `make test` runs first); terraform cannot be installed here, so that test skips without it."""
+the code), is `terraform fmt` clean, and its variable validations accept the examples and
+refuse bad values. checkov lives in its own venv (`make checkov-install`, which `make test`
+runs first). Terraform itself is not installed by the project (no provider can be downloaded
+here either): its tests skip without it. variables.tf alone needs no provider, so Terraform
+plans it for real and runs every validation."""
 
 from __future__ import annotations
 
@@ -139,3 +142,90 @@ def test_terraform_fmt_sees_a_misformatted_file(tmp_path: Path) -> None:
     problems = terraform_fmt_problems(copy)
     assert any(p.endswith("ecr.tf") for p in problems), problems
     assert "variables.tfvars.example" in problems, problems
+
+
+TF_ENV = {
+    **os.environ,
+    "TF_CLI_CONFIG_FILE": os.devnull,
+    "CHECKPOINT_DISABLE": "1",
+    "TF_IN_AUTOMATION": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def variables_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """variables.tf and the two examples in a directory of their own, initialised."""
+    assert TERRAFORM is not None
+    path = tmp_path_factory.mktemp("variables")
+    for name in ("variables.tf", "variables.tfvars.example", "variables-payments.tfvars.example"):
+        shutil.copy(TF_DIR / name, path / name)
+    proc = subprocess.run(
+        [TERRAFORM, "init", "-backend=false", "-input=false", "-no-color"],
+        cwd=path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=TF_ENV,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return path
+
+
+def plan_variables(path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    assert TERRAFORM is not None
+    args = [TERRAFORM, "plan", "-input=false", "-no-color", "-lock=false", "-refresh=false"]
+    args += ["-var-file=variables.tfvars.example", "-var-file=variables-payments.tfvars.example"]
+    args += [f"-var={o}" for o in overrides]
+    return subprocess.run(
+        args, cwd=path, capture_output=True, text=True, timeout=120, check=False, env=TF_ENV
+    )
+
+
+@needs_terraform
+def test_the_examples_satisfy_every_variable(variables_only: Path) -> None:
+    proc = plan_variables(variables_only)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "ssl_certificate_arn=arn:aws:iam::123456789012:role/x",
+            "ssl_certificate_arn must be an ACM",
+        ),
+        ("image_tag=latest", "image_tag must be a valid image tag"),
+        ("name=a-name-far-too-long", "name must be 2-16"),
+        ("vpc_cidr=nope", "vpc_cidr must be an IPv4 CIDR"),
+        ("vpc_cidr=10.0.0.0/24", "vpc_cidr must be an IPv4 CIDR"),
+        ('availability_zones=["us-east-1a"]', "availability_zones must name exactly two"),
+        (
+            'availability_zones=["us-east-1a","us-east-1a"]',
+            "availability_zones must name exactly two",
+        ),
+        ('optional_secrets=["JWT_SECRET"]', "optional_secrets may name only"),
+        ('extra_environment={JWT_SECRET="x"}', "extra_environment must not carry secrets"),
+        ('extra_environment={TON_MASTER_KEY="x"}', "extra_environment must not carry secrets"),
+        ("ton_network=localnet", "ton_network must be testnet or mainnet"),
+        ("db_engine_version=13", "db_engine_version must be PostgreSQL 14"),
+        ("db_engine_version=latest", "db_engine_version must be PostgreSQL 14"),
+        ("redis_engine_version=5.0", "redis_engine_version must be 6.x"),
+        ("db_backup_retention_days=1", "db_backup_retention_days must be between 7 and 35"),
+        ("log_retention_days=30", "log_retention_days must be a CloudWatch retention"),
+        ("api_cpu=300", "api_cpu must be"),
+        ("alarm_success_rate_min_pct=0", "alarm_success_rate_min_pct must be"),
+        ("stripe_publishable_key=sk_live_x", "stripe_publishable_key must start with pk_"),
+        ("payment_alert_email=not-an-address", "payment_alert_email must be an e-mail"),
+        ('alarm_https_endpoints=["http://x"]', "alarm_https_endpoints must be https"),
+        ("cloudwatch_namespace=AWS/ECS", "cloudwatch_namespace must be a custom namespace"),
+    ],
+)
+def test_a_bad_value_is_refused_with_its_message(
+    variables_only: Path, override: str, message: str
+) -> None:
+    proc = plan_variables(variables_only, override)
+    assert proc.returncode != 0, f"{override} was accepted"
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert message in out, out[-1500:]
