@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -99,8 +100,13 @@ def worker(
             except WalletKeyError as exc:
                 typer.echo(f"TON loops idle: {exc.message}", err=True)
         ctx = WorkerContext(db, settings, payments, worker_id, ton, backup)
+        # SIGTERM (docker/podman stop, ECS) and SIGINT end the rounds in flight, then the
+        # worker gives its leases back so another worker takes over at once.
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
         try:
-            await run_worker(ctx, loops, asyncio.Event())
+            await run_worker(ctx, loops, stop)
         finally:
             await db.dispose()
 

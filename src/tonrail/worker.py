@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -19,6 +20,7 @@ from tonrail.fees.sampler import sample_if_due
 from tonrail.ids import new_id
 from tonrail.kit.claims import claim
 from tonrail.kit.models import WorkerHeartbeat
+from tonrail.models import metadata
 from tonrail.monitoring import jobs as monitoring
 from tonrail.payments.models import Payment
 from tonrail.payments.processing import BackupContext, backup_round
@@ -180,6 +182,34 @@ def select_loops(only: Sequence[str] | None) -> list[Loop]:
     return [LOOPS[name] for name in only]
 
 
+async def release_leases(db: Database, worker_id: str) -> int:
+    """Give back every lease `worker_id` holds, in every table that has leases.
+
+    Called once the worker's loops have stopped (no round is in flight), so another worker
+    takes the work at once instead of after `locked_until`: a rolling deploy does not pause
+    payouts for a lease period. Rows leased to nobody or to someone else are left alone."""
+    released = 0
+    async with db.transaction() as session:
+        for table in metadata.sorted_tables:
+            if "locked_by" in table.c and "locked_until" in table.c:
+                result: Any = await session.execute(
+                    update(table)
+                    .where(table.c.locked_by == worker_id)
+                    .values(locked_by=None, locked_until=None)
+                )
+                released += int(result.rowcount or 0)
+    return released
+
+
 async def run_worker(ctx: WorkerContext, loops: Sequence[Loop], stop: asyncio.Event) -> None:
+    """Run `loops` until `stop` is set; then release this worker's leases."""
     log.info("worker started", worker=ctx.worker_id, loops=[lp.name for lp in loops])
-    await asyncio.gather(*(run_loop(ctx, loop, stop) for loop in loops))
+    try:
+        await asyncio.gather(*(run_loop(ctx, loop, stop) for loop in loops))
+    finally:
+        try:
+            released = await release_leases(ctx.db, ctx.worker_id)
+        except Exception:
+            log.exception("releasing the worker's leases failed", worker=ctx.worker_id)
+        else:
+            log.info("worker stopped", worker=ctx.worker_id, released_leases=released)
