@@ -55,20 +55,21 @@ run: setup
 	$(BIN)/tonrail run
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts deploy
+	$(BIN)/ruff format --check src tests benchmarks scripts deploy
+	$(BIN)/hadolint deploy/docker/Dockerfile
 
 typecheck: setup
 	$(BIN)/mypy src
 
-pytest: setup $(CHROMIUM) $(CHECKOV_STAMP)
+pytest: setup $(CHROMIUM) $(CHECKOV_STAMP) podman
 	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
 fmt: setup
-	$(BIN)/ruff format src tests benchmarks scripts
-	$(BIN)/ruff check --fix src tests benchmarks scripts
+	$(BIN)/ruff format src tests benchmarks scripts deploy
+	$(BIN)/ruff check --fix src tests benchmarks scripts deploy
 
 bench: setup
 	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/python -m benchmarks.run
@@ -89,6 +90,25 @@ lock: $(STAMP)
 	  --native-tls --no-header --quiet -o requirements.lock.tmp
 	{ echo "# make lock: the image's Python dependencies from pyproject.toml (uv pip compile)."; \
 	  cat requirements.lock.tmp; } > requirements.lock && rm requirements.lock.tmp
+
+# ---- containers (docs/CONTAINERS.md): podman on this machine, no registry needed
+.PHONY: podman image stack-up stack-down deploy-testnet test-image
+podman:  # install and configure podman, buildah, runc, mmdebstrap when missing
+	@deploy/docker/setup-podman.sh
+
+image: podman  # localhost/tonrail:<git sha> and :latest; the base is made once (mmdebstrap)
+	deploy/docker/build-image.sh
+
+stack-up: podman  # the production-like stack from the image; writes var/stack.env
+	deploy/docker/stack.sh up
+
+stack-down:
+	deploy/docker/stack.sh down
+
+deploy-testnet: image stack-up  # on this machine: the stack against the local network
+
+test-image: setup podman  # the image and stack proof alone (also part of make test)
+	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/pytest tests/test_image.py -v $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache var

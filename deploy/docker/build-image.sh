@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Build the tonrail image with podman: localhost/tonrail:<git sha> and :latest.
+# Without a registry the base comes from Debian's mirror: localhost/tonrail-base:bookworm is
+# made with mmdebstrap only when it is missing (docs/CONTAINERS.md), so later builds reuse it.
+# Elsewhere pass BASE_IMAGE=python:3.11-slim-bookworm (the Dockerfile's default) to skip it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+BASE_IMAGE=${BASE_IMAGE:-localhost/tonrail-base:bookworm}
+IMAGE=${IMAGE:-localhost/tonrail}
+TAG=${TAG:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo dev)}
+
+make_base() {
+  local sources tar
+  sources=$(ls /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 || true)
+  [ -n "$sources" ] || sources=/etc/apt/sources.list
+  tar=$(mktemp --suffix=.tar)
+  trap 'rm -f "$tar"' RETURN
+  local hooks=()
+  # The machine's extra CAs (an HTTPS proxy's) so pip reaches the index during the build.
+  for crt in /usr/local/share/ca-certificates/*.crt; do
+    [ -e "$crt" ] && hooks+=(--customize-hook="copy-in $crt /usr/local/share/ca-certificates/")
+  done
+  echo "making $BASE_IMAGE with mmdebstrap from $sources"
+  mmdebstrap --quiet --variant=minbase --include=ca-certificates,python3,python3-venv \
+    "${hooks[@]}" \
+    --customize-hook='chroot "$1" update-ca-certificates' \
+    --customize-hook='printf "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n" > "$1/etc/pip.conf"' \
+    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+    bookworm "$tar" "$sources"
+  podman import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'CMD ["/bin/bash"]' "$tar" "$BASE_IMAGE" >/dev/null
+}
+
+if [[ "$BASE_IMAGE" == localhost/* ]] && ! podman image exists "$BASE_IMAGE"; then
+  make_base
+fi
+
+podman build --format docker --layers \
+  --build-arg BASE_IMAGE="$BASE_IMAGE" \
+  -f deploy/docker/Dockerfile -t "$IMAGE:$TAG" -t "$IMAGE:latest" .
+echo "built $IMAGE:$TAG"
