@@ -182,6 +182,9 @@ class Settings(BaseSettings):
     aws_region: str = "us-east-1"
     ssl_certificate_arn: str = ""
     cloudwatch_namespace: str = "Deligate/Payments"
+    # where `tonrail rehearsal verify` writes, and the mainnet deploy looks for, the testnet
+    # verification records (docs/DEPLOY.md)
+    rehearsal_record_dir: Path = Path("var/rehearsal")
 
     # --- monitoring and alerting (issue 7; docs/monitoring.md). Money in minor units.
     monitoring_window_seconds: int = 300  # the window of rates and failure counts
