@@ -89,8 +89,10 @@ resource "aws_ecs_service" "service" {
   }
 
   lifecycle {
-    # Autoscaling owns the number of tasks once the service exists.
-    ignore_changes = [desired_count]
+    # Autoscaling owns the number of tasks once the service exists. The deploy script owns
+    # which revision runs: apply registers the new task definition, the script runs
+    # `tonrail migrate` with it and only then moves the service (and back, on rollback).
+    ignore_changes = [desired_count, task_definition]
   }
 }
 
