@@ -1,6 +1,6 @@
-# Least privilege. The execution role (ECS itself) pulls this image, writes these log groups
-# and reads this deployment's secrets; the task role (the service) may publish metrics only in
-# its namespace and read only its secrets.
+# Least privilege, per service. Its execution role (ECS itself) pulls this image, writes its
+# log group and reads its secrets; its task role (the service) may publish metrics only in
+# its namespace and read only its secrets. The api's roles cannot read the hot-wallet key.
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
   statement {
@@ -20,21 +20,25 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
 }
 
 locals {
-  secret_arns = [for s in aws_secretsmanager_secret.service : s.arn]
-  service_log_group_arns = [
-    for svc in ["api", "worker"] :
-    "arn:${local.partition}:logs:${var.aws_region}:${local.account_id}:log-group:/ecs/${local.prefix}-${svc}:*"
-  ]
+  # Each service's roles cover its own log group and secrets (local.service_secrets).
+  service_log_group_arns = {
+    for svc in keys(local.service_secrets) :
+    svc => "arn:${local.partition}:logs:${var.aws_region}:${local.account_id}:log-group:/ecs/${local.prefix}-${svc}:*"
+  }
 }
 
-# --- execution role ------------------------------------------------------------------------
+# --- execution roles (ECS: pull, logs, secrets at start) -----------------------------------
 
 resource "aws_iam_role" "execution" {
-  name               = "${local.prefix}-execution"
+  for_each = local.service_secrets
+
+  name               = "${local.prefix}-${each.key}-execution"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 
 data "aws_iam_policy_document" "execution" {
+  for_each = local.service_secrets
+
   statement {
     sid       = "EcrLogin"
     actions   = ["ecr:GetAuthorizationToken"]
@@ -48,15 +52,15 @@ data "aws_iam_policy_document" "execution" {
   }
 
   statement {
-    sid       = "WriteThisDeploymentsLogs"
+    sid       = "WriteItsLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = local.service_log_group_arns
+    resources = [local.service_log_group_arns[each.key]]
   }
 
   statement {
-    sid       = "ReadThisDeploymentsSecrets"
+    sid       = "ReadItsSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = local.secret_arns
+    resources = values(each.value)
   }
 
   statement {
@@ -73,19 +77,25 @@ data "aws_iam_policy_document" "execution" {
 }
 
 resource "aws_iam_role_policy" "execution" {
+  for_each = local.service_secrets
+
   name   = "execution"
-  role   = aws_iam_role.execution.id
-  policy = data.aws_iam_policy_document.execution.json
+  role   = aws_iam_role.execution[each.key].id
+  policy = data.aws_iam_policy_document.execution[each.key].json
 }
 
-# --- task role -----------------------------------------------------------------------------
+# --- task roles (the service itself) -------------------------------------------------------
 
 resource "aws_iam_role" "task" {
-  name               = "${local.prefix}-task"
+  for_each = local.service_secrets
+
+  name               = "${local.prefix}-${each.key}-task"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 
 data "aws_iam_policy_document" "task" {
+  for_each = local.service_secrets
+
   statement {
     sid       = "PublishPaymentMetricsOnlyInItsNamespace"
     actions   = ["cloudwatch:PutMetricData"]
@@ -101,7 +111,7 @@ data "aws_iam_policy_document" "task" {
   statement {
     sid       = "ReadOnlyItsSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = local.secret_arns
+    resources = values(each.value)
   }
 
   statement {
@@ -118,9 +128,11 @@ data "aws_iam_policy_document" "task" {
 }
 
 resource "aws_iam_role_policy" "task" {
+  for_each = local.service_secrets
+
   name   = "task"
-  role   = aws_iam_role.task.id
-  policy = data.aws_iam_policy_document.task.json
+  role   = aws_iam_role.task[each.key].id
+  policy = data.aws_iam_policy_document.task[each.key].json
 }
 
 # --- VPC flow logs -------------------------------------------------------------------------

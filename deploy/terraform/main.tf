@@ -64,7 +64,8 @@ resource "aws_ecs_cluster_capacity_providers" "main" {
   }
 }
 
-# One module, two services: the same image, settings and secrets; only the command differs.
+# One module, two services: the same image and settings; the command, the roles and the
+# secrets differ (only the worker signs, so only it gets the hot-wallet key: secrets.tf).
 module "api" {
   source = "./modules/ecs_service"
 
@@ -77,9 +78,9 @@ module "api" {
   cpu                = var.api_cpu
   memory             = var.api_memory
   environment        = local.service_environment
-  secrets            = local.task_secrets
-  execution_role_arn = aws_iam_role.execution.arn
-  task_role_arn      = aws_iam_role.task.arn
+  secrets            = local.service_secrets["api"]
+  execution_role_arn = aws_iam_role.execution["api"].arn
+  task_role_arn      = aws_iam_role.task["api"].arn
   subnet_ids         = aws_subnet.private[*].id
   security_group_ids = [aws_security_group.tasks.id]
   kms_key_arn        = aws_kms_key.main.arn
@@ -108,9 +109,9 @@ module "worker" {
   cpu                = var.worker_cpu
   memory             = var.worker_memory
   environment        = local.service_environment
-  secrets            = local.task_secrets
-  execution_role_arn = aws_iam_role.execution.arn
-  task_role_arn      = aws_iam_role.task.arn
+  secrets            = local.service_secrets["worker"]
+  execution_role_arn = aws_iam_role.execution["worker"].arn
+  task_role_arn      = aws_iam_role.task["worker"].arn
   subnet_ids         = aws_subnet.private[*].id
   security_group_ids = [aws_security_group.tasks.id]
   kms_key_arn        = aws_kms_key.main.arn

@@ -14,9 +14,18 @@ locals {
   secret_names = concat(local.generated_secrets, local.required_secrets, local.optional_secret_names)
 
   # What the tasks receive: the generated and required ones, plus the optional ones enabled.
-  task_secrets = {
-    for name in concat(local.generated_secrets, local.required_secrets, sort(tolist(var.optional_secrets))) :
-    name => aws_secretsmanager_secret.service[name].arn
+  # The hot-wallet key and its passphrase reach only the worker, which signs: the
+  # internet-facing api never holds them (its roles cannot read them either, iam.tf).
+  signing_secrets   = ["TON_MASTER_KEY", "TON_KEY_PASSPHRASE"]
+  task_secret_names = concat(local.generated_secrets, local.required_secrets, sort(tolist(var.optional_secrets)))
+  service_secrets = {
+    api = {
+      for name in local.task_secret_names :
+      name => aws_secretsmanager_secret.service[name].arn if !contains(local.signing_secrets, name)
+    }
+    worker = {
+      for name in local.task_secret_names : name => aws_secretsmanager_secret.service[name].arn
+    }
   }
 }
 

@@ -203,10 +203,11 @@ def check_services(d: Deployment) -> None:
     assert worker["command"] == ["tonrail", "worker"], f"worker runs {worker['command']}"
     assert api["target_group_arn"] == "${aws_lb_target_group.api.arn}"
     assert "target_group_arn" not in worker, "the worker takes no traffic"
-    for call in (api, worker):
+    for name, call in (("api", api), ("worker", worker)):
         assert call["subnet_ids"] == "${aws_subnet.private[*].id}", "tasks in private subnets"
-        assert call["execution_role_arn"] == "${aws_iam_role.execution.arn}"
-        assert call["task_role_arn"] == "${aws_iam_role.task.arn}"
+        own = f"{name} must run with its own roles"
+        assert call["execution_role_arn"] == f'${{aws_iam_role.execution["{name}"].arn}}', own
+        assert call["task_role_arn"] == f'${{aws_iam_role.task["{name}"].arn}}', own
     assert list(d.service.resources["aws_ecs_task_definition"]) == ["service"]
     task = d.service.resource("aws_ecs_task_definition", "service")
     assert task["requires_compatibilities"] == ["FARGATE"]
@@ -264,10 +265,21 @@ def check_secrets(d: Deployment) -> None:
     secret = d.root.resource("aws_secretsmanager_secret", "service")
     assert secret["for_each"] == "${toset(local.secret_names)}"
     assert secret["kms_key_id"] == "${aws_kms_key.main.arn}"
-    task_secrets = local["task_secrets"]
+    task_names = local["task_secret_names"]
     for part in ("local.generated_secrets", "local.required_secrets", "var.optional_secrets"):
-        assert part in task_secrets, f"task_secrets leaves out {part}"
-    assert "aws_secretsmanager_secret.service[name].arn" in task_secrets
+        assert part in task_names, f"task_secret_names leaves out {part}"
+    # the worker gets them all; the api all but the hot-wallet key and its passphrase
+    signing = local["signing_secrets"]
+    assert sorted(signing) == ["TON_KEY_PASSPHRASE", "TON_MASTER_KEY"], signing
+    service_secrets = local["service_secrets"]
+    assert set(service_secrets) == {"api", "worker"}
+    each = (
+        "for name in local.task_secret_names : name => aws_secretsmanager_secret.service[name].arn"
+    )
+    assert service_secrets["worker"] == f"${{{{{each}}}}}", service_secrets["worker"]
+    assert service_secrets["api"] == (
+        f"${{{{{each} if !contains(local.signing_secrets, name)}}}}"
+    ), f"the api must not receive the hot-wallet key: {service_secrets['api']}"
     # optional_secrets accepts exactly the optional names; extra_environment refuses them all
     optional_var = d.root.variables["optional_secrets"]
     accepted = re.findall(r'"([A-Z_]+)"', optional_var["validation"][0]["condition"])
@@ -287,7 +299,7 @@ def check_secrets(d: Deployment) -> None:
     )
     for name in ("api", "worker"):
         call = d.root.modules[name]
-        assert call["secrets"] == "${local.task_secrets}", name
+        assert call["secrets"] == f'${{local.service_secrets["{name}"]}}', name
         assert call["environment"] == "${local.service_environment}", name
     containers = d.service.resource("aws_ecs_task_definition", "service")["container_definitions"]
     assert (
@@ -434,6 +446,14 @@ def check_variables(d: Deployment) -> None:
 def check_iam(d: Deployment) -> None:
     docs = d.root.data["aws_iam_policy_document"]
     task = statements(docs["task"])
+    for kind in ("execution", "task"):
+        # one role (and policy) per service: each covers that service's secrets only
+        for block in (
+            docs[kind],
+            d.root.resource("aws_iam_role", kind),
+            d.root.resource("aws_iam_role_policy", kind),
+        ):
+            assert block["for_each"] == "${local.service_secrets}", f"{kind}: one per service"
     metrics = [s for s in task if "cloudwatch:PutMetricData" in s["actions"]]
     assert len(metrics) == 1
     assert metrics[0]["condition"] == [
@@ -453,22 +473,23 @@ def check_iam(d: Deployment) -> None:
                     ["ecr:GetAuthorizationToken"],
                 ), f"{doc_name}: {s['actions']} on every resource"
             if "secretsmanager:GetSecretValue" in s["actions"]:
-                assert s["resources"] == "${local.secret_arns}", f"{doc_name} reads other secrets"
+                assert s["resources"] == "${values(each.value)}", f"{doc_name} reads other secrets"
             if "kms:Decrypt" in s["actions"]:
                 assert s["resources"] == ["${aws_kms_key.main.arn}"]
                 assert s["condition"][0]["variable"] == "kms:ViaService"
     # the execution role may write exactly the log groups the module creates
     log_arns = d.root.locals["service_log_group_arns"]
-    assert 'for svc in ["api", "worker"]' in log_arns, log_arns
+    assert "for svc in keys(local.service_secrets)" in log_arns, log_arns
     assert "log-group:/ecs/${local.prefix}-${svc}:*" in log_arns, log_arns
     assert d.service.resource("aws_cloudwatch_log_group", "service")["name"] == "/ecs/${var.name}"
     for svc in ("api", "worker"):
         assert d.root.modules[svc]["name"] == f"${{local.prefix}}-{svc}", "log group names"
-    assert "aws_secretsmanager_secret.service" in d.root.locals["secret_arns"]
-    assert d.root.resource("aws_iam_role_policy", "task")["role"] == "${aws_iam_role.task.id}"
-    assert d.root.resource("aws_iam_role_policy", "execution")["role"] == (
-        "${aws_iam_role.execution.id}"
-    )
+    logs = [s for s in statements(docs["execution"]) if "logs:PutLogEvents" in s["actions"]]
+    assert logs[0]["resources"] == ["${local.service_log_group_arns[each.key]}"], logs
+    for kind in ("execution", "task"):
+        policy = d.root.resource("aws_iam_role_policy", kind)
+        assert policy["role"] == f"${{aws_iam_role.{kind}[each.key].id}}", policy
+        assert policy["policy"] == f"${{data.aws_iam_policy_document.{kind}[each.key].json}}"
 
 
 def check_ecr(d: Deployment) -> None:
@@ -779,11 +800,27 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None], str]] = 
         "task reads every secret",
         "iam.tf",
         'sid       = "ReadOnlyItsSecrets"\n    actions   = ["secretsmanager:GetSecretValue"]\n'
-        "    resources = local.secret_arns",
+        "    resources = values(each.value)",
         'sid       = "ReadOnlyItsSecrets"\n    actions   = ["secretsmanager:GetSecretValue"]\n'
         '    resources = ["*"]',
         check_iam,
         r"on every resource",
+    ),
+    (
+        "api holds the hot-wallet key",
+        "secrets.tf",
+        " if !contains(local.signing_secrets, name)",
+        "",
+        check_secrets,
+        r"must not receive the hot-wallet key",
+    ),
+    (
+        "one role for both services",
+        "main.tf",
+        'execution_role_arn = aws_iam_role.execution["api"].arn',
+        'execution_role_arn = aws_iam_role.execution["worker"].arn',
+        check_services,
+        r"api must run with its own roles",
     ),
     ("mutable tags", "ecr.tf", '"IMMUTABLE"', '"MUTABLE"', check_ecr, r"immutable"),
     (
