@@ -217,6 +217,9 @@ def check_services(d: Deployment) -> None:
     assert service["launch_type"] == "FARGATE"
     assert service["network_configuration"][0]["assign_public_ip"] is False
     assert service["deployment_circuit_breaker"][0] == {"enable": True, "rollback": True}
+    # autoscaling owns the count; the deploy script moves the revision after `tonrail migrate`
+    ignored = service["lifecycle"][0]["ignore_changes"]
+    assert sorted(ignored) == ["desired_count", "task_definition"], ignored
 
 
 def check_https(d: Deployment) -> None:
@@ -805,6 +808,14 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None], str]] = 
         '    resources = ["*"]',
         check_iam,
         r"on every resource",
+    ),
+    (
+        "terraform moves the services",
+        f"{SERVICE_MODULE}/main.tf",
+        "ignore_changes = [desired_count, task_definition]",
+        "ignore_changes = [desired_count]",
+        check_services,
+        r"desired_count",
     ),
     (
         "api holds the hot-wallet key",
