@@ -107,6 +107,15 @@ stack-down:
 
 deploy-testnet: image stack-up  # on this machine: the stack against the local network
 
+# The testnet rehearsal (docs/DEPLOY.md): against var/stack.env (make stack-up) or TONRAIL_*
+# settings; with TONRAIL_NETWORK=testnet and a toncenter key, against the real testnet.
+.PHONY: test-payments verify-testnet-payments
+test-payments: $(STAMP)  # TON, USDT, idempotent retry, bounce, paid invoice through the API
+	$(BIN)/tonrail rehearsal pay
+
+verify-testnet-payments: $(STAMP)  # each on chain via toncenter, the books; writes the record
+	$(BIN)/tonrail rehearsal verify
+
 test-image: setup podman  # the image and stack proof alone (also part of make test)
 	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/pytest tests/test_image.py -v $(PYTEST_ARGS)
 

@@ -13,7 +13,7 @@ import typer
 from tonrail import logs
 from tonrail.dashboard.cli import admin_app, audit_app
 from tonrail.db import Database
-from tonrail.deploy.cli import deploy_app
+from tonrail.deploy.cli import deploy_app, rehearsal_app
 from tonrail.monitoring.cli import alerts_app
 from tonrail.rails.bank.cli import bank_app
 from tonrail.security.cli import lockouts_app
@@ -30,6 +30,7 @@ app.add_typer(lockouts_app, name="lockouts")
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(rehearsal_app, name="rehearsal")
 
 
 def _db(settings: Settings) -> Database:

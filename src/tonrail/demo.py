@@ -254,12 +254,28 @@ class TrafficStats:
 
 
 class CustomerWallet:
-    """The genesis `customer` wallet (v5r1) paying invoices through the toncenter API."""
+    """A v5r1 wallet paying invoices through the toncenter API: the genesis `customer` on the
+    local network, or (testnet: the rehearsal, deploy/rehearsal.py) a payer's own wallet,
+    from its private key (64 hex) or its 24-word mnemonic."""
 
-    def __init__(self, v2_url: str, private_key_hex: str, usdt_master: str):
+    def __init__(
+        self,
+        v2_url: str,
+        private_key_hex: str,
+        usdt_master: str,
+        *,
+        testnet: bool = False,
+        api_key: str = "local",
+        mnemonic: str = "",
+        rps_limit: int = 1000,
+    ):
         self.v2_url = v2_url
         self.private_key_hex = private_key_hex
         self.usdt_master = usdt_master
+        self.testnet = testnet
+        self.api_key = api_key
+        self.mnemonic = mnemonic
+        self.rps_limit = rps_limit
         self._client: Any = None
         self._wallet: Any = None
 
@@ -268,13 +284,19 @@ class CustomerWallet:
         from tonutils.clients import ToncenterClient
         from tonutils.contracts import WalletV5R1
 
+        network = NetworkGlobalID.TESTNET if self.testnet else NetworkGlobalID.MAINNET
         self._client = ToncenterClient(
-            NetworkGlobalID.MAINNET, base_url=self.v2_url, api_key="local", rps_limit=1000
+            network, base_url=self.v2_url, api_key=self.api_key, rps_limit=self.rps_limit
         )
         await self._client.connect()
-        key = PrivateKey(bytes.fromhex(self.private_key_hex))
-        self._wallet = WalletV5R1.from_private_key(self._client, key)
-        address: str = self._wallet.address.to_str(is_user_friendly=True, is_bounceable=False)
+        if self.mnemonic:
+            self._wallet, _, _, _ = WalletV5R1.from_mnemonic(self._client, self.mnemonic.split())
+        else:
+            key = PrivateKey(bytes.fromhex(self.private_key_hex))
+            self._wallet = WalletV5R1.from_private_key(self._client, key)
+        address: str = self._wallet.address.to_str(
+            is_user_friendly=True, is_bounceable=False, is_test_only=self.testnet
+        )
         return address
 
     async def close(self) -> None:

@@ -300,3 +300,38 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+class RehearsalSettings(BaseSettings):
+    """The rehearsal's view of a deployment (`tonrail rehearsal pay|verify`, docs/DEPLOY.md):
+    how to reach its public API, the chain through toncenter, and a wallet that pays
+    invoices. From TONRAIL_* variables, else the file `make stack-up` writes (var/stack.env);
+    on the real testnet the operator sets them (.env.example, "rehearsal")."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TONRAIL_", env_file="var/stack.env", extra="ignore", case_sensitive=False
+    )
+
+    network: Network = "localnet"
+    api_url: str = ""  # the deployment's public base URL
+    api_key: SecretStr = SecretStr("")  # payments:read + payments:write
+    toncenter_url: str = ""  # base URL; v2 and v3 below default to <base>/api/v2 and /api/v3
+    toncenter_v2_url: str = ""
+    toncenter_v3_url: str = ""
+    toncenter_api_key: SecretStr = SecretStr("")
+    hot_wallet_address: str = ""  # the deployment's hot wallet (PAYMENT_PROCESSOR_ADDRESS)
+    usdt_master: str = ""  # USDT jetton master on this network
+    payer_wallet: Literal["v5r1"] = "v5r1"
+    payer_address: str = ""
+    payer_private_key: SecretStr = SecretStr("")  # 64 hex, or:
+    payer_mnemonic: SecretStr = SecretStr("")  # 24 words
+    database_url: str = ""  # read-only use: `ledger check` of the deployment's books
+    rehearsal_timeout_seconds: float = 600.0  # for each payment to reach its final state
+
+    @property
+    def v2_url(self) -> str:
+        return self.toncenter_v2_url or f"{self.toncenter_url.rstrip('/')}/api/v2"
+
+    @property
+    def v3_url(self) -> str:
+        return self.toncenter_v3_url or f"{self.toncenter_url.rstrip('/')}/api/v3"

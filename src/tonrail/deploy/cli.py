@@ -19,6 +19,7 @@ from tonrail.settings import get_settings
 
 if TYPE_CHECKING:
     from tonrail.deploy.aws import Aws
+    from tonrail.settings import RehearsalSettings
 
 deploy_app = typer.Typer(
     help="AWS deployment steps (ECS, Secrets Manager, CloudWatch, ECR, STS); docs/DEPLOY.md.",
@@ -266,3 +267,73 @@ def check_record(
         f"{accepted.path.name}: {len(checks)} checks passed on {network}"
         f" at {accepted.record['finished_at']}"
     )
+
+
+rehearsal_app = typer.Typer(
+    help="The testnet rehearsal: real payments through a deployment's API, verified on chain.",
+    no_args_is_help=True,
+)
+EnvFile = Annotated[
+    Path,
+    typer.Option(help="TONRAIL_* settings of the deployment (the environment wins)"),
+]
+RecordDir = Annotated[Path | None, typer.Option("--dir", help="default REHEARSAL_RECORD_DIR")]
+
+
+def _rehearsal_settings(env_file: Path) -> RehearsalSettings:
+    from tonrail.settings import RehearsalSettings
+
+    return RehearsalSettings(_env_file=env_file if env_file.exists() else None)
+
+
+@rehearsal_app.command("pay")
+def rehearsal_pay(env_file: EnvFile = Path("var/stack.env"), directory: RecordDir = None) -> None:
+    """TON and USDT payouts, an idempotent retry, a bounce and a paid invoice through the
+    public API; waits for their final states (make test-payments)."""
+    from tonrail.deploy.rehearsal import RehearsalError, pay
+
+    cfg = _rehearsal_settings(env_file)
+    try:
+        state = asyncio.run(pay(cfg, directory or get_settings().rehearsal_record_dir))
+    except RehearsalError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    bad = 0
+    for item in state["items"]:
+        mark = "ok  " if item["ok"] else "FAIL"
+        bad += not item["ok"]
+        extra = f" retry={item['retry']}" if "retry" in item else ""
+        typer.echo(
+            f"{mark} {item['check']:<17} {item['id']} {item['status']}"
+            f" (expected {item['expected']}){extra}"
+        )
+    typer.echo(f"rehearsal {state['run_id']} on {state['network']}: {len(state['items'])} payments")
+    if bad:
+        raise typer.Exit(1)
+
+
+@rehearsal_app.command("verify")
+def rehearsal_verify(
+    env_file: EnvFile = Path("var/stack.env"),
+    directory: RecordDir = None,
+    sha: Annotated[
+        str | None, typer.Option(help="the commit deployed; default: this checkout's HEAD")
+    ] = None,
+) -> None:
+    """Check the last rehearsal's payments on the chain through toncenter and the books;
+    write the dated record the mainnet deploy requires (make verify-testnet-payments)."""
+    from tonrail.deploy.rehearsal import RehearsalError, verify
+
+    cfg = _rehearsal_settings(env_file)
+    try:
+        path, rec = asyncio.run(
+            verify(cfg, directory or get_settings().rehearsal_record_dir, sha=sha)
+        )
+    except RehearsalError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    for check in rec["checks"]:
+        typer.echo(f"{'ok  ' if check['ok'] else 'FAIL'} {check['name']:<17} {check['detail']}")
+    typer.echo(f"record: {path} ({'passed' if rec['ok'] else 'FAILED'})")
+    if not rec["ok"]:
+        raise typer.Exit(1)

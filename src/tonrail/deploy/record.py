@@ -30,18 +30,23 @@ class RecordError(Exception):
 
 
 def git_sha(cwd: Path | None = None) -> str:
-    """The commit being verified or deployed ("unknown" outside a git checkout)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],  # noqa: S607 (git from PATH, no shell)
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out.stdout.strip()
+    """The commit being verified or deployed: the git checkout at `cwd` (default: the
+    working directory, else the checkout this package runs from); "unknown" outside one."""
+    from tonrail.settings import REPO_ROOT
+
+    for where in (cwd,) if cwd else (Path.cwd(), REPO_ROOT):
+        try:
+            out = subprocess.run(
+                ["git", "rev-parse", "HEAD"],  # noqa: S607 (git from PATH, no shell)
+                cwd=where,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        return out.stdout.strip()
+    return "unknown"
 
 
 def write(directory: Path, record: dict[str, Any]) -> Path:
