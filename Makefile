@@ -58,6 +58,7 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts deploy
 	$(BIN)/ruff format --check src tests benchmarks scripts deploy
 	$(BIN)/hadolint deploy/docker/Dockerfile
+	$(BIN)/shellcheck deploy/docker/*.sh
 
 typecheck: setup
 	$(BIN)/mypy src

@@ -11,9 +11,10 @@ IMAGE=${IMAGE:-localhost/tonrail}
 TAG=${TAG:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo dev)}
 
 make_base() {
-  local sources tar
-  sources=$(ls /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 || true)
-  [ -n "$sources" ] || sources=/etc/apt/sources.list
+  local sources=/etc/apt/sources.list tar found
+  for found in /etc/apt/sources.list.d/*.sources; do
+    [ -e "$found" ] && { sources=$found; break; }
+  done
   tar=$(mktemp --suffix=.tar)
   trap 'rm -f "$tar"' RETURN
   local hooks=()
@@ -22,6 +23,7 @@ make_base() {
     [ -e "$crt" ] && hooks+=(--customize-hook="copy-in $crt /usr/local/share/ca-certificates/")
   done
   echo "making $BASE_IMAGE with mmdebstrap from $sources"
+  # shellcheck disable=SC2016 # "$1" is the hooks' own argument (the new root), not ours
   mmdebstrap --quiet --variant=minbase --include=ca-certificates,python3,python3-venv \
     "${hooks[@]}" \
     --customize-hook='chroot "$1" update-ca-certificates' \
