@@ -164,6 +164,11 @@ data "aws_iam_policy_document" "flow_logs" {
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
     resources = ["${aws_cloudwatch_log_group.flow_logs.arn}:*"]
   }
+
+  statement {
+    actions   = ["logs:DescribeLogGroups"]
+    resources = ["arn:${local.partition}:logs:${var.aws_region}:${local.account_id}:log-group:*"]
+  }
 }
 
 resource "aws_iam_role_policy" "flow_logs" {

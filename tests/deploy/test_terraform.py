@@ -212,9 +212,12 @@ def check_services(d: Deployment) -> None:
     task = d.service.resource("aws_ecs_task_definition", "service")
     assert task["requires_compatibilities"] == ["FARGATE"]
     assert "command = var.command" in task["container_definitions"]
+    assert 'name = "tonrail"' in task["container_definitions"]
     assert "readonlyRootFilesystem = true" in task["container_definitions"]
     service = d.service.resource("aws_ecs_service", "service")
     assert service["launch_type"] == "FARGATE"
+    lb = service["dynamic"][0]["load_balancer"]["content"][0]
+    assert lb["container_name"] == "tonrail", "the load balancer targets the one container"
     assert service["network_configuration"][0]["assign_public_ip"] is False
     assert service["deployment_circuit_breaker"][0] == {"enable": True, "rollback": True}
     # autoscaling owns the count; the deploy script moves the revision after `tonrail migrate`
