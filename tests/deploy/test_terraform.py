@@ -888,3 +888,39 @@ def test_check_catches(
 
 def test_every_check_has_a_mutation() -> None:
     assert {m[4] for m in MUTATIONS} == set(CHECKS)
+
+
+# --- the deploy scripts and this code agree ----------------------------------------------
+
+SCRIPTS = REPO_ROOT / "scripts"
+
+
+def scripts_text() -> str:
+    files = [*sorted(SCRIPTS.glob("*.sh")), *sorted((SCRIPTS / "lib").glob("*.sh"))]
+    return "\n".join(p.read_text() for p in files)
+
+
+def test_the_outputs_the_deploy_script_reads_exist(deployment: Deployment) -> None:
+    text = scripts_text().replace("\\\n", " ")
+    read = set(re.findall(r"terraform\b[^\n]*?\boutput(?: -raw| -json)?\s+([a-z_]+)", text))
+    assert "api_task_definition_arn" in read, "the deploy script reads the outputs it deploys"
+    assert not read - set(deployment.root.outputs), (
+        f"no such output: {read - set(deployment.root.outputs)}"
+    )
+
+
+def test_the_deploy_script_names_what_terraform_creates(deployment: Deployment) -> None:
+    text = scripts_text()
+    variables = deployment.root.variables
+    prefix = f"{variables['name']['default']}-{variables['environment']['default']}"
+    stack = re.search(r"^STACK=\$\{STACK:-([^}]+)\}", text, re.MULTILINE)
+    assert stack is not None and stack.group(1) == prefix, "the scripts' STACK is the prefix"
+    assert deployment.root.locals["prefix"] == "${var.name}-${var.environment}"
+    assert re.search(r"SECRETS_PREFIX=\$\{SECRETS_PREFIX:-\$STACK/\}", text), "secret names"
+    assert deployment.root.resource("aws_secretsmanager_secret", "service")["name"] == (
+        "${local.prefix}/${each.key}"
+    )
+    required = re.search(r'^REQUIRED_SECRETS_DEFAULT="([^"]*)"', text, re.MULTILINE)
+    assert required is not None
+    # the operator fills these; Terraform fills the generated ones itself
+    assert sorted(required.group(1).split()) == sorted(deployment.root.locals["required_secrets"])
