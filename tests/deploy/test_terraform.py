@@ -498,6 +498,29 @@ def check_iam(d: Deployment) -> None:
         assert policy["policy"] == f"${{data.aws_iam_policy_document.{kind}[each.key].json}}"
 
 
+def check_network(d: Deployment) -> None:
+    subnets = d.root.resources["aws_subnet"]
+    assert set(subnets) == {"public", "private"}
+    for tier, subnet in subnets.items():
+        assert subnet["count"] == 2, f"{tier}: one subnet per availability zone"
+        assert subnet["availability_zone"] == "${var.availability_zones[count.index]}", tier
+        assert not subnet.get("map_public_ip_on_launch", False), f"{tier} hands out public IPs"
+    zones = d.root.variables["availability_zones"]["validation"][0]["condition"]
+    assert "length(var.availability_zones) == 2" in zones, "exactly two zones"
+    private = d.root.resources["aws_route_table"]["private"]
+    assert "nat_gateway_id" in private["route"][0], "private subnets leave through NAT"
+    assert "gateway_id" not in private["route"][0], "no internet gateway route for private"
+    public = d.root.resources["aws_route_table"]["public"]
+    assert public["route"][0]["gateway_id"] == "${aws_internet_gateway.main.id}"
+    for kind, name in (
+        ("aws_db_subnet_group", "main"),
+        ("aws_elasticache_subnet_group", "main"),
+    ):
+        assert d.root.resource(kind, name)["subnet_ids"] == "${aws_subnet.private[*].id}", kind
+    assert d.root.resource("aws_db_instance", "main")["publicly_accessible"] is False
+    assert d.root.resource("aws_flow_log", "main")["traffic_type"] == "ALL"
+
+
 def check_ecr(d: Deployment) -> None:
     ecr = d.root.resource("aws_ecr_repository", "tonrail")
     assert ecr["image_tag_mutability"] == "IMMUTABLE", "image tags must be immutable"
@@ -549,6 +572,7 @@ CHECKS = [
     check_dashboard,
     check_variables,
     check_iam,
+    check_network,
     check_ecr,
     check_logs,
     check_outputs,
@@ -835,6 +859,22 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None], str]] = 
         'execution_role_arn = aws_iam_role.execution["worker"].arn',
         check_services,
         r"api must run with its own roles",
+    ),
+    (
+        "database in a public subnet",
+        "database.tf",
+        'subnet_ids = aws_subnet.private[*].id\n}\n\nresource "aws_db_parameter_group"',
+        'subnet_ids = aws_subnet.public[*].id\n}\n\nresource "aws_db_parameter_group"',
+        check_network,
+        r"aws_db_subnet_group",
+    ),
+    (
+        "private subnets routed to the internet gateway",
+        "network.tf",
+        "nat_gateway_id = aws_nat_gateway.main[var.single_nat_gateway ? 0 : count.index].id",
+        "gateway_id = aws_internet_gateway.main.id",
+        check_network,
+        r"through NAT",
     ),
     ("mutable tags", "ecr.tf", '"IMMUTABLE"', '"MUTABLE"', check_ecr, r"immutable"),
     (
