@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.responses import Response as HttpResponse
+from pydantic import BaseModel
 
 from tonrail.chain.links import qr_svg
 from tonrail.errors import NotFound, PermissionDenied
@@ -55,62 +58,59 @@ def _need(principal: Principal, scope: str) -> None:
         raise PermissionDenied(f"this API key lacks the scope {scope}", code="scope_missing")
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who writes, under which idempotency key, from where."""
+
+    principal: Principal
+    ikey: IdempotencyKey | None
+    client_ip: str | None
+
+
+def _caller(scope: str | None) -> Callable[..., Awaitable[Caller]]:
+    async def caller(
+        request: Request, principal: PrincipalDep, idempotency_key: IdemHeader = None
+    ) -> Caller:
+        if scope is not None:
+            _need(principal, scope)
+        ikey = await _ikey(request, principal, idempotency_key)
+        client_ip = request.client.host if request.client is not None else None
+        return Caller(principal, ikey, client_ip)
+
+    return caller
+
+
+WriterDep = Annotated[Caller, Depends(_caller("payments:write"))]
+# Approving needs payouts:approve, checked by the service (the dashboard approves too).
+ApproverDep = Annotated[Caller, Depends(_caller(None))]
+
+
 @router.post("/payouts", status_code=201, response_model=PaymentOut, responses=ERRORS)
-async def create_payout(
-    body: PayoutCreate,
-    request: Request,
-    principal: PrincipalDep,
-    service: ServiceDep,
-    idempotency_key: IdemHeader = None,
-) -> JSONResponse:
+async def create_payout(body: PayoutCreate, call: WriterDep, service: ServiceDep) -> JSONResponse:
     """Create a payout in TON or USDT. Above the approval threshold it waits for approvers."""
-    _need(principal, "payments:write")
-    ikey = await _ikey(request, principal, idempotency_key)
-    client_ip = request.client.host if request.client is not None else None
-    return _send(await service.create_payout(principal, body, ikey, client_ip))
+    return _send(await service.create_payout(call.principal, body, call.ikey, call.client_ip))
 
 
 @router.post("/payouts/batch", status_code=201, response_model=PayoutBatchOut, responses=ERRORS)
 async def create_payout_batch(
-    body: PayoutBatchCreate,
-    request: Request,
-    principal: PrincipalDep,
-    service: ServiceDep,
-    idempotency_key: IdemHeader = None,
+    body: PayoutBatchCreate, call: WriterDep, service: ServiceDep
 ) -> JSONResponse:
     """Create up to PAYOUTS_BATCH_MAX payouts in one transaction, each as `POST /v1/payouts`
     would; one bad item refuses the batch (its index in `param`) and nothing is written."""
-    _need(principal, "payments:write")
-    ikey = await _ikey(request, principal, idempotency_key)
-    client_ip = request.client.host if request.client is not None else None
-    return _send(await BulkPayouts(service).create(principal, body, ikey, client_ip))
+    bulk = BulkPayouts(service)
+    return _send(await bulk.create(call.principal, body, call.ikey, call.client_ip))
 
 
 @router.post("/payouts/{payment_id}/approve", response_model=PaymentOut, responses=ERRORS)
-async def approve_payout(
-    payment_id: str,
-    request: Request,
-    principal: PrincipalDep,
-    service: ServiceDep,
-    idempotency_key: IdemHeader = None,
-) -> JSONResponse:
+async def approve_payout(payment_id: str, call: ApproverDep, service: ServiceDep) -> JSONResponse:
     """Approve a payout waiting in requires_approval (scope payouts:approve, not the requester)."""
-    ikey = await _ikey(request, principal, idempotency_key)
-    return _send(await service.approve(principal, payment_id, ikey))
+    return _send(await service.approve(call.principal, payment_id, call.ikey))
 
 
 @router.post("/invoices", status_code=201, response_model=PaymentOut, responses=ERRORS)
-async def create_invoice(
-    body: InvoiceCreate,
-    request: Request,
-    principal: PrincipalDep,
-    service: ServiceDep,
-    idempotency_key: IdemHeader = None,
-) -> JSONResponse:
+async def create_invoice(body: InvoiceCreate, call: WriterDep, service: ServiceDep) -> JSONResponse:
     """Create an incoming payment: the customer pays `amount` with `reference` as comment."""
-    _need(principal, "payments:write")
-    ikey = await _ikey(request, principal, idempotency_key)
-    return _send(await service.create_invoice(principal, body, ikey))
+    return _send(await service.create_invoice(call.principal, body, call.ikey))
 
 
 @router.get(
@@ -144,44 +144,26 @@ def _collection(path: str, direction: str, noun: str) -> None:
         _need(principal, "payments:read")
         return await service.get(principal, payment_id, direction)
 
-    async def cancel(
-        payment_id: str,
-        request: Request,
-        principal: PrincipalDep,
-        service: ServiceDep,
-        idempotency_key: IdemHeader = None,
-    ) -> JSONResponse:
-        _need(principal, "payments:write")
-        ikey = await _ikey(request, principal, idempotency_key)
-        return _send(await service.cancel(principal, payment_id, direction, ikey))
+    async def cancel(payment_id: str, call: WriterDep, service: ServiceDep) -> JSONResponse:
+        return _send(await service.cancel(call.principal, payment_id, direction, call.ikey))
 
     list_.__doc__ = f"List {noun}s, newest first, with cursor pagination."
     get.__doc__ = f"One {noun}, with its approvals and attempts."
     cancel.__doc__ = f"Cancel a {noun} that has not started moving money."
-    router.add_api_route(
-        path,
-        list_,
-        methods=["GET"],
-        response_model=PaymentList,
-        responses=ERRORS,
-        name=f"list_{noun}s",
-    )
-    router.add_api_route(
-        f"{path}/{{payment_id}}",
-        get,
-        methods=["GET"],
-        response_model=PaymentOut,
-        responses=ERRORS,
-        name=f"get_{noun}",
-    )
-    router.add_api_route(
-        f"{path}/{{payment_id}}/cancel",
-        cancel,
-        methods=["POST"],
-        response_model=PaymentOut,
-        responses=ERRORS,
-        name=f"cancel_{noun}",
-    )
+    routes: list[tuple[str, Callable[..., Any], str, type[BaseModel], str]] = [
+        ("", list_, "GET", PaymentList, f"list_{noun}s"),
+        ("/{payment_id}", get, "GET", PaymentOut, f"get_{noun}"),
+        ("/{payment_id}/cancel", cancel, "POST", PaymentOut, f"cancel_{noun}"),
+    ]
+    for suffix, endpoint, method, model, name in routes:
+        router.add_api_route(
+            path + suffix,
+            endpoint,
+            methods=[method],
+            response_model=model,
+            responses=ERRORS,
+            name=name,
+        )
 
 
 _collection("/payouts", "out", "payout")
