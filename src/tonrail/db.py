@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import (
@@ -17,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     MetaData,
+    String,
     Table,
     bindparam,
     event,
@@ -74,6 +76,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class StatusText(TypeDecorator[E]):
+    """A status `StrEnum` stored as its plain text value (VARCHAR, no database enum type):
+    rows read back as members of the enum. Values are bound as they are, so a filter on a
+    string that is no status simply matches nothing."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int):
+        super().__init__(length)
+        self.enum = enum
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
 
 
 class Base(DeclarativeBase):

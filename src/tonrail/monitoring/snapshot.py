@@ -19,10 +19,11 @@ from tonrail.kit.models import WorkerHeartbeat
 from tonrail.monitoring.models import AlertDelivery, MonitoringSignal
 from tonrail.monitoring.signals import parse_labels
 from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.states import PaymentStatus
 from tonrail.security.models import Lockout, SecurityFailure
 from tonrail.settings import Settings
 
-PENDING_STATES = ("queued", "processing")
+PENDING_STATES = (PaymentStatus.QUEUED, PaymentStatus.PROCESSING)
 LIST_CAP = 1000
 # A channel whose delivery failed this often and is still retrying counts as failing.
 RETRYING_ATTEMPTS = 3

@@ -5,58 +5,44 @@ exactly as `POST /v1/payouts` would (same validation, limits, approvals, books, 
 one bad item refuses the whole batch and writes nothing. Each item may carry its own
 idempotency key, so a client can re-send a batch after a timeout without paying twice.
 
-The rails move payouts in batches too (a highload request carries up to 254): `move_payments`
-and `move_attempts` apply one state change to many rows with one compare-and-set statement
-per (from, to) pair, `start_attempts` opens attempts for many payments at once. The moves
-are checked against the same tables (`payments/states.py`) as the one-at-a-time path.
+Validation and the idempotency wrapper are `PaymentService`'s (`check_payout`,
+`idempotent`): a batch item passes exactly the checks of a single payout.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import case, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
 from tonrail import clock
-from tonrail.chain.address import check_network, counterparty_key
-from tonrail.chain.network import resolve_network
-from tonrail.db import Database
-from tonrail.errors import Conflict, IdempotencyConflict, InvalidRequest, TonrailError
+from tonrail.chain.address import counterparty_key
+from tonrail.errors import IdempotencyConflict, InvalidRequest, TonrailError
 from tonrail.events.service import emit
-from tonrail.ids import new_id
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post_many
 from tonrail.limits.models import DailyVolume
-from tonrail.limits.rules import check_amount, needs_approval
 from tonrail.limits.service import reserve_daily_volume
-from tonrail.money import decimals_of, parse_minor
+from tonrail.payments import transitions
 from tonrail.payments.models import Attempt, Payment
-from tonrail.payments.rules import DEFAULT_TARGET_SECONDS, check_metadata
 from tonrail.payments.schemas import PaymentOut, PayoutCreate
-from tonrail.payments.service import TON_ASSETS, PaymentService, Response
-from tonrail.payments.states import (
-    LIVE_ATTEMPT_STATES,
-    check_attempt_transition,
-    check_payment_transition,
-    initial_status,
-)
+from tonrail.payments.service import CheckedPayout, PaymentService, Response
+from tonrail.payments.states import AttemptStatus, PaymentStatus
+from tonrail.payments.transitions import start_attempts
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
 from tonrail.security.lockouts import SubjectLocked, check_not_locked
 from tonrail.security.models import IdempotencyRecord, Lockout
 from tonrail.security.switches import refuse_in_maintenance
+
+__all__ = ["AttemptMove", "BulkPayouts", "move_attempts", "move_payments", "start_attempts"]
 
 ITEM_KEY_PREFIX = "payouts.batch:"  # item keys live beside request keys, in their own space
 ITEM_KEY_MAX = 200
@@ -115,12 +101,8 @@ def _item_param(index: int, param: str | None) -> str:
 @dataclass(frozen=True, slots=True)
 class _Item:
     index: int
-    req: PayoutBatchItem
-    amount: int
-    usdt: int
-    rate: Any
-    key: str | None  # the stored item key (prefixed), if the item has one
-    fingerprint: str
+    payout: CheckedPayout
+    key: IdempotencyKey | None  # the item's own key (prefixed), if it has one
 
 
 def _item_fingerprint(req: PayoutBatchItem) -> str:
@@ -135,26 +117,10 @@ class BulkPayouts:
     def __init__(self, payments: PaymentService):
         self.payments = payments
         self.settings = payments.settings
-        self.network = resolve_network(self.settings)
 
-    def _validate(self, index: int, req: PayoutBatchItem) -> _Item:
-        """The checks of `PaymentService.create_payout`, in its order, for one item."""
-        asset = req.asset
-        decimals_of(asset)
-        amount = parse_minor(req.amount, asset)
-        if amount == 0:
-            raise InvalidRequest(
-                "amount must be greater than zero", param="amount", code="amount_invalid"
-            )
-        if asset not in TON_ASSETS:
-            raise InvalidRequest(
-                f"payouts in {asset} are not supported yet; use TON or USDT",
-                param="asset",
-                code="asset_unsupported",
-            )
-        check_network(req.destination, self.network, "destination")
-        check_amount(self.payments.policy, asset, amount)
-        check_metadata(req.metadata, self.settings.metadata_max_bytes)
+    def _validate(self, index: int, account_id: str, req: PayoutBatchItem) -> _Item:
+        """The checks of `POST /v1/payouts` for one item, then its own key."""
+        payout = self.payments.check_payout(req)
         key = req.idempotency_key
         if key is not None and (not key or len(key) > ITEM_KEY_MAX or not key.isprintable()):
             raise InvalidRequest(
@@ -162,18 +128,14 @@ class BulkPayouts:
                 param="idempotency_key",
                 code="idempotency_key_invalid",
             )
-        rate = self.payments.rates.rate(asset)
-        return _Item(
-            index=index,
-            req=req,
-            amount=amount,
-            usdt=rate.usdt_equivalent(amount, asset),
-            rate=rate,
-            key=ITEM_KEY_PREFIX + key if key is not None else None,
-            fingerprint=_item_fingerprint(req),
+        ikey = (
+            IdempotencyKey(account_id, ITEM_KEY_PREFIX + key, _item_fingerprint(req))
+            if key is not None
+            else None
         )
+        return _Item(index, payout, ikey)
 
-    def validate(self, batch: PayoutBatchCreate) -> list[_Item]:
+    def validate(self, account_id: str, batch: PayoutBatchCreate) -> list[_Item]:
         """Every item checked; all bad items reported at once, nothing written."""
         size = len(batch.payouts)
         if size == 0:
@@ -192,24 +154,24 @@ class BulkPayouts:
         seen: dict[str, int] = {}
         for i, req in enumerate(batch.payouts):
             try:
-                item = self._validate(i, req)
+                item = self._validate(i, account_id, req)
             except TonrailError as exc:
                 errors.append((i, exc))
                 continue
             if item.key is not None:
-                if item.key in seen:
+                if item.key.key in seen:
                     errors.append(
                         (
                             i,
                             InvalidRequest(
-                                f"idempotency_key repeats the key of item {seen[item.key]}",
+                                f"idempotency_key repeats the key of item {seen[item.key.key]}",
                                 param="idempotency_key",
                                 code="idempotency_key_duplicate",
                             ),
                         )
                     )
                     continue
-                seen[item.key] = i
+                seen[item.key.key] = i
             items.append(item)
         if errors:
             raise BatchRejected(errors)
@@ -222,71 +184,43 @@ class BulkPayouts:
         ikey: IdempotencyKey | None,
         client_ip: str | None = None,
     ) -> Response:
-        """Create every payout of the batch in one transaction, or none of them."""
-        items = self.validate(batch)
+        """Create every payout of the batch in one transaction, or none of them; under the
+        request's Idempotency-Key as `POST /v1/payouts`, and each item under its own."""
+        account = principal.account_id
+        items = self.validate(account, batch)
         now = clock.now()
         day = now.date().isoformat()
         policy = self.payments.policy
-        account = principal.account_id
+        fresh: list[_Item] = []  # the items this run creates (not replayed)
 
-        async def work(session: AsyncSession) -> tuple[dict[str, Any], list[_Item]]:
+        async def work(session: AsyncSession) -> dict[str, Any]:
             await refuse_in_maintenance(session)
             await check_not_locked(session, principal.key_id, None, client_ip)
             await _refuse_locked_destinations(session, items)
             known = await _item_records(session, account, items)
+            fresh.clear()  # a rerun after a concurrent commit starts over
             bodies: list[dict[str, Any]] = []
             replayed: list[int] = []
-            fresh: list[_Item] = []
             entries: list[tuple[str, list[books.Line], str | None]] = []
             for item in items:
-                record = known.get(item.key) if item.key is not None else None
+                record = known.get(item.key.key) if item.key is not None else None
                 if record is not None:
                     bodies.append(record.response_body)
                     replayed.append(item.index)
                     continue
-                req = item.req
-                payment = Payment(
-                    id=new_id("pay"),
-                    account_id=account,
-                    direction="out",
-                    status=initial_status("out", needs_approval(policy, item.usdt)),
-                    asset=req.asset,
-                    amount=item.amount,
-                    usdt_equivalent=item.usdt,
-                    rate=str(item.rate.usdt_per_unit),
-                    rate_at=item.rate.at,
-                    volume_day=day,
-                    counterparty=req.destination.strip(),
-                    priority=req.priority,
-                    target_confirmation_seconds=req.target_confirmation_seconds
-                    or DEFAULT_TARGET_SECONDS[req.priority],
-                    description=req.description,
-                    metadata_=req.metadata,
-                    requested_by=principal.identity,
-                    created_at=now,
-                    updated_at=now,
-                )
+                payment = self.payments.new_payout(principal, item.payout, now)
                 session.add(payment)
                 entries.append(
                     (
                         "payout.reserved",
-                        books.payout_reserved(account, req.asset, item.amount),
+                        books.payout_reserved(account, payment.asset, payment.amount),
                         payment.id,
                     )
                 )
                 body = PaymentOut.of(payment).model_dump(mode="json")
                 emit(session, "payout.created", account, body, payment.id)
                 if item.key is not None:
-                    session.add(
-                        IdempotencyRecord(
-                            account_id=account,
-                            key=item.key,
-                            request_fingerprint=item.fingerprint,
-                            status_code=201,
-                            response_body=body,
-                            created_at=now,
-                        )
-                    )
+                    idempotency.save(session, item.key, 201, body)
                 bodies.append(body)
                 fresh.append(item)
             await post_many(session, entries)
@@ -296,11 +230,11 @@ class BulkPayouts:
                 replayed=replayed,
                 data=[PaymentOut.model_validate(b) for b in bodies],
             )
-            return out.model_dump(mode="json"), fresh
+            return out.model_dump(mode="json")
 
-        async def reserve(session: AsyncSession, fresh: list[_Item]) -> None:
+        async def reserve(session: AsyncSession) -> None:
             # Each item counts as if posted alone, in order; all of them or none.
-            total = sum(i.usdt for i in fresh)
+            total = sum(i.payout.usdt for i in fresh)
             if not total:
                 return
             try:
@@ -313,59 +247,17 @@ class BulkPayouts:
                 ).scalar_one_or_none() or 0
                 running = used
                 for item in fresh:
-                    running += item.usdt
+                    running += item.payout.usdt
                     if running > policy.daily_volume_limit_usdt:
                         raise BatchRejected([(item.index, exc)]) from None
                 raise
 
-        return await _idempotent(self.payments, ikey, work, reserve)
-
-
-async def _idempotent(
-    payments: PaymentService,
-    ikey: IdempotencyKey | None,
-    work: Callable[[AsyncSession], Awaitable[tuple[dict[str, Any], list[_Item]]]],
-    reserve: Callable[[AsyncSession, list[_Item]], Awaitable[None]],
-) -> Response:
-    """The whole batch under the request's Idempotency-Key (as `POST /v1/payouts`); a
-    concurrent batch with the same request key or item key makes this one replay."""
-    for _ in range(3):
-        try:
-            async with _turn(payments.db), payments.db.transaction() as session:
-                if ikey is not None:
-                    record = await idempotency.find(session, ikey)
-                    if record is not None:
-                        return Response(record.status_code, record.response_body, True)
-                body, fresh = await work(session)
-                if ikey is not None:
-                    idempotency.save(session, ikey, 201, body)
-                # The volume row is the one every payout locks: touch it last.
-                await reserve(session, fresh)
-                return Response(201, body)
-        except IntegrityError:
-            continue  # an item key or the request key committed concurrently: look again
-    raise Conflict("the request raced with another one; retry it", code="concurrent_request")
-
-
-_TURNS: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-@asynccontextmanager
-async def _turn(db: Database) -> AsyncIterator[None]:
-    """On SQLite, this process's batches take turns for the write lock first come first
-    served, instead of racing for it in SQLite's busy handler (which is not fair: under a
-    stream of batches one can wait past the busy timeout). PostgreSQL needs no turns."""
-    if db.dialect != "sqlite":
-        yield
-        return
-    lock = _TURNS.setdefault(db, asyncio.Lock())
-    async with lock:
-        yield
+        return await self.payments.idempotent(ikey, 201, work, reserve, take_turns=True)
 
 
 async def _refuse_locked_destinations(session: AsyncSession, items: Sequence[_Item]) -> None:
     """423 `counterparty_locked` naming the first item whose destination is locked."""
-    keys = {counterparty_key(i.req.destination): i.index for i in reversed(items)}
+    keys = {counterparty_key(i.payout.req.destination): i.index for i in reversed(items)}
     rows = (
         await session.execute(
             select(Lockout.subject).where(
@@ -397,7 +289,8 @@ async def _item_records(
     session: AsyncSession, account_id: str, items: Sequence[_Item]
 ) -> dict[str, IdempotencyRecord]:
     """Records of the items' own keys; 409 for a key used with other fields."""
-    keyed = {i.key: i for i in items if i.key is not None}
+    keyed = {i.key.key: i.key for i in items if i.key is not None}
+    index = {i.key.key: i.index for i in items if i.key is not None}
     if not keyed:
         return {}
     rows = (
@@ -410,7 +303,7 @@ async def _item_records(
     ).scalars()
     found = {r.key: r for r in rows}
     clashes = sorted(
-        keyed[k].index for k, r in found.items() if r.request_fingerprint != keyed[k].fingerprint
+        index[k] for k, r in found.items() if r.request_fingerprint != keyed[k].fingerprint
     )
     if clashes:
         raise BatchRejected(
@@ -429,9 +322,6 @@ async def _item_records(
 
 
 # ------------------------------------------------------------------------- bulk state changes
-_FINAL = ("succeeded", "failed", "canceled", "expired")
-
-
 async def move_payments(
     service: PaymentService,
     session: AsyncSession,
@@ -441,117 +331,15 @@ async def move_payments(
     actor: str,
     values: dict[str, Any] | None = None,
 ) -> None:
-    """`PaymentService.transition` for many payments: the same checks, values and events,
-    with one compare-and-set UPDATE per current status. A move that posts to the books
-    (a payout canceled or failed) goes one at a time through the service."""
-    if not payments:
-        return
-    if target in ("canceled", "failed"):
-        for p in payments:
-            await service.transition(session, p, target, actor=actor)
-        return
-    now = clock.now()
-    common: dict[str, Any] = {"updated_at": now, **(values or {})}
-    if target in _FINAL:
-        common.update(completed_at=now, locked_by=None, locked_until=None)
-    groups: dict[str, list[Payment]] = {}
-    for p in payments:
-        check_payment_transition(p.direction, p.status, target)
-        groups.setdefault(p.status, []).append(p)
-    for current, group in groups.items():
-        ids = [p.id for p in group]
-        moved = set(
-            (
-                await session.execute(
-                    update(Payment)
-                    .where(Payment.id.in_(ids), Payment.status == current)
-                    .values(status=target, **common)
-                    .returning(Payment.id)
-                    .execution_options(synchronize_session=False)
-                )
-            ).scalars()
-        )
-        if len(moved) != len(ids):
-            stale = next(i for i in ids if i not in moved)
-            raise Conflict(
-                f"payment {stale} changed concurrently; reload and retry", code="concurrent_update"
-            )
-        for p in group:
-            # Keep the loaded objects true without making the session write them again.
-            set_committed_value(p, "status", target)
-            for name, value in common.items():
-                set_committed_value(p, name, value)
-            kind = "payout" if p.direction == "out" else "invoice"
-            emit(
-                session,
-                f"{kind}.{target}",
-                p.account_id,
-                {"id": p.id, "from": current, "to": target, "actor": actor},
-                p.id,
-            )
-
-
-async def start_attempts(
-    session: AsyncSession,
-    payments: Sequence[Payment],
-    rail: str,
-    *,
-    provider_ref: str | None = None,
-) -> dict[str, Attempt]:
-    """`start_attempt` for many payments: attempt n+1 each, in `created` (with the rail's
-    reference when it is known already); refused, and nothing kept, if any of them still
-    has a live attempt."""
-    if not payments:
-        return {}
-    ids = [p.id for p in payments]
-    rows = (
-        await session.execute(
-            select(
-                Attempt.payment_id,
-                func.max(Attempt.number),
-                func.sum(case((Attempt.status.in_(LIVE_ATTEMPT_STATES), 1), else_=0)),
-            )
-            .where(Attempt.payment_id.in_(ids))
-            .group_by(Attempt.payment_id)
-        )
-    ).all()
-    numbers: dict[str, int] = {}
-    for payment_id, number, live in rows:
-        if live:
-            raise Conflict(
-                f"payment {payment_id} has a live attempt; resolve it first", code="attempt_live"
-            )
-        numbers[payment_id] = int(number or 0)
-    now = clock.now()
-    out: dict[str, Attempt] = {}
-    for p in payments:
-        n = numbers.get(p.id, 0) + 1
-        out[p.id] = Attempt(
-            id=new_id("att"),
-            payment_id=p.id,
-            number=n,
-            rail=rail,
-            status="created",
-            idempotency_key=f"{p.id}:{n}",
-            provider_ref=provider_ref,
-            details={},
-            created_at=now,
-            updated_at=now,
-        )
-    session.add_all(out.values())
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        raise Conflict(
-            "a payment of the batch has a live attempt; resolve it first", code="attempt_live"
-        ) from None
-    return out
+    """`transitions.move_payments`, for callers that still name the status as text."""
+    await transitions.move_payments(
+        session, payments, PaymentStatus(target), actor=actor, values=values
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptMove:
-    """One attempt's move; `values` are its own columns (fee, error, details...)."""
+    """`transitions.AttemptMove` with the status as text."""
 
     attempt: Attempt
     target: str
@@ -559,39 +347,8 @@ class AttemptMove:
 
 
 async def move_attempts(session: AsyncSession, moves: Iterable[AttemptMove]) -> None:
-    """`move_attempt` for many attempts: checked against the attempt state table, one
-    compare-and-set UPDATE per (from, to), then each attempt's own values."""
-    groups: dict[tuple[str, str], list[AttemptMove]] = {}
-    for m in moves:
-        check_attempt_transition(m.attempt.status, m.target)
-        groups.setdefault((m.attempt.status, m.target), []).append(m)
-    now = clock.now()
-    for (current, target), group in groups.items():
-        ids = [m.attempt.id for m in group]
-        moved = set(
-            (
-                await session.execute(
-                    update(Attempt)
-                    .where(Attempt.id.in_(ids), Attempt.status == current)
-                    .values(status=target, updated_at=now)
-                    .returning(Attempt.id)
-                    .execution_options(synchronize_session=False)
-                )
-            ).scalars()
-        )
-        if len(moved) != len(ids):
-            stale = next(i for i in ids if i not in moved)
-            raise Conflict(f"attempt {stale} changed concurrently", code="concurrent_update")
-        # The rows are ours now (row locks / the write lock): set each one's own values.
-        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for m in group:
-            if m.values:
-                by_columns.setdefault(tuple(sorted(m.values)), []).append(
-                    {"id": m.attempt.id, **m.values}
-                )
-            set_committed_value(m.attempt, "status", target)
-            set_committed_value(m.attempt, "updated_at", now)
-            for name, value in m.values.items():
-                set_committed_value(m.attempt, name, value)
-        for rows in by_columns.values():
-            await session.execute(update(Attempt), rows)
+    """`transitions.move_attempts`, for callers that still name the status as text."""
+    await transitions.move_attempts(
+        session,
+        [transitions.AttemptMove(m.attempt, AttemptStatus(m.target), m.values) for m in moves],
+    )

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tonrail.db import Base, BigInt, JsonDoc, UTCDateTime
+from tonrail.db import Base, BigInt, JsonDoc, StatusText, UTCDateTime
+from tonrail.payments.states import LIVE_ATTEMPT_STATES, AttemptStatus, PaymentStatus
 
 
 class Payment(Base):
@@ -17,7 +18,7 @@ class Payment(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(64), index=True)
     direction: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(24))
+    status: Mapped[PaymentStatus] = mapped_column(StatusText(PaymentStatus, 24))
     asset: Mapped[str] = mapped_column(String(8))
     amount: Mapped[int] = mapped_column(BigInt)
     # The amount in micro-USDT used for limits, with the rate applied and when it was read.
@@ -66,6 +67,10 @@ class Payment(Base):
     )
 
 
+# The partial index's predicate is SQL text: it names the live statuses from the rules.
+_LIVE = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(LIVE_ATTEMPT_STATES)))
+
+
 class Attempt(Base):
     __tablename__ = "attempts"
 
@@ -73,7 +78,7 @@ class Attempt(Base):
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
     number: Mapped[int] = mapped_column(BigInt)
     rail: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[AttemptStatus] = mapped_column(StatusText(AttemptStatus, 16))
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     provider_ref: Mapped[str | None] = mapped_column(String(128), index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
@@ -91,8 +96,8 @@ class Attempt(Base):
             "uq_attempts_one_live",
             "payment_id",
             unique=True,
-            sqlite_where=text("status IN ('created', 'submitted', 'unknown')"),
-            postgresql_where=text("status IN ('created', 'submitted', 'unknown')"),
+            sqlite_where=text(_LIVE),
+            postgresql_where=text(_LIVE),
         ),
         # Attempts that changed in a time range: covers the fees paid by rail and asset.
         Index("ix_attempts_updated_at", "updated_at", "rail", "fee_asset", "fee_amount"),

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import CursorResult, Table, and_, or_, select, update
+from sqlalchemy import Table, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail.db import Write, insert_row
@@ -30,20 +29,6 @@ async def get(
     if account_id is not None:
         stmt = stmt.where(Payment.account_id == account_id)
     return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def compare_and_set_status(
-    session: AsyncSession, payment_id: str, current: str, target: str, values: dict[str, Any]
-) -> bool:
-    """Move status only if it is still `current`: concurrent movers cannot both win."""
-    result = await session.execute(
-        update(Payment)
-        .where(Payment.id == payment_id, Payment.status == current)
-        .values(status=target, **values)
-        .execution_options(synchronize_session=False)
-    )
-    assert isinstance(result, CursorResult)
-    return result.rowcount == 1
 
 
 async def page(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,21 +22,17 @@ from tonrail.events.service import emit, event_write
 from tonrail.fees.service import fee_decisions_for
 from tonrail.ids import new_id
 from tonrail.ledger import rules as books
-from tonrail.ledger.service import entry_writes, post
+from tonrail.ledger.service import entry_writes
 from tonrail.limits.rules import LimitPolicy, approvals_satisfied, check_amount, needs_approval
-from tonrail.limits.service import (
-    is_limit_violation,
-    limit_exceeded,
-    release_daily_volume,
-    reservation_write,
-)
+from tonrail.limits.service import is_limit_violation, limit_exceeded, reservation_write
 from tonrail.money import decimals_of, parse_minor
 from tonrail.payments import repository as repo
 from tonrail.payments.models import Payment
 from tonrail.payments.rules import DEFAULT_TARGET_SECONDS, check_metadata, new_reference
 from tonrail.payments.schemas import InvoiceCreate, PaymentList, PaymentOut, PayoutCreate
-from tonrail.payments.states import check_payment_transition, initial_status
-from tonrail.rates import StaticRates
+from tonrail.payments.states import PaymentStatus, initial_status
+from tonrail.payments.transitions import move_payment
+from tonrail.rates import Rate, StaticRates
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
@@ -41,7 +40,6 @@ from tonrail.security.lockouts import check_not_locked, lockout_refusal
 from tonrail.security.switches import refuse_in_maintenance, switch_refusal
 from tonrail.settings import Settings
 
-T = TypeVar("T")
 TON_ASSETS = frozenset({"TON", "USDT"})
 
 
@@ -52,6 +50,17 @@ class Response:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedPayout:
+    """A payout request that passed every check, with its amount in minor units and its
+    USDT equivalent at `rate` (what limits and approvals count)."""
+
+    req: PayoutCreate
+    amount: int
+    usdt: int
+    rate: Rate
 
 
 def limit_policy(settings: Settings) -> LimitPolicy:
@@ -82,17 +91,26 @@ class PaymentService:
         self._usdt_master = self._network.usdt_master
 
     # ---------------------------------------------------------------- idempotent writes
-    async def _idempotent(
+    async def idempotent(
         self,
         ikey: IdempotencyKey | None,
         status: int,
         work: Callable[[AsyncSession], Awaitable[dict[str, Any]]],
         last: Callable[[AsyncSession], Awaitable[None]] | None = None,
+        *,
+        take_turns: bool = False,
     ) -> Response:
-        """Run `work` once per idempotency key; its record commits with its effects."""
+        """Run `work` once per idempotency key, in one transaction with the key's record
+        (the record commits with its effects), then `last` (e.g. the volume row every
+        payout locks: touched last). A request seen before replays its first response.
+
+        A unique index that refuses a write means a concurrent request committed first
+        (the same key, or a key `work` writes itself): the whole transaction runs again
+        and finds it. `take_turns`: on SQLite, this process's writers queue for the write
+        lock first come first served (see `_turn`)."""
         for _ in range(3):
             try:
-                async with self.db.transaction() as session:
+                async with _turn(self.db, take_turns), self.db.transaction() as session:
                     if ikey is not None:
                         record = await idempotency.find(session, ikey)
                         if record is not None:
@@ -104,29 +122,25 @@ class PaymentService:
                         await last(session)
                     return Response(status, body)
             except IntegrityError:
-                # A concurrent request with the same key committed first: replay its result.
-                if ikey is None:
-                    raise
+                continue
         raise Conflict("the request raced with another one; retry it", code="concurrent_request")
 
     # ---------------------------------------------------------------- payouts
-    async def create_payout(
-        self,
-        principal: Principal,
-        req: PayoutCreate,
-        ikey: IdempotencyKey | None,
-        client_ip: str | None = None,
-    ) -> Response:
-        """Validate, reserve daily volume, and record a payout (queued or awaiting approval).
-
-        Refused with 423 while the key, the destination or `client_ip` is locked out."""
-        asset = req.asset
+    def parse_amount(self, asset: str, amount: str) -> int:
+        """A requested amount in minor units of `asset`: positive and within its limits."""
         decimals_of(asset)
-        amount = parse_minor(req.amount, asset)
-        if amount == 0:
+        minor = parse_minor(amount, asset)
+        if minor == 0:
             raise InvalidRequest(
                 "amount must be greater than zero", param="amount", code="amount_invalid"
             )
+        return minor
+
+    def check_payout(self, req: PayoutCreate) -> CheckedPayout:
+        """Every check of a payout request, in order: the one validation of
+        `POST /v1/payouts` and of each item of `POST /v1/payouts/batch`."""
+        asset = req.asset
+        amount = self.parse_amount(asset, req.amount)
         if asset not in TON_ASSETS:
             raise InvalidRequest(
                 f"payouts in {asset} are not supported yet; use TON or USDT",
@@ -136,23 +150,23 @@ class PaymentService:
         check_network(req.destination, self._network, "destination")
         check_amount(self.policy, asset, amount)
         check_metadata(req.metadata, self.settings.metadata_max_bytes)
-
-        now = clock.now()
         rate = self.rates.rate(asset)
-        usdt = rate.usdt_equivalent(amount, asset)
-        day = now.date().isoformat()
-        limit = self.policy.daily_volume_limit_usdt
-        payment = Payment(
+        return CheckedPayout(req, amount, rate.usdt_equivalent(amount, asset), rate)
+
+    def new_payout(self, principal: Principal, payout: CheckedPayout, now: datetime) -> Payment:
+        """The (transient) payment of a checked payout, counted on `now`'s daily volume."""
+        req = payout.req
+        return Payment(
             id=new_id("pay"),
             account_id=principal.account_id,
             direction="out",
-            status=initial_status("out", needs_approval(self.policy, usdt)),
-            asset=asset,
-            amount=amount,
-            usdt_equivalent=usdt,
-            rate=str(rate.usdt_per_unit),
-            rate_at=rate.at,
-            volume_day=day,
+            status=initial_status("out", needs_approval(self.policy, payout.usdt)),
+            asset=req.asset,
+            amount=payout.amount,
+            usdt_equivalent=payout.usdt,
+            rate=str(payout.rate.usdt_per_unit),
+            rate_at=payout.rate.at,
+            volume_day=now.date().isoformat(),
             counterparty=req.destination.strip(),
             priority=req.priority,
             target_confirmation_seconds=req.target_confirmation_seconds
@@ -163,6 +177,23 @@ class PaymentService:
             created_at=now,
             updated_at=now,
         )
+
+    async def create_payout(
+        self,
+        principal: Principal,
+        req: PayoutCreate,
+        ikey: IdempotencyKey | None,
+        client_ip: str | None = None,
+    ) -> Response:
+        """Validate, reserve daily volume, and record a payout (queued or awaiting approval).
+
+        Refused with 423 while the key, the destination or `client_ip` is locked out."""
+        checked = self.check_payout(req)
+        now = clock.now()
+        payment = self.new_payout(principal, checked, now)
+        asset, amount, usdt = payment.asset, payment.amount, payment.usdt_equivalent
+        day = now.date().isoformat()
+        limit = self.policy.daily_volume_limit_usdt
         body = PaymentOut.of(payment).model_dump(mode="json")
         try:
             _, entry = entry_writes(
@@ -226,12 +257,7 @@ class PaymentService:
     ) -> Response:
         """Record an invoice the customer pays on chain with the reference as comment."""
         asset = req.asset
-        decimals_of(asset)
-        amount = parse_minor(req.amount, asset)
-        if amount == 0:
-            raise InvalidRequest(
-                "amount must be greater than zero", param="amount", code="amount_invalid"
-            )
+        amount = self.parse_amount(asset, req.amount)
         check_amount(self.policy, asset, amount)
         check_metadata(req.metadata, self.settings.metadata_max_bytes)
 
@@ -265,7 +291,7 @@ class PaymentService:
             emit(session, "invoice.created", payment.account_id, body, payment.id)
             return body
 
-        return await self._idempotent(ikey, 201, work)
+        return await self.idempotent(ikey, 201, work)
 
     # ---------------------------------------------------------------- reads
     async def get(self, principal: Principal, payment_id: str, direction: str) -> dict[str, Any]:
@@ -313,7 +339,7 @@ class PaymentService:
             await self.transition(session, payment, "canceled", actor=principal.identity)
             return await self._render(session, payment)
 
-        return await self._idempotent(ikey, 200, work)
+        return await self.idempotent(ikey, 200, work)
 
     async def approve(
         self, principal: Principal, payment_id: str, ikey: IdempotencyKey | None
@@ -324,7 +350,7 @@ class PaymentService:
                 "this API key may not approve payouts (scope payouts:approve)",
                 code="scope_missing",
             )
-        return await self._idempotent(
+        return await self.idempotent(
             ikey,
             200,
             lambda s: self.approve_in(s, principal.account_id, payment_id, principal.identity),
@@ -372,42 +398,14 @@ class PaymentService:
         failure_code: str | None = None,
         failure_message: str | None = None,
     ) -> None:
-        """The one way a payment changes status: check, compare-and-set, books, event."""
-        check_payment_transition(payment.direction, payment.status, target)
-        now = clock.now()
-        values: dict[str, Any] = {"updated_at": now}
-        if target in ("succeeded", "failed", "canceled", "expired"):
-            values["completed_at"] = now
-            values["locked_by"] = None
-            values["locked_until"] = None
-        if failure_code is not None:
-            values["failure_code"] = failure_code
-            values["failure_message"] = failure_message
-        previous = payment.status
-        if not await repo.compare_and_set_status(session, payment.id, previous, target, values):
-            raise Conflict(
-                f"payment {payment.id} changed concurrently; reload and retry",
-                code="concurrent_update",
-            )
-        payment.status = target
-        for name, value in values.items():
-            setattr(payment, name, value)
-        if payment.direction == "out" and target in ("canceled", "failed"):
-            await post(
-                session,
-                f"payout.{target}",
-                books.payout_released(payment.account_id, payment.asset, payment.amount),
-                payment.id,
-            )
-            if payment.volume_day is not None:
-                await release_daily_volume(session, payment.volume_day, payment.usdt_equivalent)
-        kind = "payout" if payment.direction == "out" else "invoice"
-        emit(
+        """`transitions.move_payment`, for callers that still name the status as text."""
+        await move_payment(
             session,
-            f"{kind}.{target}",
-            payment.account_id,
-            {"id": payment.id, "from": previous, "to": target, "actor": actor},
-            payment.id,
+            payment,
+            PaymentStatus(target),
+            actor=actor,
+            failure_code=failure_code,
+            failure_message=failure_message,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -436,3 +434,18 @@ class PaymentService:
         return PaymentOut.of(
             payment, approvals, attempts, self._pay_to, self._usdt_master, decision
         ).model_dump(mode="json")
+
+
+_TURNS: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def _turn(db: Database, take: bool) -> AsyncIterator[None]:
+    """On SQLite, this process's writers take turns for the write lock first come first
+    served, instead of racing for it in SQLite's busy handler (which is not fair: under a
+    stream of large batches one can wait past the busy timeout). PostgreSQL needs no turns."""
+    if not take or db.dialect != "sqlite":
+        yield
+        return
+    async with _TURNS.setdefault(db, asyncio.Lock()):
+        yield

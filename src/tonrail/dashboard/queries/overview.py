@@ -35,6 +35,7 @@ from tonrail.monitoring.models import Alert, MonitoringSignal
 from tonrail.monitoring.signals import parse_labels
 from tonrail.monitoring.snapshot import PENDING_STATES
 from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.states import PaymentStatus
 from tonrail.settings import Settings
 
 HOT_WALLET_ASSETS = ("TON", "USDT")
@@ -539,7 +540,13 @@ async def pending(
             await session.execute(
                 select(Payment.status, func.count())
                 .where(
-                    Payment.status.in_((*PENDING_STATES, "requires_approval", "awaiting_payment"))
+                    Payment.status.in_(
+                        (
+                            *PENDING_STATES,
+                            PaymentStatus.REQUIRES_APPROVAL,
+                            PaymentStatus.AWAITING_PAYMENT,
+                        )
+                    )
                 )
                 .group_by(Payment.status)
             )
@@ -573,8 +580,8 @@ async def pending(
     ]
     return Pending(
         pending=sum(int(counts.get(s, 0)) for s in PENDING_STATES),
-        awaiting_approval=int(counts.get("requires_approval", 0)),
-        awaiting_payment=int(counts.get("awaiting_payment", 0)),
+        awaiting_approval=int(counts.get(PaymentStatus.REQUIRES_APPROVAL, 0)),
+        awaiting_payment=int(counts.get(PaymentStatus.AWAITING_PAYMENT, 0)),
         stuck=stuck,
         oldest_stuck=oldest,
     )
