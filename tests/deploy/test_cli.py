@@ -32,7 +32,7 @@ def test_every_deploy_command_has_help() -> None:
     commands = [
         "identity", "check-secrets", "current-task-definition", "previous-task-definition",
         "register-task-definition", "migrate", "update-service", "wait-stable",
-        "check-metrics", "ecr-password", "health", "check-record",
+        "check-metrics", "ecr-password", "health", "check-record", "restart", "run",
     ]  # fmt: skip
     for command in commands:
         assert command in result.output
@@ -83,6 +83,34 @@ def test_the_deploy_steps_through_the_cli(ecs: Ecs) -> None:
     assert stable.exit_code == 0 and "stable: tonrail-api, tonrail-worker" in stable.stdout
     prev = invoke("previous-task-definition", "--cluster", CLUSTER, "--service", "tonrail-api")
     assert prev.exit_code == 0 and prev.stdout.strip() == ecs.api_td
+
+
+def test_restart_starts_a_new_deployment_of_the_same_task_definition(ecs: Ecs) -> None:
+    def deployment_id() -> str:
+        [svc] = ecs.client.describe_services(cluster=CLUSTER, services=["tonrail-worker"])[
+            "services"
+        ]
+        assert svc["taskDefinition"] == ecs.worker_td
+        return str(svc["deployments"][0]["id"])
+
+    before = deployment_id()
+    result = invoke("restart", "--cluster", CLUSTER, "--service", "tonrail-worker")
+    assert result.exit_code == 0, result.output
+    assert deployment_id() != before
+
+
+def test_run_a_one_off_command(ecs: Ecs) -> None:
+    result = invoke(
+        "run", "--cluster", CLUSTER, "--like-service", "tonrail-worker", "--poll", "0",
+        "--", "tonrail", "ops", "pause", "--reason", "incident 42",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    task_arn = result.stdout.split()[1]
+    [task] = ecs.client.describe_tasks(cluster=CLUSTER, tasks=[task_arn])["tasks"]
+    assert task["taskDefinitionArn"] == ecs.worker_td
+    assert task["overrides"]["containerOverrides"][0]["command"] == [
+        "tonrail", "ops", "pause", "--reason", "incident 42",
+    ]  # fmt: skip
 
 
 def test_a_failed_migration_fails_the_step(ecs: Ecs) -> None:

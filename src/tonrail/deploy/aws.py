@@ -275,6 +275,18 @@ def update_service(aws: Aws, cluster: str, service: str, task_definition: str) -
     )
 
 
+def force_new_deployment(aws: Aws, cluster: str, service: str) -> None:
+    """Replace the service's tasks with new ones of the same task definition: they read
+    their secrets again when they start (how a rotated secret reaches the service)."""
+    _call(
+        f"ecs update-service --force-new-deployment {service}",
+        aws.client("ecs").update_service,
+        cluster=cluster,
+        service=service,
+        forceNewDeployment=True,
+    )
+
+
 def _stable(svc: dict[str, Any]) -> bool:
     deployments = svc.get("deployments", [])
     if any(d.get("rolloutState") == "FAILED" for d in deployments):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -168,6 +169,53 @@ def update_service(
 
     _step(lambda: aws.update_service(_aws(), cluster, service, task_definition))
     typer.echo(f"{service} -> {task_definition}")
+
+
+@deploy_app.command("restart")
+def restart(
+    cluster: Cluster,
+    service: Annotated[list[str], typer.Option(help="ECS service name (repeat)")],
+) -> None:
+    """Start new tasks of the same task definition (after rotating a secret); then
+    `tonrail deploy wait-stable`."""
+    from tonrail.deploy import aws
+
+    a = _aws()
+    for name in service:
+        _step(partial(aws.force_new_deployment, a, cluster, name))
+        typer.echo(f"{name}: new deployment started")
+
+
+@deploy_app.command(
+    "run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def run(
+    cluster: Cluster,
+    like_service: Annotated[
+        str, typer.Option(help="its task definition (unless given), subnets, security groups")
+    ],
+    command: Annotated[list[str], typer.Argument(help="after --, e.g. -- tonrail ops pause")],
+    task_definition: Annotated[
+        str | None, typer.Option(help="default: the one the service runs now")
+    ] = None,
+    timeout: Timeout = 900.0,
+    poll: Annotated[float, typer.Option(help="seconds between reads")] = 10.0,
+) -> None:
+    """Run one command as a one-off ECS task (the operator's `tonrail ...` against the
+    production database: ops pause, ledger check, audit verify) and wait for its exit code."""
+    from tonrail.deploy import aws
+
+    a = _aws()
+    a.poll_seconds = poll
+
+    def go() -> tuple[str, int]:
+        td = task_definition or aws.service_task_definition(a, cluster, like_service)
+        return aws.run_one_off(a, cluster, td, command, like_service, timeout=timeout)
+
+    task, code = _step(go)
+    typer.echo(f"task {task} exited {code} (its output is in the service's log group)")
+    if code != 0:
+        raise typer.Exit(1)
 
 
 @deploy_app.command("wait-stable")
