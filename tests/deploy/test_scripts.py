@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tonrail import __version__
 from tonrail.deploy.record import new_record, write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +29,7 @@ FAKE_TONRAIL = f"""#!/usr/bin/env bash
 set -euo pipefail
 if [[ "$1 $2" == "deploy check-record" ]]; then exec {TONRAIL} "$@"; fi
 echo "tonrail $*" >>"$CALLS"
+if [[ "$2" == "${{FAIL_STEP:-}}" ]]; then echo "error: $2 failed" >&2; exit 1; fi
 case "$2" in
   current-task-definition) echo "{TD}/${{6}}:7" ;;
   previous-task-definition) echo "{TD}/${{6}}:6" ;;
@@ -279,6 +281,35 @@ def test_deploy_rolls_back_when_the_health_checks_fail(checkout: Checkout) -> No
     ]
 
 
+def test_a_failed_migration_stops_before_the_services_move(checkout: Checkout) -> None:
+    checkout.record()
+    result = checkout.run(
+        "deploy-mainnet-payments.sh", stdin="DEPLOY MAINNET\n", FAIL_STEP="migrate"
+    )
+    assert result.returncode == 1
+    assert "the migration failed; the services still run" in result.stderr
+    assert f"{TD}/tonrail-production-api:7" in result.stderr
+    steps = [c.split()[2] for c in checkout.logged() if c.startswith("tonrail")]
+    assert steps[-1] == "migrate"
+    assert "update-service" not in steps
+
+
+def test_a_deployment_that_never_gets_stable_is_rolled_back(checkout: Checkout) -> None:
+    checkout.record()
+    result = checkout.run(
+        "deploy-mainnet-payments.sh", stdin="DEPLOY MAINNET\n", FAIL_STEP="wait-stable"
+    )
+    assert result.returncode == 1
+    logged = [c for c in checkout.logged() if c.startswith("tonrail deploy update-service")]
+    assert [c.split()[-1] for c in logged] == [
+        f"{TD}/tonrail-production-api:8",
+        f"{TD}/tonrail-production-worker:8",
+        f"{TD}/tonrail-production-api:7",
+        f"{TD}/tonrail-production-worker:7",
+    ]
+    assert "AND the rollback did not pass its checks" in result.stderr  # still not stable
+
+
 def test_deploy_says_so_when_the_rollback_fails_too(checkout: Checkout) -> None:
     checkout.record()
     result = checkout.run(
@@ -378,6 +409,23 @@ def test_deploy_refuses_without_a_passing_recent_testnet_record(
         assert message in result.stderr
         assert "nothing was changed" in result.stderr
     assert checkout.logged() == []
+
+
+def test_a_record_of_the_same_release_is_accepted_when_asked(checkout: Checkout) -> None:
+    checkout.record(sha="0" * 40)
+    accepted = subprocess.run(
+        [str(TONRAIL), "deploy", "check-record", "--sha", checkout.sha, "--release", __version__,
+         "--dir", str(checkout.records)],
+        env=checkout.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert accepted.returncode == 0, accepted.stderr
+    other = subprocess.run(
+        [str(TONRAIL), "deploy", "check-record", "--sha", checkout.sha, "--release", "0.0.0-other",
+         "--dir", str(checkout.records)],
+        env=checkout.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert other.returncode == 1
+    assert f"for commit {checkout.sha} or release 0.0.0-other" in other.stderr
 
 
 def test_the_record_age_limit_is_configurable(checkout: Checkout) -> None:
