@@ -74,7 +74,7 @@ module "api" {
   cluster_id         = aws_ecs_cluster.main.id
   cluster_name       = aws_ecs_cluster.main.name
   image              = local.image
-  command            = ["tonrail", "serve"]
+  command            = ["serve"] # the image's ENTRYPOINT is `tonrail`: runs `tonrail serve`
   cpu                = var.api_cpu
   memory             = var.api_memory
   environment        = local.service_environment
@@ -105,7 +105,7 @@ module "worker" {
   cluster_id         = aws_ecs_cluster.main.id
   cluster_name       = aws_ecs_cluster.main.name
   image              = local.image
-  command            = ["tonrail", "worker"]
+  command            = ["worker"] # `tonrail worker`
   cpu                = var.worker_cpu
   memory             = var.worker_memory
   environment        = local.service_environment

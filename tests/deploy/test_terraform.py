@@ -6,6 +6,7 @@ small edit to a copy of the directory and show the check then fails."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import pytest
 from hcl2.utils import SerializationOptions
 from pydantic import SecretStr
 
+from tests.deploy.conftest import Ecs
 from tonrail.monitoring.cloudwatch import metric_data
 from tonrail.monitoring.snapshot import SignalValue, Snapshot
 from tonrail.settings import REPO_ROOT, Settings
@@ -134,6 +136,15 @@ def secret_settings() -> set[str]:
     return secret | {"DATABASE_URL", "REDIS_URL"}
 
 
+def image_entrypoint() -> list[str]:
+    """The ENTRYPOINT of the image (deploy/docker/Dockerfile, exec form)."""
+    dockerfile = (REPO_ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    found = re.findall(r"^ENTRYPOINT\s+(\[.*\])\s*$", dockerfile, re.MULTILINE)
+    assert len(found) == 1, "one ENTRYPOINT in exec form"
+    entrypoint: list[str] = json.loads(found[-1])
+    return entrypoint
+
+
 def published_metric_names() -> set[str]:
     """What the service's CloudWatch publisher sends when everything is known."""
     at = datetime(2026, 12, 4, tzinfo=UTC)
@@ -199,8 +210,12 @@ def check_services(d: Deployment) -> None:
     assert "aws_ecs_task_definition" not in d.root.resources, "task definitions: the module"
     assert "aws_ecs_service" not in d.root.resources, "services: the module"
     api, worker = d.root.modules["api"], d.root.modules["worker"]
-    assert api["command"] == ["tonrail", "serve"], f"api runs {api['command']}"
-    assert worker["command"] == ["tonrail", "worker"], f"worker runs {worker['command']}"
+    # the container runs ENTRYPOINT + command: `tonrail serve` and `tonrail worker`
+    entrypoint = image_entrypoint()
+    assert entrypoint + api["command"] == ["tonrail", "serve"], f"api runs {api['command']}"
+    assert entrypoint + worker["command"] == ["tonrail", "worker"], (
+        f"worker runs {worker['command']}"
+    )
     assert api["target_group_arn"] == "${aws_lb_target_group.api.arn}"
     assert "target_group_arn" not in worker, "the worker takes no traffic"
     for name, call in (("api", api), ("worker", worker)):
@@ -653,8 +668,8 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None], str]] = 
     (
         "worker serves",
         "main.tf",
-        'command            = ["tonrail", "worker"]',
-        'command            = ["tonrail", "serve"]',
+        'command            = ["worker"]',
+        'command            = ["serve"]',
         check_services,
         r"worker runs",
     ),
@@ -964,3 +979,22 @@ def test_the_deploy_script_names_what_terraform_creates(deployment: Deployment) 
     assert required is not None
     # the operator fills these; Terraform fills the generated ones itself
     assert sorted(required.group(1).split()) == sorted(deployment.root.locals["required_secrets"])
+
+
+def test_the_one_off_migration_runs_tonrail_migrate(ecs: Ecs) -> None:
+    """`tonrail deploy migrate` overrides the command of the api's container (on moto's ECS):
+    with the image's ENTRYPOINT that must make `tonrail migrate`."""
+    from typer.testing import CliRunner
+
+    from tonrail.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["deploy", "migrate", "--cluster", ecs.cluster, "--task-definition", ecs.api_td,
+         "--like-service", "tonrail-api", "--timeout", "5", "--poll", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    arns = ecs.client.list_tasks(cluster=ecs.cluster, startedBy="tonrail-deploy")["taskArns"]
+    [task] = ecs.client.describe_tasks(cluster=ecs.cluster, tasks=arns)["tasks"]
+    [override] = task["overrides"]["containerOverrides"]
+    assert image_entrypoint() + override["command"] == ["tonrail", "migrate"], override

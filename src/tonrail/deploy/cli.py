@@ -147,7 +147,7 @@ def migrate(
             a,
             cluster,
             task_definition,
-            ["tonrail", "migrate"],
+            ["migrate"],  # the image's ENTRYPOINT is `tonrail`
             like_service,
             timeout=timeout,
         )

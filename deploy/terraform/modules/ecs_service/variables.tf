@@ -24,7 +24,7 @@ variable "image" {
 }
 
 variable "command" {
-  description = "Command of the container, e.g. [\"tonrail\", \"serve\"]."
+  description = "Arguments of the image's `tonrail` ENTRYPOINT, e.g. [\"serve\"]."
   type        = list(string)
 
   validation {
