@@ -78,6 +78,7 @@ class CongestionSignals:
 class CongestionScale:
     """Where each symptom starts to count (ok) and where it means fully congested (full)."""
 
+    # Typed fields with defaults: alike other config dataclasses in shape only.
     latency_ok_ms: int = 2_000
     latency_full_ms: int = 30_000
     queue_ok: int = 100

@@ -127,25 +127,18 @@ class ApiTally:
         self.kinds = {}
 
 
+@dataclass(eq=False)
 class Sampler:
     """The sampler's own toncenter client (so its error counts are its own), the hot wallet
     it prices requests for, and the settings. One per worker; `sample` is one look."""
 
-    def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        client: ToncenterClient,
-        tally: ApiTally,
-        wallet: HighloadWallet | None = None,
-        jetton_wallet: str | None = None,
-    ):
-        self.db = db
-        self.settings = settings
-        self.client = client
-        self.tally = tally
-        self.wallet = wallet
-        self.jetton_wallet = jetton_wallet
+    # Typed fields: alike other dataclasses in shape only.
+    db: Database
+    settings: Settings
+    client: ToncenterClient
+    tally: ApiTally
+    wallet: HighloadWallet | None = None
+    jetton_wallet: str | None = None
 
     @classmethod
     def for_network(

@@ -45,6 +45,7 @@ PAID_KINDS = ("ton_paid", "usdt_paid")
 def policy_of(settings: Settings, jetton_attach_cap: int = 0) -> FeePolicy:
     """The policy's thresholds from settings (TON valued at RATE_TON_USDT, USDT = USD)."""
     s = settings
+    # A field per setting: alike other settings-to-dataclass maps in shape only.
     return FeePolicy(
         ton_usd_micro=int(Decimal(s.rate_ton_usdt) * 10**6),
         max_fee_usd_micro=s.fees_max_fee_usd_micro,
@@ -181,6 +182,7 @@ async def load_conditions(db: Database, settings: Settings) -> FeeConditions:
     return FeeConditions(now, latest, congestion, latency, model, source, stats, high, queued)
 
 
+# A field-by-field copy into the policy's input: alike other views in shape only.
 def facts_of(p: Payment) -> PayoutFacts:
     return PayoutFacts(
         payment_id=p.id,
@@ -251,12 +253,7 @@ def _record_values(
         if cond.congestion_pct is not None
         else None,
         "inputs": inputs,
-        "send_at": d.send_at,
-        "send_by": d.send_by,
-        "batch_window_ms": d.batch_window_ms,
-        "batch_max": d.batch_max,
-        "jetton_attach_nanoton": d.jetton_attach_nanoton,
-        "divert_reason": d.divert_reason,
+        **_schedule_of(d),
         "expected_fee": d.expected_fee_nanoton,
         "alone_fee": d.alone_fee_nanoton,
         "reasons": list(d.reasons),
@@ -327,6 +324,22 @@ async def record_confirmed(session: AsyncSession, confirmed: Sequence[Confirmed]
     )
 
 
+# What a decision says about sending, under the same names in the policy's FeeDecision and
+# the stored FeeDecisionRecord.
+_SCHEDULE = (
+    "send_at",
+    "send_by",
+    "batch_window_ms",
+    "batch_max",
+    "jetton_attach_nanoton",
+    "divert_reason",
+)
+
+
+def _schedule_of(d: FeeDecision | FeeDecisionRecord) -> dict[str, Any]:
+    return {name: getattr(d, name) for name in _SCHEDULE}
+
+
 def decision_view(d: FeeDecisionRecord) -> dict[str, Any]:
     """A stored decision as the API shows it (fees as nanoton integers)."""
     return {
@@ -336,12 +349,7 @@ def decision_view(d: FeeDecisionRecord) -> dict[str, Any]:
         "priority": d.priority,
         "asset": d.asset,
         "congestion_pct": d.congestion_bp / 100 if d.congestion_bp is not None else None,
-        "send_at": d.send_at,
-        "send_by": d.send_by,
-        "batch_window_ms": d.batch_window_ms,
-        "batch_max": d.batch_max,
-        "jetton_attach_nanoton": d.jetton_attach_nanoton,
-        "divert_reason": d.divert_reason,
+        **_schedule_of(d),
         "expected_fee_nanoton": d.expected_fee,
         "alone_fee_nanoton": d.alone_fee,
         "reasons": list(d.reasons or []),
