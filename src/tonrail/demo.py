@@ -134,6 +134,7 @@ class InvoicePlan:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
+        # The invoice endpoint's request: alike the payout body in shape only.
         return {
             "amount": format_minor(self.amount, self.asset),
             "asset": self.asset,
@@ -351,6 +352,7 @@ class DemoTraffic:
         balances: Callable[[], Awaitable[tuple[int, int]]] | None = None,
         seed: int | None = None,
     ):
+        # Plain attribute assignments: alike other constructors in shape only.
         self.settings = settings
         self.db = db
         self.app = app

@@ -22,6 +22,7 @@ class TonrailError(Exception):
         return {"code": self.code, "message": self.message, "param": self.param}
 
 
+# A class per error so callers catch each by type: alike in shape only.
 class InvalidRequest(TonrailError):
     code = "invalid_request"
     status = 400

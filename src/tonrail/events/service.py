@@ -23,6 +23,7 @@ def emit(
     payment_id: str | None = None,
 ) -> OutboxEvent:
     """Queue an event; it commits or rolls back with the state change that caused it."""
+    # A new row, field by field: alike other inserts in shape only.
     event = OutboxEvent(
         id=new_id("evt"),
         type=type_,

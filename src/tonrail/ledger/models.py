@@ -22,6 +22,7 @@ class JournalEntry(Base):
 class LedgerLine(Base):
     __tablename__ = "ledger_lines"
 
+    # Table columns: alike other tables in shape only.
     id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     entry_id: Mapped[str] = mapped_column(ForeignKey("journal_entries.id"), index=True)
     account: Mapped[str] = mapped_column(String(96))

@@ -9,6 +9,7 @@ from tonrail.errors import AmountOutOfRange
 from tonrail.money import format_minor
 
 
+# The operator's API limits per asset, not the network's range (chain.network.AmountRange).
 @dataclass(frozen=True, slots=True)
 class AssetLimits:
     minimum: int

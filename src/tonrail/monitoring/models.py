@@ -16,6 +16,7 @@ class Alert(Base):
 
     __tablename__ = "alerts"
 
+    # Table columns: alike other tables in shape only.
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
     rule: Mapped[str] = mapped_column(String(48))
@@ -39,6 +40,7 @@ class AlertEvent(Base):
 
     __tablename__ = "alert_events"
 
+    # Table columns: alike other tables in shape only.
     id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
     kind: Mapped[str] = mapped_column(String(24))

@@ -42,6 +42,7 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password-0000")
 class AdminUser(Base):
     __tablename__ = "admin_users"
 
+    # Table columns: alike other tables in shape only.
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     username: Mapped[str] = mapped_column(String(40), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))

@@ -90,6 +90,7 @@ async def record(
     at = clock.now()
     seq = head.seq + 1
     digest = entry_hash(seq, at, actor, action, subject, details, head.hash)
+    # A new row, field by field: alike other inserts in shape only.
     entry = AuditEntry(
         seq=seq,
         at=at,

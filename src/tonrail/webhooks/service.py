@@ -72,6 +72,7 @@ class ProviderWebhooks:
                 existing = await self._find(session, event.source, event.external_id)
                 if existing is not None:
                     return existing.id, True
+                # A new row, field by field: alike other inserts in shape only.
                 row = ProviderEvent(
                     id=new_id("pev"),
                     source=event.source,
