@@ -56,6 +56,7 @@ def alerts_ack(
     typer.echo(f"acknowledged {alert_id}")
 
 
+# A command each, alike in shape: what they share is _change_alert.
 @alerts_app.command("resolve")
 def alerts_resolve(
     alert_id: str, actor: Annotated[str | None, typer.Option(help="who")] = None

@@ -145,6 +145,7 @@ async def run_security_audit(db: Database, settings: Settings, day_start: dateti
     try:
         async with db.transaction() as session:
             report = await build_report(session, settings, day_start)
+            # A new row, field by field: alike other inserts in shape only.
             session.add(
                 SecurityReport(
                     day=report.day,

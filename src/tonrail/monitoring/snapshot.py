@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from tonrail.chain.address import counterparty_key
 from tonrail.events.models import OutboxEvent
@@ -98,6 +99,19 @@ def _age(now: datetime, then: datetime | None) -> float:
     return max((now - then).total_seconds(), 0.0) if then is not None else 0.0
 
 
+async def _count_and_oldest(
+    session: AsyncSession,
+    now: datetime,
+    created_at: InstrumentedAttribute[datetime],
+    where: ColumnElement[bool],
+) -> tuple[int, float]:
+    """How many rows match `where`, and the age in seconds of the oldest of them."""
+    count, oldest = (
+        await session.execute(select(func.count(), func.min(created_at)).where(where))
+    ).one()
+    return int(count), _age(now, oldest)
+
+
 async def build_snapshot(session: AsyncSession, settings: Settings, now: datetime) -> Snapshot:
     """Read the snapshot at `now` (the caller's clock) inside the caller's transaction."""
     window = settings.monitoring_window_seconds
@@ -161,15 +175,9 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
         snap.failures_by_code[key] = snap.failures_by_code.get(key, 0) + int(count)
 
     # -- pending, stuck and progress
-    pending = (
-        await session.execute(
-            select(func.count(), func.min(Payment.created_at)).where(
-                Payment.status.in_(PENDING_STATES)
-            )
-        )
-    ).one()
-    snap.pending_count = int(pending[0])
-    snap.oldest_pending_age = _age(now, pending[1])
+    snap.pending_count, snap.oldest_pending_age = await _count_and_oldest(
+        session, now, Payment.created_at, Payment.status.in_(PENDING_STATES)
+    )
     horizon = now - timedelta(
         seconds=min(settings.alert_stuck_seconds, settings.alert_progress_stale_seconds)
     )
@@ -270,15 +278,9 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
         )
     ):
         snap.heartbeat_age[loop] = _age(now, beat)
-    backlog = (
-        await session.execute(
-            select(func.count(), func.min(OutboxEvent.created_at)).where(
-                OutboxEvent.published_at.is_(None)
-            )
-        )
-    ).one()
-    snap.outbox_backlog = int(backlog[0])
-    snap.outbox_oldest_age = _age(now, backlog[1])
+    snap.outbox_backlog, snap.outbox_oldest_age = await _count_and_oldest(
+        session, now, OutboxEvent.created_at, OutboxEvent.published_at.is_(None)
+    )
     for sig in (await session.execute(select(MonitoringSignal))).scalars():
         snap.signals.append(
             SignalValue(
