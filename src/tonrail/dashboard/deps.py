@@ -14,12 +14,12 @@ from fastapi import Depends, Request
 from sqlalchemy import func, select
 
 from tonrail.dashboard import sessions
-from tonrail.db import Database
 from tonrail.monitoring.models import Alert
 from tonrail.payments.models import Payment
 from tonrail.security.admins import PERMISSIONS, Admin, load_admin
 from tonrail.security.switches import all_switches
-from tonrail.settings import Settings
+from tonrail.web import database
+from tonrail.web import settings_of as settings_of
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -41,14 +41,7 @@ class NotAllowed(Exception):
         )
 
 
-def settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def db_of(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
+db_of = database  # the app state's database, as every endpoint reads it
 
 
 async def _presented_csrf(request: Request) -> str | None:

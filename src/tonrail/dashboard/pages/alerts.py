@@ -55,21 +55,21 @@ async def lists_context(request: Request) -> dict[str, Any]:
 
 @router.get("/dashboard/alerts", response_class=HTMLResponse)
 async def alerts_page(request: Request, admin: Admin = Depends(require("view"))) -> Response:
-    try:
-        ctx = await lists_context(request)
-    except ParamInvalid as exc:
-        return problem(request, exc, dict(PAGE))
-    return render(request, "alerts.html", {**ctx, "oob": False})
+    return await _lists(request, "alerts.html", oob=False)
 
 
 @router.get("/dashboard/alerts/lists", response_class=HTMLResponse)
 async def alerts_lists(request: Request, admin: Admin = Depends(require("view"))) -> Response:
     """The polled lists with their counts (and the nav badge, out of band)."""
+    return await _lists(request, "fragments/alerts_lists.html", oob=True)
+
+
+async def _lists(request: Request, template: str, *, oob: bool) -> Response:
     try:
         ctx = await lists_context(request)
     except ParamInvalid as exc:
         return problem(request, exc, dict(PAGE))
-    return render(request, "fragments/alerts_lists.html", {**ctx, "oob": True})
+    return render(request, template, {**ctx, "oob": oob})
 
 
 def _missing(request: Request, alert_id: str) -> Response:
@@ -84,18 +84,20 @@ def _missing(request: Request, alert_id: str) -> Response:
     return render(request, "problem_page.html", ctx, status_code=404)
 
 
-async def _story_context(request: Request, alert_id: str) -> dict[str, Any] | None:
+async def _story(request: Request, alert_id: str, template: str) -> Response:
+    """One alert's story rendered with `template` (the whole page or its body)."""
     async with db_of(request).transaction() as session:
         found = await q.story(session, alert_id)
     if found is None:
-        return None
-    return {
+        return _missing(request, alert_id)
+    ctx = {
         **PAGE,
         "s": found,
         "a": found.alert,
         "now": clock.now(),
         "refresh_seconds": settings_of(request).dashboard_refresh_seconds,
     }
+    return render(request, template, ctx)
 
 
 @router.get("/dashboard/alerts/{alert_id}", response_class=HTMLResponse)
@@ -103,20 +105,14 @@ async def alert_page(
     request: Request, alert_id: str, admin: Admin = Depends(require("view"))
 ) -> Response:
     """One alert: what it says, its history (events and deliveries), the actions."""
-    ctx = await _story_context(request, alert_id)
-    if ctx is None:
-        return _missing(request, alert_id)
-    return render(request, "alert.html", ctx)
+    return await _story(request, alert_id, "alert.html")
 
 
 @router.get("/dashboard/alerts/{alert_id}/body", response_class=HTMLResponse)
 async def alert_body(
     request: Request, alert_id: str, admin: Admin = Depends(require("view"))
 ) -> Response:
-    ctx = await _story_context(request, alert_id)
-    if ctx is None:
-        return _missing(request, alert_id)
-    return render(request, "fragments/alert_body.html", ctx)
+    return await _story(request, alert_id, "fragments/alert_body.html")
 
 
 async def _act(request: Request, alert_id: str, admin: Admin, action: str) -> Response:

@@ -37,6 +37,7 @@ async def _list_context(request: Request, after: str | None) -> dict[str, Any]:
     async with db_of(request).transaction() as session:
         page = await q.waiting(session, settings.dashboard_page_size, after)
         decisions = await q.recent_decisions(session)
+    # The names approvals.html reads; alike other pages' contexts in shape only.
     admin = context(request)["admin"]
     return {
         "section": "approvals",
@@ -72,6 +73,7 @@ async def _page(
     return render(request, "approvals.html", {**ctx, "flash": flash}, status_code=status)
 
 
+# Same parameters as the page above: a route each, alike in shape only.
 @router.get("/dashboard/approvals/list", response_class=HTMLResponse)
 async def approvals_list(
     request: Request,

@@ -56,6 +56,7 @@ async def _live_context(request: Request) -> dict[str, Any]:
         held = await q.held_by_pause(session) if paused else None
         stuck, stuck_count = await q.stuck(session, now, settings.alert_stuck_seconds, STUCK_SHOWN)
         locks = await q.lockouts(session)
+    # The names operations.html reads; alike other pages' contexts in shape only.
     admin = context(request)["admin"]
     return {
         "section": "operations",
@@ -254,6 +255,7 @@ async def retry_payment(
     )
 
 
+# Each action route declares its own form; alike in shape, their shared part is _act.
 @router.post("/dashboard/operations/payments/{payment_id}/cancel", response_class=HTMLResponse)
 async def cancel_payment(
     request: Request,
@@ -273,6 +275,7 @@ async def cancel_payment(
     )
 
 
+# Each action route declares its own form; alike in shape, their shared part is _act.
 @router.post("/dashboard/operations/lockouts/{lockout_id}/unlock", response_class=HTMLResponse)
 async def unlock(
     request: Request,

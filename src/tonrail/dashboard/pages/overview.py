@@ -50,6 +50,7 @@ async def overview_page(
     return await _respond(request, range_, live=False)
 
 
+# Same parameters as the page above: a route each, alike in shape only.
 @router.get("/dashboard/overview/live", response_class=HTMLResponse)
 async def overview_live(
     request: Request,

@@ -8,10 +8,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tonrail.dashboard.queries.fees import ParamInvalid, decode_cursor, encode_cursor, parse_choice
+from tonrail.dashboard.queries.fees import (
+    Page,
+    ParamInvalid,
+    older_than,
+    page_of,
+    parse_choice,
+    set_filters,
+)
 from tonrail.monitoring.models import Alert, AlertDelivery, AlertEvent
 from tonrail.monitoring.rules import SEVERITIES
 from tonrail.monitoring.store import ACTIVE
@@ -30,7 +37,7 @@ class AlertFilters:
     rule: str | None = None
 
     def raw(self) -> dict[str, str]:
-        return {k: v for k, v in (("severity", self.severity), ("rule", self.rule)) if v}
+        return set_filters(self)
 
 
 def parse_filters(params: Mapping[str, str]) -> AlertFilters:
@@ -83,23 +90,12 @@ async def active(session: AsyncSession, f: AlertFilters) -> dict[str, list[Alert
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedPage:
-    rows: list[Alert]
-    next_cursor: str | None
-
-
 async def resolved(
     session: AsyncSession, f: AlertFilters, limit: int, before: str | None = None
-) -> ResolvedPage:
+) -> Page[Alert]:
     """Resolved alerts, the latest resolved first, keyset on (resolved_at, id)."""
     conditions = [Alert.status == "resolved", *_where(f)]
-    cursor = decode_cursor(before)
-    if cursor is not None:
-        at, key = cursor
-        conditions.append(
-            or_(Alert.resolved_at < at, and_(Alert.resolved_at == at, Alert.id < key))
-        )
+    conditions += older_than(before, Alert.resolved_at, Alert.id)
     stmt = (
         select(Alert)
         .where(*conditions)
@@ -107,15 +103,7 @@ async def resolved(
         .limit(limit + 1)
     )
     rows = list((await session.execute(stmt)).scalars())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last = rows[-1] if rows else None
-    cursor_out = (
-        encode_cursor(last.resolved_at, last.id)
-        if more and last is not None and last.resolved_at is not None
-        else None
-    )
-    return ResolvedPage(rows, cursor_out)
+    return page_of(rows, limit, lambda a: (a.resolved_at, a.id))
 
 
 @dataclass(frozen=True, slots=True)

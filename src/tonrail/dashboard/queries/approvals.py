@@ -75,6 +75,7 @@ async def waiting(
     marks = await approvals_of(session, [p.id for p in page])
     total = await session.scalar(select(func.count()).select_from(Payment).where(*where))
     rows = [
+        # A field-by-field copy into the view: alike other views in shape only.
         WaitingPayout(
             id=p.id,
             account_id=p.account_id,

@@ -12,18 +12,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, get_args
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail.dashboard.queries.fees import (
+    Page,
     ParamInvalid,
     Range,
-    bucket_label,
     bucket_of,
     bucket_starts,
-    decode_cursor,
+    chart,
     dialect_of,
-    encode_cursor,
+    older_than,
+    page_of,
+    set_filters,
 )
 from tonrail.db import Database
 from tonrail.money import ASSET_DECIMALS
@@ -101,6 +103,7 @@ async def rail_stats(
     conditions = [Attempt.created_at >= since, Attempt.created_at <= until]
     if direction:
         conditions.append(Payment.direction == direction)
+    # Grouped by rail and status; alike other figure queries in shape only.
     stmt = (
         select(
             Attempt.rail,
@@ -218,16 +221,7 @@ class FallbackFilters:
     direction: str | None = None
 
     def raw(self) -> dict[str, str]:
-        return {
-            k: v
-            for k, v in (
-                ("rail", self.rail),
-                ("reason", self.reason),
-                ("status", self.status),
-                ("direction", self.direction),
-            )
-            if v
-        }
+        return set_filters(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,12 +244,6 @@ class FallbackRow:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class FallbackPage:
-    rows: list[FallbackRow]
-    next_cursor: str | None
-
-
 async def fallbacks(
     session: AsyncSession,
     f: FallbackFilters,
@@ -263,7 +251,7 @@ async def fallbacks(
     until: datetime,
     limit: int,
     before: str | None = None,
-) -> FallbackPage:
+) -> Page[FallbackRow]:
     """Attempts on backup rails in the range, newest first, keyset on (created_at, id)."""
     # On SQLite `rail || ''` keeps the planner off the rail index (it has no statistics):
     # walking the start-time index newest first, reading the rail from it, stops after one
@@ -275,18 +263,14 @@ async def fallbacks(
         Attempt.created_at >= since,
         Attempt.created_at <= until,
     ]
+    # One clause per filter of this page; alike other pages' filters in shape only.
     if f.reason:
         conditions.append(reason_of() == f.reason)
     if f.status:
         conditions.append(Attempt.status == f.status)
     if f.direction:
         conditions.append(Payment.direction == f.direction)
-    cursor = decode_cursor(before)
-    if cursor is not None:
-        at, key = cursor
-        conditions.append(
-            or_(Attempt.created_at < at, and_(Attempt.created_at == at, Attempt.id < key))
-        )
+    conditions += older_than(before, Attempt.created_at, Attempt.id)
     stmt = (
         select(Attempt, Payment)
         .join(Payment, Payment.id == Attempt.payment_id)
@@ -295,10 +279,7 @@ async def fallbacks(
         .limit(limit + 1)
     )
     rows = [FallbackRow(a, p) for a, p in (await session.execute(stmt)).all()]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last = rows[-1].attempt if rows else None
-    return FallbackPage(rows, encode_cursor(last.created_at, last.id) if more and last else None)
+    return page_of(rows, limit, lambda r: (r.attempt.created_at, r.attempt.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,58 +386,60 @@ def _attempts(rb: RailBucket | None) -> int:
     return rb.attempts if rb is not None else 0
 
 
-def attempts_chart(r: Range, now: datetime, series: Sequence[RailBucket]) -> dict[str, Any]:
-    """Chart.js: attempts per bucket, stacked by rail."""
-    starts = bucket_starts(r, now)
+def _by_rail(series: Sequence[RailBucket]) -> dict[str, dict[int, RailBucket]]:
     by: dict[str, dict[int, RailBucket]] = {}
     for rb in series:
         by.setdefault(rb.rail, {})[rb.start] = rb
-    return {
-        "type": "bar",
-        "data": {
-            "labels": [bucket_label(s, r) for s in starts],
-            "datasets": [
-                {
-                    "label": rail,
-                    "data": [_attempts(by.get(rail, {}).get(s)) for s in starts],
-                    "backgroundColor": COLORS.get(rail, "#667085"),
-                    "stack": "attempts",
-                }
-                for rail in RAILS
-            ],
-        },
-        "options": {"scales": {"x": {"stacked": True}, "y": {"stacked": True, "min": 0}}},
-    }
+    return by
+
+
+def attempts_chart(r: Range, now: datetime, series: Sequence[RailBucket]) -> dict[str, Any]:
+    """Chart.js: attempts per bucket, stacked by rail."""
+    starts = bucket_starts(r, now)
+    by = _by_rail(series)
+    return chart(
+        "bar",
+        r,
+        starts,
+        [
+            {
+                "label": rail,
+                "data": [_attempts(by.get(rail, {}).get(s)) for s in starts],
+                "backgroundColor": COLORS.get(rail, "#667085"),
+                "stack": "attempts",
+            }
+            for rail in RAILS
+        ],
+        {"x": {"stacked": True}, "y": {"stacked": True, "min": 0}},
+    )
 
 
 def success_chart(r: Range, now: datetime, series: Sequence[RailBucket]) -> dict[str, Any]:
     """Chart.js: success % per rail per bucket (confirmed among finished; gap when none)."""
     starts = bucket_starts(r, now)
-    by: dict[str, dict[int, RailBucket]] = {}
-    for rb in series:
-        by.setdefault(rb.rail, {})[rb.start] = rb
+    by = _by_rail(series)
 
     def pct(rb: RailBucket | None) -> float | None:
         if rb is None or not rb.finished:
             return None
         return round(100 * rb.confirmed / rb.finished, 2)
 
-    return {
-        "type": "line",
-        "data": {
-            "labels": [bucket_label(s, r) for s in starts],
-            "datasets": [
-                {
-                    "label": rail,
-                    "data": [pct(by.get(rail, {}).get(s)) for s in starts],
-                    "borderColor": COLORS.get(rail, "#667085"),
-                    "spanGaps": True,
-                }
-                for rail in RAILS
-            ],
-        },
-        "options": {"scales": {"y": {"min": 0, "max": 100}}},
-    }
+    # A dataset per rail, as attempts_chart; only the measure and the kind differ.
+    return chart(
+        "line",
+        r,
+        starts,
+        [
+            {
+                "label": rail,
+                "data": [pct(by.get(rail, {}).get(s)) for s in starts],
+                "borderColor": COLORS.get(rail, "#667085"),
+                "spanGaps": True,
+            }
+            for rail in RAILS
+        ],
+        {"y": {"min": 0, "max": 100}},
+    )
 
 
 def totals(stats: Mapping[str, RailStats]) -> dict[str, int]:

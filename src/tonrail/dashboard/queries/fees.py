@@ -9,15 +9,16 @@ alone at decision time minus the fee it really paid.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Float,
+    SQLColumnExpression,
     and_,
     case,
     cast,
@@ -38,12 +39,18 @@ PRIORITIES: tuple[str, ...] = ("urgent", "normal", "low")
 FEE_ASSETS: tuple[str, ...] = ("TON", "USDT")
 NANO = 10**9
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class ParamInvalid(InvalidRequest):
     """A query parameter of a page the page cannot use (400, with the parameter)."""
 
     code = "param_invalid"
+
+
+def set_filters(filters: Any) -> dict[str, str]:
+    """The filters of a dataclass that are set, by field name in field order (for URLs)."""
+    return {f.name: value for f in fields(filters) if (value := getattr(filters, f.name))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,15 +290,7 @@ class DecisionFilters:
     priority: str | None = None
 
     def raw(self) -> dict[str, str]:
-        return {
-            k: v
-            for k, v in (
-                ("outcome", self.outcome),
-                ("asset", self.asset),
-                ("priority", self.priority),
-            )
-            if v
-        }
+        return set_filters(self)
 
 
 def parse_decision_filters(params: Mapping[str, str]) -> DecisionFilters:
@@ -323,6 +322,36 @@ def decode_cursor(value: str | None) -> tuple[datetime, str] | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Page(Generic[R]):
+    """One page of rows, newest first, and the cursor of the next (older) page if there is one."""
+
+    rows: list[R]
+    next_cursor: str | None
+
+
+def older_than(
+    before: str | None, at: SQLColumnExpression[Any], key: SQLColumnExpression[str]
+) -> list[ColumnElement[bool]]:
+    """The keyset condition "(at, key) older than the cursor `before`"; none without one."""
+    cursor = decode_cursor(before)
+    if cursor is None:
+        return []
+    cursor_at, cursor_key = cursor
+    return [or_(at < cursor_at, and_(at == cursor_at, key < cursor_key))]
+
+
+def page_of(
+    rows: list[R], limit: int, key_of: Callable[[R], tuple[datetime | None, str]]
+) -> Page[R]:
+    """`limit + 1` rows fetched newest first as a page: the extra row says a next one exists."""
+    if len(rows) <= limit:
+        return Page(rows, None)
+    rows = rows[:limit]
+    at, key = key_of(rows[-1])
+    return Page(rows, encode_cursor(at, key) if at is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionRow:
     d: FeeDecisionRecord
     payment_status: str | None
@@ -340,18 +369,13 @@ class DecisionRow:
         return self.d.send_at > self.d.decided_at
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionPage:
-    rows: list[DecisionRow]
-    next_cursor: str | None
-
-
 async def decisions(
     session: AsyncSession, f: DecisionFilters, limit: int, before: str | None = None
-) -> DecisionPage:
+) -> Page[DecisionRow]:
     """The newest decisions first, `limit` a page, keyset on (decided_at, payment_id)."""
     d = FeeDecisionRecord
     conditions: list[ColumnElement[bool]] = []
+    # One clause per filter of this page; alike other pages' filters in shape only.
     if f.outcome == "pending":
         conditions.append(d.outcome.is_(None))
     elif f.outcome:
@@ -360,10 +384,7 @@ async def decisions(
         conditions.append(d.asset == f.asset)
     if f.priority:
         conditions.append(d.priority == f.priority)
-    cursor = decode_cursor(before)
-    if cursor is not None:
-        at, key = cursor
-        conditions.append(or_(d.decided_at < at, and_(d.decided_at == at, d.payment_id < key)))
+    conditions += older_than(before, d.decided_at, d.payment_id)
     stmt = (
         select(d, Payment.status, Payment.counterparty)
         .outerjoin(Payment, Payment.id == d.payment_id)
@@ -372,15 +393,21 @@ async def decisions(
         .limit(limit + 1)
     )
     rows = [DecisionRow(rec, st, cp) for rec, st, cp in (await session.execute(stmt)).all()]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last = rows[-1].d if rows else None
-    return DecisionPage(
-        rows, encode_cursor(last.decided_at, last.payment_id) if more and last else None
-    )
+    return page_of(rows, limit, lambda r: (r.d.decided_at, r.d.payment_id))
 
 
 # ---------------------------------------------------------------- charts
+def chart(
+    kind: str, r: Range, starts: Sequence[int], datasets: list[dict[str, Any]], scales: Any
+) -> dict[str, Any]:
+    """A Chart.js config of `kind` ("line" or "bar") with a label per bucket start."""
+    return {
+        "type": kind,
+        "data": {"labels": [bucket_label(s, r) for s in starts], "datasets": datasets},
+        "options": {"scales": scales},
+    }
+
+
 def _ton(nano: float | None) -> float | None:
     return None if nano is None else round(nano / NANO, 6)
 
@@ -389,28 +416,27 @@ def congestion_chart(r: Range, now: datetime, series: Sequence[SampleBucket]) ->
     """Chart.js: smoothed congestion (mean) and the worst raw reading per bucket, in %."""
     starts = bucket_starts(r, now)
     by = {s.start: s for s in series}
-    return {
-        "type": "line",
-        "data": {
-            "labels": [bucket_label(s, r) for s in starts],
-            "datasets": [
-                {
-                    "label": "congestion % (smoothed)",
-                    "data": [_round(by[s].congestion_pct) if s in by else None for s in starts],
-                    "borderColor": "#0098ea",
-                    "spanGaps": False,
-                },
-                {
-                    "label": "raw % (worst)",
-                    "data": [_round(by[s].raw_pct_max) if s in by else None for s in starts],
-                    "borderColor": "#d97706",
-                    "borderDash": [4, 3],
-                    "spanGaps": False,
-                },
-            ],
-        },
-        "options": {"scales": {"y": {"min": 0, "max": 100}}},
-    }
+    return chart(
+        "line",
+        r,
+        starts,
+        [
+            {
+                "label": "congestion % (smoothed)",
+                "data": [_round(by[s].congestion_pct) if s in by else None for s in starts],
+                "borderColor": "#0098ea",
+                "spanGaps": False,
+            },
+            {
+                "label": "raw % (worst)",
+                "data": [_round(by[s].raw_pct_max) if s in by else None for s in starts],
+                "borderColor": "#d97706",
+                "borderDash": [4, 3],
+                "spanGaps": False,
+            },
+        ],
+        {"y": {"min": 0, "max": 100}},
+    )
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
@@ -442,29 +468,21 @@ def fee_chart(
         }
         for asset, buckets in sorted(by_asset.items())
     ]
-    datasets.append(
-        {
-            "label": "estimate: one TON payout alone",
-            "data": [_ton(est[s].est_ton_alone) if s in est else None for s in starts],
-            "borderColor": "#dc2626",
-            "borderDash": [4, 3],
-            "spanGaps": False,
-        }
-    )
-    datasets.append(
-        {
-            "label": "estimate: per TON payout in a batch",
-            "data": [_ton(est[s].est_ton_batched) if s in est else None for s in starts],
-            "borderColor": "#7c3aed",
-            "borderDash": [2, 2],
-            "spanGaps": False,
-        }
-    )
-    return {
-        "type": "line",
-        "data": {"labels": [bucket_label(s, r) for s in starts], "datasets": datasets},
-        "options": {"scales": {"y": {"min": 0}}},
-    }
+    estimates: list[tuple[str, Callable[[SampleBucket], float | None], str, list[int]]] = [
+        ("estimate: one TON payout alone", lambda b: b.est_ton_alone, "#dc2626", [4, 3]),
+        ("estimate: per TON payout in a batch", lambda b: b.est_ton_batched, "#7c3aed", [2, 2]),
+    ]
+    for label, estimate, color, dash in estimates:
+        datasets.append(
+            {
+                "label": label,
+                "data": [_ton(estimate(est[s])) if s in est else None for s in starts],
+                "borderColor": color,
+                "borderDash": dash,
+                "spanGaps": False,
+            }
+        )
+    return chart("line", r, starts, datasets, {"y": {"min": 0}})
 
 
 def savings_chart(r: Range, now: datetime, paid: Sequence[FeeBucket]) -> dict[str, Any]:
@@ -475,22 +493,21 @@ def savings_chart(r: Range, now: datetime, paid: Sequence[FeeBucket]) -> dict[st
     for fb in paid:
         paid_by[fb.start] = paid_by.get(fb.start, 0) + fb.compared_paid
         alone_by[fb.start] = alone_by.get(fb.start, 0) + fb.compared_alone
-    return {
-        "type": "bar",
-        "data": {
-            "labels": [bucket_label(s, r) for s in starts],
-            "datasets": [
-                {
-                    "label": "paid (TON)",
-                    "data": [_ton(paid_by.get(s, 0)) for s in starts],
-                    "backgroundColor": "#16a34a",
-                },
-                {
-                    "label": "alone would have cost (TON)",
-                    "data": [_ton(alone_by.get(s, 0)) for s in starts],
-                    "backgroundColor": "#cbd5e1",
-                },
-            ],
-        },
-        "options": {"scales": {"y": {"min": 0}}},
-    }
+    return chart(
+        "bar",
+        r,
+        starts,
+        [
+            {
+                "label": "paid (TON)",
+                "data": [_ton(paid_by.get(s, 0)) for s in starts],
+                "backgroundColor": "#16a34a",
+            },
+            {
+                "label": "alone would have cost (TON)",
+                "data": [_ton(alone_by.get(s, 0)) for s in starts],
+                "backgroundColor": "#cbd5e1",
+            },
+        ],
+        {"y": {"min": 0}},
+    )

@@ -91,6 +91,7 @@ async def switches(session: AsyncSession) -> list[SwitchState]:
 
 
 def _pending(p: Payment, attempts: list[AttemptBrief]) -> PendingPayment:
+    # A field-by-field copy into the view: alike other views in shape only.
     return PendingPayment(
         id=p.id,
         direction=p.direction,

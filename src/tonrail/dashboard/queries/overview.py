@@ -296,6 +296,7 @@ class Overview:
     hot_wallet: list[HotWalletBalance]
     alerts: Alerts
 
+    # Shortcuts to the range's figures, the names the templates read; alike in shape only.
     @property
     def window(self) -> Window:
         return self.figures.window
@@ -342,6 +343,7 @@ async def created_by_status(
 async def finished(session: AsyncSession, window: Window) -> Finished:
     """Success rate and volume: payments that ended in the range, by bucket of completion."""
     seg = segment_table(window)
+    # Grouped by segment and status; alike other figure queries in shape only.
     rows = await session.execute(
         select(
             seg.c.b,
