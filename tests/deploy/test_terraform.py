@@ -998,3 +998,22 @@ def test_the_one_off_migration_runs_tonrail_migrate(ecs: Ecs) -> None:
     [task] = ecs.client.describe_tasks(cluster=ecs.cluster, tasks=arns)["tasks"]
     [override] = task["overrides"]["containerOverrides"]
     assert image_entrypoint() + override["command"] == ["tonrail", "migrate"], override
+
+
+@pytest.mark.parametrize("given", [["tonrail", "ledger", "check"], ["ledger", "check"]])
+def test_an_operators_one_off_command_runs_as_typed(ecs: Ecs, given: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from tonrail.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["deploy", "run", "--cluster", ecs.cluster, "--like-service", "tonrail-worker",
+         "--poll", "0", "--", *given],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    [task] = ecs.client.describe_tasks(cluster=ecs.cluster, tasks=[result.stdout.split()[1]])[
+        "tasks"
+    ]
+    [override] = task["overrides"]["containerOverrides"]
+    assert image_entrypoint() + override["command"] == ["tonrail", "ledger", "check"], override

@@ -194,7 +194,9 @@ def run(
     like_service: Annotated[
         str, typer.Option(help="its task definition (unless given), subnets, security groups")
     ],
-    command: Annotated[list[str], typer.Argument(help="after --, e.g. -- tonrail ops pause")],
+    command: Annotated[
+        list[str], typer.Argument(help="after --, e.g. -- tonrail ops pause (`tonrail` optional)")
+    ],
     task_definition: Annotated[
         str | None, typer.Option(help="default: the one the service runs now")
     ] = None,
@@ -208,9 +210,12 @@ def run(
     a = _aws()
     a.poll_seconds = poll
 
+    # The image's ENTRYPOINT is `tonrail`: the container gets only its arguments.
+    args = command[1:] if command[:1] == ["tonrail"] else command
+
     def go() -> tuple[str, int]:
         td = task_definition or aws.service_task_definition(a, cluster, like_service)
-        return aws.run_one_off(a, cluster, td, command, like_service, timeout=timeout)
+        return aws.run_one_off(a, cluster, td, args, like_service, timeout=timeout)
 
     task, code = _step(go)
     typer.echo(f"task {task} exited {code} (its output is in the service's log group)")
