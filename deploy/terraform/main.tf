@@ -24,7 +24,7 @@ locals {
     HOST                       = "0.0.0.0"
     PORT                       = tostring(local.container_port)
     LOG_JSON                   = "true"
-    DATA_DIR                   = "/tmp/tonrail"
+    DATA_DIR                   = "/data"
     BOOTSTRAP_DEMO             = "false"
     TON_NETWORK                = var.ton_network
     PAYMENT_PROCESSOR_ADDRESS  = var.payment_processor_address

@@ -145,6 +145,13 @@ def image_entrypoint() -> list[str]:
     return entrypoint
 
 
+def image_volumes() -> list[str]:
+    """The VOLUMEs the image declares (exec form)."""
+    dockerfile = (REPO_ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    found = re.findall(r"^VOLUME\s+(\[.*\])\s*$", dockerfile, re.MULTILINE)
+    return [v for line in found for v in json.loads(line)]
+
+
 def published_metric_names() -> set[str]:
     """What the service's CloudWatch publisher sends when everything is known."""
     at = datetime(2026, 12, 4, tzinfo=UTC)
@@ -228,6 +235,12 @@ def check_services(d: Deployment) -> None:
     assert task["requires_compatibilities"] == ["FARGATE"]
     assert "command = var.command" in task["container_definitions"]
     assert 'name = "tonrail"' in task["container_definitions"]
+    # a read-only root: DATA_DIR is a task volume where the image declares one (its owner)
+    data_dir = d.root.locals["service_settings"]["DATA_DIR"]
+    assert data_dir in image_volumes(), f"DATA_DIR {data_dir} is not a VOLUME of the image"
+    assert task["volume"] == [{"name": "data"}]
+    mount = f'{{sourceVolume = "data", containerPath = "{data_dir}", readOnly = false}}'
+    assert mount in task["container_definitions"], "DATA_DIR must be the mounted volume"
     assert "readonlyRootFilesystem = true" in task["container_definitions"]
     service = d.service.resource("aws_ecs_service", "service")
     assert service["launch_type"] == "FARGATE"
@@ -858,6 +871,14 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None], str]] = 
         "ignore_changes = [desired_count]",
         check_services,
         r"desired_count",
+    ),
+    (
+        "data where the image has no volume",
+        "main.tf",
+        'DATA_DIR                   = "/data"',
+        'DATA_DIR                   = "/tmp/tonrail"',
+        check_services,
+        r"not a VOLUME of the image",
     ),
     (
         "api holds the hot-wallet key",

@@ -20,9 +20,11 @@ resource "aws_ecs_task_definition" "service" {
     cpu_architecture        = "X86_64"
   }
 
-  # The root filesystem is read-only; the service writes only under /tmp (DATA_DIR).
+  # The root filesystem is read-only; the service writes only under DATA_DIR=/data, a task
+  # volume. The image declares /data as a VOLUME owned by its user, which is what gives
+  # Fargate's bind mount that owner (a plain mount would be root's, 0755).
   volume {
-    name = "tmp"
+    name = "data"
   }
 
   container_definitions = jsonencode([
@@ -38,7 +40,7 @@ resource "aws_ecs_task_definition" "service" {
       ]
       environment = [for k in sort(keys(var.environment)) : { name = k, value = var.environment[k] }]
       secrets     = [for k in sort(keys(var.secrets)) : { name = k, valueFrom = var.secrets[k] }]
-      mountPoints = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+      mountPoints = [{ sourceVolume = "data", containerPath = "/data", readOnly = false }]
       linuxParameters = {
         initProcessEnabled = true
         capabilities       = { drop = ["ALL"] }
