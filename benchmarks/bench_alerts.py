@@ -122,10 +122,10 @@ async def _localnet_round(scenario: str, tmp: Path) -> dict[str, float]:
     from tonrail.migrate import upgrade_async
     from tonrail.monitoring import signals
     from tonrail.payments.service import PaymentService
+    from tonrail.processing.context import TonRailContext
     from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
     from tonrail.rails.ton.chain_view import raw
     from tonrail.rails.ton.highload import HighloadWallet
-    from tonrail.rails.ton.payouts import TonRailContext
     from tonrail.rails.ton.toncenter import ToncenterClient
     from tonrail.security.api_keys import create_key
     from tonrail.settings import Settings

@@ -2,7 +2,7 @@
 
 In one process: the local TON network (real TVM, HTTP toncenter API, blocks every
 BENCH_FEES_BLOCK_MS, default 400), the real TON payout rail (`assemble`, `send_due`,
-`track_open` of rails/ton/payouts.py) on a fresh SQLite database per strategy, and the
+`track_open` of processing/) on a fresh SQLite database per strategy, and the
 workload: BENCH_FEES_PAYOUTS payouts (seeded: priorities 20 % urgent, 50 % normal, 30 % low;
 70 % TON, 30 % USDT; ten payees) arriving at seeded times over BENCH_FEES_SECONDS, created
 through the HTTP API. A congestion episode is injected through the local network's fault
@@ -53,11 +53,13 @@ from tonrail.localnet.server import create_app as localnet_app
 from tonrail.migrate import upgrade
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
+from tonrail.processing.context import TonRailContext
+from tonrail.processing.ton_loop import assemble, send_due
+from tonrail.processing.ton_track import track_open
 from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
 from tonrail.rails.ton.models import TonRequest, TonTransfer
-from tonrail.rails.ton.payouts import TonRailContext, assemble, send_due, track_open
 from tonrail.rails.ton.toncenter import ToncenterClient
 from tonrail.security.api_keys import create_key
 from tonrail.settings import Settings

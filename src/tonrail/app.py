@@ -18,9 +18,9 @@ from tonrail.fees.endpoints import router as fees_router
 from tonrail.monitoring.endpoints import router as monitoring_router
 from tonrail.payments.endpoints import router as payments_router
 from tonrail.payments.service import PaymentService
+from tonrail.processing.checkout import BackupCheckout
 from tonrail.rails.endpoints import router as backup_checkout_router
 from tonrail.rails.registry import build_backup_rails
-from tonrail.rails.service import BackupCheckout
 from tonrail.security.api_keys import PrincipalCache
 from tonrail.settings import Settings
 from tonrail.web import database, install_error_handlers

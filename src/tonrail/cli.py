@@ -79,9 +79,9 @@ def worker(
 ) -> None:
     """Run the background loops (stateless; run as many as you like against PostgreSQL)."""
     from tonrail.payments.service import PaymentService
+    from tonrail.processing.ton_runtime import open_ton_rail
     from tonrail.rails.registry import build_backup_rails
     from tonrail.rails.ton.keys import WalletKeyError
-    from tonrail.rails.ton.runtime import open_ton_rail
     from tonrail.worker import WorkerContext, default_worker_id, run_worker, select_loops
 
     settings = get_settings()
@@ -345,7 +345,7 @@ def deposits_resolve(
     """Record an operator's decision on an unmatched, late or underpaid deposit."""
     from tonrail.errors import TonrailError
     from tonrail.payments.service import PaymentService
-    from tonrail.rails.ton.resolutions import Decision, resolve
+    from tonrail.processing.resolutions import Decision, resolve
 
     settings = get_settings()
     if decision not in ("owner_funding", "refund", "apply", "accept"):
@@ -385,7 +385,7 @@ def deposits_opening_balance(
     """Book what the hot wallet held before tonrail watched it (reconciliation then agrees)."""
     from tonrail.errors import TonrailError
     from tonrail.money import parse_minor
-    from tonrail.rails.ton.resolutions import book_opening_balance
+    from tonrail.processing.resolutions import book_opening_balance
 
     settings = get_settings()
 

@@ -27,10 +27,10 @@ from tonrail.localnet.genesis import Genesis
 from tonrail.localnet.server import create_app as create_localnet_app
 from tonrail.migrate import upgrade_async
 from tonrail.payments.service import PaymentService
+from tonrail.processing.resolutions import book_opening_balance
+from tonrail.processing.ton_runtime import open_ton_rail
 from tonrail.rails.registry import build_backup_rails
 from tonrail.rails.ton.keys import key_file_path, passphrase_kek, seal, write_envelope
-from tonrail.rails.ton.resolutions import book_opening_balance
-from tonrail.rails.ton.runtime import open_ton_rail
 from tonrail.security.api_keys import create_key
 from tonrail.security.models import ApiKey
 from tonrail.settings import Settings

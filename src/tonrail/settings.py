@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     localnet_port: int = 8081
     localnet_block_ms: int = 400
 
-    # --- TON payouts (rails/ton/payouts.py)
+    # --- TON payouts (processing/ton_loop.py)
     ton_batch_max: int = 254  # payouts per highload request (more are nested automatically)
     ton_created_at_lag_s: int = 30  # created_at in the past, or the wallet rejects it
     ton_resend_seconds: int = 5  # re-send a stored request not yet seen on chain

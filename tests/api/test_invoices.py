@@ -11,8 +11,8 @@ from tests.helpers import row_counts
 from tonrail import clock
 from tonrail.db import Database
 from tonrail.payments.service import PaymentService
+from tonrail.processing.loops import WorkerContext, expire_invoices
 from tonrail.settings import Settings
-from tonrail.worker import WorkerContext, expire_invoices
 
 
 async def test_create_invoice(client: httpx.AsyncClient, auth: dict[str, str]) -> None:

@@ -22,9 +22,9 @@ from tonrail.db import Database
 from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
+from tonrail.processing.health import record_rail_error
+from tonrail.processing.outcomes import record_poll, record_submit
 from tonrail.rails.base import PollResult, SubmitResult
-from tonrail.rails.health import record_rail_error
-from tonrail.rails.outcomes import record_poll, record_submit
 from tonrail.rails.router import BreakerPolicy
 from tonrail.settings import Settings
 

@@ -7,7 +7,7 @@ from typing import Any
 from playwright.async_api import expect
 
 from tonrail.db import Database
-from tonrail.rails.health import record_rail_error
+from tonrail.processing.health import record_rail_error
 from tonrail.rails.router import BreakerPolicy
 
 WAIT_MS = 20_000

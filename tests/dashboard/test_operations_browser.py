@@ -15,8 +15,8 @@ from tests.dashboard.test_approvals_browser import accept_dialogs, watch_errors
 from tests.helpers import DEST, row_counts
 from tests.rails.ton.rail_fixture import Rail, rail  # noqa: F401  (the TON rail on localnet)
 from tonrail.db import Database
+from tonrail.processing.ton_loop import payout_round
 from tonrail.rails.ton.models import TonRequest
-from tonrail.rails.ton.payouts import payout_round
 from tonrail.security.audit_log import AuditEntry
 from tonrail.security.switches import all_switches
 

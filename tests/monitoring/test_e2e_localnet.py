@@ -31,10 +31,11 @@ from tonrail.monitoring import signals
 from tonrail.monitoring.jobs import evaluate_alerts
 from tonrail.monitoring.models import Alert
 from tonrail.payments.service import PaymentService
+from tonrail.processing.context import TonRailContext
+from tonrail.processing.ton_loop import payout_round
 from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
-from tonrail.rails.ton.payouts import TonRailContext, payout_round
 from tonrail.rails.ton.toncenter import ToncenterClient, ToncenterError
 from tonrail.settings import Settings
 

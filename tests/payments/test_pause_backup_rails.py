@@ -12,8 +12,8 @@ from tests.helpers import DEST
 from tonrail.db import Database
 from tonrail.payments.attempts import start_attempt
 from tonrail.payments.models import Attempt, Payment
-from tonrail.payments.processing import BackupContext, backup_round
 from tonrail.payments.service import PaymentService
+from tonrail.processing.backup_loop import BackupContext, backup_round
 from tonrail.rails.base import AttemptView, PaymentView, PollResult, SubmitResult
 from tonrail.rails.router import RoutingPolicy
 from tonrail.security.switches import set_switch

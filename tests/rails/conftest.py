@@ -24,8 +24,8 @@ from tonrail.money import format_minor
 from tonrail.payments.attempts import attempt_view, payment_view, start_attempt
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
+from tonrail.processing.outcomes import record_poll, record_submit
 from tonrail.rails.base import PollResult
-from tonrail.rails.outcomes import record_poll, record_submit
 from tonrail.rails.registry import BackupRail
 from tonrail.settings import Settings
 

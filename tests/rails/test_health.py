@@ -10,14 +10,14 @@ from tonrail import clock
 from tonrail.db import Database
 from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Payment
-from tonrail.rails.base import PaymentView, Quote
-from tonrail.rails.health import (
-    decide,
+from tonrail.processing.dispatch import decide
+from tonrail.processing.health import (
     load_health,
     record_rail_error,
     record_rail_probe,
     record_rail_success,
 )
+from tonrail.rails.base import PaymentView, Quote
 from tonrail.rails.registry import enabled_rails, routing_policy
 from tonrail.rails.router import NoRail, RailChoice, Wait
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
 from tonrail.errors import PermissionDenied
-from tonrail.rails.service import BackupCheckout
+from tonrail.processing.checkout import BackupCheckout
 from tonrail.security.api_keys import Principal
 from tonrail.web import current_principal
 

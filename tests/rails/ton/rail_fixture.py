@@ -14,10 +14,12 @@ from tests.tonnet import Localnet, running_localnet
 from tonrail.db import Database
 from tonrail.localnet.genesis import HOT_SUBWALLET, HOT_TIMEOUT
 from tonrail.payments.service import PaymentService
+from tonrail.processing.context import TonRailContext
+from tonrail.processing.ton_loop import assemble, send_due
+from tonrail.processing.ton_track import track_open
 from tonrail.rails.ton.api import ToncenterTonApi, jetton_balance, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
-from tonrail.rails.ton.payouts import TonRailContext, assemble, send_due, track_open
 from tonrail.rails.ton.toncenter import ToncenterClient, ToncenterError
 from tonrail.settings import Settings
 

@@ -17,7 +17,7 @@ from tonrail.db import Database
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance, check_books
 from tonrail.localnet.genesis import TON, derive_key
-from tonrail.rails.ton.deposits import watch_deposits
+from tonrail.processing.deposits import watch_deposits
 from tonrail.rails.ton.models import TonDeposit
 
 USDT = 10**6
@@ -184,7 +184,7 @@ async def test_reconciliation_reports_what_the_books_miss(
 ) -> None:
     from tonrail.events.models import OutboxEvent
     from tonrail.ledger.service import post
-    from tonrail.rails.ton.reconcile import reconcile
+    from tonrail.processing.reconcile import reconcile
 
     inv = await invoice(client, auth, "3", "TON")
     await payer.transfer(rail.ctx.wallet.address, 3 * TON, body=inv["reference"], bounce=False)
@@ -195,7 +195,7 @@ async def test_reconciliation_reports_what_the_books_miss(
     result = await reconcile(rail.ctx)
     assert result.checked and result.differences == {"USDT": minted}
     # The operator books what genesis minted unseen; then the books agree with the chain.
-    from tonrail.rails.ton.resolutions import book_opening_balance
+    from tonrail.processing.resolutions import book_opening_balance
 
     async with db.transaction() as session:
         await book_opening_balance(session, "USDT", minted, "admin:test", "genesis mint")

@@ -17,9 +17,9 @@ from tonrail.app import create_app
 from tonrail.db import Database
 from tonrail.ledger import rules as books
 from tonrail.monitoring import signals
-from tonrail.payments.processing import BackupContext, backup_round
+from tonrail.processing.backup_loop import BackupContext, backup_round
+from tonrail.processing.ton_loop import payout_round
 from tonrail.rails.registry import build_backup_rails, enabled_rails, routing_policy
-from tonrail.rails.ton.payouts import payout_round
 from tonrail.settings import Settings
 
 

@@ -13,9 +13,10 @@ from tests.rails.ton.rail_fixture import Rail
 from tonrail import clock
 from tonrail.db import Database
 from tonrail.ledger.service import check_books
+from tonrail.processing.ton_loop import assemble, payout_round, send_due
+from tonrail.processing.ton_track import track_open
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.models import TonRequest, TonTransfer
-from tonrail.rails.ton.payouts import assemble, payout_round, send_due, track_open
 from tonrail.security.switches import set_switch
 
 

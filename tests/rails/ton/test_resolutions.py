@@ -12,8 +12,8 @@ from tonrail.ids import new_id
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance, check_books, post
 from tonrail.payments.service import PaymentService
+from tonrail.processing.resolutions import OWNER_FUNDING, REFUNDS_PAYABLE, resolve
 from tonrail.rails.ton.models import TonDeposit
-from tonrail.rails.ton.resolutions import OWNER_FUNDING, REFUNDS_PAYABLE, resolve
 from tonrail.settings import Settings
 
 TON = 10**9

@@ -9,7 +9,7 @@ import pytest
 from tonrail.rails.ton import feed as feed_module
 from tonrail.rails.ton.chain_view import Msg, Tx
 from tonrail.rails.ton.feed import AccountFeed, NotCovered, OwnFeeds
-from tonrail.rails.ton.outcomes import follow_jetton, follow_ton
+from tonrail.rails.ton.trace import follow_jetton, follow_ton
 
 HOT = "0:" + "AA" * 32
 OURS = "0:" + "BB" * 32
@@ -166,7 +166,7 @@ async def test_a_jetton_payout_settles_on_its_excess_from_the_recipients_wallet(
     from dataclasses import replace
 
     from tonrail.rails.ton.chain_view import EXCESSES_OP, JETTON_INTERNAL_TRANSFER_OP
-    from tonrail.rails.ton.outcomes import ASK_RECIPIENT
+    from tonrail.rails.ton.trace import ASK_RECIPIENT
 
     theirs_addr = "0:" + "DD" * 32
     chain = FakeChain()

@@ -28,8 +28,8 @@ from tonrail.ledger.service import post
 from tonrail.money import parse_minor
 from tonrail.payments.models import Attempt
 from tonrail.payments.service import PaymentService
+from tonrail.processing.outcomes import record_poll
 from tonrail.rails.base import PollResult
-from tonrail.rails.outcomes import record_poll
 from tonrail.settings import Settings
 from tonrail.webhooks.models import ProviderEvent
 

@@ -11,7 +11,7 @@ from tonrail.db import Database
 from tonrail.errors import Conflict, InvalidRequest, NotFound
 from tonrail.payments.attempts import attempt_view, live_attempt, payment_view, start_attempt
 from tonrail.payments.models import Attempt, Payment
-from tonrail.rails.outcomes import record_submit
+from tonrail.processing.outcomes import record_submit
 from tonrail.rails.registry import BackupRail
 from tonrail.security.api_keys import Principal
 

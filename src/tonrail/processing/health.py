@@ -1,36 +1,32 @@
-"""Circuit breakers of the rails, kept in `rail_health` so every worker shares them, and
-the one call the processing loop makes to route a payment (`decide`)."""
+"""Circuit breakers of the rails, kept in `rail_health` so every worker shares them.
+
+The backup loop counts a provider's errors (backup_loop.py). The TON loop counts its own:
+a round that cannot read the chain (toncenter down past the client's retry budget) or that
+has no hot wallet key to sign with is an error of `ton`; the next round that reads the chain
+closes the breaker. While the breaker of `ton` is open, dispatch.py routes queued payouts
+to a backup rail (`ton_unavailable`); once it has cooled down, TON is tried again."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
-from tonrail.payments.attempts import payment_view
-from tonrail.payments.models import Attempt, Payment
-from tonrail.rails.base import PaymentView, Quote, RailName
+from tonrail.db import Database
+from tonrail.rails.base import RailName
 from tonrail.rails.models import RailHealth
 from tonrail.rails.router import (
     Breaker,
     BreakerPolicy,
-    Decision,
-    PastAttempt,
-    RouteContext,
     RoutingPolicy,
+    breaker_allows,
     breaker_on_error,
     breaker_on_probe,
     breaker_on_success,
-    choose_rail,
 )
-
-
-class Quotable(Protocol):
-    async def quote(self, payment: PaymentView) -> Quote: ...
 
 
 async def load_health(session: AsyncSession) -> dict[RailName, Breaker]:
@@ -84,36 +80,20 @@ async def record_rail_probe(
     return b
 
 
-async def decide(
-    session: AsyncSession,
-    payment: Payment,
-    rails: Mapping[str, Quotable],
-    policy: RoutingPolicy,
-    *,
-    enabled: frozenset[RailName],
-    congestion_pct: int | None = None,
-    divert: bool = False,
-    ton_failed_after_retries: bool = False,
-) -> Decision:
-    """Route `payment`: quote every rail in `rails` (TON included when given), read the
-    breakers and the payment's attempts, and ask the router. No side effects."""
-    view = payment_view(payment)
-    attempts = (
-        await session.execute(
-            select(Attempt).where(Attempt.payment_id == payment.id).order_by(Attempt.number)
-        )
-    ).scalars()
-    quotes: dict[RailName, Quote] = {}
-    for name, rail in rails.items():
-        quotes[name] = await rail.quote(view)  # type: ignore[index]
-    ctx = RouteContext(
-        now=clock.now(),
-        quotes=quotes,
-        enabled=enabled,
-        attempts=[PastAttempt(a.rail, a.status) for a in attempts],  # type: ignore[arg-type]
-        congestion_pct=congestion_pct,
-        divert=divert,
-        ton_failed_after_retries=ton_failed_after_retries,
-        health=await load_health(session),
-    )
-    return choose_rail(view, ctx, policy)
+def ton_up(health: Mapping[RailName, Breaker], now: datetime, policy: RoutingPolicy) -> bool:
+    """May TON take payouts now? Not while its breaker is open and has not cooled down."""
+    return breaker_allows(health.get("ton", Breaker()), now, policy.breaker)
+
+
+async def note_ton_down(db: Database, policy: BreakerPolicy, error: str) -> Breaker:
+    """The TON loop could not do its work (chain unreadable, no key): one error of `ton`."""
+    async with db.transaction() as session:
+        return await record_rail_error(session, "ton", policy, error)
+
+
+async def note_ton_up(db: Database) -> None:
+    """The TON loop read the chain: close the breaker of `ton` if it is not closed."""
+    async with db.transaction() as session:
+        row = await session.get(RailHealth, "ton")
+        if row is not None and (row.state != "closed" or row.failures):
+            await record_rail_success(session, "ton")

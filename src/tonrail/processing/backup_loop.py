@@ -1,6 +1,6 @@
 """Driving payouts on the backup rails: start attempts the router chose, submit, poll.
 
-TON payouts have their own batching loop (rails/ton/payouts.py), which also asks the router
+TON payouts have their own batching loop (ton_loop.py), which also asks the router
 (rails/router.py) about every payout it claims; the payouts it routes elsewhere land here.
 Every step is repeatable: an attempt's provider request (with its idempotency key
 `{payment_id}:{n}`) is stored before it is submitted, a `created` attempt found after a crash
@@ -23,9 +23,9 @@ from tonrail.monitoring import signals
 from tonrail.payments.attempts import attempt_view, payment_view, start_attempt
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
+from tonrail.processing.health import record_rail_error, record_rail_probe, record_rail_success
+from tonrail.processing.outcomes import record_poll, record_submit
 from tonrail.rails.base import SubmitResult
-from tonrail.rails.health import record_rail_error, record_rail_probe, record_rail_success
-from tonrail.rails.outcomes import record_poll, record_submit
 from tonrail.rails.registry import BackupRail
 from tonrail.rails.router import RoutingPolicy
 from tonrail.security.switches import is_on

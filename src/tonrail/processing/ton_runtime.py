@@ -11,12 +11,12 @@ from tonrail.chain.network import resolve_network
 from tonrail.db import Database
 from tonrail.monitoring import signals
 from tonrail.payments.service import PaymentService
+from tonrail.processing.context import TonRailContext
 from tonrail.rails.registry import enabled_rails, routing_policy
 from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
 from tonrail.rails.ton.keys import load_signer
-from tonrail.rails.ton.payouts import TonRailContext
 from tonrail.rails.ton.toncenter import ToncenterClient
 from tonrail.settings import Settings
 

@@ -28,9 +28,9 @@ from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
 from tonrail.payments.models import Payment
+from tonrail.processing.context import TonRailContext
 from tonrail.rails.ton.chain_view import EXCESSES_OP, JETTON_NOTIFY_OP, Tx, raw, same_address
 from tonrail.rails.ton.models import TonDeposit, TonWalletCursor
-from tonrail.rails.ton.payouts import TonRailContext
 
 log = structlog.get_logger(__name__)
 

@@ -17,9 +17,9 @@ from tonrail.events.models import OutboxEvent
 from tonrail.events.service import emit
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance
+from tonrail.processing.context import TonRailContext
 from tonrail.rails.ton.api import jetton_balance
 from tonrail.rails.ton.models import TonRequest, TonWalletCursor
-from tonrail.rails.ton.payouts import TonRailContext
 
 log = structlog.get_logger(__name__)
 

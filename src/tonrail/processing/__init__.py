@@ -1,0 +1,3 @@
+"""The payout pipeline: dispatch, the TON and backup loops, outcomes, deposits.
+
+A walk through it, file by file: docs/ARCHITECTURE.md."""

@@ -1,0 +1,152 @@
+"""The loop registry: every background loop of the worker, what it runs and how often.
+
+worker.py runs them (leases, heartbeats, sleeping); `tonrail worker --only a,b` runs a
+subset. The payout loops: `dispatch_payouts` (dispatch.py), `ton_payouts` (ton_loop.py),
+`backup_payouts` (backup_loop.py); see docs/ARCHITECTURE.md for one payout's walk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tonrail import clock
+from tonrail.db import Database
+from tonrail.fees.sampler import sample_if_due
+from tonrail.kit.claims import claim
+from tonrail.monitoring import jobs as monitoring
+from tonrail.payments.models import Payment
+from tonrail.payments.service import PaymentService
+from tonrail.processing.backup_loop import BackupContext, backup_round
+from tonrail.processing.context import TonRailContext
+from tonrail.processing.deposits import watch_deposits
+from tonrail.processing.dispatch import Routing, dispatch_round
+from tonrail.processing.health import note_ton_down
+from tonrail.processing.reconcile import reconcile_loop
+from tonrail.processing.ton_loop import ton_round
+from tonrail.rails.registry import enabled_rails, routing_policy
+from tonrail.settings import Settings
+
+NO_KEY_NOTE_EVERY_S = 1.0  # an idle TON loop tells the breaker of `ton` at most this often
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    db: Database
+    settings: Settings
+    payments: PaymentService
+    worker_id: str
+    ton: TonRailContext | None = None  # None when no hot wallet key is configured
+    backup: Mapping[str, Any] = field(default_factory=dict)  # configured backup rails
+    # monotonic time of the last note that the TON loops idle (no hot wallet key)
+    noted: dict[str, float] = field(default_factory=dict)
+
+
+LoopFn = Callable[[WorkerContext], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A named unit of background work; `run` returns how many items it handled."""
+
+    name: str
+    run: LoopFn
+    interval_seconds: float
+
+
+async def expire_invoices(ctx: WorkerContext) -> int:
+    """Move unpaid invoices past their expiry to `expired`."""
+    now = clock.now()
+    async with ctx.db.transaction() as session:
+        due = await claim(
+            session,
+            Payment,
+            (Payment.direction == "in")
+            & (Payment.status == "awaiting_payment")
+            & (Payment.expires_at <= now),
+            worker_id=ctx.worker_id,
+            lease_seconds=ctx.settings.worker_lease_seconds,
+            limit=ctx.settings.worker_batch_size,
+            order_by=(Payment.expires_at,),
+        )
+    done = 0
+    for payment in due:
+        async with ctx.db.transaction() as session:
+            fresh = await session.get(Payment, payment.id)
+            if fresh is None or fresh.status != "awaiting_payment":
+                continue
+            await ctx.payments.transition(session, fresh, "expired", actor="system:worker")
+            done += 1
+    return done
+
+
+async def ton_payouts(ctx: WorkerContext) -> int:
+    """Route, assemble, sign, send and track TON payouts (ton_loop.py). Without a hot wallet
+    key the loop idles, and says so to the breaker of `ton`: dispatch_payouts then sends
+    queued payouts to a backup rail."""
+    if ctx.ton is not None:
+        return await ton_round(ctx.ton)
+    if time.monotonic() - ctx.noted.get("ton", float("-inf")) >= NO_KEY_NOTE_EVERY_S:
+        ctx.noted["ton"] = time.monotonic()
+        await note_ton_down(ctx.db, routing_policy(ctx.settings).breaker, "no hot wallet key")
+    return 0
+
+
+async def dispatch_payouts(ctx: WorkerContext) -> int:
+    """Route the queued payouts TON cannot take now to a backup rail (dispatch.py)."""
+    routing = Routing(
+        ctx.settings,
+        ctx.payments,
+        ctx.backup,
+        routing_policy(ctx.settings),
+        enabled_rails(ctx.settings),
+    )
+    return await dispatch_round(ctx.db, routing, ctx.worker_id)
+
+
+async def ton_reconcile(ctx: WorkerContext) -> int:
+    """Compare the hot wallet's books with the chain; a difference is an error event."""
+    return await reconcile_loop(ctx.ton) if ctx.ton is not None else 0
+
+
+async def backup_payouts(ctx: WorkerContext) -> int:
+    """Start, submit and poll payouts the router sent to Stripe, PayPal or bank."""
+    if not ctx.backup:
+        return 0
+    backup = BackupContext(
+        ctx.db, ctx.settings, ctx.payments, ctx.backup, routing_policy(ctx.settings), ctx.worker_id
+    )
+    return await backup_round(backup)
+
+
+async def ton_deposits(ctx: WorkerContext) -> int:
+    """Read the receiving wallet's new transactions and credit invoices."""
+    return await watch_deposits(ctx.ton) if ctx.ton is not None else 0
+
+
+async def fee_sampler(ctx: WorkerContext) -> int:
+    """Sample TON network conditions for the fee optimizer every FEES_SAMPLE_SECONDS."""
+    ton = ctx.ton
+    wallet, jetton = (ton.wallet, ton.jetton_wallet) if ton is not None else (None, None)
+    return await sample_if_due(ctx.db, ctx.settings, ctx.worker_id, wallet, jetton)
+
+
+LOOPS: dict[str, Loop] = {
+    loop.name: loop
+    for loop in (
+        Loop("expire_invoices", expire_invoices, 5.0),
+        Loop("dispatch_payouts", dispatch_payouts, 1.0),
+        Loop("ton_payouts", ton_payouts, 0.2),
+        Loop("ton_deposits", ton_deposits, 0.5),
+        Loop("ton_reconcile", ton_reconcile, 30.0),
+        Loop("backup_payouts", backup_payouts, 1.0),
+        Loop("fee_sampler", fee_sampler, 1.0),  # samples every FEES_SAMPLE_SECONDS
+        # Monitoring (docs/monitoring.md); intervals stay below ALERT_HEARTBEAT_STALE_SECONDS.
+        Loop("evaluate_alerts", monitoring.evaluate_alerts, 2.0),
+        Loop("publish_signals", monitoring.publish_signals, 2.0),
+        Loop("publish_cloudwatch", monitoring.publish_cloudwatch, 30.0),
+        Loop("security_audit", monitoring.security_audit, 30.0),
+    )
+}

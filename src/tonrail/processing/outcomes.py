@@ -1,0 +1,379 @@
+"""Recording what a backup rail reports: attempt moves, payment status and ledger postings.
+
+Used by the webhook processor, the bank statement import, checkout, and the processing
+loop; every function runs inside the caller's transaction and is safe to repeat.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail import clock
+from tonrail.errors import Conflict
+from tonrail.fees.service import (
+    Confirmed,
+    record_confirmed,
+    record_outcome,
+)
+from tonrail.kit.faults import crashpoint
+from tonrail.ledger import rules as books
+from tonrail.ledger.service import post, post_many
+from tonrail.monitoring import signals
+from tonrail.payments.attempts import move_attempt
+from tonrail.payments.bulk import AttemptMove, move_attempts, move_payments
+from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.service import PaymentService
+from tonrail.payments.states import TERMINAL_PAYMENT_STATES
+from tonrail.processing.context import TonRailContext, request_attempts, transaction
+from tonrail.processing.dispatch import attempts_of, ton_exhausted_by
+from tonrail.rails.base import PollResult, SubmitResult
+from tonrail.rails.ton.models import TonRequest, TonTransfer
+from tonrail.rails.ton.trace import (
+    Outcome,
+    split_common_fee,
+)
+
+
+async def record_submit(session: AsyncSession, attempt: Attempt, result: SubmitResult) -> None:
+    """`created -> submitted` (then `unknown` if we cannot tell) or `created -> failed`."""
+    details = {**attempt.details, **result.details}
+    if result.status == "failed":
+        await move_attempt(
+            session,
+            attempt,
+            "failed",
+            details=details,
+            error_code=result.error_code,
+            error_message=result.error_message,
+        )
+        return
+    await move_attempt(
+        session, attempt, "submitted", provider_ref=result.provider_ref, details=details
+    )
+    if result.status == "unknown":
+        await move_attempt(
+            session,
+            attempt,
+            "unknown",
+            error_code=result.error_code,
+            error_message=result.error_message,
+        )
+
+
+async def attempt_by_ref(session: AsyncSession, rail: str, provider_ref: str) -> Attempt | None:
+    stmt = select(Attempt).where(Attempt.rail == rail, Attempt.provider_ref == provider_ref)
+    return (await session.execute(stmt)).scalars().first()
+
+
+async def record_poll(
+    session: AsyncSession,
+    payments: PaymentService,
+    attempt: Attempt,
+    result: PollResult,
+    extra_details: dict[str, Any] | None = None,
+) -> str:
+    """Apply a rail's view of an attempt; returns what happened (for logs and reports).
+
+    A confirmed attempt settles its payment in the same transaction: the attempt becomes
+    `confirmed` with its fee, the payment `succeeded`, and the ledger gets balanced lines.
+    Already-resolved attempts are left alone, so duplicates and late events are harmless.
+    """
+    if attempt.status not in ("submitted", "unknown"):
+        return f"attempt_already_{attempt.status}"
+    details = {**attempt.details, **result.details, **(extra_details or {})}
+    if result.status == "pending":
+        if details != attempt.details:
+            attempt.details = details
+            await session.flush()
+        return "pending"
+    if result.status in ("failed", "expired"):
+        await move_attempt(
+            session,
+            attempt,
+            result.status,
+            details=details,
+            error_code=result.error_code,
+            error_message=result.error_message,
+        )
+        return result.status
+    payment = await session.get(Payment, attempt.payment_id, with_for_update=True)
+    assert payment is not None
+    fee = result.fee or 0
+    fee_asset = result.fee_asset or str(details["rail_asset"])
+    await move_attempt(
+        session, attempt, "confirmed", details=details, fee_amount=fee, fee_asset=fee_asset
+    )
+    rail_asset = str(details["rail_asset"])
+    rail_amount = int(details["rail_amount"])
+    actor = f"rail:{attempt.rail}"
+    if payment.direction == "out":
+        if payment.status != "processing":
+            raise Conflict(
+                f"payout {payment.id} is {payment.status}, but attempt {attempt.id} confirmed",
+                code="attempt_confirmed_unexpectedly",
+            )
+        await post(
+            session,
+            "payout.settled_by_provider",
+            books.payout_settled_by_provider(
+                payment.asset, payment.amount, rail_asset, rail_amount, fee
+            ),
+            payment.id,
+        )
+        await payments.transition(session, payment, "succeeded", actor=actor)
+        return "succeeded"
+    source = str(details.get("received_into", books.PROVIDER_CLEARING))
+    if payment.status in TERMINAL_PAYMENT_STATES:
+        # Paid again (or after expiry): keep the money visible for a refund, never credit twice.
+        lines = [
+            books.Line(source, rail_asset, rail_amount),
+            books.Line(books.UNAPPLIED_RECEIPTS, rail_asset, -rail_amount),
+        ]
+        if source != books.UNAPPLIED_RECEIPTS:
+            await post(session, "invoice.unapplied_receipt", lines, payment.id)
+        return "unapplied_receipt"
+    await post(
+        session,
+        "invoice.paid_by_provider",
+        books.payment_received_by_provider(
+            payment.account_id, payment.asset, payment.amount, rail_asset, rail_amount, fee, source
+        ),
+        payment.id,
+    )
+    await payments.transition(session, payment, "succeeded", actor=actor)
+    return "succeeded"
+
+
+log = structlog.get_logger(__name__)
+
+
+async def finalize_request(
+    ctx: TonRailContext, request_id: str, outcomes: dict[str, Outcome]
+) -> None:
+    """Post the books and move attempts and payments, once every transfer is final.
+
+    One transaction for the whole request; the confirmed payouts (nearly all of them) move
+    together: one compare-and-set statement for their attempts and one for their payments,
+    bulk updates for their transfers and fee decisions, an entry each in the books."""
+    async with transaction(ctx) as session:
+        request = await session.get(TonRequest, request_id)
+        assert request is not None
+        if request.status == "final":
+            return
+        transfers = (
+            (
+                await session.execute(
+                    select(TonTransfer)
+                    .where(TonTransfer.request_id == request_id)
+                    .order_by(TonTransfer.position)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        attempts = {
+            a.id: a
+            for a in (
+                await session.execute(
+                    select(Attempt).where(Attempt.id.in_([t.attempt_id for t in transfers]))
+                )
+            ).scalars()
+        }
+        payments = {
+            p.id: p
+            for p in (
+                await session.execute(
+                    select(Payment).where(Payment.id.in_([t.payment_id for t in transfers]))
+                )
+            ).scalars()
+        }
+        await move_attempts(
+            session,
+            [AttemptMove(a, "submitted", {}) for a in attempts.values() if a.status == "created"],
+        )
+        now = clock.now()
+        shares = split_common_fee(request.common_fee or 0, len(transfers))
+        confirmed_moves: list[AttemptMove] = []
+        confirmed_payments: list[Payment] = []
+        confirmed_rows: list[dict[str, Any]] = []
+        confirmed_outcomes: list[Confirmed] = []
+        entries: list[tuple[str, list[books.Line], str | None]] = []
+        for t, share in zip(transfers, shares, strict=True):
+            attempt = attempts[t.attempt_id]
+            payment = payments[t.payment_id]
+            outcome = outcomes.get(t.attempt_id)
+            fee = share + (outcome.fee if outcome else 0)
+            trace = {**t.trace, **outcome.trace} if outcome is not None else dict(t.trace)
+            if outcome is not None and outcome.status == "confirmed":
+                confirmed_rows.append(
+                    {
+                        "attempt_id": t.attempt_id,
+                        "status": "confirmed",
+                        "fee": fee,
+                        "trace": trace,
+                        "updated_at": now,
+                    }
+                )
+                confirmed_moves.append(
+                    AttemptMove(
+                        attempt,
+                        "confirmed",
+                        {
+                            "fee_amount": fee,
+                            "fee_asset": "TON",
+                            "details": {**attempt.details, **trace},
+                        },
+                    )
+                )
+                entries.append(
+                    (
+                        "payout.sent",
+                        books.payout_sent(
+                            payment.asset, payment.amount, fee, "TON", books.HOT_WALLET
+                        ),
+                        payment.id,
+                    )
+                )
+                confirmed_payments.append(payment)
+                confirmed_outcomes.append(Confirmed(payment.id, fee, payment.created_at, now))
+                signals.observe_confirmation("ton", (now - payment.created_at).total_seconds())
+                continue
+            t.fee = fee
+            t.updated_at = now
+            t.trace = trace
+            code = (
+                "not_sent"
+                if t.status == "not_sent"
+                else (
+                    "bounced" if outcome is not None and outcome.status == "bounced" else "failed"
+                )
+            )
+            reason = (
+                outcome.reason if outcome is not None else None
+            ) or "the wallet skipped the message"
+            if t.status == "sent":
+                t.status = "bounced"
+            await move_attempt(
+                session,
+                attempt,
+                "failed",
+                fee_amount=fee,
+                fee_asset="TON",
+                error_code=code,
+                error_message=reason,
+                details={**attempt.details, **trace},
+            )
+            if fee:
+                await post(
+                    session,
+                    "payout.fee",
+                    [
+                        books.Line(books.NETWORK_FEES, "TON", fee),
+                        books.Line(books.HOT_WALLET, "TON", -fee),
+                    ],
+                    payment.id,
+                )
+            await record_outcome(session, payment.id, "failed", fee_paid=fee)
+            await retry_or_fail(ctx, session, payment, code, reason)
+        await post_many(session, entries)
+        await move_attempts(session, confirmed_moves)
+        await move_payments(
+            ctx.payments, session, confirmed_payments, "succeeded", actor="system:ton"
+        )
+        if confirmed_rows:
+            await session.execute(update(TonTransfer), confirmed_rows)
+        await record_confirmed(session, confirmed_outcomes)
+        request.status = "final"
+        request.updated_at = now
+        crashpoint(ctx.settings, "ton.before_confirm")
+
+
+async def retry_or_fail(
+    ctx: TonRailContext, session: AsyncSession, payment: Payment, code: str, reason: str
+) -> None:
+    """Back to the queue with backoff, or failed for good after the last attempt."""
+    past = (await attempts_of(session, [payment.id]))[payment.id]
+    attempts = sum(a.rail == "ton" and a.status in ("failed", "expired") for a in past)
+    if not ton_exhausted_by(ctx.settings, past):
+        await ctx.payments.transition(session, payment, "queued", actor="system:ton")
+        backoff = ctx.settings.ton_retry_backoff_s * 2 ** (attempts - 1)
+        payment.locked_by = None
+        payment.locked_until = clock.now() + timedelta(seconds=backoff)
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == payment.id)
+            .values(locked_by=None, locked_until=payment.locked_until)
+        )
+        return
+    if set(ctx.enabled) - {"ton"}:
+        # TON failed after its retries: back to the queue unrouted, so the router falls back.
+        await ctx.payments.transition(session, payment, "queued", actor="system:ton")
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == payment.id)
+            .values(route=None, route_reason=None, locked_by=None, locked_until=None)
+        )
+        return
+    await ctx.payments.transition(
+        session,
+        payment,
+        "failed",
+        actor="system:ton",
+        failure_code=f"ton_{code}",
+        failure_message=reason,
+    )
+
+
+async def expire_request(ctx: TonRailContext, request_id: str) -> None:
+    """Proven unprocessed after its validity: attempts expire, payouts go back to the queue."""
+    async with transaction(ctx) as session:
+        result = await session.execute(
+            update(TonRequest)
+            .where(TonRequest.id == request_id, TonRequest.status.in_(("signed", "sent")))
+            .values(status="expired", updated_at=clock.now())
+        )
+        assert isinstance(result, CursorResult)
+        if result.rowcount != 1:
+            return
+        for attempt in await request_attempts(session, request_id):
+            if attempt.status == "created":
+                await move_attempt(session, attempt, "submitted")
+            if attempt.status in ("submitted", "unknown"):
+                await move_attempt(
+                    session,
+                    attempt,
+                    "expired",
+                    error_code="expired",
+                    error_message="not processed before its validity ended",
+                )
+            payment = await session.get(Payment, attempt.payment_id)
+            assert payment is not None
+            await session.execute(
+                update(TonTransfer)
+                .where(TonTransfer.attempt_id == attempt.id)
+                .values(status="not_sent", updated_at=clock.now())
+            )
+            await retry_or_fail(ctx, session, payment, "expired", "the request expired unprocessed")
+    log.warning("ton request expired unprocessed", request=request_id)
+
+
+async def mark_unknown(ctx: TonRailContext, request_id: str) -> None:
+    """Past validity but not provably unprocessed: hold everything as `unknown`."""
+    async with transaction(ctx) as session:
+        for attempt in await request_attempts(session, request_id):
+            if attempt.status == "created":
+                await move_attempt(session, attempt, "submitted")
+            if attempt.status == "submitted":
+                await move_attempt(
+                    session,
+                    attempt,
+                    "unknown",
+                    error_code="unproven",
+                    error_message="past validity and not provably unprocessed",
+                )
+    log.error("ton request outcome unknown", request=request_id)

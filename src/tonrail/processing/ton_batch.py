@@ -1,0 +1,195 @@
+"""A TON batch: when its payouts go (the fee optimizer's timing) and whether the hot wallet can
+pay them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail import clock
+from tonrail.events.service import emit
+from tonrail.fees.policy import FeeDecision
+from tonrail.fees.service import (
+    FeeConditions,
+    decide_for_batch,
+)
+from tonrail.monitoring import signals
+from tonrail.payments.models import Payment
+from tonrail.processing.context import TonRailContext
+from tonrail.processing.dispatch import PRIORITY_ORDER, set_columns
+from tonrail.rails.ton.api import jetton_balance
+from tonrail.rails.ton.models import TonRequest, TonTransfer
+
+log = structlog.get_logger(__name__)
+
+
+FEE_RESERVE_NANOTON = 20_000_000  # kept back per transfer for fees when checking funds
+
+
+def attach_for(ctx: TonRailContext, decision: FeeDecision | None) -> int:
+    """TON to attach to a jetton transfer: the optimizer's figure, else the configured one."""
+    if decision is not None and decision.jetton_attach_nanoton > 0:
+        return decision.jetton_attach_nanoton
+    return ctx.settings.ton_jetton_attach_nanoton
+
+
+async def chain_balances(ctx: TonRailContext) -> dict[str, int]:
+    """The hot wallet's balances on chain (read before any database lock is taken)."""
+    _, ton = await ctx.api.account_state(ctx.wallet.address.to_str())
+    usdt = await jetton_balance(ctx.api, ctx.jetton_wallet) if ctx.jetton_wallet else 0
+    signals.set_hot_wallet_balance("TON", ton)
+    if ctx.jetton_wallet:
+        signals.set_hot_wallet_balance("USDT", usdt)
+    return {"TON": ton, "USDT": usdt}
+
+
+async def in_flight_left(session: AsyncSession, chain: dict[str, int]) -> dict[str, int]:
+    """Hot wallet balances minus what signed requests not yet executed will take."""
+    ton, usdt = chain["TON"], chain["USDT"]
+    in_flight = (
+        await session.execute(
+            select(TonTransfer.asset, TonTransfer.amount, TonTransfer.message_value)
+            .join(TonRequest, TonRequest.id == TonTransfer.request_id)
+            .where(TonRequest.status.in_(("signed", "sent")))
+        )
+    ).all()
+    for asset, amount, value in in_flight:
+        ton -= value + FEE_RESERVE_NANOTON
+        if asset == "USDT":
+            usdt -= amount
+    return {"TON": ton, "USDT": usdt}
+
+
+# Marks a payout that is ready but waits for company (its lease ends at the batch's send_by):
+# any request that goes before takes it along.
+WINDOW_LEASE = "fees:batch_window"
+
+
+async def timing(
+    ctx: TonRailContext,
+    session: AsyncSession,
+    claimed: list[Payment],
+    decisions: dict[str, FeeDecision],
+    conditions: FeeConditions | None,
+) -> list[Payment]:
+    """The optimizer's timing: a payout goes no earlier than `send_at`; a batch goes once one
+    of its payouts reaches `send_by` (its window for company) or the batch is full, and then
+    with every payout that is ready and waiting. Payouts that must wait are leased until
+    their moment, so no round re-decides them before; those only waiting for company are
+    marked (`WINDOW_LEASE`) so that an earlier request takes them along.
+    Without the optimizer (`fee_optimizer=False`) every claimed payout goes at once."""
+    if conditions is None:
+        return claimed[: ctx.settings.ton_batch_max]
+    now = clock.now()
+    ready = [p for p in claimed if decisions[p.id].send_at <= now]
+    held = [p for p in claimed if decisions[p.id].send_at > now]
+    batch_max = min((decisions[p.id].batch_max for p in ready), default=ctx.settings.ton_batch_max)
+    due = len(ready) >= batch_max or any(decisions[p.id].send_by <= now for p in ready)
+    leases: dict[tuple[Any, ...], list[Payment]] = {}
+    for p in held:
+        leases.setdefault((None, decisions[p.id].send_at), []).append(p)
+    if not due:
+        first = min((decisions[p.id].send_by for p in ready), default=None)
+        if ready and first is not None:
+            leases.setdefault((WINDOW_LEASE, first), []).extend(ready)
+        await set_columns(session, leases, ("locked_by", "locked_until"))
+        return []
+    if len(ready) < batch_max:
+        ready += await _waiting_company(
+            ctx, session, decisions, conditions, batch_max - len(ready), leases
+        )
+    batch, rest = ready[:batch_max], ready[batch_max:]
+    if rest:
+        leases.setdefault((None, None), []).extend(rest)
+    await set_columns(session, leases, ("locked_by", "locked_until"))
+    return batch
+
+
+async def _waiting_company(
+    ctx: TonRailContext,
+    session: AsyncSession,
+    decisions: dict[str, FeeDecision],
+    conditions: FeeConditions,
+    room: int,
+    leases: dict[tuple[Any, ...], list[Payment]],
+) -> list[Payment]:
+    """Payouts waiting for company (`WINDOW_LEASE`), claimed now that a request goes; each
+    decided again, and left to wait if it must now be held."""
+    now = clock.now()
+    candidates = (
+        select(Payment.id)
+        .where(
+            Payment.direction == "out",
+            Payment.status == "queued",
+            Payment.route == "ton",
+            Payment.locked_by == WINDOW_LEASE,
+        )
+        .order_by(Payment.created_at)
+        .limit(room)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    joined = list(
+        (
+            await session.execute(
+                update(Payment)
+                .where(Payment.id.in_(candidates), Payment.locked_by == WINDOW_LEASE)
+                .values(
+                    locked_by=ctx.worker_id,
+                    locked_until=now + timedelta(seconds=ctx.settings.worker_lease_seconds),
+                )
+                .returning(Payment)
+                .execution_options(synchronize_session=False)
+            )
+        ).scalars()
+    )
+    if not joined:
+        return []
+    joined.sort(key=lambda p: (PRIORITY_ORDER.get(p.priority, 1), p.created_at))
+    decisions.update(await decide_for_batch(session, conditions, ctx.settings, joined))
+    for p in joined:
+        if decisions[p.id].send_at > now:
+            leases.setdefault((None, decisions[p.id].send_at), []).append(p)
+    return [p for p in joined if decisions[p.id].send_at <= now]
+
+
+async def fund(
+    ctx: TonRailContext,
+    session: AsyncSession,
+    claimed: list[Payment],
+    chain: dict[str, int],
+    decisions: Mapping[str, FeeDecision],
+) -> list[Payment]:
+    """Keep the payouts the hot wallet can pay now; the others wait with a reason."""
+    left = await in_flight_left(session, chain)
+    funded: list[Payment] = []
+    held: list[Payment] = []
+    reason = "insufficient_hot_wallet_balance"
+    for p in claimed:
+        ton_need = p.amount if p.asset == "TON" else attach_for(ctx, decisions.get(p.id))
+        ton_need += FEE_RESERVE_NANOTON
+        usdt_need = p.amount if p.asset == "USDT" else 0
+        if left["TON"] >= ton_need and left["USDT"] >= usdt_need:
+            left["TON"] -= ton_need
+            left["USDT"] -= usdt_need
+            funded.append(p)
+            continue
+        if p.hold_reason != reason:
+            emit(
+                session,
+                "payout.held",
+                p.account_id,
+                {"id": p.id, "reason": reason, "asset": p.asset},
+                p.id,
+            )
+        held.append(p)
+    if held:
+        await set_columns(
+            session, {(reason, None, None): held}, ("hold_reason", "locked_by", "locked_until")
+        )
+    return funded

@@ -1,0 +1,350 @@
+"""TON payouts, exactly once: assemble → sign and store → send → track to a final outcome.
+
+The order is what makes a crash harmless at any point:
+1. `assemble` claims queued payouts, starts their attempts, allocates (query_id, created_at),
+   signs the highload request and stores the signed BOC — all in one database transaction.
+   A crash before the commit leaves the payouts queued; nothing was signed for good.
+2. `send` (re-)sends stored BOCs. Re-sending is safe: the wallet accepts a query_id once.
+3. `track` reads the chain: the request's external transaction, the internal_transfer that
+   carries the out messages, and each transfer's own trace. A request that is past its
+   validity and proven unprocessed (no transaction, `processed?` false) expires and its
+   payouts go back to the queue for a new request with a new query_id. Nothing is ever
+   re-signed while the old request could still be executed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from ton_core import Address
+
+from tonrail import clock
+from tonrail.fees.service import (
+    FeeConditions,
+    load_conditions,
+)
+from tonrail.ids import new_id
+from tonrail.kit.claims import claim
+from tonrail.kit.faults import crashpoint
+from tonrail.payments.bulk import AttemptMove, move_attempts, move_payments, start_attempts
+from tonrail.payments.models import Payment
+from tonrail.processing.context import TonRailContext, request_attempts, transaction
+from tonrail.processing.dispatch import Routing, claim_for_ton
+from tonrail.processing.health import note_ton_down, note_ton_up
+from tonrail.processing.ton_batch import attach_for, chain_balances, fund, timing
+from tonrail.processing.ton_track import track_open
+from tonrail.rails.ton.chain_view import raw
+from tonrail.rails.ton.highload import (
+    OutTransfer,
+    jetton_transfer,
+    query_id_for,
+    sign_request,
+    ton_transfer,
+)
+from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
+from tonrail.rails.ton.quote import TonQuoter, recent_fees
+from tonrail.rails.ton.toncenter import ToncenterError
+from tonrail.security.switches import is_on
+
+log = structlog.get_logger(__name__)
+
+ASSEMBLE_PER_ROUND = 8  # requests signed at a time
+ASSEMBLE_EVERY_S = 0.2  # while tracking waits on the chain, payouts keep going out
+
+
+# ------------------------------------------------------------------------------- assemble
+async def _next_query_seq(session: AsyncSession, wallet: str) -> int:
+    """Atomically take the next query sequence number of the wallet."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(TonQueryCounter)
+        .values(wallet=wallet, next_seq=0)
+        .on_conflict_do_nothing(index_elements=["wallet"])
+    )
+    result = await session.execute(
+        update(TonQueryCounter)
+        .where(TonQueryCounter.wallet == wallet)
+        .values(next_seq=TonQueryCounter.next_seq + 1)
+        .returning(TonQueryCounter.next_seq)
+    )
+    return int(result.scalar_one()) - 1
+
+
+def _out_transfer(
+    ctx: TonRailContext, payment: Payment, jetton_query_id: int, attach: int
+) -> OutTransfer:
+    """The out message for one payout; the comment carries our payment id."""
+    destination = Address(payment.counterparty or "")
+    comment = payment.id
+    if payment.asset == "TON":
+        # A user-friendly non-bounceable address means "may be uninitialized": honour it.
+        bounce = bool(getattr(destination, "is_bounceable", True))
+        return ton_transfer(destination, payment.amount, bounce, comment)
+    if ctx.jetton_wallet is None:
+        raise RuntimeError("USDT payouts need the USDT jetton master to be configured")
+    return jetton_transfer(
+        Address(ctx.jetton_wallet),
+        destination,
+        payment.amount,
+        attach_ton=attach,
+        forward_ton=ctx.settings.ton_jetton_forward_nanoton,
+        response=ctx.wallet.address,
+        query_id=jetton_query_id,
+        comment=comment,
+    )
+
+
+def routing_of(ctx: TonRailContext) -> Routing:
+    return Routing(ctx.settings, ctx.payments, ctx.backup, ctx.routing, ctx.enabled)
+
+
+@dataclass(frozen=True)
+class RoundInputs:
+    """What `assemble` reads before its transaction; one read serves a whole loop turn (the
+    funds check subtracts what requests signed since then will take, in the transaction)."""
+
+    quoter: TonQuoter
+    chain: dict[str, int]
+    conditions: FeeConditions | None
+
+
+async def round_inputs(ctx: TonRailContext) -> RoundInputs:
+    return RoundInputs(
+        TonQuoter(await recent_fees(ctx.db), ctx.jetton_wallet is not None),
+        await chain_balances(ctx),
+        await load_conditions(ctx.db, ctx.settings) if ctx.fee_optimizer else None,
+    )
+
+
+async def assemble(
+    ctx: TonRailContext, *, deploy: bool, inputs: RoundInputs | None = None
+) -> str | None:
+    """Claim queued payouts and turn them into one stored, signed request; returns its id.
+
+    One transaction, a few statements whatever the batch size: the claim, the optimizer's
+    decisions (one upsert), routing and timing (one UPDATE per distinct value), the moves
+    to `processing`, the attempts, the request and its transfers (bulk inserts)."""
+    now = clock.now()
+    if inputs is None:
+        inputs = await round_inputs(ctx)
+    quoter, chain, conditions = inputs.quoter, inputs.chain, inputs.conditions
+    async with transaction(ctx) as session:
+        claimed, decisions = await claim_for_ton(
+            routing_of(ctx), session, ctx.worker_id, quoter, conditions
+        )
+        if not claimed:
+            return None
+        claimed = await timing(ctx, session, claimed, decisions, conditions)
+        claimed = await fund(ctx, session, claimed, chain, decisions)
+        if not claimed:
+            return None
+        crashpoint(ctx.settings, "ton.after_claim")
+        seq = await _next_query_seq(session, ctx.wallet_raw)
+        chain_created_at = int(now.timestamp()) - ctx.settings.ton_created_at_lag_s
+        query_id = query_id_for(seq)
+        jetton_query_ids = [secrets.randbits(63) for _ in claimed]
+        transfers = [
+            _out_transfer(ctx, p, jq, attach_for(ctx, decisions.get(p.id)))
+            for p, jq in zip(claimed, jetton_query_ids, strict=True)
+        ]
+        signed = sign_request(
+            ctx.wallet,
+            ctx.sign,
+            transfers,
+            query_id=query_id,
+            created_at=chain_created_at,
+            deploy=deploy,
+        )
+        crashpoint(ctx.settings, "ton.after_sign")
+        request = TonRequest(
+            id=new_id("treq"),
+            wallet=ctx.wallet_raw,
+            query_seq=seq,
+            query_id=query_id,
+            chain_created_at=chain_created_at,
+            valid_until=chain_created_at + ctx.wallet.timeout,
+            boc=signed.boc,
+            msg_hash_norm=signed.message_hash_norm,
+            status="signed",
+            send_count=0,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(request)
+        await move_payments(
+            ctx.payments,
+            session,
+            claimed,
+            "processing",
+            actor="system:ton",
+            values={"hold_reason": None},
+        )
+        # Flushes the request too: the transfers below refer to both.
+        attempts = await start_attempts(
+            session, claimed, "ton", provider_ref=signed.message_hash_norm
+        )
+        session.add_all(
+            TonTransfer(
+                attempt_id=attempts[payment.id].id,
+                request_id=request.id,
+                payment_id=payment.id,
+                position=position,
+                asset=payment.asset,
+                amount=payment.amount,
+                destination=raw(Address(payment.counterparty or "")),
+                message_to=raw(out.destination),
+                message_value=out.value,
+                bounce=out.bounce,
+                body_hash=out.body_hash,
+                jetton_query_id=jq if payment.asset != "TON" else None,
+                status="pending",
+                trace={},
+                updated_at=now,
+            )
+            for position, (payment, out, jq) in enumerate(
+                zip(claimed, transfers, jetton_query_ids, strict=True)
+            )
+        )
+        log.info(
+            "ton request signed",
+            request=request.id,
+            payouts=len(claimed),
+            query_id=request.query_id,
+        )
+    crashpoint(ctx.settings, "ton.after_store")
+    return request.id
+
+
+async def batch_ready(ctx: TonRailContext) -> bool:
+    """Whether any payout could go: when it goes is the fee optimizer's call in `assemble`
+    (`_timing`), which leases waiting payouts until their moment, so this stays cheap."""
+    now = clock.now()
+    async with transaction(ctx) as session:
+        row = (
+            await session.execute(
+                select(Payment.id)
+                .where(
+                    Payment.direction == "out",
+                    Payment.status == "queued",
+                    (Payment.route.is_(None)) | (Payment.route == "ton"),
+                    (Payment.locked_until.is_(None)) | (Payment.locked_until < now),
+                )
+                .limit(1)
+            )
+        ).first()
+    return row is not None
+
+
+async def ton_round(ctx: TonRailContext) -> int:
+    """The `ton_payouts` loop: `payout_round`, and the health of TON for dispatch.py. A round
+    that cannot read the chain (toncenter down past the client's retry budget) counts as an
+    error of `ton` (its breaker opens at the threshold); after such a round, or when the
+    worker starts, the chain is read once more and a success closes the breaker."""
+    try:
+        handled = await payout_round(ctx)
+        if ctx.ton_failing:
+            await ctx.api.account_state(ctx.wallet.address.to_str())
+            await note_ton_up(ctx.db)
+            ctx.ton_failing = False
+    except ToncenterError as exc:
+        ctx.ton_failing = True
+        await note_ton_down(ctx.db, ctx.routing.breaker, f"toncenter: {exc}")
+        raise
+    return handled
+
+
+async def payout_round(ctx: TonRailContext) -> int:
+    """One turn of the payout loop: track the open requests and, while that waits on the
+    chain, assemble and send (unless paused) every ASSEMBLE_EVERY_S."""
+    tracking = asyncio.create_task(track_open(ctx))
+    handled = 0
+    try:
+        while True:
+            handled += await _assemble_and_send(ctx)
+            if tracking.done():
+                break
+            await asyncio.wait({tracking}, timeout=ASSEMBLE_EVERY_S)
+            if tracking.done():
+                break
+    except Exception:
+        await asyncio.gather(tracking, return_exceptions=True)  # let it finish its reads
+        raise
+    return handled + await tracking
+
+
+async def _assemble_and_send(ctx: TonRailContext) -> int:
+    async with transaction(ctx) as session:
+        paused = await is_on(session, "payments_paused")
+    if paused:
+        return 0
+    handled = 0
+    # Several requests at a time when payouts pile up.
+    inputs: RoundInputs | None = None
+    deploy = False
+    for _ in range(ASSEMBLE_PER_ROUND):
+        if not await batch_ready(ctx):
+            break
+        if inputs is None:
+            state, _ = await ctx.api.account_state(ctx.wallet.address.to_str())
+            deploy = state != "active"
+            inputs = await round_inputs(ctx)
+        if not await assemble(ctx, deploy=deploy, inputs=inputs):
+            break
+        handled += 1
+    return handled + await send_due(ctx)
+
+
+# ------------------------------------------------------------------------------- send
+async def send_due(ctx: TonRailContext) -> int:
+    """Send requests never sent, and re-send those not yet seen on chain, until valid_until."""
+    now = clock.now()
+    resend_before = now - timedelta(seconds=ctx.settings.ton_resend_seconds)
+    async with transaction(ctx) as session:
+        due = await claim(
+            session,
+            TonRequest,
+            (TonRequest.status.in_(("signed", "sent")))
+            & (TonRequest.valid_until > int(now.timestamp()))
+            & ((TonRequest.last_sent_at.is_(None)) | (TonRequest.last_sent_at < resend_before)),
+            worker_id=ctx.worker_id,
+            lease_seconds=ctx.settings.worker_lease_seconds,
+            limit=ctx.settings.worker_batch_size,
+            order_by=(TonRequest.created_at,),
+        )
+    sent = 0
+    for request in due:
+        try:
+            await ctx.api.send_boc(request.boc)
+            crashpoint(ctx.settings, "ton.after_send")
+        except Exception as exc:
+            # The node may refuse a duplicate or a message that is already processed: the
+            # tracker decides from the chain, never from this answer.
+            log.warning("ton send failed", request=request.id, error=str(exc))
+        async with transaction(ctx) as session:
+            await session.execute(
+                update(TonRequest)
+                .where(TonRequest.id == request.id, TonRequest.status.in_(("signed", "sent")))
+                .values(
+                    status="sent",
+                    send_count=TonRequest.send_count + 1,
+                    last_sent_at=clock.now(),
+                    updated_at=clock.now(),
+                    locked_by=None,
+                    locked_until=None,
+                )
+            )
+            attempts = await request_attempts(session, request.id)
+            await move_attempts(
+                session,
+                [AttemptMove(a, "submitted", {}) for a in attempts if a.status == "created"],
+            )
+        sent += 1
+    return sent
