@@ -160,7 +160,7 @@ async def _localnet_round(scenario: str, tmp: Path) -> dict[str, float]:
         hot = net.genesis.wallet("hot")
         key = SigningKey(bytes.fromhex(hot.to_json()["private_key"]))
         wallet = HighloadWallet(bytes(key.verify_key), HOT_SUBWALLET, HOT_TIMEOUT)
-        # As rails/ton/runtime.py wires it: default client settings, calls reported.
+        # As processing/ton_runtime.py wires it: default client settings, calls reported.
         api = ToncenterTonApi(
             ToncenterClient.from_network(
                 resolve_network(settings), settings, on_call=signals.record_toncenter_call

@@ -37,22 +37,6 @@ MUTUAL_TODAY: dict[tuple[str, str], str] = {
         "fees.repository, fees.service -> payments.models; "
         "payments.schemas -> fees.schemas, payments.service -> fees.service"
     ),
-    ("fees", "rails"): (
-        "fees.repository -> rails.ton.models, fees.sampler -> rails.ton.highload/toncenter; "
-        "rails.ton.payouts -> fees.policy/repository/service"
-    ),
-    ("monitoring", "payments"): (
-        "monitoring.audit, monitoring.snapshot -> payments.models; "
-        "payments.processing -> monitoring.signals"
-    ),
-    ("payments", "rails"): (
-        "payments.attempts, payments.processing -> rails.*; rails.bank, rails.health, "
-        "rails.outcomes, rails.service, rails.ton.{deposits,payouts,resolutions,runtime} "
-        "-> payments.*"
-    ),
-    ("rails", "webhooks"): (
-        "rails.bank.service -> webhooks.models; webhooks.service -> rails.backup/outcomes/registry"
-    ),
 }
 
 
@@ -241,3 +225,36 @@ def test_the_foundation_imports_no_domain() -> None:
         for edge in edges
     )
     assert climbing == []
+
+
+# What a rail adapter may build on: plain data in, plain data out (rails/base.py).
+ADAPTER_DEPENDENCIES = ("rails", "chain", "settings", "errors", "money", "rates", "clock", "ids")
+
+
+def test_rails_are_adapters_on_plain_data() -> None:
+    """rails/ never reaches into the pipeline or the domains (no sessions, no ORM rows of
+    payments, no books): processing/ hands it `PaymentView`s and integers. Its own table
+    declarations (`rails.models`, `rails.ton.models`) are the one use of the database."""
+    tables = {"tonrail.rails.models", "tonrail.rails.ton.models"}
+    allowed = {f"tonrail.{name}" for name in ADAPTER_DEPENDENCIES}
+    reaching = sorted(
+        f"{source} -> {target}"
+        for source, targets in graph().runtime.items()
+        if source.startswith("tonrail.rails.") and source not in tables
+        for target in targets
+        if target != "tonrail"
+        and not any(target == a or target.startswith(a + ".") for a in allowed)
+    )
+    assert reaching == []
+
+
+def test_the_pipeline_is_not_imported_by_what_it_drives() -> None:
+    """processing/ drives rails, payments, fees, ledger...: none of them imports it back."""
+    below = ("rails", "payments", "fees", "ledger", "limits", "events", "security", "monitoring")
+    up = sorted(
+        edge
+        for (source, target), edges in cross_edges().items()
+        if source in below and target == "processing"
+        for edge in edges
+    )
+    assert up == []

@@ -19,7 +19,7 @@ from tonrail.monitoring.endpoints import router as monitoring_router
 from tonrail.payments.endpoints import router as payments_router
 from tonrail.payments.service import PaymentService
 from tonrail.processing.checkout import BackupCheckout
-from tonrail.rails.endpoints import router as backup_checkout_router
+from tonrail.processing.checkout_api import router as backup_checkout_router
 from tonrail.rails.registry import build_backup_rails
 from tonrail.security.api_keys import PrincipalCache
 from tonrail.settings import Settings

@@ -15,7 +15,7 @@ from tonrail.dashboard.cli import admin_app, audit_app
 from tonrail.db import Database
 from tonrail.deploy.cli import deploy_app, rehearsal_app
 from tonrail.monitoring.cli import alerts_app
-from tonrail.rails.bank.cli import bank_app
+from tonrail.processing.bank_cli import bank_app
 from tonrail.security.cli import lockouts_app
 from tonrail.settings import Settings, get_settings
 

@@ -14,6 +14,7 @@ from tonrail.monitoring.models import (
     SecurityReport,
 )
 from tonrail.payments.models import Approval, Attempt, Payment
+from tonrail.processing.models import ProviderEvent
 from tonrail.rails.models import RailHealth
 from tonrail.rails.ton.models import (
     TonDeposit,
@@ -26,7 +27,6 @@ from tonrail.security.admins import AdminUser
 from tonrail.security.audit_log import AuditEntry, AuditHead
 from tonrail.security.models import ApiKey, IdempotencyRecord, Lockout, SecurityFailure
 from tonrail.security.switches import OpsSwitch
-from tonrail.webhooks.models import ProviderEvent
 
 metadata = Base.metadata
 

@@ -137,7 +137,7 @@ async def env(
     auth: dict[str, str],
 ) -> AsyncIterator[Env]:
     """The TON rail on a local network, its toncenter client reporting to monitoring as in
-    `rails/ton/runtime.py`, and monitoring delivering to the local channel servers."""
+    `processing/ton_runtime.py`, and monitoring delivering to the local channel servers."""
     shift = ShiftClock()
     clock.set_clock(shift)
     async with running_localnet() as net:

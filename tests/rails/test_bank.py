@@ -29,8 +29,8 @@ from tonrail.db import Database
 from tonrail.ledger import rules as books
 from tonrail.payments.models import Attempt
 from tonrail.payments.service import PaymentService
+from tonrail.processing.bank_files import BankFiles
 from tonrail.rails.bank.rail import BankRail, settles_by, valid_iban
-from tonrail.rails.bank.service import BankFiles
 from tonrail.rails.pricing import RailRates
 from tonrail.rates import StaticRates
 from tonrail.settings import Settings, get_settings

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 
 from tests.rails.conftest import WEBHOOK_SECRET, rails_of
 from tonrail.db import Database
+from tonrail.processing.models import ProviderEvent
 from tonrail.rails.backup import ProviderEventIn, WebhookRejected
 from tonrail.rails.stripe.webhook import sign, verify_signature
-from tonrail.webhooks.models import ProviderEvent
 
 NOW = 1_800_000_000
 

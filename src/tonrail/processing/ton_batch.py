@@ -1,5 +1,5 @@
 """A TON batch: when its payouts go (the fee optimizer's timing) and whether the hot wallet can
-pay them."""
+pay them; the fees TON quotes, from recent history."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
+from tonrail.db import Database
 from tonrail.events.service import emit
 from tonrail.fees.policy import FeeDecision
 from tonrail.fees.service import (
@@ -24,6 +25,7 @@ from tonrail.processing.context import TonRailContext
 from tonrail.processing.dispatch import PRIORITY_ORDER, set_columns
 from tonrail.rails.ton.api import jetton_balance
 from tonrail.rails.ton.models import TonRequest, TonTransfer
+from tonrail.rails.ton.quote import DEFAULT_FEE_NANOTON
 
 log = structlog.get_logger(__name__)
 
@@ -193,3 +195,17 @@ async def fund(
             session, {(reason, None, None): held}, ("hold_reason", "locked_by", "locked_until")
         )
     return funded
+
+
+async def recent_fees(db: Database, history: timedelta = timedelta(hours=1)) -> dict[str, int]:
+    """Average fee per confirmed payout by asset over `history`, defaults where none."""
+    since = clock.now() - history
+    async with db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(TonTransfer.asset, func.avg(TonTransfer.fee))
+                .where(TonTransfer.status == "confirmed", TonTransfer.updated_at >= since)
+                .group_by(TonTransfer.asset)
+            )
+        ).all()
+    return {**DEFAULT_FEE_NANOTON, **{asset: int(avg) for asset, avg in rows if avg is not None}}

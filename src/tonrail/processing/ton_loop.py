@@ -39,7 +39,7 @@ from tonrail.payments.models import Payment
 from tonrail.processing.context import TonRailContext, request_attempts, transaction
 from tonrail.processing.dispatch import Routing, claim_for_ton
 from tonrail.processing.health import note_ton_down, note_ton_up
-from tonrail.processing.ton_batch import attach_for, chain_balances, fund, timing
+from tonrail.processing.ton_batch import attach_for, chain_balances, fund, recent_fees, timing
 from tonrail.processing.ton_track import track_open
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import (
@@ -50,7 +50,7 @@ from tonrail.rails.ton.highload import (
     ton_transfer,
 )
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
-from tonrail.rails.ton.quote import TonQuoter, recent_fees
+from tonrail.rails.ton.quote import TonQuoter
 from tonrail.rails.ton.toncenter import ToncenterError
 from tonrail.security.switches import is_on
 

@@ -20,10 +20,10 @@ from tonrail.ids import new_id
 from tonrail.payments.attempts import attempt_view, payment_view
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
+from tonrail.processing.models import ProviderEvent
 from tonrail.processing.outcomes import attempt_by_ref, record_poll
 from tonrail.rails.backup import ProviderEventIn
 from tonrail.rails.registry import BackupRail
-from tonrail.webhooks.models import ProviderEvent
 
 log = structlog.get_logger(__name__)
 

@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import func, select
-
-from tonrail import clock
-from tonrail.db import Database
 from tonrail.rails.base import PaymentView, Quote
-from tonrail.rails.ton.models import TonTransfer
 
 # Until there is history, a fee at the high end of what a batched transfer costs here.
 DEFAULT_FEE_NANOTON = {"TON": 10_000_000, "USDT": 60_000_000}
 
 
-async def recent_fees(db: Database, history: timedelta = timedelta(hours=1)) -> dict[str, int]:
-    """Average fee per confirmed payout by asset over `history`, defaults where none."""
-    since = clock.now() - history
-    async with db.transaction() as session:
-        rows = (
-            await session.execute(
-                select(TonTransfer.asset, func.avg(TonTransfer.fee))
-                .where(TonTransfer.status == "confirmed", TonTransfer.updated_at >= since)
-                .group_by(TonTransfer.asset)
-            )
-        ).all()
-    return {**DEFAULT_FEE_NANOTON, **{asset: int(avg) for asset, avg in rows if avg is not None}}
-
-
 class TonQuoter:
-    """`quote` of the Rail protocol for TON (the payout loop itself is payouts.py).
+    """`quote` of the Rail protocol for TON (the payout loop itself is processing/ton_loop.py).
 
-    Built with fees read beforehand, so quoting never opens a second database transaction
-    inside the caller's (SQLite allows one writer)."""
+    Built with fees read beforehand (`recent_fees` in ton_loop.py): quoting reads nothing."""
 
     name = "ton"
 

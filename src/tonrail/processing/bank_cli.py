@@ -13,7 +13,7 @@ from tonrail.errors import TonrailError
 from tonrail.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from tonrail.rails.bank.service import BankFiles
+    from tonrail.processing.bank_files import BankFiles
 
 bank_app = typer.Typer(
     help="Bank transfer files: pain.001 payouts out, CAMT.053 statements in.",
@@ -23,7 +23,7 @@ bank_app = typer.Typer(
 
 def _files(settings: Settings) -> tuple[Database, BankFiles]:
     from tonrail.payments.service import PaymentService
-    from tonrail.rails.bank.service import BankFiles
+    from tonrail.processing.bank_files import BankFiles
 
     db = Database(
         settings.effective_database_url,
@@ -41,7 +41,7 @@ def export_payouts(
 ) -> None:
     """Write every bank payout not yet exported into one ISO 20022 pain.001 file (validated
     against its schema) for the operator to upload to the bank."""
-    from tonrail.rails.bank.service import ExportResult
+    from tonrail.processing.bank_files import ExportResult
 
     settings = get_settings()
 
@@ -63,7 +63,7 @@ def export_payouts(
 def import_statement(file: Path) -> None:
     """Reconcile a CAMT.053 statement: credits to invoice references (partial and unmatched
     lines included), debits to exported payouts. Importing twice changes nothing."""
-    from tonrail.rails.bank.service import ImportReport
+    from tonrail.processing.bank_files import ImportReport
 
     settings = get_settings()
 

@@ -28,10 +28,10 @@ from tonrail.ledger.service import post
 from tonrail.money import parse_minor
 from tonrail.payments.models import Attempt
 from tonrail.payments.service import PaymentService
+from tonrail.processing.models import ProviderEvent
 from tonrail.processing.outcomes import record_poll
 from tonrail.rails.base import PollResult
 from tonrail.settings import Settings
-from tonrail.webhooks.models import ProviderEvent
 
 log = structlog.get_logger(__name__)
 
