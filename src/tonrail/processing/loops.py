@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tonrail import clock
@@ -29,7 +29,7 @@ from tonrail.processing.ton_loop import ton_round
 from tonrail.rails.registry import enabled_rails, routing_policy
 from tonrail.settings import Settings
 
-NO_KEY_NOTE_EVERY_S = 1.0  # an idle TON loop tells the breaker of `ton` at most this often
+NO_KEY_NOTE_EVERY_S = 5.0  # an idle TON loop tells the breaker of `ton` at most this often
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,9 @@ async def ton_payouts(ctx: WorkerContext) -> int:
         return await ton_round(ctx.ton)
     if time.monotonic() - ctx.noted.get("ton", float("-inf")) >= NO_KEY_NOTE_EVERY_S:
         ctx.noted["ton"] = time.monotonic()
-        await note_ton_down(ctx.db, routing_policy(ctx.settings).breaker, "no hot wallet key")
+        breaker = routing_policy(ctx.settings).breaker
+        # Not a passing fault: open the breaker at once (and keep it open while idle).
+        await note_ton_down(ctx.db, replace(breaker, failure_threshold=1), "no hot wallet key")
     return 0
 
 

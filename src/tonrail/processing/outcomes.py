@@ -1,7 +1,10 @@
-"""Recording what a backup rail reports: attempt moves, payment status and ledger postings.
+"""A rail's report → attempts, payments, books: the one place outcomes are recorded.
 
-Used by the webhook processor, the bank statement import, checkout, and the processing
-loop; every function runs inside the caller's transaction and is safe to repeat.
+Backup rails (`record_submit`, `record_poll`): used by the backup loop, provider webhooks,
+the bank statement import and checkout; each runs inside the caller's transaction and is
+safe to repeat. TON (`finalize_request`, `expire_request`, `mark_unknown`): what the tracker
+(ton_track.py) read on chain, recorded in one transaction per request; a failed transfer
+goes back to the queue, to the router, or fails (`retry_or_fail`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """TON payouts, exactly once: assemble → sign and store → send → track to a final outcome.
 
 The order is what makes a crash harmless at any point:
-1. `assemble` claims queued payouts, starts their attempts, allocates (query_id, created_at),
+1. `assemble` claims queued payouts (dispatch.py routes them; ton_batch.py times and funds
+   them), starts their attempts, allocates (query_id, created_at),
    signs the highload request and stores the signed BOC — all in one database transaction.
    A crash before the commit leaves the payouts queued; nothing was signed for good.
 2. `send` (re-)sends stored BOCs. Re-sending is safe: the wallet accepts a query_id once.
-3. `track` reads the chain: the request's external transaction, the internal_transfer that
-   carries the out messages, and each transfer's own trace. A request that is past its
+3. `track` (ton_track.py, outcomes.py) reads the chain: the request's external transaction,
+   the internal_transfer that carries the out messages, and each transfer's own trace. A request that is past its
    validity and proven unprocessed (no transaction, `processed?` false) expires and its
    payouts go back to the queue for a new request with a new query_id. Nothing is ever
    re-signed while the old request could still be executed.
