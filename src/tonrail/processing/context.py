@@ -104,3 +104,13 @@ async def request_attempts(session: AsyncSession, request_id: str) -> Sequence[A
         .order_by(TonTransfer.position)
     )
     return (await session.execute(stmt)).scalars().all()
+
+
+async def request_transfers(session: AsyncSession, request_id: str) -> Sequence[TonTransfer]:
+    """The transfers of a request, in their order in the request."""
+    stmt = (
+        select(TonTransfer)
+        .where(TonTransfer.request_id == request_id)
+        .order_by(TonTransfer.position)
+    )
+    return (await session.execute(stmt)).scalars().all()

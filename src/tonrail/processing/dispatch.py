@@ -264,6 +264,23 @@ async def route_batch(
     return kept
 
 
+async def claim_queued(
+    session: AsyncSession, settings: Settings, worker_id: str, limit: int
+) -> list[Payment]:
+    """Lease queued payouts TON may take: unrouted, or routed to TON and not started."""
+    return await claim(
+        session,
+        Payment,
+        (Payment.direction == "out")
+        & (Payment.status == "queued")
+        & ((Payment.route.is_(None)) | (Payment.route == "ton")),
+        worker_id=worker_id,
+        lease_seconds=settings.worker_lease_seconds,
+        limit=limit,
+        order_by=(Payment.created_at,),
+    )
+
+
 async def claim_for_ton(
     routing: Routing,
     session: AsyncSession,
@@ -274,16 +291,8 @@ async def claim_for_ton(
     """The TON loop's claim: queued payouts unrouted or routed to TON, by priority; the fee
     optimizer's decision for each (when it runs); the router's answer. Returns the payouts
     kept for TON and the decisions."""
-    claimed = await claim(
-        session,
-        Payment,
-        (Payment.direction == "out")
-        & (Payment.status == "queued")
-        & ((Payment.route.is_(None)) | (Payment.route == "ton")),
-        worker_id=worker_id,
-        lease_seconds=routing.settings.worker_lease_seconds,
-        limit=routing.settings.ton_batch_max,
-        order_by=(Payment.created_at,),
+    claimed = await claim_queued(
+        session, routing.settings, worker_id, routing.settings.ton_batch_max
     )
     if not claimed:
         return [], {}
@@ -309,16 +318,8 @@ async def dispatch_round(db: Database, routing: Routing, worker_id: str) -> int:
             return 0
         if ton_up(await load_health(session), clock.now(), routing.policy):
             return 0
-        claimed = await claim(
-            session,
-            Payment,
-            (Payment.direction == "out")
-            & (Payment.status == "queued")
-            & ((Payment.route.is_(None)) | (Payment.route == "ton")),
-            worker_id=worker_id,
-            lease_seconds=routing.settings.worker_lease_seconds,
-            limit=routing.settings.worker_batch_size,
-            order_by=(Payment.created_at,),
+        claimed = await claim_queued(
+            session, routing.settings, worker_id, routing.settings.worker_batch_size
         )
         if claimed:
             await route_batch(routing, session, claimed, Unavailable(), {})

@@ -32,7 +32,12 @@ from tonrail.payments.bulk import AttemptMove, move_attempts, move_payments
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
 from tonrail.payments.states import TERMINAL_PAYMENT_STATES
-from tonrail.processing.context import TonRailContext, request_attempts, transaction
+from tonrail.processing.context import (
+    TonRailContext,
+    request_attempts,
+    request_transfers,
+    transaction,
+)
 from tonrail.processing.dispatch import attempts_of, ton_exhausted_by
 from tonrail.rails.base import PollResult, SubmitResult
 from tonrail.rails.ton.models import TonRequest, TonTransfer
@@ -168,17 +173,7 @@ async def finalize_request(
         assert request is not None
         if request.status == "final":
             return
-        transfers = (
-            (
-                await session.execute(
-                    select(TonTransfer)
-                    .where(TonTransfer.request_id == request_id)
-                    .order_by(TonTransfer.position)
-                )
-            )
-            .scalars()
-            .all()
-        )
+        transfers = await request_transfers(session, request_id)
         attempts = {
             a.id: a
             for a in (

@@ -7,10 +7,10 @@ The order is what makes a crash harmless at any point:
    A crash before the commit leaves the payouts queued; nothing was signed for good.
 2. `send` (re-)sends stored BOCs. Re-sending is safe: the wallet accepts a query_id once.
 3. `track` (ton_track.py, outcomes.py) reads the chain: the request's external transaction,
-   the internal_transfer that carries the out messages, and each transfer's own trace. A request that is past its
-   validity and proven unprocessed (no transaction, `processed?` false) expires and its
-   payouts go back to the queue for a new request with a new query_id. Nothing is ever
-   re-signed while the old request could still be executed.
+   the internal_transfer that carries the out messages, and each transfer's own trace. A
+   request that is past its validity and proven unprocessed (no transaction, `processed?`
+   false) expires and its payouts go back to the queue for a new request with a new
+   query_id. Nothing is ever re-signed while the old request could still be executed.
 """
 
 from __future__ import annotations

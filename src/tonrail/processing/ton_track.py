@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, select, update
 
 from tonrail import clock
 from tonrail.kit.claims import claim, release
-from tonrail.processing.context import TonRailContext, transaction
+from tonrail.processing.context import TonRailContext, request_transfers, transaction
 from tonrail.processing.outcomes import expire_request, finalize_request, mark_unknown
 from tonrail.rails.ton.chain_view import Msg, Tx, query_id_of, same_address
 from tonrail.rails.ton.feed import NotCovered
@@ -234,17 +234,7 @@ async def _settle(
     async with transaction(ctx) as session:
         request = await session.get(TonRequest, request_id)
         assert request is not None
-        transfers = (
-            (
-                await session.execute(
-                    select(TonTransfer)
-                    .where(TonTransfer.request_id == request_id)
-                    .order_by(TonTransfer.position)
-                )
-            )
-            .scalars()
-            .all()
-        )
+        transfers = await request_transfers(session, request_id)
         if request.status != "processed":
             request.status = "processed"
             request.ext_tx_hash = ext.hash
