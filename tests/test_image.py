@@ -121,6 +121,10 @@ def test_containers_run_as_non_root_on_a_read_only_root(stack: dict[str, str]) -
     assert out == ["10001 10001", "Read-only file system"]
     (image,) = json.loads(_podman("image", "inspect", info["ImageName"]).stdout)
     assert image["Config"]["StopSignal"] == "SIGTERM"
+    head = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert image["Labels"]["org.opencontainers.image.revision"] == (head or "unknown")
     assert "/healthz" in " ".join(image["Healthcheck"]["Test"])
     health = _podman("healthcheck", "run", serve, check=False)
     assert health.returncode == 0, health.stdout + health.stderr
@@ -187,6 +191,46 @@ async def test_a_worker_stopped_with_sigterm_hands_its_work_over_at_once(
     # The other worker finished them: long before the stopped worker's lease would have ended.
     assert datetime.now(UTC) < lease_ends
     assert holder not in await _locked_by(stack_db, ids)
+
+
+async def test_a_serve_container_stopped_with_sigterm_costs_no_request(
+    stack: dict[str, str],
+) -> None:
+    """A rolling restart of one `serve`: requests through the one port all succeed while it
+    stops (SIGTERM: uvicorn finishes what is in flight) and comes back."""
+    serve = f"{stack['NAME']}-serve-1"
+    statuses: list[int] = []
+    done = asyncio.Event()
+
+    async def traffic() -> None:
+        # A new connection each time, as many clients behind a load balancer would open.
+        while not done.is_set():
+            async with httpx.AsyncClient(base_url=stack["TONRAIL_API_URL"]) as client:
+                statuses.append((await client.get("/readyz")).status_code)
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(traffic())
+    try:
+        await asyncio.sleep(1)
+        stopped = await asyncio.to_thread(_podman, "stop", "--time", "30", serve)
+        assert stopped.returncode == 0
+        (state,) = json.loads(_podman("inspect", serve).stdout)
+        assert state["State"]["ExitCode"] == 0
+        await asyncio.sleep(1)
+        await asyncio.to_thread(_podman, "start", serve)
+        port = int(stack["TONRAIL_API_URL"].rsplit(":", 1)[1]) + 1
+        async with httpx.AsyncClient() as client:
+            for _ in range(120):
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).is_success:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.5)
+    finally:
+        done.set()
+        await task
+    assert len(statuses) > 10 and set(statuses) == {200}, statuses
 
 
 async def _leased_to_a_worker(

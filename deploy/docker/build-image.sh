@@ -43,5 +43,6 @@ fi
 
 podman build --format docker --layers \
   --build-arg BASE_IMAGE="$BASE_IMAGE" \
+  --build-arg VCS_REF="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
   -f deploy/docker/Dockerfile -t "$IMAGE:$TAG" -t "$IMAGE:latest" .
 echo "built $IMAGE:$TAG"
