@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -65,3 +70,27 @@ async def test_ledger_check_passes_then_catches_tampering(
 def test_worker_rejects_unknown_loop(cli_env: str) -> None:
     result = CliRunner().invoke(app, ["worker", "--only", "nope"])
     assert result.exit_code == 2 and "unknown loops" in result.output
+
+
+async def test_worker_stops_cleanly_on_sigterm_and_releases_its_leases(
+    database_url: str, tmp_path: Path
+) -> None:
+    """`docker stop` / ECS: SIGTERM ends `tonrail worker` with exit 0 and its leases given back."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "TON", "LOG"))}
+    env.update(DATABASE_URL=database_url, DATA_DIR=str(tmp_path), LOG_JSON="true")
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "tonrail"), "worker", "--only", "expire_invoices",
+        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    output = b""
+    while b"worker started" not in output:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+        assert line, output.decode(errors="replace")
+        output += line
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    output += rest
+    assert proc.returncode == 0, output.decode(errors="replace")
+    stopped = [ln for ln in output.decode().splitlines() if '"worker stopped"' in ln]
+    assert stopped and json.loads(stopped[-1])["released_leases"] == 0
