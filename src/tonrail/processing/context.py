@@ -26,6 +26,7 @@ from tonrail.rails.ton.highload import (
     HighloadWallet,
 )
 from tonrail.rails.ton.models import TonTransfer
+from tonrail.rails.ton.rail import HighloadRail
 from tonrail.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -79,6 +80,17 @@ class TonRailContext:
             mine = {self.wallet_raw, *([self.jetton_wallet] if self.jetton_wallet else [])}
             self.own_feeds = OwnFeeds(frozenset(a.upper() for a in mine))
         return self.own_feeds
+
+    @property
+    def rail(self) -> HighloadRail:
+        """The TON adapter for payouts (rails/ton/rail.py), on this context's wallet."""
+        return HighloadRail(
+            self.wallet,
+            self.sign,
+            self.api,
+            self.jetton_wallet,
+            self.settings.ton_jetton_forward_nanoton,
+        )
 
     @property
     def wallet_raw(self) -> str:

@@ -35,6 +35,7 @@ from tonrail.fees.service import (
 from tonrail.ids import new_id
 from tonrail.kit.claims import claim
 from tonrail.kit.faults import crashpoint
+from tonrail.payments.attempts import payment_view
 from tonrail.payments.bulk import AttemptMove, move_attempts, move_payments, start_attempts
 from tonrail.payments.models import Payment
 from tonrail.processing.context import TonRailContext, request_attempts, transaction
@@ -42,14 +43,9 @@ from tonrail.processing.dispatch import Routing, claim_for_ton
 from tonrail.processing.health import note_ton_down, note_ton_up
 from tonrail.processing.ton_batch import attach_for, chain_balances, fund, recent_fees, timing
 from tonrail.processing.ton_track import track_open
+from tonrail.rails.base import BatchRail
 from tonrail.rails.ton.chain_view import raw
-from tonrail.rails.ton.highload import (
-    OutTransfer,
-    jetton_transfer,
-    query_id_for,
-    sign_request,
-    ton_transfer,
-)
+from tonrail.rails.ton.highload import OutTransfer, SignedRequest, query_id_for
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
 from tonrail.rails.ton.quote import TonQuoter
 from tonrail.rails.ton.toncenter import ToncenterError
@@ -77,30 +73,6 @@ async def _next_query_seq(session: AsyncSession, wallet: str) -> int:
         .returning(TonQueryCounter.next_seq)
     )
     return int(result.scalar_one()) - 1
-
-
-def _out_transfer(
-    ctx: TonRailContext, payment: Payment, jetton_query_id: int, attach: int
-) -> OutTransfer:
-    """The out message for one payout; the comment carries our payment id."""
-    destination = Address(payment.counterparty or "")
-    comment = payment.id
-    if payment.asset == "TON":
-        # A user-friendly non-bounceable address means "may be uninitialized": honour it.
-        bounce = bool(getattr(destination, "is_bounceable", True))
-        return ton_transfer(destination, payment.amount, bounce, comment)
-    if ctx.jetton_wallet is None:
-        raise RuntimeError("USDT payouts need the USDT jetton master to be configured")
-    return jetton_transfer(
-        Address(ctx.jetton_wallet),
-        destination,
-        payment.amount,
-        attach_ton=attach,
-        forward_ton=ctx.settings.ton_jetton_forward_nanoton,
-        response=ctx.wallet.address,
-        query_id=jetton_query_id,
-        comment=comment,
-    )
 
 
 def routing_of(ctx: TonRailContext) -> Routing:
@@ -152,13 +124,14 @@ async def assemble(
         chain_created_at = int(now.timestamp()) - ctx.settings.ton_created_at_lag_s
         query_id = query_id_for(seq)
         jetton_query_ids = [secrets.randbits(63) for _ in claimed]
+        rail: BatchRail[OutTransfer, SignedRequest] = ctx.rail
         transfers = [
-            _out_transfer(ctx, p, jq, attach_for(ctx, decisions.get(p.id)))
+            rail.transfer(
+                payment_view(p), attach=attach_for(ctx, decisions.get(p.id)), jetton_query_id=jq
+            )
             for p, jq in zip(claimed, jetton_query_ids, strict=True)
         ]
-        signed = sign_request(
-            ctx.wallet,
-            ctx.sign,
+        signed = rail.sign(
             transfers,
             query_id=query_id,
             created_at=chain_created_at,
@@ -323,7 +296,7 @@ async def send_due(ctx: TonRailContext) -> int:
     sent = 0
     for request in due:
         try:
-            await ctx.api.send_boc(request.boc)
+            await ctx.rail.send(request.boc)
             crashpoint(ctx.settings, "ton.after_send")
         except Exception as exc:
             # The node may refuse a duplicate or a message that is already processed: the

@@ -9,8 +9,9 @@ the very same request.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 RailName = Literal["ton", "stripe", "paypal", "bank"]
 
@@ -90,4 +91,31 @@ class Rail(Protocol):
 
     async def poll(self, payment: PaymentView, attempt: AttemptView) -> PollResult:
         """The provider's current view of the attempt."""
+        ...
+
+
+TransferT = TypeVar("TransferT")
+SignedT = TypeVar("SignedT", covariant=True)
+
+
+class BatchRail(Protocol[TransferT, SignedT]):
+    """A rail that pays many payouts with one signed message (TON: rails/ton/rail.py).
+
+    Plain data as well: the pipeline allocates the message's id (`query_id`), stores what
+    `sign` returns together with the attempts in one transaction, and only then `send`s the
+    stored message — again after a crash or a lost answer (the wallet accepts an id once).
+    Nothing is signed twice while an earlier message could still be executed."""
+
+    def transfer(self, payment: PaymentView, *, attach: int, jetton_query_id: int) -> TransferT:
+        """What pays `payment` inside a batch."""
+        ...
+
+    def sign(
+        self, transfers: Sequence[TransferT], *, query_id: int, created_at: int, deploy: bool
+    ) -> SignedT:
+        """One message carrying `transfers`, signed; stored before it is sent."""
+        ...
+
+    async def send(self, message: str) -> None:
+        """Hand a stored message to the network; repeatable."""
         ...
