@@ -31,6 +31,7 @@ from tonrail import clock
 from tonrail.db import Database
 from tonrail.money import format_minor
 from tonrail.payments.models import Payment
+from tonrail.payments.states import PaymentStatus
 from tonrail.rails.ton.api import TonApi, jetton_balance
 from tonrail.rails.ton.chain_view import raw
 from tonrail.security import audit_log
@@ -446,7 +447,10 @@ class DemoTraffic:
             waiting = await session.scalar(
                 select(func.count())
                 .select_from(Payment)
-                .where(Payment.status == "requires_approval", Payment.account_id.in_(MERCHANTS))
+                .where(
+                    Payment.status == PaymentStatus.REQUIRES_APPROVAL,
+                    Payment.account_id.in_(MERCHANTS),
+                )
             )
         return int(waiting or 0) < LARGE_WAITING_MAX
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from tonrail.dashboard import sessions
 from tonrail.monitoring.models import Alert
 from tonrail.payments.models import Payment
+from tonrail.payments.states import PaymentStatus
 from tonrail.security.admins import PERMISSIONS, Admin, load_admin
 from tonrail.security.switches import all_switches
 from tonrail.web import database
@@ -71,7 +72,9 @@ async def signed_in(request: Request) -> Admin:
             select(func.count()).select_from(Alert).where(Alert.status == "open")
         )
         awaiting = await session.scalar(
-            select(func.count()).select_from(Payment).where(Payment.status == "requires_approval")
+            select(func.count())
+            .select_from(Payment)
+            .where(Payment.status == PaymentStatus.REQUIRES_APPROVAL)
         )
     request.state.dashboard = {
         "admin": admin,

@@ -2,8 +2,8 @@
 
 Every action runs in the caller's transaction and appends to the audit log in that same
 transaction: the change and its record commit together or not at all. Payment moves go
-through `PaymentService` (the state machine in payments/states.py and its compare-and-set),
-so the dashboard applies exactly the rules the API does.
+through `payments/transitions.py` (the state machine in payments/states.py and its
+compare-and-set), so the dashboard applies exactly the rules the API does.
 
 A retry never risks paying twice: it is only offered for a queued payout whose last attempt
 has a final outcome proving nothing left the wallet (failed or expired) and which waits on
@@ -27,12 +27,19 @@ from tonrail.dashboard.queries.operations import payment as load_payment
 from tonrail.errors import Conflict, InvalidRequest, NotFound
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
-from tonrail.payments.states import LIVE_ATTEMPT_STATES, TERMINAL_PAYMENT_STATES
+from tonrail.payments.states import (
+    FAILED_ATTEMPT_STATES,
+    LIVE_ATTEMPT_STATES,
+    TERMINAL_PAYMENT_STATES,
+    AttemptStatus,
+    PaymentStatus,
+)
+from tonrail.payments.transitions import move_payment
 from tonrail.security import audit_log, lockouts
 from tonrail.security.switches import SWITCHES, OpsSwitch, set_switch
 
 REASON_MAX = 500
-PROVEN_NOT_SENT = frozenset({"failed", "expired"})  # attempt outcomes: nothing is in flight
+PROVEN_NOT_SENT = FAILED_ATTEMPT_STATES  # attempt outcomes: nothing is in flight
 
 
 @dataclass(frozen=True)
@@ -55,23 +62,23 @@ def retry_verdict(p: PendingPayment, now: datetime, paused: bool) -> Verdict:
             False, "retry_not_applicable", "an invoice waits for the customer: nothing to retry"
         )
     if p.status in TERMINAL_PAYMENT_STATES:
-        if p.status == "failed":
+        if p.status == PaymentStatus.FAILED:
             message = (
                 "the payout failed for good: its reservation and daily volume were released; "
                 "create a new payout to pay again"
             )
-        elif p.status == "succeeded":
+        elif p.status == PaymentStatus.SUCCEEDED:
             message = "the payout succeeded: retrying it would pay twice"
         else:
             message = f"the payout is {p.status}: nothing to retry"
         return Verdict(False, "payment_final", message)
-    if p.status == "requires_approval":
+    if p.status == PaymentStatus.REQUIRES_APPROVAL:
         return Verdict(
             False, "awaiting_approval", "the payout waits for its approvers (Approvals page)"
         )
     live = _live(p.attempts)
-    if live is not None or p.status == "processing":
-        if live is not None and live.status == "unknown":
+    if live is not None or p.status == PaymentStatus.PROCESSING:
+        if live is not None and live.status == AttemptStatus.UNKNOWN:
             return Verdict(
                 False,
                 "attempt_outcome_unknown",
@@ -122,7 +129,7 @@ def cancel_verdict(p: PendingPayment) -> Verdict:
             False, "payment_final", f"the payment is {p.status} already: there is nothing to cancel"
         )
     live = _live(p.attempts)
-    if p.status == "processing" or live is not None:
+    if p.status == PaymentStatus.PROCESSING or live is not None:
         what = f"attempt {live.number} on {live.rail} ({live.status})" if live else "an attempt"
         return Verdict(
             False,
@@ -190,22 +197,20 @@ async def approve(
     return str(body["status"]), len(approvals)
 
 
-async def reject(
-    session: AsyncSession, payments: PaymentService, actor: str, payment_id: str, reason: str
-) -> None:
+async def reject(session: AsyncSession, actor: str, payment_id: str, reason: str) -> None:
     """Cancel a payout waiting for approval, with the approver's reason."""
     payment = await _payment_for_update(session, payment_id)
     if payment.direction != "out":
         raise NotFound(f"no payout {payment_id!r}", param="id", code="payment_not_found")
-    if payment.status != "requires_approval":
+    if payment.status != PaymentStatus.REQUIRES_APPROVAL:
         raise Conflict(
             f"the payout is {payment.status}, not waiting for approval: it cannot be rejected",
             code="not_awaiting_approval",
         )
-    await payments.transition(
+    await move_payment(
         session,
         payment,
-        "canceled",
+        PaymentStatus.CANCELED,
         actor=actor,
         failure_code="rejected_by_approver",
         failure_message=reason,
@@ -220,19 +225,17 @@ async def reject(
 
 
 # ------------------------------------------------------------------ payments
-async def cancel(
-    session: AsyncSession, payments: PaymentService, actor: str, payment_id: str, reason: str
-) -> str:
+async def cancel(session: AsyncSession, actor: str, payment_id: str, reason: str) -> str:
     """Cancel a payment before any money can move; returns the status it had."""
     payment = await _payment_for_update(session, payment_id)
     verdict = cancel_verdict(await _pending_view(session, payment_id))
     if not verdict.allowed:
         raise _refuse(verdict)
     previous = payment.status
-    await payments.transition(
+    await move_payment(
         session,
         payment,
-        "canceled",
+        PaymentStatus.CANCELED,
         actor=actor,
         failure_code="canceled_by_operator",
         failure_message=reason,
@@ -261,7 +264,7 @@ async def retry(
         update(Payment)
         .where(
             Payment.id == payment_id,
-            Payment.status == "queued",
+            Payment.status == PaymentStatus.QUEUED,
             Payment.locked_by.is_(None),
             Payment.locked_until == view.locked_until,
         )

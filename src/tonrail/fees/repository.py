@@ -15,7 +15,9 @@ from sqlalchemy.orm import aliased
 
 from tonrail.fees.models import FeeDecisionRecord, FeeSample
 from tonrail.payments.models import Payment
+from tonrail.payments.states import PaymentStatus
 from tonrail.rails.ton.models import TonRequest, TonTransfer
+from tonrail.rails.ton.states import RequestStatus, TransferStatus
 
 TRANSFERS_READ_MAX = 5_000  # newest confirmed transfers looked at for fee history
 
@@ -56,7 +58,8 @@ async def request_latencies_ms(session: AsyncSession, since: datetime) -> list[i
     """Our own requests done since `since`: signed -> seen processed (or final, which is
     the tracker's next step), in ms. An upper bound of inclusion latency, by the polling."""
     stmt = select(TonRequest.created_at, TonRequest.updated_at).where(
-        TonRequest.status.in_(("processed", "final")), TonRequest.updated_at >= since
+        TonRequest.status.in_((RequestStatus.PROCESSED, RequestStatus.FINAL)),
+        TonRequest.updated_at >= since,
     )
     rows = (await session.execute(stmt)).all()
     return [max(0, int((done - signed).total_seconds() * 1000)) for signed, done in rows]
@@ -92,7 +95,7 @@ async def paid_transfers(session: AsyncSession, since: datetime) -> list[PaidTra
         )
         .join(TonRequest, TonRequest.id == TonTransfer.request_id)
         .where(
-            TonTransfer.status == "confirmed",
+            TonTransfer.status == TransferStatus.CONFIRMED,
             TonTransfer.fee.is_not(None),
             TonTransfer.updated_at >= since,
         )
@@ -109,7 +112,7 @@ async def queued_by_priority(session: AsyncSession) -> dict[str, int]:
         select(Payment.priority, func.count())
         .where(
             Payment.direction == "out",
-            Payment.status == "queued",
+            Payment.status == PaymentStatus.QUEUED,
             (Payment.route.is_(None)) | (Payment.route == "ton"),
         )
         .group_by(Payment.priority)

@@ -20,11 +20,17 @@ from tonrail.kit.models import WorkerHeartbeat
 from tonrail.monitoring.models import AlertDelivery, MonitoringSignal
 from tonrail.monitoring.signals import parse_labels
 from tonrail.payments.models import Attempt, Payment
-from tonrail.payments.states import PaymentStatus
+from tonrail.payments.states import (
+    FAILED_ATTEMPT_STATES,
+    FINAL_ATTEMPT_STATES,
+    PENDING_PAYMENT_STATES,
+    AttemptStatus,
+    PaymentStatus,
+)
 from tonrail.security.models import Lockout, SecurityFailure
 from tonrail.settings import Settings
 
-PENDING_STATES = (PaymentStatus.QUEUED, PaymentStatus.PROCESSING)
+PENDING_STATES = PENDING_PAYMENT_STATES
 LIST_CAP = 1000
 # A channel whose delivery failed this often and is still retrying counts as failing.
 RETRYING_ATTEMPTS = 3
@@ -151,23 +157,26 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
     # -- finished inside the window
     rows = await session.execute(
         select(Payment.status, func.count(), func.sum(Payment.usdt_equivalent))
-        .where(Payment.completed_at >= since, Payment.status.in_(("succeeded", "failed")))
+        .where(
+            Payment.completed_at >= since,
+            Payment.status.in_((PaymentStatus.SUCCEEDED, PaymentStatus.FAILED)),
+        )
         .group_by(Payment.status)
     )
     for status, count, usdt in rows:
         snap.finished[status] = int(count)
-        if status == "succeeded":
+        if status == PaymentStatus.SUCCEEDED:
             snap.window_volume_usdt = int(usdt or 0)
     rows = await session.execute(
         select(Attempt.rail, Attempt.status, func.count())
-        .where(Attempt.updated_at >= since, Attempt.status.in_(("confirmed", "failed", "expired")))
+        .where(Attempt.updated_at >= since, Attempt.status.in_(FINAL_ATTEMPT_STATES))
         .group_by(Attempt.rail, Attempt.status)
     )
     for rail_name, status, count in rows:
         snap.attempts_finished[(rail_name, status)] = int(count)
     rows = await session.execute(
         select(Attempt.rail, Attempt.error_code, func.count())
-        .where(Attempt.updated_at >= since, Attempt.status.in_(("failed", "expired")))
+        .where(Attempt.updated_at >= since, Attempt.status.in_(FAILED_ATTEMPT_STATES))
         .group_by(Attempt.rail, Attempt.error_code)
     )
     for rail_name, code, count in rows:
@@ -250,7 +259,7 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
     rows = await session.execute(
         select(Payment.counterparty, Payment.requested_by, func.max(Attempt.updated_at))
         .join(Payment, Payment.id == Attempt.payment_id)
-        .where(Attempt.updated_at >= since, Attempt.status == "failed")
+        .where(Attempt.updated_at >= since, Attempt.status == AttemptStatus.FAILED)
         .group_by(Payment.id, Payment.counterparty, Payment.requested_by)
         .limit(LIST_CAP * 10)
     )

@@ -11,6 +11,7 @@ from tonrail.chain.links import transfer_link
 from tonrail.fees.schemas import FeeDecisionOut
 from tonrail.money import format_minor
 from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.states import AttemptStatus, PaymentStatus
 
 Priority = Literal["urgent", "normal", "low"]
 
@@ -41,7 +42,7 @@ class AttemptOut(BaseModel):
     id: str
     number: int
     rail: str
-    status: str
+    status: AttemptStatus
     provider_ref: str | None
     fee: str | None
     fee_asset: str | None
@@ -72,7 +73,7 @@ class AttemptOut(BaseModel):
 class PaymentOut(BaseModel):
     object: Literal["payout", "invoice"]
     id: str
-    status: str
+    status: PaymentStatus
     direction: Literal["in", "out"]
     amount: str
     amount_minor: int

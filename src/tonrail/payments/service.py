@@ -336,7 +336,7 @@ class PaymentService:
 
         async def work(session: AsyncSession) -> dict[str, Any]:
             payment = await self._load(session, principal, payment_id, direction)
-            await self.transition(session, payment, "canceled", actor=principal.identity)
+            await move_payment(session, payment, PaymentStatus.CANCELED, actor=principal.identity)
             return await self._render(session, payment)
 
         return await self.idempotent(ikey, 200, work)
@@ -363,7 +363,7 @@ class PaymentService:
         payment = await repo.get(session, payment_id, account_id)
         if payment is None or payment.direction != "out":
             raise NotFound(f"no payout {payment_id!r}", param="id")
-        if payment.status != "requires_approval":
+        if payment.status != PaymentStatus.REQUIRES_APPROVAL:
             raise Conflict(
                 f"payout is {payment.status}, not waiting for approval",
                 code="not_awaiting_approval",
@@ -384,7 +384,7 @@ class PaymentService:
             payment.id,
         )
         if approvals_satisfied(self.policy, payment.requested_by, [*existing, approver]):
-            await self.transition(session, payment, "queued", actor=approver)
+            await move_payment(session, payment, PaymentStatus.QUEUED, actor=approver)
         return await self._render(session, payment)
 
     # ---------------------------------------------------------------- state changes

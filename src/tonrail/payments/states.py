@@ -81,6 +81,8 @@ FINAL_ATTEMPT_STATES: Final[frozenset[AttemptStatus]] = frozenset(
 TERMINAL_PAYMENT_STATES: Final[frozenset[PaymentStatus]] = frozenset(
     {P.SUCCEEDED, P.FAILED, P.CANCELED, P.EXPIRED}
 )
+# Payments the worker owes an outcome (the monitoring rule's "pending").
+PENDING_PAYMENT_STATES: Final[tuple[PaymentStatus, ...]] = (P.QUEUED, P.PROCESSING)
 # A payout ending in one of these never moved money: its reservation is released.
 RELEASING_PAYOUT_STATES: Final[frozenset[PaymentStatus]] = frozenset({P.CANCELED, P.FAILED})
 

@@ -28,6 +28,7 @@ from tonrail.ledger.service import post
 from tonrail.money import parse_minor
 from tonrail.payments.models import Attempt
 from tonrail.payments.service import PaymentService
+from tonrail.payments.states import AttemptStatus
 from tonrail.processing.models import ProviderEvent
 from tonrail.processing.outcomes import record_poll
 from tonrail.rails.base import PollResult
@@ -89,7 +90,7 @@ class BankFiles:
                 (
                     await session.execute(
                         select(Attempt)
-                        .where(Attempt.rail == "bank", Attempt.status == "submitted")
+                        .where(Attempt.rail == "bank", Attempt.status == AttemptStatus.SUBMITTED)
                         .order_by(Attempt.created_at, Attempt.id)
                         .with_for_update()
                     )
@@ -208,7 +209,8 @@ class BankFiles:
             (
                 await session.execute(
                     select(Attempt).where(
-                        Attempt.rail == "bank", Attempt.status.in_(("submitted", "unknown"))
+                        Attempt.rail == "bank",
+                        Attempt.status.in_((AttemptStatus.SUBMITTED, AttemptStatus.UNKNOWN)),
                     )
                 )
             )
@@ -257,7 +259,7 @@ class BankFiles:
                     select(Attempt).where(
                         Attempt.rail == "bank",
                         Attempt.provider_ref == end_to_end,
-                        Attempt.status.in_(("submitted", "unknown")),
+                        Attempt.status.in_((AttemptStatus.SUBMITTED, AttemptStatus.UNKNOWN)),
                     )
                 )
             )

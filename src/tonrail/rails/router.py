@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from tonrail.payments.states import FAILED_ATTEMPT_STATES, LIVE_ATTEMPT_STATES, AttemptStatus
 from tonrail.rails.base import PaymentView, Quote, RailName
 
 BreakerStateName = Literal["closed", "open", "half_open"]
@@ -82,7 +83,7 @@ class RoutingPolicy:
 @dataclass(frozen=True, slots=True)
 class PastAttempt:
     rail: RailName
-    status: str  # created | submitted | unknown | confirmed | failed | expired
+    status: AttemptStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +171,15 @@ def choose_rail(payment: PaymentView, ctx: RouteContext, policy: RoutingPolicy) 
     backup rail (by priority) that is enabled, quoted available (direction, currency,
     counterparty, max amount) and healthy."""
     for a in ctx.attempts:
-        if a.status in ("created", "submitted", "unknown"):
+        if a.status in LIVE_ATTEMPT_STATES:
             return Wait(reason=f"attempt_{a.status}", attempt_rail=a.rail)
-    if any(a.status == "confirmed" for a in ctx.attempts):
+    if any(a.status == AttemptStatus.CONFIRMED for a in ctx.attempts):
         return NoRail(tuple(Skip(a.rail, "already_confirmed") for a in ctx.attempts))
     skipped: list[Skip] = []
     reason = fallback_reason(payment, ctx, policy)
-    ton_failed_before = any(a.rail == "ton" and a.status == "failed" for a in ctx.attempts)
+    ton_failed_before = any(
+        a.rail == "ton" and a.status == AttemptStatus.FAILED for a in ctx.attempts
+    )
     if reason is None and not ton_failed_before:
         why = _skip_reason("ton", ctx, policy)
         if why is None:
@@ -192,7 +195,7 @@ def choose_rail(payment: PaymentView, ctx: RouteContext, policy: RoutingPolicy) 
         reason = f"ton_{why}"
     else:
         skipped.append(Skip("ton", reason))
-    tried = {a.rail for a in ctx.attempts if a.status in ("failed", "expired")}
+    tried = {a.rail for a in ctx.attempts if a.status in FAILED_ATTEMPT_STATES}
     for rail in policy.backup_order:
         if rail == "ton":
             continue

@@ -20,6 +20,7 @@ from tonrail.dashboard.queries import approvals as q
 from tonrail.dashboard.templating import render
 from tonrail.errors import TonrailError
 from tonrail.payments.service import PaymentService
+from tonrail.payments.states import PaymentStatus
 from tonrail.security.admins import Admin
 
 router = APIRouter()
@@ -116,7 +117,7 @@ async def approve(
             )
         return await _answer(request, {**_flash_of(exc), "message": message}, exc.status)
     required = payments.policy.approvals_required
-    if status == "queued":
+    if status == PaymentStatus.QUEUED:
         message = f"Approved {payment_id} ({count} of {required}): it is queued for sending."
     else:
         message = (
@@ -137,7 +138,7 @@ async def reject(
         why = interventions.clean_reason(reason, required=True)
         assert why is not None
         async with db_of(request).transaction() as session:
-            await interventions.reject(session, _payments(request), actor(admin), payment_id, why)
+            await interventions.reject(session, actor(admin), payment_id, why)
     except TonrailError as exc:
         return await _answer(request, _flash_of(exc), exc.status)
     message = f"Rejected {payment_id}: it is canceled and its reservation released."

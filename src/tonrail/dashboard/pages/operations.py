@@ -22,7 +22,6 @@ from tonrail.dashboard.deps import actor, context, db_of, is_htmx, require, sett
 from tonrail.dashboard.queries import operations as q
 from tonrail.dashboard.templating import render
 from tonrail.errors import InvalidRequest, NotFound, TonrailError
-from tonrail.payments.service import PaymentService
 from tonrail.security import audit_log
 from tonrail.security.admins import Admin
 from tonrail.security.switches import is_on
@@ -33,11 +32,6 @@ T = TypeVar("T")
 CHANGED = "ops-changed"  # the HX-Trigger event the panels reload on
 STUCK_SHOWN = 25
 ACTION_FILTER_MAX = 64
-
-
-def _payments(request: Request) -> PaymentService:
-    service: PaymentService = request.app.state.payments
-    return service
 
 
 def _verdicts(p: q.PendingPayment, paused: bool) -> dict[str, interventions.Verdict]:
@@ -263,12 +257,10 @@ async def cancel_payment(
     reason: str = Form(""),
     admin: Admin = Depends(require("operate")),
 ) -> Response:
-    payments = _payments(request)
-
     async def run(session: AsyncSession) -> str:
         why = interventions.clean_reason(reason, required=True)
         assert why is not None
-        return await interventions.cancel(session, payments, actor(admin), payment_id, why)
+        return await interventions.cancel(session, actor(admin), payment_id, why)
 
     return await _act(
         request, run, lambda was: f"Canceled {payment_id} (it was {was}); nothing was sent."

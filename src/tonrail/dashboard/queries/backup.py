@@ -30,6 +30,12 @@ from tonrail.dashboard.queries.fees import (
 from tonrail.db import Database
 from tonrail.money import ASSET_DECIMALS
 from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.states import (
+    FINAL_ATTEMPT_STATES,
+    LIVE_ATTEMPT_STATES,
+    AttemptStatus,
+    PaymentStatus,
+)
 from tonrail.rails.base import RailName
 from tonrail.rails.models import RailHealth
 from tonrail.rails.router import BACKUP_RAILS, Breaker, BreakerPolicy, breaker_allows
@@ -37,16 +43,9 @@ from tonrail.rails.router import BACKUP_RAILS, Breaker, BreakerPolicy, breaker_a
 RAILS: tuple[str, ...] = tuple(get_args(RailName))
 BACKUPS: tuple[str, ...] = BACKUP_RAILS
 DIRECTIONS: tuple[str, ...] = ("out", "in")
-ATTEMPT_STATUSES: tuple[str, ...] = (
-    "created",
-    "submitted",
-    "unknown",
-    "confirmed",
-    "failed",
-    "expired",
-)
-LIVE = ("created", "submitted", "unknown")
-FINISHED = ("confirmed", "failed", "expired")
+ATTEMPT_STATUSES: tuple[str, ...] = tuple(AttemptStatus)
+LIVE = LIVE_ATTEMPT_STATES
+FINISHED = FINAL_ATTEMPT_STATES
 REASON_MAX = 64
 COLORS = {"ton": "#0098ea", "stripe": "#635bff", "paypal": "#f59e0b", "bank": "#16a34a"}
 
@@ -129,7 +128,7 @@ async def rail_stats(
             s.payouts += n
         else:
             s.invoices += n
-        if status == "confirmed":
+        if status == AttemptStatus.CONFIRMED:
             s.volume[asset] = s.volume.get(asset, 0) + int(amount or 0)
             if fee is not None and fee_asset:
                 s.fees[fee_asset] = s.fees.get(fee_asset, 0) + int(fee)
@@ -153,7 +152,7 @@ async def rail_series(
         b,
         Attempt.rail,
         func.count(),
-        func.sum(case((Attempt.status == "confirmed", 1), else_=0)),
+        func.sum(case((Attempt.status == AttemptStatus.CONFIRMED, 1), else_=0)),
         func.sum(case((Attempt.status.in_(FINISHED), 1), else_=0)),
     ).where(Attempt.created_at >= r.since(now), Attempt.created_at <= now)
     if direction:
@@ -176,7 +175,7 @@ async def reason_counts(
         reason,
         Attempt.rail,
         func.count(),
-        func.sum(case((Attempt.status == "confirmed", 1), else_=0)),
+        func.sum(case((Attempt.status == AttemptStatus.CONFIRMED, 1), else_=0)),
     ).where(
         Attempt.rail.in_(BACKUP_RAILS), Attempt.created_at >= since, Attempt.created_at <= until
     )
@@ -294,7 +293,7 @@ async def no_rail(
     session: AsyncSession, since: datetime, until: datetime, recent: int = 5
 ) -> Unroutable:
     failed = (
-        Payment.status == "failed",
+        Payment.status == PaymentStatus.FAILED,
         Payment.failure_code == "no_rail_available",
         Payment.updated_at >= since,
         Payment.updated_at <= until,
@@ -323,7 +322,7 @@ async def waiting_for_backup(session: AsyncSession) -> dict[tuple[str, str], int
     rows = (
         await session.execute(
             select(Payment.route, Payment.route_reason, func.count())
-            .where(Payment.status == "queued", Payment.route.in_(BACKUP_RAILS))
+            .where(Payment.status == PaymentStatus.QUEUED, Payment.route.in_(BACKUP_RAILS))
             .group_by(Payment.route, Payment.route_reason)
         )
     ).all()

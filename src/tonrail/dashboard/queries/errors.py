@@ -28,6 +28,7 @@ from tonrail.chain.address import counterparty_key
 from tonrail.dashboard.shared import SharedFigures
 from tonrail.db import Database
 from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.states import FAILED_ATTEMPT_STATES, FINAL_ATTEMPT_STATES, PaymentStatus
 from tonrail.security.lockouts import active as active_lockouts
 
 # name -> (span, bucket seconds of the chart)
@@ -38,8 +39,6 @@ RANGES: dict[str, tuple[timedelta, int]] = {
 }
 # A report is shared by every viewer (and poll) of the process while younger than this.
 CACHE_SECONDS: dict[str, int] = {"1h": 2, "24h": 15, "7d": 60}
-FAILED_ATTEMPT_STATES = ("failed", "expired")
-FINAL_ATTEMPT_STATES = ("confirmed", "failed", "expired")
 TOP_CODES_IN_CHART = 6
 TOP_COUNTERPARTIES = 10
 RECENT = 20
@@ -128,7 +127,7 @@ def _failures(since: datetime, until: datetime, payee: bool = True) -> Subquery:
         Payment.completed_at.label("at"),
         Payment.id.label("payment_id"),
     ).where(
-        Payment.status == "failed",
+        Payment.status == PaymentStatus.FAILED,
         Payment.completed_at >= since,
         Payment.completed_at < until,
         # A per-row count, not NOT EXISTS: PostgreSQL would hash every attempt for the

@@ -11,11 +11,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.states import PENDING_PAYMENT_STATES, PaymentStatus
 from tonrail.security.audit_log import AuditEntry
 from tonrail.security.models import Lockout
 from tonrail.security.switches import SWITCHES, OpsSwitch
 
-PENDING = ("queued", "processing")  # the monitoring rule's pending states
+PENDING = PENDING_PAYMENT_STATES
 STUCK_LOOKED_AT = 500  # pending payments older than the stuck age examined, oldest first
 HELD_SHOWN = 20
 LOCKOUTS_SHOWN = 200
@@ -165,7 +166,7 @@ async def stuck(
 
 async def held_by_pause(session: AsyncSession) -> Held:
     """Payouts the pause keeps from being signed: queued, oldest first."""
-    where = (Payment.direction == "out", Payment.status == "queued")
+    where = (Payment.direction == "out", Payment.status == PaymentStatus.QUEUED)
     count = await session.scalar(select(func.count()).select_from(Payment).where(*where))
     rows = list(
         (

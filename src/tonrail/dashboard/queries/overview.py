@@ -362,10 +362,10 @@ async def finished(session: AsyncSession, window: Window) -> Finished:
     out = Finished(bucket_succeeded=[0] * window.buckets, bucket_failed=[0] * window.buckets)
     for b, inside, status, direction, asset, count, amount, usdt in rows:
         n, amount, usdt = int(count), int(amount or 0), int(usdt or 0)
-        if status == "failed":
+        if status == PaymentStatus.FAILED:
             out.bucket_failed[b] += n
             out.failed += n if inside else 0
-        elif status == "succeeded":
+        elif status == PaymentStatus.SUCCEEDED:
             key = (direction, asset)
             out.bucket_succeeded[b] += n
             out.bucket_volume.setdefault(key, [0] * window.buckets)[b] += usdt
@@ -409,7 +409,7 @@ async def confirmation(session: AsyncSession, window: Window, dialect: str) -> C
     PostgreSQL computes both with percentile_disc; SQLite builds a histogram of the shown
     values, so a few hundred rows leave the database, never one per payment."""
     payout_done: ColumnElement[bool] = and_(
-        Payment.direction == "out", Payment.status == "succeeded"
+        Payment.direction == "out", Payment.status == PaymentStatus.SUCCEEDED
     )
     if dialect == "sqlite":
         # As an expression, not plain WHERE terms: the completion-time index must drive the
@@ -711,14 +711,15 @@ async def overview(
 
 def statuses_in(series: dict[str, list[int]]) -> Sequence[str]:
     """Statuses in a stable display order: finished first, then in flight, then the rest."""
+    p = PaymentStatus
     order = (
-        "succeeded",
-        "failed",
-        "processing",
-        "queued",
-        "requires_approval",
-        "awaiting_payment",
-        "canceled",
-        "expired",
+        p.SUCCEEDED,
+        p.FAILED,
+        p.PROCESSING,
+        p.QUEUED,
+        p.REQUIRES_APPROVAL,
+        p.AWAITING_PAYMENT,
+        p.CANCELED,
+        p.EXPIRED,
     )
     return [s for s in order if s in series] + sorted(s for s in series if s not in order)
