@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from tonrail.dashboard import sessions
 from tonrail.monitoring.models import Alert
+from tonrail.monitoring.states import AlertStatus
 from tonrail.payments.models import Payment
 from tonrail.payments.states import PaymentStatus
 from tonrail.security.admins import PERMISSIONS, Admin, load_admin
@@ -69,7 +70,7 @@ async def signed_in(request: Request) -> Admin:
             raise LoginRequired(next_url)
         switches = await all_switches(session)
         open_alerts = await session.scalar(
-            select(func.count()).select_from(Alert).where(Alert.status == "open")
+            select(func.count()).select_from(Alert).where(Alert.status == AlertStatus.OPEN)
         )
         awaiting = await session.scalar(
             select(func.count())

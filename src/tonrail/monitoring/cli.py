@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from tonrail.command import cli_actor, run_command
 from tonrail.db import Database
+from tonrail.monitoring.states import ACTIVE_ALERT_STATES
 from tonrail.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def alerts_list(
         async with db.transaction() as session:
             stmt = select(Alert).order_by(Alert.opened_at.desc()).limit(200)
             if not all_:
-                stmt = stmt.where(Alert.status.in_(("open", "acknowledged")))
+                stmt = stmt.where(Alert.status.in_(ACTIVE_ALERT_STATES))
             return list((await session.execute(stmt)).scalars())
 
     rows = run_command(work)

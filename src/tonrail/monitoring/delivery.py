@@ -21,6 +21,7 @@ from tonrail.db import Database
 from tonrail.kit.claims import claim
 from tonrail.monitoring.channels.base import AlertMessage, Channel, ChannelError
 from tonrail.monitoring.models import Alert, AlertDelivery, AlertEvent
+from tonrail.monitoring.states import DeliveryStatus
 from tonrail.monitoring.store import mark_delivery
 from tonrail.settings import Settings
 
@@ -72,7 +73,8 @@ async def deliver_due(
         due = await claim(
             session,
             AlertDelivery,
-            (AlertDelivery.status == "pending") & (AlertDelivery.next_attempt_at <= now),
+            (AlertDelivery.status == DeliveryStatus.PENDING)
+            & (AlertDelivery.next_attempt_at <= now),
             worker_id=worker_id,
             lease_seconds=max(settings.alert_channel_timeout_seconds * 3, 30),
             limit=limit,
@@ -104,7 +106,7 @@ async def deliver_due(
                     session,
                     d.id,
                     {
-                        "status": "sent",
+                        "status": DeliveryStatus.SENT,
                         "attempts": attempts,
                         "sent_at": done_at,
                         "last_error": None,
@@ -145,7 +147,7 @@ async def deliver_due(
                 "locked_until": None,
             }
             if final:
-                values["status"] = "failed"
+                values["status"] = DeliveryStatus.FAILED
             else:
                 values["next_attempt_at"] = done_at + timedelta(seconds=backoff(settings, attempts))
             await mark_delivery(session, d.id, values)

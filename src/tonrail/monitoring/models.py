@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tonrail.db import Base, BigInt, JsonDoc, UTCDateTime
+from tonrail.db import Base, BigInt, JsonDoc, StatusText, UTCDateTime
+from tonrail.monitoring.states import AlertStatus, DeliveryStatus
 
 
 class Alert(Base):
@@ -21,7 +22,7 @@ class Alert(Base):
     dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
     rule: Mapped[str] = mapped_column(String(48))
     severity: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))  # open | acknowledged | resolved
+    status: Mapped[AlertStatus] = mapped_column(StatusText(AlertStatus, 16))
     summary: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -58,7 +59,7 @@ class AlertDelivery(Base):
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(16))  # trigger | acknowledge | resolve | report
-    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed | canceled
+    status: Mapped[DeliveryStatus] = mapped_column(StatusText(DeliveryStatus, 16))
     attempts: Mapped[int] = mapped_column(BigInt, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)

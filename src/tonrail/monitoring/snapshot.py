@@ -19,6 +19,7 @@ from tonrail.events.models import OutboxEvent
 from tonrail.kit.models import WorkerHeartbeat
 from tonrail.monitoring.models import AlertDelivery, MonitoringSignal
 from tonrail.monitoring.signals import parse_labels
+from tonrail.monitoring.states import DeliveryStatus
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.states import (
     FAILED_ATTEMPT_STATES,
@@ -304,13 +305,16 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
         snap.deliveries[(channel, status)] = int(count)
     for channel, count in await session.execute(
         select(AlertDelivery.channel, func.count())
-        .where(AlertDelivery.status == "failed", AlertDelivery.created_at >= since)
+        .where(AlertDelivery.status == DeliveryStatus.FAILED, AlertDelivery.created_at >= since)
         .group_by(AlertDelivery.channel)
     ):
         snap.deliveries_failed_recent[channel] = int(count)
     for channel, count in await session.execute(
         select(AlertDelivery.channel, func.count())
-        .where(AlertDelivery.status == "pending", AlertDelivery.attempts >= RETRYING_ATTEMPTS)
+        .where(
+            AlertDelivery.status == DeliveryStatus.PENDING,
+            AlertDelivery.attempts >= RETRYING_ATTEMPTS,
+        )
         .group_by(AlertDelivery.channel)
     ):
         snap.deliveries_retrying[channel] = int(count)

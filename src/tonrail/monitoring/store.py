@@ -20,8 +20,9 @@ from tonrail.errors import Conflict, NotFound
 from tonrail.ids import new_id
 from tonrail.monitoring.models import Alert, AlertDelivery, AlertEvent
 from tonrail.monitoring.rules import Finding
+from tonrail.monitoring.states import ACTIVE_ALERT_STATES, AlertStatus, DeliveryStatus
 
-ACTIVE = ("open", "acknowledged")
+ACTIVE = ACTIVE_ALERT_STATES
 
 
 def _event(
@@ -47,7 +48,7 @@ def _queue(
                 alert_id=alert.id,
                 channel=channel,
                 action=action,
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 attempts=0,
                 next_attempt_at=due,
                 created_at=clock.now(),
@@ -117,7 +118,7 @@ async def apply_findings(
                 dedup_key=key,
                 rule=finding.rule,
                 severity=finding.severity,
-                status="open",
+                status=AlertStatus.OPEN,
                 summary=finding.summary,
                 details=finding.details,
                 opened_at=now,
@@ -128,8 +129,8 @@ async def apply_findings(
             _event(session, alert, "opened", "system", {"summary": finding.summary})
             await _trigger(session, alert, finding, routes, configured, cooldown_seconds, now)
             changes += 1
-        elif alert.status == "resolved":
-            alert.status = "open"
+        elif alert.status == AlertStatus.RESOLVED:
+            alert.status = AlertStatus.OPEN
             alert.opened_at = now
             alert.resolved_at = None
             alert.acknowledged_at = None
@@ -183,11 +184,11 @@ async def resolve(session: AsyncSession, alert: Alert, actor: str, reason: str) 
         if d.action != "trigger":
             continue
         in_flight = d.locked_until is not None and d.locked_until > now
-        if d.status == "sent" or (d.status == "pending" and in_flight):
+        if d.status == DeliveryStatus.SENT or (d.status == DeliveryStatus.PENDING and in_flight):
             told.add(d.channel)
-        elif d.status == "pending":
-            d.status = "canceled"
-    alert.status = "resolved"
+        elif d.status == DeliveryStatus.PENDING:
+            d.status = DeliveryStatus.CANCELED
+    alert.status = AlertStatus.RESOLVED
     alert.resolved_at = now
     _event(session, alert, "resolved", actor, {"reason": reason})
     _queue(session, alert, sorted(told), "resolve", now)
@@ -198,16 +199,16 @@ async def acknowledge(session: AsyncSession, alert_id: str, actor: str) -> Alert
     alert = await session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"no alert {alert_id!r}", code="alert_not_found")
-    if alert.status != "open":
+    if alert.status != AlertStatus.OPEN:
         raise Conflict(f"alert {alert_id} is {alert.status}, not open", code="alert_not_open")
-    alert.status = "acknowledged"
+    alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_at = clock.now()
     alert.acknowledged_by = actor
     _event(session, alert, "acknowledged", actor)
     sent = {
         d.channel
         for d in await _deliveries_of_cycle(session, alert)
-        if d.action == "trigger" and d.status == "sent"
+        if d.action == "trigger" and d.status == DeliveryStatus.SENT
     }
     _queue(session, alert, sorted(sent & {"pagerduty"}), "acknowledge", clock.now())
     return alert
@@ -247,7 +248,7 @@ async def record_report(
         dedup_key=dedup_key,
         rule="security_audit",
         severity="info",
-        status="resolved",
+        status=AlertStatus.RESOLVED,
         summary=summary,
         details={"body": body},
         opened_at=now,

@@ -31,6 +31,7 @@ from tonrail.payments.service import PaymentService
 from tonrail.payments.states import AttemptStatus
 from tonrail.processing.models import ProviderEvent
 from tonrail.processing.outcomes import record_poll
+from tonrail.processing.states import EventStatus
 from tonrail.rails.base import PollResult
 from tonrail.settings import Settings
 
@@ -180,7 +181,7 @@ class BankFiles:
                 type=f"camt053.{direction.lower()}",
                 object_ref=None,
                 payload={k: v for k, v in line.items() if isinstance(v, str | int | None)},
-                status="received",
+                status=EventStatus.RECEIVED,
                 process_count=1,
                 received_at=clock.now(),
             )
@@ -198,7 +199,7 @@ class BankFiles:
             else:
                 result.outcome = "unmatched"
             event.object_ref = result.attempt_id
-            event.status = "processed"
+            event.status = EventStatus.PROCESSED
             event.outcome = result.outcome
             event.processed_at = clock.now()
         return result

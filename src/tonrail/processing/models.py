@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tonrail.db import Base, BigInt, JsonDoc, UTCDateTime
+from tonrail.db import Base, BigInt, JsonDoc, StatusText, UTCDateTime
+from tonrail.processing.states import EventStatus
 
 
 class ProviderEvent(Base):
@@ -21,7 +22,7 @@ class ProviderEvent(Base):
     # The provider object the event is about (PaymentIntent, order, payout batch...).
     object_ref: Mapped[str | None] = mapped_column(String(128), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
-    status: Mapped[str] = mapped_column(String(16))  # received | processed | ignored | failed
+    status: Mapped[EventStatus] = mapped_column(StatusText(EventStatus, 16))
     outcome: Mapped[str | None] = mapped_column(Text)
     process_count: Mapped[int] = mapped_column(BigInt, default=0)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)

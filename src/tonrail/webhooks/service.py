@@ -22,6 +22,7 @@ from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
 from tonrail.processing.models import ProviderEvent
 from tonrail.processing.outcomes import attempt_by_ref, record_poll
+from tonrail.processing.states import EventStatus
 from tonrail.rails.backup import ProviderEventIn
 from tonrail.rails.registry import BackupRail
 
@@ -80,7 +81,7 @@ class ProviderWebhooks:
                     type=event.type,
                     object_ref=event.object_ref,
                     payload=event.payload,
-                    status="received",
+                    status=EventStatus.RECEIVED,
                     process_count=0,
                     received_at=clock.now(),
                 )
@@ -99,7 +100,7 @@ class ProviderWebhooks:
         async with self.db.transaction() as session:
             row = await session.get(ProviderEvent, event_id)
             assert row is not None
-            if row.status in ("processed", "ignored"):
+            if row.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
                 return row.outcome or row.status
             attempt = (
                 await attempt_by_ref(session, row.source, row.object_ref)
@@ -107,7 +108,7 @@ class ProviderWebhooks:
                 else None
             )
             if attempt is None:
-                row.status = "ignored"
+                row.status = EventStatus.IGNORED
                 row.outcome = "no_matching_attempt"
                 row.process_count += 1
                 row.processed_at = clock.now()
@@ -125,7 +126,7 @@ class ProviderWebhooks:
                 payment_id=pview.id,
                 error=repr(exc),
             )
-            await self._finish(row.id, "received", f"poll_failed: {type(exc).__name__}")
+            await self._finish(row.id, EventStatus.RECEIVED, f"poll_failed: {type(exc).__name__}")
             raise ServiceUnavailable(
                 f"{row.source} could not be reached to confirm event {row.external_id}; "
                 "it is stored and will be processed on redelivery",
@@ -137,13 +138,13 @@ class ProviderWebhooks:
             outcome = await record_poll(session, self.payments, locked, result)
             event = await session.get(ProviderEvent, event_id, with_for_update=True)
             assert event is not None
-            event.status = "processed"
+            event.status = EventStatus.PROCESSED
             event.outcome = outcome
             event.process_count += 1
             event.processed_at = clock.now()
         return outcome
 
-    async def _finish(self, event_id: str, status: str, outcome: str) -> None:
+    async def _finish(self, event_id: str, status: EventStatus, outcome: str) -> None:
         async with self.db.transaction() as session:
             event = await session.get(ProviderEvent, event_id, with_for_update=True)
             assert event is not None

@@ -23,6 +23,7 @@ from tonrail.errors import Conflict, NotFound, TonrailError
 from tonrail.monitoring import store
 from tonrail.monitoring.models import Alert
 from tonrail.monitoring.rules import SEVERITIES
+from tonrail.monitoring.states import AlertStatus
 from tonrail.security import audit_log
 from tonrail.security.admins import Admin
 
@@ -163,7 +164,7 @@ async def _act(request: Request, alert_id: str, admin: Admin, action: str) -> Re
 
 
 async def _refusal(session: AsyncSession, alert: Alert, action: str) -> str:
-    if alert.status == "resolved":
+    if alert.status == AlertStatus.RESOLVED:
         last = await q.last_resolution(session, alert.id)
         by = f" by {last[0]} at {when(last[1])}" if last else ""
         return (

@@ -21,9 +21,10 @@ from tonrail.dashboard.queries.fees import (
 )
 from tonrail.monitoring.models import Alert, AlertDelivery, AlertEvent
 from tonrail.monitoring.rules import SEVERITIES
+from tonrail.monitoring.states import AlertStatus
 from tonrail.monitoring.store import ACTIVE
 
-STATUSES: tuple[str, ...] = ("open", "acknowledged", "resolved")
+STATUSES: tuple[str, ...] = tuple(AlertStatus)
 RULE_RE = re.compile(r"^[a-z0-9_]{1,48}$")
 ACTIVE_MAX = 200  # active alerts are few; more than this is itself the news
 SEVERITY_RANK = case(
@@ -71,7 +72,7 @@ async def counts(session: AsyncSession) -> tuple[dict[str, int], dict[str, int]]
     open_by_severity: dict[str, int] = {}
     for status, severity, n in rows:
         by_status[str(status)] = by_status.get(str(status), 0) + int(n)
-        if status == "open":
+        if status == AlertStatus.OPEN:
             open_by_severity[str(severity)] = int(n)
     return by_status, open_by_severity
 
@@ -94,7 +95,7 @@ async def resolved(
     session: AsyncSession, f: AlertFilters, limit: int, before: str | None = None
 ) -> Page[Alert]:
     """Resolved alerts, the latest resolved first, keyset on (resolved_at, id)."""
-    conditions = [Alert.status == "resolved", *_where(f)]
+    conditions = [Alert.status == AlertStatus.RESOLVED, *_where(f)]
     conditions += older_than(before, Alert.resolved_at, Alert.id)
     stmt = (
         select(Alert)

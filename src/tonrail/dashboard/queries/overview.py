@@ -34,6 +34,7 @@ from tonrail.ledger.service import balance
 from tonrail.monitoring.models import Alert, MonitoringSignal
 from tonrail.monitoring.signals import parse_labels
 from tonrail.monitoring.snapshot import PENDING_STATES
+from tonrail.monitoring.states import ACTIVE_ALERT_STATES, AlertStatus
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.states import PaymentStatus
 from tonrail.settings import Settings
@@ -624,7 +625,7 @@ async def alerts(session: AsyncSession) -> Alerts:
         (
             await session.execute(
                 select(Alert.status, func.count())
-                .where(Alert.status.in_(("open", "acknowledged")))
+                .where(Alert.status.in_(ACTIVE_ALERT_STATES))
                 .group_by(Alert.status)
             )
         ).all()
@@ -634,9 +635,9 @@ async def alerts(session: AsyncSession) -> Alerts:
         (
             await session.execute(
                 select(Alert)
-                .where(Alert.status.in_(("open", "acknowledged")))
+                .where(Alert.status.in_(ACTIVE_ALERT_STATES))
                 .order_by(
-                    case((Alert.status == "open", 0), else_=1),
+                    case((Alert.status == AlertStatus.OPEN, 0), else_=1),
                     rank,
                     Alert.last_seen_at.desc(),
                     Alert.id,
@@ -648,8 +649,8 @@ async def alerts(session: AsyncSession) -> Alerts:
         .all()
     )
     return Alerts(
-        int(counts.get("open", 0)),
-        int(counts.get("acknowledged", 0)),
+        int(counts.get(AlertStatus.OPEN, 0)),
+        int(counts.get(AlertStatus.ACKNOWLEDGED, 0)),
         [
             AlertLine(a.id, a.rule, a.severity, a.status, a.summary, a.opened_at, a.last_seen_at)
             for a in rows
