@@ -152,7 +152,11 @@ def _status_literals(tree: ast.AST) -> Iterator[ast.Constant]:
                 yield from _constants(node.value)
         elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
             # A collection of two or more statuses of one enum is a status set, wherever.
-            values = [c.value for c in _constants(node)]
+            values = [
+                e.value
+                for e in node.elts
+                if isinstance(e, ast.Constant) and isinstance(e.value, str)
+            ]
             if len(values) >= 2 and len(values) == len(node.elts) and _one_enum(values):
                 yield from _constants(node)
         elif isinstance(node, ast.Dict):

@@ -9,13 +9,17 @@ from typing import Any
 import boto3
 
 from tonrail.monitoring.snapshot import Snapshot
+from tonrail.payments.states import PaymentStatus
 from tonrail.settings import Settings
 
 
 def metric_data(snap: Snapshot) -> list[dict[str, Any]]:
     """The datapoints of one snapshot. SuccessRate only when something finished; GasPrice
     only when the fee optimizer has reported one (nothing is invented)."""
-    ok, bad = snap.finished.get("succeeded", 0), snap.finished.get("failed", 0)
+    ok, bad = (
+        snap.finished.get(PaymentStatus.SUCCEEDED, 0),
+        snap.finished.get(PaymentStatus.FAILED, 0),
+    )
     data: list[dict[str, Any]] = [
         {"MetricName": "TransactionCount", "Value": float(ok + bad), "Unit": "Count"},
         {"MetricName": "PendingTransactions", "Value": float(snap.pending_count), "Unit": "Count"},

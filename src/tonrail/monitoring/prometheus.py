@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from tonrail.money import decimals_of
 from tonrail.monitoring.signals import CONFIRMATION_BUCKETS
 from tonrail.monitoring.snapshot import SignalValue, Snapshot
+from tonrail.payments.states import AttemptStatus, PaymentStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -79,13 +80,16 @@ class SnapshotCollector(Collector):
             ((list(key), _major(total, key[2])) for key, (_, total) in payments),
         )
 
-        ok, bad = s.finished.get("succeeded", 0), s.finished.get("failed", 0)
+        ok, bad = (
+            s.finished.get(PaymentStatus.SUCCEEDED, 0),
+            s.finished.get(PaymentStatus.FAILED, 0),
+        )
         yield _labelled(
             GaugeMetricFamily,
             "tonrail_payments_finished_window",
             "Payments that succeeded or failed within the monitoring window",
             ["status"],
-            [(["succeeded"], ok), (["failed"], bad)],
+            [([PaymentStatus.SUCCEEDED], ok), ([PaymentStatus.FAILED], bad)],
         )
         rate = GaugeMetricFamily(
             "tonrail_success_rate",
@@ -95,7 +99,7 @@ class SnapshotCollector(Collector):
         if ok + bad:
             rate.add_metric(["all"], ok / (ok + bad))
         for rail in sorted({r for r, _ in s.attempts_finished}):
-            good = s.attempts_finished.get((rail, "confirmed"), 0)
+            good = s.attempts_finished.get((rail, AttemptStatus.CONFIRMED), 0)
             total = sum(n for (r, _), n in s.attempts_finished.items() if r == rail)
             if total:
                 rate.add_metric([f"rail:{rail}"], good / total)

@@ -13,6 +13,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from tonrail.monitoring.snapshot import Snapshot
+from tonrail.payments.states import AttemptStatus, PaymentStatus
 from tonrail.settings import Settings
 
 Severity = Literal["critical", "error", "warning", "info"]
@@ -93,7 +94,10 @@ def _pct(successes: int, total: int) -> float:
 def success_rate(snap: Snapshot, t: Thresholds) -> list[Finding]:
     """Payments finished in the window (and attempts per rail) succeed less than the minimum."""
     out: list[Finding] = []
-    ok, bad = snap.finished.get("succeeded", 0), snap.finished.get("failed", 0)
+    ok, bad = (
+        snap.finished.get(PaymentStatus.SUCCEEDED, 0),
+        snap.finished.get(PaymentStatus.FAILED, 0),
+    )
     if below_rate(ok, ok + bad, t.success_rate_min_pct, t.success_rate_min_sample):
         out.append(
             Finding(
@@ -107,9 +111,11 @@ def success_rate(snap: Snapshot, t: Thresholds) -> list[Finding]:
         )
     rails = sorted({rail for rail, _ in snap.attempts_finished})
     for rail in rails:
-        good = snap.attempts_finished.get((rail, "confirmed"), 0)
+        good = snap.attempts_finished.get((rail, AttemptStatus.CONFIRMED), 0)
         failed = sum(
-            n for (r, s), n in snap.attempts_finished.items() if r == rail and s != "confirmed"
+            n
+            for (r, s), n in snap.attempts_finished.items()
+            if r == rail and s != AttemptStatus.CONFIRMED
         )
         if below_rate(good, good + failed, t.success_rate_min_pct, t.success_rate_min_sample):
             # Every rule words its own Finding; they look alike in shape only.
