@@ -34,18 +34,19 @@ from ton_core import Address
 from tonrail import clock
 from tonrail.deploy import record
 from tonrail.money import format_minor
+from tonrail.payments.states import INVOICE_TRANSITIONS, PAYOUT_TRANSITIONS, PaymentStatus
 from tonrail.rails.ton.chain_view import raw
 from tonrail.settings import RehearsalSettings
 
-FINAL_PAYOUT = {"succeeded", "failed", "canceled"}
-FINAL_INVOICE = {"succeeded", "failed", "expired", "canceled"}
+FINAL_PAYOUT = {s for s, moves in PAYOUT_TRANSITIONS.items() if not moves}
+FINAL_INVOICE = {s for s, moves in INVOICE_TRANSITIONS.items() if not moves}
 # (check, asset, amount in minor units, expected final status)
-PLAN: tuple[tuple[str, str, int, str], ...] = (
-    ("ton_payout", "TON", 50_000_000, "succeeded"),
-    ("usdt_payout", "USDT", 100_000, "succeeded"),
-    ("idempotent_retry", "TON", 20_000_000, "succeeded"),
-    ("bounce", "TON", 30_000_000, "failed"),
-    ("invoice", "TON", 40_000_000, "succeeded"),
+PLAN: tuple[tuple[str, str, int, PaymentStatus], ...] = (
+    ("ton_payout", "TON", 50_000_000, PaymentStatus.SUCCEEDED),
+    ("usdt_payout", "USDT", 100_000, PaymentStatus.SUCCEEDED),
+    ("idempotent_retry", "TON", 20_000_000, PaymentStatus.SUCCEEDED),
+    ("bounce", "TON", 30_000_000, PaymentStatus.FAILED),
+    ("invoice", "TON", 40_000_000, PaymentStatus.SUCCEEDED),
 )
 
 
