@@ -29,7 +29,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Below every domain: these import nothing of tonrail outside this set.
-FOUNDATION = ("clock", "db", "errors", "ids", "logs", "money", "settings", "chain")
+FOUNDATION = ("clock", "db", "errors", "ids", "logs", "money", "settings", "chain", "states")
 
 # Package pairs that still import each other (issue 13), with the modules at fault.
 MUTUAL_TODAY: dict[tuple[str, str], str] = {
@@ -228,7 +228,10 @@ def test_the_foundation_imports_no_domain() -> None:
 
 
 # What a rail adapter may build on: plain data in, plain data out (rails/base.py).
-ADAPTER_DEPENDENCIES = ("rails", "chain", "settings", "errors", "money", "rates", "clock", "ids")
+ADAPTER_DEPENDENCIES = (
+    *("rails", "chain", "settings", "errors", "money", "rates", "clock", "ids"),
+    "states",  # the statuses of payments and attempts (tonrail/states.py)
+)
 
 
 def test_rails_are_adapters_on_plain_data() -> None:

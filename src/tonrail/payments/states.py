@@ -1,39 +1,42 @@
 """The state machines of payments and attempts, as data, and the one check of every move.
 
-Statuses are `StrEnum`s whose values are the strings stored in the database, so a status
-compares equal to its stored text and needs no migration. `transitions.py` applies these
-rules to the database; no other module spells a status out.
+The statuses themselves are the `StrEnum`s of `tonrail/states.py` (low in the layers, so the
+rails' pure rules may read them too). `transitions.py` applies these rules to the database.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Final, Literal
 
 from tonrail.errors import IllegalTransition
+from tonrail.states import (
+    FAILED_ATTEMPT_STATES,
+    FINAL_ATTEMPT_STATES,
+    LIVE_ATTEMPT_STATES,
+    AttemptStatus,
+    PaymentStatus,
+)
+
+__all__ = [
+    "ATTEMPT_TRANSITIONS",
+    "FAILED_ATTEMPT_STATES",
+    "FINAL_ATTEMPT_STATES",
+    "INVOICE_TRANSITIONS",
+    "LIVE_ATTEMPT_STATES",
+    "PAYOUT_TRANSITIONS",
+    "PENDING_PAYMENT_STATES",
+    "RELEASING_PAYOUT_STATES",
+    "TERMINAL_PAYMENT_STATES",
+    "AttemptStatus",
+    "Direction",
+    "PaymentStatus",
+    "check_attempt_transition",
+    "check_payment_transition",
+    "initial_status",
+    "payment_transitions",
+]
 
 Direction = Literal["in", "out"]
-
-
-class PaymentStatus(StrEnum):
-    REQUIRES_APPROVAL = "requires_approval"
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    AWAITING_PAYMENT = "awaiting_payment"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    EXPIRED = "expired"
-
-
-class AttemptStatus(StrEnum):
-    CREATED = "created"
-    SUBMITTED = "submitted"
-    # The outcome cannot be known yet; it must be resolved before anything else.
-    UNKNOWN = "unknown"
-    CONFIRMED = "confirmed"
-    FAILED = "failed"
-    EXPIRED = "expired"
 
 
 P = PaymentStatus
@@ -69,15 +72,6 @@ ATTEMPT_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     A.EXPIRED: frozenset(),
 }
 
-# An attempt in one of these states may still move money: no other attempt may start.
-LIVE_ATTEMPT_STATES: Final[frozenset[AttemptStatus]] = frozenset(
-    {A.CREATED, A.SUBMITTED, A.UNKNOWN}
-)
-# An attempt that ended without moving money: the payment may be tried again.
-FAILED_ATTEMPT_STATES: Final[frozenset[AttemptStatus]] = frozenset({A.FAILED, A.EXPIRED})
-FINAL_ATTEMPT_STATES: Final[frozenset[AttemptStatus]] = frozenset(
-    {A.CONFIRMED, A.FAILED, A.EXPIRED}
-)
 TERMINAL_PAYMENT_STATES: Final[frozenset[PaymentStatus]] = frozenset(
     {P.SUCCEEDED, P.FAILED, P.CANCELED, P.EXPIRED}
 )

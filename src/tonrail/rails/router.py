@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from tonrail.payments.states import FAILED_ATTEMPT_STATES, LIVE_ATTEMPT_STATES, AttemptStatus
 from tonrail.rails.base import PaymentView, Quote, RailName
+from tonrail.states import FAILED_ATTEMPT_STATES, LIVE_ATTEMPT_STATES, AttemptStatus
 
 BreakerStateName = Literal["closed", "open", "half_open"]
 FallbackReason = Literal["ton_congested", "fee_diverted", "ton_failed_after_retries"]

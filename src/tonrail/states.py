@@ -1,0 +1,45 @@
+"""The statuses of payments and attempts: the money model's vocabulary, below every domain.
+
+`StrEnum`s whose values are the strings stored in the database, so a status compares equal
+to its stored text and needs no migration. The moves between them are `payments/states.py`;
+no module spells a status out as text (tests/test_status_literals.py).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class PaymentStatus(StrEnum):
+    REQUIRES_APPROVAL = "requires_approval"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    AWAITING_PAYMENT = "awaiting_payment"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+
+class AttemptStatus(StrEnum):
+    CREATED = "created"
+    SUBMITTED = "submitted"
+    # The outcome cannot be known yet; it must be resolved before anything else.
+    UNKNOWN = "unknown"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+# An attempt in one of these states may still move money: no other attempt may start.
+LIVE_ATTEMPT_STATES: Final[frozenset[AttemptStatus]] = frozenset(
+    {AttemptStatus.CREATED, AttemptStatus.SUBMITTED, AttemptStatus.UNKNOWN}
+)
+# An attempt that ended without moving money: the payment may be tried again.
+FAILED_ATTEMPT_STATES: Final[frozenset[AttemptStatus]] = frozenset(
+    {AttemptStatus.FAILED, AttemptStatus.EXPIRED}
+)
+FINAL_ATTEMPT_STATES: Final[frozenset[AttemptStatus]] = frozenset(
+    {AttemptStatus.CONFIRMED, AttemptStatus.FAILED, AttemptStatus.EXPIRED}
+)
