@@ -32,6 +32,15 @@ class AttemptStatus(StrEnum):
     EXPIRED = "expired"
 
 
+class PollStatus(StrEnum):
+    """What a rail answers when asked about an attempt: still pending, or how it ended."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
 # An attempt in one of these states may still move money: no other attempt may start.
 LIVE_ATTEMPT_STATES: Final[frozenset[AttemptStatus]] = frozenset(
     {AttemptStatus.CREATED, AttemptStatus.SUBMITTED, AttemptStatus.UNKNOWN}

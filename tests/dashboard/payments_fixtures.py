@@ -15,9 +15,8 @@ from pytoniq_core.boc.address import Address
 
 from tonrail import clock
 from tonrail.db import Database
-from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Attempt, Payment
-from tonrail.payments.service import PaymentService
+from tonrail.payments.transitions import move_attempt, move_payment, start_attempt
 from tonrail.settings import Settings
 
 WAIT_MS = 20_000  # browser tests: how long to wait for a page to settle on a loaded machine
@@ -145,8 +144,7 @@ async def move(
     at: datetime | None = None,
     failure_code: str | None = None,
 ) -> None:
-    """Move a payment through `targets` with PaymentService.transition (books and events)."""
-    service = PaymentService(db, settings)
+    """Move a payment through `targets` with transitions.move_payment (books and events)."""
     if at is not None:
         clock.set_clock(lambda: at)
     try:
@@ -154,7 +152,7 @@ async def move(
             payment = await session.get(Payment, payment_id)
             assert payment is not None
             for target in targets:
-                await service.transition(
+                await move_payment(
                     session,
                     payment,
                     target,

@@ -19,9 +19,9 @@ import pytest
 from tests.helpers import DEST
 from tonrail import clock
 from tonrail.db import Database
-from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
+from tonrail.payments.transitions import move_attempt, move_payment, start_attempt
 from tonrail.processing.health import record_rail_error
 from tonrail.processing.outcomes import record_poll, record_submit
 from tonrail.rails.base import PollResult, SubmitResult
@@ -94,7 +94,7 @@ async def attempt(
         payment = await session.get(Payment, payment_id)
         assert payment is not None
         if payment.direction == "out" and payment.status == "queued":
-            await service.transition(session, payment, "processing", actor="test-loop")
+            await move_payment(session, payment, "processing", actor="test-loop")
         details: dict[str, Any] = {"reason": reason} if reason else {}
         if rail_amount is not None:
             details.update(rail_amount=rail_amount, rail_asset="USD")
@@ -349,11 +349,10 @@ async def test_payouts_no_rail_could_take_and_routed_ones_waiting(
     frozen.at = T0 - timedelta(minutes=5)
     failed = await payout(client, auth, "1")
     routed = await payout(client, auth, "2")
-    service: PaymentService = app.state.payments
     async with db.transaction() as session:
         p = await session.get(Payment, failed)
         assert p is not None
-        await service.transition(
+        await move_payment(
             session,
             p,
             "failed",

@@ -18,9 +18,8 @@ from tonrail.db import Database
 from tonrail.events.models import OutboxEvent
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance
-from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Payment
-from tonrail.payments.service import PaymentService
+from tonrail.payments.transitions import move_attempt, move_payment, start_attempt
 from tonrail.security import lockouts
 from tonrail.security.audit_log import AuditEntry
 from tonrail.security.models import Lockout
@@ -61,16 +60,15 @@ async def attempt_then(
     """Put payout `pid` through one TON attempt that ends in `outcome`, as the rail would:
     `failed`/`expired` send it back to the queue (with `backoff_s` of retry backoff);
     `unknown` leaves it processing with the attempt unknown; `succeeded` settles it."""
-    service = PaymentService(db, settings)
     async with db.transaction() as session:
         p = await session.get(Payment, pid)
         assert p is not None
-        await service.transition(session, p, "processing", actor="system:test")
+        await move_payment(session, p, "processing", actor="system:test")
         a = await start_attempt(session, p, "ton")
         await move_attempt(session, a, "submitted")
         if outcome in ("failed", "expired"):
             await move_attempt(session, a, outcome, error_code="not_sent")
-            await service.transition(session, p, "queued", actor="system:test")
+            await move_payment(session, p, "queued", actor="system:test")
             await session.execute(
                 update(Payment)
                 .where(Payment.id == pid)
@@ -80,7 +78,7 @@ async def attempt_then(
             await move_attempt(session, a, "unknown", error_code="unproven")
         elif outcome == "succeeded":
             await move_attempt(session, a, "confirmed")
-            await service.transition(session, p, "succeeded", actor="system:test")
+            await move_payment(session, p, "succeeded", actor="system:test")
 
 
 # ------------------------------------------------------------------ switches

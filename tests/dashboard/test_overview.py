@@ -27,9 +27,9 @@ from tonrail.ids import new_id
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
 from tonrail.monitoring.models import Alert, MonitoringSignal
-from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
+from tonrail.payments.transitions import move_attempt, move_payment, start_attempt
 from tonrail.settings import Settings
 
 NOW = datetime(2026, 3, 2, 12, 0, 10, tzinfo=UTC)
@@ -88,7 +88,7 @@ class Seeder:
                 payment = await session.get(Payment, payment_id)
                 assert payment is not None
                 for target in targets:
-                    await self.service.transition(
+                    await move_payment(
                         session,
                         payment,
                         target,

@@ -8,8 +8,8 @@ from tests.helpers import DEST
 from tonrail import clock
 from tonrail.db import Database
 from tonrail.ids import new_id
-from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Payment
+from tonrail.payments.transitions import move_attempt, move_payment, start_attempt
 from tonrail.settings import Settings
 
 
@@ -74,14 +74,12 @@ async def attempt_outcome(
 
 async def finish(db: Database, settings: Settings, payment_id: str, status: str) -> None:
     """Take a queued payout through processing to `status` with the payment service."""
-    from tonrail.payments.service import PaymentService
 
-    service = PaymentService(db, settings)
     async with db.transaction() as session:
         payment = await session.get(Payment, payment_id)
         assert payment is not None
-        await service.transition(session, payment, "processing", actor="test")
-        await service.transition(
+        await move_payment(session, payment, "processing", actor="test")
+        await move_payment(
             session,
             payment,
             status,

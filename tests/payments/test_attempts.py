@@ -9,8 +9,8 @@ from tests.kit.test_claims import _queued_payouts
 from tonrail import clock
 from tonrail.db import Database
 from tonrail.errors import Conflict, IllegalTransition
-from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.transitions import move_attempt, start_attempt
 
 
 async def test_numbering_and_single_live_attempt(db: Database) -> None:

@@ -10,9 +10,9 @@ from sqlalchemy import select, update
 
 from tests.helpers import DEST
 from tonrail.db import Database
-from tonrail.payments.attempts import start_attempt
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
+from tonrail.payments.transitions import move_payment, start_attempt
 from tonrail.processing.backup_loop import BackupContext, backup_round
 from tonrail.rails.base import AttemptView, PaymentView, PollResult, SubmitResult
 from tonrail.rails.router import RoutingPolicy
@@ -67,7 +67,7 @@ async def test_paused_backup_rails_submit_nothing_until_resumed(
         # A worker died after creating this attempt and before submitting it.
         p = await session.get(Payment, crashed)
         assert p is not None
-        await ctx.payments.transition(session, p, "processing", actor="system:test")
+        await move_payment(session, p, "processing", actor="system:test")
         await start_attempt(session, p, "stripe")
     await _pause(db, True)
     for _ in range(3):

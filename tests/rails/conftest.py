@@ -21,9 +21,10 @@ from tonrail.app import create_app
 from tonrail.db import Database
 from tonrail.ledger.service import check_books
 from tonrail.money import format_minor
-from tonrail.payments.attempts import attempt_view, payment_view, start_attempt
+from tonrail.payments.attempts import attempt_view, payment_view
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
+from tonrail.payments.transitions import move_payment, start_attempt
 from tonrail.processing.outcomes import record_poll, record_submit
 from tonrail.rails.base import PollResult
 from tonrail.rails.registry import BackupRail
@@ -158,13 +159,12 @@ async def new_payout(
 
 async def start_on_rail(db: Database, app: Any, payment_id: str, rail: str, reason: str) -> str:
     """What the processing loop does for a backup rail: processing, attempt, prepare, submit."""
-    service: PaymentService = app.state.payments
     impl = rails_of(app)[rail]
     async with db.transaction() as session:
         payment = await session.get(Payment, payment_id)
         assert payment is not None
         if payment.status == "queued":
-            await service.transition(session, payment, "processing", actor="test-loop")
+            await move_payment(session, payment, "processing", actor="test-loop")
         attempt = await start_attempt(session, payment, rail, {"reason": reason})
         pview = payment_view(payment)
         quote = await impl.quote(pview)

@@ -8,8 +8,8 @@ from typing import Any
 from tests.rails.conftest import new_payout
 from tonrail import clock
 from tonrail.db import Database
-from tonrail.payments.attempts import move_attempt, start_attempt
 from tonrail.payments.models import Payment
+from tonrail.payments.transitions import move_attempt, start_attempt
 from tonrail.processing.dispatch import decide
 from tonrail.processing.health import (
     load_health,

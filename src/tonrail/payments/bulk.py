@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,20 +29,14 @@ from tonrail.ledger import rules as books
 from tonrail.ledger.service import post_many
 from tonrail.limits.models import DailyVolume
 from tonrail.limits.service import reserve_daily_volume
-from tonrail.payments import transitions
-from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.schemas import PaymentOut, PayoutCreate
 from tonrail.payments.service import CheckedPayout, PaymentService, Response
-from tonrail.payments.states import AttemptStatus, PaymentStatus
-from tonrail.payments.transitions import start_attempts
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
 from tonrail.security.lockouts import SubjectLocked, check_not_locked
 from tonrail.security.models import IdempotencyRecord, Lockout
 from tonrail.security.switches import refuse_in_maintenance
-
-__all__ = ["AttemptMove", "BulkPayouts", "move_attempts", "move_payments", "start_attempts"]
 
 ITEM_KEY_PREFIX = "payouts.batch:"  # item keys live beside request keys, in their own space
 ITEM_KEY_MAX = 200
@@ -319,36 +313,3 @@ async def _item_records(
             ]
         )
     return found
-
-
-# ------------------------------------------------------------------------- bulk state changes
-async def move_payments(
-    service: PaymentService,
-    session: AsyncSession,
-    payments: Sequence[Payment],
-    target: str,
-    *,
-    actor: str,
-    values: dict[str, Any] | None = None,
-) -> None:
-    """`transitions.move_payments`, for callers that still name the status as text."""
-    await transitions.move_payments(
-        session, payments, PaymentStatus(target), actor=actor, values=values
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptMove:
-    """`transitions.AttemptMove` with the status as text."""
-
-    attempt: Attempt
-    target: str
-    values: dict[str, Any]
-
-
-async def move_attempts(session: AsyncSession, moves: Iterable[AttemptMove]) -> None:
-    """`transitions.move_attempts`, for callers that still name the status as text."""
-    await transitions.move_attempts(
-        session,
-        [transitions.AttemptMove(m.attempt, AttemptStatus(m.target), m.values) for m in moves],
-    )

@@ -387,27 +387,6 @@ class PaymentService:
             await move_payment(session, payment, PaymentStatus.QUEUED, actor=approver)
         return await self._render(session, payment)
 
-    # ---------------------------------------------------------------- state changes
-    async def transition(
-        self,
-        session: AsyncSession,
-        payment: Payment,
-        target: str,
-        *,
-        actor: str,
-        failure_code: str | None = None,
-        failure_message: str | None = None,
-    ) -> None:
-        """`transitions.move_payment`, for callers that still name the status as text."""
-        await move_payment(
-            session,
-            payment,
-            PaymentStatus(target),
-            actor=actor,
-            failure_code=failure_code,
-            failure_message=failure_message,
-        )
-
     # ---------------------------------------------------------------- helpers
     async def _load(
         self, session: AsyncSession, principal: Principal, payment_id: str, direction: str

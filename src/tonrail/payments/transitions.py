@@ -74,6 +74,7 @@ async def move_payments(
     payment's move writes its outbox event (`payout.<status>` / `invoice.<status>`)."""
     if not payments:
         return
+    target = PaymentStatus(target)  # a member on the loaded objects, whatever was passed
     groups: dict[str, list[Payment]] = {}
     for p in payments:
         check_payment_transition(p.direction, p.status, target)
@@ -229,10 +230,10 @@ async def move_attempts(session: AsyncSession, moves: Iterable[AttemptMove]) -> 
     one compare-and-set UPDATE per (from, to) (Conflict if a row moved meanwhile). Values
     shared by a whole group go in that UPDATE; others follow, one executemany per set of
     columns."""
-    groups: dict[tuple[str, str], list[AttemptMove]] = {}
+    groups: dict[tuple[str, AttemptStatus], list[AttemptMove]] = {}
     for m in moves:
         check_attempt_transition(m.attempt.status, m.target)
-        groups.setdefault((m.attempt.status, m.target), []).append(m)
+        groups.setdefault((m.attempt.status, AttemptStatus(m.target)), []).append(m)
     now = clock.now()
     for (current, target), group in groups.items():
         ids = [m.attempt.id for m in group]

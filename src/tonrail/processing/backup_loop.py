@@ -20,9 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tonrail.db import Database
 from tonrail.kit.claims import claim
 from tonrail.monitoring import signals
-from tonrail.payments.attempts import attempt_view, payment_view, start_attempt
+from tonrail.payments.attempts import attempt_view, payment_view
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
+from tonrail.payments.states import (
+    FAILED_ATTEMPT_STATES,
+    LIVE_ATTEMPT_STATES,
+    AttemptStatus,
+    PaymentStatus,
+)
+from tonrail.payments.transitions import move_payment, start_attempt
 from tonrail.processing.health import record_rail_error, record_rail_probe, record_rail_success
 from tonrail.processing.outcomes import record_poll, record_submit
 from tonrail.rails.base import SubmitResult
@@ -51,7 +58,7 @@ async def start_routed(ctx: BackupContext) -> int:
             session,
             Payment,
             (Payment.direction == "out")
-            & (Payment.status == "queued")
+            & (Payment.status == PaymentStatus.QUEUED)
             & Payment.route.in_(list(ctx.rails)),
             worker_id=ctx.worker_id,
             lease_seconds=ctx.settings.worker_lease_seconds,
@@ -63,9 +70,13 @@ async def start_routed(ctx: BackupContext) -> int:
         rail = ctx.rails[p.route or ""]
         async with ctx.db.transaction() as session:
             payment = await session.get(Payment, p.id, with_for_update=True)
-            if payment is None or payment.status != "queued" or payment.route != p.route:
+            if (
+                payment is None
+                or payment.status != PaymentStatus.QUEUED
+                or payment.route != p.route
+            ):
                 continue
-            await ctx.payments.transition(session, payment, "processing", actor="system:router")
+            await move_payment(session, payment, PaymentStatus.PROCESSING, actor="system:router")
             attempt = await start_attempt(
                 session, payment, p.route or "", {"reason": payment.route_reason or "routed"}
             )
@@ -82,7 +93,7 @@ async def _submit(ctx: BackupContext, attempt_id: str) -> None:
     async with ctx.db.transaction() as session:
         attempt = await session.get(Attempt, attempt_id)
         payment = await session.get(Payment, attempt.payment_id) if attempt else None
-        if attempt is None or payment is None or attempt.status != "created":
+        if attempt is None or payment is None or attempt.status != AttemptStatus.CREATED:
             return
         rail_name, pview, aview = attempt.rail, payment_view(payment), attempt_view(attempt)
     try:
@@ -90,13 +101,15 @@ async def _submit(ctx: BackupContext, attempt_id: str) -> None:
     except Exception as exc:
         # We cannot tell whether the provider acted: unknown, and poll before anything else.
         log.warning("backup submit failed", attempt=attempt_id, rail=rail_name, error=str(exc))
-        result = SubmitResult("unknown", error_code="submit_error", error_message=str(exc)[:300])
+        result = SubmitResult(
+            AttemptStatus.UNKNOWN, error_code="submit_error", error_message=str(exc)[:300]
+        )
     async with ctx.db.transaction() as session:
         attempt = await session.get(Attempt, attempt_id, with_for_update=True)
-        if attempt is None or attempt.status != "created":
+        if attempt is None or attempt.status != AttemptStatus.CREATED:
             return
         await record_submit(session, attempt, result)
-        if result.status == "unknown":
+        if result.status == AttemptStatus.UNKNOWN:
             await record_rail_error(
                 session, rail_name, ctx.routing.breaker, result.error_code or "unknown"
             )
@@ -104,7 +117,7 @@ async def _submit(ctx: BackupContext, attempt_id: str) -> None:
         else:
             await record_rail_success(session, rail_name)
             signals.record_provider_call(rail_name, True)
-        if attempt.status == "failed":
+        if result.status == AttemptStatus.FAILED:  # record_submit failed the attempt
             await _back_to_router(ctx, session, attempt.payment_id)
 
 
@@ -117,7 +130,7 @@ async def poll_live(ctx: BackupContext, *, paused: bool = False) -> int:
                 select(Attempt.id, Attempt.status)
                 .where(
                     Attempt.rail.in_(list(ctx.rails)),
-                    Attempt.status.in_(("created", "submitted", "unknown")),
+                    Attempt.status.in_(LIVE_ATTEMPT_STATES),
                 )
                 .order_by(Attempt.updated_at)
                 .limit(ctx.settings.worker_batch_size)
@@ -125,7 +138,7 @@ async def poll_live(ctx: BackupContext, *, paused: bool = False) -> int:
         ).all()
     finals = 0
     for attempt_id, status in rows:
-        if status == "created":
+        if status == AttemptStatus.CREATED:
             if not paused:
                 await _submit(ctx, attempt_id)
             continue
@@ -149,9 +162,9 @@ async def poll_live(ctx: BackupContext, *, paused: bool = False) -> int:
             if attempt is None:
                 continue
             outcome = await record_poll(session, ctx.payments, attempt, result)
-            if outcome in ("failed", "expired"):
+            if outcome in FAILED_ATTEMPT_STATES:
                 await _back_to_router(ctx, session, attempt.payment_id)
-            if outcome in ("failed", "expired") or attempt.status == "confirmed":
+            if outcome in FAILED_ATTEMPT_STATES or attempt.status == AttemptStatus.CONFIRMED:
                 finals += 1
     return finals
 
@@ -160,9 +173,9 @@ async def _back_to_router(ctx: BackupContext, session: AsyncSession, payment_id:
     """A backup attempt failed: the payout goes back, unrouted, for the router's next pick."""
 
     payment = await session.get(Payment, payment_id, with_for_update=True)
-    if payment is None or payment.status != "processing":
+    if payment is None or payment.status != PaymentStatus.PROCESSING:
         return
-    await ctx.payments.transition(session, payment, "queued", actor="system:router")
+    await move_payment(session, payment, PaymentStatus.QUEUED, actor="system:router")
     await session.execute(
         update(Payment)
         .where(Payment.id == payment_id)

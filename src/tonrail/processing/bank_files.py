@@ -34,6 +34,7 @@ from tonrail.processing.outcomes import record_poll
 from tonrail.processing.states import EventStatus
 from tonrail.rails.base import PollResult
 from tonrail.settings import Settings
+from tonrail.states import PollStatus
 
 log = structlog.get_logger(__name__)
 
@@ -240,7 +241,7 @@ class BankFiles:
             "statement_lines": [*match.details.get("statement_lines", []), result.reference],
         }
         if received < expected:
-            await record_poll(session, self.payments, match, PollResult("pending"), extra)
+            await record_poll(session, self.payments, match, PollResult(PollStatus.PENDING), extra)
             result.outcome = "partial"
             return
         extra["received_into"] = books.UNAPPLIED_RECEIPTS
@@ -248,7 +249,7 @@ class BankFiles:
             session,
             self.payments,
             match,
-            PollResult("confirmed", self.settings.bank_fee_fixed, result.currency),
+            PollResult(PollStatus.CONFIRMED, self.settings.bank_fee_fixed, result.currency),
             extra,
         )
         result.outcome = "overpaid" if received > expected and outcome == "succeeded" else "paid"
@@ -275,7 +276,7 @@ class BankFiles:
             session,
             self.payments,
             match,
-            PollResult("confirmed", self.settings.bank_fee_fixed, result.currency),
+            PollResult(PollStatus.CONFIRMED, self.settings.bank_fee_fixed, result.currency),
             {"statement_lines": [result.reference]},
         )
         result.outcome = "settled"

@@ -9,8 +9,10 @@ from sqlalchemy import select
 
 from tonrail.db import Database
 from tonrail.errors import Conflict, InvalidRequest, NotFound
-from tonrail.payments.attempts import attempt_view, live_attempt, payment_view, start_attempt
+from tonrail.payments.attempts import attempt_view, payment_view
 from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.states import AttemptStatus, PaymentStatus
+from tonrail.payments.transitions import live_attempt, start_attempt
 from tonrail.processing.outcomes import record_submit
 from tonrail.rails.registry import BackupRail
 from tonrail.security.api_keys import Principal
@@ -44,10 +46,14 @@ class BackupCheckout:
             ).scalar_one_or_none()
             if payment is None or payment.direction != "in":
                 raise NotFound(f"no invoice {invoice_id!r}", param="id")
-            if payment.status != "awaiting_payment":
+            if payment.status != PaymentStatus.AWAITING_PAYMENT:
                 raise Conflict(f"invoice is {payment.status}", code="invoice_not_payable")
             live = await live_attempt(session, payment.id)
-            if live is not None and live.rail == rail_name and live.status == "submitted":
+            if (
+                live is not None
+                and live.rail == rail_name
+                and live.status == AttemptStatus.SUBMITTED
+            ):
                 return self._body(payment.id, live)
             if live is not None:
                 raise Conflict(

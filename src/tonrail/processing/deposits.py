@@ -28,14 +28,17 @@ from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
 from tonrail.payments.models import Payment
+from tonrail.payments.states import PaymentStatus
+from tonrail.payments.transitions import move_payment
 from tonrail.processing.context import TonRailContext
 from tonrail.rails.ton.chain_view import EXCESSES_OP, JETTON_NOTIFY_OP, Tx, raw, same_address
 from tonrail.rails.ton.models import TonDeposit, TonWalletCursor
+from tonrail.rails.ton.states import CREDITING_DEPOSIT_STATES, DepositStatus
 
 log = structlog.get_logger(__name__)
 
 REFERENCE_RE = re.compile(r"TR-[A-HJ-NP-Z2-9]{10}")
-CREDITING = ("credited", "underpaid", "overpaid")
+CREDITING = CREDITING_DEPOSIT_STATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,7 @@ async def record(ctx: TonRailContext, session: AsyncSession, tx: Tx, inc: Incomi
         amount=inc.amount,
         sender=inc.sender,
         comment=inc.comment,
-        status="unmatched",
+        status=DepositStatus.UNMATCHED,
         resolution=inc.note,
         created_at=now,
     )
@@ -135,24 +138,25 @@ async def record(ctx: TonRailContext, session: AsyncSession, tx: Tx, inc: Incomi
         invoice = None
     if invoice is not None:
         deposit.payment_id = invoice.id
-        open_ = invoice.status == "awaiting_payment" and (
+        open_ = invoice.status == PaymentStatus.AWAITING_PAYMENT and (
             invoice.expires_at is None or tx.now <= int(invoice.expires_at.timestamp())
         )
         if not open_:
             deposit.status = (
-                "late"
-                if invoice.status in ("expired", "canceled", "awaiting_payment")
-                else "overpaid"
+                DepositStatus.LATE
+                if invoice.status
+                in (PaymentStatus.EXPIRED, PaymentStatus.CANCELED, PaymentStatus.AWAITING_PAYMENT)
+                else DepositStatus.OVERPAID
             )
             deposit.resolution = f"the invoice was {invoice.status} when this arrived"
         else:
             total = await _received(session, invoice.id) + inc.amount
             deposit.status = (
-                "underpaid"
+                DepositStatus.UNDERPAID
                 if total < invoice.amount
-                else "credited"
+                else DepositStatus.CREDITED
                 if total == invoice.amount
-                else "overpaid"
+                else DepositStatus.OVERPAID
             )
     session.add(deposit)
     await session.flush()
@@ -164,8 +168,11 @@ async def record(ctx: TonRailContext, session: AsyncSession, tx: Tx, inc: Incomi
             books.payment_received(invoice.account_id, inc.asset, inc.amount, books.HOT_WALLET),
             invoice.id,
         )
-        if deposit.status != "underpaid" and invoice.status == "awaiting_payment":
-            await ctx.payments.transition(session, invoice, "succeeded", actor="system:ton")
+        if (
+            deposit.status != DepositStatus.UNDERPAID
+            and invoice.status == PaymentStatus.AWAITING_PAYMENT
+        ):
+            await move_payment(session, invoice, PaymentStatus.SUCCEEDED, actor="system:ton")
     else:
         await post(
             session,

@@ -31,6 +31,8 @@ from tonrail.kit.claims import claim
 from tonrail.payments.attempts import payment_view
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
+from tonrail.payments.states import FAILED_ATTEMPT_STATES, PaymentStatus
+from tonrail.payments.transitions import move_payment
 from tonrail.processing.health import load_health, ton_up
 from tonrail.rails.base import PaymentView, Quote, RailName
 from tonrail.rails.router import (
@@ -82,7 +84,7 @@ def ton_exhausted_by(settings: Settings, attempts: Sequence[Attempt]) -> bool:
     ton = [a for a in attempts if a.rail == "ton"]
     if any(a.error_code in FINAL_TON_ERRORS for a in ton):
         return True
-    return sum(a.status in ("failed", "expired") for a in ton) >= settings.ton_max_attempts
+    return sum(a.status in FAILED_ATTEMPT_STATES for a in ton) >= settings.ton_max_attempts
 
 
 async def attempts_of(
@@ -248,10 +250,10 @@ async def route_batch(
                 released.setdefault((None, None, None, until), []).append(p)
                 continue
             why = "; ".join(f"{s.rail}: {s.reason}" for s in decision.skipped) or "no rail"
-            await routing.payments.transition(
+            await move_payment(
                 session,
                 p,
-                "failed",
+                PaymentStatus.FAILED,
                 actor="system:router",
                 failure_code="no_rail_available",
                 failure_message=why,
@@ -272,7 +274,7 @@ async def claim_queued(
         session,
         Payment,
         (Payment.direction == "out")
-        & (Payment.status == "queued")
+        & (Payment.status == PaymentStatus.QUEUED)
         & ((Payment.route.is_(None)) | (Payment.route == "ton")),
         worker_id=worker_id,
         lease_seconds=settings.worker_lease_seconds,

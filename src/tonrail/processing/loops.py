@@ -19,6 +19,8 @@ from tonrail.kit.claims import claim
 from tonrail.monitoring import jobs as monitoring
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
+from tonrail.payments.states import PaymentStatus
+from tonrail.payments.transitions import move_payment
 from tonrail.processing.backup_loop import BackupContext, backup_round
 from tonrail.processing.context import TonRailContext
 from tonrail.processing.deposits import watch_deposits
@@ -64,7 +66,7 @@ async def expire_invoices(ctx: WorkerContext) -> int:
             session,
             Payment,
             (Payment.direction == "in")
-            & (Payment.status == "awaiting_payment")
+            & (Payment.status == PaymentStatus.AWAITING_PAYMENT)
             & (Payment.expires_at <= now),
             worker_id=ctx.worker_id,
             lease_seconds=ctx.settings.worker_lease_seconds,
@@ -75,9 +77,9 @@ async def expire_invoices(ctx: WorkerContext) -> int:
     for payment in due:
         async with ctx.db.transaction() as session:
             fresh = await session.get(Payment, payment.id)
-            if fresh is None or fresh.status != "awaiting_payment":
+            if fresh is None or fresh.status != PaymentStatus.AWAITING_PAYMENT:
                 continue
-            await ctx.payments.transition(session, fresh, "expired", actor="system:worker")
+            await move_payment(session, fresh, PaymentStatus.EXPIRED, actor="system:worker")
             done += 1
     return done
 

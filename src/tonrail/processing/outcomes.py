@@ -27,11 +27,21 @@ from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post, post_many
 from tonrail.monitoring import signals
-from tonrail.payments.attempts import move_attempt
-from tonrail.payments.bulk import AttemptMove, move_attempts, move_payments
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
-from tonrail.payments.states import TERMINAL_PAYMENT_STATES
+from tonrail.payments.states import (
+    FAILED_ATTEMPT_STATES,
+    TERMINAL_PAYMENT_STATES,
+    AttemptStatus,
+    PaymentStatus,
+)
+from tonrail.payments.transitions import (
+    AttemptMove,
+    move_attempt,
+    move_attempts,
+    move_payment,
+    move_payments,
+)
 from tonrail.processing.context import (
     TonRailContext,
     request_attempts,
@@ -41,33 +51,35 @@ from tonrail.processing.context import (
 from tonrail.processing.dispatch import attempts_of, ton_exhausted_by
 from tonrail.rails.base import PollResult, SubmitResult
 from tonrail.rails.ton.models import TonRequest, TonTransfer
+from tonrail.rails.ton.states import RequestStatus, TraceStatus, TransferStatus
 from tonrail.rails.ton.trace import (
     Outcome,
     split_common_fee,
 )
+from tonrail.states import PollStatus
 
 
 async def record_submit(session: AsyncSession, attempt: Attempt, result: SubmitResult) -> None:
     """`created -> submitted` (then `unknown` if we cannot tell) or `created -> failed`."""
     details = {**attempt.details, **result.details}
-    if result.status == "failed":
+    if result.status == AttemptStatus.FAILED:
         await move_attempt(
             session,
             attempt,
-            "failed",
+            AttemptStatus.FAILED,
             details=details,
             error_code=result.error_code,
             error_message=result.error_message,
         )
         return
     await move_attempt(
-        session, attempt, "submitted", provider_ref=result.provider_ref, details=details
+        session, attempt, AttemptStatus.SUBMITTED, provider_ref=result.provider_ref, details=details
     )
-    if result.status == "unknown":
+    if result.status == AttemptStatus.UNKNOWN:
         await move_attempt(
             session,
             attempt,
-            "unknown",
+            AttemptStatus.UNKNOWN,
             error_code=result.error_code,
             error_message=result.error_message,
         )
@@ -91,19 +103,19 @@ async def record_poll(
     `confirmed` with its fee, the payment `succeeded`, and the ledger gets balanced lines.
     Already-resolved attempts are left alone, so duplicates and late events are harmless.
     """
-    if attempt.status not in ("submitted", "unknown"):
+    if attempt.status not in (AttemptStatus.SUBMITTED, AttemptStatus.UNKNOWN):
         return f"attempt_already_{attempt.status}"
     details = {**attempt.details, **result.details, **(extra_details or {})}
-    if result.status == "pending":
+    if result.status == PollStatus.PENDING:
         if details != attempt.details:
             attempt.details = details
             await session.flush()
         return "pending"
-    if result.status in ("failed", "expired"):
+    if result.status in (PollStatus.FAILED, PollStatus.EXPIRED):
         await move_attempt(
             session,
             attempt,
-            result.status,
+            AttemptStatus(result.status),
             details=details,
             error_code=result.error_code,
             error_message=result.error_message,
@@ -114,13 +126,18 @@ async def record_poll(
     fee = result.fee or 0
     fee_asset = result.fee_asset or str(details["rail_asset"])
     await move_attempt(
-        session, attempt, "confirmed", details=details, fee_amount=fee, fee_asset=fee_asset
+        session,
+        attempt,
+        AttemptStatus.CONFIRMED,
+        details=details,
+        fee_amount=fee,
+        fee_asset=fee_asset,
     )
     rail_asset = str(details["rail_asset"])
     rail_amount = int(details["rail_amount"])
     actor = f"rail:{attempt.rail}"
     if payment.direction == "out":
-        if payment.status != "processing":
+        if payment.status != PaymentStatus.PROCESSING:
             raise Conflict(
                 f"payout {payment.id} is {payment.status}, but attempt {attempt.id} confirmed",
                 code="attempt_confirmed_unexpectedly",
@@ -133,7 +150,7 @@ async def record_poll(
             ),
             payment.id,
         )
-        await payments.transition(session, payment, "succeeded", actor=actor)
+        await move_payment(session, payment, PaymentStatus.SUCCEEDED, actor=actor)
         return "succeeded"
     source = str(details.get("received_into", books.PROVIDER_CLEARING))
     if payment.status in TERMINAL_PAYMENT_STATES:
@@ -153,7 +170,7 @@ async def record_poll(
         ),
         payment.id,
     )
-    await payments.transition(session, payment, "succeeded", actor=actor)
+    await move_payment(session, payment, PaymentStatus.SUCCEEDED, actor=actor)
     return "succeeded"
 
 
@@ -171,7 +188,7 @@ async def finalize_request(
     async with transaction(ctx) as session:
         request = await session.get(TonRequest, request_id)
         assert request is not None
-        if request.status == "final":
+        if request.status == RequestStatus.FINAL:
             return
         transfers = await request_transfers(session, request_id)
         attempts = {
@@ -192,7 +209,11 @@ async def finalize_request(
         }
         await move_attempts(
             session,
-            [AttemptMove(a, "submitted", {}) for a in attempts.values() if a.status == "created"],
+            [
+                AttemptMove(a, AttemptStatus.SUBMITTED)
+                for a in attempts.values()
+                if a.status == AttemptStatus.CREATED
+            ],
         )
         now = clock.now()
         shares = split_common_fee(request.common_fee or 0, len(transfers))
@@ -207,11 +228,11 @@ async def finalize_request(
             outcome = outcomes.get(t.attempt_id)
             fee = share + (outcome.fee if outcome else 0)
             trace = {**t.trace, **outcome.trace} if outcome is not None else dict(t.trace)
-            if outcome is not None and outcome.status == "confirmed":
+            if outcome is not None and outcome.status == TraceStatus.CONFIRMED:
                 confirmed_rows.append(
                     {
                         "attempt_id": t.attempt_id,
-                        "status": "confirmed",
+                        "status": TransferStatus.CONFIRMED,
                         "fee": fee,
                         "trace": trace,
                         "updated_at": now,
@@ -220,7 +241,7 @@ async def finalize_request(
                 confirmed_moves.append(
                     AttemptMove(
                         attempt,
-                        "confirmed",
+                        AttemptStatus.CONFIRMED,
                         {
                             "fee_amount": fee,
                             "fee_asset": "TON",
@@ -246,20 +267,22 @@ async def finalize_request(
             t.trace = trace
             code = (
                 "not_sent"
-                if t.status == "not_sent"
+                if t.status == TransferStatus.NOT_SENT
                 else (
-                    "bounced" if outcome is not None and outcome.status == "bounced" else "failed"
+                    "bounced"
+                    if outcome is not None and outcome.status == TraceStatus.BOUNCED
+                    else "failed"
                 )
             )
             reason = (
                 outcome.reason if outcome is not None else None
             ) or "the wallet skipped the message"
-            if t.status == "sent":
-                t.status = "bounced"
+            if t.status == TransferStatus.SENT:
+                t.status = TransferStatus.BOUNCED
             await move_attempt(
                 session,
                 attempt,
-                "failed",
+                AttemptStatus.FAILED,
                 fee_amount=fee,
                 fee_asset="TON",
                 error_code=code,
@@ -281,12 +304,12 @@ async def finalize_request(
         await post_many(session, entries)
         await move_attempts(session, confirmed_moves)
         await move_payments(
-            ctx.payments, session, confirmed_payments, "succeeded", actor="system:ton"
+            session, confirmed_payments, PaymentStatus.SUCCEEDED, actor="system:ton"
         )
         if confirmed_rows:
             await session.execute(update(TonTransfer), confirmed_rows)
         await record_confirmed(session, confirmed_outcomes)
-        request.status = "final"
+        request.status = RequestStatus.FINAL
         request.updated_at = now
         crashpoint(ctx.settings, "ton.before_confirm")
 
@@ -296,31 +319,32 @@ async def retry_or_fail(
 ) -> None:
     """Back to the queue with backoff, or failed for good after the last attempt."""
     past = (await attempts_of(session, [payment.id]))[payment.id]
-    attempts = sum(a.rail == "ton" and a.status in ("failed", "expired") for a in past)
+    attempts = sum(a.rail == "ton" and a.status in FAILED_ATTEMPT_STATES for a in past)
     if not ton_exhausted_by(ctx.settings, past):
-        await ctx.payments.transition(session, payment, "queued", actor="system:ton")
         backoff = ctx.settings.ton_retry_backoff_s * 2 ** (attempts - 1)
-        payment.locked_by = None
-        payment.locked_until = clock.now() + timedelta(seconds=backoff)
-        await session.execute(
-            update(Payment)
-            .where(Payment.id == payment.id)
-            .values(locked_by=None, locked_until=payment.locked_until)
+        until = clock.now() + timedelta(seconds=backoff)
+        await move_payment(
+            session,
+            payment,
+            PaymentStatus.QUEUED,
+            actor="system:ton",
+            values={"locked_by": None, "locked_until": until},
         )
         return
     if set(ctx.enabled) - {"ton"}:
         # TON failed after its retries: back to the queue unrouted, so the router falls back.
-        await ctx.payments.transition(session, payment, "queued", actor="system:ton")
-        await session.execute(
-            update(Payment)
-            .where(Payment.id == payment.id)
-            .values(route=None, route_reason=None, locked_by=None, locked_until=None)
+        await move_payment(
+            session,
+            payment,
+            PaymentStatus.QUEUED,
+            actor="system:ton",
+            values={"route": None, "route_reason": None, "locked_by": None, "locked_until": None},
         )
         return
-    await ctx.payments.transition(
+    await move_payment(
         session,
         payment,
-        "failed",
+        PaymentStatus.FAILED,
         actor="system:ton",
         failure_code=f"ton_{code}",
         failure_message=reason,
@@ -332,20 +356,23 @@ async def expire_request(ctx: TonRailContext, request_id: str) -> None:
     async with transaction(ctx) as session:
         result = await session.execute(
             update(TonRequest)
-            .where(TonRequest.id == request_id, TonRequest.status.in_(("signed", "sent")))
-            .values(status="expired", updated_at=clock.now())
+            .where(
+                TonRequest.id == request_id,
+                TonRequest.status.in_((RequestStatus.SIGNED, RequestStatus.SENT)),
+            )
+            .values(status=RequestStatus.EXPIRED, updated_at=clock.now())
         )
         assert isinstance(result, CursorResult)
         if result.rowcount != 1:
             return
         for attempt in await request_attempts(session, request_id):
-            if attempt.status == "created":
-                await move_attempt(session, attempt, "submitted")
-            if attempt.status in ("submitted", "unknown"):
+            if attempt.status == AttemptStatus.CREATED:
+                await move_attempt(session, attempt, AttemptStatus.SUBMITTED)
+            if attempt.status in (AttemptStatus.SUBMITTED, AttemptStatus.UNKNOWN):
                 await move_attempt(
                     session,
                     attempt,
-                    "expired",
+                    AttemptStatus.EXPIRED,
                     error_code="expired",
                     error_message="not processed before its validity ended",
                 )
@@ -354,7 +381,7 @@ async def expire_request(ctx: TonRailContext, request_id: str) -> None:
             await session.execute(
                 update(TonTransfer)
                 .where(TonTransfer.attempt_id == attempt.id)
-                .values(status="not_sent", updated_at=clock.now())
+                .values(status=TransferStatus.NOT_SENT, updated_at=clock.now())
             )
             await retry_or_fail(ctx, session, payment, "expired", "the request expired unprocessed")
     log.warning("ton request expired unprocessed", request=request_id)
@@ -364,13 +391,13 @@ async def mark_unknown(ctx: TonRailContext, request_id: str) -> None:
     """Past validity but not provably unprocessed: hold everything as `unknown`."""
     async with transaction(ctx) as session:
         for attempt in await request_attempts(session, request_id):
-            if attempt.status == "created":
-                await move_attempt(session, attempt, "submitted")
-            if attempt.status == "submitted":
+            if attempt.status == AttemptStatus.CREATED:
+                await move_attempt(session, attempt, AttemptStatus.SUBMITTED)
+            if attempt.status == AttemptStatus.SUBMITTED:
                 await move_attempt(
                     session,
                     attempt,
-                    "unknown",
+                    AttemptStatus.UNKNOWN,
                     error_code="unproven",
                     error_message="past validity and not provably unprocessed",
                 )

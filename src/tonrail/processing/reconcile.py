@@ -20,6 +20,7 @@ from tonrail.ledger.service import balance
 from tonrail.processing.context import TonRailContext
 from tonrail.rails.ton.api import jetton_balance
 from tonrail.rails.ton.models import TonRequest, TonWalletCursor
+from tonrail.rails.ton.states import OPEN_REQUEST_STATES
 
 log = structlog.get_logger(__name__)
 
@@ -36,9 +37,7 @@ async def reconcile(ctx: TonRailContext) -> Reconciliation:
     async with ctx.db.transaction() as session:
         busy = (
             await session.execute(
-                select(TonRequest.id)
-                .where(TonRequest.status.in_(("signed", "sent", "processed")))
-                .limit(1)
+                select(TonRequest.id).where(TonRequest.status.in_(OPEN_REQUEST_STATES)).limit(1)
             )
         ).first()
         cursor = await session.get(TonWalletCursor, ctx.wallet_raw)

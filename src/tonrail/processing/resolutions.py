@@ -20,12 +20,19 @@ from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
+from tonrail.payments.states import PaymentStatus
+from tonrail.payments.transitions import move_payment
 from tonrail.rails.ton.models import TonDeposit
+from tonrail.rails.ton.states import (
+    CREDITING_DEPOSIT_STATES,
+    UNAPPLIED_DEPOSIT_STATES,
+    DepositStatus,
+)
 
 Decision = Literal["owner_funding", "refund", "apply", "accept"]
 OWNER_FUNDING = "equity:owner_funding"
 REFUNDS_PAYABLE = "liability:refunds_payable"
-UNAPPLIED = ("unmatched", "late")
+UNAPPLIED = UNAPPLIED_DEPOSIT_STATES
 
 
 async def resolve(
@@ -42,7 +49,7 @@ async def resolve(
     deposit = await session.get(TonDeposit, deposit_id, with_for_update=True)
     if deposit is None:
         raise NotFound(f"no deposit {deposit_id!r}", param="deposit")
-    if deposit.status == "resolved":
+    if deposit.status == DepositStatus.RESOLVED:
         raise Conflict(f"deposit {deposit_id} is already resolved", code="already_resolved")
     asset, amount = deposit.asset, deposit.amount
     if decision in ("owner_funding", "refund", "apply") and deposit.status not in UNAPPLIED:
@@ -82,19 +89,19 @@ async def resolve(
         deposit.payment_id = invoice.id
         received = await _received(session, invoice.id) + amount
         if received >= invoice.amount:
-            await payments.transition(session, invoice, "succeeded", actor=actor)
+            await move_payment(session, invoice, PaymentStatus.SUCCEEDED, actor=actor)
     elif decision == "accept":
-        if deposit.status != "underpaid" or deposit.payment_id is None:
+        if deposit.status != DepositStatus.UNDERPAID or deposit.payment_id is None:
             raise Conflict(
                 "only an underpaid deposit can be accepted", code="resolution_not_allowed"
             )
         underpaid = await session.get(Payment, deposit.payment_id)
-        if underpaid is not None and underpaid.status == "awaiting_payment":
-            await payments.transition(session, underpaid, "succeeded", actor=actor)
+        if underpaid is not None and underpaid.status == PaymentStatus.AWAITING_PAYMENT:
+            await move_payment(session, underpaid, PaymentStatus.SUCCEEDED, actor=actor)
     else:
         raise InvalidRequest(f"unknown decision {decision!r}", param="decision")
     # An applied deposit now counts towards its invoice like any credited one.
-    deposit.status = "credited" if decision == "apply" else "resolved"
+    deposit.status = DepositStatus.CREDITED if decision == "apply" else DepositStatus.RESOLVED
     deposit.resolution = f"{decision} by {actor}" + (f": {note}" if note else "")
     emit(
         session,
@@ -112,7 +119,7 @@ async def _open_invoice(session: AsyncSession, invoice_id: str | None, asset: st
     invoice = await session.get(Payment, invoice_id)
     if invoice is None or invoice.direction != "in":
         raise NotFound(f"no invoice {invoice_id!r}", param="invoice")
-    if invoice.status != "awaiting_payment":
+    if invoice.status != PaymentStatus.AWAITING_PAYMENT:
         raise Conflict(f"invoice {invoice_id} is {invoice.status}", code="invoice_not_open")
     if invoice.asset != asset:
         raise Conflict(
@@ -125,7 +132,7 @@ async def _received(session: AsyncSession, invoice_id: str) -> int:
     rows = await session.execute(
         select(TonDeposit.amount).where(
             TonDeposit.payment_id == invoice_id,
-            TonDeposit.status.in_(("credited", "underpaid", "overpaid")),
+            TonDeposit.status.in_(CREDITING_DEPOSIT_STATES),
         )
     )
     return sum(int(a) for a in rows.scalars())

@@ -21,11 +21,13 @@ from tonrail.fees.service import (
 )
 from tonrail.monitoring import signals
 from tonrail.payments.models import Payment
+from tonrail.payments.states import PaymentStatus
 from tonrail.processing.context import TonRailContext
 from tonrail.processing.dispatch import PRIORITY_ORDER, set_columns
 from tonrail.rails.ton.api import jetton_balance
 from tonrail.rails.ton.models import TonRequest, TonTransfer
 from tonrail.rails.ton.quote import DEFAULT_FEE_NANOTON
+from tonrail.rails.ton.states import RequestStatus, TransferStatus
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +59,7 @@ async def in_flight_left(session: AsyncSession, chain: dict[str, int]) -> dict[s
         await session.execute(
             select(TonTransfer.asset, TonTransfer.amount, TonTransfer.message_value)
             .join(TonRequest, TonRequest.id == TonTransfer.request_id)
-            .where(TonRequest.status.in_(("signed", "sent")))
+            .where(TonRequest.status.in_((RequestStatus.SIGNED, RequestStatus.SENT)))
         )
     ).all()
     for asset, amount, value in in_flight:
@@ -127,7 +129,7 @@ async def _waiting_company(
         select(Payment.id)
         .where(
             Payment.direction == "out",
-            Payment.status == "queued",
+            Payment.status == PaymentStatus.QUEUED,
             Payment.route == "ton",
             Payment.locked_by == WINDOW_LEASE,
         )
@@ -204,7 +206,9 @@ async def recent_fees(db: Database, history: timedelta = timedelta(hours=1)) -> 
         rows = (
             await session.execute(
                 select(TonTransfer.asset, func.avg(TonTransfer.fee))
-                .where(TonTransfer.status == "confirmed", TonTransfer.updated_at >= since)
+                .where(
+                    TonTransfer.status == TransferStatus.CONFIRMED, TonTransfer.updated_at >= since
+                )
                 .group_by(TonTransfer.asset)
             )
         ).all()

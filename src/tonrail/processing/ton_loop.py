@@ -36,8 +36,9 @@ from tonrail.ids import new_id
 from tonrail.kit.claims import claim
 from tonrail.kit.faults import crashpoint
 from tonrail.payments.attempts import payment_view
-from tonrail.payments.bulk import AttemptMove, move_attempts, move_payments, start_attempts
 from tonrail.payments.models import Payment
+from tonrail.payments.states import AttemptStatus, PaymentStatus
+from tonrail.payments.transitions import AttemptMove, move_attempts, move_payments, start_attempts
 from tonrail.processing.context import TonRailContext, request_attempts, transaction
 from tonrail.processing.dispatch import Routing, claim_for_ton
 from tonrail.processing.health import note_ton_down, note_ton_up
@@ -48,6 +49,7 @@ from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import OutTransfer, SignedRequest, query_id_for
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
 from tonrail.rails.ton.quote import TonQuoter
+from tonrail.rails.ton.states import RequestStatus, TransferStatus
 from tonrail.rails.ton.toncenter import ToncenterError
 from tonrail.security.switches import is_on
 
@@ -147,17 +149,16 @@ async def assemble(
             valid_until=chain_created_at + ctx.wallet.timeout,
             boc=signed.boc,
             msg_hash_norm=signed.message_hash_norm,
-            status="signed",
+            status=RequestStatus.SIGNED,
             send_count=0,
             created_at=now,
             updated_at=now,
         )
         session.add(request)
         await move_payments(
-            ctx.payments,
             session,
             claimed,
-            "processing",
+            PaymentStatus.PROCESSING,
             actor="system:ton",
             values={"hold_reason": None},
         )
@@ -179,7 +180,7 @@ async def assemble(
                 bounce=out.bounce,
                 body_hash=out.body_hash,
                 jetton_query_id=jq if payment.asset != "TON" else None,
-                status="pending",
+                status=TransferStatus.PENDING,
                 trace={},
                 updated_at=now,
             )
@@ -207,7 +208,7 @@ async def batch_ready(ctx: TonRailContext) -> bool:
                 select(Payment.id)
                 .where(
                     Payment.direction == "out",
-                    Payment.status == "queued",
+                    Payment.status == PaymentStatus.QUEUED,
                     (Payment.route.is_(None)) | (Payment.route == "ton"),
                     (Payment.locked_until.is_(None)) | (Payment.locked_until < now),
                 )
@@ -285,7 +286,7 @@ async def send_due(ctx: TonRailContext) -> int:
         due = await claim(
             session,
             TonRequest,
-            (TonRequest.status.in_(("signed", "sent")))
+            (TonRequest.status.in_((RequestStatus.SIGNED, RequestStatus.SENT)))
             & (TonRequest.valid_until > int(now.timestamp()))
             & ((TonRequest.last_sent_at.is_(None)) | (TonRequest.last_sent_at < resend_before)),
             worker_id=ctx.worker_id,
@@ -305,9 +306,12 @@ async def send_due(ctx: TonRailContext) -> int:
         async with transaction(ctx) as session:
             await session.execute(
                 update(TonRequest)
-                .where(TonRequest.id == request.id, TonRequest.status.in_(("signed", "sent")))
+                .where(
+                    TonRequest.id == request.id,
+                    TonRequest.status.in_((RequestStatus.SIGNED, RequestStatus.SENT)),
+                )
                 .values(
-                    status="sent",
+                    status=RequestStatus.SENT,
                     send_count=TonRequest.send_count + 1,
                     last_sent_at=clock.now(),
                     updated_at=clock.now(),
@@ -318,7 +322,11 @@ async def send_due(ctx: TonRailContext) -> int:
             attempts = await request_attempts(session, request.id)
             await move_attempts(
                 session,
-                [AttemptMove(a, "submitted", {}) for a in attempts if a.status == "created"],
+                [
+                    AttemptMove(a, AttemptStatus.SUBMITTED)
+                    for a in attempts
+                    if a.status == AttemptStatus.CREATED
+                ],
             )
         sent += 1
     return sent

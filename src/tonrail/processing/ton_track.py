@@ -16,6 +16,7 @@ from tonrail.processing.outcomes import expire_request, finalize_request, mark_u
 from tonrail.rails.ton.chain_view import Msg, Tx, query_id_of, same_address
 from tonrail.rails.ton.feed import NotCovered
 from tonrail.rails.ton.models import TonRequest, TonTransfer
+from tonrail.rails.ton.states import OPEN_REQUEST_STATES, RequestStatus, TraceStatus, TransferStatus
 from tonrail.rails.ton.trace import (
     ASK_RECIPIENT,
     ExcessFinder,
@@ -41,7 +42,7 @@ async def track_open(ctx: TonRailContext) -> int:
     for request_id in [r for r, after in ctx.track_after.items() if after <= now]:
         del ctx.track_after[request_id]
     resting = list(ctx.track_after)
-    condition: ColumnElement[bool] = TonRequest.status.in_(("signed", "sent", "processed"))
+    condition: ColumnElement[bool] = TonRequest.status.in_(OPEN_REQUEST_STATES)
     if resting:
         condition = condition & TonRequest.id.not_in(resting)
     async with transaction(ctx) as session:
@@ -164,7 +165,7 @@ async def track_request(ctx: TonRailContext, request_id: str) -> bool:
     """Read the chain for one request and record what it shows; True once it is final."""
     async with transaction(ctx) as session:
         request = await session.get(TonRequest, request_id)
-        if request is None or request.status not in ("signed", "sent", "processed"):
+        if request is None or request.status not in OPEN_REQUEST_STATES:
             return False
         msg_hash = request.msg_hash_norm
         valid_until = request.valid_until
@@ -235,8 +236,8 @@ async def _settle(
         request = await session.get(TonRequest, request_id)
         assert request is not None
         transfers = await request_transfers(session, request_id)
-        if request.status != "processed":
-            request.status = "processed"
+        if request.status != RequestStatus.PROCESSED:
+            request.status = RequestStatus.PROCESSED
             request.ext_tx_hash = ext.hash
             request.transfer_tx_hash = txs[0].hash if txs else None
             request.common_fee = common_fee
@@ -244,7 +245,7 @@ async def _settle(
         # Match each transfer to its own out message: destination and body are unique.
         unmatched = list(out_msgs)
         for t in transfers:
-            if t.status != "pending":
+            if t.status != TransferStatus.PENDING:
                 continue
             found = next(
                 (
@@ -255,10 +256,10 @@ async def _settle(
                 None,
             )
             if found is None:
-                t.status = "not_sent"
+                t.status = TransferStatus.NOT_SENT
             else:
                 unmatched.remove(found)
-                t.status = "sent"
+                t.status = TransferStatus.SENT
                 t.out_msg_hash = found.hash
                 t.trace = {
                     **t.trace,
@@ -271,7 +272,7 @@ async def _settle(
         pending_transfers = [
             (t.attempt_id, t.asset, t.out_msg_hash, dict(t.trace))
             for t in transfers
-            if t.status == "sent"
+            if t.status == TransferStatus.SENT
         ]
     outcomes: dict[str, Outcome] = {}
     by_hash = {m.hash: m for m in out_msgs}
@@ -297,7 +298,7 @@ async def _settle(
         if msg is not None:
             jobs.append(follow_one(attempt_id, asset, msg))
     await asyncio.gather(*jobs)
-    if any(o.status == "pending" for o in outcomes.values()):
+    if any(o.status == TraceStatus.PENDING for o in outcomes.values()):
         await _remember_final(ctx, outcomes)
         return False
     await finalize_request(ctx, request_id, outcomes)
@@ -306,7 +307,7 @@ async def _settle(
 
 async def _remember_final(ctx: TonRailContext, outcomes: dict[str, Outcome]) -> None:
     """Keep the outcomes already final, so later rounds follow only what is still pending."""
-    final = {a: o for a, o in outcomes.items() if o.status != "pending"}
+    final = {a: o for a, o in outcomes.items() if o.status != TraceStatus.PENDING}
     if not final:
         return
     async with transaction(ctx) as session:

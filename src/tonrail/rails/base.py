@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
+from tonrail.states import AttemptStatus, PollStatus
+
 RailName = Literal["ton", "stripe", "paypal", "bank"]
 
 
@@ -57,7 +59,7 @@ class SubmitResult:
     """`submitted`: the provider has it; `failed`: it definitely did not and will not happen;
     `unknown`: we cannot tell (timeout, crash) and must poll before doing anything else."""
 
-    status: Literal["submitted", "failed", "unknown"]
+    status: AttemptStatus  # SUBMITTED, FAILED or UNKNOWN
     provider_ref: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     error_code: str | None = None
@@ -66,7 +68,7 @@ class SubmitResult:
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
-    status: Literal["pending", "confirmed", "failed", "expired"]
+    status: PollStatus
     fee: int | None = None
     fee_asset: str | None = None
     details: dict[str, Any] = field(default_factory=dict)

@@ -29,9 +29,9 @@ from tests.rails.ton.rail_fixture import Rail
 from tonrail.app import create_app
 from tonrail.db import Database
 from tonrail.localnet.genesis import HOT_SUBWALLET, HOT_TIMEOUT
-from tonrail.payments.attempts import move_attempt
 from tonrail.payments.models import Attempt
 from tonrail.payments.service import PaymentService
+from tonrail.payments.transitions import move_attempt
 from tonrail.processing.context import TonRailContext
 from tonrail.processing.ton_loop import payout_round
 from tonrail.rails.registry import build_backup_rails, enabled_rails, routing_policy

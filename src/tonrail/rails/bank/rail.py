@@ -16,6 +16,7 @@ from tonrail.rails.backup import ProviderEventIn, RailPricing
 from tonrail.rails.base import AttemptView, PaymentView, PollResult, Quote, SubmitResult
 from tonrail.rails.pricing import FeeSchedule, RateFeed
 from tonrail.settings import Settings
+from tonrail.states import AttemptStatus, PollStatus
 
 
 def valid_iban(text: str) -> str | None:
@@ -113,12 +114,12 @@ class BankRail:
     async def submit(self, payment: PaymentView, attempt: AttemptView) -> SubmitResult:
         """Incoming: the instructions are live. Outgoing: queued for the next pain.001 file."""
         ref = str(attempt.details["reference"])
-        return SubmitResult("submitted", ref)
+        return SubmitResult(AttemptStatus.SUBMITTED, ref)
 
     async def poll(self, payment: PaymentView, attempt: AttemptView) -> PollResult:
         """Only a statement settles a transfer: until then the attempt is pending, which is
         normal for `BANK_SETTLEMENT_BUSINESS_DAYS` business days."""
-        return PollResult("pending", details={"provider_status": "awaiting_statement"})
+        return PollResult(PollStatus.PENDING, details={"provider_status": "awaiting_statement"})
 
     async def verify_webhook(self, body: bytes, headers: dict[str, str]) -> ProviderEventIn:
         raise InvalidRequest("banks send statements, not webhooks", code="rail_has_no_webhooks")

@@ -32,6 +32,7 @@ from tonrail.rails.backup import ProviderEventIn, RailPricing, WebhookRejected
 from tonrail.rails.base import AttemptView, PaymentView, PollResult, Quote, SubmitResult
 from tonrail.rails.pricing import FeeSchedule, RateFeed, fee_for
 from tonrail.settings import Settings
+from tonrail.states import AttemptStatus, PollStatus
 
 log = structlog.get_logger(__name__)
 TOKEN_MARGIN = timedelta(seconds=60)
@@ -155,23 +156,27 @@ class PayPalRail:
         except httpx.TransportError as exc:
             log.warning("paypal.submit_unknown", payment_id=payment.id, error=repr(exc))
             return SubmitResult(
-                "unknown", error_code="provider_unreachable", error_message=str(exc)
+                AttemptStatus.UNKNOWN, error_code="provider_unreachable", error_message=str(exc)
             )
         except PayPalError as exc:
             if exc.status >= 500 or exc.status in (401, 429):
                 log.warning("paypal.submit_unknown", payment_id=payment.id, error=str(exc))
                 return SubmitResult(
-                    "unknown", error_code=f"paypal_{exc.status}", error_message=str(exc)[:500]
+                    AttemptStatus.UNKNOWN,
+                    error_code=f"paypal_{exc.status}",
+                    error_message=str(exc)[:500],
                 )
             log.warning("paypal.submit_refused", payment_id=payment.id, error=str(exc))
             return SubmitResult(
-                "failed", error_code=f"paypal_{exc.name.lower()}", error_message=str(exc)[:500]
+                AttemptStatus.FAILED,
+                error_code=f"paypal_{exc.name.lower()}",
+                error_message=str(exc)[:500],
             )
         details: dict[str, Any] = {}
         for link in body.get("links", []):
             if link.get("rel") in ("approve", "payer-action"):
                 details["approve_url"] = link["href"]
-        return SubmitResult("submitted", ref, details)
+        return SubmitResult(AttemptStatus.SUBMITTED, ref, details)
 
     async def poll(self, payment: PaymentView, attempt: AttemptView) -> PollResult:
         """PayPal's current view; an approved order is captured here (idempotently)."""
@@ -194,17 +199,17 @@ class PayPalRail:
                     int(attempt.details["rail_amount"]),
                     bool(attempt.details.get("international")),
                 )
-            return PollResult("confirmed", fee, self.pricing.currency, details)
+            return PollResult(PollStatus.CONFIRMED, fee, self.pricing.currency, details)
         if item_status in ("FAILED", "RETURNED", "BLOCKED", "REFUNDED", "REVERSED") or header.get(
             "batch_status"
         ) in ("DENIED", "CANCELED"):
             error = (items[0].get("errors") or {}).get("name") if items else None
             return PollResult(
-                "failed",
+                PollStatus.FAILED,
                 details=details,
                 error_code=f"paypal_{(error or item_status or header['batch_status']).lower()}",
             )
-        return PollResult("pending", details=details)
+        return PollResult(PollStatus.PENDING, details=details)
 
     async def _poll_order(
         self, attempt: AttemptView, ref: str, details: dict[str, Any]
@@ -222,16 +227,16 @@ class PayPalRail:
             capture = order["purchase_units"][0]["payments"]["captures"][0]
             details["capture_id"] = capture["id"]
             if capture["status"] != "COMPLETED":
-                return PollResult("pending", details=details)
+                return PollResult(PollStatus.PENDING, details=details)
             fee = self._paypal_amount(
                 capture.get("seller_receivable_breakdown", {}).get("paypal_fee")
             )
             if fee is None:
                 fee = fee_for(self.pricing.schedule, int(attempt.details["rail_amount"]))
-            return PollResult("confirmed", fee, self.pricing.currency, details)
+            return PollResult(PollStatus.CONFIRMED, fee, self.pricing.currency, details)
         if order["status"] == "VOIDED":
-            return PollResult("expired", details=details, error_code="paypal_order_voided")
-        return PollResult("pending", details=details)
+            return PollResult(PollStatus.EXPIRED, details=details, error_code="paypal_order_voided")
+        return PollResult(PollStatus.PENDING, details=details)
 
     # ---------------------------------------------------------------- webhooks
     async def verify_webhook(self, body: bytes, headers: dict[str, str]) -> ProviderEventIn:

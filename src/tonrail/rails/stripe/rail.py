@@ -20,6 +20,7 @@ from tonrail.rails.base import AttemptView, PaymentView, PollResult, Quote, Subm
 from tonrail.rails.pricing import FeeSchedule, RateFeed, fee_for
 from tonrail.rails.stripe.webhook import parse_event, verify_signature
 from tonrail.settings import Settings
+from tonrail.states import AttemptStatus, PollStatus
 
 log = structlog.get_logger(__name__)
 
@@ -118,16 +119,18 @@ class StripeRail:
         except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
             log.warning("stripe.submit_unknown", payment_id=payment.id, error=type(exc).__name__)
             return SubmitResult(
-                "unknown", error_code="provider_unreachable", error_message=str(exc)[:500]
+                AttemptStatus.UNKNOWN,
+                error_code="provider_unreachable",
+                error_message=str(exc)[:500],
             )
         except stripe.StripeError as exc:
             log.warning("stripe.submit_refused", payment_id=payment.id, error=type(exc).__name__)
             return SubmitResult(
-                "failed",
+                AttemptStatus.FAILED,
                 error_code=f"stripe_{exc.code or type(exc).__name__}",
                 error_message=(exc.user_message or str(exc))[:500],
             )
-        return SubmitResult("submitted", str(obj["id"]), self._public_details(obj))
+        return SubmitResult(AttemptStatus.SUBMITTED, str(obj["id"]), self._public_details(obj))
 
     async def poll(self, payment: PaymentView, attempt: AttemptView) -> PollResult:
         """Stripe's current view: PaymentIntent, Checkout Session, Transfer or Payout status."""
@@ -145,34 +148,38 @@ class StripeRail:
         if mode == "payment_intent":
             status = obj["status"]
             if status == "succeeded":
-                return PollResult("confirmed", fee, currency, details)
+                return PollResult(PollStatus.CONFIRMED, fee, currency, details)
             if status == "canceled":
-                return PollResult("expired", details=details, error_code="stripe_canceled")
-            return PollResult("pending", details=details)
+                return PollResult(PollStatus.EXPIRED, details=details, error_code="stripe_canceled")
+            return PollResult(PollStatus.PENDING, details=details)
         if mode == "checkout_session":
             if obj.get("status") == "complete" and obj.get("payment_status") in (
                 "paid",
                 "no_payment_required",
             ):
-                return PollResult("confirmed", fee, currency, details)
+                return PollResult(PollStatus.CONFIRMED, fee, currency, details)
             if obj.get("status") == "expired":
-                return PollResult("expired", details=details, error_code="checkout_expired")
-            return PollResult("pending", details=details)
+                return PollResult(
+                    PollStatus.EXPIRED, details=details, error_code="checkout_expired"
+                )
+            return PollResult(PollStatus.PENDING, details=details)
         if mode == "transfer":
             if obj.get("reversed") or int(obj.get("amount_reversed") or 0) > 0:
-                return PollResult("failed", details=details, error_code="transfer_reversed")
-            return PollResult("confirmed", fee, currency, details)
+                return PollResult(
+                    PollStatus.FAILED, details=details, error_code="transfer_reversed"
+                )
+            return PollResult(PollStatus.CONFIRMED, fee, currency, details)
         status = obj["status"]
         if status == "paid":
-            return PollResult("confirmed", fee, currency, details)
+            return PollResult(PollStatus.CONFIRMED, fee, currency, details)
         if status in ("failed", "canceled"):
             return PollResult(
-                "failed",
+                PollStatus.FAILED,
                 details=details,
                 error_code=f"payout_{obj.get('failure_code') or status}",
                 error_message=obj.get("failure_message"),
             )
-        return PollResult("pending", details=details)
+        return PollResult(PollStatus.PENDING, details=details)
 
     # ---------------------------------------------------------------- webhooks
     async def verify_webhook(self, body: bytes, headers: dict[str, str]) -> ProviderEventIn:

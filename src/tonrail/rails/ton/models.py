@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tonrail.db import Base, BigInt, JsonDoc, UTCDateTime
+from tonrail.db import Base, BigInt, JsonDoc, StatusText, UTCDateTime
+from tonrail.rails.ton.states import DepositStatus, RequestStatus, TransferStatus
 
 
 class TonRequest(Base):
@@ -24,8 +25,7 @@ class TonRequest(Base):
     valid_until: Mapped[int] = mapped_column(BigInt)
     boc: Mapped[str] = mapped_column(Text)
     msg_hash_norm: Mapped[str] = mapped_column(String(64), unique=True)
-    # signed -> sent -> processed | expired
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[RequestStatus] = mapped_column(StatusText(RequestStatus, 16))
     send_count: Mapped[int] = mapped_column(BigInt, default=0)
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ext_tx_hash: Mapped[str | None] = mapped_column(String(64))
@@ -60,8 +60,7 @@ class TonTransfer(Base):
     bounce: Mapped[bool] = mapped_column(Boolean)
     body_hash: Mapped[str] = mapped_column(String(64))
     jetton_query_id: Mapped[int | None] = mapped_column(BigInt)
-    # pending -> sent -> confirmed | bounced ; pending -> not_sent
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[TransferStatus] = mapped_column(StatusText(TransferStatus, 16))
     out_msg_hash: Mapped[str | None] = mapped_column(String(64))
     fee: Mapped[int | None] = mapped_column(BigInt)  # nanoton, all of it, once final
     trace: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
@@ -108,7 +107,6 @@ class TonDeposit(Base):
     sender: Mapped[str | None] = mapped_column(String(80))
     comment: Mapped[str | None] = mapped_column(Text)
     payment_id: Mapped[str | None] = mapped_column(String(40), index=True)
-    # credited | underpaid | overpaid | late | unmatched | resolved
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[DepositStatus] = mapped_column(StatusText(DepositStatus, 16))
     resolution: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -32,6 +32,16 @@ class TransferStatus(StrEnum):
     BOUNCED = "bounced"
 
 
+class TraceStatus(StrEnum):
+    """What the chain shows of one transfer's message: not there yet, delivered, bounced
+    back, or failed in the wallet."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+
+
 class DepositStatus(StrEnum):
     """A transfer received on the deposit wallet, as matched against invoices."""
 

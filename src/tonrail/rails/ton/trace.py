@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from tonrail.rails.ton.chain_view import (
     EXCESSES_OP,
@@ -21,6 +20,7 @@ from tonrail.rails.ton.chain_view import (
     Tx,
     same_address,
 )
+from tonrail.rails.ton.states import TraceStatus
 
 Lookup = Callable[[Msg], Awaitable[Tx | None]]
 # For a jetton internal transfer (and the transaction of our jetton wallet that sent it): the
@@ -32,7 +32,7 @@ ASK_RECIPIENT = "ask_recipient"
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    status: Literal["pending", "confirmed", "bounced", "failed"]
+    status: TraceStatus
     fee: int = 0  # nanoton beyond the principal, this transfer's own part
     reason: str | None = None
     trace: dict[str, str] = field(default_factory=dict)
@@ -46,14 +46,14 @@ async def follow_ton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
     whatever that account does with it (it cannot come back, so there is nothing to wait
     for). A bounceable one may return, so the payee's transaction is read."""
     if not out.bounce:
-        return Outcome("confirmed", fee=out.fwd_fee, trace={"delivery": "non_bounceable"})
+        return Outcome(TraceStatus.CONFIRMED, fee=out.fwd_fee, trace={"delivery": "non_bounceable"})
     dest = await lookup(out)
     if dest is None:
-        return Outcome("pending")
+        return Outcome(TraceStatus.PENDING)
     trace = {"destination_tx": dest.hash}
     bounce = next((m for m in dest.out_msgs if m.bounced), None)
     if bounce is None:
-        return Outcome("confirmed", fee=out.fwd_fee, trace=trace)
+        return Outcome(TraceStatus.CONFIRMED, fee=out.fwd_fee, trace=trace)
     return await _bounced_back(out, bounce, lookup, trace, "bounced by the destination")
 
 
@@ -63,10 +63,10 @@ async def _bounced_back(
     """Our message bounced: the value came back to the hot wallet, minus what it cost."""
     back = await lookup(bounce)
     if back is None:
-        return Outcome("pending", trace=trace)
+        return Outcome(TraceStatus.PENDING, trace=trace)
     trace["bounce_tx"] = back.hash
     lost = out.value - bounce.value + back.total_fees
-    return Outcome("bounced", fee=out.fwd_fee + lost, reason=reason, trace=trace)
+    return Outcome(TraceStatus.BOUNCED, fee=out.fwd_fee + lost, reason=reason, trace=trace)
 
 
 async def follow_jetton(
@@ -81,13 +81,13 @@ async def follow_jetton(
     own transaction; a transfer that found no excess is read the long way."""
     ours = await lookup(out)
     if ours is None:
-        return Outcome("pending")
+        return Outcome(TraceStatus.PENDING)
     trace = {"our_jetton_wallet_tx": ours.hash}
     bounce = next((m for m in ours.out_msgs if m.bounced), None)
     if bounce is not None or ours.aborted:
         if bounce is None:
             return Outcome(
-                "failed",
+                TraceStatus.FAILED,
                 fee=out.fwd_fee + out.value,
                 reason="our jetton wallet rejected the transfer",
                 trace=trace,
@@ -98,7 +98,7 @@ async def follow_jetton(
     internal = next((m for m in ours.out_msgs if m.opcode == JETTON_INTERNAL_TRANSFER_OP), None)
     if internal is None:
         return Outcome(
-            "failed",
+            TraceStatus.FAILED,
             fee=out.fwd_fee + out.value,
             reason="no internal transfer left our jetton wallet",
             trace=trace,
@@ -106,24 +106,24 @@ async def follow_jetton(
     if find_excess is not None:
         found = await find_excess(internal, ours)
         if found is None:
-            return Outcome("pending", trace=trace)
+            return Outcome(TraceStatus.PENDING, trace=trace)
         if isinstance(found, tuple):
             returned, took = found
             trace["recipient_jetton_wallet"] = str(internal.destination)
             trace["excess_tx"] = took.hash
             return Outcome(
-                "confirmed",
+                TraceStatus.CONFIRMED,
                 fee=out.fwd_fee + out.value - returned.value + took.total_fees,
                 trace=trace,
             )
     theirs = await lookup(internal)
     if theirs is None:
-        return Outcome("pending", trace=trace)
+        return Outcome(TraceStatus.PENDING, trace=trace)
     trace["recipient_jetton_wallet_tx"] = theirs.hash
     if theirs.aborted:
         # The jettons bounce back to our jetton wallet; the TON attached is spent.
         return Outcome(
-            "bounced",
+            TraceStatus.BOUNCED,
             fee=out.fwd_fee + out.value,
             reason="the recipient's jetton wallet refused the transfer",
             trace=trace,
@@ -137,13 +137,15 @@ async def follow_jetton(
         None,
     )
     if excess is None:
-        return Outcome("confirmed", fee=out.fwd_fee + out.value, trace=trace)
+        return Outcome(TraceStatus.CONFIRMED, fee=out.fwd_fee + out.value, trace=trace)
     back = await lookup(excess)
     if back is None:
-        return Outcome("pending", trace=trace)
+        return Outcome(TraceStatus.PENDING, trace=trace)
     trace["excess_tx"] = back.hash
     return Outcome(
-        "confirmed", fee=out.fwd_fee + out.value - excess.value + back.total_fees, trace=trace
+        TraceStatus.CONFIRMED,
+        fee=out.fwd_fee + out.value - excess.value + back.total_fees,
+        trace=trace,
     )
 
 
