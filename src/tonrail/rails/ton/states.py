@@ -54,15 +54,12 @@ class DepositStatus(StrEnum):
     RESOLVED = "resolved"
 
 
+R, D = RequestStatus, DepositStatus
 # Requests whose transfers may still move or be reported.
-OPEN_REQUEST_STATES: Final[frozenset[RequestStatus]] = frozenset(
-    {RequestStatus.SIGNED, RequestStatus.SENT, RequestStatus.PROCESSED}
-)
+OPEN_REQUEST_STATES: Final[frozenset[RequestStatus]] = frozenset({R.SIGNED, R.SENT, R.PROCESSED})
 # Deposits that credited an invoice (in full or in part).
 CREDITING_DEPOSIT_STATES: Final[frozenset[DepositStatus]] = frozenset(
-    {DepositStatus.CREDITED, DepositStatus.UNDERPAID, DepositStatus.OVERPAID}
+    {D.CREDITED, D.UNDERPAID, D.OVERPAID}
 )
 # Deposits an operator may still apply, refund or book as owner funding.
-UNAPPLIED_DEPOSIT_STATES: Final[frozenset[DepositStatus]] = frozenset(
-    {DepositStatus.UNMATCHED, DepositStatus.LATE}
-)
+UNAPPLIED_DEPOSIT_STATES: Final[frozenset[DepositStatus]] = frozenset({D.UNMATCHED, D.LATE})
