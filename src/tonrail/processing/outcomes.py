@@ -110,7 +110,7 @@ async def record_poll(
         if details != attempt.details:
             attempt.details = details
             await session.flush()
-        return "pending"
+        return PollStatus.PENDING
     if result.status in (PollStatus.FAILED, PollStatus.EXPIRED):
         await move_attempt(
             session,
