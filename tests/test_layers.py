@@ -11,9 +11,8 @@ imports address.py at runtime). `from a.b import c` is an edge to `a.b` and, whe
 module, to `a.b.c`; the parents that Python imports first are not edges, since a submodule
 that imports a sibling never reads its parent's names.
 
-Pairs of packages that still import each other are listed in MUTUAL_TODAY with the modules
-at fault, each as a strict xfail: once a pair is fixed its test passes, which fails the run
-until its entry is deleted, so the list only shrinks. A pair not listed fails at once.
+No two packages import each other (issue 13 removed the last pairs; fees reads payments,
+and payments is handed the fee-decision lookup from above).
 """
 
 from __future__ import annotations
@@ -24,20 +23,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Below every domain: these import nothing of tonrail outside this set.
 FOUNDATION = ("clock", "db", "errors", "ids", "logs", "money", "settings", "chain", "states")
-
-# Package pairs that still import each other (issue 13), with the modules at fault.
-MUTUAL_TODAY: dict[tuple[str, str], str] = {
-    ("fees", "payments"): (
-        "fees.repository, fees.service -> payments.models; "
-        "payments.schemas -> fees.schemas, payments.service -> fees.service"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -195,25 +184,11 @@ def test_no_import_cycles() -> None:
     )
 
 
-def test_no_new_pair_of_packages_imports_each_other() -> None:
-    new = {pair: edges for pair, edges in mutual_pairs().items() if pair not in MUTUAL_TODAY}
-    assert new == {}, "packages that import each other:\n" + "\n".join(
-        f"{a} <-> {b}: " + "; ".join(edges) for (a, b), edges in new.items()
+def test_no_pair_of_packages_imports_each_other() -> None:
+    found = mutual_pairs()
+    assert found == {}, "packages that import each other:\n" + "\n".join(
+        f"{a} <-> {b}: " + "; ".join(edges) for (a, b), edges in found.items()
     )
-
-
-@pytest.mark.parametrize(
-    "pair",
-    [
-        pytest.param(
-            pair, id=f"{pair[0]}-{pair[1]}", marks=pytest.mark.xfail(strict=True, reason=why)
-        )
-        for pair, why in MUTUAL_TODAY.items()
-    ],
-)
-def test_pair_imports_one_way(pair: tuple[str, str]) -> None:
-    edges = mutual_pairs().get(pair, [])
-    assert edges == [], f"{pair[0]} <-> {pair[1]}: " + "; ".join(edges)
 
 
 def test_the_foundation_imports_no_domain() -> None:

@@ -15,6 +15,7 @@ import tonrail
 from tonrail.dashboard.routes import install as install_dashboard
 from tonrail.db import Database
 from tonrail.fees.endpoints import router as fees_router
+from tonrail.fees.service import fee_decisions_for
 from tonrail.monitoring.endpoints import router as monitoring_router
 from tonrail.payments.endpoints import router as payments_router
 from tonrail.payments.service import PaymentService
@@ -57,7 +58,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = database_
-    app.state.payments = PaymentService(database_, settings)
+    app.state.payments = PaymentService(database_, settings, fee_decisions_for)
     app.state.principals = PrincipalCache(settings.api_key_cache_seconds)
     install_error_handlers(app)
     app.include_router(payments_router)

@@ -14,6 +14,7 @@ from tonrail import logs
 from tonrail.dashboard.cli import admin_app, audit_app
 from tonrail.db import Database
 from tonrail.deploy.cli import deploy_app, rehearsal_app
+from tonrail.fees.service import fee_decisions_for
 from tonrail.monitoring.cli import alerts_app
 from tonrail.processing.bank_cli import bank_app
 from tonrail.security.cli import lockouts_app
@@ -93,7 +94,7 @@ def worker(
 
     async def main() -> None:
         db = _db(settings)
-        payments = PaymentService(db, settings)
+        payments = PaymentService(db, settings, fee_decisions_for)
         worker_id = default_worker_id()
         ton = None
         backup = build_backup_rails(settings)
@@ -357,7 +358,7 @@ def deposits_resolve(
             async with db.transaction() as session:
                 d = await resolve(
                     session,
-                    PaymentService(db, settings),
+                    PaymentService(db, settings, fee_decisions_for),
                     deposit_id,
                     cast(Decision, decision),
                     actor,

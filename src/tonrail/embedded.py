@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from tonrail.app import create_app
 from tonrail.db import Database
 from tonrail.demo import ensure_admin, localnet_traffic
+from tonrail.fees.service import fee_decisions_for
 from tonrail.localnet.chain import Chain
 from tonrail.localnet.genesis import Genesis
 from tonrail.localnet.server import create_app as create_localnet_app
@@ -145,7 +146,7 @@ async def run_embedded(settings: Settings) -> None:
                 app, host=settings.host, port=settings.port, log_level=settings.log_level.lower()
             )
         )
-        payments = PaymentService(db, settings)
+        payments = PaymentService(db, settings, fee_decisions_for)
         worker_id = default_worker_id()
         backup = build_backup_rails(settings)
         ton = await open_ton_rail(settings, db, payments, worker_id, backup)

@@ -33,8 +33,8 @@ from tonrail.fees.policy import (
     percentile,
     unusually_high,
 )
-from tonrail.fees.schemas import FeeDecisionOut
 from tonrail.payments.models import Payment
+from tonrail.payments.schemas import FeeDecisionOut
 from tonrail.settings import Settings
 
 # Kinds of fee history: estimates of representative requests and fees our payouts paid.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +19,6 @@ from tonrail.chain.network import resolve_network
 from tonrail.db import Database, write_at_once
 from tonrail.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, TonrailError
 from tonrail.events.service import emit, event_write
-from tonrail.fees.service import fee_decisions_for
 from tonrail.ids import new_id
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import entry_writes
@@ -29,7 +28,13 @@ from tonrail.money import decimals_of, parse_minor
 from tonrail.payments import repository as repo
 from tonrail.payments.models import Payment
 from tonrail.payments.rules import DEFAULT_TARGET_SECONDS, check_metadata, new_reference
-from tonrail.payments.schemas import InvoiceCreate, PaymentList, PaymentOut, PayoutCreate
+from tonrail.payments.schemas import (
+    FeeDecisionOut,
+    InvoiceCreate,
+    PaymentList,
+    PaymentOut,
+    PayoutCreate,
+)
 from tonrail.payments.states import PaymentStatus, initial_status
 from tonrail.payments.transitions import move_payment
 from tonrail.rates import Rate, StaticRates
@@ -78,11 +83,20 @@ def limit_policy(settings: Settings) -> LimitPolicy:
     )
 
 
-class PaymentService:
-    """Creates, reads, cancels and approves payments, posting ledger lines and outbox events."""
+# The fee optimizer's decision of each payout that has one (fees.service.fee_decisions_for).
+# fees reads payments, so payments is handed this lookup from above instead of importing it.
+FeeDecisions = Callable[[AsyncSession, Sequence[str]], Awaitable[Mapping[str, FeeDecisionOut]]]
 
-    def __init__(self, db: Database, settings: Settings):
+
+class PaymentService:
+    """Creates, reads, cancels and approves payments, posting ledger lines and outbox events.
+
+    `fee_decisions` fills a payout's `fee_decision` (None: the field stays null, as it is
+    for a payout the optimizer has not decided yet)."""
+
+    def __init__(self, db: Database, settings: Settings, fee_decisions: FeeDecisions | None = None):
         self.db = db
+        self._fee_decisions = fee_decisions
         self.settings = settings
         self.policy = limit_policy(settings)
         self.rates = StaticRates(settings)
@@ -406,8 +420,8 @@ class PaymentService:
         approvals = await repo.approvers(session, payment.id)
         attempts = list(await repo.attempts(session, payment.id))
         decision = (
-            (await fee_decisions_for(session, [payment.id])).get(payment.id)
-            if payment.direction == "out"
+            (await self._fee_decisions(session, [payment.id])).get(payment.id)
+            if payment.direction == "out" and self._fee_decisions is not None
             else None
         )
         return PaymentOut.of(

@@ -10,6 +10,7 @@ import typer
 
 from tonrail.db import Database
 from tonrail.errors import TonrailError
+from tonrail.fees.service import fee_decisions_for
 from tonrail.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def _files(settings: Settings) -> tuple[Database, BankFiles]:
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         pool_size=settings.db_pool_size,
     )
-    return db, BankFiles(db, settings, PaymentService(db, settings))
+    return db, BankFiles(db, settings, PaymentService(db, settings, fee_decisions_for))
 
 
 @bank_app.command("export-payouts")

@@ -20,11 +20,11 @@ from tonrail.chain.address import parse_address
 from tonrail.db import Database, UTCDateTime
 from tonrail.errors import InvalidRequest, TonrailError
 from tonrail.events.models import OutboxEvent
-from tonrail.fees.schemas import FeeDecisionOut
 from tonrail.fees.service import fee_decisions_for
 from tonrail.ledger.models import JournalEntry, LedgerLine
 from tonrail.money import ASSET_DECIMALS, parse_minor
 from tonrail.payments.models import Approval, Attempt, Payment
+from tonrail.payments.schemas import FeeDecisionOut
 from tonrail.payments.states import INVOICE_TRANSITIONS, PAYOUT_TRANSITIONS
 from tonrail.rails.base import RailName
 from tonrail.rails.ton.models import TonDeposit, TonRequest, TonTransfer
