@@ -20,7 +20,8 @@ import pytest
 
 from tonrail import clock
 from tonrail.dashboard.pages.overview import figure
-from tonrail.dashboard.queries.overview import RANGES, Window, segments, shown_ms
+from tonrail.dashboard.queries.overview import shown_ms
+from tonrail.dashboard.queries.ranges import RANGES, Window, segments
 from tonrail.db import Database
 from tonrail.fees.models import FeeSample
 from tonrail.ids import new_id

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from tonrail.dashboard.deps import db_of, is_htmx, require, settings_of
 from tonrail.dashboard.queries import overview as q
+from tonrail.dashboard.queries.ranges import RANGES, RangeInvalid, range_spec
 from tonrail.dashboard.shared import shared_figures
 from tonrail.dashboard.templating import render
 from tonrail.errors import UnknownAsset
@@ -62,12 +63,12 @@ async def overview_live(
 
 async def _respond(request: Request, range_value: str | None, *, live: bool) -> HTMLResponse:
     try:
-        spec = q.range_spec(range_value)
-    except q.RangeInvalid as exc:
+        spec = range_spec(range_value)
+    except RangeInvalid as exc:
         flash = {"kind": "error", "message": exc.message, "code": exc.code}
         if live or is_htmx(request):
             return render(request, "fragments/flash.html", flash, status_code=400)
-        context = {"section": "overview", "ranges": q.RANGES, "range": None, "error": flash}
+        context = {"section": "overview", "ranges": RANGES, "range": None, "error": flash}
         return render(request, "overview.html", context, status_code=400)
     settings = settings_of(request)
     figures = await q.overview(db_of(request), settings, spec, range_cache(request))
@@ -119,7 +120,7 @@ def congestion_class(pct: float | None, settings: Settings) -> str:
 def page_context(o: q.Overview, settings: Settings) -> dict[str, Any]:
     return {
         "section": "overview",
-        "ranges": q.RANGES,
+        "ranges": RANGES,
         "range": o.window.spec,
         "o": o,
         "error": None,

@@ -1,152 +1,46 @@
-"""SQL of the dashboard's Overview: the figures of a time range and their series per bucket.
+"""SQL of the dashboard's Overview: the figures of a time range and their series per bucket
+(the buckets: ranges.py), and the page's assembly with the present (present.py).
 
-Everything is aggregated in the database. The buckets of a range are passed to the query as a
-small table of segments (bucket, in range?, from, until) joined to the rows by their time
-column, so each segment is one range scan of a covering index (migration 0009) and no
-function runs per row to find its bucket. Buckets are aligned to multiples of their width,
-so a poll a few seconds later puts every row in the same bucket; the first bucket reaches
-back before the range, and is split in two segments so the figures of the range itself (the
-tiles) stay exact.
-
-The range figures are cached per process for a few seconds (`RangeSpec.cache_seconds`, from
-2 s for 1 h to 60 s for 7 d): several operators polling every 2 s share one computation.
-Pending and stuck payments, alerts, the hot wallet and the current congestion are read on
-every request.
+Everything is aggregated in the database. The range figures are cached per process for a few
+seconds (`RangeSpec.cache_seconds`, from 2 s for 1 h to 60 s for 7 d): several operators
+polling every 2 s share one computation. Pending and stuck payments, alerts, the hot wallet
+and the current congestion are read on every request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, literal, select, union_all
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
+from tonrail.dashboard.queries.present import (
+    Alerts,
+    CongestionNow,
+    HotWalletBalance,
+    Pending,
+    alerts,
+    congestion_now,
+    hot_wallet,
+    pending,
+)
+from tonrail.dashboard.queries.ranges import (
+    RangeSpec,
+    Window,
+    duration_ms,
+    in_segment,
+    segment_table,
+)
 from tonrail.dashboard.shared import SharedFigures
-from tonrail.db import Database, UTCDateTime
-from tonrail.errors import InvalidRequest
+from tonrail.db import Database
 from tonrail.fees.models import FeeSample
-from tonrail.ledger import rules as books
-from tonrail.ledger.service import balance
-from tonrail.monitoring.models import Alert, MonitoringSignal
-from tonrail.monitoring.signals import parse_labels
-from tonrail.monitoring.snapshot import PENDING_STATES
-from tonrail.monitoring.states import ACTIVE_ALERT_STATES, AlertStatus
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.states import PaymentStatus
 from tonrail.settings import Settings
-
-HOT_WALLET_ASSETS = ("TON", "USDT")
-TOP_STUCK = 5
-TOP_ALERTS = 5
-SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
-
-
-class RangeInvalid(InvalidRequest):
-    """`?range=` is not one of the offered ranges."""
-
-    code = "range_invalid"
-
-
-@dataclass(frozen=True)
-class RangeSpec:
-    key: str
-    label: str
-    seconds: int
-    bucket_seconds: int
-    bucket_label: str  # strftime format of a bucket's start on the charts
-    cache_seconds: int  # how long one computation of the range's figures is shown
-
-
-RANGES: dict[str, RangeSpec] = {
-    r.key: r
-    for r in (
-        RangeSpec("1h", "1 hour", 3_600, 60, "%H:%M", 2),
-        RangeSpec("24h", "24 hours", 86_400, 1_800, "%H:%M", 15),
-        RangeSpec("7d", "7 days", 604_800, 14_400, "%a %H:%M", 60),
-    )
-}
-DEFAULT_RANGE = "24h"
-
-
-def range_spec(value: str | None) -> RangeSpec:
-    """The range named by `?range=` (default 24h); RangeInvalid for anything else."""
-    key = DEFAULT_RANGE if value is None or value == "" else value
-    spec = RANGES.get(key)
-    if spec is None:
-        raise RangeInvalid(
-            f"range must be one of {', '.join(RANGES)}, not {str(value)[:40]!r}", param="range"
-        )
-    return spec
-
-
-@dataclass(frozen=True)
-class Window:
-    """A range ending now: figures cover [since, now]; charts cover the buckets from start."""
-
-    spec: RangeSpec
-    now: datetime
-    since: datetime
-    start: datetime  # since rounded down to a bucket boundary
-    buckets: int
-
-    @classmethod
-    def ending(cls, spec: RangeSpec, now: datetime) -> Window:
-        width = spec.bucket_seconds
-        since = now - timedelta(seconds=spec.seconds)
-        start_epoch = int(since.timestamp()) // width * width
-        end_epoch = int(now.timestamp()) // width * width + width
-        start = datetime.fromtimestamp(start_epoch, UTC)
-        return cls(spec, now, since, start, (end_epoch - start_epoch) // width)
-
-    def bucket_starts(self) -> list[datetime]:
-        width = timedelta(seconds=self.spec.bucket_seconds)
-        return [self.start + i * width for i in range(self.buckets)]
-
-
-Segment = tuple[int, int, datetime, datetime]  # (bucket, 1 if inside the range, from, until)
-
-
-def segments(window: Window) -> list[Segment]:
-    """The buckets as half-open time segments; the first is split at `since`."""
-    width = timedelta(seconds=window.spec.bucket_seconds)
-    out: list[Segment] = []
-    for i, lo in enumerate(window.bucket_starts()):
-        hi = lo + width
-        if i == 0 and window.since > lo:
-            out.append((0, 0, lo, window.since))
-            lo = window.since
-        out.append((i, 1, lo, hi))
-    return out
-
-
-def segment_table(window: Window) -> Any:
-    """`segments(window)` as a CTE (a UNION ALL of literal rows: both SQLite and PostgreSQL)."""
-    rows = [
-        select(
-            literal(b, Integer).label("b"),
-            literal(r, Integer).label("r"),
-            literal(lo, UTCDateTime()).label("lo"),
-            literal(hi, UTCDateTime()).label("hi"),
-        )
-        for b, r, lo, hi in segments(window)
-    ]
-    return union_all(*rows).cte("seg")
-
-
-def _inside(seg: Any, column: Any) -> ColumnElement[bool]:
-    return and_(column >= seg.c.lo, column < seg.c.hi)
-
-
-def duration_ms(start: Any, end: Any, dialect: str) -> ColumnElement[Any]:
-    """Milliseconds from `start` to `end`, both timestamp columns."""
-    if dialect == "sqlite":
-        return func.round((func.julianday(end) - func.julianday(start)) * 86_400_000)
-    # date_part gives a double (EXTRACT a numeric, much slower to sort and round).
-    return func.round(func.date_part("epoch", end - start) * 1000)
 
 
 # ------------------------------------------------------------------ the figures
@@ -211,68 +105,6 @@ class Fees:
 
 
 @dataclass(frozen=True)
-class CongestionNow:
-    """The fee sampler's latest look at the network."""
-
-    pct: float | None
-    raw_pct: float | None
-    latency_ms: int | None
-    queue_size: int | None
-    sampled_at: datetime | None
-    gas_price: int | None  # nanoton per gas unit (config param 21), as last measured
-
-
-@dataclass(frozen=True)
-class StuckPayment:
-    id: str
-    direction: str
-    status: str
-    asset: str
-    amount: int
-    created_at: datetime
-    age_seconds: int
-
-
-@dataclass(frozen=True)
-class Pending:
-    pending: int  # queued + processing
-    awaiting_approval: int
-    awaiting_payment: int  # open invoices
-    stuck: int
-    oldest_stuck: list[StuckPayment]
-
-
-@dataclass(frozen=True)
-class HotWalletBalance:
-    asset: str
-    ledger: int
-    on_chain: int | None  # as last measured by the payout loop (monitoring signal)
-    measured_at: datetime | None
-
-    @property
-    def difference(self) -> int | None:
-        return None if self.on_chain is None else self.on_chain - self.ledger
-
-
-@dataclass(frozen=True)
-class AlertLine:
-    id: str
-    rule: str
-    severity: str
-    status: str
-    summary: str
-    opened_at: datetime
-    last_seen_at: datetime
-
-
-@dataclass(frozen=True)
-class Alerts:
-    open: int
-    acknowledged: int
-    top: list[AlertLine]
-
-
-@dataclass(frozen=True)
 class RangeFigures:
     """What a range shows: computed at `window.now`, shared for `cache_seconds`."""
 
@@ -330,7 +162,7 @@ async def created_by_status(
     seg = segment_table(window)
     rows = await session.execute(
         select(seg.c.b, seg.c.r, Payment.status, func.count())
-        .select_from(seg.join(Payment, _inside(seg, Payment.created_at)))
+        .select_from(seg.join(Payment, in_segment(seg, Payment.created_at)))
         .group_by(seg.c.b, seg.c.r, Payment.status)
     )
     series: dict[str, list[int]] = {}
@@ -357,7 +189,7 @@ async def finished(session: AsyncSession, window: Window) -> Finished:
             func.sum(Payment.usdt_equivalent),
         )
         # No WHERE on status: SQLite would then scan the status index once per segment.
-        .select_from(seg.join(Payment, _inside(seg, Payment.completed_at)))
+        .select_from(seg.join(Payment, in_segment(seg, Payment.completed_at)))
         .group_by(seg.c.b, seg.c.r, Payment.status, Payment.direction, Payment.asset)
     )
     out = Finished(bucket_succeeded=[0] * window.buckets, bucket_failed=[0] * window.buckets)
@@ -456,7 +288,7 @@ async def fees(session: AsyncSession, window: Window) -> Fees:
             func.count(),
             func.sum(Attempt.fee_amount),
         )
-        .select_from(seg.join(Attempt, _inside(seg, Attempt.updated_at)))
+        .select_from(seg.join(Attempt, in_segment(seg, Attempt.updated_at)))
         .where(Attempt.fee_amount.is_not(None), Attempt.fee_asset.is_not(None))
         .group_by(seg.c.b, seg.c.r, Attempt.rail, Attempt.fee_asset)
     )
@@ -477,7 +309,7 @@ async def congestion_series(
     seg = segment_table(window)
     rows = await session.execute(
         select(seg.c.b, func.avg(FeeSample.congestion_bp), func.max(FeeSample.congestion_bp))
-        .select_from(seg.join(FeeSample, _inside(seg, FeeSample.sampled_at)))
+        .select_from(seg.join(FeeSample, in_segment(seg, FeeSample.sampled_at)))
         .where(FeeSample.congestion_bp.is_not(None))
         .group_by(seg.c.b)
     )
@@ -488,174 +320,6 @@ async def congestion_series(
             avg[int(b)] = round(float(mean) / 100, 2)
             peak[int(b)] = round(float(top) / 100, 2)
     return avg, peak
-
-
-async def congestion_now(session: AsyncSession) -> CongestionNow:
-    """The fee sampler's latest look at the network, and the gas price last measured."""
-    latest = (
-        await session.execute(
-            select(
-                FeeSample.congestion_bp,
-                FeeSample.congestion_raw_bp,
-                FeeSample.latency_ms,
-                FeeSample.queue_size,
-                FeeSample.sampled_at,
-            )
-            .order_by(FeeSample.sampled_at.desc(), FeeSample.id.desc())
-            .limit(1)
-        )
-    ).first()
-    gas = await session.scalar(
-        select(MonitoringSignal.value).where(
-            MonitoringSignal.name == "gas_price", MonitoringSignal.labels == ""
-        )
-    )
-    gas_price = int(gas) if gas is not None else None
-    if latest is None:
-        return CongestionNow(None, None, None, None, None, gas_price)
-    bp, raw_bp, latency, queue, at = latest
-    return CongestionNow(
-        bp / 100 if bp is not None else None,
-        raw_bp / 100 if raw_bp is not None else None,
-        latency,
-        queue,
-        at,
-        gas_price,
-    )
-
-
-def _pending_longer_than_target(now: datetime, dialect: str) -> ColumnElement[bool]:
-    at = literal(now, UTCDateTime())
-    if dialect == "sqlite":
-        age = (func.julianday(at) - func.julianday(Payment.created_at)) * 86_400
-    else:
-        age = func.date_part("epoch", at - Payment.created_at)
-    return age > Payment.target_confirmation_seconds
-
-
-async def pending(
-    session: AsyncSession, settings: Settings, now: datetime, dialect: str
-) -> Pending:
-    """Open payments now; stuck = pending longer than ALERT_STUCK_SECONDS and than its own
-    target confirmation time (the monitoring rule `payments_stuck`), counted in SQL."""
-    counts = dict(
-        (
-            await session.execute(
-                select(Payment.status, func.count())
-                .where(
-                    Payment.status.in_(
-                        (
-                            *PENDING_STATES,
-                            PaymentStatus.REQUIRES_APPROVAL,
-                            PaymentStatus.AWAITING_PAYMENT,
-                        )
-                    )
-                )
-                .group_by(Payment.status)
-            )
-        ).all()
-    )
-    horizon = now - timedelta(seconds=settings.alert_stuck_seconds)
-    is_stuck = and_(
-        Payment.status.in_(PENDING_STATES),
-        Payment.created_at < horizon,
-        _pending_longer_than_target(now, dialect),
-    )
-    stuck = int(await session.scalar(select(func.count()).where(is_stuck)) or 0)
-    rows = await session.execute(
-        select(
-            Payment.id,
-            Payment.direction,
-            Payment.status,
-            Payment.asset,
-            Payment.amount,
-            Payment.created_at,
-        )
-        .where(is_stuck)
-        .order_by(Payment.created_at, Payment.id)
-        .limit(TOP_STUCK)
-    )
-    oldest = [
-        StuckPayment(
-            pid, direction, status, asset, amount, created, int((now - created).total_seconds())
-        )
-        for pid, direction, status, asset, amount, created in rows
-    ]
-    return Pending(
-        pending=sum(int(counts.get(s, 0)) for s in PENDING_STATES),
-        awaiting_approval=int(counts.get(PaymentStatus.REQUIRES_APPROVAL, 0)),
-        awaiting_payment=int(counts.get(PaymentStatus.AWAITING_PAYMENT, 0)),
-        stuck=stuck,
-        oldest_stuck=oldest,
-    )
-
-
-async def hot_wallet(session: AsyncSession) -> list[HotWalletBalance]:
-    """Per asset: the books (ledger) and the chain as the payout loop last measured it."""
-    measured: dict[str, tuple[int, datetime]] = {}
-    for labels, value, at in await session.execute(
-        select(MonitoringSignal.labels, MonitoringSignal.value, MonitoringSignal.updated_at).where(
-            MonitoringSignal.name == "hot_wallet_balance"
-        )
-    ):
-        asset = parse_labels(labels).get("asset")
-        if asset:
-            measured[asset] = (int(value), at)
-    out = []
-    for asset in sorted({*HOT_WALLET_ASSETS, *measured}, key=_asset_order):
-        chain = measured.get(asset)
-        out.append(
-            HotWalletBalance(
-                asset,
-                await balance(session, books.HOT_WALLET, asset),
-                chain[0] if chain else None,
-                chain[1] if chain else None,
-            )
-        )
-    return out
-
-
-def _asset_order(asset: str) -> tuple[int, str]:
-    return (HOT_WALLET_ASSETS.index(asset) if asset in HOT_WALLET_ASSETS else 99, asset)
-
-
-async def alerts(session: AsyncSession) -> Alerts:
-    """Open and acknowledged alerts: counts and the most severe, newest first."""
-    counts = dict(
-        (
-            await session.execute(
-                select(Alert.status, func.count())
-                .where(Alert.status.in_(ACTIVE_ALERT_STATES))
-                .group_by(Alert.status)
-            )
-        ).all()
-    )
-    rank = case(SEVERITY_RANK, value=Alert.severity, else_=len(SEVERITY_RANK))
-    rows = (
-        (
-            await session.execute(
-                select(Alert)
-                .where(Alert.status.in_(ACTIVE_ALERT_STATES))
-                .order_by(
-                    case((Alert.status == AlertStatus.OPEN, 0), else_=1),
-                    rank,
-                    Alert.last_seen_at.desc(),
-                    Alert.id,
-                )
-                .limit(TOP_ALERTS)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    return Alerts(
-        int(counts.get(AlertStatus.OPEN, 0)),
-        int(counts.get(AlertStatus.ACKNOWLEDGED, 0)),
-        [
-            AlertLine(a.id, a.rule, a.severity, a.status, a.summary, a.opened_at, a.last_seen_at)
-            for a in rows
-        ],
-    )
 
 
 async def range_figures(session: AsyncSession, window: Window, dialect: str) -> RangeFigures:
