@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tonrail.command import run_command
 from tonrail.db import Database
-from tonrail.errors import TonrailError
 from tonrail.fees.service import fee_decisions_for
-from tonrail.settings import Settings, get_settings
+from tonrail.settings import Settings
 
 if TYPE_CHECKING:
     from tonrail.processing.bank_files import BankFiles
@@ -22,16 +21,11 @@ bank_app = typer.Typer(
 )
 
 
-def _files(settings: Settings) -> tuple[Database, BankFiles]:
+def _files(db: Database, settings: Settings) -> BankFiles:
     from tonrail.payments.service import PaymentService
     from tonrail.processing.bank_files import BankFiles
 
-    db = Database(
-        settings.effective_database_url,
-        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        pool_size=settings.db_pool_size,
-    )
-    return db, BankFiles(db, settings, PaymentService(db, settings, fee_decisions_for))
+    return BankFiles(db, settings, PaymentService(db, settings, fee_decisions_for))
 
 
 @bank_app.command("export-payouts")
@@ -42,18 +36,9 @@ def export_payouts(
 ) -> None:
     """Write every bank payout not yet exported into one ISO 20022 pain.001 file (validated
     against its schema) for the operator to upload to the bank."""
-    from tonrail.processing.bank_files import ExportResult
-
-    settings = get_settings()
-
-    async def main() -> ExportResult:
-        db, files = _files(settings)
-        try:
-            return await files.export_payouts(out or settings.data_dir / "bank")
-        finally:
-            await db.dispose()
-
-    result = asyncio.run(main())
+    result = run_command(
+        lambda db, settings: _files(db, settings).export_payouts(out or settings.data_dir / "bank")
+    )
     if result.path is None:
         typer.echo("no bank payouts to export")
         return
@@ -64,24 +49,8 @@ def export_payouts(
 def import_statement(file: Path) -> None:
     """Reconcile a CAMT.053 statement: credits to invoice references (partial and unmatched
     lines included), debits to exported payouts. Importing twice changes nothing."""
-    from tonrail.processing.bank_files import ImportReport
-
-    settings = get_settings()
-
     xml = file.read_bytes()
-
-    async def main() -> ImportReport:
-        db, files = _files(settings)
-        try:
-            return await files.import_statement(xml)
-        finally:
-            await db.dispose()
-
-    try:
-        report = asyncio.run(main())
-    except TonrailError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(2) from None
+    report = run_command(lambda db, settings: _files(db, settings).import_statement(xml))
     for line in report.lines:
         typer.echo(
             f"{line.reference}\t{line.direction}\t{line.amount}\t{line.currency}\t"
