@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build the tonrail image with podman: localhost/tonrail:<git sha> and :latest.
+# Build the tonrail image with podman: IMAGE (default $IMAGE_REPO:<git sha>) and
+# $IMAGE_REPO:latest. IMAGE_REPO (default localhost/tonrail) is a repository, IMAGE a full
+# reference, as in stack.sh: `IMAGE=localhost/tonrail:v1 make deploy-testnet` builds and runs it.
 # Without a registry the base comes from Debian's mirror: localhost/tonrail-base:bookworm is
 # made with mmdebstrap only when it is missing (docs/CONTAINERS.md), so later builds reuse it.
 # Elsewhere pass BASE_IMAGE=python:3.11-slim-bookworm (the Dockerfile's default) to skip it.
@@ -7,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 BASE_IMAGE=${BASE_IMAGE:-localhost/tonrail-base:bookworm}
-IMAGE=${IMAGE:-localhost/tonrail}
+IMAGE_REPO=${IMAGE_REPO:-localhost/tonrail}
 TAG=${TAG:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo dev)}
+IMAGE=${IMAGE:-$IMAGE_REPO:$TAG}
 
 make_base() {
   local sources=/etc/apt/sources.list tar found
@@ -44,5 +47,5 @@ fi
 podman build --format docker --layers \
   --build-arg BASE_IMAGE="$BASE_IMAGE" \
   --build-arg VCS_REF="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
-  -f deploy/docker/Dockerfile -t "$IMAGE:$TAG" -t "$IMAGE:latest" .
-echo "built $IMAGE:$TAG"
+  -f deploy/docker/Dockerfile -t "$IMAGE" -t "$IMAGE_REPO:latest" .
+echo "built $IMAGE"

@@ -10,8 +10,9 @@
 #
 # Settings (environment): STACK_NAME (container prefix, default tonrail-stack), STACK_DB,
 # STACK_PORT (the API's one port, default 8100; serve uses +1 and +2), STACK_LOCALNET_PORT
-# (default 8181), STACK_ENV_FILE (default var/stack.env), IMAGE, PG_ADMIN_URL, STACK_REDIS_URL,
-# STACK_LEASE_SECONDS (the workers' lease, default 120).
+# (default 8181), STACK_ENV_FILE (default var/stack.env), IMAGE (a full reference, default
+# $IMAGE_REPO:latest; IMAGE_REPO defaults to localhost/tonrail, as in build-image.sh),
+# PG_ADMIN_URL, STACK_REDIS_URL, STACK_LEASE_SECONDS (the workers' lease, default 120).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -20,7 +21,8 @@ DB=${STACK_DB:-tonrail_stack}
 PORT=${STACK_PORT:-8100}
 LOCALNET_PORT=${STACK_LOCALNET_PORT:-8181}
 ENV_OUT=${STACK_ENV_FILE:-var/stack.env}
-IMAGE=${IMAGE:-localhost/tonrail:latest}
+IMAGE_REPO=${IMAGE_REPO:-localhost/tonrail}
+IMAGE=${IMAGE:-$IMAGE_REPO:latest}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
 REDIS=${STACK_REDIS_URL:-redis://127.0.0.1:6379/0}
 LEASE=${STACK_LEASE_SECONDS:-120}
