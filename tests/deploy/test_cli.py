@@ -161,15 +161,17 @@ def test_aws_errors_are_one_line_for_the_operator(aws_env: None) -> None:
 async def test_health_reads_readyz_and_the_hot_wallet_balance(
     app: Any, db: Database, settings: Settings
 ) -> None:
+    signals.take_buffer()  # the signal buffer is per process: drop what other tests left
     transport = httpx.ASGITransport(app=app)
     early = await check("http://tonrail", "", wait=0, transport=transport)
     assert not early.ok
     assert early.lines == ["no hot wallet balance for TON in /metrics yet"]
     signals.set_hot_wallet_balance("TON", 12_500_000_000)
+    signals.set_hot_wallet_balance("USDT", 10_000_000_000_000)
     await signals.persist_signals(db)
     report = await check("http://tonrail", "", wait=0, transport=transport)
     assert report.ok, report.lines
-    assert report.lines == ["/readyz: ok", "hot wallet TON: 12.5"]
+    assert report.lines == ["/readyz: ok", "hot wallet TON: 12.5", "hot wallet USDT: 10000000"]
 
 
 async def test_health_wants_the_metrics_token(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,10 +33,15 @@ def hot_wallet_balances(metrics_text: str) -> dict[str, float]:
     return out
 
 
+def balance_text(major_units: float) -> str:
+    """A balance as an operator reads it: 10000000, 12.5 (never 1e+07)."""
+    return format(Decimal(repr(major_units)).normalize(), "f")
+
+
 async def _once(
     client: httpx.AsyncClient, metrics_token: str, assets: tuple[str, ...]
-) -> list[str]:
-    """One round; returns the problems (empty: healthy)."""
+) -> tuple[list[str], dict[str, float]]:
+    """One round; returns the problems (empty: healthy) and the hot wallet's balances."""
     problems: list[str] = []
     try:
         ready = await client.get("/readyz")
@@ -44,15 +50,15 @@ async def _once(
         headers = {"Authorization": f"Bearer {metrics_token}"} if metrics_token else {}
         metrics = await client.get("/metrics", headers=headers)
     except httpx.HTTPError as exc:
-        return [*problems, f"{type(exc).__name__}: {exc}"]
+        return [*problems, f"{type(exc).__name__}: {exc}"], {}
     if metrics.status_code != 200:
         problems.append(f"/metrics answered {metrics.status_code} (is METRICS_TOKEN right?)")
-        return problems
+        return problems, {}
     balances = hot_wallet_balances(metrics.text)
     for asset in assets:
         if asset not in balances:
             problems.append(f"no hot wallet balance for {asset} in /metrics yet")
-    return problems
+    return problems, balances
 
 
 async def check(
@@ -70,17 +76,12 @@ async def check(
         base_url=base_url.rstrip("/"), timeout=10.0, transport=transport
     ) as client:
         while True:
-            problems = await _once(client, metrics_token, assets)
+            problems, balances = await _once(client, metrics_token, assets)
             if not problems:
-                metrics = await client.get(
-                    "/metrics",
-                    headers={"Authorization": f"Bearer {metrics_token}"} if metrics_token else {},
-                )
-                balances = hot_wallet_balances(metrics.text)
                 return HealthReport(
                     True,
                     ["/readyz: ok"]
-                    + [f"hot wallet {a}: {balances[a]:g}" for a in sorted(balances)],
+                    + [f"hot wallet {a}: {balance_text(balances[a])}" for a in sorted(balances)],
                 )
             if time.monotonic() >= deadline:
                 return HealthReport(False, problems)
