@@ -10,7 +10,7 @@ goes back to the queue, to the router, or fails (`retry_or_fail`).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import CursorResult, select, update
@@ -137,6 +137,7 @@ async def record_poll(
     rail_amount = int(details["rail_amount"])
     actor = f"rail:{attempt.rail}"
     if payment.direction == "out":
+        # A refusal with its own code: alike other guards in shape only.
         if payment.status != PaymentStatus.PROCESSING:
             raise Conflict(
                 f"payout {payment.id} is {payment.status}, but attempt {attempt.id} confirmed",
@@ -177,6 +178,15 @@ async def record_poll(
 log = structlog.get_logger(__name__)
 
 
+Row = TypeVar("Row", Attempt, Payment)
+
+
+async def _by_id(session: AsyncSession, model: type[Row], ids: list[str]) -> dict[str, Row]:
+    """The rows of `model` with these ids, by id."""
+    rows = await session.execute(select(model).where(model.id.in_(ids)))
+    return {row.id: row for row in rows.scalars()}
+
+
 async def finalize_request(
     ctx: TonRailContext, request_id: str, outcomes: dict[str, Outcome]
 ) -> None:
@@ -191,22 +201,8 @@ async def finalize_request(
         if request.status == RequestStatus.FINAL:
             return
         transfers = await request_transfers(session, request_id)
-        attempts = {
-            a.id: a
-            for a in (
-                await session.execute(
-                    select(Attempt).where(Attempt.id.in_([t.attempt_id for t in transfers]))
-                )
-            ).scalars()
-        }
-        payments = {
-            p.id: p
-            for p in (
-                await session.execute(
-                    select(Payment).where(Payment.id.in_([t.payment_id for t in transfers]))
-                )
-            ).scalars()
-        }
+        attempts = await _by_id(session, Attempt, [t.attempt_id for t in transfers])
+        payments = await _by_id(session, Payment, [t.payment_id for t in transfers])
         await move_attempts(
             session,
             [

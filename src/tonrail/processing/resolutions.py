@@ -33,8 +33,14 @@ Decision = Literal["owner_funding", "refund", "apply", "accept"]
 OWNER_FUNDING = "equity:owner_funding"
 REFUNDS_PAYABLE = "liability:refunds_payable"
 UNAPPLIED = UNAPPLIED_DEPOSIT_STATES
+# Decisions that move an unapplied receipt to another account: (ledger reason, account).
+RECLASSIFIED: dict[str, tuple[str, str]] = {
+    "owner_funding": ("deposit.owner_funding", OWNER_FUNDING),
+    "refund": ("deposit.refund_owed", REFUNDS_PAYABLE),
+}
 
 
+# Keyword-only options after `*`: alike other signatures in shape only.
 async def resolve(
     session: AsyncSession,
     payments: PaymentService,
@@ -57,22 +63,14 @@ async def resolve(
             f"a {deposit.status} deposit cannot be resolved as {decision}",
             code="resolution_not_allowed",
         )
-    if decision == "owner_funding":
+    if decision in RECLASSIFIED:
+        reason, account = RECLASSIFIED[decision]
         await post(
             session,
-            "deposit.owner_funding",
+            reason,
             [
                 books.Line(books.UNAPPLIED_RECEIPTS, asset, amount),
-                books.Line(OWNER_FUNDING, asset, -amount),
-            ],
-        )
-    elif decision == "refund":
-        await post(
-            session,
-            "deposit.refund_owed",
-            [
-                books.Line(books.UNAPPLIED_RECEIPTS, asset, amount),
-                books.Line(REFUNDS_PAYABLE, asset, -amount),
+                books.Line(account, asset, -amount),
             ],
         )
     elif decision == "apply":
