@@ -26,6 +26,7 @@ HIGHLOAD_SUBWALLET_ID = 0x10AD
 HIGHLOAD_TIMEOUT_SECONDS = 3600
 
 
+# An error class and plain frozen dataclasses: alike others in shape only.
 class NetworkConfigError(TonrailError):
     """The TON network configuration is unusable (bad URL list, missing jetton master...)."""
 
@@ -90,6 +91,7 @@ _DEFAULT_GAS = GasCaps(
 )
 _APPROVAL_THRESHOLD = 1_000_000 * USDT
 
+# Each network spelled out in full: alike in shape only, the values differ.
 MAINNET = TonNetwork(
     name="mainnet",
     v2_urls=("https://toncenter.com/api/v2",),

@@ -278,6 +278,7 @@ def update_service(aws: Aws, cluster: str, service: str, task_definition: str) -
 def force_new_deployment(aws: Aws, cluster: str, service: str) -> None:
     """Replace the service's tasks with new ones of the same task definition: they read
     their secrets again when they start (how a rotated secret reaches the service)."""
+    # update_service again, forcing new tasks: alike update_service in shape only.
     _call(
         f"ecs update-service --force-new-deployment {service}",
         aws.client("ecs").update_service,

@@ -354,6 +354,7 @@ async def check_bounce(chain: Chain, item: dict[str, Any], hot: str) -> Check:
             f"{dest}: {len(from_hot)} messages from the hot wallet, {len(bounced)} bounced back;"
             f" account {state.get('status')}: expected one bounce, still uninitialised",
         )
+    # Each check words its own verdict: alike the others in shape only.
     return Check(
         "bounce",
         True,

@@ -5,6 +5,8 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 """
 
+# Frozen history once applied: alike other migrations in shape only (see env.py).
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa

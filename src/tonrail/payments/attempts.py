@@ -6,6 +6,7 @@ from tonrail.payments.models import Attempt, Payment
 from tonrail.rails.base import AttemptView, PaymentView
 
 
+# A field-by-field copy into the view: alike other views in shape only.
 def payment_view(p: Payment) -> PaymentView:
     return PaymentView(
         id=p.id,
@@ -21,6 +22,7 @@ def payment_view(p: Payment) -> PaymentView:
     )
 
 
+# A field-by-field copy into the view: alike other views in shape only.
 def attempt_view(a: Attempt) -> AttemptView:
     return AttemptView(
         id=a.id,

@@ -52,6 +52,7 @@ class Payment(Base):
         Index("ix_payments_account_created", "account_id", "created_at", "id"),
         Index("ix_payments_status_locked", "status", "locked_until"),
         # Payments that ended in a time range: covers success rate, volume, confirmation time.
+        # Migration 0009 lists these columns again: frozen history keeps its own copy.
         Index(
             "ix_payments_completed_at",
             "completed_at",

@@ -54,6 +54,7 @@ class AttemptOut(BaseModel):
 
     @classmethod
     def of(cls, a: Attempt) -> AttemptOut:
+        # A field-by-field copy into the view: alike other views in shape only.
         return cls(
             id=a.id,
             number=a.number,
@@ -90,6 +91,7 @@ class FeeDecisionOut(BaseModel):
 
 
 class PaymentOut(BaseModel):
+    # API fields: alike other schemas in shape only.
     object: Literal["payout", "invoice"]
     id: str
     status: PaymentStatus

@@ -41,6 +41,7 @@ from tonrail.payments.states import (
 
 
 # ------------------------------------------------------------------------- payments
+# Keyword-only options after `*`: alike other signatures in shape only.
 async def move_payment(
     session: AsyncSession,
     payment: Payment,

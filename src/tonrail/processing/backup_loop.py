@@ -60,6 +60,7 @@ async def start_routed(ctx: BackupContext) -> int:
             (Payment.direction == "out")
             & (Payment.status == PaymentStatus.QUEUED)
             & Payment.route.in_(list(ctx.rails)),
+            # The worker's lease, as every claim takes it: alike other claims in shape only.
             worker_id=ctx.worker_id,
             lease_seconds=ctx.settings.worker_lease_seconds,
             limit=ctx.settings.worker_batch_size,
@@ -147,6 +148,7 @@ async def poll_live(ctx: BackupContext, *, paused: bool = False) -> int:
             payment = await session.get(Payment, attempt.payment_id) if attempt else None
             if attempt is None or payment is None:
                 continue
+            # Loaded as _submit loads them; the call and its failure differ.
             rail_name, pview, aview = attempt.rail, payment_view(payment), attempt_view(attempt)
         try:
             result = await ctx.rails[rail_name].poll(pview, aview)

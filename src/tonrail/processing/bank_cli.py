@@ -28,6 +28,7 @@ def _files(db: Database, settings: Settings) -> BankFiles:
     return BankFiles(db, settings, PaymentService(db, settings, fee_decisions_for))
 
 
+# Typer commands: alike other CLIs' in shape only.
 @bank_app.command("export-payouts")
 def export_payouts(
     out: Annotated[

@@ -110,6 +110,7 @@ async def _received(session: AsyncSession, payment_id: str) -> int:
 async def record(ctx: TonRailContext, session: AsyncSession, tx: Tx, inc: Incoming) -> TonDeposit:
     """Record one deposit, credit its invoice if it pays one, and post the books."""
     now = clock.now()
+    # A new row, field by field: alike other inserts in shape only.
     deposit = TonDeposit(
         id=new_id("dep"),
         wallet=ctx.wallet_raw,
@@ -215,6 +216,7 @@ async def watch_deposits(ctx: TonRailContext, page: int = 50) -> int:
         crashpoint(ctx.settings, "ton.deposit_before_commit")
         last = max(txs, key=lambda t: t.lt)
         if cursor is None:
+            # A new row, field by field: alike other inserts in shape only.
             session.add(
                 TonWalletCursor(
                     wallet=ctx.wallet_raw,

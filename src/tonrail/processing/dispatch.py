@@ -150,6 +150,7 @@ async def decide_many(
     return decisions
 
 
+# A session, the payout, its rails and policy: alike other signatures in shape only.
 async def decide(
     session: AsyncSession,
     payment: Payment,

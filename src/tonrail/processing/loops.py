@@ -68,6 +68,7 @@ async def expire_invoices(ctx: WorkerContext) -> int:
             (Payment.direction == "in")
             & (Payment.status == PaymentStatus.AWAITING_PAYMENT)
             & (Payment.expires_at <= now),
+            # The worker's lease, as every claim takes it: alike other claims in shape only.
             worker_id=ctx.worker_id,
             lease_seconds=ctx.settings.worker_lease_seconds,
             limit=ctx.settings.worker_batch_size,

@@ -289,6 +289,7 @@ async def send_due(ctx: TonRailContext) -> int:
             (TonRequest.status.in_((RequestStatus.SIGNED, RequestStatus.SENT)))
             & (TonRequest.valid_until > int(now.timestamp()))
             & ((TonRequest.last_sent_at.is_(None)) | (TonRequest.last_sent_at < resend_before)),
+            # The worker's lease, as every claim takes it: alike other claims in shape only.
             worker_id=ctx.worker_id,
             lease_seconds=ctx.settings.worker_lease_seconds,
             limit=ctx.settings.worker_batch_size,

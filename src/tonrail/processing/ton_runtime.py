@@ -47,6 +47,7 @@ async def open_ton_rail(
         hot_wallet=wallet.address.to_str(),
         usdt=bool(jetton_wallet),
     )
+    # The context, field by field: alike other constructors in shape only.
     return TonRailContext(
         db=db,
         settings=settings,

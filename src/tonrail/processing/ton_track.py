@@ -50,6 +50,7 @@ async def track_open(ctx: TonRailContext) -> int:
             session,
             TonRequest,
             condition,
+            # The worker's lease, as every claim takes it: alike other claims in shape only.
             worker_id=ctx.worker_id,
             lease_seconds=ctx.settings.worker_lease_seconds,
             limit=ctx.settings.worker_batch_size,

@@ -10,6 +10,7 @@ from tonrail.rails.base import PaymentView, Quote, RailName
 from tonrail.rails.pricing import Conversion, FeeSchedule, RateFeed, convert_for_rail, fee_for
 
 
+# An error class and plain frozen dataclasses: alike others in shape only.
 class WebhookRejected(TonrailError):
     """A provider webhook failed verification: nothing is stored or processed."""
 

@@ -18,6 +18,7 @@ from tonrail.states import AttemptStatus, PollStatus
 RailName = Literal["ton", "stripe", "paypal", "bank"]
 
 
+# Plain frozen dataclasses, a few typed fields each: alike others in shape only.
 @dataclass(frozen=True, slots=True)
 class PaymentView:
     id: str

@@ -20,6 +20,7 @@ from tonrail.rates import Rate
 BPS = 10_000
 
 
+# Plain frozen dataclasses, a few typed fields each: alike others in shape only.
 @dataclass(frozen=True, slots=True)
 class FeeSchedule:
     """A rail's price list in minor units of its currency: `bps` basis points plus `fixed`."""

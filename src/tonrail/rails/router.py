@@ -23,6 +23,7 @@ BACKUP_RAILS: tuple[RailName, ...] = ("stripe", "paypal", "bank")
 
 
 # ---------------------------------------------------------------- circuit breaker
+# Plain frozen dataclasses, a few typed fields each: alike others in shape only.
 @dataclass(frozen=True, slots=True)
 class BreakerPolicy:
     failure_threshold: int = 5

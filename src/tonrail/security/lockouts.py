@@ -122,6 +122,7 @@ async def lock(
     session: AsyncSession, kind: str, subject: str, failures: int, reason: str
 ) -> Lockout:
     """Lock a subject (the partial unique index keeps one active lock per subject)."""
+    # A new row, field by field: alike other inserts in shape only.
     lockout = Lockout(
         id=new_id("lock"),
         subject_kind=kind,

@@ -97,6 +97,7 @@ async def follow_jetton(
         )
     internal = next((m for m in ours.out_msgs if m.opcode == JETTON_INTERNAL_TRANSFER_OP), None)
     if internal is None:
+        # Another failure with its own reason: alike the one above in shape only.
         return Outcome(
             TraceStatus.FAILED,
             fee=out.fwd_fee + out.value,

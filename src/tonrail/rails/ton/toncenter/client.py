@@ -279,6 +279,7 @@ class ToncenterClient:
         body = {"address": address, "method": method, "stack": stack or []}
         return await self._call(parse_get_method_result, api="v2", method="runGetMethod", body=body)
 
+    # One method per endpoint, each with its parser: alike in shape only.
     async def get_address_information(self, address: str) -> AddressInformation:
         return await self._call(
             parse_address_information,

@@ -26,6 +26,7 @@ class ToncenterError(TonrailError):
 
     status = 502
 
+    # Keyword-only options after `*`: alike other signatures in shape only.
     def __init__(
         self,
         kind: ErrorKind,

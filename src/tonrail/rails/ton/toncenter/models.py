@@ -13,6 +13,7 @@ SEND_METHODS: dict[Api, frozenset[str]] = {
 }
 
 
+# Plain frozen dataclasses, a few typed fields each: alike others in shape only.
 @dataclass(frozen=True, slots=True)
 class SentMessage:
     """sendBocReturnHash: the external message's hash and its TEP-467 normalized hash (base64)."""

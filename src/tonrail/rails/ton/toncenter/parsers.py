@@ -105,6 +105,7 @@ def parse_message(v: Any) -> Message:
             comment = base64.b64decode(_str(data.get("text"), "text")).decode("utf-8", "replace")
         except (binascii.Error, ValueError) as exc:
             raise BadShape("msg.dataText text is not base64") from exc
+    # Field by field, each checked: alike the other parsers in shape only.
     return Message(
         hash=_str(o.get("hash"), "hash"),
         source=_str(o.get("source", ""), "source"),
