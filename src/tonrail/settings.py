@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     worker_batch_size: int = 50
     worker_poll_seconds: float = 1.0
 
-    # --- backup rails
+    # --- backup rails (a currency, fee schedule and limit each: alike in shape only)
     stripe_secret_key: SecretStr = SecretStr("")
     stripe_publishable_key: str = ""
     stripe_webhook_secret: SecretStr = SecretStr("")

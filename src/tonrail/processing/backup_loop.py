@@ -148,7 +148,7 @@ async def poll_live(ctx: BackupContext, *, paused: bool = False) -> int:
             payment = await session.get(Payment, attempt.payment_id) if attempt else None
             if attempt is None or payment is None:
                 continue
-            # Loaded as _submit loads them; the call and its failure differ.
+            # Loaded as _submit loads them, alike in shape only: the call and its failure differ.
             rail_name, pview, aview = attempt.rail, payment_view(payment), attempt_view(attempt)
         try:
             result = await ctx.rails[rail_name].poll(pview, aview)
