@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 
@@ -35,6 +36,30 @@ async def test_same_key_other_body_conflicts(
     r = await client.post("/v1/payouts", json={**BODY, "amount": "8"}, headers=h)
     assert r.status_code == 409
     assert r.json()["error"]["code"] == "idempotency_conflict"
+    assert await row_counts(db) == counts
+
+
+async def test_a_reserialised_body_replays(
+    client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    """The fingerprint is of the parsed request: key order, whitespace and escapes that
+    spell the same JSON replay; a changed value still conflicts."""
+    h = {**auth, "Idempotency-Key": "order-reformatted", "Content-Type": "application/json"}
+    compact = json.dumps(BODY, separators=(",", ":")).encode()
+    first = await client.post("/v1/payouts", content=compact, headers=h)
+    assert first.status_code == 201, first.text
+    counts = await row_counts(db)
+    spaced = json.dumps(dict(reversed(list(BODY.items()))), indent=2, ensure_ascii=True)
+    escaped = spaced.replace('"asset"', '"\\u0061sset"')  # the same key, escaped
+    for body in (spaced, escaped, "\n  " + spaced + "\n"):
+        again = await client.post("/v1/payouts", content=body.encode(), headers=h)
+        assert again.status_code == 201, again.text
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json() == first.json()
+    changed = json.dumps({**BODY, "amount": "7.0"}, indent=2)
+    conflict = await client.post("/v1/payouts", content=changed.encode(), headers=h)
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["code"] == "idempotency_conflict"
     assert await row_counts(db) == counts
 
 

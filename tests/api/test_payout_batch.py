@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -187,6 +188,28 @@ async def test_request_key_replays_the_whole_batch(
     assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
     other = await batch(client, auth, [item("3")], **{"Idempotency-Key": "b-1"})
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
+    async with db.transaction() as session:
+        assert (await session.execute(select(func.count()).select_from(Payment))).scalar() == 2
+
+
+async def test_request_key_replays_a_reserialised_batch(
+    client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    body = {"payouts": [item(), item("2", **_k(9))]}
+    h = {**auth, "Idempotency-Key": "b-2", "Content-Type": "application/json"}
+    first = await client.post("/v1/payouts/batch", content=json.dumps(body), headers=h)
+    assert first.status_code == 201, first.text
+    # The same batch as another client library would write it: keys sorted the other way
+    # round, pretty-printed.
+    reordered = {"payouts": [dict(sorted(i.items(), reverse=True)) for i in body["payouts"]]}
+    again = await client.post(
+        "/v1/payouts/batch", content=json.dumps(reordered, indent=4), headers=h
+    )
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    reordered["payouts"][1]["amount"] = "2.5"
+    other = await client.post("/v1/payouts/batch", content=json.dumps(reordered), headers=h)
     assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
     async with db.transaction() as session:
         assert (await session.execute(select(func.count()).select_from(Payment))).scalar() == 2

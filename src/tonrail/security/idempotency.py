@@ -7,6 +7,7 @@ never leave an effect without its record, or a record without its effect.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +41,22 @@ def make_key(
             param="Idempotency-Key",
             code="idempotency_key_invalid",
         )
-    digest = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+    digest = hashlib.sha256(
+        method.encode() + b" " + path.encode() + b"\n" + canonical_body(body)
+    ).hexdigest()
     return IdempotencyKey(account_id, key, digest)
+
+
+def canonical_body(body: bytes) -> bytes:
+    """The request as parsed, not as sent: a JSON body re-serialised with sorted keys and no
+    insignificant whitespace, so a retry that formats the same request differently replays
+    (Stripe compares parameters, not bytes). A body that is not JSON counts as its bytes."""
+    try:
+        parsed = json.loads(body)
+        canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # not JSON (UnicodeDecodeError is one), or NaN/Infinity
+        return body
+    return canonical.encode()
 
 
 async def find(session: AsyncSession, ikey: IdempotencyKey) -> IdempotencyRecord | None:
