@@ -18,6 +18,7 @@ from tonrail.processing.models import ProviderEvent
 from tonrail.rails.models import RailHealth
 from tonrail.rails.ton.models import (
     TonDeposit,
+    TonOwnAccount,
     TonQueryCounter,
     TonRequest,
     TonTransfer,
@@ -56,6 +57,7 @@ __all__ = [
     "SecurityFailure",
     "SecurityReport",
     "TonDeposit",
+    "TonOwnAccount",
     "TonQueryCounter",
     "TonRequest",
     "TonTransfer",

@@ -181,6 +181,7 @@ class BulkPayouts:
         """Create every payout of the batch in one transaction, or none of them; under the
         request's Idempotency-Key as `POST /v1/payouts`, and each item under its own."""
         account = principal.account_id
+        await self.payments.own_accounts()
         items = self.validate(account, batch)
         now = clock.now()
         day = now.date().isoformat()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -10,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
-from tonrail.chain.address import check_network
+from tonrail.chain.address import check_network, raw_form
 from tonrail.chain.network import resolve_network
 from tonrail.db import Database, write_at_once
 from tonrail.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, TonrailError
@@ -37,6 +39,7 @@ from tonrail.payments.schemas import (
 )
 from tonrail.payments.states import PaymentStatus, initial_status
 from tonrail.payments.transitions import move_payment
+from tonrail.rails.ton.models import TonOwnAccount
 from tonrail.rates import Rate, StaticRates
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
@@ -46,6 +49,8 @@ from tonrail.security.switches import refuse_in_maintenance, switch_refusal
 from tonrail.settings import Settings
 
 TON_ASSETS = frozenset({"TON", "USDT"})
+# How long the list of our own accounts (ton_own_accounts) is trusted before it is re-read.
+OWN_ACCOUNTS_REFRESH_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,20 @@ class PaymentService:
         self._pay_to = settings.payment_processor_address or None
         self._network = resolve_network(settings)
         self._usdt_master = self._network.usdt_master
+        # Our hot wallet and jetton wallet (raw, upper case), as the TON worker recorded them.
+        self._own: frozenset[str] = frozenset()
+        self._own_read_at: float | None = None
+
+    async def own_accounts(self) -> frozenset[str]:
+        """Our own accounts on chain, re-read at most every OWN_ACCOUNTS_REFRESH_S; payouts
+        to them are refused by `check_payout` (which reads what this last returned)."""
+        now = time.monotonic()
+        if self._own_read_at is None or now - self._own_read_at > OWN_ACCOUNTS_REFRESH_S:
+            async with self.db.engine.connect() as conn:
+                rows = await conn.execute(select(TonOwnAccount.address))
+                self._own = frozenset(str(a).upper() for a in rows.scalars())
+            self._own_read_at = now
+        return self._own
 
     # ---------------------------------------------------------------- idempotent writes
     async def idempotent(
@@ -161,7 +180,14 @@ class PaymentService:
                 param="asset",
                 code="asset_unsupported",
             )
-        check_network(req.destination, self._network, "destination")
+        destination = check_network(req.destination, self._network, "destination")
+        if raw_form(destination).upper() in self._own:
+            raise InvalidRequest(
+                "destination is this service's own hot wallet or jetton wallet; a payout to "
+                "ourselves would move nothing",
+                param="destination",
+                code="destination_own_wallet",
+            )
         check_amount(self.policy, asset, amount)
         check_metadata(req.metadata, self.settings.metadata_max_bytes)
         rate = self.rates.rate(asset)
@@ -202,6 +228,7 @@ class PaymentService:
         """Validate, reserve daily volume, and record a payout (queued or awaiting approval).
 
         Refused with 423 while the key, the destination or `client_ip` is locked out."""
+        await self.own_accounts()
         checked = self.check_payout(req)
         now = clock.now()
         payment = self.new_payout(principal, checked, now)

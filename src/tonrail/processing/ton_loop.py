@@ -38,7 +38,13 @@ from tonrail.kit.faults import crashpoint
 from tonrail.payments.attempts import payment_view
 from tonrail.payments.models import Payment
 from tonrail.payments.states import AttemptStatus, PaymentStatus
-from tonrail.payments.transitions import AttemptMove, move_attempts, move_payments, start_attempts
+from tonrail.payments.transitions import (
+    AttemptMove,
+    move_attempts,
+    move_payment,
+    move_payments,
+    start_attempts,
+)
 from tonrail.processing.context import TonRailContext, request_attempts, transaction
 from tonrail.processing.dispatch import Routing, claim_for_ton
 from tonrail.processing.health import note_ton_down, note_ton_up
@@ -115,6 +121,7 @@ async def assemble(
         claimed, decisions = await claim_for_ton(
             routing_of(ctx), session, ctx.worker_id, quoter, conditions
         )
+        claimed = await refuse_own_destinations(ctx, session, claimed)
         if not claimed:
             return None
         claimed = await timing(ctx, session, claimed, decisions, conditions)
@@ -196,6 +203,30 @@ async def assemble(
         )
     crashpoint(ctx.settings, "ton.after_store")
     return request.id
+
+
+async def refuse_own_destinations(
+    ctx: TonRailContext, session: AsyncSession, claimed: list[Payment]
+) -> list[Payment]:
+    """Fail, without sending anything, payouts addressed to our own hot wallet or jetton
+    wallet (the API refuses them once the worker has recorded its accounts; this catches
+    one created before): the wallet would skip such a message and report it unsent."""
+    own = {ctx.wallet_raw.upper(), *([ctx.jetton_wallet.upper()] if ctx.jetton_wallet else [])}
+    kept: list[Payment] = []
+    for p in claimed:
+        if raw(Address(p.counterparty or "")).upper() not in own:
+            kept.append(p)
+            continue
+        log.warning("payout to our own wallet refused", payment=p.id)
+        await move_payment(
+            session,
+            p,
+            PaymentStatus.FAILED,
+            actor="system:ton",
+            failure_code="destination_own_wallet",
+            failure_message="the destination is this service's own hot wallet or jetton wallet",
+        )
+    return kept
 
 
 async def batch_ready(ctx: TonRailContext) -> bool:

@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from tonrail import clock
 from tonrail.chain.network import resolve_network
 from tonrail.db import Database
 from tonrail.monitoring import signals
@@ -17,6 +20,7 @@ from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
 from tonrail.rails.ton.keys import load_signer
+from tonrail.rails.ton.models import TonOwnAccount
 from tonrail.rails.ton.toncenter import ToncenterClient
 from tonrail.settings import Settings
 
@@ -41,6 +45,7 @@ async def open_ton_rail(
     jetton_wallet = None
     if network.usdt_master:
         jetton_wallet = await jetton_wallet_of(api, network.usdt_master, raw(wallet.address))
+    await register_own_accounts(db, raw(wallet.address), jetton_wallet)
     log.info(
         "ton rail ready",
         network=network.name,
@@ -61,3 +66,18 @@ async def open_ton_rail(
         routing=routing_policy(settings),
         enabled=enabled_rails(settings),
     )
+
+
+async def register_own_accounts(db: Database, hot_wallet: str, jetton_wallet: str | None) -> None:
+    """Record our hot wallet and its USDT jetton wallet (raw forms) in `ton_own_accounts`, so
+    the API refuses payouts addressed to them (`destination_own_wallet`). Idempotent."""
+    insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
+    rows = [{"address": hot_wallet.upper(), "role": "hot_wallet", "recorded_at": clock.now()}]
+    if jetton_wallet:
+        rows.append(
+            {"address": jetton_wallet.upper(), "role": "jetton_wallet", "recorded_at": clock.now()}
+        )
+    async with db.transaction() as session:
+        await session.execute(
+            insert(TonOwnAccount).values(rows).on_conflict_do_nothing(index_elements=["address"])
+        )

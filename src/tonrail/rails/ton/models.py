@@ -110,3 +110,14 @@ class TonDeposit(Base):
     status: Mapped[DepositStatus] = mapped_column(StatusText(DepositStatus, 16))
     resolution: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TonOwnAccount(Base):
+    """An account of ours on chain (the hot wallet, its USDT jetton wallet), recorded by the
+    worker that runs the TON rail, so the API can refuse a payout addressed to ourselves."""
+
+    __tablename__ = "ton_own_accounts"
+
+    address: Mapped[str] = mapped_column(String(80), primary_key=True)  # raw, upper-case hex
+    role: Mapped[str] = mapped_column(String(16))  # hot_wallet | jetton_wallet
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
