@@ -17,6 +17,8 @@ from tonrail.db import Database
 from tonrail.fees.endpoints import router as fees_router
 from tonrail.fees.service import fee_decisions_for
 from tonrail.monitoring.endpoints import router as monitoring_router
+from tonrail.notify.endpoints import router as merchant_webhooks_router
+from tonrail.notify.service import WebhookEndpoints
 from tonrail.payments.endpoints import router as payments_router
 from tonrail.payments.service import PaymentService
 from tonrail.processing.checkout import BackupCheckout
@@ -63,6 +65,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(payments_router)
     app.include_router(fees_router)  # GET /v1/fees/status (docs/FEES.md)
+    # Merchant webhooks and GET /v1/events (docs/WEBHOOKS.md).
+    app.state.webhook_endpoints = WebhookEndpoints(database_, settings)
+    app.include_router(merchant_webhooks_router)
     app.include_router(monitoring_router)  # GET /metrics (docs/monitoring.md)
     # Backup rails (Stripe, PayPal, bank): checkout for invoices and provider webhooks.
     app.state.backup_rails = build_backup_rails(settings)

@@ -13,6 +13,7 @@ from tonrail.monitoring.models import (
     MonitoringSignal,
     SecurityReport,
 )
+from tonrail.notify.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tonrail.payments.models import Approval, Attempt, Payment
 from tonrail.processing.models import ProviderEvent
 from tonrail.rails.models import RailHealth
@@ -62,6 +63,9 @@ __all__ = [
     "TonRequest",
     "TonTransfer",
     "TonWalletCursor",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WorkerHeartbeat",
     "metadata",
 ]

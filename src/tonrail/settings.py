@@ -114,6 +114,15 @@ class Settings(BaseSettings):
     page_max_limit: int = 100
     payouts_batch_max: int = 500  # payouts in one POST /v1/payouts/batch
 
+    # --- merchant webhooks (docs/WEBHOOKS.md)
+    # Hosts or addresses (or CIDR ranges) a webhook may reach although they resolve to a
+    # private, loopback or link-local address, comma-separated; "" = none.
+    webhook_allowed_hosts: str = ""
+    webhook_timeout_seconds: float = 10.0  # one delivery attempt, connect to last byte
+    webhook_disable_after_seconds: int = 3 * 86_400  # an endpoint failing this long is disabled
+    webhook_secret_overlap_seconds: int = 86_400  # a rotated-out secret still signs this long
+    webhook_concurrency: int = 8  # requests one worker has in flight at once
+
     # --- workers
     worker_lease_seconds: int = 30
     worker_batch_size: int = 50

@@ -24,5 +24,11 @@ class OutboxEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     locked_by: Mapped[str | None] = mapped_column(String(64))
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What merchants receive as the event's `data` (the payment as the API returns it),
+    # fixed when the event is published (notify/publish.py); None before that.
+    data: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
 
-    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "locked_until"),)
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "published_at", "locked_until"),
+        Index("ix_outbox_account_seq", "account_id", "seq"),  # GET /v1/events
+    )
