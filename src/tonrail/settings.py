@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     ton_master_key: SecretStr = SecretStr("")
     payment_processor_address: str = ""
     usdt_jetton_master: str = ""
+    ton_workchains: str = "0,-1"  # workchains payout destinations may be on: "0,-1" or "0"
     localnet_port: int = 8081
     localnet_block_ms: int = 400
 

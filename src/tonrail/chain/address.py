@@ -1,30 +1,85 @@
 """TON address validation: raw (`0:hex`) and user-friendly forms, checksum included.
 
-Also the network rule (testnet flag) and the bounce rule for payouts (docs/TON-RAIL.md).
+Also the network rule (testnet flag), the workchains payees may live on, and the bounce rule
+for payouts (docs/TON-RAIL.md, "Address rules").
+
+Parsing is strict, one spelling per form (pytoniq's own parser takes `+0:`, `00:`, hashes of
+31 or 33 bytes, any tag byte and base64 with stray characters, so it only builds the result):
+- raw: `<workchain>:<64 hex digits>`, the workchain spelled `0` or `-1` exactly;
+- user-friendly: 48 characters of one base64 alphabet (url-safe `-_` or standard `+/`),
+  36 bytes: tag (0x11 bounceable or 0x51 non-bounceable, plus 0x80 for testnet-only), the
+  workchain byte (0x00 or 0xff), the 32-byte hash and its CRC16-XMODEM checksum.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from typing import TYPE_CHECKING
 
 from pytoniq_core.boc.address import Address
+from pytoniq_core.crypto.crc import crc16
 
 from tonrail.errors import InvalidAddress
 
 if TYPE_CHECKING:
     from tonrail.chain.network import TonNetwork
 
+# Every workchain an address can name today: the basechain and the masterchain.
+WORKCHAINS: tuple[int, ...] = (0, -1)
+_RAW = re.compile(r"(0|-1):([0-9a-fA-F]{64})")
+_FRIENDLY = re.compile(r"[A-Za-z0-9_-]{48}|[A-Za-z0-9+/]{48}")
+_TAG_BOUNCEABLE, _TAG_NON_BOUNCEABLE, _TAG_TESTNET = 0x11, 0x51, 0x80
+_WORKCHAIN_BYTE = {0x00: 0, 0xFF: -1}
 
-def parse_address(text: object, param: str = "destination") -> Address:
-    """Parse a TON address or raise InvalidAddress (bad form, bad checksum, odd workchain)."""
-    if not isinstance(text, str) or not text or len(text) > 80:
-        raise InvalidAddress("a TON address is required", param=param)
+
+def _parse_friendly(text: str) -> Address | None:
+    """The address a user-friendly spelling names, or None if any byte of it is wrong."""
+    if not _FRIENDLY.fullmatch(text):
+        return None
     try:
-        address = Address(text.strip())
-    except Exception:  # pytoniq raises several types for malformed input
-        raise InvalidAddress(f"{text[:80]!r} is not a valid TON address", param=param) from None
-    if address.wc not in (0, -1):
-        raise InvalidAddress("only workchains 0 and -1 are supported", param=param)
+        data = base64.b64decode(text, altchars=b"-_" if "-" in text or "_" in text else None)
+    except (binascii.Error, ValueError):
+        return None
+    tag, wc = data[0] & ~_TAG_TESTNET, _WORKCHAIN_BYTE.get(data[1])
+    if len(data) != 36 or tag not in (_TAG_BOUNCEABLE, _TAG_NON_BOUNCEABLE) or wc is None:
+        return None
+    if crc16(data[:34]) != data[34:]:
+        return None
+    address = Address((wc, data[2:34]))
+    address.is_bounceable = tag == _TAG_BOUNCEABLE
+    address.is_test_only = bool(data[0] & _TAG_TESTNET)
+    return address
+
+
+def parse_address(
+    text: object, param: str = "destination", workchains: tuple[int, ...] = WORKCHAINS
+) -> Address:
+    """Parse a TON address or raise InvalidAddress: bad form, bad checksum, a workchain
+    other than `workchains` (surrounding spaces are ignored; nothing else is)."""
+    if not isinstance(text, str) or not text.strip(" ") or len(text) > 80:
+        raise InvalidAddress("a TON address is required", param=param)
+    spelled = text.strip(" ")
+    raw = _RAW.fullmatch(spelled)
+    if raw is not None:
+        address = Address((int(raw.group(1)), bytes.fromhex(raw.group(2))))
+    else:
+        found = _parse_friendly(spelled)
+        if found is None:
+            raise InvalidAddress(
+                f"{text[:80]!r} is not a valid TON address: expected <workchain>:<64 hex "
+                "digits> or 48 base64 characters with a valid checksum",
+                param=param,
+            )
+        address = found
+    if address.wc not in workchains:
+        allowed = " and ".join(str(w) for w in workchains)
+        raise InvalidAddress(
+            f"{param} is on workchain {address.wc}; this service pays workchain {allowed}",
+            param=param,
+            code="address_workchain_unsupported",
+        )
     return address
 
 
@@ -57,9 +112,9 @@ def check_network(address_text: str, network: TonNetwork, param: str = "destinat
 
     Mainnet refuses testnet-only addresses (`0Q..`/`kQ..`), testnet refuses mainnet ones
     (`UQ..`/`EQ..`); raw addresses carry no flag and fit every network; the local network
-    accepts both flags.
+    accepts both flags. Only the network's workchains (`TON_WORKCHAINS`) are accepted.
     """
-    address = parse_address(address_text, param)
+    address = parse_address(address_text, param, network.workchains)
     flag = network.testnet_flag
     if flag is not None and is_user_friendly(address_text.strip()):
         if bool(address.is_test_only) != flag:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from tonrail.chain.address import check_network
+from tonrail.chain.address import WORKCHAINS, check_network
 from tonrail.errors import InvalidAddress, TonrailError
 from tonrail.settings import Settings
 
@@ -65,6 +65,7 @@ class TonNetwork:
     gas_caps: GasCaps
     approval_threshold_usdt: int
     confirmation_timeout_seconds: int
+    workchains: tuple[int, ...] = WORKCHAINS  # where payees may live (TON_WORKCHAINS)
     highload_subwallet_id: int = HIGHLOAD_SUBWALLET_ID
     highload_timeout_seconds: int = HIGHLOAD_TIMEOUT_SECONDS
     api_key: str = field(default="", repr=False)  # never shown in a repr
@@ -144,12 +145,26 @@ def parse_url_list(value: str, setting: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
+def parse_workchains(value: str) -> tuple[int, ...]:
+    """TON_WORKCHAINS: a comma-separated subset of `0,-1` (empty: both)."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not parts:
+        return WORKCHAINS
+    if any(p not in ("0", "-1") for p in parts):
+        raise NetworkConfigError(
+            f"TON_WORKCHAINS: {value[:40]!r} names a workchain other than 0 and -1",
+            param="TON_WORKCHAINS",
+        )
+    return tuple(sorted({int(p) for p in parts}, reverse=True))
+
+
 def resolve_network(settings: Settings) -> TonNetwork:
     """The preset named by TON_NETWORK with the overrides from settings applied.
 
     Overrides: TON_API_URL / TON_API_V3_URL (comma-separated lists replace the preset's),
-    TON_API_KEY, USDT_JETTON_MASTER, LIMITS_MIN/MAX_TON/USDT and APPROVAL_THRESHOLD_USDT
-    (when set explicitly), TON_GAS_CAP_* and TON_CONFIRMATION_TIMEOUT_SECONDS (when > 0).
+    TON_API_KEY, USDT_JETTON_MASTER, TON_WORKCHAINS, LIMITS_MIN/MAX_TON/USDT and
+    APPROVAL_THRESHOLD_USDT (when set explicitly), TON_GAS_CAP_* and
+    TON_CONFIRMATION_TIMEOUT_SECONDS (when > 0).
     """
     preset = PRESETS.get(settings.ton_network)
     if preset is None:
@@ -158,6 +173,7 @@ def resolve_network(settings: Settings) -> TonNetwork:
     v2 = parse_url_list(settings.ton_api_url, "TON_API_URL") or preset.v2_urls
     v3 = parse_url_list(settings.ton_api_v3_url, "TON_API_V3_URL") or preset.v3_urls
     usdt_master = settings.usdt_jetton_master.strip() or preset.usdt_master
+    workchains = parse_workchains(settings.ton_workchains)
     if usdt_master is not None:
         try:
             check_network(usdt_master, preset, "USDT_JETTON_MASTER")
@@ -191,6 +207,7 @@ def resolve_network(settings: Settings) -> TonNetwork:
         v2_urls=v2,
         v3_urls=v3,
         usdt_master=usdt_master,
+        workchains=workchains,
         payout_limits=limits,
         gas_caps=gas,
         approval_threshold_usdt=settings.approval_threshold_usdt
