@@ -110,7 +110,7 @@ def test_workchains_as_configured() -> None:
 
 def settings_for(tmp_path: Path, database_url: str = "", **extra: object) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         environment="test",
         database_url=database_url,
         data_dir=tmp_path,
