@@ -154,6 +154,7 @@ class Settings(BaseSettings):
     stripe_checkout_cancel_url: str = "http://127.0.0.1:8000/checkout/cancel"
     stripe_payout_mode: Literal["transfer", "payout"] = "transfer"
     stripe_webhook_tolerance_seconds: int = 300
+    # Each provider's fee schedule and cap, field by field: alike in shape only.
     stripe_fee_bps: int = 290
     stripe_fee_fixed: int = 30
     stripe_max_amount: int = 10_000_000

@@ -93,6 +93,7 @@ _DEFAULT_GAS = GasCaps(
 _APPROVAL_THRESHOLD = 1_000_000 * USDT
 
 # Each network spelled out in full: alike in shape only, the values differ.
+# The networks' constants, field by field: alike one another in shape only.
 MAINNET = TonNetwork(
     name="mainnet",
     v2_urls=("https://toncenter.com/api/v2",),

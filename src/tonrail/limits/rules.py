@@ -9,7 +9,8 @@ from tonrail.errors import AmountOutOfRange
 from tonrail.money import format_minor
 
 
-# The operator's API limits per asset, not the network's range (chain.network.AmountRange).
+# The operator's API limits per asset, not the network's range (chain.network.AmountRange):
+# plain frozen dataclasses, alike others in shape only.
 @dataclass(frozen=True, slots=True)
 class AssetLimits:
     minimum: int

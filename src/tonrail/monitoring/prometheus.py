@@ -109,6 +109,7 @@ class SnapshotCollector(Collector):
             "tonrail_window_seconds", "The monitoring window", value=s.window_seconds
         )
 
+        # One gauge per figure: alike the other metric families in shape only.
         yield GaugeMetricFamily(
             "tonrail_pending_payments", "Payments queued or processing", value=s.pending_count
         )

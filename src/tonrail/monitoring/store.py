@@ -113,6 +113,7 @@ async def apply_findings(
     for key, finding in by_key.items():
         alert = alerts.get(key)
         if alert is None:
+            # A new row, field by field: alike other inserts in shape only.
             alert = Alert(
                 id=new_id("alrt"),
                 dedup_key=key,

@@ -18,6 +18,7 @@ class WebhookRejected(TonrailError):
     status = 400
 
 
+# Plain frozen dataclasses (fields only): alike others in shape only.
 @dataclass(frozen=True, slots=True)
 class ProviderEventIn:
     """A verified provider webhook, ready to be stored (unique on source + external_id)."""

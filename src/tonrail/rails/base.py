@@ -33,6 +33,7 @@ class PaymentView:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+# Plain frozen dataclasses (fields only): alike others in shape only.
 @dataclass(frozen=True, slots=True)
 class AttemptView:
     id: str

@@ -81,6 +81,7 @@ class RoutingPolicy:
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
 
 
+# Plain frozen dataclasses (fields only): alike others in shape only.
 @dataclass(frozen=True, slots=True)
 class PastAttempt:
     rail: RailName
