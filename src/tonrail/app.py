@@ -25,6 +25,7 @@ from tonrail.processing.checkout import BackupCheckout
 from tonrail.processing.checkout_api import router as backup_checkout_router
 from tonrail.rails.registry import build_backup_rails
 from tonrail.security.api_keys import PrincipalCache
+from tonrail.security.client_ip import trusted_networks
 from tonrail.settings import Settings
 from tonrail.web import database, install_error_handlers
 from tonrail.webhooks.endpoints import router as provider_webhooks_router
@@ -33,6 +34,7 @@ from tonrail.webhooks.service import ProviderWebhooks
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the app; pass `db` to share an engine (tests, `tonrail run`), else one is made."""
+    trusted_networks(settings.trusted_proxies)  # a bad TRUSTED_PROXIES fails here, at start
     owns_db = db is None
     database_ = db or Database(
         settings.effective_database_url,

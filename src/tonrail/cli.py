@@ -71,6 +71,9 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
+        # The client address comes from TRUSTED_PROXIES (security/client_ip.py), not from
+        # uvicorn's rewriting, which believes X-Forwarded-For from any local peer.
+        proxy_headers=False,
     )
 
 

@@ -143,7 +143,11 @@ async def run_embedded(settings: Settings) -> None:
         app = create_app(settings, db)
         server = uvicorn.Server(
             uvicorn.Config(
-                app, host=settings.host, port=settings.port, log_level=settings.log_level.lower()
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_level=settings.log_level.lower(),
+                proxy_headers=False,  # TRUSTED_PROXIES decides (security/client_ip.py)
             )
         )
         payments = PaymentService(db, settings, fee_decisions_for)

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = 30.0  # a revoked key is refused within this; 0 = off
     page_max_limit: int = 100
     payouts_batch_max: int = 500  # payouts in one POST /v1/payouts/batch
+    # Proxies (IPs or CIDR networks, comma-separated) whose X-Forwarded-For is believed;
+    # empty = none: the client is the socket peer (security/client_ip.py; checked by create_app)
+    trusted_proxies: str = ""
 
     # --- merchant webhooks (docs/WEBHOOKS.md)
     # Hosts or addresses (or CIDR ranges) a webhook may reach although they resolve to a

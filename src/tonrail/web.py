@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tonrail.db import Database
 from tonrail.errors import AuthenticationFailed, TonrailError
 from tonrail.security.api_keys import Principal, PrincipalCache, authenticate
+from tonrail.security.client_ip import client_ip
 from tonrail.security.lockouts import record_security_failure
 from tonrail.settings import Settings
 
@@ -24,6 +25,11 @@ def database(request: Request) -> Database:
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def client_ip_of(request: Request) -> str | None:
+    """The client's address: the socket peer, or X-Forwarded-For behind TRUSTED_PROXIES."""
+    return client_ip(request.scope, settings_of(request).trusted_proxies)
 
 
 async def current_principal(request: Request) -> Principal:
@@ -47,8 +53,9 @@ async def current_principal(request: Request) -> Principal:
             principal = await authenticate(session, secret)
     except AuthenticationFailed as exc:
         # Repeated refusals from one address lock it (security/lockouts.py).
-        if request.client is not None and exc.code == "api_key_invalid":
-            await record_security_failure(db, "ip", request.client.host, exc.code)
+        ip = client_ip_of(request)
+        if ip is not None and exc.code == "api_key_invalid":
+            await record_security_failure(db, "ip", ip, exc.code)
         raise
     if secret:
         cache.put(secret, principal)

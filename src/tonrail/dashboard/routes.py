@@ -18,6 +18,7 @@ from tonrail.errors import AuthenticationFailed
 from tonrail.security import audit_log
 from tonrail.security.admins import authenticate
 from tonrail.security.lockouts import record_security_failure
+from tonrail.web import client_ip_of
 
 # Scripts only from our own origin: an injected <script> (a chain comment, metadata) never runs.
 CSP = (
@@ -108,11 +109,12 @@ async def login(
                 f"admin:{admin.username}",
                 "dashboard.sign_in",
                 admin.id,
-                {"ip": request.client.host if request.client else None},
+                {"ip": client_ip_of(request)},
             )
     if failure is not None:
-        if request.client is not None:  # counted by the suspicious-activity rules
-            await record_security_failure(db, "ip", request.client.host, failure.code)
+        ip = client_ip_of(request)
+        if ip is not None:  # counted by the suspicious-activity rules
+            await record_security_failure(db, "ip", ip, failure.code)
         messages = {
             "login_locked": "Too many failed sign-ins: this account is locked for a while.",
             "totp_invalid": "The one-time code is missing or wrong.",

@@ -23,7 +23,7 @@ from tonrail.payments.schemas import (
 from tonrail.payments.service import PaymentService, Response
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey, make_key
-from tonrail.web import current_principal
+from tonrail.web import client_ip_of, current_principal
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -74,8 +74,7 @@ def _caller(scope: str | None) -> Callable[..., Awaitable[Caller]]:
         if scope is not None:
             _need(principal, scope)
         ikey = await _ikey(request, principal, idempotency_key)
-        client_ip = request.client.host if request.client is not None else None
-        return Caller(principal, ikey, client_ip)
+        return Caller(principal, ikey, client_ip_of(request))
 
     return caller
 
