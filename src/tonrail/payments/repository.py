@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Table, and_, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail.db import Write, insert_row
@@ -28,6 +30,18 @@ async def get(
     stmt = select(Payment).where(Payment.id == payment_id)
     if account_id is not None:
         stmt = stmt.where(Payment.account_id == account_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_for_update(
+    session: AsyncSession, payment_id: str, account_id: str | None = None
+) -> Payment | None:
+    """The payment, its row locked until the transaction ends (PostgreSQL `FOR UPDATE`;
+    SQLite's BEGIN IMMEDIATE already serializes every writer), read afresh."""
+    stmt = select(Payment).where(Payment.id == payment_id).with_for_update()
+    if account_id is not None:
+        stmt = stmt.where(Payment.account_id == account_id)
+    stmt = stmt.execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -63,9 +77,16 @@ async def approvers(session: AsyncSession, payment_id: str) -> list[str]:
     return list((await session.execute(stmt)).scalars())
 
 
-async def add_approval(session: AsyncSession, payment_id: str, approver: str, at: datetime) -> None:
-    session.add(Approval(payment_id=payment_id, approver=approver, created_at=at))
-    await session.flush()
+async def add_approval(session: AsyncSession, payment_id: str, approver: str, at: datetime) -> bool:
+    """Record an approval; False (and nothing written) if this approver has one already."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        insert(Approval)
+        .values(payment_id=payment_id, approver=approver, created_at=at)
+        .on_conflict_do_nothing(index_elements=["payment_id", "approver"])
+        .returning(Approval.id)
+    )
+    return (await session.execute(stmt)).first() is not None
 
 
 async def attempts(session: AsyncSession, payment_id: str) -> Sequence[Attempt]:

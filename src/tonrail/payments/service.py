@@ -156,6 +156,12 @@ class PaymentService:
                     return Response(status, body)
             except IntegrityError:
                 continue
+            except TonrailError:
+                # A request with the same key that committed while this one waited (e.g. for
+                # the payout's row lock) answered it: replay that rather than the refusal.
+                if (replay := await self._replay(ikey)) is not None:
+                    return replay
+                raise
         raise Conflict("the request raced with another one; retry it", code="concurrent_request")
 
     # ---------------------------------------------------------------- payouts
@@ -400,8 +406,13 @@ class PaymentService:
     async def approve_in(
         self, session: AsyncSession, account_id: str | None, payment_id: str, approver: str
     ) -> dict[str, Any]:
-        """Approve inside a transaction (shared by the API and the dashboard)."""
-        payment = await repo.get(session, payment_id, account_id)
+        """Approve inside a transaction (shared by the API and the dashboard).
+
+        One step per approval: the payout's row is locked first, so approvals of one payout
+        take turns, each counts every approval committed before it, and exactly the one that
+        brings the distinct approvers to `approvals_required` queues the payout. A second
+        approval by the same approver is `409 already_approved` and writes nothing."""
+        payment = await repo.get_for_update(session, payment_id, account_id)
         if payment is None or payment.direction != "out":
             raise NotFound(f"no payout {payment_id!r}", param="id")
         if payment.status != PaymentStatus.REQUIRES_APPROVAL:
@@ -413,10 +424,8 @@ class PaymentService:
             raise PermissionDenied(
                 "the requester of a payout cannot approve it", code="approver_is_requester"
             )
-        existing = await repo.approvers(session, payment.id)
-        if approver in existing:
+        if not await repo.add_approval(session, payment.id, approver, clock.now()):
             raise Conflict("you have already approved this payout", code="already_approved")
-        await repo.add_approval(session, payment.id, approver, clock.now())
         emit(
             session,
             "payout.approval_added",
@@ -424,9 +433,10 @@ class PaymentService:
             {"id": payment.id, "approver": approver},
             payment.id,
         )
-        if approvals_satisfied(self.policy, payment.requested_by, [*existing, approver]):
+        approvers = await repo.approvers(session, payment.id)
+        if approvals_satisfied(self.policy, payment.requested_by, approvers):
             await move_payment(session, payment, PaymentStatus.QUEUED, actor=approver)
-        return await self._render(session, payment)
+        return await self._render(session, payment, approvers)
 
     # ---------------------------------------------------------------- helpers
     async def _load(
@@ -443,8 +453,10 @@ class PaymentService:
             payment, pay_to=self._pay_to, usdt_master=self._usdt_master
         ).model_dump(mode="json")
 
-    async def _render(self, session: AsyncSession, payment: Payment) -> dict[str, Any]:
-        approvals = await repo.approvers(session, payment.id)
+    async def _render(
+        self, session: AsyncSession, payment: Payment, approvals: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        approvers = await repo.approvers(session, payment.id) if approvals is None else [*approvals]
         attempts = list(await repo.attempts(session, payment.id))
         decision = (
             (await self._fee_decisions(session, [payment.id])).get(payment.id)
@@ -452,7 +464,7 @@ class PaymentService:
             else None
         )
         return PaymentOut.of(
-            payment, approvals, attempts, self._pay_to, self._usdt_master, decision
+            payment, approvers, attempts, self._pay_to, self._usdt_master, decision
         ).model_dump(mode="json")
 
 
