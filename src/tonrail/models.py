@@ -14,7 +14,7 @@ from tonrail.monitoring.models import (
     SecurityReport,
 )
 from tonrail.notify.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from tonrail.payments.models import Approval, Attempt, Payment
+from tonrail.payments.models import Approval, Attempt, Payment, Refund
 from tonrail.processing.models import ProviderEvent
 from tonrail.rails.models import RailHealth
 from tonrail.rails.ton.models import (
@@ -55,6 +55,7 @@ __all__ = [
     "Payment",
     "ProviderEvent",
     "RailHealth",
+    "Refund",
     "SecurityFailure",
     "SecurityReport",
     "TonDeposit",

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     payment_processor_address: str = ""
     usdt_jetton_master: str = ""
     ton_workchains: str = "0,-1"  # workchains payout destinations may be on: "0,-1" or "0"
+    # Link to a transaction, `{hash}` its hex hash; empty = the network's (chain/links.py).
+    ton_explorer_url: str = ""
     localnet_port: int = 8081
     localnet_block_ms: int = 400
 

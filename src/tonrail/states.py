@@ -52,3 +52,12 @@ FAILED_ATTEMPT_STATES: Final[frozenset[AttemptStatus]] = frozenset(
 FINAL_ATTEMPT_STATES: Final[frozenset[AttemptStatus]] = frozenset(
     {AttemptStatus.CONFIRMED, AttemptStatus.FAILED, AttemptStatus.EXPIRED}
 )
+
+
+class RefundStatus(StrEnum):
+    """A refund of an invoice: pending while its payout may still move money, then how the
+    payout ended (succeeded; failed or canceled count as failed: nothing went back)."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"

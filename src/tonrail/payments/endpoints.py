@@ -14,11 +14,15 @@ from pydantic import BaseModel
 from tonrail.chain.links import qr_svg
 from tonrail.errors import NotFound, PermissionDenied
 from tonrail.payments.bulk import BulkPayouts, PayoutBatchCreate, PayoutBatchOut
+from tonrail.payments.refunds import RefundService
 from tonrail.payments.schemas import (
     InvoiceCreate,
     PaymentList,
     PaymentOut,
     PayoutCreate,
+    RefundCreate,
+    RefundList,
+    RefundOut,
 )
 from tonrail.payments.service import PaymentService, Response
 from tonrail.security.api_keys import Principal
@@ -110,6 +114,37 @@ async def approve_payout(payment_id: str, call: ApproverDep, service: ServiceDep
 async def create_invoice(body: InvoiceCreate, call: WriterDep, service: ServiceDep) -> JSONResponse:
     """Create an incoming payment: the customer pays `amount` with `reference` as comment."""
     return _send(await service.create_invoice(call.principal, body, call.ikey))
+
+
+@router.post(
+    "/invoices/{payment_id}/refunds", status_code=201, response_model=RefundOut, responses=ERRORS
+)
+async def create_refund(
+    payment_id: str, body: RefundCreate, call: WriterDep, service: ServiceDep
+) -> JSONResponse:
+    """Give back (part of) what an invoice received: on TON, a payout to the address that
+    paid it, through the payout pipeline (limits, approvals, exactly once). `amount` omitted:
+    everything not refunded yet. Never more than received."""
+    refunds = RefundService(service)
+    return _send(await refunds.create(call.principal, payment_id, body, call.ikey, call.client_ip))
+
+
+@router.get("/invoices/{payment_id}/refunds", response_model=RefundList, responses=ERRORS)
+async def list_refunds(
+    payment_id: str, principal: PrincipalDep, service: ServiceDep
+) -> dict[str, Any]:
+    """The invoice's refunds, oldest first."""
+    _need(principal, "payments:read")
+    return await RefundService(service).list(principal, payment_id)
+
+
+@router.get("/refunds/{refund_id}", response_model=RefundOut, responses=ERRORS)
+async def get_refund(
+    refund_id: str, principal: PrincipalDep, service: ServiceDep
+) -> dict[str, Any]:
+    """One refund: its status follows the payout that carries it."""
+    _need(principal, "payments:read")
+    return await RefundService(service).get(principal, refund_id)
 
 
 @router.get(

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tonrail.db import Base, BigInt, JsonDoc, StatusText, UTCDateTime
 from tonrail.payments.states import LIVE_ATTEMPT_STATES, AttemptStatus, PaymentStatus
+from tonrail.states import RefundStatus
 
 
 class Payment(Base):
@@ -119,3 +120,27 @@ class Approval(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("payment_id", "approver", name="uq_approvals_payer"),)
+
+
+class Refund(Base):
+    """Money of an invoice given back to whoever paid it, carried by a payout (`payout_id`)
+    through the payout pipeline: limits, approvals, exactly once."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    payout_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"), unique=True)
+    # The deposit whose payer is paid back (TON), when the refund names one.
+    deposit_id: Mapped[str | None] = mapped_column(String(40))
+    rail: Mapped[str] = mapped_column(String(16))
+    asset: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[int] = mapped_column(BigInt)
+    destination: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[RefundStatus] = mapped_column(StatusText(RefundStatus, 16))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

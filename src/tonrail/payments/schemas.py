@@ -7,10 +7,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tonrail.chain.links import transfer_link
+from tonrail.chain.links import explorer_link, transfer_link
 from tonrail.money import format_minor
-from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.models import Attempt, Payment, Refund
+from tonrail.payments.receipts import ChainFacts
 from tonrail.payments.states import AttemptStatus, PaymentStatus
+from tonrail.rails.ton.models import TonDeposit
+from tonrail.rails.ton.states import DepositStatus
+from tonrail.states import RefundStatus
 
 Priority = Literal["urgent", "normal", "low"]
 
@@ -70,6 +74,41 @@ class AttemptOut(BaseModel):
         )
 
 
+class DepositOut(BaseModel):
+    """A transfer that arrived on chain for an invoice."""
+
+    id: str
+    tx_hash: str = Field(description="hex hash of the transaction that received it")
+    explorer_url: str | None = Field(description="the transaction in an explorer")
+    amount: str
+    amount_minor: int
+    asset: str
+    sender: str | None = Field(
+        description="who paid (raw address; for USDT the owner of the sending jetton wallet)"
+    )
+    status: DepositStatus = Field(
+        description="credited | underpaid | overpaid (count towards the invoice), late (the "
+        "invoice had ended), resolved (an operator decided)"
+    )
+    resolution: str | None
+    received_at: datetime = Field(description="when the deposit watcher recorded it")
+
+    @classmethod
+    def of(cls, d: TonDeposit, explorer: str | None) -> DepositOut:
+        return cls(
+            id=d.id,
+            tx_hash=d.tx_hash,
+            explorer_url=explorer_link(explorer, d.tx_hash),
+            amount=format_minor(d.amount, d.asset),
+            amount_minor=d.amount,
+            asset=d.asset,
+            sender=d.sender,
+            status=d.status,
+            resolution=d.resolution,
+            received_at=d.created_at,
+        )
+
+
 class FeeDecisionOut(BaseModel):
     """What the fee optimizer decided for a payout, and what then happened (nanoton)."""
 
@@ -107,6 +146,30 @@ class PaymentOut(BaseModel):
     pay_to: str | None = None
     comment: str | None = Field(default=None, description="the text the payer must attach")
     deep_link: str | None = Field(default=None, description="ton://transfer link for wallets")
+    amount_received: str | None = Field(
+        default=None,
+        description="invoices: what counts towards the invoice so far (credited, underpaid and "
+        "overpaid deposits, or the whole amount paid on a backup rail)",
+    )
+    amount_received_minor: int | None = None
+    amount_remaining: str | None = Field(
+        default=None, description="invoices: amount - amount_received, not below zero"
+    )
+    amount_refunded: str | None = Field(
+        default=None, description="invoices: refunds pending or succeeded"
+    )
+    deposits: list[DepositOut] = Field(
+        default_factory=list, description="invoices: the transfers that arrived for it"
+    )
+    paid_at: datetime | None = Field(default=None, description="invoices: when it was paid")
+    tx_hash: str | None = Field(
+        default=None,
+        description="TON payouts, once confirmed: hex hash of the hot wallet's transaction "
+        "that sent it",
+    )
+    explorer_url: str | None = Field(
+        default=None, description="TON payouts: tx_hash in an explorer of the network in use"
+    )
     priority: str
     target_confirmation_seconds: int
     description: str | None
@@ -133,8 +196,11 @@ class PaymentOut(BaseModel):
         pay_to: str | None = None,
         usdt_master: str | None = None,
         fee_decision: FeeDecisionOut | None = None,
+        facts: ChainFacts | None = None,
+        explorer: str | None = None,
     ) -> PaymentOut:
         invoice = p.direction == "in"
+        facts = facts or ChainFacts()
         link = (
             transfer_link(pay_to, p.asset, p.amount, p.reference or "", usdt_master)
             if invoice and pay_to
@@ -156,6 +222,16 @@ class PaymentOut(BaseModel):
             pay_to=pay_to if invoice else None,
             comment=p.reference if invoice else None,
             deep_link=link,
+            amount_received=format_minor(facts.received, p.asset) if invoice else None,
+            amount_received_minor=facts.received if invoice else None,
+            amount_remaining=format_minor(max(p.amount - facts.received, 0), p.asset)
+            if invoice
+            else None,
+            amount_refunded=format_minor(facts.refunded, p.asset) if invoice else None,
+            deposits=[DepositOut.of(d, explorer) for d in facts.deposits],
+            paid_at=p.completed_at if invoice and p.status == PaymentStatus.SUCCEEDED else None,
+            tx_hash=facts.tx_hash,
+            explorer_url=explorer_link(explorer, facts.tx_hash),
             priority=p.priority,
             target_confirmation_seconds=p.target_confirmation_seconds,
             description=p.description,
@@ -182,3 +258,62 @@ class PaymentList(BaseModel):
 class ApproveResult(BaseModel):
     payment: PaymentOut
     approvals_needed: int
+
+
+class RefundCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Any = Field(
+        default=None,
+        description="Decimal string in major units; omitted: everything received from the "
+        "payer that is not refunded yet",
+    )
+    reason: str | None = Field(default=None, max_length=500)
+    deposit: str | None = Field(
+        default=None,
+        description="the deposit whose payer is paid back; needed when several addresses "
+        "paid the invoice",
+    )
+
+
+class RefundOut(BaseModel):
+    object: Literal["refund"] = "refund"
+    id: str
+    invoice: str
+    payout: str | None = Field(description="the payout that carries the refund (TON)")
+    deposit: str | None
+    rail: str
+    status: RefundStatus
+    amount: str
+    amount_minor: int
+    asset: str
+    destination: str = Field(description="who is paid back (raw TON address)")
+    reason: str | None
+    failure_code: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, r: Refund) -> RefundOut:
+        return cls(
+            id=r.id,
+            invoice=r.invoice_id,
+            payout=r.payout_id,
+            deposit=r.deposit_id,
+            rail=r.rail,
+            status=r.status,
+            amount=format_minor(r.amount, r.asset),
+            amount_minor=r.amount,
+            asset=r.asset,
+            destination=r.destination,
+            reason=r.reason,
+            failure_code=r.failure_code,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+        )
+
+
+class RefundList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[RefundOut]
+    has_more: bool = False

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
 from tonrail.chain.address import check_network, raw_form
+from tonrail.chain.links import explorer_template
 from tonrail.chain.network import resolve_network
 from tonrail.db import Database, write_at_once
 from tonrail.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, TonrailError
@@ -29,6 +30,7 @@ from tonrail.limits.service import is_limit_violation, limit_exceeded, reservati
 from tonrail.money import decimals_of, parse_minor
 from tonrail.payments import repository as repo
 from tonrail.payments.models import Payment
+from tonrail.payments.receipts import chain_facts
 from tonrail.payments.rules import DEFAULT_TARGET_SECONDS, check_metadata, new_reference
 from tonrail.payments.schemas import (
     FeeDecisionOut,
@@ -108,6 +110,7 @@ class PaymentService:
         self._pay_to = settings.payment_processor_address or None
         self._network = resolve_network(settings)
         self._usdt_master = self._network.usdt_master
+        self._explorer = explorer_template(self._network, settings.ton_explorer_url)
         # Our hot wallet and jetton wallet (raw, upper case), as the TON worker recorded them.
         self._own: frozenset[str] = frozenset()
         self._own_read_at: float | None = None
@@ -371,8 +374,19 @@ class PaymentService:
             rows, more = await repo.page(
                 session, principal.account_id, direction, limit, cursor, status
             )
+            facts = await chain_facts(session, rows)
             return PaymentList(
-                data=[PaymentOut.model_validate(self._out(p)) for p in rows], has_more=more
+                data=[
+                    PaymentOut.of(
+                        p,
+                        pay_to=self._pay_to,
+                        usdt_master=self._usdt_master,
+                        facts=facts.get(p.id),
+                        explorer=self._explorer,
+                    )
+                    for p in rows
+                ],
+                has_more=more,
             ).model_dump(mode="json")
 
     # ---------------------------------------------------------------- cancel / approve
@@ -463,8 +477,16 @@ class PaymentService:
             if payment.direction == "out" and self._fee_decisions is not None
             else None
         )
+        facts = (await chain_facts(session, [payment])).get(payment.id)
         return PaymentOut.of(
-            payment, approvers, attempts, self._pay_to, self._usdt_master, decision
+            payment,
+            approvers,
+            attempts,
+            self._pay_to,
+            self._usdt_master,
+            decision,
+            facts,
+            self._explorer,
         ).model_dump(mode="json")
 
 

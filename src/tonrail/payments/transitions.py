@@ -28,7 +28,8 @@ from tonrail.ids import new_id
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post_many
 from tonrail.limits.service import release_daily_volume
-from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.models import Attempt, Payment, Refund
+from tonrail.payments.schemas import RefundOut
 from tonrail.payments.states import (
     LIVE_ATTEMPT_STATES,
     RELEASING_PAYOUT_STATES,
@@ -38,6 +39,7 @@ from tonrail.payments.states import (
     check_attempt_transition,
     check_payment_transition,
 )
+from tonrail.states import RefundStatus
 
 
 # ------------------------------------------------------------------------- payments
@@ -122,6 +124,10 @@ async def move_payments(
                 volume[p.volume_day] = volume.get(p.volume_day, 0) + p.usdt_equivalent
         for day, amount in volume.items():
             await release_daily_volume(session, day, amount)
+    ended = [p.id for p in payments if p.direction == "out"]
+    if ended and target in TERMINAL_PAYMENT_STATES:
+        code = (values or {}).get("failure_code") or str(target)
+        await _settle_refunds(session, ended, target == PaymentStatus.SUCCEEDED, code)
     for current, group in groups.items():
         for p in group:
             kind = "payout" if p.direction == "out" else "invoice"
@@ -132,6 +138,32 @@ async def move_payments(
                 {"id": p.id, "from": current, "to": target, "actor": actor},
                 p.id,
             )
+
+
+async def _settle_refunds(
+    session: AsyncSession, payout_ids: Sequence[str], succeeded: bool, failure_code: str
+) -> None:
+    """The refunds these payouts carry end with them: `refund.succeeded`, or `refund.failed`
+    (the payout failed or was canceled, and its books gave the amount back to the merchant)."""
+    refunds = (
+        await session.execute(
+            select(Refund).where(
+                Refund.payout_id.in_(list(payout_ids)), Refund.status == RefundStatus.PENDING
+            )
+        )
+    ).scalars()
+    now = clock.now()
+    for refund in refunds:
+        refund.status = RefundStatus.SUCCEEDED if succeeded else RefundStatus.FAILED
+        refund.failure_code = None if succeeded else failure_code
+        refund.updated_at = now
+        emit(
+            session,
+            f"refund.{refund.status}",
+            refund.account_id,
+            RefundOut.of(refund).model_dump(mode="json"),
+            refund.invoice_id,
+        )
 
 
 # ------------------------------------------------------------------------- attempts

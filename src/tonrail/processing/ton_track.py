@@ -245,6 +245,8 @@ async def _settle(
             request.updated_at = clock.now()
         # Match each transfer to its own out message: destination and body are unique.
         unmatched = list(out_msgs)
+        # The hot wallet transaction that sent each out message (a nested pack has its own).
+        sent_by = {m.hash: tx.hash for tx in txs for m in tx.out_msgs}
         for t in transfers:
             if t.status != TransferStatus.PENDING:
                 continue
@@ -265,6 +267,7 @@ async def _settle(
                 t.trace = {
                     **t.trace,
                     "out_msg": found.hash,
+                    "sent_tx": sent_by.get(found.hash, ""),
                     "value": str(found.value),
                     "fwd_fee": str(found.fwd_fee),
                 }

@@ -85,4 +85,4 @@ def down_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-from tests.rails.ton.rail_fixture import rail  # noqa: E402,F401  (fixture of the e2e tests)
+from tests.rails.ton.rail_fixture import payer, rail  # noqa: E402,F401  (fixtures of the e2e tests)

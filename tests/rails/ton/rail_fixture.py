@@ -9,10 +9,13 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from nacl.signing import SigningKey
+from ton_core import NetworkGlobalID, PrivateKey
+from tonutils.clients import ToncenterClient as TonutilsClient
+from tonutils.contracts import WalletV5R1
 
 from tests.tonnet import Localnet, running_localnet
 from tonrail.db import Database
-from tonrail.localnet.genesis import HOT_SUBWALLET, HOT_TIMEOUT
+from tonrail.localnet.genesis import HOT_SUBWALLET, HOT_TIMEOUT, TON, derive_key
 from tonrail.payments.service import PaymentService
 from tonrail.processing.context import TonRailContext
 from tonrail.processing.ton_loop import assemble, send_due
@@ -95,3 +98,34 @@ async def rail(db: Database, settings: Settings) -> AsyncIterator[Rail]:
         )
         yield Rail(net, ctx, api)
         await api.aclose()
+
+
+@pytest.fixture
+async def payer(rail: Rail) -> AsyncIterator[WalletV5R1]:
+    client = TonutilsClient(
+        NetworkGlobalID.MAINNET, base_url=rail.net.v2, api_key="local", rps_limit=1000
+    )
+    await client.connect()
+    wallet = WalletV5R1.from_private_key(client, PrivateKey(bytes(derive_key("t", "payer"))))
+    rail.net.chain.faucet(wallet.address, 50 * TON)
+    rail.net.chain.faucet(wallet.address, 1_000 * 10**6, asset="USDT")
+    for _ in range(3000):  # the faucet's transfers land in the next blocks
+        if await rail.ton_balance(wallet.address.to_str()) > 0:
+            break
+        await asyncio.sleep(0.02)
+    yield wallet
+    await client.close()
+
+
+async def settled(wallet: WalletV5R1, before: int) -> None:
+    """Wait until the wallet's seqno passed `before`: its last external was processed."""
+    for _ in range(1500):  # up to 30 s on a loaded machine
+        await wallet.refresh()
+        try:
+            [seqno] = await wallet.run_get_method("seqno")
+        except Exception:  # not deployed yet
+            seqno = 0
+        if seqno > before:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the payer's message was not processed")

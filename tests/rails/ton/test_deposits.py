@@ -3,55 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 from sqlalchemy import select
-from ton_core import Address, NetworkGlobalID, PrivateKey, begin_cell
-from tonutils.clients import ToncenterClient
+from ton_core import Address, begin_cell
 from tonutils.contracts import JettonTransferBuilder, TONTransferBuilder, WalletV5R1
 
-from tests.rails.ton.rail_fixture import Rail
+from tests.rails.ton.rail_fixture import Rail, settled
 from tonrail.db import Database
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance, check_books
-from tonrail.localnet.genesis import TON, derive_key
+from tonrail.localnet.genesis import TON
 from tonrail.processing.deposits import watch_deposits
 from tonrail.rails.ton.models import TonDeposit
 
 USDT = 10**6
-
-
-@pytest.fixture
-async def payer(rail: Rail) -> AsyncIterator[WalletV5R1]:
-    client = ToncenterClient(
-        NetworkGlobalID.MAINNET, base_url=rail.net.v2, api_key="local", rps_limit=1000
-    )
-    await client.connect()
-    wallet = WalletV5R1.from_private_key(client, PrivateKey(bytes(derive_key("t", "payer"))))
-    rail.net.chain.faucet(wallet.address, 50 * TON)
-    rail.net.chain.faucet(wallet.address, 1_000 * USDT, asset="USDT")
-    for _ in range(3000):  # the faucet's transfers land in the next blocks
-        if await rail.ton_balance(wallet.address.to_str()) > 0:
-            break
-        await asyncio.sleep(0.02)
-    yield wallet
-    await client.close()
-
-
-async def settled(wallet: WalletV5R1, before: int) -> None:
-    """Wait until the wallet's seqno passed `before`: its last external was processed."""
-    for _ in range(1500):  # up to 30 s on a loaded machine
-        await wallet.refresh()
-        try:
-            [seqno] = await wallet.run_get_method("seqno")
-        except Exception:  # not deployed yet
-            seqno = 0
-        if seqno > before:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the payer's message was not processed")
 
 
 async def invoice(client: httpx.AsyncClient, auth: dict[str, str], amount: str, asset: str) -> dict:

@@ -1,0 +1,243 @@
+"""Refunds: money of an invoice given back to whoever paid it, through the payout pipeline.
+
+On TON a refund is a payout to the address that paid (for USDT, the owner of the jetton
+wallet that sent it), created exactly as `POST /v1/payouts` creates one: the same checks and
+limits, the approval gate, the daily volume, its reservation in the books (`refund.reserved`,
+from the merchant's balance) and its outbox events. The refund follows its payout: when the
+payout succeeds or ends unpaid, `transitions.py` moves the refund in the same transaction
+(`refund.succeeded` / `refund.failed`).
+
+Never more than received: the invoice row is locked (`FOR UPDATE` on PostgreSQL; SQLite's
+`BEGIN IMMEDIATE` serializes writers) before what was received and what is already refunded
+are summed, so concurrent refunds of one invoice take turns and the last ones are refused.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tonrail import clock
+from tonrail.errors import Conflict, InvalidRequest, NotFound, TonrailError
+from tonrail.events.service import emit
+from tonrail.ids import new_id
+from tonrail.ledger import rules as books
+from tonrail.ledger.service import post
+from tonrail.limits.service import reserve_daily_volume
+from tonrail.money import format_minor
+from tonrail.payments.models import Payment, Refund
+from tonrail.payments.schemas import PaymentOut, PayoutCreate, RefundCreate, RefundList, RefundOut
+from tonrail.payments.service import PaymentService, Response
+from tonrail.rails.ton.models import TonDeposit
+from tonrail.rails.ton.states import CREDITING_DEPOSIT_STATES
+from tonrail.security.api_keys import Principal
+from tonrail.security.idempotency import IdempotencyKey
+from tonrail.security.lockouts import check_not_locked
+from tonrail.security.switches import refuse_in_maintenance
+from tonrail.states import RefundStatus
+
+
+class RefundTooLarge(TonrailError):
+    """More than what is left to refund of what the payer sent."""
+
+    code = "refund_exceeds_received"
+    status = 422
+
+
+async def refunded_by_destination(session: AsyncSession, invoice_id: str) -> dict[str, int]:
+    """What the invoice's refunds that may still pay or have paid (not failed) hold, by
+    destination."""
+    rows = await session.execute(
+        select(Refund.destination, Refund.amount).where(
+            Refund.invoice_id == invoice_id, Refund.status != RefundStatus.FAILED
+        )
+    )
+    out: dict[str, int] = defaultdict(int)
+    for destination, amount in rows.all():
+        out[destination] += int(amount)
+    return out
+
+
+def _payer_of(deposits: Sequence[TonDeposit], deposit_id: str | None) -> str:
+    """Whom the refund pays: the named deposit's sender, or the one address that paid."""
+    if deposit_id is not None:
+        named = next((d for d in deposits if d.id == deposit_id), None)
+        if named is None or not named.sender:
+            raise InvalidRequest(
+                f"{deposit_id!r} is not a deposit that paid this invoice",
+                param="deposit",
+                code="deposit_invalid",
+            )
+        return named.sender
+    payers = sorted({d.sender for d in deposits if d.sender})
+    if len(payers) > 1:
+        raise Conflict(
+            f"{len(payers)} addresses paid this invoice; name the deposit whose payer to pay back",
+            param="deposit",
+            code="refund_payer_ambiguous",
+        )
+    if not payers:
+        raise Conflict("nothing was received for this invoice", code="nothing_to_refund")
+    return payers[0]
+
+
+class RefundService:
+    """Creates and reads refunds of invoices (`POST/GET /v1/invoices/{id}/refunds`)."""
+
+    def __init__(self, payments: PaymentService):
+        self.payments = payments
+
+    async def create(
+        self,
+        principal: Principal,
+        invoice_id: str,
+        req: RefundCreate,
+        ikey: IdempotencyKey | None,
+        client_ip: str | None = None,
+    ) -> Response:
+        """Refund (part of) what the invoice received, to the address that paid it."""
+        await self.payments.own_accounts()
+        reserved: list[Payment] = []
+
+        async def work(session: AsyncSession) -> dict[str, Any]:
+            reserved.clear()  # a rerun after a concurrent commit starts over
+            await refuse_in_maintenance(session)
+            refund, payout = await self.create_in(session, principal, invoice_id, req)
+            await check_not_locked(session, principal.key_id, refund.destination, client_ip)
+            reserved.append(payout)
+            return RefundOut.of(refund).model_dump(mode="json")
+
+        async def reserve(session: AsyncSession) -> None:
+            for payout in reserved:
+                await reserve_daily_volume(
+                    session,
+                    payout.volume_day or "",
+                    payout.usdt_equivalent,
+                    self.payments.policy.daily_volume_limit_usdt,
+                )
+
+        return await self.payments.idempotent(ikey, 201, work, reserve, take_turns=True)
+
+    async def create_in(
+        self, session: AsyncSession, principal: Principal, invoice_id: str, req: RefundCreate
+    ) -> tuple[Refund, Payment]:
+        """The refund and its payout, inside the caller's transaction (which must reserve the
+        payout's daily volume before it commits)."""
+        invoice = await session.get(Payment, invoice_id, with_for_update=True)
+        if (
+            invoice is None
+            or invoice.direction != "in"
+            or invoice.account_id != principal.account_id
+        ):
+            raise NotFound(f"no invoice {invoice_id!r}", param="id")
+        deposits = list(
+            (
+                await session.execute(
+                    select(TonDeposit)
+                    .where(
+                        TonDeposit.payment_id == invoice.id,
+                        TonDeposit.status.in_(CREDITING_DEPOSIT_STATES),
+                    )
+                    .order_by(TonDeposit.lt)
+                )
+            ).scalars()
+        )
+        payer = _payer_of(deposits, req.deposit)
+        received = sum(d.amount for d in deposits if d.sender == payer)
+        left = received - (await refunded_by_destination(session, invoice.id)).get(payer, 0)
+        if req.amount is None:
+            if left <= 0:
+                raise Conflict(
+                    "everything this payer sent is refunded already", code="nothing_to_refund"
+                )
+            amount = left
+        else:
+            amount = self.payments.parse_amount(invoice.asset, req.amount)
+            if amount > left:
+                raise RefundTooLarge(
+                    f"at most {format_minor(max(left, 0), invoice.asset)} {invoice.asset} of "
+                    "what this payer sent is left to refund",
+                    param="amount",
+                )
+        now = clock.now()
+        refund_id = new_id("re")
+        checked = self.payments.check_payout(
+            PayoutCreate(
+                amount=format_minor(amount, invoice.asset),
+                asset=invoice.asset,
+                destination=payer,
+                description=f"refund {refund_id} of invoice {invoice.id}",
+                metadata={"refund": refund_id, "invoice": invoice.id},
+            )
+        )
+        payout = self.payments.new_payout(principal, checked, now)
+        session.add(payout)
+        refund = Refund(
+            id=refund_id,
+            account_id=invoice.account_id,
+            invoice_id=invoice.id,
+            payout_id=payout.id,
+            deposit_id=req.deposit,
+            rail="ton",
+            asset=invoice.asset,
+            amount=amount,
+            destination=payer,
+            reason=req.reason,
+            status=RefundStatus.PENDING,
+            requested_by=principal.identity,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(refund)
+        await session.flush()
+        await post(
+            session,
+            "refund.reserved",
+            books.payout_reserved(invoice.account_id, invoice.asset, amount),
+            payout.id,
+        )
+        emit(
+            session,
+            "payout.created",
+            payout.account_id,
+            PaymentOut.of(payout).model_dump(mode="json"),
+            payout.id,
+        )
+        emit(
+            session,
+            "refund.created",
+            refund.account_id,
+            RefundOut.of(refund).model_dump(mode="json"),
+            invoice.id,
+        )
+        return refund, payout
+
+    async def list(self, principal: Principal, invoice_id: str) -> dict[str, Any]:
+        """The invoice's refunds, oldest first."""
+        async with self.payments.db.transaction() as session:
+            invoice = await session.get(Payment, invoice_id)
+            if (
+                invoice is None
+                or invoice.direction != "in"
+                or invoice.account_id != principal.account_id
+            ):
+                raise NotFound(f"no invoice {invoice_id!r}", param="id")
+            rows = (
+                await session.execute(
+                    select(Refund)
+                    .where(Refund.invoice_id == invoice_id)
+                    .order_by(Refund.created_at, Refund.id)
+                )
+            ).scalars()
+            return RefundList(data=[RefundOut.of(r) for r in rows]).model_dump(mode="json")
+
+    async def get(self, principal: Principal, refund_id: str) -> dict[str, Any]:
+        async with self.payments.db.transaction() as session:
+            refund = await session.get(Refund, refund_id)
+            if refund is None or refund.account_id != principal.account_id:
+                raise NotFound(f"no refund {refund_id!r}", param="id")
+            return RefundOut.of(refund).model_dump(mode="json")
