@@ -338,6 +338,22 @@ def channel_failing(snap: Snapshot, t: Thresholds) -> list[Finding]:
     return out
 
 
+def webhook_endpoint_disabled(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """A merchant's webhook endpoint that tonrail disabled (failing for
+    WEBHOOK_DISABLE_AFTER_SECONDS, or it answered 410): it hears nothing until re-enabled."""
+    return [
+        Finding(
+            f"webhook_endpoint_disabled:{endpoint_id}",
+            "webhook_endpoint_disabled",
+            "error",
+            f"webhook endpoint {endpoint_id} of {account} was disabled ({reason}); "
+            "its events wait until it is enabled again",
+            {"endpoint": endpoint_id, "account": account, "reason": reason},
+        )
+        for endpoint_id, account, reason in snap.webhooks_disabled
+    ]
+
+
 RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     success_rate,
     pending_high,
@@ -350,6 +366,7 @@ RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     worker_stale,
     toncenter_unreachable,
     channel_failing,
+    webhook_endpoint_disabled,
 )
 
 

@@ -20,6 +20,8 @@ from tonrail.kit.models import WorkerHeartbeat
 from tonrail.monitoring.models import AlertDelivery, MonitoringSignal
 from tonrail.monitoring.signals import parse_labels
 from tonrail.monitoring.states import DeliveryStatus
+from tonrail.notify.models import WebhookEndpoint
+from tonrail.notify.states import DisabledReason, EndpointStatus
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.states import (
     FAILED_ATTEMPT_STATES,
@@ -91,6 +93,8 @@ class Snapshot:
     deliveries: dict[tuple[str, str], int] = field(default_factory=dict)
     deliveries_failed_recent: dict[str, int] = field(default_factory=dict)
     deliveries_retrying: dict[str, int] = field(default_factory=dict)  # >= RETRYING_ATTEMPTS
+    # merchant webhook endpoints disabled by their failures: (endpoint id, account, reason)
+    webhooks_disabled: list[tuple[str, str, str]] = field(default_factory=list)
 
     def signal(self, name: str, **labels: str) -> SignalValue | None:
         for s in self.signals:
@@ -318,4 +322,15 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
         .group_by(AlertDelivery.channel)
     ):
         snap.deliveries_retrying[channel] = int(count)
+    for endpoint_id, account, reason in await session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.account_id, WebhookEndpoint.disabled_reason)
+        .where(
+            WebhookEndpoint.status == EndpointStatus.DISABLED,
+            WebhookEndpoint.disabled_reason.in_((DisabledReason.FAILING, DisabledReason.GONE)),
+            WebhookEndpoint.deleted_at.is_(None),
+        )
+        .order_by(WebhookEndpoint.id)
+        .limit(LIST_CAP)
+    ):
+        snap.webhooks_disabled.append((endpoint_id, account, str(reason)))
     return snap

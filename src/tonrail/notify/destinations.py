@@ -122,7 +122,10 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
 async def target(url: str, settings: Settings) -> Target:
     """Check `url` as it resolves now; the Target requests the first allowed address.
     Any refused address refuses the URL (a name that also resolves inward is not safe)."""
-    check_url(url, settings)
+    try:
+        check_url(url, settings)  # the rules may have changed since the endpoint was saved
+    except InvalidRequest as exc:
+        raise DestinationRefused(exc.message) from exc
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)

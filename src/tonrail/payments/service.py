@@ -349,6 +349,12 @@ class PaymentService:
             payment = await self._load(session, principal, payment_id, direction)
             return await self._render(session, payment)
 
+    async def view(self, session: AsyncSession, payment_id: str) -> dict[str, Any] | None:
+        """The payment as `get` returns it, read in the caller's transaction (the data of
+        the events merchants receive: notify/publish.py); None if there is none."""
+        payment = await session.get(Payment, payment_id)
+        return None if payment is None else await self._render(session, payment)
+
     async def list(
         self,
         principal: Principal,

@@ -17,6 +17,8 @@ from tonrail.db import Database
 from tonrail.fees.sampler import sample_if_due
 from tonrail.kit.claims import claim
 from tonrail.monitoring import jobs as monitoring
+from tonrail.notify.delivery import deliver_round
+from tonrail.notify.publish import publish_round
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
 from tonrail.payments.states import PaymentStatus
@@ -138,6 +140,16 @@ async def fee_sampler(ctx: WorkerContext) -> int:
     return await sample_if_due(ctx.db, ctx.settings, ctx.worker_id, wallet, jetton)
 
 
+async def publish_events(ctx: WorkerContext) -> int:
+    """Publish outbox events: their data, and a delivery per subscribed webhook endpoint."""
+    return await publish_round(ctx.db, ctx.settings, ctx.payments, ctx.worker_id)
+
+
+async def deliver_webhooks(ctx: WorkerContext) -> int:
+    """Send due webhook deliveries to merchants (notify/delivery.py, docs/WEBHOOKS.md)."""
+    return await deliver_round(ctx.db, ctx.settings, ctx.worker_id)
+
+
 LOOPS: dict[str, Loop] = {
     loop.name: loop
     for loop in (
@@ -148,6 +160,9 @@ LOOPS: dict[str, Loop] = {
         Loop("ton_reconcile", ton_reconcile, 30.0),
         Loop("backup_payouts", backup_payouts, 1.0),
         Loop("fee_sampler", fee_sampler, 1.0),  # samples every FEES_SAMPLE_SECONDS
+        # Merchant webhooks (docs/WEBHOOKS.md).
+        Loop("publish_events", publish_events, 0.5),
+        Loop("deliver_webhooks", deliver_webhooks, 0.5),
         # Monitoring (docs/monitoring.md); intervals stay below ALERT_HEARTBEAT_STALE_SECONDS.
         Loop("evaluate_alerts", monitoring.evaluate_alerts, 2.0),
         Loop("publish_signals", monitoring.publish_signals, 2.0),
