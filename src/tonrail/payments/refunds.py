@@ -123,10 +123,16 @@ class RefundService:
         return await self.payments.idempotent(ikey, 201, work, reserve, take_turns=True)
 
     async def create_in(
-        self, session: AsyncSession, principal: Principal, invoice_id: str, req: RefundCreate
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        invoice_id: str,
+        req: RefundCreate,
+        requested_by: str | None = None,
     ) -> tuple[Refund, Payment]:
         """The refund and its payout, inside the caller's transaction (which must reserve the
-        payout's daily volume before it commits)."""
+        payout's daily volume before it commits). `requested_by`: who asked, when not the
+        principal's key (an operator's resolution)."""
         invoice = await session.get(Payment, invoice_id, with_for_update=True)
         if (
             invoice is None
@@ -175,6 +181,7 @@ class RefundService:
             )
         )
         payout = self.payments.new_payout(principal, checked, now)
+        payout.requested_by = requested_by or principal.identity
         session.add(payout)
         refund = Refund(
             id=refund_id,
@@ -188,7 +195,7 @@ class RefundService:
             destination=payer,
             reason=req.reason,
             status=RefundStatus.PENDING,
-            requested_by=principal.identity,
+            requested_by=payout.requested_by,
             created_at=now,
             updated_at=now,
         )

@@ -1,7 +1,10 @@
 """Operator decisions on deposits that credited no invoice in full (as BTCPay lets one do).
 
 - `owner_funding`: an unmatched or late receipt was the owner topping up the hot wallet.
-- `refund`: the money is owed back to the sender (a refund payout settles it later).
+- `refund`: an underpaid deposit, or the excess of an overpaid one, goes back to its sender
+  at once: a refund of the invoice (payments/refunds.py, the operation behind
+  `POST /v1/invoices/{id}/refunds`), paid by a payout. An unmatched or late receipt, which
+  credited no merchant, is booked as owed back (`liability:refunds_payable`) and marked.
 - `apply`: an unmatched receipt pays an open invoice after all (e.g. a mistyped comment).
 - `accept`: an underpaid invoice is accepted as paid with what arrived.
 Each decision posts its ledger lines and an outbox event in one transaction.
@@ -18,16 +21,22 @@ from tonrail.errors import Conflict, InvalidRequest, NotFound
 from tonrail.events.service import emit
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
+from tonrail.limits.service import reserve_daily_volume
+from tonrail.money import format_minor
 from tonrail.payments.models import Payment
+from tonrail.payments.refunds import RefundService, refunded_by_destination
+from tonrail.payments.schemas import RefundCreate
 from tonrail.payments.service import PaymentService
 from tonrail.payments.states import PaymentStatus
 from tonrail.payments.transitions import move_payment
 from tonrail.rails.ton.models import TonDeposit
 from tonrail.rails.ton.states import (
     CREDITING_DEPOSIT_STATES,
+    OFF_AMOUNT_DEPOSIT_STATES,
     UNAPPLIED_DEPOSIT_STATES,
     DepositStatus,
 )
+from tonrail.security.api_keys import Principal
 
 Decision = Literal["owner_funding", "refund", "apply", "accept"]
 OWNER_FUNDING = "equity:owner_funding"
@@ -58,6 +67,9 @@ async def resolve(
     if deposit.status == DepositStatus.RESOLVED:
         raise Conflict(f"deposit {deposit_id} is already resolved", code="already_resolved")
     asset, amount = deposit.asset, deposit.amount
+    if decision == "refund" and deposit.status in OFF_AMOUNT_DEPOSIT_STATES:
+        await _refund_to_sender(session, payments, deposit, actor, note)
+        return deposit
     if decision in ("owner_funding", "refund", "apply") and deposit.status not in UNAPPLIED:
         raise Conflict(
             f"a {deposit.status} deposit cannot be resolved as {decision}",
@@ -109,6 +121,59 @@ async def resolve(
         deposit.payment_id,
     )
     return deposit
+
+
+async def _refund_to_sender(
+    session: AsyncSession,
+    payments: PaymentService,
+    deposit: TonDeposit,
+    actor: str,
+    note: str | None,
+) -> None:
+    """Pay back an underpaid deposit in full, or the excess of an overpaid one, as a refund
+    of its invoice. The deposit keeps its status (it did pay the invoice; the refund is what
+    went back) and notes the refund."""
+    invoice = await session.get(Payment, deposit.payment_id or "")
+    if invoice is None:
+        raise NotFound(f"deposit {deposit.id} names no invoice", param="deposit")
+    if deposit.status == DepositStatus.UNDERPAID and invoice.status == PaymentStatus.SUCCEEDED:
+        raise Conflict(
+            "this deposit is part of what paid the invoice; refund the invoice instead",
+            code="resolution_not_allowed",
+        )
+    amount = deposit.amount
+    if deposit.status == DepositStatus.OVERPAID:
+        refunded = sum((await refunded_by_destination(session, invoice.id)).values())
+        excess = await _received(session, invoice.id) - invoice.amount - refunded
+        amount = min(amount, excess)
+        if amount <= 0:
+            raise Conflict("no excess is left to refund", code="nothing_to_refund")
+    merchant = Principal(key_id=actor, account_id=invoice.account_id, scopes=frozenset())
+    refund, payout = await RefundService(payments).create_in(
+        session,
+        merchant,
+        invoice.id,
+        RefundCreate(
+            amount=format_minor(amount, deposit.asset),
+            reason=note or f"{deposit.status} deposit {deposit.id}",
+            deposit=deposit.id,
+        ),
+        requested_by=actor,
+    )
+    await reserve_daily_volume(
+        session,
+        payout.volume_day or "",
+        payout.usdt_equivalent,
+        payments.policy.daily_volume_limit_usdt,
+    )
+    deposit.resolution = f"refund {refund.id} by {actor}" + (f": {note}" if note else "")
+    emit(
+        session,
+        "deposit.resolved",
+        "system",
+        {"id": deposit.id, "decision": "refund", "actor": actor, "note": note, "refund": refund.id},
+        deposit.payment_id,
+    )
 
 
 async def _open_invoice(session: AsyncSession, invoice_id: str | None, asset: str) -> Payment:

@@ -128,3 +128,45 @@ async def test_cli_lists_and_resolves(
     )
     assert ok.exit_code == 0 and "resolved" in ok.output
     get_settings.cache_clear()
+
+
+async def test_refund_of_an_underpaid_or_overpaid_deposit_pays_it_back(
+    db: Database, settings: Settings, client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    from tests.api.test_refunds import PAYER, deposit
+    from tonrail.rails.ton.states import DepositStatus
+
+    service = PaymentService(db, settings)
+    short = (
+        await client.post("/v1/invoices", json={"amount": "5", "asset": "TON"}, headers=auth)
+    ).json()["id"]
+    over = (
+        await client.post("/v1/invoices", json={"amount": "5", "asset": "TON"}, headers=auth)
+    ).json()["id"]
+    under_dep = await deposit(db, short, 2 * TON, status=DepositStatus.UNDERPAID)
+    await deposit(db, over, 4 * TON, status=DepositStatus.UNDERPAID)
+    over_dep = await deposit(db, over, 3 * TON, status=DepositStatus.OVERPAID)  # 7 of 5
+    async with db.transaction() as session:
+        await resolve(session, service, under_dep, "refund", "admin:alice", note="too little")
+        await resolve(session, service, over_dep, "refund", "admin:alice")
+    refunds = {}
+    for inv in (short, over):
+        [r] = (await client.get(f"/v1/invoices/{inv}/refunds", headers=auth)).json()["data"]
+        refunds[inv] = r
+    assert refunds[short]["amount"] == "2.000000000" and refunds[short]["reason"] == "too little"
+    assert refunds[over]["amount"] == "2.000000000"  # the excess, not the whole deposit
+    for r in refunds.values():
+        assert r["destination"] == PAYER and r["status"] == "pending"
+        payout = (await client.get(f"/v1/payouts/{r['payout']}", headers=auth)).json()
+        assert payout["status"] == "queued" and payout["destination"] == PAYER
+    async with db.transaction() as session:
+        dep = await session.get(TonDeposit, over_dep)
+        # It still paid the invoice; the refund is what went back.
+        assert dep is not None and dep.status == "overpaid"
+        assert dep.resolution == f"refund {refunds[over]['id']} by admin:alice"
+        assert (await check_books(session)).ok
+    # The excess is refunded: another refund of it finds none left.
+    with pytest.raises(Conflict) as again:
+        async with db.transaction() as session:
+            await resolve(session, service, over_dep, "refund", "admin:bob")
+    assert again.value.code == "nothing_to_refund"

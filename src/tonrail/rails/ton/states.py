@@ -61,5 +61,7 @@ OPEN_REQUEST_STATES: Final[frozenset[RequestStatus]] = frozenset({R.SIGNED, R.SE
 CREDITING_DEPOSIT_STATES: Final[frozenset[DepositStatus]] = frozenset(
     {D.CREDITED, D.UNDERPAID, D.OVERPAID}
 )
+# Deposits that credited an invoice with another amount than it asked for (refundable).
+OFF_AMOUNT_DEPOSIT_STATES: Final[frozenset[DepositStatus]] = frozenset({D.UNDERPAID, D.OVERPAID})
 # Deposits an operator may still apply, refund or book as owner funding.
 UNAPPLIED_DEPOSIT_STATES: Final[frozenset[DepositStatus]] = frozenset({D.UNMATCHED, D.LATE})
