@@ -325,3 +325,26 @@ async def test_deleting_an_endpoint_cancels_what_was_pending(
 
 def _bodies(receiver: Receiver) -> list[dict[str, Any]]:
     return [json.loads(r.body) for r in receiver.got]
+
+
+async def test_refund_events_carry_the_refund_and_operator_events_stay_internal(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+    settings: Settings,
+    receiver: Receiver,
+) -> None:
+    from tonrail.events.service import emit
+
+    endpoint = await subscribe(client, auth, receiver.url, ["refund.*"])
+    refund = {"object": "refund", "id": "re_1", "status": "pending", "amount": "1"}
+    async with db.transaction() as session:
+        emit(session, "refund.created", "acct_test", refund, "pay_invoice")
+        emit(session, "ops.maintenance.on", "system", {"switch": "maintenance"})
+        emit(session, "refund.created", "acct_other", {"id": "re_2"}, "pay_other")
+    await run_rounds(db, settings)
+    (got,) = receiver.got
+    body = Webhook(endpoint["secret"]).verify(got.body, got.headers)
+    assert body["type"] == "refund.created" and body["data"] == refund
+    events = (await client.get("/v1/events", headers=auth)).json()["data"]
+    assert [e["type"] for e in events] == ["refund.created"]
