@@ -209,3 +209,64 @@ async def test_deposit_watcher_survives_a_crash_before_commit(
         )
         assert [d.status for d in deps] == ["credited"]
         assert (await check_books(session)).ok
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash_at", ["ton.after_send", "ton.before_confirm"])
+async def test_a_refund_is_paid_back_once_across_a_crash(
+    net: Localnet,
+    settings: Settings,
+    db: Database,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    tmp_path: Path,
+    crash_at: str,
+) -> None:
+    from sqlalchemy import func, select
+
+    from tests.api.test_refunds import deposit
+    from tonrail.events.models import OutboxEvent
+    from tonrail.localnet.genesis import TON
+
+    customer = raw(net.genesis.wallet("customer").address)
+    inv = (
+        await client.post("/v1/invoices", json={"amount": "3", "asset": "TON"}, headers=auth)
+    ).json()
+    await deposit(db, inv["id"], 3 * TON, sender=customer)  # as the watcher records it
+    r = await client.post(f"/v1/invoices/{inv['id']}/refunds", json={"amount": "1.5"}, headers=auth)
+    assert r.status_code == 201, r.text
+    refund = r.json()
+
+    env = worker_env(net, settings, tmp_path, crash_at)
+    first = await run_worker(env, "ton_payouts")
+    code = await asyncio.wait_for(first.wait(), timeout=60)
+    assert code == -signal.SIGKILL, (await first.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
+    second = await run_worker({**env, "CRASH_AT": ""}, "ton_payouts")
+    try:
+        [done] = await wait_final(
+            client, auth, "/v1/refunds", [refund["id"]], {"succeeded", "failed"}
+        )
+    finally:
+        second.kill()
+        await second.wait()
+    assert done["status"] == "succeeded"
+    # Once on chain: the refund's payout (its id is the comment) reached the payer once.
+    api = ToncenterTonApi(ToncenterClient([net.v2], [net.v3]))
+    hot = raw(net.genesis.wallet("hot").address)
+    paid = [
+        tx.in_msg.value
+        for tx in await api.account_transactions(customer, 0, 100)
+        if tx.in_msg is not None and tx.in_msg.source == hot and tx.in_msg.comment == done["payout"]
+    ]
+    await api.aclose()
+    assert paid == [1_500_000_000]
+    async with db.transaction() as session:
+        succeeded = (
+            await session.execute(
+                select(func.count())
+                .select_from(OutboxEvent)
+                .where(OutboxEvent.type == "refund.succeeded")
+            )
+        ).scalar()
+        assert succeeded == 1
+        assert (await check_books(session)).ok
