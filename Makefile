@@ -81,7 +81,7 @@ screenshots: setup $(CHROMIUM)  # PNGs of the dashboard with live demo traffic -
 
 .PHONY: bench-fees
 bench-fees: setup  # the fee optimizer against naive and fixed batching (docs/FEES.md)
-	$(BIN)/python -m benchmarks.bench_fees
+	$(BIN)/python -m benchmarks.run --only fees  # writes its section of docs/BENCHMARKS.md
 
 # The image's pinned Python dependencies (with hashes), resolved from pyproject.toml.
 .PHONY: lock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -9,12 +10,14 @@ from hypothesis import strategies as st
 
 from tonrail.fees.policy import (
     DEFAULT_TARGET_SECONDS,
+    MAX_WAIT_MS,
     Conditions,
     CongestionScale,
     CongestionSignals,
     FeeModel,
     FeePolicy,
     PayoutFacts,
+    company_wait_ms,
     decide,
     fee_stats,
     percentile,
@@ -46,6 +49,12 @@ models = st.one_of(
 )
 
 
+rates = st.dictionaries(
+    st.tuples(assets, priorities), st.floats(min_value=0, max_value=1_000), max_size=6
+)
+STEADY = {("TON", "normal"): 1.0}  # a payout a second
+
+
 def facts(priority: str = "normal", asset: str = "TON", amount: int = 10**9) -> PayoutFacts:
     return PayoutFacts("pay_1", priority, asset, amount, queued_at=T0)
 
@@ -60,6 +69,8 @@ def facts(priority: str = "normal", asset: str = "TON", amount: int = 10**9) -> 
     spike=st.booleans(),
     queued=st.integers(0, 1000),
     elapsed_ms=st.integers(0, 4_000_000),
+    arrivals=rates,
+    value=st.integers(0, 10**8),
 )
 def test_a_reachable_target_is_never_planned_to_be_missed(
     priority: str,
@@ -71,10 +82,12 @@ def test_a_reachable_target_is_never_planned_to_be_missed(
     spike: bool,
     queued: int,
     elapsed_ms: int,
+    arrivals: dict[tuple[str, str], float],
+    value: int,
 ) -> None:
     now = T0 + timedelta(milliseconds=elapsed_ms)
-    cond = Conditions(now, cong, lat, model, spike, queued)
-    d = decide(facts(priority, asset, amount), cond, POLICY)
+    cond = Conditions(now, cong, lat, model, spike, queued, arrivals)
+    d = decide(facts(priority, asset, amount), cond, replace(POLICY, value_of_time=value))
     used_latency = lat if lat is not None else POLICY.assumed_latency_ms
     assert d.deadline == T0 + timedelta(seconds=DEFAULT_TARGET_SECONDS[priority])
     assert d.batch_window_ms >= 0
@@ -141,10 +154,121 @@ def test_empty_history_sends_with_defaults_and_says_so() -> None:
 
 
 def test_congestion_zero_batches_without_holding() -> None:
-    d = decide(facts("low"), Conditions(T0, 0.0, 1000, MODEL, queued_payouts=3), POLICY)
+    cond = Conditions(T0, 0.0, 1000, MODEL, queued_payouts=3, arrivals_per_s=STEADY)
+    d = decide(facts("low"), cond, replace(POLICY, value_of_time=0))
     assert d.send_at == T0
     assert d.batch_window_ms == POLICY.window_max_ms["low"]
+    assert "waiting_is_free" in d.reasons
     assert d.divert_reason is None
+
+
+# ---------------------------------------------------------------- waiting only when it pays
+@given(
+    priority=priorities,
+    model=models,
+    cong=congestion,
+    lat=latency,
+    queued=st.integers(0, 1000),
+    elapsed_ms=st.integers(0, 4_000_000),
+    value=st.integers(0, 10**8),
+    keys=st.lists(st.tuples(assets, priorities), max_size=6),
+)
+def test_never_waits_when_no_arrival_is_expected(
+    priority: str,
+    model: FeeModel | None,
+    cong: float | None,
+    lat: int | None,
+    queued: int,
+    elapsed_ms: int,
+    value: int,
+    keys: list[tuple[str, str]],
+) -> None:
+    """No arrival expected (no rate, or every rate 0): due at once unless held for
+    congestion, and then it waits for nothing once the hold ends."""
+    now = T0 + timedelta(milliseconds=elapsed_ms)
+    cond = Conditions(now, cong, lat, model, False, queued, dict.fromkeys(keys, 0.0))
+    d = decide(facts(priority), cond, replace(POLICY, value_of_time=value))
+    assert "no_arrivals_expected" in d.reasons
+    if d.send_at > T0:  # held for congestion
+        assert d.batch_window_ms == 0
+    else:
+        assert d.send_by <= now
+
+
+@given(
+    priority=priorities,
+    overhead=st.integers(1, 10**8),
+    rate=st.floats(min_value=0.001, max_value=1_000),
+    value=st.integers(1, 10**7),
+    queued=st.integers(1, 253),
+)
+def test_waits_exactly_while_the_expected_saving_beats_the_value_of_time(
+    priority: str, overhead: int, rate: float, value: int, queued: int
+) -> None:
+    """Steady traffic, a fresh payout, a measured latency, no congestion: it waits iff
+    rate x overhead > queued x value, and then until queued + rate x t reach overhead x
+    rate / value (or its cap)."""
+    model = FeeModel(overhead, {"TON": 1_000_000})
+    cond = Conditions(T0, 0.0, 1_000, model, False, queued, {("TON", "low"): rate})
+    policy = replace(POLICY, value_of_time=value)
+    d = decide(facts(priority), cond, policy)
+    pays = rate * overhead > queued * value
+    assert (d.send_by > T0) == pays
+    assert ("waiting_pays" in d.reasons) == pays
+    if pays:
+        t = overhead / value - queued / rate
+        cap = min(int((DEFAULT_TARGET_SECONDS[priority] * 1000 - 1000) * 0.5),
+                  POLICY.window_max_ms[priority])  # fmt: skip
+        assert d.batch_window_ms == min(cap, MAX_WAIT_MS, max(1, -int(-t * 1000 // 1)))
+
+
+@given(
+    overhead=st.integers(1, 10**8),
+    rate=st.floats(min_value=0.001, max_value=1_000),
+    value=st.integers(1, 10**7),
+    fewer=st.integers(1, 253),
+    more=st.integers(1, 253),
+)
+def test_more_company_waiting_never_means_waiting_longer(
+    overhead: int, rate: float, value: int, fewer: int, more: int
+) -> None:
+    fewer, more = sorted((fewer, more))
+    model = FeeModel(overhead, {"TON": 1})
+    policy = replace(POLICY, value_of_time=value)
+    waits = [
+        company_wait_ms(Conditions(T0, 0.0, 1000, model, False, n, {("TON", "low"): rate}), policy)
+        for n in (fewer, more)
+    ]
+    assert waits[0][0] >= waits[1][0]
+
+
+def test_steady_traffic_holds_and_a_trickle_goes_at_once() -> None:
+    """The fee benchmark's two regimes with the default value of time (300k nanoton/s) and
+    the local network's shared fee (~4.4M nanoton): a payout a second waits for company (a
+    dozen or so payouts), one every 20 s goes at once."""
+    model = FeeModel(4_400_000, {"TON": 1_400_000})
+    policy = FeePolicy()
+    steady = decide(facts("normal"), Conditions(T0, 0.0, 1_000, model, False, 1, STEADY), policy)
+    assert steady.send_by > T0 and "waiting_pays" in steady.reasons
+    assert steady.batch_window_ms == 13_667  # 4.4M / 300k - 1 / 1 s
+    trickle = Conditions(T0, 0.0, 1_000, model, False, 1, {("TON", "normal"): 0.05})
+    for priority in ("urgent", "normal", "low"):
+        d = decide(facts(priority), trickle, policy)
+        assert d.send_by == T0 and "waiting_does_not_pay" in d.reasons
+    # once 14 wait, waiting no longer pays at a payout a second
+    full = decide(facts("normal"), Conditions(T0, 0.0, 1_000, model, False, 15, STEADY), policy)
+    assert full.send_by == T0
+
+
+def test_without_a_fee_estimate_waiting_is_not_priced_and_it_goes() -> None:
+    d = decide(facts("low"), Conditions(T0, 0.0, 1_000, None, False, 1, STEADY), POLICY)
+    assert d.send_by == T0 and "waiting_unpriced" in d.reasons
+
+
+def test_a_payout_claimed_late_is_due_at_once() -> None:
+    later = T0 + timedelta(seconds=20)
+    d = decide(facts("urgent"), Conditions(later, 0.0, 1_000, MODEL, False, 1), POLICY)
+    assert d.send_by <= later and d.batch_window_ms == 7_000  # half of (15 s - 1 s): its cap
 
 
 def test_congestion_100_holds_low_and_diverts_a_late_urgent_payout() -> None:
@@ -209,8 +333,8 @@ def test_a_full_queue_goes_at_once() -> None:
 def test_explicit_target_overrides_the_priority_default() -> None:
     d = decide(
         PayoutFacts("p", "low", "TON", 10**9, T0, target_seconds=30),
-        Conditions(T0, 0.0, 1000, MODEL),
-        POLICY,
+        Conditions(T0, 0.0, 1000, MODEL, arrivals_per_s=STEADY),
+        replace(POLICY, value_of_time=0),
     )
     assert d.deadline == T0 + timedelta(seconds=30)
     assert d.batch_window_ms == 14_500

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 from sqlalchemy import select
 
 from tests.conftest import make_key
 from tests.fees.test_sampler import sampler_for
 from tests.rails.ton.rail_fixture import Rail
+from tonrail import clock
 from tonrail.db import Database
+from tonrail.fees.repository import Arrivals
 from tonrail.fees.service import (
+    arrival_rates,
     decide_for_batch,
     fee_decisions_for,
     load_conditions,
     record_outcome,
+    shared_fee_fit,
 )
 from tonrail.payments.models import Payment
 from tonrail.settings import Settings
@@ -46,7 +52,10 @@ async def test_without_any_sample_decisions_say_what_is_unknown(
         low, urgent = decisions[ids[0]], decisions[ids[1]]
         assert low.expected_fee_nanoton is None and "fee_unknown" in low.reasons
         assert "latency_assumed" in low.reasons
-        assert low.batch_window_ms == settings.fees_window_low_ms
+        # two arrivals: company is expected, but without a fee estimate waiting is unpriced
+        assert set(cond.arrivals) == {("TON", "low"), ("TON", "urgent")}
+        assert sum(cond.arrivals.values()) > 0
+        assert low.send_by <= clock.now() and "waiting_unpriced" in low.reasons
         assert urgent.batch_window_ms <= settings.fees_window_urgent_ms
         assert urgent.divert_reason is None
     async with db.transaction() as session:
@@ -57,6 +66,7 @@ async def test_without_any_sample_decisions_say_what_is_unknown(
     assert status["congestion"]["unavailable"] == {"sample": "none yet"}
     assert status["fee_model"] is None
     assert status["queue"] == {"urgent": 1, "normal": 0, "low": 1}
+    assert set(status["arrivals_per_min"]) == {"TON/low", "TON/urgent"}
     assert {d["payment_id"] for d in status["decisions"]} == set(ids)
 
 
@@ -123,3 +133,32 @@ async def test_decisions_outcomes_and_savings_on_the_local_network(
     writer = {"Authorization": f"Bearer {await make_key(db, 'acct_w', 'payments:write')}"}
     denied = await client.get("/v1/fees/status", headers=writer)
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "scope_missing"
+
+
+T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+def test_arrival_rates_from_recent_payouts() -> None:
+    # one payout every 20 s: three in the last minute, the oldest 40 s ago -> 0.05/s
+    trickle = Arrivals({("TON", "normal"): 2, ("USDT", "low"): 1}, T0 - timedelta(seconds=40))
+    rates = arrival_rates(trickle, T0)
+    assert abs(sum(rates.values()) - 0.05) < 1e-12
+    assert abs(rates[("TON", "normal")] - 2 * rates[("USDT", "low")]) < 1e-12
+    # a lone payout: nothing else is expected; nothing at all: no rate
+    assert arrival_rates(Arrivals({("TON", "urgent"): 1}, T0), T0) == {("TON", "urgent"): 0.0}
+    assert arrival_rates(Arrivals({}, None), T0) == {}
+    # a handful posted together: measured over at least 10 s, not as a stream
+    together = arrival_rates(Arrivals({("TON", "low"): 5}, T0 - timedelta(milliseconds=5)), T0)
+    assert together == {("TON", "low"): 0.4}
+    # a burst of 1,000 over 2 s reads as the stream it is
+    burst = arrival_rates(Arrivals({("TON", "low"): 1000}, T0 - timedelta(seconds=2)), T0)
+    assert burst[("TON", "low")] > 99
+
+
+def test_shared_fee_fit_separates_the_request_overhead_from_its_part_per_payout() -> None:
+    a, b = 4_400_000, 1_100_000
+    requests = [(a + b * n, n) for n in (1, 1, 1, 10, 30, 30, 254)]
+    requests.append((a + b + 50_000_000, 1))  # the request that deployed the wallet
+    assert shared_fee_fit(requests) == (a, b)
+    assert shared_fee_fit([(a + b, 1), (a + b + 1, 1)]) is None  # one size: cannot tell
+    assert shared_fee_fit([(9_000_000, 1), (5_000_000, 20)]) is None  # falling: noise

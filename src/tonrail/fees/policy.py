@@ -21,6 +21,7 @@ PRIORITIES: tuple[Priority, ...] = ("urgent", "normal", "low")
 DEFAULT_TARGET_SECONDS: Mapping[str, int] = {"urgent": 15, "normal": 60, "low": 3600}
 NANOTON_PER_TON = 10**9
 MICRO_PER_UNIT = {"TON": NANOTON_PER_TON, "USDT": 10**6}
+MAX_WAIT_MS = 10**12  # "as long as the caps allow"
 
 
 # ---------------------------------------------------------------- fee statistics
@@ -161,6 +162,14 @@ class Conditions:
     fees: FeeModel | None = None  # None: no estimate and no history yet
     fee_spike: bool = False  # the current fee is unusually high against its history
     queued_payouts: int = 0  # payouts waiting for TON, this one included
+    # recent arrival rate of payouts for TON, per second, by (asset, priority)
+    arrivals_per_s: Mapping[tuple[str, str], float] = field(default_factory=dict)
+
+    @property
+    def arrival_rate(self) -> float:
+        """Payouts arriving per second, all assets and priorities: any of them can share a
+        request with the payouts waiting now."""
+        return sum(max(r, 0.0) for r in self.arrivals_per_s.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +181,10 @@ class FeePolicy:
     max_fee_share_bp: int = 1_000  # of the payout's value; 0 = no limit
     batch_max: int = 254
     window_max_ms: Mapping[str, int] = field(
-        default_factory=lambda: {"urgent": 5_000, "normal": 30_000, "low": 600_000}
+        default_factory=lambda: {"urgent": 10_000, "normal": 30_000, "low": 600_000}
     )
     window_share: float = 0.5  # of the slack a payout may spend waiting for a batch
+    value_of_time: int = 300_000  # nanoton a payout's second of waiting is worth; 0 = free
     assumed_latency_ms: int = 5_000  # used, and said so, while latency is not measured
     hold_congestion_pct: Mapping[str, int] = field(
         default_factory=lambda: {"urgent": 101, "normal": 90, "low": 60}
@@ -258,27 +268,38 @@ def decide(facts: PayoutFacts, cond: Conditions, policy: FeePolicy) -> FeeDecisi
     slack_ms = remaining_ms - latency_ms  # from now
     batch_max = max(1, policy.batch_max)
 
-    # How long may it wait for company, counted from when it was queued (so re-deciding
-    # every round gives the same answer): a share of the whole slack, capped by priority.
+    # The longest it may wait for company, counted from when it was queued (so re-deciding
+    # every round can never postpone it past this): a share of its whole slack, capped by
+    # priority; 0 when the queue already fills a request.
     cap = policy.window_max_ms.get(priority, policy.window_max_ms.get("normal", 0))
     whole_slack_ms = target * 1000 - latency_ms
-    window_ms = max(0, min(int(whole_slack_ms * policy.window_share), max(cap, 0)))
+    longest_ms = max(0, min(int(whole_slack_ms * policy.window_share), max(cap, 0)))
     if cond.queued_payouts >= batch_max:
-        window_ms = 0
+        longest_ms = 0
         reasons.append("batch_full")
     if slack_ms <= 0:
         reasons.append("target_at_risk")
+    # Within that, it waits only while waiting pays (company_wait_ms).
+    company_ms, why = company_wait_ms(cond, policy)
+    reasons.append(why)
 
     # Hold non-urgent work while the network is congested or fees spiked, if time allows:
     # then send_at is later, and send_at + window + latency still fits before the deadline.
     send_at = facts.queued_at
     hold_pct = policy.hold_congestion_pct.get(priority, 101)
     congested = cond.congestion_pct is not None and cond.congestion_pct >= hold_pct
+    held = False
     if (congested or cond.fee_spike) and priority != "urgent":
-        hold_ms = min(policy.hold_step_s * 1000, slack_ms - window_ms)
+        hold_ms = min(policy.hold_step_s * 1000, slack_ms - longest_ms)
         if hold_ms > 0:
+            held = True
             send_at = cond.now + timedelta(milliseconds=hold_ms)
             reasons.append("hold_congestion" if congested else "hold_fee_spike")
+    if held:
+        window_ms = min(company_ms, longest_ms)
+    else:  # send_by = now + company_ms, at most queued_at + longest_ms
+        waited_ms = max(0, int((cond.now - facts.queued_at).total_seconds() * 1000))
+        window_ms = min(waited_ms + company_ms, longest_ms)
 
     # Fees: what it should cost in the batch we expect, and what it would cost alone.
     expected = alone = None
@@ -309,6 +330,32 @@ def decide(facts: PayoutFacts, cond: Conditions, policy: FeePolicy) -> FeeDecisi
         deadline=deadline,
         reasons=tuple(reasons),
     )
+
+
+def company_wait_ms(cond: Conditions, policy: FeePolicy) -> tuple[int, str]:
+    """How much longer the payouts waiting now should wait for company, in ms, and why.
+
+    Over the next short while dt, a payout arrives with probability rate x dt (rate: recent
+    arrivals per second) and then shares this request instead of paying a request's shared
+    fee (`fees.overhead`, a) for its own: the expected saving is rate x a x dt. Waiting costs
+    the n payouts waiting dt each: n x value_of_time x dt. So they wait while
+    rate x a > n x value_of_time; as arrivals keep coming n grows by rate x t, and waiting
+    stops paying after t = a / value_of_time - n / rate. Nothing expected to arrive, or no
+    estimate of a: no wait. A value of time of 0 waits whenever an arrival is expected (the
+    window caps in `decide` bound every wait)."""
+    rate = cond.arrival_rate
+    if rate <= 0:
+        return 0, "no_arrivals_expected"
+    if policy.value_of_time <= 0:
+        return MAX_WAIT_MS, "waiting_is_free"
+    if cond.fees is None:
+        return 0, "waiting_unpriced"
+    n = max(1, cond.queued_payouts)
+    a = cond.fees.overhead
+    if rate * a <= n * policy.value_of_time:
+        return 0, "waiting_does_not_pay"
+    seconds = a / policy.value_of_time - n / rate
+    return min(MAX_WAIT_MS, max(1, math.ceil(seconds * 1000))), "waiting_pays"
 
 
 def _divert_reason(

@@ -120,6 +120,29 @@ async def queued_by_priority(session: AsyncSession) -> dict[str, int]:
     return {p: int(n) for p, n in (await session.execute(stmt)).all()}
 
 
+@dataclass(frozen=True, slots=True)
+class Arrivals:
+    counts: dict[tuple[str, str], int]  # (asset, priority) -> payouts created in the window
+    oldest: datetime | None  # when the oldest of them was created
+
+
+async def arrivals_since(session: AsyncSession, since: datetime) -> Arrivals:
+    """Payouts created since `since`, whatever became of them, by asset and priority: one
+    range read of the `created_at`-led index (ix_payments_list)."""
+    stmt = (
+        select(Payment.asset, Payment.priority, func.count(), func.min(Payment.created_at))
+        .where(Payment.created_at > since, Payment.direction == "out")
+        .group_by(Payment.asset, Payment.priority)
+    )
+    counts: dict[tuple[str, str], int] = {}
+    oldest: datetime | None = None
+    for asset, priority, n, first in (await session.execute(stmt)).all():
+        counts[(asset, priority)] = int(n)
+        if first is not None and (oldest is None or first < oldest):
+            oldest = first
+    return Arrivals(counts, oldest)
+
+
 async def upsert_decision(session: AsyncSession, values: dict[str, object]) -> None:
     """Insert the payout's decision, or replace it and count the revision."""
     await upsert_decisions(session, [values])

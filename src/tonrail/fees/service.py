@@ -40,6 +40,7 @@ from tonrail.settings import Settings
 # Kinds of fee history: estimates of representative requests and fees our payouts paid.
 ESTIMATE_KINDS = ("ton_transfer_alone", "usdt_transfer_alone", "ton_batch_per_payout")
 PAID_KINDS = ("ton_paid", "usdt_paid")
+ARRIVAL_MIN_SPAN_S = 10.0  # the shortest span an arrival rate is measured over
 
 
 def policy_of(settings: Settings, jetton_attach_cap: int = 0) -> FeePolicy:
@@ -57,6 +58,7 @@ def policy_of(settings: Settings, jetton_attach_cap: int = 0) -> FeePolicy:
             "low": s.fees_window_low_ms,
         },
         assumed_latency_ms=s.fees_assumed_latency_ms,
+        value_of_time=s.fees_value_of_time_nanoton,
         hold_congestion_pct={
             "urgent": 101,
             "normal": s.fees_hold_congestion_normal_pct,
@@ -81,10 +83,12 @@ class FeeConditions:
     congestion_pct: float | None
     latency_ms: int | None
     model: FeeModel | None
-    model_source: str  # estimate+history | estimate | history | none
+    model_source: str  # estimate+history+fit | estimate | history | ... | none
     stats: Mapping[str, FeeStats | None]
     high: Mapping[str, bool]  # kind -> unusually high now
     queued: Mapping[str, int] = field(default_factory=dict)  # payouts waiting, by priority
+    # recent arrivals per second by (asset, priority) (arrival_rates)
+    arrivals: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def fee_spike(self) -> bool:
@@ -133,10 +137,38 @@ def fee_model(
         if "USDT" in own:
             jetton_p90 = percentile(own["USDT"], 90)
     if common:
-        overhead = percentile([max(0, fee - n * m) for fee, n in common.values()], 50)
+        fit = shared_fee_fit(list(common.values()))
+        if fit is not None and fit[1] >= m:
+            overhead, per_request_payout = fit
+            for asset in per:  # the part of the common fee each payout adds, beyond m
+                per[asset] += per_request_payout - m
+            source.append("fit")
+        else:
+            overhead = percentile([max(0, fee - n * m) for fee, n in common.values()], 50)
     if overhead is None and not per:
         return None, "none"
     return FeeModel(overhead or 0, per, jetton_p90), "+".join(source)
+
+
+def shared_fee_fit(requests: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    """(a, b) of common_fee = a + b x size over our requests (common fee, size), or None
+    while they do not have two sizes. Robust to odd requests (the one that deployed the
+    wallet): the median common fee of each size, then the Theil-Sen line through those
+    (slope = median of the pairwise slopes, a = median of fee - slope x size)."""
+    by_size: dict[int, list[int]] = {}
+    for fee, size in requests:
+        by_size.setdefault(max(size, 1), []).append(fee)
+    points = sorted((n, percentile(fees, 50)) for n, fees in by_size.items())
+    if len(points) < 2:
+        return None
+    slopes = sorted(
+        (c2 - c1) / (n2 - n1) for i, (n1, c1) in enumerate(points) for n2, c2 in points[i + 1 :]
+    )
+    slope = slopes[(len(slopes) - 1) // 2]
+    if slope < 0:
+        return None
+    a = sorted(c - slope * n for n, c in points)[(len(points) - 1) // 2]
+    return max(0, round(a)), round(slope)
 
 
 def history_stats(
@@ -162,6 +194,22 @@ def history_stats(
     return stats, high
 
 
+def arrival_rates(found: repo.Arrivals, now: datetime) -> dict[tuple[str, str], float]:
+    """Payouts arriving per second, by (asset, priority), from those created in the window.
+
+    The rate is measured from the oldest of them to now, over at least ARRIVAL_MIN_SPAN_S:
+    (N - 1) arrivals in that span (the first one opens it). So one payout every 20 s reads
+    0.05/s whatever the window, a lone payout reads 0 (nothing else is expected), a few
+    posted together do not read as a stream, and the rate falls as the time since the last
+    arrival grows. The total is shared among the keys by their counts."""
+    total = sum(found.counts.values())
+    if total < 2 or found.oldest is None:
+        return {key: 0.0 for key in found.counts}
+    span = max((now - found.oldest).total_seconds(), ARRIVAL_MIN_SPAN_S)
+    rate = (total - 1) / span
+    return {key: rate * n / total for key, n in found.counts.items()}
+
+
 async def load_conditions(db: Database, settings: Settings) -> FeeConditions:
     """Read the latest sample, the fee history and the queue (one read transaction)."""
     now = clock.now()
@@ -171,6 +219,9 @@ async def load_conditions(db: Database, settings: Settings) -> FeeConditions:
         samples = await repo.samples_since(session, since)
         paid = await repo.paid_transfers(session, since)
         queued = await repo.queued_by_priority(session)
+        arrived = await repo.arrivals_since(
+            session, now - timedelta(seconds=settings.fees_arrival_window_seconds)
+        )
     estimate = next((s for s in reversed(samples) if s.fee_ton_single is not None), None)
     model, source = fee_model(estimate, paid)
     stats, high = history_stats(samples, paid, settings)
@@ -179,7 +230,18 @@ async def load_conditions(db: Database, settings: Settings) -> FeeConditions:
     if latest is not None:
         congestion = latest.congestion_bp / 100 if latest.congestion_bp is not None else None
         latency = latest.latency_ms
-    return FeeConditions(now, latest, congestion, latency, model, source, stats, high, queued)
+    return FeeConditions(
+        now,
+        latest,
+        congestion,
+        latency,
+        model,
+        source,
+        stats,
+        high,
+        queued,
+        arrival_rates(arrived, now),
+    )
 
 
 # A field-by-field copy into the policy's input: alike other views in shape only.
@@ -214,6 +276,7 @@ async def decide_for_batch(
         fees=conditions.model,
         fee_spike=conditions.fee_spike,
         queued_payouts=max(conditions.queued_total, len(payouts)),
+        arrivals_per_s=conditions.arrivals,
     )
     out: dict[str, FeeDecision] = {}
     rows = []
@@ -232,6 +295,7 @@ def _record_values(
     inputs: dict[str, Any] = {
         "latency_ms": cond.latency_ms,
         "queued_payouts": cond.queued_payouts,
+        "arrivals_per_min": round(cond.arrival_rate * 60, 2),
         "fee_spike": cond.fee_spike,
         "fee_model_source": known.model_source,
         "sample_id": known.sample.id if known.sample is not None else None,
@@ -412,6 +476,10 @@ async def fees_status(db: Database, settings: Settings, account_id: str | None) 
         if cond.model is not None
         else None,
         "queue": {p: cond.queued.get(p, 0) for p in ("urgent", "normal", "low")},
+        "arrivals_per_min": {
+            f"{asset}/{priority}": round(rate * 60, 2)
+            for (asset, priority), rate in sorted(cond.arrivals.items())
+        },
         "decisions": [decision_view(d) for d in decisions],
         "savings": {
             "payouts": saved.payouts,

@@ -170,12 +170,15 @@ async def test_unprocessed_request_expires_and_is_resigned_once(
 async def test_the_optimizer_batches_within_each_payouts_window(
     rail: Rail, client: httpx.AsyncClient, auth: dict[str, str], db: Database
 ) -> None:
-    """With a 3 s window for normal payouts, two payouts wait for company and go out together
-    when the first one's window ends; the fee decision is stored with its outcome."""
+    """With a 3 s window for normal payouts and waiting free (value of time 0), two payouts
+    (so more are expected) wait for company and go out together when the first one's window
+    ends; the fee decision is stored with its outcome."""
     from tonrail.fees.models import FeeDecisionRecord
     from tonrail.payments.models import Payment
 
-    rail.ctx.settings = rail.ctx.settings.model_copy(update={"fees_window_normal_ms": 3_000})
+    rail.ctx.settings = rail.ctx.settings.model_copy(
+        update={"fees_window_normal_ms": 3_000, "fees_value_of_time_nanoton": 0}
+    )
     ids = [await payout(client, auth, rail, "0.3"), await payout(client, auth, rail, "0.4")]
     assert await assemble(rail.ctx, deploy=True) is None  # inside the window: wait
     async with db.transaction() as session:
@@ -199,11 +202,13 @@ async def test_the_optimizer_batches_within_each_payouts_window(
 async def test_a_request_takes_along_every_payout_waiting_for_company(
     rail: Rail, client: httpx.AsyncClient, auth: dict[str, str], db: Database
 ) -> None:
-    """A normal payout waits (leased) for company; an urgent one arriving later goes at once,
-    and the waiting one goes with it instead of alone when its own window ends."""
-    rail.ctx.settings = rail.ctx.settings.model_copy(update={"fees_window_normal_ms": 30_000})
-    waiting = await payout(client, auth, rail, "0.3")
-    assert await assemble(rail.ctx, deploy=True) is None  # leased for its 30 s window
+    """Normal payouts wait (leased) for company; an urgent one arriving later goes at once,
+    and the waiting ones go with it instead of alone when their own window ends."""
+    rail.ctx.settings = rail.ctx.settings.model_copy(
+        update={"fees_window_normal_ms": 30_000, "fees_value_of_time_nanoton": 0}
+    )
+    waiting = [await payout(client, auth, rail, "0.3"), await payout(client, auth, rail, "0.4")]
+    assert await assemble(rail.ctx, deploy=True) is None  # leased for their 30 s window
     r = await client.post(
         "/v1/payouts",
         json={"amount": "0.2", "asset": "TON", "destination": payee(rail), "priority": "urgent"},
@@ -222,8 +227,8 @@ async def test_a_request_takes_along_every_payout_waiting_for_company(
             .scalars()
             .all()
         )
-    assert sorted(carried) == sorted([waiting, urgent])
-    final = await rail.run_until_final([waiting, urgent], client, auth)
+    assert sorted(carried) == sorted([*waiting, urgent])
+    final = await rail.run_until_final([*waiting, urgent], client, auth)
     assert {p["status"] for p in final.values()} == {"succeeded"}
 
 
