@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from tests.conftest import make_key
@@ -12,6 +13,7 @@ from tests.fees.test_sampler import sampler_for
 from tests.rails.ton.rail_fixture import Rail
 from tonrail import clock
 from tonrail.db import Database
+from tonrail.fees import repository
 from tonrail.fees.repository import Arrivals
 from tonrail.fees.service import (
     arrival_rates,
@@ -35,6 +37,27 @@ async def create(
     )
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
+
+
+async def test_arrivals_are_read_from_the_newest_payouts_only(
+    db: Database,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    payee = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
+    for priority in ("low", "urgent", "urgent"):
+        await create(client, auth, payee, "1", priority)
+    since = clock.now() - timedelta(seconds=60)
+    async with db.transaction() as session:
+        found = await repository.arrivals_since(session, since)
+        assert found.counts == {("TON", "low"): 1, ("TON", "urgent"): 2}
+        first = (await session.execute(select(Payment.created_at))).scalars().all()
+        assert found.oldest == min(first)
+        monkeypatch.setattr(repository, "ARRIVALS_READ_MAX", 2)  # the two newest
+        assert (await repository.arrivals_since(session, since)).counts == {("TON", "urgent"): 2}
+        later = await repository.arrivals_since(session, clock.now() + timedelta(seconds=1))
+        assert later == Arrivals({}, None)
 
 
 async def test_without_any_sample_decisions_say_what_is_unknown(
