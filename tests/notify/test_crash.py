@@ -21,7 +21,7 @@ from tests.notify.conftest import Receiver, run_rounds, subscribe
 from tonrail import clock
 from tonrail.db import Database
 from tonrail.events.models import OutboxEvent
-from tonrail.notify.delivery import deliver_round
+from tonrail.notify.delivery import deliver_round, lease_seconds
 from tonrail.notify.models import WebhookAttempt, WebhookDelivery
 from tonrail.notify.publish import publish_round
 from tonrail.notify.states import DeliveryStatus
@@ -58,7 +58,8 @@ async def _crash_worker(settings: Settings, tmp_path: Path, loop: str, crash_at:
 
 
 def _after_the_lease(settings: Settings) -> None:
-    at = datetime.now(UTC) + timedelta(seconds=LEASE + 2 * settings.webhook_timeout_seconds + 5)
+    lease = lease_seconds(settings.model_copy(update={"worker_lease_seconds": LEASE}))
+    at = datetime.now(UTC) + timedelta(seconds=lease + 5)
     clock.set_clock(lambda: at)
 
 

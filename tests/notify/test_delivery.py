@@ -348,3 +348,37 @@ async def test_refund_events_carry_the_refund_and_operator_events_stay_internal(
     assert body["type"] == "refund.created" and body["data"] == refund
     events = (await client.get("/v1/events", headers=auth)).json()["data"]
     assert [e["type"] for e in events] == ["refund.created"]
+
+
+async def test_a_disabled_endpoint_alerts_through_the_slack_channel(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+    settings: Settings,
+    receiver: Receiver,
+) -> None:
+    """The whole path: 410 -> disabled -> evaluate_alerts opens the alert -> the alert
+    channel (Slack's incoming webhook, here the local receiver) gets the message."""
+    from pydantic import SecretStr
+
+    from tonrail.monitoring.channels.registry import configured_channels
+    from tonrail.monitoring.delivery import deliver_due
+    from tonrail.monitoring.jobs import evaluate_once
+
+    endpoint = await subscribe(client, auth, receiver.url)
+    await _payout(client, auth)
+    receiver.answers = [(410, "gone", 0.0)]
+    await run_rounds(db, settings)
+    slack = settings.model_copy(
+        update={
+            "slack_webhook_url": SecretStr(receiver.url.replace("/hooks", "/slack")),
+            "alert_routes": "error=slack",
+        }
+    )
+    receiver.default = (200, "ok", 0.0)  # what Slack answers
+    async with httpx.AsyncClient() as http:
+        channels = configured_channels(slack, http)
+        assert await evaluate_once(db, slack, channels) >= 1
+        assert await deliver_due(db, slack, channels, "w1") >= 1
+    (message,) = [r for r in receiver.got if r.path == "/slack"]
+    assert endpoint["id"] in message.body.decode() and b"was disabled (gone)" in message.body

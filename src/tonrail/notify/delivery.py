@@ -86,6 +86,13 @@ def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> tuple[str, ...]
     return (endpoint.secret,)
 
 
+def lease_seconds(settings: Settings) -> float:
+    """Longer than a whole round can take (every request timing out, WEBHOOK_CONCURRENCY at
+    a time), so no other worker sends a claimed delivery meanwhile."""
+    waves = -(-settings.worker_batch_size // max(settings.webhook_concurrency, 1))
+    return settings.worker_lease_seconds + settings.webhook_timeout_seconds * (waves + 1)
+
+
 async def _claim_due(db: Database, settings: Settings, worker_id: str) -> list[Message]:
     now = clock.now()
     earlier = aliased(WebhookDelivery)
@@ -111,8 +118,7 @@ async def _claim_due(db: Database, settings: Settings, worker_id: str) -> list[M
             & WebhookDelivery.endpoint_id.in_(live)
             & ~behind_another,
             worker_id=worker_id,
-            # Longer than any request takes, so no other worker sends it meanwhile.
-            lease_seconds=settings.worker_lease_seconds + 2 * settings.webhook_timeout_seconds,
+            lease_seconds=lease_seconds(settings),
             limit=settings.worker_batch_size,
             order_by=(WebhookDelivery.event_seq,),
         )
