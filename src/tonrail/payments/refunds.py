@@ -1,5 +1,8 @@
 """Refunds: money of an invoice given back to whoever paid it, through the payout pipeline.
 
+An invoice paid by card (a Stripe PaymentIntent) is refunded by a payout routed to Stripe,
+whose adapter makes it a Stripe Refund of that PaymentIntent (rails/stripe/rail.py).
+
 On TON a refund is a payout to the address that paid (for USDT, the owner of the jetton
 wallet that sent it), created exactly as `POST /v1/payouts` creates one: the same checks and
 limits, the approval gate, the daily volume, its reservation in the books (`refund.reserved`,
@@ -27,11 +30,14 @@ from tonrail.events.service import emit
 from tonrail.ids import new_id
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
+from tonrail.limits.rules import check_amount
 from tonrail.limits.service import reserve_daily_volume
 from tonrail.money import format_minor
-from tonrail.payments.models import Payment, Refund
+from tonrail.payments.models import Attempt, Payment, Refund
 from tonrail.payments.schemas import PaymentOut, PayoutCreate, RefundCreate, RefundList, RefundOut
-from tonrail.payments.service import PaymentService, Response
+from tonrail.payments.service import CheckedPayout, PaymentService, Response
+from tonrail.payments.states import AttemptStatus
+from tonrail.rails.base import STRIPE_REFUND_OF
 from tonrail.rails.ton.models import TonDeposit
 from tonrail.rails.ton.states import CREDITING_DEPOSIT_STATES
 from tonrail.security.api_keys import Principal
@@ -83,6 +89,28 @@ def _payer_of(deposits: Sequence[TonDeposit], deposit_id: str | None) -> str:
     if not payers:
         raise Conflict("nothing was received for this invoice", code="nothing_to_refund")
     return payers[0]
+
+
+async def _card_payment(session: AsyncSession, invoice_id: str) -> str | None:
+    """The PaymentIntent that paid the invoice by card (Stripe), if one did; 409 for an
+    invoice paid on a backup rail whose refunds are not built (PayPal, bank, Checkout)."""
+    paid = (
+        await session.execute(
+            select(Attempt).where(
+                Attempt.payment_id == invoice_id,
+                Attempt.rail != "ton",
+                Attempt.status == AttemptStatus.CONFIRMED,
+            )
+        )
+    ).scalar_one_or_none()
+    if paid is None:
+        return None
+    if paid.rail == "stripe" and str(paid.provider_ref or "").startswith("pi_"):
+        return str(paid.provider_ref)
+    raise Conflict(
+        f"refunds of invoices paid on {paid.rail} are not supported yet",
+        code="refund_rail_unsupported",
+    )
 
 
 class RefundService:
@@ -152,8 +180,18 @@ class RefundService:
                 )
             ).scalars()
         )
-        payer = _payer_of(deposits, req.deposit)
-        received = sum(d.amount for d in deposits if d.sender == payer)
+        card = None if deposits else await _card_payment(session, invoice.id)
+        if card is not None:
+            if req.deposit is not None:
+                raise InvalidRequest(
+                    "this invoice was paid by card, not by deposits",
+                    param="deposit",
+                    code="deposit_invalid",
+                )
+            payer, received = card, invoice.amount
+        else:
+            payer = _payer_of(deposits, req.deposit)
+            received = sum(d.amount for d in deposits if d.sender == payer)
         left = received - (await refunded_by_destination(session, invoice.id)).get(payer, 0)
         if req.amount is None:
             if left <= 0:
@@ -171,17 +209,28 @@ class RefundService:
                 )
         now = clock.now()
         refund_id = new_id("re")
-        checked = self.payments.check_payout(
-            PayoutCreate(
-                amount=format_minor(amount, invoice.asset),
-                asset=invoice.asset,
-                destination=payer,
-                description=f"refund {refund_id} of invoice {invoice.id}",
-                metadata={"refund": refund_id, "invoice": invoice.id},
-            )
+        request = PayoutCreate(
+            amount=format_minor(amount, invoice.asset),
+            asset=invoice.asset,
+            destination=payer,
+            description=f"refund {refund_id} of invoice {invoice.id}",
+            metadata={"refund": refund_id, "invoice": invoice.id},
         )
+        if card is None:
+            checked = self.payments.check_payout(request)
+        else:
+            # Back to the card through its PaymentIntent: the payout limits of the asset
+            # apply; the destination is the PaymentIntent, not an address.
+            check_amount(self.payments.policy, invoice.asset, amount)
+            request.metadata[STRIPE_REFUND_OF] = card
+            rate = self.payments.rates.rate(invoice.asset)
+            checked = CheckedPayout(
+                request, amount, rate.usdt_equivalent(amount, invoice.asset), rate
+            )
         payout = self.payments.new_payout(principal, checked, now)
         payout.requested_by = requested_by or principal.identity
+        if card is not None:
+            payout.route, payout.route_reason = "stripe", "refund"
         session.add(payout)
         refund = Refund(
             id=refund_id,
@@ -189,7 +238,7 @@ class RefundService:
             invoice_id=invoice.id,
             payout_id=payout.id,
             deposit_id=req.deposit,
-            rail="ton",
+            rail="ton" if card is None else "stripe",
             asset=invoice.asset,
             amount=amount,
             destination=payer,

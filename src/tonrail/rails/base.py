@@ -18,6 +18,11 @@ from tonrail.states import AttemptStatus, PollStatus
 RailName = Literal["ton", "stripe", "paypal", "bank"]
 
 
+# A payout's metadata key naming the Stripe PaymentIntent it refunds: set only by refunds
+# (payments/refunds.py); merchants may not set it on payouts of their own.
+STRIPE_REFUND_OF = "stripe_refund_of"
+
+
 # Plain frozen dataclasses, a few typed fields each: alike others in shape only.
 @dataclass(frozen=True, slots=True)
 class PaymentView:

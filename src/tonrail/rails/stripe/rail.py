@@ -3,7 +3,8 @@
 Incoming: a PaymentIntent (its client secret goes to the merchant's checkout page) or a
 Checkout Session (its URL is where the customer is redirected). Outgoing: a Connect
 transfer to the payee's connected account (`metadata.stripe_account`), or a payout on
-that account. Every create carries Idempotency-Key `{payment_id}:{attempt}`.
+that account; a refund of an invoice paid by card is a Refund of its PaymentIntent
+(`metadata.stripe_refund_of`). Every create carries Idempotency-Key `{payment_id}:{attempt}`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import structlog
 
 from tonrail import clock
 from tonrail.rails.backup import ProviderEventIn, RailPricing
-from tonrail.rails.base import AttemptView, PaymentView, PollResult, Quote, SubmitResult
+from tonrail.rails.base import (
+    STRIPE_REFUND_OF,
+    AttemptView,
+    PaymentView,
+    PollResult,
+    Quote,
+    SubmitResult,
+)
 from tonrail.rails.pricing import FeeSchedule, RateFeed, fee_for
 from tonrail.rails.stripe.webhook import parse_event, verify_signature
 from tonrail.settings import Settings
@@ -58,8 +66,11 @@ class StripeRail:
     async def quote(self, payment: PaymentView) -> Quote:
         """Fee and ETA; payouts need the payee's connected account in `metadata.stripe_account`."""
         unsupported = None
-        if payment.direction == "out" and not payment.metadata.get("stripe_account", "").startswith(
-            "acct_"
+        refund = payment.metadata.get(STRIPE_REFUND_OF, "").startswith("pi_")
+        if (
+            payment.direction == "out"
+            and not refund
+            and not payment.metadata.get("stripe_account", "").startswith("acct_")
         ):
             unsupported = "counterparty_unsupported"
         return self.pricing.quote(payment, unsupported)
@@ -77,6 +88,13 @@ class StripeRail:
                 "currency": currency,
                 "metadata": meta,
                 "payment_method_types": ["card"],
+            }
+        elif payment.direction == "out" and payment.metadata.get(STRIPE_REFUND_OF):
+            details["mode"] = "refund"
+            details["request"] = {
+                "payment_intent": payment.metadata[STRIPE_REFUND_OF],
+                "amount": conv.amount,
+                "metadata": meta,
             }
         elif payment.direction == "in":
             details["mode"] = "checkout_session"
@@ -163,6 +181,17 @@ class StripeRail:
                     PollStatus.EXPIRED, details=details, error_code="checkout_expired"
                 )
             return PollResult(PollStatus.PENDING, details=details)
+        if mode == "refund":
+            # Stripe keeps the fee of the original charge; a refund costs nothing more.
+            if obj.get("status") == "succeeded":
+                return PollResult(PollStatus.CONFIRMED, 0, currency, details)
+            if obj.get("status") in ("failed", "canceled"):
+                return PollResult(
+                    PollStatus.FAILED,
+                    details=details,
+                    error_code=f"refund_{obj.get('failure_reason') or obj['status']}",
+                )
+            return PollResult(PollStatus.PENDING, details=details)
         if mode == "transfer":
             if obj.get("reversed") or int(obj.get("amount_reversed") or 0) > 0:
                 return PollResult(
@@ -217,6 +246,8 @@ class StripeRail:
             obj = await v1.checkout.sessions.create_async(params, options)  # type: ignore[arg-type]
         elif mode == "transfer":
             obj = await v1.transfers.create_async(params, options)  # type: ignore[arg-type]
+        elif mode == "refund":
+            obj = await v1.refunds.create_async(params, options)  # type: ignore[arg-type]
         else:
             options["stripe_account"] = attempt.details["stripe_account"]
             obj = await v1.payouts.create_async(params, options)  # type: ignore[arg-type]
@@ -231,6 +262,8 @@ class StripeRail:
             obj = await v1.checkout.sessions.retrieve_async(ref)
         elif mode == "transfer":
             obj = await v1.transfers.retrieve_async(ref)
+        elif mode == "refund":
+            obj = await v1.refunds.retrieve_async(ref)
         else:
             obj = await v1.payouts.retrieve_async(ref, options={"stripe_account": account})
         return cast(dict[str, Any], obj.to_dict())
