@@ -465,12 +465,30 @@ def localnet(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="toncenter API port")] = 8081,
     block_ms: Annotated[int, typer.Option(help="block interval in ms")] = 400,
+    config: Annotated[
+        str | None,
+        typer.Option(help="blockchain config file (default: the bundled mainnet config)"),
+    ] = None,
+    config_from: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="mirror a toncenter v2 endpoint's config at start (getConfigAll), e.g. "
+            "https://toncenter.com/api/v2; saved to --config when given",
+        ),
+    ] = None,
 ) -> None:
     """The local TON network alone (real TVM), serving toncenter v2/v3 on a port."""
     from pathlib import Path
 
+    from tonrail.localnet.config import ConfigError, resolve_config
     from tonrail.localnet.server import serve
 
-    Path(state).parent.mkdir(parents=True, exist_ok=True)
     logs.configure(get_settings().log_level, get_settings().log_json)
-    serve(state, host, port, block_ms)
+    try:
+        chain_config = resolve_config(config, config_from)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    Path(state).parent.mkdir(parents=True, exist_ok=True)
+    serve(state, host, port, block_ms, config=chain_config)

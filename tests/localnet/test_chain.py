@@ -191,22 +191,6 @@ async def test_producer_stops_between_blocks(chain: Chain) -> None:
     assert chain.seqno == seqno  # nothing runs after stop()
 
 
-def test_config_path_can_be_given(tmp_path: Path) -> None:
-    from tonrail.localnet.emulator import EmulatorError, default_config_path
-
-    copy = tmp_path / "defaultConfig.js"
-    copy.write_text(default_config_path().read_text())
-    chain = Chain.open(None, config_path=str(copy))
-    try:
-        assert chain.seqno == 3  # genesis ran on the copied config
-    finally:
-        chain.close()
-    broken = tmp_path / "broken.js"
-    broken.write_text("exports.somethingElse = 1;")
-    with pytest.raises(EmulatorError):
-        Chain.open(None, config_path=str(broken))
-
-
 async def test_fund_settles_in_one_block(chain: Chain) -> None:
     target = Address((0, b"\x88" * 32))
     await chain.fund(target, 2 * TON)

@@ -17,6 +17,7 @@ from ton_core import (
 
 from tonrail.localnet import emulator as em
 from tonrail.localnet.boc import NONE_SHARD_ACCOUNT, b64, cell_from, method_id
+from tonrail.localnet.config import load_config
 from tonrail.localnet.genesis import Genesis
 
 
@@ -28,7 +29,7 @@ def _mint(dest: Address, amount: int, lt: int, init: object = None) -> str:
 
 
 def test_balance_above_4_29_ton_and_lt_above_2_32_survive() -> None:
-    config = em.Config(em.load_config_b64())
+    config = em.Config(load_config().emulator_b64()[0])
     emu = em.TransactionEmulator(config)
     g = Genesis("emulator-test")
     amount = 5 * 10**9 + 123  # above 2^32 nanoton: a 32-bit argument would truncate it
@@ -63,7 +64,7 @@ def test_balance_above_4_29_ton_and_lt_above_2_32_survive() -> None:
 
 
 def test_invalid_boc_is_an_error_not_a_crash() -> None:
-    config = em.Config(em.load_config_b64())
+    config = em.Config(load_config().emulator_b64()[0])
     emu = em.TransactionEmulator(config)
     result = emu.emulate(base64.b64encode(b"junk").decode(), "junk", unixtime=1, lt=1)
     assert not result.success
@@ -79,7 +80,7 @@ def _rss_bytes() -> int:
 @pytest.mark.slow
 def test_results_are_freed() -> None:
     """Thousands of emulations with ~3 KB JSON results each must not grow the process."""
-    config = em.Config(em.load_config_b64())
+    config = em.Config(load_config().emulator_b64()[0])
     emu = em.TransactionEmulator(config)
     g = Genesis("leak-test")
     msg = _mint(g.faucet_address, 10**10, 10, g.faucet_state_init)
@@ -102,7 +103,7 @@ def test_get_method_sees_a_64_bit_balance() -> None:
     """c7's balance is a uint64 argument: a contract reading BALANCE must see all of it."""
     from ton_core import VmStack, begin_cell
 
-    config = em.Config(em.load_config_b64())
+    config = em.Config(load_config().emulator_b64()[0])
     code = begin_cell().store_bytes(bytes.fromhex("30F8276F10")).end_cell()  # DROP BALANCE FIRST
     balance = 5 * 10**9 + 123
     result = em.run_get_method(
@@ -124,7 +125,7 @@ def test_get_method_sees_the_config() -> None:
     """The shared parsed config reaches c7: CONFIGDICT returns the config dictionary."""
     from ton_core import VmStack, begin_cell
 
-    config = em.Config(em.load_config_b64())
+    config = em.Config(load_config().emulator_b64()[0])
     code = begin_cell().store_bytes(bytes.fromhex("30F830")).end_cell()  # DROP CONFIGDICT
     result = em.run_get_method(
         config,

@@ -1,10 +1,12 @@
-"""`python -m tonrail.localnet --state FILE --port 8081 --block-ms 400` (as `tonrail localnet`)."""
+"""`python -m tonrail.localnet --state FILE --port 8081 --block-ms 400 [--config FILE]
+[--config-from URL]` (as `tonrail localnet`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from tonrail.localnet.config import ConfigError, resolve_config
 from tonrail.localnet.faults import Faults
 from tonrail.localnet.server import serve
 
@@ -15,7 +17,15 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--block-ms", type=int, default=400)
-    parser.add_argument("--config-js", default=None, help="@ton/sandbox defaultConfig.js")
+    parser.add_argument(
+        "--config", default=None, help="blockchain config file (default: bundled mainnet config)"
+    )
+    parser.add_argument(
+        "--config-from",
+        default=None,
+        metavar="URL",
+        help="mirror a toncenter v2 endpoint's config at start (saved to --config if given)",
+    )
     parser.add_argument(
         "--faults", default=None, help="faults from the start, as JSON: '{\"http_429_rate\": 0.1}'"
     )
@@ -30,9 +40,11 @@ def main() -> None:
         from pathlib import Path
 
         Path(args.state).parent.mkdir(parents=True, exist_ok=True)
-    serve(
-        args.state, args.host, args.port, args.block_ms, config_path=args.config_js, faults=faults
-    )
+    try:
+        config = resolve_config(args.config, args.config_from)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    serve(args.state, args.host, args.port, args.block_ms, config=config, faults=faults)
 
 
 if __name__ == "__main__":

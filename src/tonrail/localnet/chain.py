@@ -34,6 +34,7 @@ from tonrail.localnet.boc import (
     parse_address,
     raw_address,
 )
+from tonrail.localnet.config import ChainConfig, load_config
 from tonrail.localnet.faults import Faults
 from tonrail.localnet.genesis import Genesis, Transfer
 from tonrail.localnet.store import BlockRow, ChainStore, MsgRow, TxRow
@@ -173,15 +174,17 @@ class Chain:
         self,
         store: ChainStore,
         *,
-        config_b64: str,
+        config: ChainConfig,
         block_ms: int = 400,
         faults: Faults | None = None,
         seed: str = "tonrail-localnet",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.config_b64 = config_b64
-        self.config = em.Config(config_b64)
+        self.chain_config = config
+        self.config_b64 = config.b64  # served as is by getConfigAll / getConfigParam
+        emulator_b64, self.config_notes = config.emulator_b64()
+        self.config = em.Config(emulator_b64)
         self.block_ms = block_ms
         self.faults = faults or Faults()
         self.genesis = Genesis(seed)
@@ -227,18 +230,22 @@ class Chain:
         faults: Faults | None = None,
         seed: str = "tonrail-localnet",
         config_path: str | None = None,
+        config: ChainConfig | None = None,
         clock: Callable[[], float] = time.time,
     ) -> Chain:
-        """Open (or create with genesis) a chain persisted in `state`; None keeps it in memory."""
-        from pathlib import Path
+        """Open (or create with genesis) a chain persisted in `state`; None keeps it in memory.
 
-        config_b64 = em.load_config_b64(Path(config_path) if config_path else None)
+        The blockchain config is `config`, else the file `config_path`, else the bundled
+        mainnet one (`tonrail.localnet.config`).
+        """
+        if config is None:
+            config = load_config(config_path)
         store = ChainStore(state or ":memory:")
         stored_seed = store.get_meta("seed")
         try:
             chain = cls(
                 store,
-                config_b64=config_b64,
+                config=config,
                 block_ms=block_ms,
                 faults=faults,
                 seed=stored_seed or seed,

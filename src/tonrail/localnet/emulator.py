@@ -10,16 +10,12 @@ import ctypes
 import ctypes.util
 import importlib.util
 import json
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 _LIB_NAME = "libemulator-linux-x86_64.so"
-_CONFIG_REL = Path("node_modules/@ton/sandbox/dist/config/defaultConfig.js")
-# The same file as package data (`make assets` or the image build copies it from npm).
-_PACKAGED_CONFIG = Path(__file__).resolve().parents[1] / "vendor" / "ton-sandbox-config.js"
 
 
 class EmulatorError(RuntimeError):
@@ -36,31 +32,6 @@ def library_path() -> Path:
         if candidate.exists():
             return candidate
     raise EmulatorError(f"{_LIB_NAME} not found in pytvm")
-
-
-def default_config_path() -> Path:
-    """The mainnet config from npm @ton/sandbox: the packaged copy, else node_modules found
-    from the working directory or the repo.
-
-    Callers that configure another copy pass its path (`Chain.open(config_path=...)`).
-    """
-    if _PACKAGED_CONFIG.is_file():
-        return _PACKAGED_CONFIG
-    here = Path(__file__).resolve()
-    for parent in [Path.cwd(), *here.parents]:
-        candidate = parent / _CONFIG_REL
-        if candidate.exists():
-            return candidate
-    raise EmulatorError(f"{_CONFIG_REL} not found; run `make assets` at the repo root")
-
-
-def load_config_b64(path: Path | None = None) -> str:
-    """Read the base64 config BOC exported as `defaultConfig` by @ton/sandbox."""
-    text = (path or default_config_path()).read_text()
-    match = re.search(r"defaultConfig\s*=\s*[`'\"]([A-Za-z0-9+/=\s]+)[`'\"]", text)
-    if match is None:
-        raise EmulatorError("defaultConfig not found in the config module")
-    return re.sub(r"\s+", "", match.group(1))
 
 
 class _Library:

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tonrail.localnet.boc import parse_address
 from tonrail.localnet.chain import Chain
+from tonrail.localnet.config import ChainConfig, describe
 from tonrail.localnet.faults import Faults
 from tonrail.localnet.toncenter_v2 import create_router as v2_router
 from tonrail.localnet.toncenter_v2 import error_response
@@ -126,22 +127,31 @@ def serve(
     block_ms: int,
     *,
     config_path: str | None = None,
+    config: ChainConfig | None = None,
     faults: Faults | None = None,
 ) -> None:
     """Run the local network until interrupted (`tonrail localnet --state FILE --port 8081`).
 
-    `config_path` points at another copy of @ton/sandbox's `defaultConfig.js`; by default it is
-    found under `node_modules/` from the working directory or the repo. `faults` are active from
-    the first block (they can be changed later through `/localnet/faults`).
+    The blockchain config is `config`, else the file `config_path`, else the bundled mainnet
+    config (`tonrail.localnet.config`). `faults` are active from the first block (they can be
+    changed later through `/localnet/faults`).
     """
+    import logging
+
     import uvicorn
 
-    chain = Chain.open(state, block_ms=block_ms, config_path=config_path, faults=faults)
+    chain = Chain.open(
+        state, block_ms=block_ms, config_path=config_path, config=config, faults=faults
+    )
+    log = logging.getLogger("tonrail.localnet")
+    log.info(describe(chain.chain_config))
+    for note in chain.config_notes:
+        log.warning("config adapted for the emulator: %s", note)
     try:
         # No access log: at hundreds of requests a second it costs more than the API itself.
-        config = uvicorn.Config(
+        server_config = uvicorn.Config(
             create_app(chain), host=host, port=port, log_level="info", access_log=False
         )
-        asyncio.run(uvicorn.Server(config).serve())
+        asyncio.run(uvicorn.Server(server_config).serve())
     finally:
         chain.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from ton_core import CONTRACT_CODES, Cell, ContractVersion, HashMap, StateInit, to_cell
+from ton_core import CONTRACT_CODES, Cell, ContractVersion, StateInit, to_cell
 from ton_core.tlb.transaction import ExternalMsgInfo, MessageAny
 
 from tonrail.localnet.boc import (
@@ -22,6 +22,7 @@ from tonrail.localnet.boc import (
     raw_address,
 )
 from tonrail.localnet.chain import AccountState, Chain, SendError
+from tonrail.localnet.config import parse_params
 from tonrail.localnet.render import decode_tx, v2_transaction
 from tonrail.localnet.stack import stack_from_v2, stack_to_v2
 
@@ -360,11 +361,7 @@ class ToncenterV2:
 
     def _params(self) -> dict[int, Cell]:
         if self._config_params is None:
-            root = cell_from(self.chain.config_b64)
-            parsed: Any = HashMap.parse(
-                root.begin_parse(), 32, value_deserializer=lambda s: s.load_ref()
-            )
-            self._config_params = {int(k): v for k, v in (parsed or {}).items()}
+            self._config_params = parse_params(self.chain.config_b64)
         return self._config_params
 
     async def get_config_param(self, params: dict[str, Any]) -> Any:
