@@ -22,6 +22,7 @@ from tonrail.localnet.config import (
     BUNDLED,
     ConfigError,
     build_config,
+    describe,
     fee_summary,
     fetch_config,
     for_emulator,
@@ -248,6 +249,7 @@ async def test_config_from_mirrors_getconfigall(server: str, chain: Chain, tmp_p
     saved = await asyncio.to_thread(resolve_config, str(target), f"{server}/api/v2/?api_key=k")
     assert saved.b64 == chain.config_b64
     assert "api_key" not in target.read_text()  # a key in the URL is not written down
+    assert "api_key" not in saved.source and "api_key" not in describe(saved)  # nor logged
     again = load_config(target)  # the next start, offline
     assert again.b64 == chain.config_b64
     assert again.meta["masterchain_seqno"] == saved.meta["masterchain_seqno"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -237,7 +238,7 @@ async def test_v2_error_statuses_are_the_ones_the_spec_lists(
             "runGetMethod",
             "post",
             {"address": wallet.address.to_str(), "method": "seqno", "stack": [["x", 1]]},
-            422,
+            542,
         ),
     ]
     for method, verb, params, status in cases:
@@ -250,3 +251,165 @@ async def test_v2_error_statuses_are_the_ones_the_spec_lists(
         assert str(status) in listed, (method, status)
         assert not errors(V2, {"$ref": "#/components/schemas/TonlibErrorResponse"}, r.json())
         assert r.json()["code"] == status
+
+
+def _documented_errors(method: str, verb: str, status: int) -> list[str]:
+    """The error texts toncenter's v2 spec lists for `method` answering `status`."""
+    response = V2["paths"][f"/api/v2/{method}"][verb]["responses"][str(status)]
+    if "$ref" in response:
+        response = V2["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+    schema = response["content"]["application/json"]["schema"]
+    texts: list[str] = schema["properties"]["error"]["enum"]
+    return texts
+
+
+def _is_documented(text: str, documented: list[str]) -> bool:
+    """`text` is one of `documented`, where `<N>`, `<type>`... stand for any value."""
+    for pattern in documented:
+        parts = re.split(r"<[a-zA-Z]+>", pattern)
+        if re.fullmatch(".+".join(re.escape(p) for p in parts), text):
+            return True
+    return False
+
+
+def test_documented_error_matching_can_fail() -> None:
+    texts = _documented_errors("sendBoc", "post", 500)
+    assert _is_documented("Exit code 33 != 0", texts)
+    assert not _is_documented("Exit code 33", texts)
+    assert not _is_documented("LITE_SERVER_UNKNOWN: not accepted", texts)
+
+
+async def test_v2_error_texts_are_toncenters(
+    chain: Chain, http: httpx.AsyncClient, wallet: V4Wallet
+) -> None:
+    """Each refusal answers the status and the very text toncenter's v2 spec documents."""
+    addr = wallet.address.to_str()
+    other = "0:" + "2" * 64
+    h = "A" * 43 + "="
+    block = {"workchain": 0, "shard": "-9223372036854775808", "seqno": chain.seqno}
+    replay = b64(wallet.external(wallet.body(0, chain.now() + 60, wallet.address, 1)))
+    stale = b64(wallet.body(0, chain.now() + 60, wallet.address, 1))
+    run = {"address": addr, "method": "seqno"}
+    cases: list[tuple[str, str, dict[str, Any], int, str]] = [
+        ("getAddressInformation", "get", {}, 422, "empty address"),
+        ("getAddressInformation", "get", {"address": "nope"}, 422, "failed to parse address"),
+        ("getWalletInformation", "get", {"address": addr, "seqno": "x"}, 422,
+         "failed to parse seqno"),
+        ("getAddressState", "get", {"address": addr, "seqno": 0}, 422,
+         "seqno should be positive"),
+        ("getTransactions", "get", {"address": addr, "limit": 0}, 422,
+         "limit should be positive"),
+        ("getTransactions", "get", {"address": addr, "limit": 1001}, 422,
+         "limit should be less or equal 1000"),
+        ("getTransactions", "get", {"address": addr, "lt": 5}, 422,
+         "lt and hash should be used together"),
+        ("getTransactions", "get", {"address": addr, "lt": "x", "hash": h}, 422,
+         "failed to parse lt"),
+        ("getTransactions", "get", {"address": addr, "lt": -1, "hash": h}, 422,
+         "lt should be non-negative"),
+        ("getTransactions", "get", {"address": addr, "lt": 1, "hash": "!"}, 422,
+         "failed to parse hash"),
+        ("getTransactions", "get", {"address": "nope"}, 422, "failed to parse address"),
+        ("tryLocateTx", "get", {}, 422, "empty source address"),
+        ("tryLocateResultTx", "get", {"source": addr}, 422, "empty destination address"),
+        ("tryLocateSourceTx", "get", {"source": addr, "destination": other, "created_lt": "x"},
+         422, "failed to parse created_lt"),
+        ("tryLocateTx", "get", {"source": addr, "destination": other, "created_lt": -1}, 422,
+         "created_lt should be non-negative"),
+        ("tryLocateTx", "get", {"source": addr, "destination": other, "created_lt": 5}, 404,
+         "transaction not found"),
+        ("getShards", "get", {}, 422, "seqno required"),
+        ("getShards", "get", {"seqno": "x"}, 422, "failed to parse seqno"),
+        ("getShards", "get", {"seqno": 0}, 422, "seqno should be positive"),
+        ("getBlockTransactions", "get", {**block, "workchain": "x"}, 422,
+         "failed to parse workchain"),
+        ("getBlockTransactions", "get", {**block, "shard": "x"}, 422, "failed to parse shard"),
+        ("getBlockTransactions", "get", {**block, "count": 0}, 422, "count should be positive"),
+        ("getBlockTransactions", "get", {**block, "count": 10001}, 422,
+         "count should be less or equal 10000"),
+        ("getBlockTransactions", "get", {**block, "after_lt": 5}, 422,
+         "after_lt and after_hash should be used together"),
+        ("getBlockTransactions", "get", {**block, "after_lt": -5, "after_hash": h}, 422,
+         "after_lt should be non-negative"),
+        ("getConfigParam", "get", {}, 422, "failed to parse config_id"),
+        ("getConfigParam", "get", {"config_id": "x"}, 422, "failed to parse config_id"),
+        ("getConfigParam", "get", {"config_id": -1}, 422, "param should be non-negative"),
+        ("sendBoc", "post", {}, 422, "empty boc"),
+        ("sendBocReturnHash", "post", {"boc": ""}, 422, "empty boc"),
+        ("sendBoc", "post", {"boc": replay}, 500, "Exit code 33 != 0"),
+        ("sendBocReturnHash", "post", {"boc": replay}, 500, "Exit code 33 != 0"),
+        ("runGetMethod", "post", {**run, "stack": "x"}, 422, "Stack should be array"),
+        ("runGetMethod", "post", {**run, "stack": [["num"]]}, 422,
+         "Invalid stack entry format: array of exact 2 elements expected"),
+        ("runGetMethod", "post", {**run, "stack": [[1, 2]]}, 422,
+         "Expected string as first element in stack entry"),
+        ("runGetMethod", "post", {**run, "stack": [["num", "zz"]]}, 422,
+         "Wrong type of number in stack entry"),
+        ("runGetMethod", "post", {**run, "stack": [["num", 1.5]]}, 422,
+         "Wrong type of number in stack entry"),
+        ("runGetMethod", "post", {**run, "stack": [["tvm.Cell", 5]]}, 422,
+         "Invalid tvm.Cell, base64 string expected"),
+        ("runGetMethod", "post", {**run, "stack": [["tvm.Slice", "@@"]]}, 422,
+         "Invalid tvm.Slice, base64 string expected"),
+        ("runGetMethod", "post", {**run, "stack": [["tvm.Cell", ""]]}, 422, "Empty tvm.Cell"),
+        ("runGetMethod", "post", {**run, "stack": [["tvm.Slice", " "]]}, 422, "Empty tvm.Slice"),
+        ("runGetMethod", "post", {**run, "stack": [["float", 1]]}, 542,
+         "Unsupported stack entry type: float"),
+        ("estimateFee", "post", {"address": addr, "body": stale, "ignore_chksig": False}, 500,
+         "Exit code 33 != 0"),
+    ]  # fmt: skip
+    for method, verb, params, status, text in cases:
+        if verb == "get":
+            r = await http.get(f"/api/v2/{method}", params=params)
+        else:
+            r = await http.post(f"/api/v2/{method}", json=params)
+        body = r.json()
+        assert (r.status_code, body.get("error")) == (status, text), (method, params, body)
+        assert body == {"ok": False, "error": text, "code": status}
+        assert _is_documented(text, _documented_errors(method, verb, status)), (method, text)
+    rpc = await http.post(
+        "/api/v2/jsonRPC",
+        json={"jsonrpc": "2.0", "id": "1", "method": "getMasterchainInfo", "params": [1]},
+    )
+    assert rpc.status_code == 422 and rpc.json()["error"] == "params must contain an object"
+    assert _is_documented(rpc.json()["error"], _documented_errors("jsonRPC", "post", 422))
+    by_rpc = await http.post(
+        "/api/v2/jsonRPC",
+        json={"jsonrpc": "2.0", "id": "2", "method": "getAddressBalance", "params": {}},
+    )
+    assert by_rpc.status_code == 422 and by_rpc.json()["error"] == "empty address"
+
+
+async def test_v3_bad_requests_answer_400_as_documented(
+    http: httpx.AsyncClient, wallet: V4Wallet
+) -> None:
+    """toncenter v3 documents 400 with a RequestError ({code, error}) for a bad request."""
+    cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("get", "/api/v3/transactions", {"account": "nope"}),
+        ("get", "/api/v3/messages", {"source": "nope"}),
+        ("get", "/api/v3/jetton/wallets", {"owner_address": "nope"}),
+        ("get", "/api/v3/walletInformation", {"address": "nope"}),
+        ("get", "/api/v3/addressInformation", {"address": "0:zz"}),
+        ("get", "/api/v3/transactions", {"account": wallet.address.to_str(), "limit": "x"}),
+        ("get", "/api/v3/transactionsByMessage", {"msg_hash": "zz"}),
+        ("post", "/api/v3/estimateFee", {"address": "nope", "body": ""}),
+        ("post", "/api/v3/runGetMethod", {"address": "nope", "method": "seqno", "stack": []}),
+        ("post", "/api/v3/message", {}),
+    ]
+    for verb, path, params in cases:
+        if verb == "get":
+            r = await http.get(path, params=params)
+        else:
+            r = await http.post(path, json=params)
+        assert r.status_code == 400, (path, params, r.status_code, r.text)
+        assert r.json()["code"] == 400 and isinstance(r.json()["error"], str)
+        schema = V3["paths"][path][verb]["responses"]["400"]["content"]["application/json"]
+        _check_shape(schema["schema"], r.json())
+    not_json = await http.post("/api/v3/message", content=b"{nope")
+    assert not_json.status_code == 400 and not_json.json()["code"] == 400
+
+
+def _check_shape(schema: dict[str, Any], body: Any) -> None:
+    problems = errors(V3, schema, body)
+    assert not problems, problems
+    assert set(body) == {"code", "error"}

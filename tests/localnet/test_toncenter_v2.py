@@ -245,11 +245,12 @@ async def test_block_transactions_and_shards(chain: Chain, http: httpx.AsyncClie
     params = {"workchain": 0, "shard": shard["shard"], "seqno": seqno, "count": 1}
     first = (await http.get("/api/v2/getBlockTransactions", params=params)).json()["result"]
     assert first["incomplete"] is True and len(first["transactions"]) == 1
-    after = first["transactions"][0]["lt"]
+    after = {
+        "after_lt": first["transactions"][0]["lt"],
+        "after_hash": first["transactions"][0]["hash"],
+    }
     rest = (
-        await http.get(
-            "/api/v2/getBlockTransactions", params={**params, "count": 10, "after_lt": after}
-        )
+        await http.get("/api/v2/getBlockTransactions", params={**params, "count": 10, **after})
     ).json()["result"]
     accounts = [t["account"] for t in first["transactions"] + rest["transactions"]]
     assert accounts == [w.address.to_str(False)] * 2  # the external, then the 1 nanoton to self
@@ -314,3 +315,33 @@ async def test_deploy_fee_equals_estimate_with_init_code_and_data() -> None:
             )
     finally:
         chain.close()
+
+
+async def test_shards_by_its_jsonrpc_name(chain: Chain, http: httpx.AsyncClient) -> None:
+    """`shards` is what @ton/ton's getWorkchainShards sends to jsonRPC: the same answer as
+    getShards, which toncenter's spec describes."""
+    from .openapi import errors, load, response_schema
+
+    spec = load("toncenter-v2.json")
+    seqno = chain.seqno
+    rpc = await http.post(
+        "/api/v2/jsonRPC",
+        json={"jsonrpc": "2.0", "id": "1", "method": "shards", "params": {"seqno": seqno}},
+    )
+    assert rpc.status_code == 200, rpc.text
+    body = rpc.json()
+    assert body["ok"] is True and body["id"] == "1"
+    shards = body["result"]["shards"]
+    assert body["result"]["@type"] == "blocks.shards"
+    assert [(s["workchain"], s["shard"], s["seqno"]) for s in shards] == [
+        (0, "-9223372036854775808", seqno)
+    ]
+    rest = (await http.get("/api/v2/getShards", params={"seqno": seqno})).json()
+    assert rest["result"] == body["result"]
+    assert (await http.get("/api/v2/shards", params={"seqno": seqno})).json() == rest
+    schema = response_schema(spec, "/api/v2/getShards", "get")
+    assert not errors(spec, schema, rest)
+    no_seqno = await http.post(
+        "/api/v2/jsonRPC", json={"jsonrpc": "2.0", "id": "2", "method": "shards", "params": {}}
+    )
+    assert no_seqno.status_code == 422 and no_seqno.json()["error"] == "seqno required"

@@ -262,7 +262,7 @@ def fetch_config(
         if method in ("auto", "all"):
             try:
                 result = call(client, "getConfigAll", {})
-                return ChainConfig.from_b64(_cell_bytes(result, url), url, meta)
+                return ChainConfig.from_b64(_cell_bytes(result, url), _public(url), meta)
             except _Refused as exc:
                 if method == "all" or exc.status not in (404, 405, 501):
                     raise ConfigError(str(exc)) from exc
@@ -275,7 +275,7 @@ def fetch_config(
                     continue
                 raise ConfigError(str(exc)) from exc
             params[pid] = cell_from(_cell_bytes(result, url))
-        return ChainConfig.from_b64(build_config(params), url, meta)
+        return ChainConfig.from_b64(build_config(params), _public(url), meta)
 
 
 class _Refused(ConfigError):

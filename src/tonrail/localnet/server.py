@@ -33,7 +33,7 @@ class FaultInjection:
             faults = self.chain.faults
             response: Response | None = None
             if faults.roll(faults.http_429_rate):
-                response = error_response(429, "Ratelimit exceed")
+                response = error_response(429, "Ratelimit exceeded")
             elif faults.roll(faults.http_5xx_rate):
                 code = faults.choice([502, 503, 504])
                 response = JSONResponse(

@@ -19,33 +19,57 @@ def _num(value: Any) -> int:
     return -n if neg else n
 
 
+class StackError(ValueError):
+    """A v2 stack toncenter refuses, with its documented text and status (422_run, 542)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _boc_entry(kind: str, value: Any) -> Cell:
+    """The cell of a `tvm.Cell`/`tvm.Slice` entry: base64 text, or `{"bytes": base64}`."""
+    name = "tvm.Slice" if "lice" in kind else "tvm.Cell"
+    raw = value.get("bytes") if isinstance(value, dict) else value
+    if not isinstance(raw, str):
+        raise StackError(f"Invalid {name}, base64 string expected")
+    if not raw.strip():
+        raise StackError(f"Empty {name}")
+    try:
+        return cell_from(raw)
+    except Exception as exc:
+        raise StackError(f"Invalid {name}, base64 string expected") from exc
+
+
 def stack_from_v2(items: list[Any]) -> Cell:
-    """Parse a toncenter v2 stack (`[["num", "0x1"], ["tvm.Slice", boc], ...]`)."""
+    """Parse a toncenter v2 stack (`[["num", "0x1"], ["tvm.Slice", boc], ...]`); refusals
+    raise StackError in toncenter's words."""
     values: list[Any] = []
     for item in items:
         if not isinstance(item, list | tuple) or len(item) != 2:
-            raise ValueError(f"stack entry must be [type, value]: {item!r}")
-        kind, value = str(item[0]), item[1]
+            raise StackError("Invalid stack entry format: array of exact 2 elements expected")
+        kind, value = item
+        if not isinstance(kind, str):
+            raise StackError("Expected string as first element in stack entry")
         if kind in ("num", "int", "number"):
-            values.append(_num(value))
+            if not isinstance(value, int | str) or isinstance(value, bool):
+                raise StackError("Wrong type of number in stack entry")
+            try:
+                values.append(_num(value))
+            except ValueError as exc:
+                raise StackError("Wrong type of number in stack entry") from exc
         elif kind in ("tvm.Slice", "slice"):
-            values.append(cell_from(_bytes_of(value)).begin_parse())
+            values.append(_boc_entry(kind, value).begin_parse())
         elif kind in ("tvm.Cell", "cell"):
-            values.append(cell_from(_bytes_of(value)))
+            values.append(_boc_entry(kind, value))
         elif kind == "null":
             values.append(None)
         elif kind in ("tuple", "list"):
             elements = value.get("elements", []) if isinstance(value, dict) else value
             values.append(VmTuple(_decode_v3_list(elements)))
         else:
-            raise ValueError(f"unsupported stack entry type {kind!r}")
+            raise StackError(f"Unsupported stack entry type: {kind}", 542)
     return VmStack.serialize(values)
-
-
-def _bytes_of(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("bytes", ""))
-    return str(value)
 
 
 def _decode_v3_list(elements: list[Any]) -> list[Any]:

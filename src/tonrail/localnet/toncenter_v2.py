@@ -24,7 +24,7 @@ from tonrail.localnet.boc import (
 from tonrail.localnet.chain import AccountState, Chain, SendError
 from tonrail.localnet.config import parse_params
 from tonrail.localnet.render import decode_tx, v2_transaction
-from tonrail.localnet.stack import stack_from_v2, stack_to_v2
+from tonrail.localnet.stack import StackError, stack_from_v2, stack_to_v2
 
 
 class ApiError(Exception):
@@ -38,6 +38,14 @@ class ApiError(Exception):
 
 def error_response(code: int, error: str) -> JSONResponse:
     return JSONResponse({"ok": False, "error": error, "code": code}, status_code=code)
+
+
+def refused(exc: SendError) -> ApiError:
+    """A message the account refuses, in toncenter's documented words (500_send): the exit
+    code of the compute phase that did not accept it; without one, the liteserver's text."""
+    if exc.exit_code is not None:
+        return ApiError(500, f"Exit code {exc.exit_code} != 0")
+    return ApiError(500, f"LITE_SERVER_UNKNOWN: {exc}")
 
 
 _WALLET_TYPES: dict[bytes, str] = {}
@@ -118,6 +126,9 @@ class ToncenterV2:
             "getOutMsgQueueSize": self.get_out_msg_queue_size,
             "getBlockTransactions": self.get_block_transactions,
             "getShards": self.get_shards,
+            # The method's name in the jsonRPC of toncenter's older API, which @ton/ton's
+            # getWorkchainShards calls: served under both names, REST and jsonRPC.
+            "shards": self.get_shards,
         }
 
     # -- parameter helpers -------------------------------------------------------------
@@ -129,20 +140,29 @@ class ToncenterV2:
         return params[name]
 
     def _account(self, params: dict[str, Any]) -> AccountState:
+        """The account at `address` (errors in toncenter's words: 422_address)."""
+        value = params.get("address")
+        if value in (None, ""):
+            raise ApiError(422, "empty address")
+        seqno = self._int(params, "seqno")
+        if seqno is not None and seqno <= 0:
+            raise ApiError(422, "seqno should be positive")
         try:
-            return self.chain.account(parse_address(str(self._req(params, "address"))))
+            return self.chain.account(parse_address(str(value)))
         except ValueError as exc:
-            raise ApiError(422, f"Incorrect address: {exc}") from exc
+            raise ApiError(422, "failed to parse address") from exc
 
     @staticmethod
     def _int(params: dict[str, Any], name: str, default: int | None = None) -> int | None:
         value = params.get(name)
         if value is None or value == "":
             return default
+        if isinstance(value, bool):
+            raise ApiError(422, f"failed to parse {name}")
         try:
             return int(value)
         except (TypeError, ValueError) as exc:
-            raise ApiError(422, f"{name} must be an integer") from exc
+            raise ApiError(422, f"failed to parse {name}") from exc
 
     def _last_block(self) -> dict[str, Any]:
         return block_id(self.chain.seqno)
@@ -218,17 +238,23 @@ class ToncenterV2:
 
     async def get_transactions(self, params: dict[str, Any]) -> Any:
         acc = self._account(params)
-        limit = self._int(params, "limit", 10) or 10
-        if not 1 <= limit <= 1000:
-            raise ApiError(422, "limit must be between 1 and 1000")
+        limit = self._int(params, "limit", 10)
+        if limit is None or limit <= 0:
+            raise ApiError(422, "limit should be positive")
+        if limit > 1000:
+            raise ApiError(422, "limit should be less or equal 1000")
         lt = self._int(params, "lt")
         to_lt = self._int(params, "to_lt", 0) or 0
-        start_hash = params.get("hash")
-        if lt is not None and start_hash:
+        if (lt is not None and lt < 0) or to_lt < 0:
+            raise ApiError(422, "lt should be non-negative")
+        start_hash = params.get("hash") or None
+        if (lt is None) != (start_hash is None):
+            raise ApiError(422, "lt and hash should be used together")
+        if lt is not None and start_hash is not None:
             try:
                 wanted = parse_hash(str(start_hash))
             except ValueError as exc:
-                raise ApiError(422, str(exc)) from exc
+                raise ApiError(422, "failed to parse hash") from exc
             first = self.chain.store.transaction(wanted)
             if first is None or first.lt != lt or first.account != raw_address(acc.address):
                 raise ApiError(422, "LITE_SERVER_UNKNOWN: lt not in db")
@@ -247,12 +273,21 @@ class ToncenterV2:
 
     def _locate(self, params: dict[str, Any], direction: str) -> Any:
         """The transaction that holds the message as its inbound ("in") or outbound ("out") one."""
-        try:
-            src = raw_address(parse_address(str(self._req(params, "source"))))
-            dest = raw_address(parse_address(str(self._req(params, "destination"))))
-        except ValueError as exc:
-            raise ApiError(422, str(exc)) from exc
+        ends = []
+        for name in ("source", "destination"):
+            value = params.get(name)
+            if value in (None, ""):
+                raise ApiError(422, f"empty {name} address")
+            try:
+                ends.append(raw_address(parse_address(str(value))))
+            except ValueError as exc:
+                raise ApiError(422, "failed to parse address") from exc
+        src, dest = ends
         created_lt = self._int(params, "created_lt")
+        if created_lt is None:
+            raise ApiError(422, "failed to parse created_lt")
+        if created_lt < 0:
+            raise ApiError(422, "created_lt should be non-negative")
         for m in self.chain.store.messages(
             source=src, destination=dest, direction=direction, limit=1000
         ):
@@ -260,18 +295,22 @@ class ToncenterV2:
                 row = self.chain.store.transaction(m.tx_hash)
                 if row is not None:
                     return v2_transaction(decode_tx(row))
-        raise ApiError(404, "LITE_SERVER_UNKNOWN: transaction not found")
+        raise ApiError(404, "transaction not found")
 
     # -- get-methods -------------------------------------------------------------------
 
     async def run_get_method(self, params: dict[str, Any]) -> Any:
         acc = self._account(params)
         method = self._req(params, "method")
-        stack_in = params.get("stack") or []
+        stack_in = params.get("stack")
+        if stack_in in (None, ""):
+            stack_in = []
         if not isinstance(stack_in, list):
-            raise ApiError(422, "stack must be a list")
+            raise ApiError(422, "Stack should be array")
         try:
             stack = stack_from_v2(stack_in)
+        except StackError as exc:
+            raise ApiError(exc.status, str(exc)) from exc
         except (ValueError, TypeError) as exc:
             raise ApiError(422, f"invalid stack: {exc}") from exc
         name_or_id: str | int = int(method) if str(method).lstrip("-").isdigit() else str(method)
@@ -296,13 +335,15 @@ class ToncenterV2:
     # -- sending -----------------------------------------------------------------------
 
     def _send(self, params: dict[str, Any]) -> tuple[bytes, bytes]:
-        boc = str(self._req(params, "boc"))
+        boc = params.get("boc")
+        if boc in (None, ""):
+            raise ApiError(422, "empty boc")
         try:
-            return self.chain.send_external(boc)
+            return self.chain.send_external(str(boc))
         except SendError as exc:
             if exc.malformed:
                 raise ApiError(422, str(exc)) from exc
-            raise ApiError(500, f"LITE_SERVER_UNKNOWN: {exc}") from exc
+            raise refused(exc) from exc
 
     async def send_boc(self, params: dict[str, Any]) -> Any:
         self._send(params)
@@ -336,7 +377,7 @@ class ToncenterV2:
                 self.chain.estimate_fee, msg, ignore_chksig=ignore_chksig
             )
         except SendError as exc:
-            raise ApiError(500, f"LITE_SERVER_UNKNOWN: {exc}") from exc
+            raise refused(exc) from exc
         return {
             "@type": "query.fees",
             "source_fees": {
@@ -367,7 +408,9 @@ class ToncenterV2:
     async def get_config_param(self, params: dict[str, Any]) -> Any:
         pid = self._int(params, "config_id")
         if pid is None:
-            raise ApiError(422, "missing required parameter: config_id")
+            raise ApiError(422, "failed to parse config_id")
+        if pid < 0:
+            raise ApiError(422, "param should be non-negative")
         cell = self._params().get(pid)
         if cell is None:
             raise ApiError(422, f"config param {pid} not found")
@@ -380,20 +423,37 @@ class ToncenterV2:
         }
 
     async def get_shards(self, params: dict[str, Any]) -> Any:
-        """One basechain shard whose blocks share the masterchain seqno."""
-        seqno = self._int(params, "seqno", self.chain.seqno)
-        return {"@type": "blocks.shards", "shards": [block_id(seqno or 0, 0)]}
+        """The basechain shards at masterchain block `seqno` (required, as toncenter's spec
+        says): one shard whose block seqno equals the masterchain seqno."""
+        seqno = self._int(params, "seqno")
+        if seqno is None:
+            raise ApiError(422, "seqno required")
+        if seqno <= 0:
+            raise ApiError(422, "seqno should be positive")
+        if seqno > self.chain.seqno:
+            raise ApiError(422, "LITE_SERVER_UNKNOWN: block not found")
+        return {"@type": "blocks.shards", "shards": [block_id(seqno, 0)]}
 
     async def get_block_transactions(self, params: dict[str, Any]) -> Any:
         """Short ids of a block's transactions; each local block is one basechain block."""
-        workchain = self._int(params, "workchain")
-        seqno = self._int(params, "seqno")
-        if workchain is None or seqno is None or params.get("shard") in (None, ""):
-            raise ApiError(422, "workchain, shard and seqno are required")
+        for name in ("workchain", "shard", "seqno"):
+            if params.get(name) in (None, ""):
+                raise ApiError(422, f"{name} required")
+        workchain = self._int(params, "workchain") or 0
+        self._int(params, "shard")
+        seqno = self._int(params, "seqno") or 0
         if seqno > self.chain.seqno or seqno < 1:
             raise ApiError(422, "LITE_SERVER_UNKNOWN: block not found")
-        count = self._int(params, "count", 40) or 40
+        count = self._int(params, "count", 40)
+        if count is None or count <= 0:
+            raise ApiError(422, "count should be positive")
+        if count > 10000:
+            raise ApiError(422, "count should be less or equal 10000")
         after_lt = self._int(params, "after_lt", 0) or 0
+        if after_lt < 0:
+            raise ApiError(422, "after_lt should be non-negative")
+        if (params.get("after_lt") in (None, "")) != (params.get("after_hash") in (None, "")):
+            raise ApiError(422, "after_lt and after_hash should be used together")
         rows = (
             self.chain.store.block_transactions(seqno, after_lt=after_lt, limit=count + 1)
             if workchain == 0
@@ -438,14 +498,16 @@ class ToncenterV2:
         return await handler(params)
 
 
-async def json_object(request: Request, error: type[ApiError] = ApiError) -> dict[str, Any]:
-    """The request body, which must be a JSON object (else `error` 422)."""
+async def json_object(
+    request: Request, error: type[ApiError] = ApiError, status: int = 422
+) -> dict[str, Any]:
+    """The request body, which must be a JSON object (else `error` with `status`)."""
     try:
         body = await request.json()
     except ValueError as exc:
-        raise error(422, "request body must be JSON") from exc
+        raise error(status, "request body must be JSON") from exc
     if not isinstance(body, dict):
-        raise error(422, "request body must be a JSON object")
+        raise error(status, "request body must be a JSON object")
     return body
 
 
@@ -470,9 +532,11 @@ def create_router(chain: Chain) -> APIRouter:
         try:
             if not isinstance(body, dict) or not isinstance(body.get("method"), str):
                 raise ApiError(422, "jsonRPC needs a method")
-            params = body.get("params") or {}
+            params = body.get("params")
+            if params is None:
+                params = {}
             if not isinstance(params, dict):
-                raise ApiError(422, "params must be an object")
+                raise ApiError(422, "params must contain an object")
             result = await api.call(body["method"], params)
         except ApiError as exc:
             return JSONResponse(

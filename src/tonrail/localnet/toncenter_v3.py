@@ -44,7 +44,8 @@ _JETTON_INTERNAL_TRANSFER = 0x178D4519
 
 
 class V3Error(ApiError):
-    """An error toncenter v3 reports as `{"error": ..., "code": ...}` (no "ok" field)."""
+    """An error toncenter v3 reports as `{"error": ..., "code": ...}` (no "ok" field): its
+    spec's `RequestError`, with status 400 for every bad request."""
 
 
 def _err(code: int, error: str) -> JSONResponse:
@@ -55,12 +56,12 @@ def _addr(params: dict[str, Any], name: str, required: bool = True) -> str | Non
     value = params.get(name)
     if value in (None, ""):
         if required:
-            raise V3Error(422, f"missing required parameter: {name}")
+            raise V3Error(400, f"missing required parameter: {name}")
         return None
     try:
         return raw_address(parse_address(str(value)))
     except ValueError as exc:
-        raise V3Error(422, f"invalid address in {name}") from exc
+        raise V3Error(400, f"invalid address in {name}") from exc
 
 
 def _int(params: dict[str, Any], name: str, default: int | None = None) -> int | None:
@@ -70,7 +71,7 @@ def _int(params: dict[str, Any], name: str, default: int | None = None) -> int |
     try:
         return int(str(value))
     except ValueError as exc:
-        raise V3Error(422, f"{name} must be an integer") from exc
+        raise V3Error(400, f"{name} must be an integer") from exc
 
 
 def _compact(value: Any) -> Any:
@@ -233,15 +234,15 @@ class ToncenterV3:
         try:
             return parse_hash(str(value))
         except ValueError as exc:
-            raise V3Error(422, str(exc)) from exc
+            raise V3Error(400, str(exc)) from exc
 
     def transactions_by_message(self, p: dict[str, Any]) -> dict[str, Any]:
         if not p.get("msg_hash"):
-            raise V3Error(422, "missing required parameter: msg_hash")
+            raise V3Error(400, "missing required parameter: msg_hash")
         h = self._hash(p["msg_hash"])
         direction = p.get("direction")
         if direction not in (None, "", "in", "out"):
-            raise V3Error(422, "direction must be in or out")
+            raise V3Error(400, "direction must be in or out")
         msgs = self.chain.store.messages(msg_hash=h, direction=direction or None)
         rows = [r for m in msgs if (r := self.chain.store.transaction(m.tx_hash)) is not None]
         return self._txs(rows)
@@ -279,11 +280,11 @@ class ToncenterV3:
 
     def send(self, p: dict[str, Any]) -> dict[str, Any]:
         if not p.get("boc"):
-            raise V3Error(422, "missing required parameter: boc")
+            raise V3Error(400, "missing required parameter: boc")
         try:
             h, norm = self.chain.send_external(str(p["boc"]))
         except SendError as exc:
-            raise V3Error(422 if exc.malformed else 500, str(exc)) from exc
+            raise V3Error(400 if exc.malformed else 500, str(exc)) from exc
         return {"message_hash": hash_b64(h), "message_hash_norm": hash_b64(norm)}
 
     def _jetton_wallet(self, address: Address) -> dict[str, Any] | None:
@@ -319,7 +320,7 @@ class ToncenterV3:
         for value in _many(p.get("owner_address")):
             candidates.append(g.jetton_wallet_address(parse_address(value)))
         if not candidates:
-            raise V3Error(422, "give address or owner_address")
+            raise V3Error(400, "give address or owner_address")
         wallets = [w for a in candidates if (w := self._jetton_wallet(a)) is not None]
         return {"jetton_wallets": wallets, "address_book": {}}
 
@@ -332,7 +333,7 @@ class ToncenterV3:
         for value in _many(p.get("jetton_wallet")):
             wallets.append(raw_address(parse_address(value)))
         if not wallets:
-            raise V3Error(422, "give owner_address or jetton_wallet")
+            raise V3Error(400, "give owner_address or jetton_wallet")
         limit = _int(p, "limit", 10) or 10
         direction = p.get("direction")
         found: list[dict[str, Any]] = []
@@ -458,7 +459,7 @@ class ToncenterV3:
                     data=cell_from(str(p["init_data"])) if p.get("init_data") else None,
                 )
         except Exception as exc:
-            raise V3Error(422, f"invalid BOC: {exc}") from exc
+            raise V3Error(400, f"invalid BOC: {exc}") from exc
         msg = MessageAny(ExternalMsgInfo(None, address, 0), init, body).serialize()
         try:
             fees = await asyncio.to_thread(
@@ -480,11 +481,11 @@ class ToncenterV3:
         address = str(_addr(p, "address"))
         method = p.get("method")
         if not method:
-            raise V3Error(422, "missing required parameter: method")
+            raise V3Error(400, "missing required parameter: method")
         try:
             stack = stack_from_v3(list(p.get("stack") or []))
         except (ValueError, TypeError, AttributeError) as exc:
-            raise V3Error(422, f"invalid stack: {exc}") from exc
+            raise V3Error(400, f"invalid stack: {exc}") from exc
         acc = self.chain.account(address)
         if acc.status != "active":
             return {"gas_used": 0, "exit_code": -13, "stack": []}
@@ -522,7 +523,7 @@ def create_router(chain: Chain) -> APIRouter:
         return params
 
     async def body(request: Request) -> dict[str, Any]:
-        return await json_object(request, V3Error)
+        return await json_object(request, V3Error, 400)
 
     def guarded(fn: Any) -> Any:
         async def run(request: Request) -> JSONResponse:
@@ -533,7 +534,7 @@ def create_router(chain: Chain) -> APIRouter:
             except V3Error as exc:
                 return _err(exc.code, exc.error)
             except ValueError as exc:
-                return _err(422, str(exc))
+                return _err(400, str(exc))
             return JSONResponse(_compact(result))
 
         return run

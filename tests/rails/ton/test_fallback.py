@@ -193,14 +193,18 @@ async def test_a_payout_whose_ton_fee_is_too_dear_is_diverted(
         is_user_friendly=True, is_bounceable=False
     )
     sampler = sampler_for(rail, db, rail_settings)
-    assert (await sampler.sample()).fee_ton_single is not None  # the optimizer knows fees
+    fee = (await sampler.sample()).fee_ton_single
+    assert fee is not None  # the optimizer knows fees
     await sampler.aclose()
+    # Tiny: worth the network's own single-transfer fee (read from the chain's config, never
+    # hard-coded), so the fee is far above the share limit whatever the config's prices.
+    tiny_amount = f"{fee // 10**9}.{fee % 10**9:09d}"
     meta = {"stripe_account": "acct_1PayeeConnected"}
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
         ids = []
-        for amount in ("0.02", "20"):
+        for amount in (tiny_amount, "20"):
             r = await client.post(
                 "/v1/payouts",
                 headers=auth,
