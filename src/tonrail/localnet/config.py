@@ -227,8 +227,9 @@ def fetch_config(
     api_key: str | None = None,
 ) -> ChainConfig:
     """A toncenter v2 endpoint's current config: `getConfigAll`, or with `method="params"` (and
-    by itself when the endpoint has no getConfigAll) one `getConfigParam` for every param id of
-    the bundled config. 429s are retried after a pause, up to `retries` times a request.
+    by itself when the endpoint has no getConfigAll) one `getConfigParam` for every
+    non-negative param id of the bundled config. 429s are retried after a pause, up to
+    `retries` times a request.
     """
     import httpx
 
@@ -267,7 +268,9 @@ def fetch_config(
                 if method == "all" or exc.status not in (404, 405, 501):
                     raise ConfigError(str(exc)) from exc
         params: dict[int, Cell] = {}
-        for pid in sorted(parse_params(load_config().b64)):
+        # getConfigParam refuses negative ids ("param should be non-negative"): those few
+        # (-1000, -999, -90, -71 on mainnet) are only in getConfigAll's answer.
+        for pid in sorted(p for p in parse_params(load_config().b64) if p >= 0):
             try:
                 result = call(client, "getConfigParam", {"config_id": pid})
             except _Refused as exc:
