@@ -382,3 +382,26 @@ async def test_a_disabled_endpoint_alerts_through_the_slack_channel(
         assert await deliver_due(db, slack, channels, "w1") >= 1
     (message,) = [r for r in receiver.got if r.path == "/slack"]
     assert endpoint["id"] in message.body.decode() and b"was disabled (gone)" in message.body
+
+
+async def test_the_registered_loops_deliver_and_report_the_backlog(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+    settings: Settings,
+    receiver: Receiver,
+) -> None:
+    from tonrail.monitoring import signals
+    from tonrail.processing.loops import LOOPS, WorkerContext
+
+    await subscribe(client, auth, receiver.url)
+    receiver.default = (500, "no", 0.0)
+    await _payout(client, auth)
+    ctx = WorkerContext(db, settings, PaymentService(db, settings), "w1")
+    assert await LOOPS["publish_events"].run(ctx) == 1
+    assert await LOOPS["deliver_webhooks"].run(ctx) == 1  # failed: pending, retried later
+    assert len(receiver.got) == 1
+    await signals.persist_signals(db)
+    text = (await client.get("/metrics")).text
+    assert "tonrail_webhook_backlog 1.0" in text
+    assert "tonrail_webhook_endpoints_disabled 0.0" in text

@@ -152,6 +152,11 @@ class SnapshotCollector(Collector):
             "Age of the oldest unpublished outbox event",
             value=s.outbox_oldest_age,
         )
+        yield GaugeMetricFamily(
+            "tonrail_webhook_endpoints_disabled",
+            "Merchant webhook endpoints tonrail disabled (410 or failing too long)",
+            value=len(s.webhooks_disabled),
+        )
         yield _labelled(
             GaugeMetricFamily,
             "tonrail_lockouts_active",

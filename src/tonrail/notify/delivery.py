@@ -270,6 +270,20 @@ def _disable(endpoint: WebhookEndpoint, reason: DisabledReason, now: datetime) -
         endpoint.updated_at = now
 
 
+async def backlog(db: Database) -> tuple[int, float]:
+    """How many deliveries are pending, and the age in seconds of the oldest."""
+    async with db.transaction() as session:
+        count, oldest = (
+            await session.execute(
+                select(func.count(), func.min(WebhookDelivery.created_at)).where(
+                    WebhookDelivery.status == DeliveryStatus.PENDING
+                )
+            )
+        ).one()
+    age = (clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+    return int(count), max(age, 0.0)
+
+
 def http_client() -> httpx.AsyncClient:
     """No proxies from the environment (the request must go to the checked address)."""
     return httpx.AsyncClient(trust_env=False, follow_redirects=False)

@@ -17,7 +17,8 @@ from tonrail.db import Database
 from tonrail.fees.sampler import sample_if_due
 from tonrail.kit.claims import claim
 from tonrail.monitoring import jobs as monitoring
-from tonrail.notify.delivery import deliver_round
+from tonrail.monitoring import signals
+from tonrail.notify.delivery import backlog, deliver_round
 from tonrail.notify.publish import publish_round
 from tonrail.payments.models import Payment
 from tonrail.payments.service import PaymentService
@@ -34,6 +35,7 @@ from tonrail.rails.registry import enabled_rails, routing_policy
 from tonrail.settings import Settings
 
 NO_KEY_NOTE_EVERY_S = 5.0  # an idle TON loop tells the breaker of `ton` at most this often
+BACKLOG_EVERY_S = 2.0  # the webhook sender reports its backlog at most this often
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,13 @@ async def publish_events(ctx: WorkerContext) -> int:
 
 
 async def deliver_webhooks(ctx: WorkerContext) -> int:
-    """Send due webhook deliveries to merchants (notify/delivery.py, docs/WEBHOOKS.md)."""
-    return await deliver_round(ctx.db, ctx.settings, ctx.worker_id)
+    """Send due webhook deliveries to merchants (notify/delivery.py, docs/WEBHOOKS.md), and
+    report the backlog to monitoring every BACKLOG_EVERY_S."""
+    sent = await deliver_round(ctx.db, ctx.settings, ctx.worker_id)
+    if time.monotonic() - ctx.noted.get("webhooks", float("-inf")) >= BACKLOG_EVERY_S:
+        ctx.noted["webhooks"] = time.monotonic()
+        signals.set_webhook_backlog(*await backlog(ctx.db))
+    return sent
 
 
 LOOPS: dict[str, Loop] = {
