@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tonrail.monitoring.rules import (
     Thresholds,
     below_rate,
+    books_mismatch,
     channel_failing,
     evaluate,
     failure_pattern,
@@ -19,6 +20,7 @@ from tonrail.monitoring.rules import (
     payments_not_progressing,
     payments_stuck,
     pending_high,
+    stray_messages,
     subjects_to_lock,
     success_rate,
     suspicious_activity,
@@ -176,6 +178,31 @@ def test_toncenter_unreachable_needs_recent_errors_and_no_success() -> None:
     assert len(toncenter_unreachable(never_ok, T)) == 1
     old_error = snap(signals=[sig("toncenter_last_error_ms", now_ms - 60_000, endpoint="x")])
     assert toncenter_unreachable(old_error, T) == []  # no traffic since: not evidence
+
+
+def test_books_mismatch_opens_on_any_difference_and_names_it() -> None:
+    differ = snap(
+        signals=[
+            sig("books_difference", -20_000_154, asset="TON"),
+            sig("books_difference", 0, asset="USDT"),
+        ]
+    )
+    [f] = books_mismatch(differ, T)
+    assert (f.dedup_key, f.severity) == ("books_mismatch", "critical")
+    assert f.details == {"differences": {"TON": -20_000_154}}
+    assert "TON -20000154" in f.summary
+    matched = snap(signals=[sig("books_difference", 0, asset="TON")])
+    assert books_mismatch(matched, T) == [] and books_mismatch(snap(), T) == []
+
+
+def test_stray_messages_alert_within_the_window() -> None:
+    now_ms = int(AT.timestamp() * 1000)
+    last, total = sig("stray_message_last_ms", now_ms - 299_000), sig("stray_messages", 2)
+    recent = snap(signals=[last, total])
+    [f] = stray_messages(recent, T)
+    assert f.severity == "critical" and f.details["total"] == 2
+    old = snap(signals=[sig("stray_message_last_ms", now_ms - 301_000)])
+    assert stray_messages(old, T) == [] and stray_messages(snap(), T) == []
 
 
 def test_channel_failing() -> None:

@@ -124,6 +124,7 @@ def bank_credit_booked(asset: str, amount: int) -> list[Line]:
 
 # --- TON rail: fees and receipts that no invoice explains
 FORWARDED_TON_INCOME = "income:forwarded_ton"
+STRAY_OUTFLOW = "expense:stray_outflow"
 
 
 def network_fee(fee: int, asset: str = "TON") -> list[Line]:
@@ -139,3 +140,9 @@ def receipt_unapplied(asset: str, amount: int) -> list[Line]:
 def forwarded_ton_received(amount: int) -> list[Line]:
     """TON a jetton sender attached to its transfer notification: ours, but not a payment."""
     return [Line(HOT_WALLET, "TON", amount), Line(FORWARDED_TON_INCOME, "TON", -amount)]
+
+
+def stray_outflow(amount: int) -> list[Line]:
+    """TON that left the hot wallet in a message no payout explains (processing/outcomes.py:
+    `Stray`): gone from our holdings, an expense until an operator recovers it."""
+    return [Line(STRAY_OUTFLOW, "TON", amount), Line(HOT_WALLET, "TON", -amount)]

@@ -245,6 +245,14 @@ class SnapshotCollector(Collector):
             ["asset"],
             lambda sig: _major(sig.value, sig.labels.get("asset", "")),
         )
+        yield self._from_signals(
+            GaugeMetricFamily,
+            "tonrail_books_difference",
+            "Hot wallet on chain minus its books at the last quiet check, major units",
+            "books_difference",
+            ["asset"],
+            lambda sig: _major(sig.value, sig.labels.get("asset", "")),
+        )
         # Gauges shown only once the signal was ever recorded: (signal, name, help, divisor).
         for signal, name, documentation, divisor in _OPTIONAL_GAUGES:
             found = s.signal(signal)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
+from tonrail.monitoring.signals import BOOKS_DIFFERENCE, STRAY_MESSAGE_LAST_MS, STRAY_MESSAGES
 from tonrail.monitoring.snapshot import Snapshot
 from tonrail.payments.states import AttemptStatus, PaymentStatus
 from tonrail.settings import Settings
@@ -354,6 +355,47 @@ def webhook_endpoint_disabled(snap: Snapshot, t: Thresholds) -> list[Finding]:
     ]
 
 
+def books_mismatch(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """The hot wallet's books differ from the chain at the last quiet check (reconcile.py):
+    money moved that the books do not show, or the books show what never moved."""
+    differences = {
+        sig.labels.get("asset", ""): sig.value
+        for sig in snap.signals_named(BOOKS_DIFFERENCE)
+        if sig.value != 0
+    }
+    if not differences:
+        return []
+    worded = ", ".join(f"{asset} {diff:+d}" for asset, diff in sorted(differences.items()))
+    return [
+        Finding(
+            "books_mismatch",
+            "books_mismatch",
+            "critical",
+            f"hot wallet books differ from the chain: {worded} (chain minus books, minor units)",
+            {"differences": differences},
+        )
+    ]
+
+
+def stray_messages(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """A message no payout explains left the hot wallet within the window (outcomes.py:
+    `Stray`); booked to `expense:stray_outflow`, each one is worth a look."""
+    last = snap.signal(STRAY_MESSAGE_LAST_MS)
+    if last is None or snap.at.timestamp() * 1000 - last.value > snap.window_seconds * 1000:
+        return []
+    total = snap.signal(STRAY_MESSAGES)
+    return [
+        Finding(
+            "stray_messages",
+            "stray_messages",
+            "critical",
+            "a message no payout explains left the hot wallet (event ton.stray_message; "
+            "booked to expense:stray_outflow)",
+            {"last_ms": last.value, "total": total.value if total is not None else None},
+        )
+    ]
+
+
 RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     success_rate,
     pending_high,
@@ -367,6 +409,8 @@ RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     toncenter_unreachable,
     channel_failing,
     webhook_endpoint_disabled,
+    books_mismatch,
+    stray_messages,
 )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from sqlalchemy import ColumnElement
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
 from tonrail.db import Database
@@ -26,6 +27,11 @@ from tonrail.monitoring.models import MonitoringSignal
 CONFIRMATION_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
 SignalKey = tuple[str, str]  # (name, canonical labels)
+
+# Written by the TON rail in its own transactions (`write_signal`), read by the alert rules.
+BOOKS_DIFFERENCE = "books_difference"  # per asset: chain minus books at the last quiet check
+STRAY_MESSAGE_LAST_MS = "stray_message_last_ms"  # when a message no payout explains left
+STRAY_MESSAGES = "stray_messages"  # how many have, ever
 
 _lock = threading.Lock()
 _gauges: dict[SignalKey, int] = {}
@@ -170,3 +176,24 @@ async def persist_signals(db: Database) -> int:
         _restore(gauges, counters)
         raise
     return len(gauges) + len(counters)
+
+
+async def write_signal(
+    session: AsyncSession, name: str, value: int, *, kind: str = "gauge", **labels: str
+) -> None:
+    """Write one signal now, in the caller's transaction (a gauge replaces, a counter adds):
+    for facts that must commit with the change that found them, not a buffer later."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    now = clock.now()
+    stmt = insert(MonitoringSignal).values(
+        name=name, labels=labels_key(labels), kind=kind, value=int(value), updated_at=now
+    )
+    stored: ColumnElement[int] = stmt.excluded.value
+    if kind == "counter":
+        stored = MonitoringSignal.value + stored
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["name", "labels"], set_={"value": stored, "updated_at": now}
+        )
+    )

@@ -9,6 +9,7 @@ goes back to the queue, to the router, or fails (`retry_or_fail`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
 from tonrail.errors import Conflict
+from tonrail.events.service import emit
 from tonrail.fees.service import (
     Confirmed,
     record_confirmed,
@@ -50,6 +52,7 @@ from tonrail.processing.context import (
 )
 from tonrail.processing.dispatch import attempts_of, ton_exhausted_by
 from tonrail.rails.base import PollResult, SubmitResult
+from tonrail.rails.ton.chain_view import Msg
 from tonrail.rails.ton.models import TonRequest, TonTransfer
 from tonrail.rails.ton.states import RequestStatus, TraceStatus, TransferStatus
 from tonrail.rails.ton.trace import (
@@ -187,19 +190,62 @@ async def _by_id(session: AsyncSession, model: type[Row], ids: list[str]) -> dic
     return {row.id: row for row in rows.scalars()}
 
 
+@dataclass(frozen=True, slots=True)
+class Stray:
+    """An out message of a request that no transfer of it explains: the chain read an action
+    otherwise than we meant it (a malformed address stored before `destination_refusal`
+    existed made it read another address and value). Its cost is booked all the same, so
+    the books keep equal to the chain, and it raises `ton.stray_message`."""
+
+    msg: Msg
+    outcome: Outcome  # follow_ton's: delivered (value gone) or bounced (value back)
+
+    @property
+    def cost(self) -> int:
+        """Nanoton the hot wallet lost to it: value and forward fee, less what bounced back."""
+        if self.outcome.status == TraceStatus.CONFIRMED:
+            return self.msg.value + self.outcome.fee
+        return self.outcome.fee
+
+
+async def _book_strays(session: AsyncSession, request_id: str, strays: list[Stray]) -> None:
+    for stray in strays:
+        if stray.cost:
+            await post(session, "ton.stray_message", books.stray_outflow(stray.cost))
+        payload = {
+            "request": request_id,
+            "message": stray.msg.hash,
+            "destination": stray.msg.destination,
+            "value": stray.msg.value,
+            "cost": stray.cost,
+            "outcome": str(stray.outcome.status),
+        }
+        emit(session, "ton.stray_message", "system", payload)
+        await signals.write_signal(session, signals.STRAY_MESSAGES, 1, kind="counter")
+        await signals.write_signal(
+            session, signals.STRAY_MESSAGE_LAST_MS, int(clock.now().timestamp() * 1000)
+        )
+        log.error("a message no payout explains left the hot wallet", **payload)
+
+
 async def finalize_request(
-    ctx: TonRailContext, request_id: str, outcomes: dict[str, Outcome]
+    ctx: TonRailContext,
+    request_id: str,
+    outcomes: dict[str, Outcome],
+    strays: list[Stray] | None = None,
 ) -> None:
     """Post the books and move attempts and payments, once every transfer is final.
 
     One transaction for the whole request; the confirmed payouts (nearly all of them) move
     together: one compare-and-set statement for their attempts and one for their payments,
-    bulk updates for their transfers and fee decisions, an entry each in the books."""
+    bulk updates for their transfers and fee decisions, an entry each in the books. Stray
+    messages (`Stray`) are booked in the same transaction."""
     async with transaction(ctx) as session:
         request = await session.get(TonRequest, request_id)
         assert request is not None
         if request.status == RequestStatus.FINAL:
             return
+        await _book_strays(session, request_id, strays or [])
         transfers = await request_transfers(session, request_id)
         attempts = await _by_id(session, Attempt, [t.attempt_id for t in transfers])
         payments = await _by_id(session, Payment, [t.payment_id for t in transfers])

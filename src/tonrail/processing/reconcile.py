@@ -3,7 +3,9 @@
 Compared only at a quiet point — no request still being executed or tracked, and the deposit
 watcher caught up with the wallet's last transaction — because until then the chain is
 legitimately ahead of the books. A difference is logged as an error and written as an
-outbox event (`ton.reconciliation.mismatch`) once per distinct difference; monitoring alerts on it.
+outbox event (`ton.reconciliation.mismatch`) once per distinct difference; every check also
+writes the differences (0 when none) as the `books_difference` signal, on which the critical
+alert `books_mismatch` opens and resolves (monitoring/rules.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tonrail.events.models import OutboxEvent
 from tonrail.events.service import emit
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance
+from tonrail.monitoring.signals import BOOKS_DIFFERENCE, write_signal
 from tonrail.processing.context import TonRailContext
 from tonrail.rails.ton.api import jetton_balance
 from tonrail.rails.ton.models import TonRequest, TonWalletCursor
@@ -53,6 +56,10 @@ async def reconcile(ctx: TonRailContext) -> Reconciliation:
     async with ctx.db.transaction() as session:
         ledger = {a: await balance(session, books.HOT_WALLET, a) for a in chain}
         differences = {a: chain[a] - ledger[a] for a in chain if chain[a] != ledger[a]}
+        # The alert rule `books_mismatch` reads these: open while one is not 0, resolved
+        # by the first check that finds the books equal to the chain again.
+        for asset in chain:
+            await write_signal(session, BOOKS_DIFFERENCE, differences.get(asset, 0), asset=asset)
         if differences:
             last = (
                 await session.execute(

@@ -105,6 +105,30 @@ async def round_inputs(ctx: TonRailContext) -> RoundInputs:
     )
 
 
+async def _refuse_unpayable(
+    ctx: TonRailContext, session: AsyncSession, claimed: list[Payment]
+) -> list[Payment]:
+    """Fail at once the payouts no message can pay (rails/ton/highload.py:
+    `destination_refusal`); they are never signed, so nothing leaves for them."""
+    rail: BatchRail[OutTransfer, SignedRequest] = ctx.rail
+    payable = []
+    for p in claimed:
+        reason = rail.refusal(payment_view(p))
+        if reason is None:
+            payable.append(p)
+            continue
+        log.warning("payout refused by the TON rail", payment=p.id, reason=reason)
+        await move_payment(
+            session,
+            p,
+            PaymentStatus.FAILED,
+            actor="system:ton",
+            failure_code="ton_destination_invalid",
+            failure_message=reason,
+        )
+    return payable
+
+
 async def assemble(
     ctx: TonRailContext, *, deploy: bool, inputs: RoundInputs | None = None
 ) -> str | None:
@@ -124,6 +148,7 @@ async def assemble(
         claimed = await refuse_own_destinations(ctx, session, claimed)
         if not claimed:
             return None
+        claimed = await _refuse_unpayable(ctx, session, claimed)
         claimed = await timing(ctx, session, claimed, decisions, conditions)
         claimed = await fund(ctx, session, claimed, chain, decisions)
         if not claimed:

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, select, update
 from tonrail import clock
 from tonrail.kit.claims import claim, release
 from tonrail.processing.context import TonRailContext, request_transfers, transaction
-from tonrail.processing.outcomes import expire_request, finalize_request, mark_unknown
+from tonrail.processing.outcomes import Stray, expire_request, finalize_request, mark_unknown
 from tonrail.rails.ton.chain_view import Msg, Tx, query_id_of, same_address
 from tonrail.rails.ton.feed import NotCovered
 from tonrail.rails.ton.models import TonRequest, TonTransfer
@@ -206,6 +206,9 @@ async def track_request(ctx: TonRailContext, request_id: str) -> bool:
     if not txs:
         # Accepted but the self-message was not sent (no funds?): nothing went out.
         common_fee = ext.total_fees
+    # Out messages of the external too: it should only carry the self-message, but whatever
+    # left the wallet in this request must reach the books.
+    out_msgs += [m for m in ext.out_msgs if not same_address(m.destination, ctx.wallet_raw)]
     return await _settle(ctx, request_id, ext, txs, out_msgs, common_fee, lookup)
 
 
@@ -278,6 +281,9 @@ async def _settle(
             for t in transfers
             if t.status == TransferStatus.SENT
         ]
+        claimed = {t.out_msg_hash for t in transfers if t.out_msg_hash}
+    # Messages no transfer of ours explains (see `Stray`): followed like a TON payout.
+    strays = [m for m in out_msgs if m.hash not in claimed]
     outcomes: dict[str, Outcome] = {}
     by_hash = {m.hash: m for m in out_msgs}
     lookups = ctx.follow_slots
@@ -301,11 +307,23 @@ async def _settle(
         msg = by_hash.get(out_hash or "")
         if msg is not None:
             jobs.append(follow_one(attempt_id, asset, msg))
+    stray_outcomes: dict[str, Outcome] = {}
+
+    async def follow_stray(msg: Msg) -> None:
+        async with lookups:
+            stray_outcomes[msg.hash] = await follow_ton(msg, ctx.wallet_raw, lookup)
+
+    jobs += [follow_stray(m) for m in strays]
     await asyncio.gather(*jobs)
-    if any(o.status == TraceStatus.PENDING for o in outcomes.values()):
+    if any(o.status == TraceStatus.PENDING for o in (*outcomes.values(), *stray_outcomes.values())):
         await _remember_final(ctx, outcomes)
         return False
-    await finalize_request(ctx, request_id, outcomes)
+    await finalize_request(
+        ctx,
+        request_id,
+        outcomes,
+        [Stray(m, stray_outcomes[m.hash]) for m in strays],
+    )
     return True
 
 

@@ -115,8 +115,12 @@ class BatchRail(Protocol[TransferT, SignedT]):
     stored message — again after a crash or a lost answer (the wallet accepts an id once).
     Nothing is signed twice while an earlier message could still be executed."""
 
+    def refusal(self, payment: PaymentView) -> str | None:
+        """Why no message may be built for `payment` (it fails at once), or None."""
+        ...
+
     def transfer(self, payment: PaymentView, *, attach: int, jetton_query_id: int) -> TransferT:
-        """What pays `payment` inside a batch."""
+        """What pays `payment` inside a batch (only when `refusal` is None)."""
         ...
 
     def sign(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import httpx
 from sqlalchemy import select
@@ -14,8 +15,11 @@ from tonrail.db import Database
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance, check_books
 from tonrail.localnet.genesis import TON
+from tonrail.monitoring.jobs import evaluate_alerts
+from tonrail.monitoring.models import Alert
 from tonrail.processing.deposits import watch_deposits
 from tonrail.rails.ton.models import TonDeposit
+from tonrail.settings import Settings
 
 USDT = 10**6
 
@@ -186,3 +190,37 @@ async def test_reconciliation_reports_what_the_books_miss(
         {"USDT": minted},
         {"TON": -5},
     ]
+    # The difference is a critical alert naming it, through the monitoring machinery ...
+    monitoring = Monitoring(db, rail.ctx.settings)
+    await evaluate_alerts(monitoring)
+    alert = await _alert(db, "books_mismatch")
+    assert alert is not None and (alert.status, alert.severity) == ("open", "critical")
+    assert alert.details == {"differences": {"TON": -5}} and "TON -5" in alert.summary
+    # ... that resolves once the books match the chain again.
+    async with db.transaction() as session:
+        await post(
+            session,
+            "test.correction",
+            [
+                books.Line(books.FORWARDED_TON_INCOME, "TON", 5),
+                books.Line(books.HOT_WALLET, "TON", -5),
+            ],
+        )
+    assert (await reconcile(rail.ctx)).differences == {}
+    await evaluate_alerts(monitoring)
+    alert = await _alert(db, "books_mismatch")
+    assert alert is not None and alert.status == "resolved"
+
+
+@dataclass
+class Monitoring:
+    db: Database
+    settings: Settings
+    worker_id: str = "w-test"
+
+
+async def _alert(db: Database, dedup_key: str) -> Alert | None:
+    async with db.transaction() as session:
+        return (
+            await session.execute(select(Alert).where(Alert.dedup_key == dedup_key))
+        ).scalar_one_or_none()

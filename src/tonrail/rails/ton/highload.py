@@ -99,11 +99,34 @@ class OutTransfer:
         return bytes(self.body.hash).hex()
 
 
+HASH_BYTES = 32
+BASECHAIN = 0
+
+
+def destination_refusal(destination: Address, asset: str) -> str | None:
+    """Why no out message may be built to `destination` for `asset`, or None.
+
+    A hash of another length than 32 bytes is stored as given and the chain reads the rest
+    of the message from the wrong bits: another address, another value (a 33-byte hash sent
+    hundreds of TON to a stranger on the local network). Jetton wallets take owners on the
+    basechain only (TEP-74 wallets `force_chain`): any other workchain bounces, fees spent."""
+    if destination.wc not in (BASECHAIN, -1):
+        return f"workchain {destination.wc} is not supported"
+    if len(bytes(destination.hash_part)) != HASH_BYTES:
+        return f"the address hash is {len(bytes(destination.hash_part))} bytes, not {HASH_BYTES}"
+    if asset != "TON" and destination.wc != BASECHAIN:
+        return f"{asset} is paid to basechain (workchain 0) addresses only"
+    return None
+
+
 def comment_body(text: str) -> Cell:
     return TextCommentBody(text).serialize()
 
 
 def ton_transfer(destination: Address, amount: int, bounce: bool, comment: str) -> OutTransfer:
+    refused = destination_refusal(destination, "TON")
+    if refused is not None:
+        raise ValueError(f"no message to this destination: {refused}")
     return OutTransfer(destination, amount, bounce, comment_body(comment))
 
 
@@ -119,6 +142,9 @@ def jetton_transfer(
     comment: str,
 ) -> OutTransfer:
     """TEP-74 transfer from our jetton wallet; excess TON returns to `response`."""
+    refused = destination_refusal(recipient, "USDT")
+    if refused is not None:
+        raise ValueError(f"no jetton transfer to this recipient: {refused}")
     body = JettonTransferBody(
         destination=recipient,
         jetton_amount=jetton_amount,

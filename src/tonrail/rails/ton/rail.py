@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 from ton_core import Address
 
+from tonrail.chain.address import payout_bounce
 from tonrail.rails.base import PaymentView
 from tonrail.rails.ton.api import TonApi
 from tonrail.rails.ton.highload import (
     HighloadWallet,
     OutTransfer,
     SignedRequest,
+    destination_refusal,
     jetton_transfer,
     sign_request,
     ton_transfer,
@@ -32,14 +34,23 @@ class HighloadRail:
     jetton_wallet: str | None  # raw address of our USDT jetton wallet, when USDT is enabled
     forward_nanoton: int  # TON forwarded with a jetton transfer's notification
 
+    def refusal(self, payment: PaymentView) -> str | None:
+        """Why `payment` cannot be paid from the hot wallet at all (it fails, never retried)."""
+        try:
+            destination = Address(payment.counterparty or "")
+            payout_bounce(payment.counterparty or "", payment.asset)
+        except Exception:  # ton_core and pytoniq raise several types for malformed input
+            return "the destination is not a valid TON address"
+        return destination_refusal(destination, payment.asset)
+
     def transfer(self, payment: PaymentView, *, attach: int, jetton_query_id: int) -> OutTransfer:
         """The out message for one payout; the comment carries our payment id. `attach` is
         the TON a jetton transfer carries for its fees."""
         destination = Address(payment.counterparty or "")
         comment = payment.id
         if payment.asset == "TON":
-            # A user-friendly non-bounceable address means "may be uninitialized": honour it.
-            bounce = bool(getattr(destination, "is_bounceable", True))
+            # The address's own flag; a raw one (no flag) bounceable, as docs/TON-RAIL.md says.
+            bounce = payout_bounce(payment.counterparty or "", "TON")
             return ton_transfer(destination, payment.amount, bounce, comment)
         if self.jetton_wallet is None:
             raise RuntimeError("USDT payouts need the USDT jetton master to be configured")
