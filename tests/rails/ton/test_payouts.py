@@ -230,8 +230,10 @@ async def test_a_message_the_chain_read_otherwise_is_booked_and_reported(
     import tonrail.rails.ton.rail as ton_rail
 
     await _opening_balances(rail, db)
+    # As a version before the address checks built it: raw, bounceable, 33 bytes as given.
     monkeypatch.setattr(highload, "destination_refusal", lambda *_: None)
-    monkeypatch.setattr(ton_rail, "destination_refusal", lambda *_: None)
+    monkeypatch.setattr(ton_rail.HighloadRail, "refusal", lambda *_: None)
+    monkeypatch.setattr(ton_rail, "payout_bounce", lambda *_: True)
     r = await client.post(
         "/v1/payouts",
         json={"amount": "0.5", "asset": "TON", "destination": _raw(0, "77" * 32)},
