@@ -405,3 +405,32 @@ async def test_the_registered_loops_deliver_and_report_the_backlog(
     text = (await client.get("/metrics")).text
     assert "tonrail_webhook_backlog 1.0" in text
     assert "tonrail_webhook_endpoints_disabled 0.0" in text
+
+
+async def test_an_event_that_cannot_be_read_holds_only_its_payment(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+    settings: Settings,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await subscribe(client, auth, receiver.url)
+    broken = await _payout(client, auth)
+    await client.post(f"/v1/payouts/{broken}/cancel", headers=auth)
+    fine = await _payout(client, auth, "4")
+    view = PaymentService.view
+
+    async def failing(self: PaymentService, session: Any, payment_id: str) -> Any:
+        if payment_id == broken:
+            raise RuntimeError("cannot render")
+        return await view(self, session, payment_id)
+
+    monkeypatch.setattr(PaymentService, "view", failing)
+    await run_rounds(db, settings)
+    assert [json.loads(r.body)["data"]["id"] for r in receiver.got] == [fine]
+    monkeypatch.setattr(PaymentService, "view", view)
+    _later(settings.worker_lease_seconds + 1)  # its lease ends: tried again
+    await run_rounds(db, settings)
+    types = [(json.loads(r.body)["data"]["id"], json.loads(r.body)["type"]) for r in receiver.got]
+    assert types[1:] == [(broken, "payout.created"), (broken, "payout.canceled")]

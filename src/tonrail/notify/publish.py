@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import structlog
 from sqlalchemy import exists, select
 from sqlalchemy.orm import aliased
 
@@ -27,6 +28,8 @@ from tonrail.notify.schemas import EVENT_FAMILIES, subscribed
 from tonrail.notify.states import DeliveryStatus, EndpointStatus
 from tonrail.payments.service import PaymentService
 from tonrail.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 # The payment kinds whose events carry the payment object as their data.
 PAYMENT_FAMILIES = ("payout", "invoice")
@@ -71,11 +74,24 @@ async def publish_round(
         ).scalars():
             endpoints[endpoint.account_id].append(endpoint)
         now = clock.now()
+        held: set[str] = set()  # payments whose event could not be read: later ones wait too
+        published = 0
         for event in sorted(events, key=lambda e: e.seq):
             family = event.type.split(".", 1)[0]
             data: dict[str, Any] | None = None
+            if event.payment_id is not None and event.payment_id in held:
+                continue
             if event.payment_id is not None and family in PAYMENT_FAMILIES:
-                data = await payments.view(session, event.payment_id)
+                try:
+                    async with session.begin_nested():
+                        data = await payments.view(session, event.payment_id)
+                except Exception:
+                    # One unreadable payment must not stop the outbox: this event keeps
+                    # its lease and is tried again when it ends; the others go on.
+                    log.exception("publishing an event failed", event_id=event.id)
+                    held.add(event.payment_id)
+                    continue
+            published += 1
             event.data = data if data is not None else dict(event.payload)
             event.published_at = now
             event.locked_by = event.locked_until = None
@@ -98,4 +114,4 @@ async def publish_round(
                         )
                     )
         crashpoint(settings, "webhooks.before_publish_commit")
-        return len(events)
+        return published
