@@ -79,6 +79,15 @@ bench: setup
 screenshots: setup $(CHROMIUM)  # PNGs of the dashboard with live demo traffic -> docs/img/
 	$(BIN)/python scripts/screenshots.py
 
+# The chaos run (docs/CHAOS.md): 2 APIs + 3 workers + the local network on a scratch
+# PostgreSQL database, processes SIGKILLed at random, toncenter faults, PostgreSQL restarted
+# once; then every payout is checked on chain. CHAOS_SECONDS (default 300) bounds the chaos.
+CHAOS_SECONDS ?= 300
+.PHONY: chaos
+chaos: setup
+	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/python -m benchmarks.chaos \
+	  --seconds $(CHAOS_SECONDS) --restart-postgres
+
 .PHONY: bench-fees
 bench-fees: setup  # the fee optimizer against naive and fixed batching (docs/FEES.md)
 	$(BIN)/python -m benchmarks.run --only fees  # writes its section of docs/BENCHMARKS.md
