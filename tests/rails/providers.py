@@ -218,6 +218,7 @@ class PayPalServer:
     fail_5xx: int = 0
     valid_signatures: set[str] = field(default_factory=set)
     captures: int = 0
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -225,6 +226,8 @@ class PayPalServer:
         app.router.add_post("/v2/checkout/orders", self.authed(self.create_order))
         app.router.add_get("/v2/checkout/orders/{id}", self.authed(self.get_order))
         app.router.add_post("/v2/checkout/orders/{id}/capture", self.authed(self.capture))
+        app.router.add_post("/v2/payments/captures/{id}/refund", self.authed(self.refund))
+        app.router.add_get("/v2/payments/refunds/{id}", self.authed(self.get_refund))
         app.router.add_post("/v1/payments/payouts", self.authed(self.create_payout))
         app.router.add_get("/v1/payments/payouts/{id}", self.authed(self.get_payout))
         app.router.add_post("/v1/notifications/verify-webhook-signature", self.authed(self.verify))
@@ -417,6 +420,82 @@ class PayPalServer:
             ]
         }
         return web.json_response(order, status=201)
+
+    def _capture(self, capture_id: str) -> dict[str, Any] | None:
+        for order in self.orders.values():
+            for unit in order["purchase_units"]:
+                for capture in unit.get("payments", {}).get("captures", []):
+                    if capture["id"] == capture_id:
+                        return dict(capture)
+        return None
+
+    async def refund(self, request: web.Request) -> web.Response:
+        """Payments v2 `POST /v2/payments/captures/{capture_id}/refund`: all of the capture
+        without `amount`, else that part; never more than what is left of the capture."""
+        capture_id = request.match_info["id"]
+        capture = self._capture(capture_id)
+        if capture is None:
+            return web.json_response(
+                {
+                    "name": "RESOURCE_NOT_FOUND",
+                    "details": [{"issue": "INVALID_RESOURCE_ID"}],
+                    "message": "The specified resource does not exist.",
+                },
+                status=404,
+            )
+        body = await request.json() if request.can_read_body else {}
+        captured = capture["amount"]
+        amount = body.get("amount") or captured
+        cents = round(float(amount["value"]) * 100)
+        done = sum(
+            round(float(r["amount"]["value"]) * 100)
+            for r in self.refunds.values()
+            if r["capture_id"] == capture_id
+        )
+        issue = None
+        if amount["currency_code"] != captured["currency_code"]:
+            issue = "REFUND_CURRENCY_MISMATCH"
+        elif done + cents > round(float(captured["value"]) * 100):
+            issue = "REFUND_AMOUNT_EXCEEDED"
+        if issue is not None:
+            return web.json_response(
+                {
+                    "name": "UNPROCESSABLE_ENTITY",
+                    "details": [{"issue": issue}],
+                    "message": "The requested action could not be performed.",
+                },
+                status=422,
+            )
+        rid = secrets.token_hex(8).upper()
+        refund = {
+            "id": rid,
+            "status": "COMPLETED",
+            "amount": amount,
+            "invoice_id": body.get("invoice_id"),
+            "note_to_payer": body.get("note_to_payer"),
+            "links": [
+                {
+                    "href": f"{request.url.origin()}/v2/payments/refunds/{rid}",
+                    "rel": "self",
+                    "method": "GET",
+                },
+                {
+                    "href": f"{request.url.origin()}/v2/payments/captures/{capture_id}",
+                    "rel": "up",
+                    "method": "GET",
+                },
+            ],
+        }
+        self.refunds[rid] = {**refund, "capture_id": capture_id}
+        return web.json_response(refund, status=201)
+
+    async def get_refund(self, request: web.Request) -> web.Response:
+        refund = self.refunds.get(request.match_info["id"])
+        if refund is None:
+            return web.json_response(
+                {"name": "RESOURCE_NOT_FOUND", "message": "not found"}, status=404
+            )
+        return web.json_response({k: v for k, v in refund.items() if k != "capture_id"})
 
     async def create_payout(self, request: web.Request) -> web.Response:
         body = await request.json()

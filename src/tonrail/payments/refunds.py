@@ -1,7 +1,8 @@
 """Refunds: money of an invoice given back to whoever paid it, through the payout pipeline.
 
-An invoice paid by card (a Stripe PaymentIntent) is refunded by a payout routed to Stripe,
-whose adapter makes it a Stripe Refund of that PaymentIntent (rails/stripe/rail.py).
+An invoice paid by card (a Stripe PaymentIntent) or by PayPal (a capture) is refunded by a
+payout routed to that rail, whose adapter makes it a Stripe Refund of the PaymentIntent
+(rails/stripe/rail.py) or a PayPal capture refund (rails/paypal/rail.py).
 
 On TON a refund is a payout to the address that paid (for USDT, the owner of the jetton
 wallet that sent it), created exactly as `POST /v1/payouts` creates one: the same checks and
@@ -37,7 +38,8 @@ from tonrail.payments.models import Attempt, Payment, Refund
 from tonrail.payments.schemas import PaymentOut, PayoutCreate, RefundCreate, RefundList, RefundOut
 from tonrail.payments.service import CheckedPayout, PaymentService, Response
 from tonrail.payments.states import AttemptStatus
-from tonrail.rails.base import STRIPE_REFUND_OF
+from tonrail.rails.bank.rail import valid_iban
+from tonrail.rails.base import BANK_REFUND_OF, PAYPAL_REFUND_OF, STRIPE_REFUND_OF
 from tonrail.rails.ton.models import TonDeposit
 from tonrail.rails.ton.states import CREDITING_DEPOSIT_STATES
 from tonrail.security.api_keys import Principal
@@ -91,9 +93,39 @@ def _payer_of(deposits: Sequence[TonDeposit], deposit_id: str | None) -> str:
     return payers[0]
 
 
-async def _card_payment(session: AsyncSession, invoice_id: str) -> str | None:
-    """The PaymentIntent that paid the invoice by card (Stripe), if one did; 409 for an
-    invoice paid on a backup rail whose refunds are not built (PayPal, bank, Checkout)."""
+def _bank_account(req: RefundCreate, rail: str) -> dict[str, str]:
+    """The payee account of a bank refund (a credit transfer line in the next pain.001);
+    refused for other rails, which pay back where the money came from."""
+    if rail != "bank":
+        if req.bank_iban is not None or req.bank_name is not None:
+            raise InvalidRequest(
+                "bank_iban and bank_name apply only to invoices paid by bank transfer",
+                param="bank_iban",
+                code="parameter_invalid",
+            )
+        return {}
+    iban = valid_iban(req.bank_iban or "")
+    if iban is None:
+        raise InvalidRequest(
+            "an invoice paid by bank transfer is refunded to an account: bank_iban must be a "
+            "valid IBAN",
+            param="bank_iban",
+            code="bank_account_invalid",
+        )
+    name = (req.bank_name or "").strip()
+    if not name:
+        raise InvalidRequest(
+            "bank_name (the account holder) is needed with bank_iban",
+            param="bank_name",
+            code="bank_account_invalid",
+        )
+    return {"bank_iban": iban, "bank_name": name}
+
+
+async def _card_payment(session: AsyncSession, invoice_id: str) -> tuple[str, str, str] | None:
+    """How a backup rail paid the invoice, if one did: (rail, the payout metadata key, the
+    provider's payment: a Stripe PaymentIntent, a PayPal capture, a bank transfer's
+    reference); 409 for a Stripe Checkout Session, whose refunds are not built."""
     paid = (
         await session.execute(
             select(Attempt).where(
@@ -106,7 +138,11 @@ async def _card_payment(session: AsyncSession, invoice_id: str) -> str | None:
     if paid is None:
         return None
     if paid.rail == "stripe" and str(paid.provider_ref or "").startswith("pi_"):
-        return str(paid.provider_ref)
+        return "stripe", STRIPE_REFUND_OF, str(paid.provider_ref)
+    if paid.rail == "paypal" and (paid.details or {}).get("capture_id"):
+        return "paypal", PAYPAL_REFUND_OF, str(paid.details["capture_id"])
+    if paid.rail == "bank" and paid.provider_ref:
+        return "bank", BANK_REFUND_OF, str(paid.provider_ref)
     raise Conflict(
         f"refunds of invoices paid on {paid.rail} are not supported yet",
         code="refund_rail_unsupported",
@@ -188,8 +224,9 @@ class RefundService:
                     param="deposit",
                     code="deposit_invalid",
                 )
-            payer, received = card, invoice.amount
+            payer, received = card[2], invoice.amount
         else:
+            _bank_account(req, "ton")
             payer = _payer_of(deposits, req.deposit)
             received = sum(d.amount for d in deposits if d.sender == payer)
         left = received - (await refunded_by_destination(session, invoice.id)).get(payer, 0)
@@ -222,7 +259,8 @@ class RefundService:
             # Back to the card through its PaymentIntent: the payout limits of the asset
             # apply; the destination is the PaymentIntent, not an address.
             check_amount(self.payments.policy, invoice.asset, amount)
-            request.metadata[STRIPE_REFUND_OF] = card
+            request.metadata[card[1]] = card[2]
+            request.metadata.update(_bank_account(req, card[0]))
             rate = self.payments.rates.rate(invoice.asset)
             checked = CheckedPayout(
                 request, amount, rate.usdt_equivalent(amount, invoice.asset), rate
@@ -230,7 +268,7 @@ class RefundService:
         payout = self.payments.new_payout(principal, checked, now)
         payout.requested_by = requested_by or principal.identity
         if card is not None:
-            payout.route, payout.route_reason = "stripe", "refund"
+            payout.route, payout.route_reason = card[0], "refund"
         session.add(payout)
         refund = Refund(
             id=refund_id,
@@ -238,7 +276,7 @@ class RefundService:
             invoice_id=invoice.id,
             payout_id=payout.id,
             deposit_id=req.deposit,
-            rail="ton" if card is None else "stripe",
+            rail="ton" if card is None else card[0],
             asset=invoice.asset,
             amount=amount,
             destination=payer,

@@ -274,6 +274,14 @@ class RefundCreate(BaseModel):
         description="the deposit whose payer is paid back; needed when several addresses "
         "paid the invoice",
     )
+    bank_iban: str | None = Field(
+        default=None,
+        max_length=42,
+        description="an invoice paid by bank transfer: the IBAN to pay back (required there)",
+    )
+    bank_name: str | None = Field(
+        default=None, max_length=140, description="with bank_iban: the account holder's name"
+    )
 
 
 class RefundOut(BaseModel):

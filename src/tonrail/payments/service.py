@@ -41,7 +41,7 @@ from tonrail.payments.schemas import (
 )
 from tonrail.payments.states import PaymentStatus, initial_status
 from tonrail.payments.transitions import move_payment
-from tonrail.rails.base import STRIPE_REFUND_OF
+from tonrail.rails.base import REFUND_OF_KEYS
 from tonrail.rails.ton.models import TonOwnAccount
 from tonrail.rates import Rate, StaticRates
 from tonrail.security import idempotency
@@ -200,12 +200,13 @@ class PaymentService:
             )
         check_amount(self.policy, asset, amount)
         check_metadata(req.metadata, self.settings.metadata_max_bytes)
-        if STRIPE_REFUND_OF in req.metadata:
-            raise InvalidRequest(
-                f"metadata key {STRIPE_REFUND_OF} is reserved for refunds",
-                param=f"metadata[{STRIPE_REFUND_OF}]",
-                code="metadata_invalid",
-            )
+        for reserved in REFUND_OF_KEYS:
+            if reserved in req.metadata:
+                raise InvalidRequest(
+                    f"metadata key {reserved} is reserved for refunds",
+                    param=f"metadata[{reserved}]",
+                    code="metadata_invalid",
+                )
         rate = self.rates.rate(asset)
         return CheckedPayout(req, amount, rate.usdt_equivalent(amount, asset), rate)
 

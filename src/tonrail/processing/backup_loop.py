@@ -32,7 +32,7 @@ from tonrail.payments.states import (
 from tonrail.payments.transitions import move_payment, start_attempt
 from tonrail.processing.health import record_rail_error, record_rail_probe, record_rail_success
 from tonrail.processing.outcomes import record_poll, record_submit
-from tonrail.rails.base import STRIPE_REFUND_OF, SubmitResult
+from tonrail.rails.base import REFUND_OF_KEYS, SubmitResult
 from tonrail.rails.registry import BackupRail
 from tonrail.rails.router import RoutingPolicy
 from tonrail.security.switches import is_on
@@ -177,8 +177,8 @@ async def _back_to_router(ctx: BackupContext, session: AsyncSession, payment_id:
     payment = await session.get(Payment, payment_id, with_for_update=True)
     if payment is None or payment.status != PaymentStatus.PROCESSING:
         return
-    if STRIPE_REFUND_OF in (payment.metadata_ or {}):
-        # A card refund has one way back, its PaymentIntent: no other rail can take it.
+    if any(key in (payment.metadata_ or {}) for key in REFUND_OF_KEYS):
+        # A refund has one way back, the payment it refunds: no other rail can take it.
         await move_payment(
             session,
             payment,

@@ -21,6 +21,11 @@ RailName = Literal["ton", "stripe", "paypal", "bank"]
 # A payout's metadata key naming the Stripe PaymentIntent it refunds: set only by refunds
 # (payments/refunds.py); merchants may not set it on payouts of their own.
 STRIPE_REFUND_OF = "stripe_refund_of"
+# The same for the PayPal capture a refund gives back (a capture refund).
+PAYPAL_REFUND_OF = "paypal_refund_of"
+# And the bank transfer reference of an invoice paid by bank, refunded by credit transfer.
+BANK_REFUND_OF = "bank_refund_of"
+REFUND_OF_KEYS = (STRIPE_REFUND_OF, PAYPAL_REFUND_OF, BANK_REFUND_OF)
 
 
 # Plain frozen dataclasses, a few typed fields each: alike others in shape only.

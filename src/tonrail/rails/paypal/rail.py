@@ -29,7 +29,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from tonrail import clock
 from tonrail.money import format_minor, parse_minor
 from tonrail.rails.backup import ProviderEventIn, RailPricing, WebhookRejected
-from tonrail.rails.base import AttemptView, PaymentView, PollResult, Quote, SubmitResult
+from tonrail.rails.base import (
+    PAYPAL_REFUND_OF,
+    AttemptView,
+    PaymentView,
+    PollResult,
+    Quote,
+    SubmitResult,
+)
 from tonrail.rails.pricing import FeeSchedule, RateFeed, fee_for
 from tonrail.settings import Settings
 from tonrail.states import AttemptStatus, PollStatus
@@ -98,7 +105,11 @@ class PayPalRail:
         """Fee (+0.5 % when `metadata.paypal_country` is abroad) and ETA; payouts need
         `metadata.paypal_receiver` (the payee's PayPal email)."""
         unsupported = None
-        if payment.direction == "out" and "@" not in payment.metadata.get("paypal_receiver", ""):
+        if (
+            payment.direction == "out"
+            and not payment.metadata.get(PAYPAL_REFUND_OF)
+            and "@" not in payment.metadata.get("paypal_receiver", "")
+        ):
             unsupported = "counterparty_unsupported"
         return self.pricing.quote(payment, unsupported, self._international(payment))
 
@@ -129,6 +140,14 @@ class PayPalRail:
                         }
                     }
                 },
+            }
+        elif payment.metadata.get(PAYPAL_REFUND_OF):
+            details["mode"] = "refund"
+            details["capture_id"] = payment.metadata[PAYPAL_REFUND_OF]
+            details["request"] = {
+                "amount": {"currency_code": conv.asset, "value": value},
+                "invoice_id": payment.id,
+                "note_to_payer": f"Refund {payment.metadata.get('refund', payment.id)}",
             }
         else:
             details["mode"] = "payout"
@@ -186,6 +205,19 @@ class PayPalRail:
         details: dict[str, Any] = {"provider_ref": ref}
         if attempt.details["mode"] == "order":
             return await self._poll_order(attempt, ref, details)
+        if attempt.details["mode"] == "refund":
+            refund = await self._call("GET", f"/v2/payments/refunds/{ref}")
+            details["provider_status"] = refund["status"]
+            if refund["status"] == "COMPLETED":
+                # PayPal keeps (part of) the capture's fee; the refund itself costs nothing.
+                return PollResult(PollStatus.CONFIRMED, 0, self.pricing.currency, details)
+            if refund["status"] in ("FAILED", "CANCELLED"):
+                return PollResult(
+                    PollStatus.FAILED,
+                    details=details,
+                    error_code=f"paypal_refund_{refund['status'].lower()}",
+                )
+            return PollResult(PollStatus.PENDING, details=details)
         batch = await self._call("GET", f"/v1/payments/payouts/{ref}")
         header = batch["batch_header"]
         items = batch.get("items", [])
@@ -318,6 +350,15 @@ class PayPalRail:
         if attempt.details["mode"] == "order":
             body = await self._call(
                 "POST", "/v2/checkout/orders", json=request, request_id=attempt.idempotency_key
+            )
+            return str(body["id"]), body
+        if attempt.details["mode"] == "refund":
+            capture = attempt.details["capture_id"]
+            body = await self._call(
+                "POST",
+                f"/v2/payments/captures/{capture}/refund",
+                json=request,
+                request_id=attempt.idempotency_key,
             )
             return str(body["id"]), body
         body = await self._call(
