@@ -16,6 +16,7 @@ from tonrail.dashboard.routes import install as install_dashboard
 from tonrail.db import Database
 from tonrail.fees.endpoints import router as fees_router
 from tonrail.fees.service import fee_decisions_for
+from tonrail.input_boundary import InputBoundary, document_refusals
 from tonrail.monitoring.endpoints import router as monitoring_router
 from tonrail.notify.endpoints import router as merchant_webhooks_router
 from tonrail.notify.service import WebhookEndpoints
@@ -80,6 +81,14 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(backup_checkout_router)
     app.include_router(provider_webhooks_router)
     install_dashboard(app)  # /dashboard (docs/DASHBOARD.md)
+    # Outermost: size, content type, JSON shape and control characters are checked before
+    # routing and authentication (input_boundary.py); the schema documents its refusals.
+    app.add_middleware(
+        InputBoundary,
+        max_body_bytes=settings.request_body_max_bytes,
+        max_json_depth=settings.request_json_max_depth,
+    )
+    document_refusals(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

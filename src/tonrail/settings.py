@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     # Proxies (IPs or CIDR networks, comma-separated) whose X-Forwarded-For is believed;
     # empty = none: the client is the socket peer (security/client_ip.py; checked by create_app)
     trusted_proxies: str = ""
+    # The input boundary (input_boundary.py): bodies above this are refused before they are read
+    request_body_max_bytes: int = 1_048_576  # 413 body_too_large
+    request_json_max_depth: int = 32  # objects and arrays nested deeper: 400 body_too_deep
 
     # --- merchant webhooks (docs/WEBHOOKS.md)
     # Hosts or addresses (or CIDR ranges) a webhook may reach although they resolve to a
