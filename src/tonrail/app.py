@@ -25,7 +25,7 @@ from tonrail.payments.service import PaymentService
 from tonrail.processing.checkout import BackupCheckout
 from tonrail.processing.checkout_api import router as backup_checkout_router
 from tonrail.rails.registry import build_backup_rails
-from tonrail.security.api_keys import PrincipalCache
+from tonrail.security.access import AccessCache
 from tonrail.security.client_ip import trusted_networks
 from tonrail.settings import Settings
 from tonrail.web import database, install_error_handlers
@@ -64,7 +64,10 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = database_
     app.state.payments = PaymentService(database_, settings, fee_decisions_for)
-    app.state.principals = PrincipalCache(settings.api_key_cache_seconds)
+    # Keys and lockouts as this process remembers them (security/access.py).
+    app.state.access = AccessCache(
+        database_, settings.api_key_cache_seconds, settings.access_recheck_ms
+    )
     install_error_handlers(app)
     app.include_router(payments_router)
     app.include_router(fees_router)  # GET /v1/fees/status (docs/FEES.md)

@@ -27,12 +27,21 @@ from tonrail.rails.ton.models import (
 )
 from tonrail.security.admins import AdminUser
 from tonrail.security.audit_log import AuditEntry, AuditHead
-from tonrail.security.models import ApiKey, IdempotencyRecord, Lockout, SecurityFailure
+from tonrail.security.models import (
+    AccessVersion,
+    AdminSession,
+    ApiKey,
+    IdempotencyRecord,
+    Lockout,
+    SecurityFailure,
+)
 from tonrail.security.switches import OpsSwitch
 
 metadata = Base.metadata
 
 __all__ = [
+    "AccessVersion",
+    "AdminSession",
     "AdminUser",
     "Alert",
     "AlertDelivery",

@@ -113,7 +113,15 @@ class Settings(BaseSettings):
     api_keys: SecretStr = SecretStr("")  # optional bootstrap keys, "name:secret,..."
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)  # production: 32+ random characters
     idempotency_ttl_hours: int = 24
-    api_key_cache_seconds: float = 30.0  # a revoked key is refused within this; 0 = off
+    # Authenticated keys remembered per process this long at most; 0 = off. A revocation or
+    # lockout is seen sooner: within access_recheck_ms (security/access.py).
+    api_key_cache_seconds: float = 30.0
+    # How often each API process reads the access version (key revoked, subject locked or
+    # unlocked, anywhere); 0 = on every request. At most 1000: revocation within a second.
+    access_recheck_ms: int = Field(default=500, ge=0, le=1000)
+    # How long a lockout lasts (counterparty, API key, IP, dashboard sign-in IP); 0 = until
+    # an admin unlocks it.
+    lockout_seconds: int = Field(default=3600, ge=0)
     page_max_limit: int = 100
     payouts_batch_max: int = 500  # payouts in one POST /v1/payouts/batch
     # Proxies (IPs or CIDR networks, comma-separated) whose X-Forwarded-For is believed;

@@ -11,9 +11,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tonrail.db import Database
 from tonrail.errors import AuthenticationFailed, TonrailError
-from tonrail.security.api_keys import Principal, PrincipalCache, authenticate
+from tonrail.security.access import AccessCache
+from tonrail.security.api_keys import Principal, authenticate
 from tonrail.security.client_ip import client_ip
-from tonrail.security.lockouts import record_security_failure
+from tonrail.security.lockouts import charge_failure, refusal_of
 from tonrail.settings import Settings
 
 
@@ -33,32 +34,54 @@ def client_ip_of(request: Request) -> str | None:
 
 
 async def current_principal(request: Request) -> Principal:
-    """Authenticate `Authorization: Bearer <key>` (or `X-API-Key: <key>`)."""
+    """Authenticate `Authorization: Bearer <key>` (or `X-API-Key: <key>`).
+
+    A locked client address is refused before its key is looked at (423 `ip_locked`), a
+    locked key after (423 `api_key_locked`); a refused key is charged to the address, and
+    the failure that reaches ALERT_SUSPICIOUS_FAILURES locks it at once."""
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationFailed(
-                "send the key as 'Authorization: Bearer <key>'", code="api_key_invalid"
-            )
         secret: str | None = token.strip()
+        if scheme.lower() != "bearer" or not secret:
+            secret = None
     else:
         secret = request.headers.get("x-api-key")
-    cache: PrincipalCache = request.app.state.principals
-    if secret and (cached := cache.get(secret)) is not None:
-        return cached
-    db: Database = request.app.state.db
-    try:
-        async with db.transaction() as session:
-            principal = await authenticate(session, secret)
-    except AuthenticationFailed as exc:
-        # Repeated refusals from one address lock it (security/lockouts.py).
-        ip = client_ip_of(request)
-        if ip is not None and exc.code == "api_key_invalid":
-            await record_security_failure(db, "ip", ip, exc.code)
-        raise
-    if secret:
-        cache.put(secret, principal)
+    access: AccessCache = request.app.state.access
+    await access.refresh()
+    ip = client_ip_of(request)
+    if access.locked("ip", ip):
+        raise refusal_of("ip")
+    if header is not None and secret is None:
+        raise AuthenticationFailed(
+            "send the key as 'Authorization: Bearer <key>'", code="api_key_invalid"
+        )
+    principal = access.principal(secret) if secret else None
+    if principal is None:
+        version = access.version
+        db: Database = request.app.state.db
+        try:
+            async with db.transaction() as session:
+                principal = await authenticate(session, secret)
+        except AuthenticationFailed as exc:
+            # Repeated refusals from one address lock it (security/lockouts.py).
+            if ip is not None and exc.code == "api_key_invalid":
+                settings = settings_of(request)
+                if await charge_failure(
+                    db,
+                    "ip",
+                    ip,
+                    exc.code,
+                    threshold=settings.alert_suspicious_failures,
+                    window_seconds=settings.monitoring_window_seconds,
+                    lock_seconds=settings.lockout_seconds,
+                ):
+                    access.forget()
+            raise
+        if secret:
+            access.remember(secret, principal, version)
+    if access.locked("api_key", principal.key_id):
+        raise refusal_of("api_key")
     return principal
 
 

@@ -16,7 +16,7 @@ from tests.monitoring.test_alerting import Ctx, _alerts, _freeze
 from tonrail.cli import app as cli
 from tonrail.db import Database
 from tonrail.monitoring.jobs import evaluate_alerts
-from tonrail.security.lockouts import SubjectLocked, check_not_locked, record_security_failure
+from tonrail.security.lockouts import SubjectLocked, charge_failure, check_not_locked
 from tonrail.security.models import ApiKey, Lockout
 from tonrail.settings import Settings
 
@@ -126,8 +126,16 @@ async def test_retries_of_one_payout_count_once(db: Database, settings: Settings
 
 async def test_ip_failures_lock_the_ip(db: Database, settings: Settings) -> None:
     c = _freeze()
-    for _ in range(10):
-        await record_security_failure(db, "ip", "198.51.100.7", "api_key_invalid")
+    for _ in range(10):  # charged without locking: the evaluator counts them
+        await charge_failure(
+            db,
+            "ip",
+            "198.51.100.7",
+            "api_key_invalid",
+            threshold=0,
+            window_seconds=settings.monitoring_window_seconds,
+            lock_seconds=settings.lockout_seconds,
+        )
     c.advance(1)
     await evaluate_alerts(Ctx(db, settings))
     async with db.transaction() as session:
@@ -152,13 +160,19 @@ async def test_failures_outside_the_window_do_not_count(db: Database, settings: 
 async def test_bad_keys_over_http_lock_the_callers_address(
     db: Database, settings: Settings, client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
-    """Ten refused API keys from one address lock it; its payouts then get 423 ip_locked."""
+    """Ten refused API keys from one address lock it at once (no evaluator run); its payouts
+    then get 423 ip_locked, and the evaluator opens the alert for the lock."""
     c = _freeze()
     for _ in range(10):
         r = await client.get("/v1/payouts", headers={"Authorization": "Bearer trk_guess"})
         assert r.status_code == 401
+    r = await client.post(
+        "/v1/payouts", json={"amount": "1", "asset": "TON", "destination": DEST}, headers=auth
+    )
+    assert r.status_code == 423 and r.json()["error"]["code"] == "ip_locked"
     c.advance(1)
     await evaluate_alerts(Ctx(db, settings))
+    assert "suspicious_activity:ip:127.0.0.1" in await _alerts(db)
     r = await client.post(
         "/v1/payouts", json={"amount": "1", "asset": "TON", "destination": DEST}, headers=auth
     )

@@ -18,6 +18,7 @@ from tonrail.monitoring.models import Alert
 from tonrail.monitoring.states import AlertStatus
 from tonrail.payments.models import Payment
 from tonrail.payments.states import PaymentStatus
+from tonrail.security import admin_sessions
 from tonrail.security.admins import PERMISSIONS, Admin, load_admin
 from tonrail.security.switches import all_switches
 from tonrail.web import database
@@ -66,7 +67,7 @@ async def signed_in(request: Request) -> Admin:
         raise LoginRequired(next_url)
     async with db_of(request).transaction() as session:
         admin = await load_admin(session, claims.admin_id, claims.session_version)
-        if admin is None:
+        if admin is None or not await admin_sessions.is_open(session, admin.id, claims.sid):
             raise LoginRequired(next_url)
         switches = await all_switches(session)
         open_alerts = await session.scalar(

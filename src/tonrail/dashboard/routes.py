@@ -15,9 +15,9 @@ from tonrail.dashboard import assets, pages, sessions
 from tonrail.dashboard.deps import LoginRequired, NotAllowed, db_of, is_htmx, settings_of
 from tonrail.dashboard.templating import render
 from tonrail.errors import AuthenticationFailed
-from tonrail.security import audit_log
+from tonrail.security import admin_sessions, audit_log
 from tonrail.security.admins import authenticate
-from tonrail.security.lockouts import record_security_failure
+from tonrail.security.lockouts import SubjectLocked, charge_failure, check_not_locked
 from tonrail.web import client_ip_of
 
 # Scripts only from our own origin: an injected <script> (a chain comment, metadata) never runs.
@@ -90,8 +90,15 @@ async def login(
     if not username or not password:
         return again("Enter your username and password.", 400)
     db = db_of(request)
+    ip = client_ip_of(request)
     failure: AuthenticationFailed | None = None
+    new: sessions.NewSession | None = None
     async with db.transaction() as session:
+        try:
+            # Sign-in failures are their own bucket (dashboard_ip), apart from API calls.
+            await check_not_locked(session, None, None, dashboard_ip=ip)
+        except SubjectLocked:
+            return again("Too many failed sign-ins from your address: try again later.", 423)
         try:
             admin = await authenticate(
                 session,
@@ -104,26 +111,32 @@ async def login(
         except AuthenticationFailed as exc:
             failure = exc  # the failed-sign-in count commits with this transaction
         else:
+            new = sessions.issue(settings, admin.id, admin.session_version)
+            await admin_sessions.start(session, admin.id, new.sid, new.expires_at)
             await audit_log.record(
-                session,
-                f"admin:{admin.username}",
-                "dashboard.sign_in",
-                admin.id,
-                {"ip": client_ip_of(request)},
+                session, f"admin:{admin.username}", "dashboard.sign_in", admin.id, {"ip": ip}
             )
     if failure is not None:
-        ip = client_ip_of(request)
-        if ip is not None:  # counted by the suspicious-activity rules
-            await record_security_failure(db, "ip", ip, failure.code)
+        if ip is not None:  # the failure that reaches the limit locks the address at once
+            await charge_failure(
+                db,
+                "dashboard_ip",
+                ip,
+                failure.code,
+                threshold=settings.alert_suspicious_failures,
+                window_seconds=settings.monitoring_window_seconds,
+                lock_seconds=settings.lockout_seconds,
+            )
         messages = {
             "login_locked": "Too many failed sign-ins: this account is locked for a while.",
             "totp_invalid": "The one-time code is missing or wrong.",
         }
         return again(messages.get(failure.code, "Wrong username or password."), 401)
+    assert new is not None  # signed in: the session was opened above
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         sessions.COOKIE,
-        sessions.issue(settings, admin.id, admin.session_version),
+        new.token,
         max_age=settings.dashboard_session_minutes * 60,
         httponly=True,
         secure=settings.dashboard_cookie_secure,
@@ -143,6 +156,10 @@ async def logout(request: Request) -> Response:
         settings_of(request), claims.sid, presented if isinstance(presented, str) else None
     ):
         return Response("the form is out of date: reload the page", status_code=403)
+    if claims is not None:
+        # Ended on the server: a copy of the cookie no longer signs anyone in.
+        async with db_of(request).transaction() as session:
+            await admin_sessions.end(session, claims.sid)
     response = RedirectResponse("/dashboard/login", status_code=303)
     response.delete_cookie(sessions.COOKIE, path="/")
     return response

@@ -1,7 +1,8 @@
 """Dashboard sessions: a signed JWT in an HttpOnly cookie, and CSRF tokens bound to it.
 
 The cookie holds the admin's id, their `session_version` (bumped on password/role change or
-disable, which ends older sessions) and a random session id `sid`. A form's CSRF token is an
+disable, which ends older sessions) and a random session id `sid`, which must name an open
+session on the server (`security/admin_sessions.py`: signing out ends it). A form's CSRF token is an
 HMAC of `sid`: a page of another origin can neither read it nor compute it. Before sign-in the
 login form uses a double-submit token (a random cookie repeated in the form).
 """
@@ -12,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import jwt
 
@@ -38,17 +39,27 @@ def _key(settings: Settings) -> str:
     return settings.jwt_secret.get_secret_value()
 
 
-def issue(settings: Settings, admin_id: str, session_version: int) -> str:
+@dataclass(frozen=True)
+class NewSession:
+    token: str  # the cookie's value
+    sid: str
+    expires_at: datetime
+
+
+def issue(settings: Settings, admin_id: str, session_version: int) -> NewSession:
+    """A new session's cookie; the caller opens its row (`admin_sessions.start`)."""
     now = clock.now()
+    sid = secrets.token_urlsafe(16)
+    expires_at = now + timedelta(minutes=settings.dashboard_session_minutes)
     claims = {
         "sub": admin_id,
         "ver": session_version,
-        "sid": secrets.token_urlsafe(16),
+        "sid": sid,
         "aud": _AUDIENCE,
         "iat": int(now.timestamp()),
-        "exp": int((now + timedelta(minutes=settings.dashboard_session_minutes)).timestamp()),
+        "exp": int(expires_at.timestamp()),
     }
-    return jwt.encode(claims, _key(settings), algorithm=_ALGORITHM)
+    return NewSession(jwt.encode(claims, _key(settings), algorithm=_ALGORITHM), sid, expires_at)
 
 
 def read(settings: Settings, token: str | None) -> SessionClaims | None:

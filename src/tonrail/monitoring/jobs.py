@@ -83,7 +83,10 @@ async def evaluate_once(
                 ).scalar_one()
             ):
                 return 0
-            snap = await build_snapshot(session, settings, clock.now())
+            now = clock.now()
+            # Expired locks end first: their failures stop counting, the alert resolves.
+            await lockouts.close_expired(session, now)
+            snap = await build_snapshot(session, settings, now)
             for kind, subject, failures in rules.subjects_to_lock(snap, thresholds):
                 lock = await lockouts.lock(
                     session,
@@ -91,7 +94,10 @@ async def evaluate_once(
                     subject,
                     failures,
                     f"{failures} failures in {snap.window_seconds} s",
+                    settings.lockout_seconds,
                 )
+                if lock is None:
+                    continue  # locked in the request path meanwhile
                 snap.lockouts[(kind, subject)] = (lock.id, failures)
                 log.warning("subject locked", kind=kind, subject=subject, failures=failures)
             findings = rules.evaluate(snap, thresholds)

@@ -22,6 +22,7 @@ from tonrail.money import decimals_of
 from tonrail.monitoring.signals import CONFIRMATION_BUCKETS
 from tonrail.monitoring.snapshot import SignalValue, Snapshot
 from tonrail.payments.states import AttemptStatus, PaymentStatus
+from tonrail.security.lockouts import SUBJECT_KINDS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -162,10 +163,7 @@ class SnapshotCollector(Collector):
             "tonrail_lockouts_active",
             "Active lockouts by subject kind",
             ["kind"],
-            (
-                ([kind], sum(1 for k, _ in s.lockouts if k == kind))
-                for kind in ("counterparty", "api_key", "ip")
-            ),
+            (([kind], sum(1 for k, _ in s.lockouts if k == kind)) for kind in SUBJECT_KINDS),
         )
 
         yield from self._signals()

@@ -30,6 +30,7 @@ from tonrail.payments.states import (
     AttemptStatus,
     PaymentStatus,
 )
+from tonrail.security.lockouts import in_force
 from tonrail.security.models import Lockout, SecurityFailure
 from tonrail.settings import Settings
 
@@ -247,7 +248,7 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
             target_map.setdefault((rail_name, fee_asset), []).append(int(amount))
 
     # -- suspicious activity: failures per counterparty, API key and IP inside the window
-    active = (await session.execute(select(Lockout).where(Lockout.unlocked_at.is_(None)))).scalars()
+    active = (await session.execute(select(Lockout).where(in_force(now)))).scalars()
     for lock in active:
         snap.lockouts[(lock.subject_kind, lock.subject)] = (lock.id, lock.failures)
     unlocks: dict[tuple[str, str], datetime] = {}

@@ -34,7 +34,7 @@ from tonrail.payments.service import CheckedPayout, PaymentService, Response
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
-from tonrail.security.lockouts import SubjectLocked, check_not_locked
+from tonrail.security.lockouts import SubjectLocked, check_not_locked, in_force
 from tonrail.security.models import IdempotencyRecord, Lockout
 from tonrail.security.switches import refuse_in_maintenance
 
@@ -256,7 +256,7 @@ async def _refuse_locked_destinations(session: AsyncSession, items: Sequence[_It
     rows = (
         await session.execute(
             select(Lockout.subject).where(
-                Lockout.unlocked_at.is_(None),
+                in_force(clock.now()),
                 Lockout.subject_kind == "counterparty",
                 Lockout.subject.in_(list(keys)),
             )

@@ -42,7 +42,7 @@ ServiceDep = Annotated[PaymentService, Depends(payment_service)]
 IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": 'error: {"error": {code, message, param}}'}
-    for code in (400, 401, 403, 404, 409, 422)
+    for code in (400, 401, 403, 404, 409, 422, 423)
 }
 
 

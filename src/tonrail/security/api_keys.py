@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tonrail import clock
 from tonrail.errors import AuthenticationFailed, InvalidRequest
 from tonrail.ids import new_id
+from tonrail.security import access_version
 from tonrail.security.models import ApiKey
 
 SCOPES = frozenset({"payments:read", "payments:write", "payouts:approve"})
@@ -76,42 +77,13 @@ async def authenticate(session: AsyncSession, secret: str | None) -> Principal:
 
 
 async def revoke_key(session: AsyncSession, key_id: str) -> bool:
+    """Revoke a key; every API process refuses it within ACCESS_RECHECK_MS."""
     result = await session.execute(
         update(ApiKey)
         .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=clock.now())
     )
-    return bool(getattr(result, "rowcount", 0))
-
-
-class PrincipalCache:
-    """Authenticated keys, remembered for a few seconds per process.
-
-    Saves a database transaction on every request. The price is stated: a key revoked
-    elsewhere keeps working in this process for at most `ttl_seconds` (API_KEY_CACHE_SECONDS;
-    0 turns the cache off). Only successes are cached, so a new key works at once.
-    """
-
-    def __init__(self, ttl_seconds: float, max_entries: int = 10_000):
-        self.ttl = ttl_seconds
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[Principal, float]] = {}
-
-    def get(self, secret: str) -> Principal | None:
-        if self.ttl <= 0:
-            return None
-        hit = self._entries.get(hash_secret(secret))
-        if hit is None:
-            return None
-        principal, expires = hit
-        if clock.now().timestamp() >= expires:
-            self._entries.pop(hash_secret(secret), None)
-            return None
-        return principal
-
-    def put(self, secret: str, principal: Principal) -> None:
-        if self.ttl <= 0:
-            return
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()  # simple and bounded; a miss only costs one query
-        self._entries[hash_secret(secret)] = (principal, clock.now().timestamp() + self.ttl)
+    revoked = bool(getattr(result, "rowcount", 0))
+    if revoked:
+        await access_version.bump(session)
+    return revoked

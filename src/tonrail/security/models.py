@@ -1,5 +1,5 @@
-"""API keys (stored hashed), idempotency records of POST requests, security failures and
-lockouts."""
+"""API keys (stored hashed), idempotency records of POST requests, security failures,
+lockouts, the access version every process watches, and dashboard sessions."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class SecurityFailure(Base):
 
 
 class Lockout(Base):
-    """A counterparty, API key or IP refused until an admin unlocks it."""
+    """A counterparty, API key or IP refused until an admin unlocks it or it expires."""
 
     __tablename__ = "lockouts"
 
@@ -67,9 +67,12 @@ class Lockout(Base):
     locked_at: Mapped[datetime] = mapped_column(UTCDateTime)
     unlocked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unlocked_by: Mapped[str | None] = mapped_column(String(80))
+    # LOCKOUT_SECONDS after locked_at; None = until an admin unlocks it. An expired lock is
+    # closed (unlocked_at = expires_at) before the subject is locked again.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
-        # At most one active lock per subject.
+        # At most one open lock per subject.
         Index(
             "uq_lockouts_active",
             "subject_kind",
@@ -79,3 +82,28 @@ class Lockout(Base):
             postgresql_where=text("unlocked_at IS NULL"),
         ),
     )
+
+
+class AccessVersion(Base):
+    """One row counting changes to who may call: a key revoked, a subject locked or unlocked.
+
+    Every API process reads it at most every ACCESS_RECHECK_MS and, when it moved, forgets
+    the keys and lockouts it remembered (security/access.py)."""
+
+    __tablename__ = "access_version"
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInt)
+
+
+class AdminSession(Base):
+    """A dashboard sign-in: the cookie's `sid` works while its row is open (signing out,
+    or a new password, role or disable, ends it on the server)."""
+
+    __tablename__ = "admin_sessions"
+
+    sid_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of sid
+    admin_id: Mapped[str] = mapped_column(String(40), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

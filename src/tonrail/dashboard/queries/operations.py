@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tonrail import clock
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.states import PENDING_PAYMENT_STATES, PaymentStatus
 from tonrail.security.audit_log import AuditEntry
+from tonrail.security.lockouts import in_force
 from tonrail.security.models import Lockout
 from tonrail.security.switches import SWITCHES, OpsSwitch
 
@@ -188,7 +190,7 @@ async def lockouts(session: AsyncSession) -> list[Lockout]:
         (
             await session.execute(
                 select(Lockout)
-                .where(Lockout.unlocked_at.is_(None))
+                .where(in_force(clock.now()))
                 .order_by(Lockout.locked_at.desc())
                 .limit(LOCKOUTS_SHOWN)
             )
