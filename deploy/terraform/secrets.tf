@@ -8,7 +8,7 @@ locals {
   generated_secrets = ["DATABASE_URL", "REDIS_URL"]
   required_secrets  = ["JWT_SECRET", "TON_API_KEY", "TON_MASTER_KEY", "TON_KEY_PASSPHRASE"]
   optional_secret_names = [
-    "API_KEYS", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PAYPAL_CLIENT_SECRET",
+    "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PAYPAL_CLIENT_SECRET",
     "SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "SMTP_PASSWORD", "METRICS_TOKEN",
   ]
   secret_names = concat(local.generated_secrets, local.required_secrets, local.optional_secret_names)

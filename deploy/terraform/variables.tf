@@ -356,16 +356,16 @@ variable "alarm_gas_price_max" {
 }
 
 variable "optional_secrets" {
-  description = "Optional secrets the tasks receive (each must hold a value in Secrets Manager first): any of API_KEYS, STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, PAYPAL_CLIENT_SECRET, SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, SMTP_PASSWORD, METRICS_TOKEN."
+  description = "Optional secrets the tasks receive (each must hold a value in Secrets Manager first): any of STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, PAYPAL_CLIENT_SECRET, SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, SMTP_PASSWORD, METRICS_TOKEN."
   type        = set(string)
   default     = []
 
   validation {
     condition = alltrue([for s in var.optional_secrets : contains([
-      "API_KEYS", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PAYPAL_CLIENT_SECRET",
+      "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PAYPAL_CLIENT_SECRET",
       "SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "SMTP_PASSWORD", "METRICS_TOKEN",
     ], s)])
-    error_message = "optional_secrets may name only API_KEYS, STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, PAYPAL_CLIENT_SECRET, SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, SMTP_PASSWORD, METRICS_TOKEN."
+    error_message = "optional_secrets may name only STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, PAYPAL_CLIENT_SECRET, SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, SMTP_PASSWORD, METRICS_TOKEN."
   }
 }
 
@@ -388,7 +388,7 @@ variable "extra_environment" {
   validation {
     condition = length(setintersection(keys(var.extra_environment), [
       "DATABASE_URL", "REDIS_URL", "JWT_SECRET", "TON_API_KEY", "TON_MASTER_KEY", "TON_KEY_PASSPHRASE",
-      "API_KEYS", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PAYPAL_CLIENT_SECRET",
+      "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PAYPAL_CLIENT_SECRET",
       "SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "SMTP_PASSWORD", "METRICS_TOKEN",
     ])) == 0
     error_message = "extra_environment must not carry secrets: put them in Secrets Manager (optional_secrets)."

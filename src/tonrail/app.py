@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -36,6 +37,11 @@ from tonrail.webhooks.service import ProviderWebhooks
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the app; pass `db` to share an engine (tests, `tonrail run`), else one is made."""
     trusted_networks(settings.trusted_proxies)  # a bad TRUSTED_PROXIES fails here, at start
+    if settings.ton_network != "localnet" and not settings.payment_processor_address.strip():
+        structlog.get_logger(__name__).warning(
+            "PAYMENT_PROCESSOR_ADDRESS is empty: invoices get pay_to null and no payment link; "
+            "set it to the hot wallet's address (`tonrail keys init-wallet` prints it)"
+        )
     owns_db = db is None
     database_ = db or Database(
         settings.effective_database_url,

@@ -86,7 +86,7 @@ def worker(
     from tonrail.processing.ton_runtime import open_ton_rail
     from tonrail.rails.registry import build_backup_rails
     from tonrail.rails.ton.keys import WalletKeyError
-    from tonrail.worker import WorkerContext, default_worker_id, run_worker, select_loops
+    from tonrail.worker import default_worker_id, run_worker, select_loops, worker_context
 
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json)
@@ -106,7 +106,7 @@ def worker(
                 ton = await open_ton_rail(settings, db, payments, worker_id, backup)
             except WalletKeyError as exc:
                 typer.echo(f"TON loops idle: {exc.message}", err=True)
-        ctx = WorkerContext(db, settings, payments, worker_id, ton, backup)
+        ctx = worker_context(db, settings, payments, worker_id, ton, backup)
         # SIGTERM (docker/podman stop, ECS) and SIGINT end the rounds in flight, then the
         # worker gives its leases back so another worker takes over at once.
         stop = asyncio.Event()

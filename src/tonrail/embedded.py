@@ -35,7 +35,7 @@ from tonrail.rails.ton.keys import key_file_path, passphrase_kek, seal, write_en
 from tonrail.security.api_keys import create_key
 from tonrail.security.models import ApiKey
 from tonrail.settings import Settings
-from tonrail.worker import WorkerContext, default_worker_id, run_worker, select_loops
+from tonrail.worker import default_worker_id, run_worker, select_loops, worker_context
 
 log = structlog.get_logger(__name__)
 
@@ -154,7 +154,7 @@ async def run_embedded(settings: Settings) -> None:
         worker_id = default_worker_id()
         backup = build_backup_rails(settings)
         ton = await open_ton_rail(settings, db, payments, worker_id, backup)
-        ctx = WorkerContext(db, settings, payments, worker_id, ton, backup)
+        ctx = worker_context(db, settings, payments, worker_id, ton, backup)
         workers = asyncio.create_task(run_worker(ctx, select_loops(None), stop))
         if localnet is not None and settings.bootstrap_demo and settings.demo_traffic_seconds > 0:
             demo = localnet_traffic(settings, db, app, chain, ton.api)

@@ -51,7 +51,6 @@ class Settings(BaseSettings):
     database_url: str = ""
     db_pool_size: int = 10
     sqlite_busy_timeout_ms: int = 15_000
-    redis_url: str = ""
 
     # --- TON
     ton_network: Network = "localnet"
@@ -110,9 +109,8 @@ class Settings(BaseSettings):
     metadata_max_bytes: int = 8_192
 
     # --- API
-    api_keys: SecretStr = SecretStr("")  # optional bootstrap keys, "name:secret,..."
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)  # production: 32+ random characters
-    idempotency_ttl_hours: int = 24
+    idempotency_ttl_hours: int = 24  # records expire; a key reused after this is a new request
     # Authenticated keys remembered per process this long at most; 0 = off. A revocation or
     # lockout is seen sooner: within access_recheck_ms (security/access.py).
     api_key_cache_seconds: float = 30.0
@@ -143,11 +141,11 @@ class Settings(BaseSettings):
     # --- workers
     worker_lease_seconds: int = 30
     worker_batch_size: int = 50
-    worker_poll_seconds: float = 1.0
 
     # --- backup rails (a currency, fee schedule and limit each: alike in shape only)
     stripe_secret_key: SecretStr = SecretStr("")
     stripe_publishable_key: str = ""
+    stripe_catch_up_seconds: int = 300  # the stripe_catch_up loop reads Stripe's events; 0 = never
     stripe_webhook_secret: SecretStr = SecretStr("")
     stripe_api_base: str = "https://api.stripe.com"
     paypal_client_id: str = ""
@@ -207,7 +205,6 @@ class Settings(BaseSettings):
 
     # --- AWS
     aws_region: str = "us-east-1"
-    ssl_certificate_arn: str = ""
     cloudwatch_namespace: str = "Deligate/Payments"
     # where `tonrail rehearsal verify` writes, and the mainnet deploy looks for, the testnet
     # verification records (docs/DEPLOY.md)
@@ -220,6 +217,7 @@ class Settings(BaseSettings):
     alert_pending_max: int = 100
     alert_stuck_seconds: int = 180  # pending longer (or past its target): stuck
     alert_progress_stale_seconds: int = 300  # open payment with no change for this long
+    alert_bank_business_days: int = 3  # a bank payout pending this many business days is normal
     alert_failure_pattern_count: int = 5  # same error code on one rail within the window
     alert_suspicious_failures: int = 10  # per counterparty, API key or IP: locked
     alert_fee_factor: float = 3.0  # recent median fee above factor x baseline median

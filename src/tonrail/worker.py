@@ -19,9 +19,28 @@ from tonrail.db import Database
 from tonrail.ids import new_id
 from tonrail.kit.models import WorkerHeartbeat
 from tonrail.models import metadata
+from tonrail.payments.service import PaymentService
+from tonrail.processing.context import TonRailContext
 from tonrail.processing.loops import LOOPS, Loop, WorkerContext
+from tonrail.rails.registry import BackupRail
+from tonrail.settings import Settings
+from tonrail.webhooks.service import ProviderWebhooks
 
-__all__ = ["LOOPS", "Loop", "WorkerContext", "run_worker", "select_loops"]
+__all__ = ["LOOPS", "Loop", "WorkerContext", "run_worker", "select_loops", "worker_context"]
+
+
+def worker_context(
+    db: Database,
+    settings: Settings,
+    payments: PaymentService,
+    worker_id: str,
+    ton: TonRailContext | None,
+    backup: dict[str, BackupRail],
+) -> WorkerContext:
+    """What the loops run with: the rails, and the Stripe catch-up when Stripe is configured."""
+    catch_up = ProviderWebhooks(db, payments, backup).catch_up_new if "stripe" in backup else None
+    return WorkerContext(db, settings, payments, worker_id, ton, backup, stripe_catch_up=catch_up)
+
 
 log = structlog.get_logger(__name__)
 

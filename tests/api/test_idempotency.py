@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
 import httpx
+from sqlalchemy import select
 
 from tests.helpers import DEST, row_counts
+from tonrail import clock
 from tonrail.db import Database
+from tonrail.payments.service import PaymentService
+from tonrail.security.models import IdempotencyRecord
 from tonrail.security.switches import set_switch
+from tonrail.settings import Settings
+from tonrail.worker import LOOPS, WorkerContext
 
 BODY = {"amount": "7", "asset": "USDT", "destination": DEST}
 
@@ -121,3 +128,39 @@ async def test_a_replay_answers_even_in_maintenance(
     assert again.headers["Idempotent-Replayed"] == "true"
     fresh = await client.post("/v1/payouts", json=BODY, headers={**auth, "Idempotency-Key": "new"})
     assert fresh.status_code == 503 and fresh.json()["error"]["code"] == "maintenance"
+
+
+async def test_records_expire_after_the_ttl_and_the_key_is_new_again(
+    client: httpx.AsyncClient, auth: dict[str, str], db: Database, settings: Settings
+) -> None:
+    """IDEMPOTENCY_TTL_HOURS: within it a replay; after it the same key is a new request
+    (on every write path), and the worker's batched cleanup deletes what expired."""
+    start = clock.now()
+    clock.set_clock(lambda: start)
+    h = {**auth, "Idempotency-Key": "order-ttl"}
+    invoice_h = {**auth, "Idempotency-Key": "invoice-ttl"}
+    first = await client.post("/v1/payouts", json=BODY, headers=h)
+    inv = await client.post("/v1/invoices", json={"amount": "3", "asset": "TON"}, headers=invoice_h)
+    other = await client.post(
+        "/v1/payouts", json=BODY, headers={**auth, "Idempotency-Key": "order-ttl-2"}
+    )
+    assert first.status_code == inv.status_code == other.status_code == 201
+    ttl = timedelta(hours=settings.idempotency_ttl_hours)
+    clock.set_clock(lambda: start + ttl - timedelta(seconds=1))
+    assert (await client.post("/v1/payouts", json=BODY, headers=h)).json() == first.json()
+    clock.set_clock(lambda: start + ttl + timedelta(seconds=1))
+    again = await client.post("/v1/payouts", json=BODY, headers=h)
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    assert again.json()["id"] != first.json()["id"]
+    inv2 = await client.post(
+        "/v1/invoices", json={"amount": "3", "asset": "TON"}, headers=invoice_h
+    )
+    assert inv2.status_code == 201 and inv2.json()["id"] != inv.json()["id"]
+    # The new request's record replays from now on.
+    assert (await client.post("/v1/payouts", json=BODY, headers=h)).json() == again.json()
+    # The worker's loop deletes the expired record nobody asked for again ("order-ttl-2").
+    ctx = WorkerContext(db, settings, PaymentService(db, settings), "w-ttl")
+    await LOOPS["expire_invoices"].run(ctx)  # (it expires the first invoice too)
+    async with db.transaction() as session:
+        keys = sorted((await session.execute(select(IdempotencyRecord.key))).scalars())
+    assert keys == ["invoice-ttl", "order-ttl"]

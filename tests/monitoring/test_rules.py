@@ -12,6 +12,7 @@ from tonrail.monitoring.rules import (
     Thresholds,
     below_rate,
     books_mismatch,
+    business_days_seconds,
     channel_failing,
     evaluate,
     failure_pattern,
@@ -178,6 +179,23 @@ def test_toncenter_unreachable_needs_recent_errors_and_no_success() -> None:
     assert len(toncenter_unreachable(never_ok, T)) == 1
     old_error = snap(signals=[sig("toncenter_last_error_ms", now_ms - 60_000, endpoint="x")])
     assert toncenter_unreachable(old_error, T) == []  # no traffic since: not evidence
+
+
+def test_bank_payouts_are_normal_for_their_business_days() -> None:
+    """AT is Friday 2026-11-27 12:00 UTC; three business days after Wednesday noon end with
+    Monday, after Monday morning with Thursday."""
+    wednesday = 2 * 86_400  # age in seconds
+    monday = 4 * 86_400 + 2 * 3600
+    rows = [
+        PendingPayment("bank_wed", wednesday, 60, wednesday, "bank"),
+        PendingPayment("bank_mon", monday, 60, monday, "bank"),
+        PendingPayment("ton_wed", wednesday, 60, wednesday, "ton"),
+    ]
+    for rule in (payments_stuck, payments_not_progressing):
+        [f] = rule(snap(pending_old=rows), T)
+        assert f.details["payment_ids"] == ["bank_mon", "ton_wed"]
+    assert business_days_seconds(AT, 3) == (5 * 24 + 12) * 3600  # Fri noon -> Wed's end
+    assert payments_stuck(snap(pending_old=rows), Thresholds(bank_business_days=5)) != []
 
 
 def test_books_mismatch_opens_on_any_difference_and_names_it() -> None:

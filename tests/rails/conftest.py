@@ -91,6 +91,7 @@ def rail_settings(
     return settings.model_copy(
         update={
             "stripe_secret_key": type(settings.stripe_secret_key)(STRIPE_KEY),
+            "stripe_publishable_key": "pk_test_tonrail",
             "stripe_webhook_secret": type(settings.stripe_webhook_secret)(
                 f"whsec_old_rotated,{WEBHOOK_SECRET}"
             ),

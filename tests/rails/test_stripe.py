@@ -23,6 +23,7 @@ from tests.rails.conftest import (
 from tests.rails.providers import StripeExtras
 from tonrail.db import Database
 from tonrail.ledger import rules as books
+from tonrail.worker import LOOPS, worker_context
 
 
 def sdk(base: str) -> stripe.StripeClient:
@@ -75,6 +76,7 @@ async def test_invoice_paid_with_payment_intent_via_localstripe_webhook(
     assert r.status_code == 201, r.text
     checkout = r.json()
     assert checkout["client_secret"].startswith(checkout["provider_ref"] + "_secret_")
+    assert checkout["publishable_key"] == "pk_test_tonrail"  # STRIPE_PUBLISHABLE_KEY
     assert (checkout["amount"], checkout["currency"], checkout["status"]) == (
         10_000,
         "USD",
@@ -344,9 +346,14 @@ async def test_missed_webhooks_are_caught_up_from_the_events_api(
     await client.v1.payment_intents.confirm_async(pi)
     assert (await state(db, inv))[0] == "awaiting_payment"  # no webhook reached us
     service = rail_app.state.provider_webhooks
-    first = await service.catch_up_stripe()
-    assert first["new"] >= 1
+    # The worker's stripe_catch_up loop does it, every STRIPE_CATCH_UP_SECONDS.
+    ctx = worker_context(
+        db, rail_app.state.settings, rail_app.state.payments, "w-stripe", None, service.rails
+    )
+    catch_up = LOOPS["stripe_catch_up"]
+    assert await catch_up.run(ctx) >= 1
     assert await state(db, inv) == ("succeeded", [("stripe", "confirmed")])
+    assert await catch_up.run(ctx) == 0  # not due again yet
     second = await service.catch_up_stripe()
     assert second["new"] == 0  # every event was stored already
     balances = await books_ok(db)

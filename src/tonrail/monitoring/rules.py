@@ -9,11 +9,12 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
 from fractions import Fraction
 from typing import Any, Literal
 
 from tonrail.monitoring.signals import BOOKS_DIFFERENCE, STRAY_MESSAGE_LAST_MS, STRAY_MESSAGES
-from tonrail.monitoring.snapshot import Snapshot
+from tonrail.monitoring.snapshot import PendingPayment, Snapshot
 from tonrail.payments.states import AttemptStatus, PaymentStatus
 from tonrail.settings import Settings
 
@@ -41,6 +42,7 @@ class Thresholds:
     heartbeat_forget_seconds: int = 86_400
     toncenter_unreachable_seconds: int = 30
     channel_retrying_max: int = 1  # deliveries retrying on one channel before it is "failing"
+    bank_business_days: int = 3  # a bank transfer's normal time in `processing`
 
     @classmethod
     def from_settings(cls, s: Settings) -> Thresholds:
@@ -66,6 +68,7 @@ class Thresholds:
             heartbeat_stale_seconds=s.alert_heartbeat_stale_seconds,
             heartbeat_forget_seconds=s.alert_heartbeat_forget_seconds,
             toncenter_unreachable_seconds=s.alert_toncenter_unreachable_seconds,
+            bank_business_days=s.alert_bank_business_days,
         )
 
 
@@ -148,9 +151,35 @@ def pending_high(snap: Snapshot, t: Thresholds) -> list[Finding]:
     ]
 
 
+def business_days_seconds(since: datetime, days: int) -> float:
+    """Seconds from `since` to the end of the `days`-th business day after it (Monday to
+    Friday, UTC; a transfer sent on Friday evening is normal until Wednesday's end)."""
+    day, left = since.date(), days
+    while left > 0:
+        day += timedelta(days=1)
+        if day.weekday() < 5:
+            left -= 1
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
+    return (end - since).total_seconds()
+
+
+def _bank_normal(p: PendingPayment, snap: Snapshot, t: Thresholds, seconds: float) -> bool:
+    """A payout on the bank rail still within its business days: pending is normal."""
+    if p.route != "bank":
+        return False
+    since = snap.at - timedelta(seconds=p.age_seconds)
+    return seconds <= business_days_seconds(since, t.bank_business_days)
+
+
 def payments_stuck(snap: Snapshot, t: Thresholds) -> list[Finding]:
-    """Pending longer than the stuck age, or than its own target confirmation time if longer."""
-    stuck = [p for p in snap.pending_old if p.age_seconds > max(t.stuck_seconds, p.target_seconds)]
+    """Pending longer than the stuck age, or than its own target confirmation time if longer;
+    a bank transfer only after its business days (BACKUP-RAILS.md: 1-3 is normal)."""
+    stuck = [
+        p
+        for p in snap.pending_old
+        if p.age_seconds > max(t.stuck_seconds, p.target_seconds)
+        and not _bank_normal(p, snap, t, p.age_seconds)
+    ]
     if not stuck:
         return []
     return [
@@ -167,7 +196,11 @@ def payments_stuck(snap: Snapshot, t: Thresholds) -> list[Finding]:
 
 def payments_not_progressing(snap: Snapshot, t: Thresholds) -> list[Finding]:
     """Open payments where nothing (payment or attempt) changed for the stale time."""
-    idle = [p for p in snap.pending_old if p.idle_seconds > t.progress_stale_seconds]
+    idle = [
+        p
+        for p in snap.pending_old
+        if p.idle_seconds > t.progress_stale_seconds and not _bank_normal(p, snap, t, p.age_seconds)
+    ]
     if not idle:
         return []
     return [

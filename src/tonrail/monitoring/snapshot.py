@@ -46,6 +46,7 @@ class PendingPayment:
     age_seconds: float
     target_seconds: int
     idle_seconds: float  # since the payment or its latest attempt last changed
+    route: str | None = None  # the rail it was routed to (`bank` takes business days)
 
 
 @dataclass(frozen=True)
@@ -209,15 +210,16 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
             Payment.updated_at,
             Payment.target_confirmation_seconds,
             last_change,
+            Payment.route,
         )
         .where(Payment.status.in_(PENDING_STATES), Payment.created_at < horizon)
         .order_by(Payment.created_at)
         .limit(LIST_CAP)
     )
-    for pid, created, updated, target, attempt_changed in rows:
+    for pid, created, updated, target, attempt_changed, route in rows:
         changed = max(updated, attempt_changed) if attempt_changed is not None else updated
         snap.pending_old.append(
-            PendingPayment(pid, _age(now, created), int(target), _age(now, changed))
+            PendingPayment(pid, _age(now, created), int(target), _age(now, changed), route)
         )
 
     # -- fees

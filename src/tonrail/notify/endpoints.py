@@ -38,7 +38,12 @@ def _need(principal: Principal, scope: str) -> None:
 
 async def _ikey(request: Request, principal: Principal, key: str | None) -> IdempotencyKey | None:
     return make_key(
-        principal.account_id, key, request.method, request.url.path, await request.body()
+        principal.account_id,
+        key,
+        request.method,
+        request.url.path,
+        await request.body(),
+        request.app.state.settings.idempotency_ttl_hours,
     )
 
 

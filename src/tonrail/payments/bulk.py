@@ -123,7 +123,12 @@ class BulkPayouts:
                 code="idempotency_key_invalid",
             )
         ikey = (
-            IdempotencyKey(account_id, ITEM_KEY_PREFIX + key, _item_fingerprint(req))
+            IdempotencyKey(
+                account_id,
+                ITEM_KEY_PREFIX + key,
+                _item_fingerprint(req),
+                self.settings.idempotency_ttl_hours,
+            )
             if key is not None
             else None
         )

@@ -241,6 +241,8 @@ class PaymentService:
         req: PayoutCreate,
         ikey: IdempotencyKey | None,
         client_ip: str | None = None,
+        *,
+        again: bool = False,
     ) -> Response:
         """Validate, reserve daily volume, and record a payout (queued or awaiting approval).
 
@@ -297,6 +299,9 @@ class PaymentService:
                 return replay
             if is_limit_violation(exc):
                 limit_exceeded(day, limit)
+            if ikey is not None and not again:
+                # The key's record had expired (`_replay` removed it): a new request now.
+                return await self.create_payout(principal, req, ikey, client_ip, again=True)
             raise
 
     async def _replay(self, ikey: IdempotencyKey | None) -> Response | None:

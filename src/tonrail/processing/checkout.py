@@ -17,7 +17,13 @@ from tonrail.processing.outcomes import record_submit
 from tonrail.rails.registry import BackupRail
 from tonrail.security.api_keys import Principal
 
-PUBLIC_DETAILS = ("client_secret", "checkout_url", "approve_url", "bank_instructions")
+PUBLIC_DETAILS = (
+    "client_secret",
+    "publishable_key",
+    "checkout_url",
+    "approve_url",
+    "bank_instructions",
+)
 
 
 class BackupCheckout:

@@ -32,6 +32,7 @@ from tonrail.processing.health import note_ton_down
 from tonrail.processing.reconcile import reconcile_loop
 from tonrail.processing.ton_loop import ton_round
 from tonrail.rails.registry import enabled_rails, routing_policy
+from tonrail.security import idempotency
 from tonrail.settings import Settings
 
 NO_KEY_NOTE_EVERY_S = 5.0  # an idle TON loop tells the breaker of `ton` at most this often
@@ -46,8 +47,12 @@ class WorkerContext:
     worker_id: str
     ton: TonRailContext | None = None  # None when no hot wallet key is configured
     backup: Mapping[str, Any] = field(default_factory=dict)  # configured backup rails
-    # monotonic time of the last note that the TON loops idle (no hot wallet key)
+    # monotonic time of the last note that the TON loops idle (no hot wallet key), and of
+    # the last Stripe catch-up
     noted: dict[str, float] = field(default_factory=dict)
+    # Stores and processes Stripe's recent events, returns how many were new (bound by
+    # worker.py: `worker_context`, when the Stripe rail is configured)
+    stripe_catch_up: Callable[[], Awaitable[int]] | None = None
 
 
 LoopFn = Callable[[WorkerContext], Awaitable[int]]
@@ -63,7 +68,16 @@ class Loop:
 
 
 async def expire_invoices(ctx: WorkerContext) -> int:
-    """Move unpaid invoices past their expiry to `expired`."""
+    """Move unpaid invoices past their expiry to `expired`; delete a batch of idempotency
+    records older than IDEMPOTENCY_TTL_HOURS (their keys are new requests again)."""
+    async with ctx.db.transaction() as session:
+        forgotten = await idempotency.delete_expired(
+            session, ctx.settings.idempotency_ttl_hours, ctx.settings.worker_batch_size
+        )
+    return forgotten + await _expire_due_invoices(ctx)
+
+
+async def _expire_due_invoices(ctx: WorkerContext) -> int:
     now = clock.now()
     async with ctx.db.transaction() as session:
         due = await claim(
@@ -135,6 +149,18 @@ async def ton_deposits(ctx: WorkerContext) -> int:
     return await watch_deposits(ctx.ton) if ctx.ton is not None else 0
 
 
+async def stripe_catch_up(ctx: WorkerContext) -> int:
+    """Every STRIPE_CATCH_UP_SECONDS (0 = never): Stripe's recent events from its API, stored
+    and processed like late webhooks (a webhook that never arrived settles the payment)."""
+    every = ctx.settings.stripe_catch_up_seconds
+    if ctx.stripe_catch_up is None or every <= 0:
+        return 0
+    if time.monotonic() - ctx.noted.get("stripe_catch_up", float("-inf")) < every:
+        return 0
+    ctx.noted["stripe_catch_up"] = time.monotonic()
+    return await ctx.stripe_catch_up()
+
+
 async def fee_sampler(ctx: WorkerContext) -> int:
     """Sample TON network conditions for the fee optimizer every FEES_SAMPLE_SECONDS."""
     ton = ctx.ton
@@ -166,6 +192,7 @@ LOOPS: dict[str, Loop] = {
         Loop("ton_deposits", ton_deposits, 0.5),
         Loop("ton_reconcile", ton_reconcile, 30.0),
         Loop("backup_payouts", backup_payouts, 1.0),
+        Loop("stripe_catch_up", stripe_catch_up, 5.0),  # every STRIPE_CATCH_UP_SECONDS
         Loop("fee_sampler", fee_sampler, 1.0),  # samples every FEES_SAMPLE_SECONDS
         # Merchant webhooks (docs/WEBHOOKS.md).
         Loop("publish_events", publish_events, 0.5),

@@ -19,12 +19,24 @@ from tonrail.rails.registry import enabled_rails, routing_policy
 from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
-from tonrail.rails.ton.keys import load_signer
+from tonrail.rails.ton.keys import WalletKeyError, load_signer
 from tonrail.rails.ton.models import TonOwnAccount
 from tonrail.rails.ton.toncenter import ToncenterClient
 from tonrail.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+def check_payment_processor_address(settings: Settings, hot_wallet_raw: str) -> None:
+    """Invoices show PAYMENT_PROCESSOR_ADDRESS as `pay_to`, and the deposit watcher watches
+    the hot wallet: the two must be one account, or customers pay where nobody looks."""
+    configured = settings.payment_processor_address.strip()
+    if configured and raw(configured) != hot_wallet_raw:
+        raise WalletKeyError(
+            "PAYMENT_PROCESSOR_ADDRESS is not the hot wallet: invoices would be paid to an "
+            "address the deposit watcher does not watch; set it to the hot wallet's address "
+            "or leave it empty"
+        )
 
 
 async def open_ton_rail(
@@ -45,6 +57,7 @@ async def open_ton_rail(
     jetton_wallet = None
     if network.usdt_master:
         jetton_wallet = await jetton_wallet_of(api, network.usdt_master, raw(wallet.address))
+    check_payment_processor_address(settings, raw(wallet.address))
     await register_own_accounts(db, raw(wallet.address), jetton_wallet)
     log.info(
         "ton rail ready",

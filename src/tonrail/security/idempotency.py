@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
@@ -23,15 +24,24 @@ MAX_KEY_LENGTH = 255
 RECORDS: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
 
 
+DEFAULT_TTL_HOURS = 24
+
+
 @dataclass(frozen=True, slots=True)
 class IdempotencyKey:
     account_id: str
     key: str
     fingerprint: str
+    ttl_hours: int = DEFAULT_TTL_HOURS  # IDEMPOTENCY_TTL_HOURS: after it, the key is new again
 
 
 def make_key(
-    account_id: str, key: str | None, method: str, path: str, body: bytes
+    account_id: str,
+    key: str | None,
+    method: str,
+    path: str,
+    body: bytes,
+    ttl_hours: int = DEFAULT_TTL_HOURS,
 ) -> IdempotencyKey | None:
     if key is None:
         return None
@@ -44,7 +54,7 @@ def make_key(
     digest = hashlib.sha256(
         method.encode() + b" " + path.encode() + b"\n" + canonical_body(body)
     ).hexdigest()
-    return IdempotencyKey(account_id, key, digest)
+    return IdempotencyKey(account_id, key, digest, ttl_hours)
 
 
 def canonical_body(body: bytes) -> bytes:
@@ -60,20 +70,49 @@ def canonical_body(body: bytes) -> bytes:
 
 
 async def find(session: AsyncSession, ikey: IdempotencyKey) -> IdempotencyRecord | None:
-    """The saved record for this key, or None; raises 409 if it was used for another request."""
-    record = (
+    """The saved record for this key, or None; raises 409 if it was used for another request.
+
+    A record older than the key's TTL is gone: deleted here (in the caller's transaction),
+    so the request is a new one and its own record can take the key."""
+    where = (IdempotencyRecord.account_id == ikey.account_id) & (IdempotencyRecord.key == ikey.key)
+    record = (await session.execute(select(IdempotencyRecord).where(where))).scalar_one_or_none()
+    if record is not None and record.created_at < expiry_cutoff(ikey.ttl_hours):
         await session.execute(
-            select(IdempotencyRecord).where(
-                IdempotencyRecord.account_id == ikey.account_id, IdempotencyRecord.key == ikey.key
+            delete(IdempotencyRecord).where(
+                where, IdempotencyRecord.created_at < expiry_cutoff(ikey.ttl_hours)
             )
         )
-    ).scalar_one_or_none()
+        return None
     if record is not None and record.request_fingerprint != ikey.fingerprint:
         raise IdempotencyConflict(
             "this Idempotency-Key was already used with a different request",
             param="Idempotency-Key",
         )
     return record
+
+
+def expiry_cutoff(ttl_hours: int) -> datetime:
+    """Records created before this are expired."""
+    return clock.now() - timedelta(hours=ttl_hours)
+
+
+async def delete_expired(session: AsyncSession, ttl_hours: int, batch: int) -> int:
+    """Delete up to `batch` expired records (oldest first); returns how many went. Concurrent
+    cleaners skip each other's rows on PostgreSQL (SKIP LOCKED) instead of waiting."""
+    doomed = (
+        select(IdempotencyRecord.id)
+        .where(IdempotencyRecord.created_at < expiry_cutoff(ttl_hours))
+        .order_by(IdempotencyRecord.id)  # ids grow with time: the oldest first, by the key
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    result = await session.execute(
+        delete(IdempotencyRecord)
+        .where(IdempotencyRecord.id.in_(doomed))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def save(session: AsyncSession, ikey: IdempotencyKey, status: int, body: dict[str, Any]) -> None:

@@ -66,6 +66,10 @@ class ProviderWebhooks:
             await self.process(event_id)
         return counts
 
+    async def catch_up_new(self) -> int:
+        """`catch_up_stripe` for the worker's `stripe_catch_up` loop: how many were new."""
+        return (await self.catch_up_stripe())["new"]
+
     async def store(self, event: ProviderEventIn) -> tuple[str, bool]:
         """Insert the event once; returns (our id, whether it was already stored)."""
         try:

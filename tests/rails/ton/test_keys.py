@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from nacl.signing import VerifyKey
+from ton_core import Address
 from ton_core.crypto.keys import mnemonic_new
 from tonutils.contracts import WalletV4R2
 from typer.testing import CliRunner
@@ -307,3 +308,20 @@ def test_init_wallet_refuses_the_dev_passphrase_in_production(
     assert result.exit_code == 2
     assert "TON_KEY_PASSPHRASE" in result.output
     assert not (cli_env / "hot_wallet.key").exists()
+
+
+def test_payment_processor_address_must_be_the_hot_wallet(tmp_path: Path) -> None:
+    """Invoices' pay_to is PAYMENT_PROCESSOR_ADDRESS; the watcher watches the hot wallet: a
+    config where they differ is refused when the rail opens (issue 17)."""
+    from tonrail.processing.ton_runtime import check_payment_processor_address
+
+    settings = settings_for(tmp_path)
+    hot = "0:" + "AB" * 32
+    friendly = Address(hot).to_str(is_user_friendly=True, is_bounceable=True)
+    for same in ("", friendly, hot.lower()):
+        check_payment_processor_address(
+            settings.model_copy(update={"payment_processor_address": same}), hot
+        )
+    other = settings.model_copy(update={"payment_processor_address": "0:" + "CD" * 32})
+    with pytest.raises(WalletKeyError, match="PAYMENT_PROCESSOR_ADDRESS is not the hot wallet"):
+        check_payment_processor_address(other, hot)

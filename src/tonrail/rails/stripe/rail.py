@@ -148,7 +148,11 @@ class StripeRail:
                 error_code=f"stripe_{exc.code or type(exc).__name__}",
                 error_message=(exc.user_message or str(exc))[:500],
             )
-        return SubmitResult(AttemptStatus.SUBMITTED, str(obj["id"]), self._public_details(obj))
+        details = self._public_details(obj)
+        if "client_secret" in details and self.settings.stripe_publishable_key:
+            # Stripe.js on the merchant's page needs both to confirm the payment.
+            details["publishable_key"] = self.settings.stripe_publishable_key
+        return SubmitResult(AttemptStatus.SUBMITTED, str(obj["id"]), details)
 
     async def poll(self, payment: PaymentView, attempt: AttemptView) -> PollResult:
         """Stripe's current view: PaymentIntent, Checkout Session, Transfer or Payout status."""
