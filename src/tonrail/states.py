@@ -61,3 +61,21 @@ class RefundStatus(StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class HoldReason(StrEnum):
+    """Why a queued TON payout waits (`payments.hold_reason`); cleared when it goes."""
+
+    INSUFFICIENT_HOT_WALLET_BALANCE = "insufficient_hot_wallet_balance"
+    GAS_CAP_TON_TRANSFER_FEE = "gas_cap_ton_transfer_fee"  # TON_GAS_CAP_TON_TRANSFER
+    GAS_CAP_JETTON_ATTACH = "gas_cap_jetton_attach"  # TON_GAS_CAP_JETTON_ATTACH
+    GAS_CAP_JETTON_TRANSFER_FEE = "gas_cap_jetton_transfer_fee"  # TON_GAS_CAP_JETTON_TRANSFER
+
+
+GAS_CAP_HOLDS = frozenset(
+    {
+        HoldReason.GAS_CAP_TON_TRANSFER_FEE,
+        HoldReason.GAS_CAP_JETTON_ATTACH,
+        HoldReason.GAS_CAP_JETTON_TRANSFER_FEE,
+    }
+)

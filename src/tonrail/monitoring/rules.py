@@ -429,6 +429,22 @@ def stray_messages(snap: Snapshot, t: Thresholds) -> list[Finding]:
     ]
 
 
+def gas_cap_exceeded(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """Payouts held because their estimated fee or attach exceeds a gas cap (TON_GAS_CAP_*):
+    nothing of them is signed until the estimate is back under the cap, or the cap raised."""
+    return [
+        Finding(
+            f"gas_cap_exceeded:{reason}",
+            "gas_cap_exceeded",
+            "critical",
+            f"{count} TON payout(s) held: {reason} (the estimate exceeds the gas cap); "
+            "they go once the estimate is back under the cap",
+            {"reason": reason, "payouts": count, "payout_ids": ids},
+        )
+        for reason, (count, ids) in sorted(snap.gas_cap_holds.items())
+    ]
+
+
 RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     success_rate,
     pending_high,
@@ -444,6 +460,7 @@ RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     webhook_endpoint_disabled,
     books_mismatch,
     stray_messages,
+    gas_cap_exceeded,
 )
 
 

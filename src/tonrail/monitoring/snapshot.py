@@ -33,11 +33,13 @@ from tonrail.payments.states import (
 from tonrail.security.lockouts import in_force
 from tonrail.security.models import Lockout, SecurityFailure
 from tonrail.settings import Settings
+from tonrail.states import GAS_CAP_HOLDS
 
 PENDING_STATES = PENDING_PAYMENT_STATES
 LIST_CAP = 1000
 # A channel whose delivery failed this often and is still retrying counts as failing.
 RETRYING_ATTEMPTS = 3
+GAS_HOLD_IDS = 20  # payout ids an alert on a gas cap names
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class Snapshot:
     deliveries_retrying: dict[str, int] = field(default_factory=dict)  # >= RETRYING_ATTEMPTS
     # merchant webhook endpoints disabled by their failures: (endpoint id, account, reason)
     webhooks_disabled: list[tuple[str, str, str]] = field(default_factory=list)
+    # queued payouts held by a gas cap: hold reason -> (count, the oldest few payout ids)
+    gas_cap_holds: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
 
     def signal(self, name: str, **labels: str) -> SignalValue | None:
         for s in self.signals:
@@ -336,4 +340,17 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
         .limit(LIST_CAP)
     ):
         snap.webhooks_disabled.append((endpoint_id, account, str(reason)))
+
+    # -- payouts held by a gas cap (processing/ton_batch.py, within_gas_caps)
+    held = Payment.status == PaymentStatus.QUEUED, Payment.hold_reason.in_(GAS_CAP_HOLDS)
+    for hold, count in await session.execute(
+        select(Payment.hold_reason, func.count()).where(*held).group_by(Payment.hold_reason)
+    ):
+        ids = await session.execute(
+            select(Payment.id)
+            .where(*held, Payment.hold_reason == hold)
+            .order_by(Payment.created_at)
+            .limit(GAS_HOLD_IDS)
+        )
+        snap.gas_cap_holds[str(hold)] = (int(count), list(ids.scalars()))
     return snap

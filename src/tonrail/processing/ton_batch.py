@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
+from tonrail.chain.network import GasCaps
 from tonrail.db import Database
 from tonrail.events.service import emit
 from tonrail.fees.policy import FeeDecision
@@ -26,8 +27,8 @@ from tonrail.processing.context import TonRailContext
 from tonrail.processing.dispatch import PRIORITY_ORDER, set_columns
 from tonrail.rails.ton.api import jetton_balance
 from tonrail.rails.ton.models import TonRequest, TonTransfer
-from tonrail.rails.ton.quote import DEFAULT_FEE_NANOTON
 from tonrail.rails.ton.states import RequestStatus, TransferStatus
+from tonrail.states import HoldReason
 
 log = structlog.get_logger(__name__)
 
@@ -162,6 +163,72 @@ async def _waiting_company(
     return [p for p in joined if decisions[p.id].send_at <= now]
 
 
+def over_gas_cap(
+    ctx: TonRailContext,
+    p: Payment,
+    decision: FeeDecision | None,
+    caps: GasCaps,
+    fees_seen: Mapping[str, int],
+) -> tuple[HoldReason, int, int] | None:
+    """The gas cap that `p` would exceed, with the estimate and the cap; None: within caps.
+
+    The fee estimate is the optimizer's expected fee for the batch, else the average fee of
+    recent confirmed payouts of the asset; with neither (no history yet) only the attach is
+    checked. The attach is what would go out with a jetton transfer (`attach_for`)."""
+    expected = decision.expected_fee_nanoton if decision is not None else None
+    fee = expected if expected is not None else fees_seen.get(p.asset)
+    if p.asset == "TON":
+        if fee is not None and fee > caps.ton_transfer_fee:
+            return HoldReason.GAS_CAP_TON_TRANSFER_FEE, fee, caps.ton_transfer_fee
+        return None
+    attach = attach_for(ctx, decision)
+    if attach > caps.jetton_transfer_attach:
+        return HoldReason.GAS_CAP_JETTON_ATTACH, attach, caps.jetton_transfer_attach
+    if fee is not None and fee > caps.jetton_transfer_fee:
+        return HoldReason.GAS_CAP_JETTON_TRANSFER_FEE, fee, caps.jetton_transfer_fee
+    return None
+
+
+async def within_gas_caps(
+    ctx: TonRailContext,
+    session: AsyncSession,
+    claimed: list[Payment],
+    decisions: Mapping[str, FeeDecision],
+    caps: GasCaps,
+    fees_seen: Mapping[str, int],
+) -> list[Payment]:
+    """Keep the payouts whose estimated fee and attach are within the network's gas caps
+    (TON_GAS_CAP_*); the others stay queued with the cap as `hold_reason` (the monitoring
+    rule `gas_cap_exceeded` alerts on them) and go once the estimate is back under the cap."""
+    kept: list[Payment] = []
+    held: dict[tuple[Any, ...], list[Payment]] = {}
+    for p in claimed:
+        over = over_gas_cap(ctx, p, decisions.get(p.id), caps, fees_seen)
+        if over is None:
+            kept.append(p)
+            continue
+        reason, estimate, cap = over
+        if p.hold_reason != reason:
+            log.warning("payout held by a gas cap", payment=p.id, reason=reason, estimate=estimate)
+            emit(
+                session,
+                "payout.held",
+                p.account_id,
+                {
+                    "id": p.id,
+                    "reason": str(reason),
+                    "asset": p.asset,
+                    "estimate_nanoton": estimate,
+                    "cap_nanoton": cap,
+                },
+                p.id,
+            )
+        held.setdefault((str(reason), None, None), []).append(p)
+    if held:
+        await set_columns(session, held, ("hold_reason", "locked_by", "locked_until"))
+    return kept
+
+
 async def fund(
     ctx: TonRailContext,
     session: AsyncSession,
@@ -173,7 +240,7 @@ async def fund(
     left = await in_flight_left(session, chain)
     funded: list[Payment] = []
     held: list[Payment] = []
-    reason = "insufficient_hot_wallet_balance"
+    reason = HoldReason.INSUFFICIENT_HOT_WALLET_BALANCE
     for p in claimed:
         ton_need = p.amount if p.asset == "TON" else attach_for(ctx, decisions.get(p.id))
         ton_need += FEE_RESERVE_NANOTON
@@ -188,19 +255,19 @@ async def fund(
                 session,
                 "payout.held",
                 p.account_id,
-                {"id": p.id, "reason": reason, "asset": p.asset},
+                {"id": p.id, "reason": str(reason), "asset": p.asset},
                 p.id,
             )
         held.append(p)
     if held:
         await set_columns(
-            session, {(reason, None, None): held}, ("hold_reason", "locked_by", "locked_until")
+            session, {(str(reason), None, None): held}, ("hold_reason", "locked_by", "locked_until")
         )
     return funded
 
 
-async def recent_fees(db: Database, history: timedelta = timedelta(hours=1)) -> dict[str, int]:
-    """Average fee per confirmed payout by asset over `history`, defaults where none."""
+async def measured_fees(db: Database, history: timedelta = timedelta(hours=1)) -> dict[str, int]:
+    """Average fee per confirmed payout by asset over `history` (assets with none: absent)."""
     since = clock.now() - history
     async with db.transaction() as session:
         rows = (
@@ -212,4 +279,4 @@ async def recent_fees(db: Database, history: timedelta = timedelta(hours=1)) -> 
                 .group_by(TonTransfer.asset)
             )
         ).all()
-    return {**DEFAULT_FEE_NANOTON, **{asset: int(avg) for asset, avg in rows if avg is not None}}
+    return {asset: int(avg) for asset, avg in rows if avg is not None}

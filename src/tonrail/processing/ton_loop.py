@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ton_core import Address
 
 from tonrail import clock
+from tonrail.chain.network import GasCaps, resolve_network
 from tonrail.fees.service import (
     FeeConditions,
     load_conditions,
@@ -48,13 +49,20 @@ from tonrail.payments.transitions import (
 from tonrail.processing.context import TonRailContext, request_attempts, transaction
 from tonrail.processing.dispatch import Routing, claim_for_ton
 from tonrail.processing.health import note_ton_down, note_ton_up
-from tonrail.processing.ton_batch import attach_for, chain_balances, fund, recent_fees, timing
+from tonrail.processing.ton_batch import (
+    attach_for,
+    chain_balances,
+    fund,
+    measured_fees,
+    timing,
+    within_gas_caps,
+)
 from tonrail.processing.ton_track import track_open
 from tonrail.rails.base import BatchRail
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import OutTransfer, SignedRequest, query_id_for
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
-from tonrail.rails.ton.quote import TonQuoter
+from tonrail.rails.ton.quote import DEFAULT_FEE_NANOTON, TonQuoter
 from tonrail.rails.ton.states import RequestStatus, TransferStatus
 from tonrail.rails.ton.toncenter import ToncenterError
 from tonrail.security.switches import is_on
@@ -95,13 +103,18 @@ class RoundInputs:
     quoter: TonQuoter
     chain: dict[str, int]
     conditions: FeeConditions | None
+    caps: GasCaps  # the network's gas caps (TON_GAS_CAP_*), enforced by `within_gas_caps`
+    fees_seen: dict[str, int]  # average fee of recent confirmed payouts, by asset
 
 
 async def round_inputs(ctx: TonRailContext) -> RoundInputs:
+    seen = await measured_fees(ctx.db)
     return RoundInputs(
-        TonQuoter(await recent_fees(ctx.db), ctx.jetton_wallet is not None),
+        TonQuoter({**DEFAULT_FEE_NANOTON, **seen}, ctx.jetton_wallet is not None),
         await chain_balances(ctx),
         await load_conditions(ctx.db, ctx.settings) if ctx.fee_optimizer else None,
+        resolve_network(ctx.settings).gas_caps,
+        seen,
     )
 
 
@@ -150,6 +163,9 @@ async def assemble(
             return None
         claimed = await _refuse_unpayable(ctx, session, claimed)
         claimed = await timing(ctx, session, claimed, decisions, conditions)
+        claimed = await within_gas_caps(
+            ctx, session, claimed, decisions, inputs.caps, inputs.fees_seen
+        )
         claimed = await fund(ctx, session, claimed, chain, decisions)
         if not claimed:
             return None

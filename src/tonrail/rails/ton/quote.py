@@ -11,7 +11,8 @@ DEFAULT_FEE_NANOTON = {"TON": 10_000_000, "USDT": 60_000_000}
 class TonQuoter:
     """`quote` of the Rail protocol for TON (the payout loop itself is processing/ton_loop.py).
 
-    Built with fees read beforehand (`recent_fees` in ton_loop.py): quoting reads nothing."""
+    Built with fees read beforehand (`measured_fees` in ton_batch.py, defaults where none):
+    quoting reads nothing."""
 
     name = "ton"
 
