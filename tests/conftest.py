@@ -28,6 +28,7 @@ from tonrail.settings import Settings
 
 PG_URL = os.environ.get("TONRAIL_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite", "postgresql"]
+REDIS_URL = "redis://127.0.0.1:6379/0"  # tests keep apart by key prefix (`redis_prefix`)
 
 
 async def _create_database(admin_url: str, name: str) -> None:
@@ -140,6 +141,28 @@ async def api_key(db: Database) -> str:
 @pytest.fixture
 def auth(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test's own on the local Redis (REDIS_URL); its keys are deleted
+    afterwards. In CI a missing Redis is an error, not a skip."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis at {REDIS_URL} is not reachable in CI: {exc}")
+        pytest.skip(f"Redis not reachable: {exc}")
+    prefix = f"tonrail-test:{uuid.uuid4().hex}"
+    yield prefix
+    keys = [key async for key in client.scan_iter(match="{" + prefix + "}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 @pytest.fixture(autouse=True)

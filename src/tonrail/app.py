@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from collections.abc import AsyncIterator
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,12 +17,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 import tonrail
+from tonrail.api_limits import build_limiter
+from tonrail.api_limits import install as install_rate_limits
 from tonrail.dashboard.routes import install as install_dashboard
 from tonrail.db import Database
 from tonrail.fees.endpoints import router as fees_router
 from tonrail.fees.service import fee_decisions_for
 from tonrail.input_boundary import InputBoundary, document_refusals
 from tonrail.monitoring.endpoints import router as monitoring_router
+from tonrail.monitoring.signals import persist_signals, record_rate_limit_store
 from tonrail.notify.endpoints import router as merchant_webhooks_router
 from tonrail.notify.service import WebhookEndpoints
 from tonrail.payments.endpoints import router as payments_router
@@ -32,6 +39,30 @@ from tonrail.settings import Settings
 from tonrail.web import database, install_error_handlers
 from tonrail.webhooks.endpoints import router as provider_webhooks_router
 from tonrail.webhooks.service import ProviderWebhooks
+
+log = logging.getLogger(__name__)
+
+
+def _store_reporter(db: Database) -> Callable[[bool], None]:
+    """Tell monitoring (`rate_limiter_unavailable`) whether this process reaches Redis.
+    An API process has no loop that writes its signals, so each report is written at once,
+    in the background (the request that noticed does not wait)."""
+    process = f"{socket.gethostname()}:{os.getpid()}"
+    pending: set[asyncio.Task[None]] = set()
+
+    async def write() -> None:
+        try:
+            await persist_signals(db)
+        except Exception as exc:  # the database may be down too; the next report retries
+            log.warning("rate limiter: could not write its monitoring signal: %s", exc)
+
+    def report(ok: bool) -> None:
+        record_rate_limit_store(process, ok)
+        task = asyncio.get_running_loop().create_task(write())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return report
 
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
@@ -49,6 +80,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         pool_size=settings.db_pool_size,
     )
 
+    limiter = build_limiter(settings, _store_reporter(database_))
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # What exists at start-up lives as long as the process: keep it out of the cyclic
@@ -56,6 +89,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         # measured on the 2-core bench machine) every few thousand payouts.
         gc.freeze()
         yield
+        if limiter is not None:
+            await limiter.close()
         if owns_db:
             await database_.dispose()
 
@@ -75,6 +110,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         database_, settings.api_key_cache_seconds, settings.access_recheck_ms
     )
     install_error_handlers(app)
+    install_rate_limits(app, settings, limiter, app.state.access)  # docs/API.md
     app.include_router(payments_router)
     app.include_router(fees_router)  # GET /v1/fees/status (docs/FEES.md)
     # Merchant webhooks and GET /v1/events (docs/WEBHOOKS.md).

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     db_pool_size: int = 10
     sqlite_busy_timeout_ms: int = 15_000
+    redis_url: str = ""  # shared rate limits (api_limits.py); empty = per process
 
     # --- TON
     ton_network: Network = "localnet"
@@ -128,6 +129,26 @@ class Settings(BaseSettings):
     # The input boundary (input_boundary.py): bodies above this are refused before they are read
     request_body_max_bytes: int = 1_048_576  # 413 body_too_large
     request_json_max_depth: int = 32  # objects and arrays nested deeper: 400 body_too_deep
+
+    # --- rate limits (security/rate_limits.py; docs/API.md "Rate limits"). Token buckets:
+    # PER_SECOND refills, BURST is the capacity; a rate of 0 turns that bucket off.
+    rate_limit_enabled: bool = True
+    rate_limit_key_read_per_second: float = 100.0  # per API key, GET requests
+    rate_limit_key_read_burst: int = 200
+    rate_limit_key_write_per_second: float = 50.0  # per API key, POST requests
+    rate_limit_key_write_burst: int = 100
+    rate_limit_ip_read_per_second: float = 200.0  # per client address (IPv6: per /64)
+    rate_limit_ip_read_burst: int = 400
+    rate_limit_ip_write_per_second: float = 100.0
+    rate_limit_ip_write_burst: int = 200
+    rate_limit_login_per_minute: float = 10.0  # POST /dashboard/login per client address
+    rate_limit_login_burst: int = 20
+    rate_limit_redis_prefix: str = "tonrail:rl"  # keys in REDIS_URL's database
+    rate_limit_redis_timeout_ms: int = 1000  # a slower answer counts as Redis down
+    rate_limit_redis_pool_size: int = 50  # connections per process; more requests wait
+    rate_limit_redis_retry_seconds: float = 5.0  # after a failure, per-process buckets this long
+    # While Redis is down: refuse payouts (or batches) worth more than this (micro-USDT)
+    rate_limit_fail_closed_usdt: int = 10_000 * 10**6
 
     # --- merchant webhooks (docs/WEBHOOKS.md)
     # Hosts or addresses (or CIDR ranges) a webhook may reach although they resolve to a
@@ -228,6 +249,7 @@ class Settings(BaseSettings):
     alert_heartbeat_stale_seconds: int = 60
     alert_heartbeat_forget_seconds: int = 86_400  # a loop silent this long is retired
     alert_toncenter_unreachable_seconds: int = 10  # no toncenter success for this long
+    alert_rate_limiter_seconds: int = 60  # an API process's report of Redis down counts this long
     alert_cooldown_seconds: int = 300  # least time between two triggers of one alert
     alert_routes: str = (
         "critical=email,slack,pagerduty;error=email,slack;warning=email,slack;info=slack"

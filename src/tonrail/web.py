@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tonrail.api_limits import charge_address, charge_key
 from tonrail.db import Database
 from tonrail.errors import AuthenticationFailed, TonrailError
 from tonrail.security.access import AccessCache
@@ -38,7 +39,8 @@ async def current_principal(request: Request) -> Principal:
 
     A locked client address is refused before its key is looked at (423 `ip_locked`), a
     locked key after (423 `api_key_locked`); a refused key is charged to the address, and
-    the failure that reaches ALERT_SUSPICIOUS_FAILURES locks it at once."""
+    the failure that reaches ALERT_SUSPICIOUS_FAILURES locks it at once. The key's (and
+    the address's) rate-limit buckets are drawn from (429 `rate_limited`, api_limits.py)."""
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
@@ -64,6 +66,7 @@ async def current_principal(request: Request) -> Principal:
             async with db.transaction() as session:
                 principal = await authenticate(session, secret)
         except AuthenticationFailed as exc:
+            await charge_address(request)  # a refused key still costs its address a request
             # Repeated refusals from one address lock it (security/lockouts.py).
             if ip is not None and exc.code == "api_key_invalid":
                 settings = settings_of(request)
@@ -82,6 +85,7 @@ async def current_principal(request: Request) -> Principal:
             access.remember(secret, principal, version)
     if access.locked("api_key", principal.key_id):
         raise refusal_of("api_key")
+    await charge_key(request, principal)
     return principal
 
 

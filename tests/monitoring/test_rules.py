@@ -21,6 +21,7 @@ from tonrail.monitoring.rules import (
     payments_not_progressing,
     payments_stuck,
     pending_high,
+    rate_limiter_unavailable,
     stray_messages,
     subjects_to_lock,
     success_rate,
@@ -221,6 +222,29 @@ def test_stray_messages_alert_within_the_window() -> None:
     assert f.severity == "critical" and f.details["total"] == 2
     old = snap(signals=[sig("stray_message_last_ms", now_ms - 301_000)])
     assert stray_messages(old, T) == [] and stray_messages(snap(), T) == []
+
+
+def test_rate_limiter_unavailable_while_a_process_reports_redis_down() -> None:
+    now_ms = int(AT.timestamp() * 1000)
+    err, ok = "rate_limit_store_error_ms", "rate_limit_store_ok_ms"
+    down = snap(
+        signals=[
+            sig(err, now_ms - 3_000, process="api-1:7"),
+            sig(ok, now_ms - 60_000, process="api-1:7"),  # it had Redis before
+            sig(err, now_ms - 2_000, process="api-2:9"),
+            sig(ok, now_ms - 1_000, process="api-2:9"),  # back already
+        ]
+    )
+    [f] = rate_limiter_unavailable(down, T)
+    assert (f.dedup_key, f.severity, f.details) == (
+        "rate_limiter_unavailable",
+        "error",
+        {"processes": ["api-1:7"]},
+    )
+    # A process that stopped reporting (gone, or no requests) long ago is no evidence.
+    stale = snap(signals=[sig(err, now_ms - (T.rate_limiter_seconds + 1) * 1000, process="x")])
+    assert rate_limiter_unavailable(stale, T) == []
+    assert rate_limiter_unavailable(snap(), T) == []
 
 
 def test_channel_failing() -> None:

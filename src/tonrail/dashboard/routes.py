@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tonrail.api_limits import login_decision
 from tonrail.dashboard import assets, pages, sessions
 from tonrail.dashboard.deps import LoginRequired, NotAllowed, db_of, is_htmx, settings_of
 from tonrail.dashboard.templating import render
@@ -85,12 +86,22 @@ async def login(
         _set_login_csrf(request, response, fresh)
         return response
 
+    # Before anything costly (the password hash): one bucket per client address.
+    ip = client_ip_of(request)
+    limited = await login_decision(request, ip)
+    if limited is not None and not limited.allowed:
+        response = again(
+            f"Too many sign-in attempts from your address: try again in "
+            f"{limited.retry_after_seconds} s.",
+            429,
+        )
+        response.headers["Retry-After"] = str(limited.retry_after_seconds)
+        return response
     if not expected or not csrf_token or expected != csrf_token:
         return again("The sign-in form expired: please try again.", 403)
     if not username or not password:
         return again("Enter your username and password.", 400)
     db = db_of(request)
-    ip = client_ip_of(request)
     failure: AuthenticationFailed | None = None
     new: sessions.NewSession | None = None
     async with db.transaction() as session:

@@ -41,6 +41,7 @@ class Thresholds:
     heartbeat_stale_seconds: int = 60
     heartbeat_forget_seconds: int = 86_400
     toncenter_unreachable_seconds: int = 30
+    rate_limiter_seconds: int = 60
     channel_retrying_max: int = 1  # deliveries retrying on one channel before it is "failing"
     bank_business_days: int = 3  # a bank transfer's normal time in `processing`
 
@@ -69,6 +70,7 @@ class Thresholds:
             heartbeat_forget_seconds=s.alert_heartbeat_forget_seconds,
             toncenter_unreachable_seconds=s.alert_toncenter_unreachable_seconds,
             bank_business_days=s.alert_bank_business_days,
+            rate_limiter_seconds=s.alert_rate_limiter_seconds,
         )
 
 
@@ -350,6 +352,31 @@ def toncenter_unreachable(snap: Snapshot, t: Thresholds) -> list[Finding]:
     return out
 
 
+def rate_limiter_unavailable(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """API processes that could not reach Redis, the shared rate-limit store, recently and
+    have not reached it since (each re-reports every few seconds while it is down)."""
+    now_ms = snap.at.timestamp() * 1000
+    down = []
+    for err in snap.signals_named("rate_limit_store_error_ms"):
+        process = err.labels.get("process", "")
+        ok = snap.signal("rate_limit_store_ok_ms", process=process)
+        recovered = ok is not None and ok.value >= err.value
+        if not recovered and now_ms - err.value <= t.rate_limiter_seconds * 1000:
+            down.append(process)
+    if not down:
+        return []
+    return [
+        Finding(
+            "rate_limiter_unavailable",
+            "rate_limiter_unavailable",
+            "error",
+            f"{len(down)} API process(es) cannot reach Redis, the shared rate-limit store: "
+            "limits are per process and large payouts are refused (RATE_LIMIT_FAIL_CLOSED_USDT)",
+            {"processes": sorted(down)[:20]},
+        )
+    ]
+
+
 def channel_failing(snap: Snapshot, t: Thresholds) -> list[Finding]:
     """An alert channel whose deliveries fail or keep retrying (sent to the other channels)."""
     out = []
@@ -456,6 +483,7 @@ RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     hot_wallet_low,
     worker_stale,
     toncenter_unreachable,
+    rate_limiter_unavailable,
     channel_failing,
     webhook_endpoint_disabled,
     books_mismatch,

@@ -130,6 +130,13 @@ def set_webhook_backlog(pending: int, oldest_age_seconds: float) -> None:
     _set("webhook_backlog_oldest_ms", round(oldest_age_seconds * 1000))
 
 
+def record_rate_limit_store(process: str, ok: bool) -> None:
+    """An API process reached Redis, its shared rate-limit store, again (`ok`), or fell back
+    to per-process limits because it could not (the `rate_limiter_unavailable` rule)."""
+    name = "rate_limit_store_ok_ms" if ok else "rate_limit_store_error_ms"
+    _set(name, _epoch_ms(), process=process)
+
+
 # ------------------------------------------------------------------ persistence
 def take_buffer() -> tuple[dict[SignalKey, int], dict[SignalKey, int]]:
     """Swap out what was recorded since the last call (gauges, counter deltas)."""

@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse
 from fastapi.responses import Response as HttpResponse
 from pydantic import BaseModel
 
+from tonrail.api_limits import refuse_large_payouts_while_unshared
 from tonrail.chain.links import qr_svg
-from tonrail.errors import NotFound, PermissionDenied
+from tonrail.errors import NotFound, PermissionDenied, TonrailError
 from tonrail.payments.bulk import BulkPayouts, PayoutBatchCreate, PayoutBatchOut
 from tonrail.payments.refunds import RefundService
 from tonrail.payments.schemas import (
@@ -93,19 +94,38 @@ WriterDep = Annotated[Caller, Depends(_caller("payments:write"))]
 ApproverDep = Annotated[Caller, Depends(_caller(None))]
 
 
+def _batch_usdt(service: PaymentService, body: PayoutBatchCreate) -> int:
+    """What a batch's valid items are worth in micro-USDT (bad items refuse it later)."""
+    total = 0
+    for item in body.payouts:
+        try:
+            total += service.check_payout(item).usdt
+        except TonrailError:
+            continue
+    return total
+
+
 @router.post("/payouts", status_code=201, response_model=PaymentOut, responses=ERRORS)
-async def create_payout(body: PayoutCreate, call: WriterDep, service: ServiceDep) -> JSONResponse:
+async def create_payout(
+    request: Request, body: PayoutCreate, call: WriterDep, service: ServiceDep
+) -> JSONResponse:
     """Create a payout in TON or USDT. Above the approval threshold it waits for approvers."""
+    refuse_large_payouts_while_unshared(
+        request, service.settings, lambda: service.check_payout(body).usdt
+    )
     return _send(await service.create_payout(call.principal, body, call.ikey, call.client_ip))
 
 
 @router.post("/payouts/batch", status_code=201, response_model=PayoutBatchOut, responses=ERRORS)
 async def create_payout_batch(
-    body: PayoutBatchCreate, call: WriterDep, service: ServiceDep
+    request: Request, body: PayoutBatchCreate, call: WriterDep, service: ServiceDep
 ) -> JSONResponse:
     """Create up to PAYOUTS_BATCH_MAX payouts in one transaction, each as `POST /v1/payouts`
     would; one bad item refuses the batch (its index in `param`) and nothing is written."""
     bulk = BulkPayouts(service)
+    refuse_large_payouts_while_unshared(
+        request, service.settings, lambda: _batch_usdt(service, body)
+    )
     return _send(await bulk.create(call.principal, body, call.ikey, call.client_ip))
 
 
