@@ -21,7 +21,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 from tonrail import clock
@@ -55,11 +56,10 @@ class Rule:
     name: str
     per_second: float
     burst: int
+    interval_us: int = field(init=False)  # microseconds one token takes to come back
 
-    @property
-    def interval_us(self) -> int:
-        """Microseconds one token takes to come back."""
-        return max(1, round(1_000_000 / self.per_second))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interval_us", max(1, round(1_000_000 / self.per_second)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +215,7 @@ class Rules:
         return Charge(self.login, ip_subject(ip)) if self.login is not None else None
 
 
+@lru_cache(maxsize=65_536)  # parsing an address is most of a per-process draw's cost
 def ip_subject(ip: str) -> str:
     """The bucket of an address: itself for IPv4, its /64 for IPv6 (one host's usual share)."""
     try:
