@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,10 +11,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tonrail.api_limits import charge_address, charge_key
 from tonrail.db import Database
-from tonrail.errors import AuthenticationFailed, TonrailError
+from tonrail.errors import AuthenticationFailed, PermissionDenied, TonrailError
 from tonrail.security.access import AccessCache
 from tonrail.security.api_keys import Principal, authenticate
 from tonrail.security.client_ip import client_ip
+from tonrail.security.idempotency import IdempotencyKey, make_key
 from tonrail.security.lockouts import charge_failure, refusal_of
 from tonrail.settings import Settings
 
@@ -87,6 +88,43 @@ async def current_principal(request: Request) -> Principal:
         raise refusal_of("api_key")
     await charge_key(request, principal)
     return principal
+
+
+class Answered(Protocol):
+    """What a write endpoint's service returns: the response and whether it was replayed."""
+
+    @property
+    def body(self) -> Any: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def replayed(self) -> bool: ...
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    """403 `scope_missing` unless the API key carries `scope`."""
+    if scope not in principal.scopes:
+        raise PermissionDenied(f"this API key lacks the scope {scope}", code="scope_missing")
+
+
+async def idempotency_key_of(
+    request: Request, principal: Principal, key: str | None
+) -> IdempotencyKey | None:
+    """The request's Idempotency-Key, fingerprinted on its parsed body (None without one)."""
+    return make_key(
+        principal.account_id,
+        key,
+        request.method,
+        request.url.path,
+        await request.body(),
+        settings_of(request).idempotency_ttl_hours,
+    )
+
+
+def send_answer(answer: Answered) -> JSONResponse:
+    """The JSON response of a write, marked `Idempotent-Replayed` when it is a replay."""
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
 
 
 def error_body(code: str, message: str, param: str | None = None) -> dict[str, Any]:

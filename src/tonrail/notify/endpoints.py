@@ -8,14 +8,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from tonrail.errors import NotFound, PermissionDenied
+from tonrail.errors import NotFound
 from tonrail.notify.events_api import EventsQuery, get_event, list_events
 from tonrail.notify.schemas import EndpointCreate, EndpointUpdate, SecretRotation
-from tonrail.notify.service import Answer, WebhookEndpoints, resend
+from tonrail.notify.service import WebhookEndpoints, resend
 from tonrail.notify.states import DeliveryStatus
 from tonrail.security.api_keys import Principal
-from tonrail.security.idempotency import IdempotencyKey, make_key
-from tonrail.web import current_principal, database, settings_of
+from tonrail.web import (
+    current_principal,
+    database,
+    idempotency_key_of,
+    require_scope,
+    send_answer,
+    settings_of,
+)
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
@@ -31,27 +37,6 @@ def endpoints_of(request: Request) -> WebhookEndpoints:
 ServiceDep = Annotated[WebhookEndpoints, Depends(endpoints_of)]
 
 
-def _need(principal: Principal, scope: str) -> None:
-    if scope not in principal.scopes:
-        raise PermissionDenied(f"this API key lacks the scope {scope}", code="scope_missing")
-
-
-async def _ikey(request: Request, principal: Principal, key: str | None) -> IdempotencyKey | None:
-    return make_key(
-        principal.account_id,
-        key,
-        request.method,
-        request.url.path,
-        await request.body(),
-        request.app.state.settings.idempotency_ttl_hours,
-    )
-
-
-def _send(answer: Answer) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
-    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
-
-
 @router.post("/webhook_endpoints", status_code=201)
 async def create_endpoint(
     request: Request,
@@ -62,9 +47,9 @@ async def create_endpoint(
 ) -> JSONResponse:
     """Subscribe a URL to event types (`*`, `payout.*`, `invoice.succeeded`...). The answer
     shows the signing secret (`whsec_...`) once."""
-    _need(principal, "payments:write")
-    ikey = await _ikey(request, principal, idempotency_key)
-    return _send(await service.create(principal.account_id, body, ikey))
+    require_scope(principal, "payments:write")
+    ikey = await idempotency_key_of(request, principal, idempotency_key)
+    return send_answer(await service.create(principal.account_id, body, ikey))
 
 
 @router.get("/webhook_endpoints")
@@ -75,7 +60,7 @@ async def list_endpoints(
     starting_after: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
     """The account's endpoints, newest first (secrets never shown)."""
-    _need(principal, "payments:read")
+    require_scope(principal, "payments:read")
     return await service.list(principal.account_id, limit, starting_after)
 
 
@@ -83,7 +68,7 @@ async def list_endpoints(
 async def get_endpoint(
     endpoint_id: str, principal: PrincipalDep, service: ServiceDep
 ) -> dict[str, Any]:
-    _need(principal, "payments:read")
+    require_scope(principal, "payments:read")
     return await service.get(principal.account_id, endpoint_id)
 
 
@@ -92,7 +77,7 @@ async def update_endpoint(
     endpoint_id: str, body: EndpointUpdate, principal: PrincipalDep, service: ServiceDep
 ) -> dict[str, Any]:
     """Change url, enabled_events, description or status (`enabled` / `disabled`)."""
-    _need(principal, "payments:write")
+    require_scope(principal, "payments:write")
     return await service.update(principal.account_id, endpoint_id, body)
 
 
@@ -100,7 +85,7 @@ async def update_endpoint(
 async def delete_endpoint(
     endpoint_id: str, principal: PrincipalDep, service: ServiceDep
 ) -> dict[str, Any]:
-    _need(principal, "payments:write")
+    require_scope(principal, "payments:write")
     return await service.delete(principal.account_id, endpoint_id)
 
 
@@ -114,12 +99,12 @@ async def rotate_secret(
     idempotency_key: IdemHeader = None,
 ) -> JSONResponse:
     """A new secret, shown once; the old one also signs for `overlap_seconds`."""
-    _need(principal, "payments:write")
-    ikey = await _ikey(request, principal, idempotency_key)
+    require_scope(principal, "payments:write")
+    ikey = await idempotency_key_of(request, principal, idempotency_key)
     answer = await service.rotate_secret(
         principal.account_id, endpoint_id, body or SecretRotation(), ikey
     )
-    return _send(answer)
+    return send_answer(answer)
 
 
 @router.get("/webhook_endpoints/{endpoint_id}/deliveries")
@@ -133,7 +118,7 @@ async def list_deliveries(
 ) -> dict[str, Any]:
     """Deliveries of events to this endpoint, newest first, each with all its attempts
     (status, latency, response code, the first bytes of the answer)."""
-    _need(principal, "payments:read")
+    require_scope(principal, "payments:read")
     return await service.deliveries(
         principal.account_id, endpoint_id, limit, starting_after, status
     )
@@ -144,7 +129,7 @@ async def resend_delivery(
     request: Request, endpoint_id: str, delivery_id: str, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Send this delivery again now (with a fresh retry schedule)."""
-    _need(principal, "payments:write")
+    require_scope(principal, "payments:write")
     async with database(request).transaction() as session:
         delivery = await resend(
             session, delivery_id, f"api:{principal.key_id}", principal.account_id
@@ -164,12 +149,12 @@ async def events(
     payment: Annotated[str | None, Query(description="events of this payout or invoice")] = None,
 ) -> dict[str, Any]:
     """The account's published events, newest first (catch up after downtime)."""
-    _need(principal, "payments:read")
+    require_scope(principal, "payments:read")
     query = EventsQuery(principal.account_id, limit, starting_after, type, payment)
     return await list_events(database(request), settings_of(request), query)
 
 
 @router.get("/events/{event_id}")
 async def event(request: Request, event_id: str, principal: PrincipalDep) -> dict[str, Any]:
-    _need(principal, "payments:read")
+    require_scope(principal, "payments:read")
     return await get_event(database(request), principal.account_id, event_id)

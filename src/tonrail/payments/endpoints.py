@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from tonrail.api_limits import refuse_large_payouts_while_unshared
 from tonrail.chain.links import qr_svg
-from tonrail.errors import NotFound, PermissionDenied, TonrailError
+from tonrail.errors import NotFound, TonrailError
 from tonrail.payments.bulk import BulkPayouts, PayoutBatchCreate, PayoutBatchOut
 from tonrail.payments.refunds import RefundService
 from tonrail.payments.schemas import (
@@ -25,10 +25,16 @@ from tonrail.payments.schemas import (
     RefundList,
     RefundOut,
 )
-from tonrail.payments.service import PaymentService, Response
+from tonrail.payments.service import PaymentService
 from tonrail.security.api_keys import Principal
-from tonrail.security.idempotency import IdempotencyKey, make_key
-from tonrail.web import client_ip_of, current_principal
+from tonrail.security.idempotency import IdempotencyKey
+from tonrail.web import (
+    client_ip_of,
+    current_principal,
+    idempotency_key_of,
+    require_scope,
+    send_answer,
+)
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -47,27 +53,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _ikey(request: Request, principal: Principal, key: str | None) -> IdempotencyKey | None:
-    return make_key(
-        principal.account_id,
-        key,
-        request.method,
-        request.url.path,
-        await request.body(),
-        request.app.state.settings.idempotency_ttl_hours,
-    )
-
-
-def _send(result: Response) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return JSONResponse(result.body, status_code=result.status, headers=headers)
-
-
-def _need(principal: Principal, scope: str) -> None:
-    if scope not in principal.scopes:
-        raise PermissionDenied(f"this API key lacks the scope {scope}", code="scope_missing")
-
-
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who writes, under which idempotency key, from where."""
@@ -82,8 +67,8 @@ def _caller(scope: str | None) -> Callable[..., Awaitable[Caller]]:
         request: Request, principal: PrincipalDep, idempotency_key: IdemHeader = None
     ) -> Caller:
         if scope is not None:
-            _need(principal, scope)
-        ikey = await _ikey(request, principal, idempotency_key)
+            require_scope(principal, scope)
+        ikey = await idempotency_key_of(request, principal, idempotency_key)
         return Caller(principal, ikey, client_ip_of(request))
 
     return caller
@@ -113,7 +98,7 @@ async def create_payout(
     refuse_large_payouts_while_unshared(
         request, service.settings, lambda: service.check_payout(body).usdt
     )
-    return _send(await service.create_payout(call.principal, body, call.ikey, call.client_ip))
+    return send_answer(await service.create_payout(call.principal, body, call.ikey, call.client_ip))
 
 
 @router.post("/payouts/batch", status_code=201, response_model=PayoutBatchOut, responses=ERRORS)
@@ -126,19 +111,19 @@ async def create_payout_batch(
     refuse_large_payouts_while_unshared(
         request, service.settings, lambda: _batch_usdt(service, body)
     )
-    return _send(await bulk.create(call.principal, body, call.ikey, call.client_ip))
+    return send_answer(await bulk.create(call.principal, body, call.ikey, call.client_ip))
 
 
 @router.post("/payouts/{payment_id}/approve", response_model=PaymentOut, responses=ERRORS)
 async def approve_payout(payment_id: str, call: ApproverDep, service: ServiceDep) -> JSONResponse:
     """Approve a payout waiting in requires_approval (scope payouts:approve, not the requester)."""
-    return _send(await service.approve(call.principal, payment_id, call.ikey))
+    return send_answer(await service.approve(call.principal, payment_id, call.ikey))
 
 
 @router.post("/invoices", status_code=201, response_model=PaymentOut, responses=ERRORS)
 async def create_invoice(body: InvoiceCreate, call: WriterDep, service: ServiceDep) -> JSONResponse:
     """Create an incoming payment: the customer pays `amount` with `reference` as comment."""
-    return _send(await service.create_invoice(call.principal, body, call.ikey))
+    return send_answer(await service.create_invoice(call.principal, body, call.ikey))
 
 
 @router.post(
@@ -151,7 +136,9 @@ async def create_refund(
     paid it, through the payout pipeline (limits, approvals, exactly once). `amount` omitted:
     everything not refunded yet. Never more than received."""
     refunds = RefundService(service)
-    return _send(await refunds.create(call.principal, payment_id, body, call.ikey, call.client_ip))
+    return send_answer(
+        await refunds.create(call.principal, payment_id, body, call.ikey, call.client_ip)
+    )
 
 
 @router.get("/invoices/{payment_id}/refunds", response_model=RefundList, responses=ERRORS)
@@ -159,7 +146,7 @@ async def list_refunds(
     payment_id: str, principal: PrincipalDep, service: ServiceDep
 ) -> dict[str, Any]:
     """The invoice's refunds, oldest first."""
-    _need(principal, "payments:read")
+    require_scope(principal, "payments:read")
     return await RefundService(service).list(principal, payment_id)
 
 
@@ -168,7 +155,7 @@ async def get_refund(
     refund_id: str, principal: PrincipalDep, service: ServiceDep
 ) -> dict[str, Any]:
     """One refund: its status follows the payout that carries it."""
-    _need(principal, "payments:read")
+    require_scope(principal, "payments:read")
     return await RefundService(service).get(principal, refund_id)
 
 
@@ -179,7 +166,7 @@ async def get_refund(
 )
 async def invoice_qr(payment_id: str, principal: PrincipalDep, service: ServiceDep) -> HttpResponse:
     """The invoice's `ton://transfer` deep link as an SVG QR code, for a checkout page."""
-    _need(principal, "payments:read")
+    require_scope(principal, "payments:read")
     invoice = await service.get(principal, payment_id, "in")
     if not invoice.get("deep_link"):
         raise NotFound("this invoice has no TON payment link", param="id")
@@ -196,15 +183,15 @@ def _collection(path: str, direction: str, noun: str) -> None:
         starting_after: Annotated[str | None, Query()] = None,
         status: Annotated[str | None, Query()] = None,
     ) -> dict[str, Any]:
-        _need(principal, "payments:read")
+        require_scope(principal, "payments:read")
         return await service.list(principal, direction, limit, starting_after, status)
 
     async def get(payment_id: str, principal: PrincipalDep, service: ServiceDep) -> dict[str, Any]:
-        _need(principal, "payments:read")
+        require_scope(principal, "payments:read")
         return await service.get(principal, payment_id, direction)
 
     async def cancel(payment_id: str, call: WriterDep, service: ServiceDep) -> JSONResponse:
-        return _send(await service.cancel(call.principal, payment_id, direction, call.ikey))
+        return send_answer(await service.cancel(call.principal, payment_id, direction, call.ikey))
 
     list_.__doc__ = f"List {noun}s, newest first, with cursor pagination."
     get.__doc__ = f"One {noun}, with its approvals and attempts."
