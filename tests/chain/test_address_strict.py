@@ -167,3 +167,20 @@ async def test_api_refuses_masterchain_when_configured_so(
         assert await row_counts(db) == before
         r = await c.post("/v1/payouts", json={**body, "destination": "0:" + HEX}, headers=auth)
         assert r.status_code == 201, r.text
+
+
+async def test_api_refuses_usdt_to_the_masterchain_and_writes_nothing(
+    client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    """Jetton wallets take basechain owners only: USDT to workchain -1 would bounce after
+    spending fees, so the API refuses it (TON to the masterchain stays accepted)."""
+    before = await row_counts(db)
+    body = {"amount": "1", "asset": "USDT", "destination": MASTER_RAW}
+    for path, payload in (("/v1/payouts", body), ("/v1/payouts/batch", {"payouts": [body]})):
+        r = await client.post(path, json=payload, headers=auth)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "address_workchain_unsupported"
+        assert r.json()["error"]["param"].endswith("destination")
+    assert await row_counts(db) == before
+    r = await client.post("/v1/payouts", json={**body, "asset": "TON"}, headers=auth)
+    assert r.status_code == 201, r.text

@@ -28,6 +28,18 @@ if TYPE_CHECKING:
 
 # Every workchain an address can name today: the basechain and the masterchain.
 WORKCHAINS: tuple[int, ...] = (0, -1)
+BASECHAIN = 0
+
+
+def asset_workchain_refusal(workchain: int, asset: str) -> str | None:
+    """Why `asset` cannot be paid to an address on `workchain`, or None. Jetton wallets take
+    owners on the basechain only (TEP-74 wallets `force_chain`): any other workchain bounces
+    and the fees are spent; TON goes to every workchain the service pays."""
+    if asset != "TON" and workchain != BASECHAIN:
+        return f"{asset} is paid to basechain (workchain 0) addresses only"
+    return None
+
+
 _RAW = re.compile(r"(0|-1):([0-9a-fA-F]{64})")
 _FRIENDLY = re.compile(r"[A-Za-z0-9_-]{48}|[A-Za-z0-9+/]{48}")
 _TAG_BOUNCEABLE, _TAG_NON_BOUNCEABLE, _TAG_TESTNET = 0x11, 0x51, 0x80

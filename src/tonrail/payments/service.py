@@ -16,11 +16,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
-from tonrail.chain.address import check_network, raw_form
+from tonrail.chain.address import asset_workchain_refusal, check_network, raw_form
 from tonrail.chain.links import explorer_template
 from tonrail.chain.network import resolve_network
 from tonrail.db import Database, write_at_once
-from tonrail.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, TonrailError
+from tonrail.errors import (
+    Conflict,
+    InvalidAddress,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    TonrailError,
+)
 from tonrail.events.service import emit, event_write
 from tonrail.ids import new_id
 from tonrail.ledger import rules as books
@@ -191,6 +198,9 @@ class PaymentService:
                 code="asset_unsupported",
             )
         destination = check_network(req.destination, self._network, "destination")
+        refusal = asset_workchain_refusal(destination.wc, asset)
+        if refusal is not None:
+            raise InvalidAddress(refusal, param="destination", code="address_workchain_unsupported")
         if raw_form(destination).upper() in self._own:
             raise InvalidRequest(
                 "destination is this service's own hot wallet or jetton wallet; a payout to "

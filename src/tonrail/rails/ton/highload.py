@@ -34,6 +34,8 @@ from ton_core import (
     to_cell,
 )
 
+from tonrail.chain.address import BASECHAIN, asset_workchain_refusal
+
 INTERNAL_TRANSFER_OP = 0xAE42E5A4
 SUBWALLET_ID = 0x10AD
 MAX_ACTIONS_PER_PACK = 253  # 254 with the nested pack that carries the rest
@@ -100,7 +102,6 @@ class OutTransfer:
 
 
 HASH_BYTES = 32
-BASECHAIN = 0
 
 
 def destination_refusal(destination: Address, asset: str) -> str | None:
@@ -114,9 +115,7 @@ def destination_refusal(destination: Address, asset: str) -> str | None:
         return f"workchain {destination.wc} is not supported"
     if len(bytes(destination.hash_part)) != HASH_BYTES:
         return f"the address hash is {len(bytes(destination.hash_part))} bytes, not {HASH_BYTES}"
-    if asset != "TON" and destination.wc != BASECHAIN:
-        return f"{asset} is paid to basechain (workchain 0) addresses only"
-    return None
+    return asset_workchain_refusal(destination.wc, asset)
 
 
 def comment_body(text: str) -> Cell:
