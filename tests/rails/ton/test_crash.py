@@ -78,6 +78,36 @@ async def run_worker(env: dict[str, str], loops: str) -> asyncio.subprocess.Proc
     )
 
 
+async def deployed_payer(net: Localnet, name: str) -> str:
+    """A funded wallet v5 that has sent one message (so it is deployed); its raw address."""
+    from ton_core import NetworkGlobalID, PrivateKey
+    from tonutils.clients import ToncenterClient as TonutilsClient
+    from tonutils.contracts import WalletV5R1
+
+    from tonrail.localnet.genesis import TON, derive_key
+
+    tc = TonutilsClient(NetworkGlobalID.MAINNET, base_url=net.v2, api_key="x", rps_limit=1000)
+    await tc.connect()
+    try:
+        payer = WalletV5R1.from_private_key(tc, PrivateKey(bytes(derive_key("crash", name))))
+        net.chain.faucet(payer.address, 10 * TON)
+        for _ in range(1200):  # up to a minute on a loaded machine
+            await payer.refresh()
+            if payer.balance:
+                break
+            await asyncio.sleep(0.05)
+        await payer.transfer(net.genesis.wallet("hot").address, TON // 10, bounce=False)
+        for _ in range(1200):
+            await payer.refresh()
+            if payer.is_active:
+                break
+            await asyncio.sleep(0.05)
+        assert payer.is_active, "the payer's wallet did not deploy"
+        return raw(payer.address)
+    finally:
+        await tc.close()
+
+
 async def wait_final(
     client: httpx.AsyncClient,
     auth: dict[str, str],
@@ -228,7 +258,9 @@ async def test_a_refund_is_paid_back_once_across_a_crash(
     from tonrail.events.models import OutboxEvent
     from tonrail.localnet.genesis import TON
 
-    customer = raw(net.genesis.wallet("customer").address)
+    # The payer as on chain: a wallet that sent the payment is deployed (a refund to an address
+    # with no contract would bounce, as raw destinations are bounceable).
+    customer = await deployed_payer(net, "refund-payer")
     inv = (
         await client.post("/v1/invoices", json={"amount": "3", "asset": "TON"}, headers=auth)
     ).json()
