@@ -243,21 +243,8 @@ def _header(description: str) -> dict[str, Any]:
     return {"description": description, "schema": {"type": "integer"}}
 
 
-ERROR_BODY = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "param": {"type": "string", "nullable": True},
-            },
-            "required": ["code", "message", "param"],
-        }
-    },
-    "required": ["error"],
-}
+# The one error shape, as input_boundary.py puts it in the schema's components.
+ERROR_BODY = {"$ref": "#/components/schemas/Error"}
 RATE_LIMITED_RESPONSE: dict[str, Any] = {
     "description": "rate_limited: a bucket of this API key or client address is empty "
     "(docs/API.md, Rate limits); nothing was done",
