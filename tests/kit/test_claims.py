@@ -84,3 +84,18 @@ async def test_release_lets_others_claim_at_once(db: Database) -> None:
     async with db.transaction() as session:
         await release(session, Payment, mine, "w1")
     assert sorted(await _claim(db, "w2", 10)) == sorted(mine)
+
+
+async def test_claimed_rows_come_back_in_the_order_asked(db: Database) -> None:
+    # UPDATE ... RETURNING gives rows in whatever order the executor met them (on PostgreSQL
+    # often not the subquery's); callers that send in that order (webhooks, by event sequence)
+    # need the order they asked for.
+    start = clock.now()
+    ids = await _queued_payouts(db, 30)
+    async with db.transaction() as session:
+        for n, pid in enumerate(ids):
+            row = await session.get(Payment, pid)
+            assert row is not None
+            row.created_at = start - timedelta(seconds=n)  # the last made is the oldest
+            row.updated_at = start + timedelta(seconds=(n * 7) % 30)  # scatter the heap
+    assert await _claim(db, "w1", 30) == list(reversed(ids))

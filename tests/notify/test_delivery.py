@@ -170,6 +170,9 @@ async def test_a_later_event_of_a_payment_waits_for_an_earlier_one(
     other_id = await _payout(client, auth, "4")
     await client.post(f"/v1/payouts/{payout_id}/cancel", headers=auth)
     receiver.answers = [(503, "busy", 0.0)]  # the first payout's created event fails
+    # One at a time, so the first request to arrive is the first payout's (with several at
+    # once the two created events race to the receiver and either may get the 503).
+    settings = settings.model_copy(update={"webhook_concurrency": 1})
     await run_rounds(db, settings)
     types = [(json.loads(r.body)["data"]["id"], json.loads(r.body)["type"]) for r in receiver.got]
     # The other payout is not held up; the canceled event waits for the created one.

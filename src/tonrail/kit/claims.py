@@ -4,6 +4,8 @@ PostgreSQL: `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) 
 so concurrent workers take disjoint rows without waiting. SQLite ignores SKIP LOCKED; there
 the same statement serializes on the database write lock, which gives the same guarantee.
 A worker that dies keeps its rows only until `locked_until`; then any worker may take them.
+`RETURNING` keeps no order, so the claimed rows are sorted again by `order_by` (ascending
+columns of the model) before they are handed back.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from tonrail import clock
 
@@ -28,9 +31,10 @@ async def claim(
     worker_id: str,
     lease_seconds: float,
     limit: int,
-    order_by: Sequence[Any] = (),
+    order_by: Sequence[InstrumentedAttribute[Any]] = (),
 ) -> list[M]:
-    """Lease up to `limit` rows of `model` matching `condition` that no live lease holds."""
+    """Lease up to `limit` rows of `model` matching `condition` that no live lease holds,
+    in the order of `order_by` (ascending; NULLs last, as PostgreSQL sorts them)."""
     now = clock.now()
     table: Any = model
     pk = table.__mapper__.primary_key[0]
@@ -50,7 +54,14 @@ async def claim(
         .returning(table)
         .execution_options(synchronize_session=False)
     )
-    return list((await session.execute(stmt)).scalars())
+    rows = list((await session.execute(stmt)).scalars())
+    keys = [column.key for column in order_by]
+    rows.sort(key=lambda row: [_nulls_last(getattr(row, k)) for k in keys])
+    return rows
+
+
+def _nulls_last(value: Any) -> tuple[bool, Any]:
+    return (value is None, value if value is not None else 0)
 
 
 async def release(
