@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tonrail.chain.network import GasCaps, resolve_network
 from tonrail.db import Database
 from tonrail.payments.models import Attempt
 from tonrail.payments.service import PaymentService
@@ -74,12 +75,20 @@ class TonRailContext:
     # True until a round of this worker has read the chain (and after one that could not):
     # the next round proves the chain readable before it closes the breaker of `ton`
     ton_failing: bool = True
+    _caps: tuple[Settings, GasCaps] | None = field(default=None, init=False, repr=False)
 
     def feeds(self) -> OwnFeeds:
         if self.own_feeds is None:
             mine = {self.wallet_raw, *([self.jetton_wallet] if self.jetton_wallet else [])}
             self.own_feeds = OwnFeeds(frozenset(a.upper() for a in mine))
         return self.own_feeds
+
+    @property
+    def gas_caps(self) -> GasCaps:
+        """The network's gas caps (TON_GAS_CAP_*), resolved once per `settings` object."""
+        if self._caps is None or self._caps[0] is not self.settings:
+            self._caps = (self.settings, resolve_network(self.settings).gas_caps)
+        return self._caps[1]
 
     @property
     def rail(self) -> HighloadRail:

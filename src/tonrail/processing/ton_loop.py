@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ton_core import Address
 
 from tonrail import clock
-from tonrail.chain.network import GasCaps, resolve_network
+from tonrail.chain.network import GasCaps
 from tonrail.fees.service import (
     FeeConditions,
     load_conditions,
@@ -113,7 +113,7 @@ async def round_inputs(ctx: TonRailContext) -> RoundInputs:
         TonQuoter({**DEFAULT_FEE_NANOTON, **seen}, ctx.jetton_wallet is not None),
         await chain_balances(ctx),
         await load_conditions(ctx.db, ctx.settings) if ctx.fee_optimizer else None,
-        resolve_network(ctx.settings).gas_caps,
+        ctx.gas_caps,
         seen,
     )
 
@@ -121,23 +121,24 @@ async def round_inputs(ctx: TonRailContext) -> RoundInputs:
 async def _refuse_unpayable(
     ctx: TonRailContext, session: AsyncSession, claimed: list[Payment]
 ) -> list[Payment]:
-    """Fail at once the payouts no message can pay (rails/ton/highload.py:
-    `destination_refusal`); they are never signed, so nothing leaves for them."""
+    """Fail at once the payouts no message can pay (rails/ton/rail.py: `refusal`: a
+    malformed destination, one no message may go to, or our own wallet); they are never
+    signed, so nothing leaves for them."""
     rail: BatchRail[OutTransfer, SignedRequest] = ctx.rail
     payable = []
     for p in claimed:
-        reason = rail.refusal(payment_view(p))
-        if reason is None:
+        refused = rail.refusal(payment_view(p))
+        if refused is None:
             payable.append(p)
             continue
-        log.warning("payout refused by the TON rail", payment=p.id, reason=reason)
+        log.warning("payout refused by the TON rail", payment=p.id, reason=refused.message)
         await move_payment(
             session,
             p,
             PaymentStatus.FAILED,
             actor="system:ton",
-            failure_code="ton_destination_invalid",
-            failure_message=reason,
+            failure_code=refused.code,
+            failure_message=refused.message,
         )
     return payable
 
@@ -158,9 +159,6 @@ async def assemble(
         claimed, decisions = await claim_for_ton(
             routing_of(ctx), session, ctx.worker_id, quoter, conditions
         )
-        claimed = await refuse_own_destinations(ctx, session, claimed)
-        if not claimed:
-            return None
         claimed = await _refuse_unpayable(ctx, session, claimed)
         claimed = await timing(ctx, session, claimed, decisions, conditions)
         claimed = await within_gas_caps(
@@ -244,30 +242,6 @@ async def assemble(
         )
     crashpoint(ctx.settings, "ton.after_store")
     return request.id
-
-
-async def refuse_own_destinations(
-    ctx: TonRailContext, session: AsyncSession, claimed: list[Payment]
-) -> list[Payment]:
-    """Fail, without sending anything, payouts addressed to our own hot wallet or jetton
-    wallet (the API refuses them once the worker has recorded its accounts; this catches
-    one created before): the wallet would skip such a message and report it unsent."""
-    own = {ctx.wallet_raw.upper(), *([ctx.jetton_wallet.upper()] if ctx.jetton_wallet else [])}
-    kept: list[Payment] = []
-    for p in claimed:
-        if raw(Address(p.counterparty or "")).upper() not in own:
-            kept.append(p)
-            continue
-        log.warning("payout to our own wallet refused", payment=p.id)
-        await move_payment(
-            session,
-            p,
-            PaymentStatus.FAILED,
-            actor="system:ton",
-            failure_code="destination_own_wallet",
-            failure_message="the destination is this service's own hot wallet or jetton wallet",
-        )
-    return kept
 
 
 async def batch_ready(ctx: TonRailContext) -> bool:

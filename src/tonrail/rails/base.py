@@ -45,6 +45,14 @@ class PaymentView:
 
 # Plain frozen dataclasses (fields only): alike others in shape only.
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a batch rail builds no message for a payout: it fails at once with `code`."""
+
+    code: str  # the payout's failure_code
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptView:
     id: str
     payment_id: str
@@ -120,7 +128,7 @@ class BatchRail(Protocol[TransferT, SignedT]):
     stored message — again after a crash or a lost answer (the wallet accepts an id once).
     Nothing is signed twice while an earlier message could still be executed."""
 
-    def refusal(self, payment: PaymentView) -> str | None:
+    def refusal(self, payment: PaymentView) -> Refusal | None:
         """Why no message may be built for `payment` (it fails at once), or None."""
         ...
 

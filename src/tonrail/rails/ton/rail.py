@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from ton_core import Address
 
 from tonrail.chain.address import payout_bounce
-from tonrail.rails.base import PaymentView
+from tonrail.rails.base import PaymentView, Refusal
 from tonrail.rails.ton.api import TonApi
+from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import (
     HighloadWallet,
     OutTransfer,
@@ -34,14 +35,27 @@ class HighloadRail:
     jetton_wallet: str | None  # raw address of our USDT jetton wallet, when USDT is enabled
     forward_nanoton: int  # TON forwarded with a jetton transfer's notification
 
-    def refusal(self, payment: PaymentView) -> str | None:
-        """Why `payment` cannot be paid from the hot wallet at all (it fails, never retried)."""
+    def refusal(self, payment: PaymentView) -> Refusal | None:
+        """Why `payment` cannot be paid from the hot wallet at all (it fails, never retried).
+
+        Our own hot wallet or jetton wallet as the destination: the wallet would skip such a
+        message and report it unsent (the API refuses them once the worker has recorded its
+        accounts; this catches one created before)."""
         try:
             destination = Address(payment.counterparty or "")
             payout_bounce(payment.counterparty or "", payment.asset)
         except Exception:  # ton_core and pytoniq raise several types for malformed input
-            return "the destination is not a valid TON address"
-        return destination_refusal(destination, payment.asset)
+            return Refusal("ton_destination_invalid", "the destination is not a valid TON address")
+        own = {raw(self.wallet.address).upper()}
+        if self.jetton_wallet:
+            own.add(self.jetton_wallet.upper())
+        if raw(destination).upper() in own:
+            return Refusal(
+                "destination_own_wallet",
+                "the destination is this service's own hot wallet or jetton wallet",
+            )
+        reason = destination_refusal(destination, payment.asset)
+        return None if reason is None else Refusal("ton_destination_invalid", reason)
 
     def transfer(self, payment: PaymentView, *, attach: int, jetton_query_id: int) -> OutTransfer:
         """The out message for one payout; the comment carries our payment id. `attach` is
