@@ -37,6 +37,7 @@ from tonrail.localnet.boc import (
 from tonrail.localnet.config import ChainConfig, load_config
 from tonrail.localnet.faults import Faults
 from tonrail.localnet.genesis import Genesis, Transfer
+from tonrail.localnet.libraries import libraries_b64, mainnet_libraries
 from tonrail.localnet.store import BlockRow, ChainStore, MsgRow, TxRow
 
 _NONE_SA_B64 = b64(NONE_SHARD_ACCOUNT)
@@ -189,8 +190,10 @@ class Chain:
         self.faults = faults or Faults()
         self.genesis = Genesis(seed)
         self._clock = clock
-        self._emulator = em.TransactionEmulator(self.config)
-        self._precheck_emulator = em.TransactionEmulator(self.config)
+        # Public libraries (as the masterchain holds them): contracts may name code by hash.
+        self.libs_b64 = libraries_b64(mainnet_libraries())
+        self._emulator = em.TransactionEmulator(self.config, self.libs_b64)
+        self._precheck_emulator = em.TransactionEmulator(self.config, self.libs_b64)
         self._precheck_lock = threading.Lock()
         self._accounts: dict[str, str] = {
             a: base64.b64encode(s).decode() for a, s in store.load_accounts().items()
@@ -351,6 +354,7 @@ class Chain:
             balance=acc.balance,
             method_id=mid,
             stack_b64=b64(stack),
+            libs_b64=self.libs_b64,
         )
 
     # -- sending -----------------------------------------------------------------------
