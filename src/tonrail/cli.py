@@ -19,6 +19,7 @@ from tonrail.monitoring.cli import alerts_app
 from tonrail.processing.bank_cli import bank_app
 from tonrail.security.cli import lockouts_app
 from tonrail.settings import Settings, get_settings
+from tonrail.treasury.cli import treasury_app
 
 app = typer.Typer(help="tonrail: payments on TON with backup rails.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of merchants; the hot wallet key.", no_args_is_help=True)
@@ -32,6 +33,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(rehearsal_app, name="rehearsal")
+app.add_typer(treasury_app, name="treasury")
 
 
 def _db(settings: Settings) -> Database:

@@ -31,4 +31,3 @@ def libraries_b64(cells: Sequence[Cell]) -> str | None:
     root = table.serialize()
     assert root is not None
     return base64.b64encode(root.to_boc()).decode()
-

@@ -20,9 +20,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from ton_core import Address, Cell, HashMap, InternalMessage, StateInit, begin_cell
-from pytoniq_core.boc.exotic import CellTypes
-from pytoniq_core.boc.tvm_bitarray import TvmBitarray
+from ton_core import (
+    Address,
+    Cell,
+    CellTypes,
+    HashMap,
+    InternalMessage,
+    StateInit,
+    TvmBitarray,
+    begin_cell,
+)
 
 from tonrail.chain.multisig_code import multisig_code, order_code
 
@@ -122,7 +129,10 @@ def multisig_address(config: MultisigConfig, workchain: int = 0) -> Address:
 def order_code_ref() -> Cell:
     """The exotic library cell naming the order code: the code every order contract has."""
     bits = TvmBitarray(8 + 256)
-    bits.extend(format(CellTypes.library_ref, "08b") + format(int.from_bytes(bytes(order_code().hash), "big"), "0256b"))
+    bits.extend(
+        format(CellTypes.library_ref, "08b")
+        + format(int.from_bytes(bytes(order_code().hash), "big"), "0256b")
+    )
     return Cell(bits, [], CellTypes.library_ref)
 
 
@@ -136,7 +146,9 @@ def order_address(multisig: Address, order_seqno: int) -> Address:
     return Address((0, order_state_init(multisig, order_seqno).serialize().hash))
 
 
-def send_message_action(message: InternalMessage, mode: int = SEND_MODE_PAY_FEES_SEPARATELY) -> Cell:
+def send_message_action(
+    message: InternalMessage, mode: int = SEND_MODE_PAY_FEES_SEPARATELY
+) -> Cell:
     """An order action sending `message` from the multisig with send `mode`."""
     return (
         begin_cell()

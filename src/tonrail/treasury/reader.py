@@ -74,7 +74,9 @@ def addresses_of(root: Cell | None) -> tuple[Address, ...]:
     if root is None:
         return ()
     table = HashMap.parse(root.begin_parse(), 8, value_deserializer=lambda s: s.load_address())
-    return tuple(table[k] for k in sorted(table or {}))
+    if table is None:
+        raise TreasuryReadError("an address dictionary is not an ordinary cell")
+    return tuple(table[k] for k in sorted(table))
 
 
 async def _run(api: TonApi, address: str, method: str, size: int) -> list[list[Any]]:
@@ -105,6 +107,8 @@ async def order_state(api: TonApi, order: str) -> OrderState:
     if multisig is None or seqno is None:
         raise TreasuryReadError("get_order_data answered no multisig or seqno")
     address = multisig.begin_parse().load_address()
+    if not isinstance(address, Address):
+        raise TreasuryReadError("get_order_data answered no internal multisig address")
     threshold = _num(stack[2])
     return OrderState(
         multisig=address,

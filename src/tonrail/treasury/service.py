@@ -152,7 +152,7 @@ async def propose(
 
 
 async def approve(
-    api: TonApi, wallet: SignerWallet, order: str, value: int = APPROVE_VALUE
+    api: TonApi, wallet: SignerWallet, order: str, *, now: int, value: int = APPROVE_VALUE
 ) -> OrderState:
     """Approve the order at `order` from a signer's wallet; refuses what the order would.
 
@@ -162,7 +162,7 @@ async def approve(
         raise TreasuryRefused(f"{order} is not an initialised order")
     if state.executed:
         raise TreasuryRefused(f"order {order} has been executed already")
-    if state.expiration_date < time.time():
+    if state.expiration_date < now:
         raise TreasuryRefused(f"order {order} expired")
     signers = [raw(a) for a in state.signers]
     me = raw(wallet.address)
