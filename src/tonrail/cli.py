@@ -17,6 +17,7 @@ from tonrail.deploy.cli import deploy_app, rehearsal_app
 from tonrail.fees.service import fee_decisions_for
 from tonrail.monitoring.cli import alerts_app
 from tonrail.processing.bank_cli import bank_app
+from tonrail.processing.payouts_cli import payouts_app
 from tonrail.security.cli import lockouts_app
 from tonrail.settings import Settings, get_settings
 from tonrail.treasury.cli import treasury_app
@@ -27,6 +28,7 @@ ledger_app = typer.Typer(help="The double-entry books.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(bank_app, name="bank")
+app.add_typer(payouts_app, name="payouts")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(lockouts_app, name="lockouts")
 app.add_typer(admin_app, name="admin")

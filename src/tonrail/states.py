@@ -70,6 +70,8 @@ class HoldReason(StrEnum):
     GAS_CAP_TON_TRANSFER_FEE = "gas_cap_ton_transfer_fee"  # TON_GAS_CAP_TON_TRANSFER
     GAS_CAP_JETTON_ATTACH = "gas_cap_jetton_attach"  # TON_GAS_CAP_JETTON_ATTACH
     GAS_CAP_JETTON_TRANSFER_FEE = "gas_cap_jetton_transfer_fee"  # TON_GAS_CAP_JETTON_TRANSFER
+    # The limits need a rate (rates.py) that is older than RATE_MAX_AGE_SECONDS or unreadable.
+    RATE_STALE = "rate_stale"
 
 
 GAS_CAP_HOLDS = frozenset(
@@ -79,3 +81,5 @@ GAS_CAP_HOLDS = frozenset(
         HoldReason.GAS_CAP_JETTON_TRANSFER_FEE,
     }
 )
+# Holds the monitoring rules alert on (`gas_cap_exceeded`, `rate_stale`).
+ALERTED_HOLDS = GAS_CAP_HOLDS | {HoldReason.RATE_STALE}

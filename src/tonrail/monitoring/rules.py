@@ -17,6 +17,7 @@ from tonrail.monitoring.signals import BOOKS_DIFFERENCE, STRAY_MESSAGE_LAST_MS, 
 from tonrail.monitoring.snapshot import PendingPayment, Snapshot
 from tonrail.payments.states import AttemptStatus, PaymentStatus
 from tonrail.settings import Settings
+from tonrail.states import GAS_CAP_HOLDS, HoldReason
 
 Severity = Literal["critical", "error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "error", "warning", "info")
@@ -468,7 +469,46 @@ def gas_cap_exceeded(snap: Snapshot, t: Thresholds) -> list[Finding]:
             "they go once the estimate is back under the cap",
             {"reason": reason, "payouts": count, "payout_ids": ids},
         )
-        for reason, (count, ids) in sorted(snap.gas_cap_holds.items())
+        for reason, (count, ids) in sorted(snap.holds.items())
+        if reason in GAS_CAP_HOLDS
+    ]
+
+
+def rate_stale(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """Payouts held because the exchange rate their limit checks need is stale or cannot be
+    read (rates.py, RATE_SOURCE): released by themselves once a fresh rate arrives."""
+    held = snap.holds.get(HoldReason.RATE_STALE)
+    if held is None:
+        return []
+    count, ids = held
+    return [
+        Finding(
+            "rate_stale",
+            "rate_stale",
+            "critical",
+            f"{count} payout(s) held: the exchange rate for their limit checks is stale or "
+            "unavailable (RATE_SOURCE); they go once a fresh rate arrives",
+            {"payouts": count, "payout_ids": ids},
+        )
+    ]
+
+
+def payout_unknown(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """Payouts whose attempt is `unknown`: unconfirmed past TON_CONFIRMATION_TIMEOUT_SECONDS,
+    or past validity and not provably unprocessed. Nothing is re-signed for them until the
+    tracker or `tonrail payouts resolve-unknown` proves them sent or expired."""
+    count, ids = snap.unknown_payouts
+    if not count:
+        return []
+    return [
+        Finding(
+            "payout_unknown",
+            "payout_unknown",
+            "critical",
+            f"{count} payout attempt(s) unknown: sent but unconfirmed past the confirmation "
+            "timeout, or not provably unprocessed; run `tonrail payouts resolve-unknown --all`",
+            {"payouts": count, "payout_ids": ids},
+        )
     ]
 
 
@@ -489,6 +529,8 @@ RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     books_mismatch,
     stray_messages,
     gas_cap_exceeded,
+    rate_stale,
+    payout_unknown,
 )
 
 

@@ -33,7 +33,7 @@ from tonrail.payments.states import (
 from tonrail.security.lockouts import in_force
 from tonrail.security.models import Lockout, SecurityFailure
 from tonrail.settings import Settings
-from tonrail.states import GAS_CAP_HOLDS
+from tonrail.states import ALERTED_HOLDS
 
 PENDING_STATES = PENDING_PAYMENT_STATES
 LIST_CAP = 1000
@@ -99,8 +99,10 @@ class Snapshot:
     deliveries_retrying: dict[str, int] = field(default_factory=dict)  # >= RETRYING_ATTEMPTS
     # merchant webhook endpoints disabled by their failures: (endpoint id, account, reason)
     webhooks_disabled: list[tuple[str, str, str]] = field(default_factory=list)
-    # queued payouts held by a gas cap: hold reason -> (count, the oldest few payout ids)
-    gas_cap_holds: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    # queued payouts held by a gas cap or a stale rate: hold reason -> (count, oldest few ids)
+    holds: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    # payouts whose live attempt is `unknown`: (count, the oldest few payout ids)
+    unknown_payouts: tuple[int, list[str]] = (0, [])
 
     def signal(self, name: str, **labels: str) -> SignalValue | None:
         for s in self.signals:
@@ -341,8 +343,8 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
     ):
         snap.webhooks_disabled.append((endpoint_id, account, str(reason)))
 
-    # -- payouts held by a gas cap (processing/ton_batch.py, within_gas_caps)
-    held = Payment.status == PaymentStatus.QUEUED, Payment.hold_reason.in_(GAS_CAP_HOLDS)
+    # -- payouts held by a gas cap (processing/ton_batch.py, within_gas_caps) or a stale rate
+    held = Payment.status == PaymentStatus.QUEUED, Payment.hold_reason.in_(ALERTED_HOLDS)
     for hold, count in await session.execute(
         select(Payment.hold_reason, func.count()).where(*held).group_by(Payment.hold_reason)
     ):
@@ -352,5 +354,17 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
             .order_by(Payment.created_at)
             .limit(GAS_HOLD_IDS)
         )
-        snap.gas_cap_holds[str(hold)] = (int(count), list(ids.scalars()))
+        snap.holds[str(hold)] = (int(count), list(ids.scalars()))
+
+    # -- payouts whose attempt is unknown (processing/outcomes.py: mark_unknown, overdue)
+    unknown = Attempt.status == AttemptStatus.UNKNOWN
+    count = (await session.execute(select(func.count()).where(unknown))).scalar_one()
+    if count:
+        ids = await session.execute(
+            select(Attempt.payment_id)
+            .where(unknown)
+            .order_by(Attempt.updated_at)
+            .limit(GAS_HOLD_IDS)
+        )
+        snap.unknown_payouts = (int(count), list(ids.scalars()))
     return snap

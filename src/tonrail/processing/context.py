@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tonrail.chain.network import GasCaps, resolve_network
+from tonrail.chain.network import GasCaps, TonNetwork, resolve_network
 from tonrail.db import Database
 from tonrail.payments.models import Attempt
 from tonrail.payments.service import PaymentService
@@ -75,7 +75,7 @@ class TonRailContext:
     # True until a round of this worker has read the chain (and after one that could not):
     # the next round proves the chain readable before it closes the breaker of `ton`
     ton_failing: bool = True
-    _caps: tuple[Settings, GasCaps] | None = field(default=None, init=False, repr=False)
+    _network: tuple[Settings, TonNetwork] | None = field(default=None, init=False, repr=False)
 
     def feeds(self) -> OwnFeeds:
         if self.own_feeds is None:
@@ -84,11 +84,16 @@ class TonRailContext:
         return self.own_feeds
 
     @property
+    def network(self) -> TonNetwork:
+        """The network as configured, resolved once per `settings` object."""
+        if self._network is None or self._network[0] is not self.settings:
+            self._network = (self.settings, resolve_network(self.settings))
+        return self._network[1]
+
+    @property
     def gas_caps(self) -> GasCaps:
-        """The network's gas caps (TON_GAS_CAP_*), resolved once per `settings` object."""
-        if self._caps is None or self._caps[0] is not self.settings:
-            self._caps = (self.settings, resolve_network(self.settings).gas_caps)
-        return self._caps[1]
+        """The network's gas caps (TON_GAS_CAP_*)."""
+        return self.network.gas_caps
 
     @property
     def rail(self) -> HighloadRail:
@@ -100,6 +105,12 @@ class TonRailContext:
             self.jetton_wallet,
             self.settings.ton_jetton_forward_nanoton,
         )
+
+    @property
+    def confirmation_timeout_s(self) -> int:
+        """TON_CONFIRMATION_TIMEOUT_SECONDS, else the network preset's: a payout sent this
+        long ago and not confirmed becomes `unknown` (outcomes.py: `mark_overdue`)."""
+        return self.network.confirmation_timeout_seconds
 
     @property
     def wallet_raw(self) -> str:

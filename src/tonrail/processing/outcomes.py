@@ -288,6 +288,9 @@ async def finalize_request(
                             "fee_amount": fee,
                             "fee_asset": "TON",
                             "details": {**attempt.details, **trace},
+                            # An attempt that was `unknown` for a while keeps no error.
+                            "error_code": None,
+                            "error_message": None,
                         },
                     )
                 )
@@ -396,37 +399,78 @@ async def retry_or_fail(
 async def expire_request(ctx: TonRailContext, request_id: str) -> None:
     """Proven unprocessed after its validity: attempts expire, payouts go back to the queue."""
     async with transaction(ctx) as session:
-        result = await session.execute(
-            update(TonRequest)
-            .where(
-                TonRequest.id == request_id,
-                TonRequest.status.in_((RequestStatus.SIGNED, RequestStatus.SENT)),
-            )
-            .values(status=RequestStatus.EXPIRED, updated_at=clock.now())
-        )
-        assert isinstance(result, CursorResult)
-        if result.rowcount != 1:
+        if not await expire_in(ctx, session, request_id):
             return
-        for attempt in await request_attempts(session, request_id):
-            if attempt.status == AttemptStatus.CREATED:
-                await move_attempt(session, attempt, AttemptStatus.SUBMITTED)
-            if attempt.status in (AttemptStatus.SUBMITTED, AttemptStatus.UNKNOWN):
-                await move_attempt(
-                    session,
-                    attempt,
-                    AttemptStatus.EXPIRED,
-                    error_code="expired",
-                    error_message="not processed before its validity ended",
-                )
-            payment = await session.get(Payment, attempt.payment_id)
-            assert payment is not None
-            await session.execute(
-                update(TonTransfer)
-                .where(TonTransfer.attempt_id == attempt.id)
-                .values(status=TransferStatus.NOT_SENT, updated_at=clock.now())
-            )
-            await retry_or_fail(ctx, session, payment, "expired", "the request expired unprocessed")
     log.warning("ton request expired unprocessed", request=request_id)
+
+
+async def expire_in(ctx: TonRailContext, session: AsyncSession, request_id: str) -> bool:
+    """`expire_request` in the caller's transaction; False when the request was no longer
+    signed or sent (processed, expired or final meanwhile): then nothing is written."""
+    result = await session.execute(
+        update(TonRequest)
+        .where(
+            TonRequest.id == request_id,
+            TonRequest.status.in_((RequestStatus.SIGNED, RequestStatus.SENT)),
+        )
+        .values(status=RequestStatus.EXPIRED, updated_at=clock.now())
+    )
+    assert isinstance(result, CursorResult)
+    if result.rowcount != 1:
+        return False
+    for attempt in await request_attempts(session, request_id):
+        if attempt.status == AttemptStatus.CREATED:
+            await move_attempt(session, attempt, AttemptStatus.SUBMITTED)
+        if attempt.status in (AttemptStatus.SUBMITTED, AttemptStatus.UNKNOWN):
+            await move_attempt(
+                session,
+                attempt,
+                AttemptStatus.EXPIRED,
+                error_code="expired",
+                error_message="not processed before its validity ended",
+            )
+        payment = await session.get(Payment, attempt.payment_id)
+        assert payment is not None
+        await session.execute(
+            update(TonTransfer)
+            .where(TonTransfer.attempt_id == attempt.id)
+            .values(status=TransferStatus.NOT_SENT, updated_at=clock.now())
+        )
+        await retry_or_fail(ctx, session, payment, "expired", "the request expired unprocessed")
+    return True
+
+
+async def mark_overdue(ctx: TonRailContext, request_id: str, timeout_s: int) -> None:
+    """Sent (submitted) longer than the confirmation timeout and not confirmed: `unknown`,
+    which the `payout_unknown` alert reports. Tracking goes on: the attempt still ends
+    confirmed, failed or expired as the chain shows."""
+    cutoff = clock.now() - timedelta(seconds=timeout_s)
+    async with transaction(ctx) as session:
+        overdue = [
+            a
+            for a in await request_attempts(session, request_id)
+            if a.status == AttemptStatus.SUBMITTED and a.updated_at <= cutoff
+        ]
+        await move_attempts(
+            session,
+            [
+                AttemptMove(
+                    a,
+                    AttemptStatus.UNKNOWN,
+                    {
+                        "error_code": "confirmation_timeout",
+                        "error_message": f"sent and not confirmed within {timeout_s} s",
+                    },
+                )
+                for a in overdue
+            ],
+        )
+    if overdue:
+        log.error(
+            "ton payouts unconfirmed past the confirmation timeout",
+            request=request_id,
+            payouts=[a.payment_id for a in overdue],
+        )
 
 
 async def mark_unknown(ctx: TonRailContext, request_id: str) -> None:

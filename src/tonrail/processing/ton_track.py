@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -12,7 +13,13 @@ from sqlalchemy import ColumnElement, select, update
 from tonrail import clock
 from tonrail.kit.claims import claim, release
 from tonrail.processing.context import TonRailContext, request_transfers, transaction
-from tonrail.processing.outcomes import Stray, expire_request, finalize_request, mark_unknown
+from tonrail.processing.outcomes import (
+    Stray,
+    expire_request,
+    finalize_request,
+    mark_overdue,
+    mark_unknown,
+)
 from tonrail.rails.ton.chain_view import Msg, Tx, query_id_of, same_address
 from tonrail.rails.ton.feed import NotCovered
 from tonrail.rails.ton.models import TonRequest, TonTransfer
@@ -89,7 +96,7 @@ async def track_open(ctx: TonRailContext) -> int:
     return sum(1 for r in results if r is True)
 
 
-async def _processed_flag(ctx: TonRailContext, query_id: int) -> bool | None:
+async def processed_flag(ctx: TonRailContext, query_id: int) -> bool | None:
     """The wallet's `processed?(query_id, need_clean=false)`; None when it cannot be read."""
     try:
         exit_code, stack = await ctx.api.run_get_method(
@@ -171,14 +178,21 @@ async def track_request(ctx: TonRailContext, request_id: str) -> bool:
         msg_hash = request.msg_hash_norm
         valid_until = request.valid_until
         query_id = request.query_id
+        processed = request.status == RequestStatus.PROCESSED
+        # Signed before it was first sent: younger than the timeout, nothing can be overdue.
+        overdue = clock.now() - request.created_at > timedelta(seconds=ctx.confirmation_timeout_s)
     found = ctx.found.setdefault(request_id, {})
     ext = found.get(msg_hash) or await ctx.api.tx_by_in_message(msg_hash)
+    if ext is None and processed:
+        return False  # seen processed before (`resolve-unknown` found it): never expired
     if ext is None:
         chain_now = int(clock.now().timestamp())
         if chain_now <= valid_until + ctx.settings.ton_expiry_margin_s:
+            if overdue:
+                await mark_overdue(ctx, request_id, ctx.confirmation_timeout_s)
             return False
         # Past validity: the wallet can no longer accept it. Prove it never did.
-        if await _processed_flag(ctx, query_id) is False and (
+        if await processed_flag(ctx, query_id) is False and (
             await ctx.api.tx_by_in_message(msg_hash) is None
         ):
             await expire_request(ctx, request_id)
@@ -189,6 +203,8 @@ async def track_request(ctx: TonRailContext, request_id: str) -> bool:
     lookup = _lookup(ctx, request_id, ext.lt)
     txs = await _transfer_txs(ctx, ext, lookup)
     if txs is None:
+        if overdue:
+            await mark_overdue(ctx, request_id, ctx.confirmation_timeout_s)
         return False
     out_msgs = [
         m for tx in txs for m in tx.out_msgs if not same_address(m.destination, ctx.wallet_raw)
@@ -209,7 +225,10 @@ async def track_request(ctx: TonRailContext, request_id: str) -> bool:
     # Out messages of the external too: it should only carry the self-message, but whatever
     # left the wallet in this request must reach the books.
     out_msgs += [m for m in ext.out_msgs if not same_address(m.destination, ctx.wallet_raw)]
-    return await _settle(ctx, request_id, ext, txs, out_msgs, common_fee, lookup)
+    settled = await _settle(ctx, request_id, ext, txs, out_msgs, common_fee, lookup)
+    if not settled and overdue:
+        await mark_overdue(ctx, request_id, ctx.confirmation_timeout_s)
+    return settled
 
 
 async def _transfer_txs(ctx: TonRailContext, ext: Tx, lookup: Lookup) -> list[Tx] | None:

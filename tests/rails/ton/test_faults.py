@@ -57,6 +57,16 @@ async def times_paid(rail: Rail, payout_id: str) -> int:
     return sum(1 for t in txs if t.in_msg is not None and t.in_msg.comment == payout_id)
 
 
+async def skip_backoff(db: Database, pid: str) -> None:
+    """The retry of a payout waits out its backoff: end it now, for the test."""
+    from tonrail.payments.models import Payment
+
+    async with db.transaction() as session:
+        row = await session.get(Payment, pid)
+        assert row is not None
+        row.locked_until = None
+
+
 async def status(client: httpx.AsyncClient, auth: dict[str, str], pid: str) -> dict:
     return dict((await client.get(f"/v1/payouts/{pid}", headers=auth)).json())
 
@@ -150,19 +160,22 @@ async def test_unprocessed_request_expires_and_is_resigned_once(
     async with db.transaction() as session:
         [expired] = (await session.execute(select(TonRequest))).scalars().all()
         assert expired.status == "expired"
-        # The retry waits out its backoff; skip it for the test.
-        from tonrail.payments.models import Payment
-
-        row = await session.get(Payment, pid)
-        assert row is not None
-        row.locked_until = None
     await faults(rail, time_offset_s=7200, drop_external_rate=0.0)
+    await paid_once_on_retry(rail, client, auth, db, pid)
+
+
+async def paid_once_on_retry(
+    rail: Rail, client: httpx.AsyncClient, auth: dict[str, str], db: Database, pid: str
+) -> None:
+    """The payout's expired request is followed by one new request that pays it, once."""
+    await skip_backoff(db, pid)
     final = await rail.run_until_final([pid], client, auth)
     assert final[pid]["status"] == "succeeded"
     assert [a["status"] for a in final[pid]["attempts"]] == ["expired", "confirmed"]
     assert await times_paid(rail, pid) == 1
     async with db.transaction() as session:
         requests = (await session.execute(select(TonRequest))).scalars().all()
+        assert sorted(r.status for r in requests) == ["expired", "final"]
         assert len({r.query_id for r in requests}) == 2  # the retry used a new query_id
         assert (await check_books(session)).ok
 

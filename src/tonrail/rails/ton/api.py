@@ -26,6 +26,10 @@ class TonApi(Protocol):
 
     async def last_lt(self, address: str) -> int: ...
 
+    async def synced_at(self, address: str) -> int: ...
+
+    async def transactions_before(self, account: str, before_lt: int, limit: int) -> list[Tx]: ...
+
     async def run_get_method(
         self, address: str, method: str, stack: list[list[Any]]
     ) -> tuple[int, list[Any]]: ...
@@ -60,6 +64,19 @@ class ToncenterTonApi:
     async def last_lt(self, address: str) -> int:
         info = await self.client.get_address_information(address)
         return info.last_transaction_id.lt
+
+    async def synced_at(self, address: str) -> int:
+        """The chain's time (unix s) of the state toncenter answers from (`sync_utime`)."""
+        info = await self.client.get_address_information(address)
+        return info.sync_utime
+
+    async def transactions_before(self, account: str, before_lt: int, limit: int) -> list[Tx]:
+        """Transactions of `account` older than `before_lt` (0: from the newest), newest
+        first: for reading history backwards."""
+        page = await self.client.transactions(
+            account, end_lt=before_lt - 1 if before_lt else None, limit=limit, sort="desc"
+        )
+        return [tx_of(t) for t in page.transactions]
 
     async def run_get_method(
         self, address: str, method: str, stack: list[list[Any]]
