@@ -19,6 +19,7 @@ from sqlalchemy import text
 import tonrail
 from tonrail.api_limits import build_limiter
 from tonrail.api_limits import install as install_rate_limits
+from tonrail.dashboard.routes import SecurityHeaders
 from tonrail.dashboard.routes import install as install_dashboard
 from tonrail.db import Database
 from tonrail.fees.endpoints import router as fees_router
@@ -30,6 +31,8 @@ from tonrail.notify.endpoints import router as merchant_webhooks_router
 from tonrail.notify.service import WebhookEndpoints
 from tonrail.payments.endpoints import router as payments_router
 from tonrail.payments.service import PaymentService
+from tonrail.paypage.endpoints import CSP as PAY_CSP
+from tonrail.paypage.endpoints import router as pay_page_router
 from tonrail.processing.checkout import BackupCheckout
 from tonrail.processing.checkout_api import router as backup_checkout_router
 from tonrail.rails.registry import build_backup_rails
@@ -126,6 +129,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(backup_checkout_router)
     app.include_router(provider_webhooks_router)
     install_dashboard(app)  # /dashboard (docs/DASHBOARD.md)
+    # The hosted checkout page /pay/{invoice_id}, public (docs/CHECKOUT.md).
+    app.include_router(pay_page_router)
+    app.add_middleware(SecurityHeaders, prefix="/pay/", csp=PAY_CSP)
     # Outermost: size, content type, JSON shape and control characters are checked before
     # routing and authentication (input_boundary.py); the schema documents its refusals.
     app.add_middleware(

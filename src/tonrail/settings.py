@@ -308,6 +308,10 @@ class Settings(BaseSettings):
     dashboard_page_size: int = 50
     explorer_url: str = ""  # chain explorer base URL; "" = the network preset's (tonviewer)
 
+    # --- hosted checkout page /pay/{invoice_id} (docs/CHECKOUT.md)
+    merchant_name: str = "tonrail"  # shown to the customer and to wallets (TON Connect)
+    checkout_poll_ms: int = 1000  # how often the page asks for the invoice's status
+
     @field_validator("alert_routes")
     @classmethod
     def _known_alert_channels(cls, value: str) -> str:

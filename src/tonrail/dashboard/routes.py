@@ -189,21 +189,24 @@ def _set_login_csrf(request: Request, response: Response, token: str) -> None:
 
 
 class SecurityHeaders:
-    """Security headers on /dashboard responses; every other path passes straight through
-    (a plain ASGI middleware: the API's hot path pays nothing for it)."""
+    """Security headers on the responses under `prefix` (the dashboard; the hosted checkout
+    page with its own CSP); every other path passes straight through (a plain ASGI
+    middleware: the API's hot path pays nothing for it)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, prefix: str = "/dashboard", csp: str = CSP) -> None:
         self.app = app
+        self.prefix = prefix
+        self.csp = csp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/dashboard"):
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
             return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers.setdefault("Content-Security-Policy", CSP)
+                headers.setdefault("Content-Security-Policy", self.csp)
                 headers.setdefault("X-Frame-Options", "DENY")
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Referrer-Policy", "same-origin")

@@ -378,6 +378,16 @@ class PaymentService:
         payment = await session.get(Payment, payment_id)
         return None if payment is None else await self._render(session, payment)
 
+    async def invoice_by_id(self, invoice_id: str) -> dict[str, Any] | None:
+        """An invoice as `get` returns it, found by its id alone, whatever the account (the
+        hosted checkout page: the unguessable id is the customer's capability); None for an
+        unknown id or a payout."""
+        async with self.db.transaction() as session:
+            payment = await session.get(Payment, invoice_id)
+            if payment is None or payment.direction != "in":
+                return None
+            return await self._render(session, payment)
+
     async def list(
         self,
         principal: Principal,

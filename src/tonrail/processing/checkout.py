@@ -37,19 +37,23 @@ class BackupCheckout:
         self, principal: Principal, invoice_id: str, rail_name: str
     ) -> dict[str, Any]:
         """Create the provider object for the invoice; repeating the call returns the same one."""
+        return await self.checkout_for(principal.account_id, invoice_id, rail_name)
+
+    async def checkout_for(
+        self, account_id: str | None, invoice_id: str, rail_name: str
+    ) -> dict[str, Any]:
+        """`checkout` for the invoice of `account_id`, or (None: the hosted checkout page,
+        where the customer holds the invoice's id) of whatever account it belongs to."""
         rail = self.rails.get(rail_name)
         if rail is None:
             raise InvalidRequest(
                 f"the {rail_name} rail is not available", param="rail", code="rail_unavailable"
             )
         async with self.db.transaction() as session:
-            payment = (
-                await session.execute(
-                    select(Payment).where(
-                        Payment.id == invoice_id, Payment.account_id == principal.account_id
-                    )
-                )
-            ).scalar_one_or_none()
+            query = select(Payment).where(Payment.id == invoice_id)
+            if account_id is not None:
+                query = query.where(Payment.account_id == account_id)
+            payment = (await session.execute(query)).scalar_one_or_none()
             if payment is None or payment.direction != "in":
                 raise NotFound(f"no invoice {invoice_id!r}", param="id")
             if payment.status != PaymentStatus.AWAITING_PAYMENT:
@@ -87,6 +91,17 @@ class BackupCheckout:
             assert locked is not None
             await record_submit(session, locked, result)
             return self._body(pview.id, locked)
+
+    async def started(self, invoice_id: str) -> dict[str, Any] | None:
+        """The invoice's submitted backup-rail checkout (as `checkout` returned it), if any:
+        what the hosted page shows again on a reload (bank details, the provider's link)."""
+        async with self.db.transaction() as session:
+            live = await live_attempt(session, invoice_id)
+            if live is None or live.rail not in self.rails:
+                return None
+            if live.status != AttemptStatus.SUBMITTED:
+                return None
+            return self._body(invoice_id, live)
 
     @staticmethod
     def _body(payment_id: str, attempt: Attempt) -> dict[str, Any]:

@@ -1,0 +1,183 @@
+"""The hosted checkout page over HTTP: what it shows, what it hides, its refusals, its states
+and its backup rails (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from html import unescape
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.rails.conftest import OUR_IBAN
+from tonrail import clock
+from tonrail.app import create_app
+from tonrail.db import Database
+from tonrail.settings import Settings
+
+HOT = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"  # the test settings' pay_to
+
+
+async def invoice(
+    client: httpx.AsyncClient, auth: dict[str, str], amount: str, asset: str, **extra: Any
+) -> dict[str, Any]:
+    body = {"amount": amount, "asset": asset, **extra}
+    r = await client.post("/v1/invoices", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+@pytest.fixture
+def bank_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "merchant_name": "Ünïcode <Shop> & Co",
+            "backup_rails": "bank",
+            "bank_account_name": "Shop GmbH",
+            "bank_account_iban": OUR_IBAN,
+            "bank_account_bic": "COBADEFFXXX",
+        }
+    )
+
+
+@pytest.fixture
+async def shop(bank_settings: Settings, db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(bank_settings, db))
+    async with httpx.AsyncClient(transport=transport, base_url="http://tonrail.test") as c:
+        yield c
+
+
+async def test_an_open_invoice_shows_what_to_pay_and_nothing_private(
+    shop: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    inv = await invoice(
+        shop,
+        auth,
+        "2.5",
+        "TON",
+        description='Order <script>alert("x")</script> & more',
+        metadata={"customer_email": "secret@example.com"},
+    )
+    r = await shop.get(f"/pay/{inv['id']}")
+    assert r.status_code == 200
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert r.headers["cache-control"] == "no-store"
+    html = r.text
+    assert "<script>alert" not in html and "&lt;script&gt;alert(&#34;x&#34;)" in html
+    assert "Ünïcode &lt;Shop&gt; &amp; Co" in html
+    assert "secret@example.com" not in html and "acct_" not in html
+    assert re.search(r"<script(?![^>]*\bsrc=)", html) is None, "an inline script"
+    assert 'id="amount">2.5</span> TON' in html
+    link = unescape(re.search(r'id="deep-link" class="button" href="([^"]+)"', html)[1])
+    assert link == inv["deep_link"]
+    assert link == f"ton://transfer/{HOT}?amount=2500000000&text={inv['reference']}"
+    assert f'<code id="pay-comment">{inv["reference"]}</code>' in html
+    assert f'<code id="pay-to">{HOT}</code>' in html
+    assert 'data-rail="bank"' in html  # the configured backup rail is offered
+    qr = await shop.get(f"/pay/{inv['id']}/qr.svg")
+    assert qr.status_code == 200 and qr.headers["content-type"] == "image/svg+xml"
+    status = (await shop.get(f"/pay/{inv['id']}/status")).json()
+    assert status == {
+        "id": inv["id"],
+        "state": "open",
+        "amount": "2.5",
+        "asset": "TON",
+        "amount_received": "0",
+        "amount_remaining": "2.5",
+        "expires_at": inv["expires_at"],
+        "seconds_left": status["seconds_left"],
+        "paid_at": None,
+    }
+    assert 3590 <= status["seconds_left"] <= 3600
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/pay/pay_00000000000000000000000000",  # well formed, unknown
+        "/pay/pay_x",  # malformed
+        "/pay/' OR 1=1 --",
+        "/pay/%3Cscript%3E",
+    ],
+)
+async def test_a_bad_id_is_the_same_404_that_tells_nothing(
+    shop: httpx.AsyncClient, path: str
+) -> None:
+    r = await shop.get(path)
+    assert r.status_code == 404
+    assert "Payment not found" in r.text and "pay_" not in r.text.split("<body>")[1]
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    s = await shop.get(path + "/status")
+    assert s.status_code == 404 and s.json()["error"]["code"] == "not_found"
+    assert (await shop.get(path + "/qr.svg")).status_code == 404
+
+
+async def test_a_payout_id_is_not_a_checkout_page(
+    shop: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    r = await shop.post(
+        "/v1/payouts",
+        json={"amount": "1", "asset": "TON", "destination": HOT},
+        headers=auth,
+    )
+    payout = r.json()["id"]
+    unknown = await shop.get("/pay/pay_00000000000000000000000000")
+    page = await shop.get(f"/pay/{payout}")
+    assert page.status_code == 404 and page.text == unknown.text
+
+
+async def test_canceled_and_expired_invoices_show_their_state(
+    shop: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    canceled = await invoice(shop, auth, "1", "TON")
+    await shop.post(f"/v1/invoices/{canceled['id']}/cancel", headers=auth)
+    page = (await shop.get(f"/pay/{canceled['id']}")).text
+    assert re.search(r'data-show-when="canceled"\s*>', page), "canceled not shown"
+    assert 'id="pay-ton"' in page and re.search(r'id="pay-ton"[^>]*hidden', page)
+    assert 'data-rail="bank"' not in page  # nothing to pay: no backup options
+    assert (await shop.get(f"/pay/{canceled['id']}/status")).json()["state"] == "canceled"
+
+    late = await invoice(shop, auth, "1", "TON", expires_in_seconds=60)
+    later = clock.now() + timedelta(seconds=61)
+    clock.set_clock(lambda: later)
+    try:
+        status = (await shop.get(f"/pay/{late['id']}/status")).json()
+        page = (await shop.get(f"/pay/{late['id']}")).text
+    finally:
+        clock.set_clock(None)
+    assert status["state"] == "expired" and status["seconds_left"] == 0
+    assert re.search(r'data-show-when="expired"\s*>', page)
+    assert re.search(r'id="pay-ton"[^>]*hidden', page)
+
+
+async def test_bank_transfer_as_the_backup_rail(
+    shop: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    inv = await invoice(shop, auth, "100", "USDT")
+    r = await shop.post(f"/pay/{inv['id']}/rails/bank")
+    assert r.status_code == 303 and r.headers["location"] == f"/pay/{inv['id']}#backup"
+    page = (await shop.get(f"/pay/{inv['id']}")).text
+    details = page.split('id="bank-details"')[1].split("</dl>")[0]
+    assert OUR_IBAN in details and "COBADEFFXXX" in details and "Shop GmbH" in details
+    assert inv["reference"] in details
+    # Choosing again finds the same checkout; an unknown rail is refused on the page.
+    again = await shop.post(f"/pay/{inv['id']}/rails/bank")
+    assert again.status_code == 303
+    other = await shop.post(f"/pay/{inv['id']}/rails/stripe")
+    assert other.status_code == 400 and "stripe is not offered here" in other.text
+    attempts = (await shop.get(f"/v1/invoices/{inv['id']}", headers=auth)).json()["attempts"]
+    assert [a["rail"] for a in attempts] == ["bank"]
+
+
+async def test_no_backup_options_when_none_is_configured(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    inv = await invoice(client, auth, "1", "TON")
+    page = (await client.get(f"/pay/{inv['id']}")).text
+    assert 'id="backup"' not in page
+    assert (await client.post(f"/pay/{inv['id']}/rails/bank")).status_code == 400
