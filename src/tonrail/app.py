@@ -122,7 +122,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(monitoring_router)  # GET /metrics (docs/monitoring.md)
     # Backup rails (Stripe, PayPal, bank): checkout for invoices and provider webhooks.
     app.state.backup_rails = build_backup_rails(settings)
-    app.state.backup_checkout = BackupCheckout(database_, app.state.backup_rails)
+    app.state.backup_checkout = BackupCheckout(database_, settings, app.state.backup_rails)
     app.state.provider_webhooks = ProviderWebhooks(
         database_, app.state.payments, app.state.backup_rails
     )

@@ -106,10 +106,15 @@ async def attempt(
             return a.id
         if outcome == "unknown":
             await record_submit(
-                session, a, SubmitResult("unknown", error_code="timeout", error_message="timed out")
+                session,
+                service.settings,
+                a,
+                SubmitResult("unknown", error_code="timeout", error_message="timed out"),
             )
             return a.id
-        await record_submit(session, a, SubmitResult("submitted", provider_ref=f"ref_{a.id}"))
+        await record_submit(
+            session, service.settings, a, SubmitResult("submitted", provider_ref=f"ref_{a.id}")
+        )
         if outcome != "submitted":
             result = PollResult(
                 outcome,  # type: ignore[arg-type]

@@ -16,6 +16,11 @@ from tests.monitoring.test_alerting import Ctx, _alerts, _freeze
 from tonrail.cli import app as cli
 from tonrail.db import Database
 from tonrail.monitoring.jobs import evaluate_alerts
+from tonrail.payments.models import Payment
+from tonrail.payments.service import PaymentService
+from tonrail.payments.transitions import start_attempt
+from tonrail.processing.outcomes import record_poll, record_submit
+from tonrail.rails.base import PollResult, SubmitResult
 from tonrail.security.lockouts import SubjectLocked, charge_failure, check_not_locked
 from tonrail.security.models import ApiKey, Lockout
 from tonrail.settings import Settings
@@ -177,3 +182,63 @@ async def test_bad_keys_over_http_lock_the_callers_address(
         "/v1/payouts", json={"amount": "1", "asset": "TON", "destination": DEST}, headers=auth
     )
     assert r.status_code == 423 and r.json()["error"]["code"] == "ip_locked"
+
+
+async def _fail_on_a_rail(db: Database, settings: Settings, pid: str, by_poll: bool) -> None:
+    """As the backup loop records a provider's refusal: at submit, or at a later poll."""
+    async with db.transaction() as session:
+        payment = await session.get(Payment, pid)
+        assert payment is not None
+        attempt = await start_attempt(session, payment, "paypal", {"rail_asset": "USD"})
+        refused = ("declined", "the provider declined the payout")
+        if by_poll:
+            await record_submit(session, settings, attempt, SubmitResult("submitted", "ref"))
+            payments = PaymentService(db, settings)
+            result = PollResult("failed", error_code=refused[0], error_message=refused[1])
+            await record_poll(session, payments, attempt, result)
+        else:
+            result = SubmitResult("failed", error_code=refused[0], error_message=refused[1])
+            await record_submit(session, settings, attempt, result)
+
+
+async def test_the_tenth_failed_payout_locks_before_the_next_request(
+    db: Database, settings: Settings, client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """The failure that reaches the threshold locks its counterparty and key in its own
+    transaction: the next payout is refused without waiting for the alert evaluator."""
+    _freeze()
+    key = await _key_id(db)
+    for i in range(9):
+        await _fail_on_a_rail(db, settings, await payout(db, key=key), by_poll=i % 2 == 0)
+    async with db.transaction() as session:
+        assert (await session.execute(select(Lockout))).first() is None  # nine lock nothing
+    assert (await _payout(client, auth, OTHER)).status_code == 201
+    await _fail_on_a_rail(db, settings, await payout(db, key=key), by_poll=True)
+    async with db.transaction() as session:
+        locked = {
+            (lk.subject_kind, lk.subject)
+            for lk in (await session.execute(select(Lockout))).scalars()
+        }
+    assert locked == {("counterparty", DEST_RAW), ("api_key", key)}
+    r = await _payout(client, auth, DEST)  # no evaluation ran in between
+    assert r.status_code == 423, r.text
+    assert r.json()["error"]["code"] in ("api_key_locked", "counterparty_locked")
+    # The evaluator finds them locked already: one lock each, one alert each.
+    await evaluate_alerts(Ctx(db, settings))
+    async with db.transaction() as session:
+        assert len((await session.execute(select(Lockout))).all()) == 2
+    assert {k for k in await _alerts(db) if k.startswith("suspicious_activity")} == {
+        f"suspicious_activity:counterparty:{DEST_RAW}",
+        f"suspicious_activity:api_key:{key}",
+    }
+
+
+async def test_retries_of_one_failed_payout_count_once_where_they_fail(
+    db: Database, settings: Settings
+) -> None:
+    _freeze()
+    pid = await payout(db, key="key_r")
+    for _ in range(12):
+        await _fail_on_a_rail(db, settings, pid, by_poll=False)
+    async with db.transaction() as session:
+        assert (await session.execute(select(Lockout))).first() is None

@@ -177,7 +177,7 @@ async def start_on_rail(db: Database, app: Any, payment_id: str, rail: str, reas
     async with db.transaction() as session:
         att = await session.get(Attempt, aview.id)
         assert att is not None
-        await record_submit(session, att, result)
+        await record_submit(session, app.state.settings, att, result)
     return aview.id
 
 

@@ -14,12 +14,12 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from tonrail.chain.address import counterparty_key
 from tonrail.events.models import OutboxEvent
 from tonrail.kit.models import WorkerHeartbeat
 from tonrail.monitoring.models import AlertDelivery, MonitoringSignal
 from tonrail.monitoring.signals import parse_labels
 from tonrail.monitoring.states import DeliveryStatus
+from tonrail.monitoring.suspicious import subject_failures
 from tonrail.notify.models import WebhookEndpoint
 from tonrail.notify.states import DisabledReason, EndpointStatus
 from tonrail.payments.models import Attempt, Payment
@@ -27,11 +27,10 @@ from tonrail.payments.states import (
     FAILED_ATTEMPT_STATES,
     FINAL_ATTEMPT_STATES,
     PENDING_PAYMENT_STATES,
-    AttemptStatus,
     PaymentStatus,
 )
 from tonrail.security.lockouts import in_force
-from tonrail.security.models import Lockout, SecurityFailure
+from tonrail.security.models import Lockout
 from tonrail.settings import Settings
 from tonrail.states import ALERTED_HOLDS
 
@@ -259,40 +258,7 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
     active = (await session.execute(select(Lockout).where(in_force(now)))).scalars()
     for lock in active:
         snap.lockouts[(lock.subject_kind, lock.subject)] = (lock.id, lock.failures)
-    unlocks: dict[tuple[str, str], datetime] = {}
-    for kind, subject, at in await session.execute(
-        select(Lockout.subject_kind, Lockout.subject, func.max(Lockout.unlocked_at))
-        .where(Lockout.unlocked_at >= since)
-        .group_by(Lockout.subject_kind, Lockout.subject)
-    ):
-        if at is not None:
-            unlocks[(kind, subject)] = at
-    events: list[tuple[str, str, datetime]] = []
-    # One failure per payment, at its latest failed attempt: the rail's own retries of a
-    # payout (a bounce is retried up to TON_MAX_ATTEMPTS) are not more failures of the subject.
-    rows = await session.execute(
-        select(Payment.counterparty, Payment.requested_by, func.max(Attempt.updated_at))
-        .join(Payment, Payment.id == Attempt.payment_id)
-        .where(Attempt.updated_at >= since, Attempt.status == AttemptStatus.FAILED)
-        .group_by(Payment.id, Payment.counterparty, Payment.requested_by)
-        .limit(LIST_CAP * 10)
-    )
-    for counterparty, requested_by, at in rows:
-        if counterparty:
-            events.append(("counterparty", counterparty_key(counterparty), at))
-        if requested_by and requested_by.startswith("key:"):
-            events.append(("api_key", requested_by[4:], at))
-    rows = await session.execute(
-        select(SecurityFailure.subject_kind, SecurityFailure.subject, SecurityFailure.at)
-        .where(SecurityFailure.at >= since)
-        .limit(LIST_CAP * 10)
-    )
-    events.extend((kind, subject, at) for kind, subject, at in rows)
-    for kind, subject, at in events:
-        cutoff = unlocks.get((kind, subject))
-        if cutoff is not None and at <= cutoff:
-            continue  # an admin unlocked the subject after this failure
-        snap.subject_failures[(kind, subject)] = snap.subject_failures.get((kind, subject), 0) + 1
+    snap.subject_failures = await subject_failures(session, since)
 
     # -- workers, outbox, signals, deliveries
     for loop, beat in await session.execute(

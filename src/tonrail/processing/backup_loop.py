@@ -109,7 +109,7 @@ async def _submit(ctx: BackupContext, attempt_id: str) -> None:
         attempt = await session.get(Attempt, attempt_id, with_for_update=True)
         if attempt is None or attempt.status != AttemptStatus.CREATED:
             return
-        await record_submit(session, attempt, result)
+        await record_submit(session, ctx.settings, attempt, result)
         if result.status == AttemptStatus.UNKNOWN:
             await record_rail_error(
                 session, rail_name, ctx.routing.breaker, result.error_code or "unknown"

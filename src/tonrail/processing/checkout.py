@@ -16,6 +16,7 @@ from tonrail.payments.transitions import live_attempt, start_attempt
 from tonrail.processing.outcomes import record_submit
 from tonrail.rails.registry import BackupRail
 from tonrail.security.api_keys import Principal
+from tonrail.settings import Settings
 
 PUBLIC_DETAILS = (
     "client_secret",
@@ -29,8 +30,9 @@ PUBLIC_DETAILS = (
 class BackupCheckout:
     """Starts (or returns) the attempt that lets a customer pay an invoice on a backup rail."""
 
-    def __init__(self, db: Database, rails: Mapping[str, BackupRail]):
+    def __init__(self, db: Database, settings: Settings, rails: Mapping[str, BackupRail]):
         self.db = db
+        self.settings = settings
         self.rails = rails
 
     async def checkout(
@@ -89,7 +91,7 @@ class BackupCheckout:
         async with self.db.transaction() as session:
             locked = await session.get(Attempt, aview.id, with_for_update=True)
             assert locked is not None
-            await record_submit(session, locked, result)
+            await record_submit(session, self.settings, locked, result)
             return self._body(pview.id, locked)
 
     async def started(self, invoice_id: str) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post, post_many
 from tonrail.monitoring import signals
+from tonrail.monitoring.suspicious import lock_if_suspicious
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
 from tonrail.payments.states import (
@@ -59,10 +60,13 @@ from tonrail.rails.ton.trace import (
     Outcome,
     split_common_fee,
 )
+from tonrail.settings import Settings
 from tonrail.states import PollStatus
 
 
-async def record_submit(session: AsyncSession, attempt: Attempt, result: SubmitResult) -> None:
+async def record_submit(
+    session: AsyncSession, settings: Settings, attempt: Attempt, result: SubmitResult
+) -> None:
     """`created -> submitted` (then `unknown` if we cannot tell) or `created -> failed`."""
     details = {**attempt.details, **result.details}
     if result.status == AttemptStatus.FAILED:
@@ -74,6 +78,7 @@ async def record_submit(session: AsyncSession, attempt: Attempt, result: SubmitR
             error_code=result.error_code,
             error_message=result.error_message,
         )
+        await _charge(session, settings, attempt)
         return
     await move_attempt(
         session, attempt, AttemptStatus.SUBMITTED, provider_ref=result.provider_ref, details=details
@@ -86,6 +91,13 @@ async def record_submit(session: AsyncSession, attempt: Attempt, result: SubmitR
             error_code=result.error_code,
             error_message=result.error_message,
         )
+
+
+async def _charge(session: AsyncSession, settings: Settings, attempt: Attempt) -> None:
+    """A failed attempt counts against its payment's counterparty and API key at once."""
+    payment = await session.get(Payment, attempt.payment_id)
+    if payment is not None:
+        await lock_if_suspicious(session, settings, [payment])
 
 
 async def attempt_by_ref(session: AsyncSession, rail: str, provider_ref: str) -> Attempt | None:
@@ -123,6 +135,8 @@ async def record_poll(
             error_code=result.error_code,
             error_message=result.error_message,
         )
+        if result.status == PollStatus.FAILED:
+            await _charge(session, payments.settings, attempt)
         return result.status
     payment = await session.get(Payment, attempt.payment_id, with_for_update=True)
     assert payment is not None
@@ -263,6 +277,7 @@ async def finalize_request(
         confirmed_payments: list[Payment] = []
         confirmed_rows: list[dict[str, Any]] = []
         confirmed_outcomes: list[Confirmed] = []
+        failed_payments: list[Payment] = []
         entries: list[tuple[str, list[books.Line], str | None]] = []
         for t, share in zip(transfers, shares, strict=True):
             attempt = attempts[t.attempt_id]
@@ -346,6 +361,8 @@ async def finalize_request(
                 )
             await record_outcome(session, payment.id, "failed", fee_paid=fee)
             await retry_or_fail(ctx, session, payment, code, reason)
+            failed_payments.append(payment)
+        await lock_if_suspicious(session, ctx.settings, failed_payments)
         await post_many(session, entries)
         await move_attempts(session, confirmed_moves)
         await move_payments(

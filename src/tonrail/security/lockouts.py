@@ -11,8 +11,10 @@ What each lock refuses (docs/monitoring.md, "Lockouts"):
 
 Failures charged in the request path (`charge_failure`: a refused API key, a refused
 sign-in) lock the subject in the same transaction as the failure that reaches
-ALERT_SUSPICIOUS_FAILURES, so the next request is already refused. Failed payouts are
-counted by the alert evaluator (monitoring/jobs.py), which locks through `lock` too.
+ALERT_SUSPICIOUS_FAILURES, so the next request is already refused. Failed payments lock
+their counterparty and API key the same way, where their attempt fails
+(monitoring/suspicious.py: `lock_if_suspicious`); the alert evaluator (monitoring/jobs.py)
+locks through `lock` too, as the net for failures charged without a lock.
 """
 
 from __future__ import annotations
@@ -152,6 +154,16 @@ async def check_not_locked(
             raise refusal_of(kind)
 
 
+async def take_turn(session: AsyncSession, kind: str, subject: str) -> None:
+    """PostgreSQL: failures of one subject take turns until their transactions end, so two
+    at once each count the other (an exact threshold). SQLite serializes writers already."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:subject))"),
+            {"namespace": _SUBJECT_LOCK_NAMESPACE, "subject": f"{kind}:{subject}"},
+        )
+
+
 async def charge_failure(
     db: Database,
     kind: SubjectKind,
@@ -169,12 +181,7 @@ async def charge_failure(
         subject = counterparty_key(subject)
     subject = subject[:128]
     async with db.transaction() as session:
-        if db.dialect == "postgresql":
-            # Two failures of one subject at once each count the other (an exact threshold).
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:subject))"),
-                {"namespace": _SUBJECT_LOCK_NAMESPACE, "subject": f"{kind}:{subject}"},
-            )
+        await take_turn(session, kind, subject)
         now = clock.now()
         session.add(SecurityFailure(subject_kind=kind, subject=subject, code=code, at=now))
         await session.flush()
