@@ -19,6 +19,7 @@ from tonrail.monitoring.cli import alerts_app
 from tonrail.processing.bank_cli import bank_app
 from tonrail.processing.payouts_cli import payouts_app
 from tonrail.security.cli import lockouts_app
+from tonrail.security.keys_cli import register as register_key_rotation
 from tonrail.settings import Settings, get_settings
 from tonrail.treasury.cli import treasury_app
 
@@ -26,6 +27,7 @@ app = typer.Typer(help="tonrail: payments on TON with backup rails.", no_args_is
 keys_app = typer.Typer(help="API keys of merchants; the hot wallet key.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry books.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+register_key_rotation(keys_app)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(bank_app, name="bank")
 app.add_typer(payouts_app, name="payouts")
@@ -202,7 +204,8 @@ def keys_init_wallet(
         typer.Option("--file", help="default: TON_MASTER_KEY_FILE or DATA_DIR/hot_wallet.key"),
     ] = None,
 ) -> None:
-    """Create (or import) the hot wallet key, sealed with TON_KEY_PASSPHRASE (mode 0600)."""
+    """Create (or import) the hot wallet key, sealed under TON_KEY_KMS_KEY_ID (AWS KMS) or
+    TON_KEY_PASSPHRASE, in a file of mode 0600."""
     import secrets
     import sys
 
@@ -212,7 +215,7 @@ def keys_init_wallet(
     logs.configure(settings.log_level, settings.log_json)
     path = file or keys.key_file_path(settings)
     try:
-        kek = keys.passphrase_kek(settings)
+        kek = keys.sealing_kek(settings)
         if path.exists() and not force:
             raise keys.WalletKeyError(f"{path} exists; pass --force to replace it")
         if import_key:
@@ -239,7 +242,8 @@ def keys_init_wallet(
     address = _hot_wallet_address(settings, public_key)
     if address:
         typer.echo(f"address:    {address}")
-    typer.echo(f"envelope:   {path} (mode 0600, AES-256-GCM, KEK: scrypt passphrase)")
+    kek_name = "AWS KMS" if kek.kind == "aws-kms" else "scrypt passphrase"
+    typer.echo(f"envelope:   {path} (mode 0600, AES-256-GCM, KEK: {kek_name})")
     if settings.ton_master_key.get_secret_value():
         typer.echo("note: TON_MASTER_KEY is set and takes precedence over this file")
 

@@ -11,6 +11,9 @@ def configure(level: str = "INFO", json: bool = False) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s")
     # One line per toncenter request drowns everything else; their errors still surface.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # botocore at DEBUG prints request and response bodies: KMS plaintexts, secret values.
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level.upper())))
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )

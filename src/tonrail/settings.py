@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # 0 means "the network preset's value" (chain/network.py); amounts are nanoton.
     ton_master_key_file: str = ""  # envelope file when TON_MASTER_KEY is empty; "" = DATA_DIR/...
     ton_key_passphrase: SecretStr = SecretStr("")  # KEK passphrase; dev default outside production
+    # AWS KMS key (id, ARN or alias/...) that wraps new envelopes (init-wallet, keys rewrap);
+    # "" = the passphrase. Opening an envelope uses the key its envelope names (docs/SECURITY.md)
+    ton_key_kms_key_id: str = ""
     ton_gas_cap_ton_transfer: int = 0  # max nanoton a TON payout may spend in fees
     ton_gas_cap_jetton_attach: int = 0  # max nanoton attached to a jetton transfer
     ton_gas_cap_jetton_transfer: int = 0  # max nanoton a jetton payout may spend in fees
@@ -227,6 +230,7 @@ class Settings(BaseSettings):
     # --- AWS
     aws_region: str = "us-east-1"
     cloudwatch_namespace: str = "Deligate/Payments"
+    aws_kms_endpoint_url: str = ""  # "" = AWS's; a local KMS (tests, LocalStack) otherwise
     # where `tonrail rehearsal verify` writes, and the mainnet deploy looks for, the testnet
     # verification records (docs/DEPLOY.md)
     rehearsal_record_dir: Path = Path("var/rehearsal")

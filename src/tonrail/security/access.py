@@ -103,6 +103,8 @@ class AccessCache:
         if hit is None:
             return None
         principal, expires = hit
+        if principal.expires_at is not None:
+            expires = min(expires, principal.expires_at.timestamp())  # a rolled key, on time
         if clock.now().timestamp() >= expires:
             self._principals.pop(hash_secret(secret), None)
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +28,7 @@ class Principal:
     key_id: str
     account_id: str
     scopes: frozenset[str]
+    expires_at: datetime | None = None  # a rolled key: refused from then on
 
     @property
     def identity(self) -> str:
@@ -73,7 +75,18 @@ async def authenticate(session: AsyncSession, secret: str | None) -> Principal:
     ).scalar_one_or_none()
     if key is None or key.revoked_at is not None:
         raise AuthenticationFailed("invalid API key", code="api_key_invalid")
-    return Principal(key_id=key.id, account_id=key.account_id, scopes=frozenset(key.scopes))
+    if key.expires_at is not None and clock.now() >= key.expires_at:
+        raise AuthenticationFailed(
+            f"this API key expired at {key.expires_at.isoformat()}: it was rolled, use its "
+            f"successor {key.successor_id or ''}".rstrip(),
+            code="api_key_expired",
+        )
+    return Principal(
+        key_id=key.id,
+        account_id=key.account_id,
+        scopes=frozenset(key.scopes),
+        expires_at=key.expires_at,
+    )
 
 
 async def revoke_key(session: AsyncSession, key_id: str) -> bool:

@@ -24,6 +24,10 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A rolled key works until expires_at (the overlap), then is refused; successor_id is
+    # the key that replaced it (security/key_rotation.py).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    successor_id: Mapped[str | None] = mapped_column(String(40))
 
 
 class IdempotencyRecord(Base):

@@ -10,8 +10,10 @@ base64url (no padding) of a JSON object:
 
 A random 256-bit data key (DEK) encrypts the 32-byte Ed25519 seed with AES-256-GCM; the
 associated data binds version, purpose and public key, so none can be swapped. The DEK is
-wrapped by a key-encryption key (KEK): `PassphraseKek` (scrypt) now, AWS KMS later, behind
-the `KeyEncryptionKey` protocol. Wrong passphrase or any tampering raises WalletKeyError.
+wrapped by a key-encryption key (KEK) behind the `KeyEncryptionKey` protocol: `PassphraseKek`
+(scrypt) or `KmsKek` (AWS KMS, rails/ton/kms_kek.py, with an encryption context naming the
+wallet). `rewrap` moves an envelope to another KEK without touching the wallet's key. A wrong
+passphrase, a refused KMS call or any tampering raises WalletKeyError.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from nacl.signing import SigningKey
 
-from tonrail.errors import TonrailError
+from tonrail.rails.ton.kms_kek import kms_kek
+from tonrail.rails.ton.wallet_key_error import DEK_BYTES as DEK_BYTES
+from tonrail.rails.ton.wallet_key_error import PURPOSE as PURPOSE
+from tonrail.rails.ton.wallet_key_error import WalletKeyError as WalletKeyError
 from tonrail.settings import Settings
 
 ENVELOPE_PREFIX = "tonrail-key:v1:"
-PURPOSE = "ton-hot-wallet"
 SEED_BYTES = 32
-DEK_BYTES = 32
 NONCE_BYTES = 12
 SALT_BYTES = 16
 # scrypt: N=2^17, r=8, p=1 is 128 MiB of memory and about 0.37 s on a 2-vCPU machine; the
@@ -51,13 +54,6 @@ SCRYPT_MAX_P = 4
 # Embedded development mode only; refused when ENVIRONMENT=production.
 DEV_PASSPHRASE = "tonrail-development-passphrase-NOT-SECRET"  # noqa: S105 (labelled dev default)
 KEY_FILE_NAME = "hot_wallet.key"
-
-
-class WalletKeyError(TonrailError):
-    """The hot wallet key cannot be loaded or opened. Never carries key material."""
-
-    code = "wallet_key_invalid"
-    status = 500
 
 
 def _b64e(data: bytes) -> str:
@@ -78,11 +74,12 @@ class KeyEncryptionKey(Protocol):
 
     kind: str
 
-    def wrap(self, dek: bytes) -> dict[str, Any]:
-        """A JSON-able blob from which `unwrap` gives `dek` back."""
+    def wrap(self, dek: bytes, wallet: str) -> dict[str, Any]:
+        """A JSON-able blob from which `unwrap` gives `dek` back; `wallet` is the wallet's
+        public key (hex), which a KEK may bind the blob to."""
         ...
 
-    def unwrap(self, blob: dict[str, Any]) -> bytes:
+    def unwrap(self, blob: dict[str, Any], wallet: str) -> bytes:
         """The data key; WalletKeyError if the blob is not ours or was altered."""
         ...
 
@@ -110,7 +107,7 @@ class PassphraseKek:
     def _derive(self, salt: bytes, n: int, r: int, p: int) -> bytes:
         return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(self._passphrase)
 
-    def wrap(self, dek: bytes) -> dict[str, Any]:
+    def wrap(self, dek: bytes, wallet: str = "") -> dict[str, Any]:
         salt, nonce = secrets.token_bytes(SALT_BYTES), secrets.token_bytes(NONCE_BYTES)
         kek = self._derive(salt, self.n, self.r, self.p)
         wrapped = AESGCM(kek).encrypt(nonce, dek, self._AAD)
@@ -124,7 +121,7 @@ class PassphraseKek:
             "wrapped": _b64e(wrapped),
         }
 
-    def unwrap(self, blob: dict[str, Any]) -> bytes:
+    def unwrap(self, blob: dict[str, Any], wallet: str = "") -> bytes:
         if blob.get("kind") != self.kind:
             raise WalletKeyError(f"key envelope: KEK kind {blob.get('kind')!r} is not scrypt")
         n, r, p = blob.get("n"), blob.get("r"), blob.get("p")
@@ -172,7 +169,7 @@ def seal(seed: bytes, kek: KeyEncryptionKey) -> str:
         "public_key": public_key_hex,
         "nonce": _b64e(nonce),
         "ciphertext": _b64e(ciphertext),
-        "kek": kek.wrap(dek),
+        "kek": kek.wrap(dek, public_key_hex),
     }
     return ENVELOPE_PREFIX + _b64e(json.dumps(body, separators=(",", ":")).encode())
 
@@ -193,6 +190,18 @@ def parse_envelope(envelope: str) -> dict[str, Any]:
     return body
 
 
+def rewrap(envelope: str, old: KeyEncryptionKey, new: KeyEncryptionKey) -> str:
+    """The same envelope (same wallet key, same data key and ciphertext) with its data key
+    wrapped by `new` instead of `old`; the result is opened with `new` before it is returned."""
+    body = parse_envelope(envelope)
+    dek = old.unwrap(body["kek"], body["public_key"])
+    body["kek"] = new.wrap(dek, body["public_key"])
+    del dek
+    out = ENVELOPE_PREFIX + _b64e(json.dumps(body, separators=(",", ":")).encode())
+    open_envelope(out, new)
+    return out
+
+
 def envelope_public_key(envelope: str) -> bytes:
     """The public key recorded in an envelope, without decrypting it (not authenticated)."""
     try:
@@ -204,7 +213,7 @@ def envelope_public_key(envelope: str) -> bytes:
 def open_envelope(envelope: str, kek: KeyEncryptionKey) -> bytes:
     """The 32-byte seed inside `envelope`; WalletKeyError on a wrong KEK or any alteration."""
     body = parse_envelope(envelope)
-    dek = kek.unwrap(body["kek"])
+    dek = kek.unwrap(body["kek"], body["public_key"])
     nonce = _b64d(body.get("nonce"), "nonce")
     if len(nonce) != NONCE_BYTES:
         raise WalletKeyError("key envelope: bad nonce length")
@@ -305,6 +314,11 @@ def kek_for(settings: Settings, blob: dict[str, Any]) -> KeyEncryptionKey:
     """The KEK that can unwrap `blob` with this configuration."""
     if blob.get("kind") == PassphraseKek.kind:
         return passphrase_kek(settings)
+    if blob.get("kind") == "aws-kms":
+        key_id = blob.get("key_id")
+        if not isinstance(key_id, str) or not key_id:
+            raise WalletKeyError("key envelope: the KMS key id is missing")
+        return kms_kek(settings, key_id)
     raise WalletKeyError(f"key envelope: KEK kind {blob.get('kind')!r} is not supported")
 
 
@@ -324,8 +338,16 @@ def read_envelope(settings: Settings) -> str:
         ) from None
 
 
+def sealing_kek(settings: Settings) -> KeyEncryptionKey:
+    """The KEK new envelopes are sealed with: TON_KEY_KMS_KEY_ID when set, else the passphrase."""
+    if settings.ton_key_kms_key_id.strip():
+        return kms_kek(settings, settings.ton_key_kms_key_id.strip())
+    return passphrase_kek(settings)
+
+
 def load_signer(settings: Settings) -> HotWalletSigner:
-    """Decrypt the hot wallet key (TON_MASTER_KEY or its file) into a signer."""
+    """Decrypt the hot wallet key (TON_MASTER_KEY or its file) into a signer: the KEK is
+    asked once (one kms:Decrypt for aws-kms); the seed then lives only in the signer."""
     envelope = read_envelope(settings)
     body = parse_envelope(envelope)
     return HotWalletSigner(open_envelope(envelope, kek_for(settings, body["kek"])))

@@ -1,0 +1,143 @@
+"""`tonrail keys roll | rotate-all | rewrap`: rotating API keys and re-wrapping the hot
+wallet key envelope (docs/SECURITY.md). Registered on `tonrail keys` by cli.py."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tonrail.command import cli_actor, run_command
+from tonrail.db import Database
+from tonrail.settings import Settings
+
+
+def keys_roll(
+    key_id: Annotated[str, typer.Argument(help="the key to replace, key_...")],
+    overlap_hours: Annotated[float, typer.Option(help="how long the old key keeps working")] = 24.0,
+    actor: Annotated[str | None, typer.Option(help="who")] = None,
+) -> None:
+    """Create a successor of an API key; the old one works for the overlap, then is refused."""
+    from tonrail.security.key_rotation import Successor, roll_key
+
+    async def work(db: Database, _: Settings) -> Successor:
+        async with db.transaction() as session:
+            return await roll_key(session, key_id, cli_actor(actor), timedelta(hours=overlap_hours))
+
+    s = run_command(work)
+    assert s.old_expires_at is not None
+    typer.echo(f"key id: {s.new_id}")
+    typer.echo(f"secret: {s.secret}")
+    typer.echo("Store the secret now: it is not shown again.")
+    typer.echo(f"{s.old_id} keeps working until {s.old_expires_at.isoformat()}, then is refused")
+
+
+def keys_rotate_all(
+    reason: Annotated[str, typer.Option(help="why, for the audit log")],
+    confirm: Annotated[
+        str, typer.Option(help='type "ROTATE ALL API KEYS" (or answer the prompt)')
+    ] = "",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="file for the new secrets (mode 0600); default DATA_DIR/key-rotations/"),
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="who")] = None,
+) -> None:
+    """Emergency: revoke every API key now and issue a successor for each, written to a file."""
+    from tonrail.security.key_rotation import (
+        CONFIRMATION,
+        Successor,
+        default_rotation_file,
+        rotate_all_to_file,
+    )
+
+    typed = confirm or (
+        typer.prompt(f'Type "{CONFIRMATION}" to revoke every API key') if sys.stdin.isatty() else ""
+    )
+    if typed != CONFIRMATION:
+        typer.echo(f'error: not confirmed: type exactly "{CONFIRMATION}"', err=True)
+        raise typer.Exit(2)
+
+    async def work(db: Database, settings: Settings) -> tuple[Path, list[Successor]]:
+        path = out or default_rotation_file(settings.data_dir)
+        return path, await rotate_all_to_file(db, cli_actor(actor), reason, path)
+
+    path, successors = run_command(work)
+    accounts = len({s.account_id for s in successors})
+    typer.echo(f"revoked {len(successors)} keys of {accounts} accounts; successors issued")
+    typer.echo(f"new secrets: {path} (mode 0600): hand them over, then delete the file")
+
+
+def keys_rewrap(
+    to_kms: Annotated[
+        str | None, typer.Option("--to-kms", help="wrap under this AWS KMS key (id, ARN, alias)")
+    ] = None,
+    to_passphrase: Annotated[
+        bool,
+        typer.Option("--to-passphrase", help="wrap under a new passphrase (asked, or stdin)"),
+    ] = False,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="default: TON_MASTER_KEY_FILE or DATA_DIR/hot_wallet.key"),
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="who")] = None,
+) -> None:
+    """Re-wrap the hot wallet key under a new KMS key or passphrase; the wallet stays the same."""
+    from tonrail.rails.ton import keys
+    from tonrail.rails.ton.kms_kek import kms_kek
+    from tonrail.security import audit_log
+
+    if (to_kms is None) == (not to_passphrase):
+        typer.echo("error: pass exactly one of --to-kms KEY or --to-passphrase", err=True)
+        raise typer.Exit(2)
+
+    async def work(db: Database, settings: Settings) -> tuple[str, str, bool]:
+        inline = bool(settings.ton_master_key.get_secret_value().strip()) and file is None
+        path = file or keys.key_file_path(settings)
+        envelope = keys.read_envelope(settings) if file is None else path.read_text().strip()
+        body = keys.parse_envelope(envelope)
+        old = keys.kek_for(settings, body["kek"])
+        if to_kms is not None:
+            new: keys.KeyEncryptionKey = kms_kek(settings, to_kms)
+        else:
+            new = keys.PassphraseKek(_new_passphrase())
+        rewrapped = keys.rewrap(envelope, old, new)
+        after = keys.parse_envelope(rewrapped)["kek"]
+        async with db.transaction() as session:
+            await audit_log.record(
+                session,
+                cli_actor(actor),
+                "wallet_key.rewrapped",
+                body["public_key"],
+                {"from": _kek_name(body["kek"]), "to": _kek_name(after)},
+            )
+            if not inline:
+                keys.write_envelope(path, rewrapped, force=True)
+        return rewrapped, str(path), inline
+
+    envelope, path, inline = run_command(work)
+    if inline:
+        typer.echo("TON_MASTER_KEY holds the envelope: replace its value with this one")
+        typer.echo(envelope)
+    else:
+        typer.echo(f"re-wrapped {path} (same wallet, new key-encryption key)")
+
+
+def _kek_name(blob: dict[str, object]) -> str:
+    return f"{blob.get('kind')}:{blob.get('key_id')}" if blob.get("key_id") else str(blob["kind"])
+
+
+def _new_passphrase() -> str:
+    if sys.stdin.isatty():
+        text: str = typer.prompt("new passphrase", hide_input=True, confirmation_prompt=True)
+        return text
+    return sys.stdin.readline().rstrip("\n")
+
+
+def register(keys_app: typer.Typer) -> None:
+    keys_app.command("roll")(keys_roll)
+    keys_app.command("rotate-all")(keys_rotate_all)
+    keys_app.command("rewrap")(keys_rewrap)
