@@ -1,5 +1,6 @@
 """Operations: pause/resume payments, maintenance mode, retry or cancel a stuck payment,
-unlock a locked subject, and the audit log with its chain check.
+unlock a locked subject, the audit log with its chain check, and (admins) the emergency
+rotation of every API key.
 
 The state panel (`/dashboard/operations/live`) polls and reloads after every action. Each
 action needs the `operate` permission and the session's CSRF token, asks for confirmation
@@ -22,7 +23,7 @@ from tonrail.dashboard.deps import actor, context, db_of, is_htmx, require, sett
 from tonrail.dashboard.queries import operations as q
 from tonrail.dashboard.templating import render
 from tonrail.errors import InvalidRequest, NotFound, TonrailError
-from tonrail.security import audit_log
+from tonrail.security import audit_log, key_rotation
 from tonrail.security.admins import Admin
 from tonrail.security.switches import is_on
 
@@ -65,6 +66,8 @@ async def _live_context(request: Request) -> dict[str, Any]:
         "lockouts": locks,
         "now": now,
         "may_operate": admin.can("operate"),
+        "may_administer": admin.can("administer"),
+        "rotation_phrase": key_rotation.CONFIRMATION,
     }
 
 
@@ -280,3 +283,39 @@ async def unlock(
         return await interventions.unlock(session, actor(admin), lockout_id, why)
 
     return await _act(request, run, lambda what: f"Unlocked {what}.")
+
+
+# The incident procedure (security/key_rotation.py): admins only, the phrase typed in full.
+@router.post("/dashboard/operations/api-keys/rotate-all", response_class=HTMLResponse)
+async def rotate_all_api_keys(
+    request: Request,
+    reason: str = Form(""),
+    confirm: str = Form(""),
+    admin: Admin = Depends(require("administer")),
+) -> Response:
+    """Revoke every API key and issue successors, written to a 0600 file on the server."""
+    settings = settings_of(request)
+    try:
+        if confirm.strip() != key_rotation.CONFIRMATION:
+            raise InvalidRequest(
+                f'type "{key_rotation.CONFIRMATION}" to confirm',
+                param="confirm",
+                code="confirmation_mismatch",
+            )
+        why = interventions.clean_reason(reason, required=True)
+        assert why is not None
+        path = key_rotation.default_rotation_file(settings.data_dir)
+        done = await key_rotation.rotate_all_to_file(db_of(request), actor(admin), why, path)
+    except TonrailError as exc:
+        flash, status = {"kind": "error", "message": exc.message, "code": exc.code}, exc.status
+    else:
+        accounts = len({s.account_id for s in done})
+        flash = {
+            "kind": "ok",
+            "code": "ok",
+            "message": f"Revoked {len(done)} API keys of {accounts} accounts. Their successors "
+            f"are in {path} on the server (mode 0600, readable by the service user only): "
+            "hand them to the merchants, then delete the file.",
+        }
+        status = 200
+    return await _page(request, flash, status)
