@@ -284,12 +284,14 @@ async def ton_round(ctx: TonRailContext) -> int:
 
 async def payout_round(ctx: TonRailContext) -> int:
     """One turn of the payout loop: track the open requests and, while that waits on the
-    chain, assemble and send (unless paused) every ASSEMBLE_EVERY_S."""
+    chain, assemble and send (unless paused) every ASSEMBLE_EVERY_S. The turn ends as soon
+    as tracking is done, between two requests: the next turn's tracking is never held back
+    by a run of assemblies (each request goes out as soon as it is signed)."""
     tracking = asyncio.create_task(track_open(ctx))
     handled = 0
     try:
         while True:
-            handled += await _assemble_and_send(ctx)
+            handled += await _assemble_and_send(ctx, tracking)
             if tracking.done():
                 break
             await asyncio.wait({tracking}, timeout=ASSEMBLE_EVERY_S)
@@ -301,7 +303,7 @@ async def payout_round(ctx: TonRailContext) -> int:
     return handled + await tracking
 
 
-async def _assemble_and_send(ctx: TonRailContext) -> int:
+async def _assemble_and_send(ctx: TonRailContext, tracking: asyncio.Task[int] | None = None) -> int:
     async with transaction(ctx) as session:
         paused = await is_on(session, "payments_paused")
     if paused:
@@ -319,7 +321,10 @@ async def _assemble_and_send(ctx: TonRailContext) -> int:
             inputs = await round_inputs(ctx)
         if not await assemble(ctx, deploy=deploy, inputs=inputs):
             break
-        handled += 1
+        # Out at once: the chain works on it while the next one is signed.
+        handled += 1 + await send_due(ctx)
+        if tracking is not None and tracking.done():
+            return handled
     return handled + await send_due(ctx)
 
 

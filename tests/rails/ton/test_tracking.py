@@ -207,3 +207,29 @@ async def test_a_jetton_payout_settles_on_its_excess_from_the_recipients_wallet(
     assert outcome.trace["excess_tx"] == "x1"
     assert chain.by_message == []  # two listings, no per-message read
     assert {a for a, _ in chain.listed} == {HOT, OURS}
+
+
+async def test_lookups_waiting_together_share_one_listing() -> None:
+    """Many lookups of messages not yet on chain, all at once: one listing answers them all
+    (each waiter used to list again behind the lock, a convoy of listings)."""
+    import asyncio
+
+    class SlowChain(FakeChain):
+        async def account_transactions(self, account: str, after_lt: int, limit: int) -> list[Tx]:
+            await asyncio.sleep(0.01)  # a listing takes a round trip, as over HTTP
+            return await super().account_transactions(account, after_lt, limit)
+
+    chain = SlowChain()
+    chain.txs = [tx(f"t{i}", 100 + i, OURS, msg(f"m{i}", OURS)) for i in range(5)]
+    feed = AccountFeed(OURS, start_lt=90, cursor_lt=90)
+    feed_module.REFRESH_EVERY_S, saved = 0.0, feed_module.REFRESH_EVERY_S
+    try:
+        found = await asyncio.gather(*[feed.find(chain, f"m{i % 5}", 90) for i in range(40)])
+        assert all(t is not None for t in found)
+        assert len(chain.listed) == 1
+        # Not on chain: the first waiter's listing was sent before the others asked, so one
+        # more listing answers every other waiter; not one listing each.
+        missing = await asyncio.gather(*[feed.find(chain, f"later{i}", 90) for i in range(40)])
+        assert missing == [None] * 40 and len(chain.listed) == 3
+    finally:
+        feed_module.REFRESH_EVERY_S = saved

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tonrail.rails.ton.api import TonApi
-from tonrail.rails.ton.chain_view import EXCESSES_OP, Tx, query_id_of, same_address
+from tonrail.rails.ton.chain_view import EXCESSES_OP, Tx, query_id_of
 
 PAGE = 256  # transactions per listing request
 MAX_PAGES = 16  # per refresh; the rest on the next one
@@ -39,8 +40,11 @@ class AccountFeed:
     start_lt: int  # the feed holds every transaction of the account with lt > start_lt ...
     cursor_lt: int  # ... up to this one (the last listed)
     by_in_msg: dict[str, Tx] = field(default_factory=dict)
-    by_excess: dict[int, Tx] = field(default_factory=dict)  # excesses taken in, by query_id
-    refreshed_at: float = 0.0
+    # excesses taken in, by (query_id, sender): a forged excess reusing a query_id from
+    # another sender cannot hide the real one
+    by_excess: dict[tuple[int, str], Tx] = field(default_factory=dict)
+    refreshed_at: float = 0.0  # monotonic time the last listing ended ...
+    listed_from: float = 0.0  # ... and began
     listings: int = 0  # listing requests made (for tests and benchmarks)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -50,11 +54,7 @@ class AccountFeed:
         tx = self.by_in_msg.get(msg_hash)
         if tx is not None:
             return tx
-        async with self.lock:
-            if created_after_lt < self.start_lt and not await self._backfill(api, created_after_lt):
-                raise NotCovered(msg_hash)
-            if time.monotonic() - self.refreshed_at >= REFRESH_EVERY_S:
-                await self._refresh(api)
+        await self._catch_up(api, created_after_lt, msg_hash, lambda: msg_hash in self.by_in_msg)
         return self.by_in_msg.get(msg_hash)
 
     async def find_excess(
@@ -65,18 +65,29 @@ class AccountFeed:
         tx = self._excess(query_id, source)
         if tx is not None:
             return tx
-        async with self.lock:
-            if created_after_lt < self.start_lt and not await self._backfill(api, created_after_lt):
-                raise NotCovered(str(query_id))
-            if time.monotonic() - self.refreshed_at >= REFRESH_EVERY_S:
-                await self._refresh(api)
+        found = lambda: self._excess(query_id, source) is not None  # noqa: E731
+        await self._catch_up(api, created_after_lt, str(query_id), found)
         return self._excess(query_id, source)
 
+    async def _catch_up(
+        self, api: TonApi, created_after_lt: int, wanted: str, found: Callable[[], bool]
+    ) -> None:
+        """List what is new, shared by the callers waiting at the same time: one whose answer
+        a listing made while it waited found, or that a listing begun after it asked covers,
+        lists nothing (no convoy of listings behind the lock, one per waiter)."""
+        asked = time.monotonic()
+        async with self.lock:
+            if created_after_lt < self.start_lt and not await self._backfill(api, created_after_lt):
+                raise NotCovered(wanted)
+            if found() or self.listed_from >= asked:
+                return
+            if time.monotonic() - self.refreshed_at >= REFRESH_EVERY_S:
+                await self._refresh(api)
+
     def _excess(self, query_id: int, source: str | None) -> Tx | None:
-        tx = self.by_excess.get(query_id)
-        if tx is None or tx.in_msg is None or not same_address(tx.in_msg.source, source):
+        if source is None:
             return None
-        return tx
+        return self.by_excess.get((query_id, source.upper()))
 
     def _keep(self, tx: Tx) -> None:
         if tx.in_msg is None:
@@ -84,11 +95,12 @@ class AccountFeed:
         self.by_in_msg[tx.in_msg.hash] = tx
         if tx.in_msg.opcode == EXCESSES_OP and not tx.aborted:
             query_id = query_id_of(tx.in_msg)
-            if query_id is not None:
-                self.by_excess[query_id] = tx
+            if query_id is not None and tx.in_msg.source is not None:
+                self.by_excess.setdefault((query_id, tx.in_msg.source.upper()), tx)
 
     async def _refresh(self, api: TonApi) -> None:
         """List what is new since the cursor."""
+        self.listed_from = time.monotonic()
         for _ in range(MAX_PAGES):
             page = await api.account_transactions(self.account, self.cursor_lt, PAGE)
             self.listings += 1
