@@ -34,6 +34,7 @@ from tonrail.payments.endpoints import router as payments_router
 from tonrail.payments.service import PaymentService
 from tonrail.paypage.endpoints import CSP as PAY_CSP
 from tonrail.paypage.endpoints import router as pay_page_router
+from tonrail.privacy.endpoints import router as privacy_router
 from tonrail.processing.checkout import BackupCheckout
 from tonrail.processing.checkout_api import router as backup_checkout_router
 from tonrail.rails.registry import build_backup_rails
@@ -121,6 +122,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     # Merchant webhooks and GET /v1/events (docs/WEBHOOKS.md).
     app.state.webhook_endpoints = WebhookEndpoints(database_, settings)
     app.include_router(merchant_webhooks_router)
+    app.include_router(privacy_router)  # GDPR export and erasure (docs/PRIVACY.md)
     app.include_router(monitoring_router)  # GET /metrics (docs/monitoring.md)
     # Backup rails (Stripe, PayPal, bank): checkout for invoices and provider webhooks.
     app.state.backup_rails = build_backup_rails(settings)

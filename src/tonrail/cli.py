@@ -16,6 +16,7 @@ from tonrail.db import Database
 from tonrail.deploy.cli import deploy_app, rehearsal_app
 from tonrail.fees.service import fee_decisions_for
 from tonrail.monitoring.cli import alerts_app
+from tonrail.privacy.cli import privacy_app
 from tonrail.processing.bank_cli import bank_app
 from tonrail.processing.payouts_cli import payouts_app
 from tonrail.security.cli import lockouts_app
@@ -38,6 +39,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(rehearsal_app, name="rehearsal")
 app.add_typer(treasury_app, name="treasury")
+app.add_typer(privacy_app, name="privacy")
 
 
 def _db(settings: Settings) -> Database:

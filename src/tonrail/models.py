@@ -15,6 +15,7 @@ from tonrail.monitoring.models import (
 )
 from tonrail.notify.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tonrail.payments.models import Approval, Attempt, Payment, Refund
+from tonrail.privacy.models import RetentionRun
 from tonrail.processing.models import ProviderEvent
 from tonrail.rails.models import RailHealth
 from tonrail.rails.ton.models import (
@@ -65,6 +66,7 @@ __all__ = [
     "ProviderEvent",
     "RailHealth",
     "Refund",
+    "RetentionRun",
     "SecurityFailure",
     "SecurityReport",
     "TonDeposit",

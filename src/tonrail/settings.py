@@ -166,6 +166,18 @@ class Settings(BaseSettings):
     worker_lease_seconds: int = 30
     worker_batch_size: int = 50
 
+    # --- retention of personal data (privacy/; docs/PRIVACY.md). Days a class is kept; after
+    # it the retention loop deletes the rows or pseudonymises their personal fields.
+    # Financial records (payments, attempts, refunds, transfers, deposits, provider events,
+    # outbox, audit log): their people are pseudonymised, amounts and the books kept forever.
+    retention_financial_days: int = Field(default=7 * 365, ge=1)
+    # Security events naming IPs, keys and counterparties (failures, closed lockouts), ended
+    # dashboard sessions and webhook request logs: deleted.
+    retention_security_days: int = Field(default=90, ge=1)
+    retention_enabled: bool = True  # the daily `retention` worker loop
+    retention_hour_utc: int = Field(default=3, ge=0, le=23)  # runs once a day from this hour
+    retention_batch_size: int = Field(default=500, ge=1)  # rows per transaction
+
     # --- backup rails (a currency, fee schedule and limit each: alike in shape only)
     stripe_secret_key: SecretStr = SecretStr("")
     stripe_publishable_key: str = ""

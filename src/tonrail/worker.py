@@ -20,8 +20,10 @@ from tonrail.ids import new_id
 from tonrail.kit.models import WorkerHeartbeat
 from tonrail.models import metadata
 from tonrail.payments.service import PaymentService
+from tonrail.privacy.retention import run_batch
 from tonrail.processing.context import TonRailContext
-from tonrail.processing.loops import LOOPS, Loop, WorkerContext
+from tonrail.processing.loops import LOOPS as PROCESSING_LOOPS
+from tonrail.processing.loops import Loop, WorkerContext
 from tonrail.rails.registry import BackupRail
 from tonrail.settings import Settings
 from tonrail.webhooks.service import ProviderWebhooks
@@ -43,6 +45,19 @@ def worker_context(
 
 
 log = structlog.get_logger(__name__)
+
+
+async def retention(ctx: WorkerContext) -> int:
+    """Once a day from RETENTION_HOUR_UTC, batch by batch: delete or pseudonymise what is
+    past its retention period (privacy/retention.py; docs/PRIVACY.md)."""
+    if not ctx.settings.retention_enabled:
+        return 0
+    return await run_batch(ctx.db, ctx.settings, ctx.worker_id)
+
+
+# The pipeline's loops and the privacy one (registered here: privacy reads processing's
+# tables, so processing cannot import it).
+LOOPS: dict[str, Loop] = {**PROCESSING_LOOPS, "retention": Loop("retention", retention, 60.0)}
 
 
 def default_worker_id() -> str:

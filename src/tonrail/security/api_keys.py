@@ -16,7 +16,8 @@ from tonrail.ids import new_id
 from tonrail.security import access_version
 from tonrail.security.models import ApiKey
 
-SCOPES = frozenset({"payments:read", "payments:write", "payouts:approve"})
+# privacy:admin is an operator's: GDPR export and erasure of any subject (docs/PRIVACY.md).
+SCOPES = frozenset({"payments:read", "payments:write", "payouts:approve", "privacy:admin"})
 DEFAULT_SCOPES = ("payments:read", "payments:write")
 KEY_PREFIX = "trk_"
 

@@ -4,12 +4,21 @@ Each entry's hash covers its own fields and the previous entry's hash, so changi
 any entry breaks every later link: `tonrail audit verify` walks the chain and names the first
 broken entry. Appends are serialized by locking the single `audit_head` row (PostgreSQL) or by
 SQLite's write lock, so the chain never forks under concurrent writers.
+
+Erasure (privacy/, docs/PRIVACY.md): an entry's hash covers a digest of its subject and
+details (`content_digest`), not the text itself, so their personal data can be pseudonymised
+later while the chain over the digests still verifies. A redacted entry names the later
+`privacy.*` entry that redacted it (`erased_by`), and that entry lists it: a row marked
+redacted without such an entry is reported as tampering. Entries written before the digest
+existed (`content_digest` NULL) hash their content directly; once redacted, only their link
+can be checked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +46,10 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # sha256 of [subject, details] as written; the hash covers it (NULL: an older entry)
+    content_digest: Mapped[str | None] = mapped_column(String(64))
+    # The seq of the privacy.* entry that pseudonymised this one's subject and details
+    erased_by: Mapped[int | None] = mapped_column(BigInt)
 
 
 class AuditHead(Base):
@@ -69,6 +82,29 @@ def entry_hash(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+ERASURE_ACTIONS = frozenset({"privacy.erase", "privacy.retention"})
+REDACTED_KEY = "redacted_seqs"  # in an erasure entry's details: the entries it redacted
+
+
+def content_digest(subject: str | None, details: dict[str, Any]) -> str:
+    """What the chain keeps of an entry's subject and details (the text may be erased)."""
+    return _sha256([subject, details])
+
+
+def digest_hash(
+    seq: int, at: datetime, actor: str, action: str, digest: str, prev_hash: str
+) -> str:
+    """The hash of an entry written with a content digest."""
+    return _sha256(
+        ["v2", seq, at.isoformat(timespec="microseconds"), actor, action, digest, prev_hash]
+    )
+
+
+def _sha256(value: list[Any]) -> str:
+    body = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 async def record(
     session: AsyncSession,
     actor: str,
@@ -89,7 +125,8 @@ async def record(
         assert head is not None
     at = clock.now()
     seq = head.seq + 1
-    digest = entry_hash(seq, at, actor, action, subject, details, head.hash)
+    content = content_digest(subject, details)
+    digest = digest_hash(seq, at, actor, action, content, head.hash)
     # A new row, field by field: alike other inserts in shape only.
     entry = AuditEntry(
         seq=seq,
@@ -100,6 +137,7 @@ async def record(
         details=details,
         prev_hash=head.hash,
         hash=digest,
+        content_digest=content,
     )
     session.add(entry)
     head.seq, head.hash = seq, digest
@@ -118,6 +156,8 @@ class Verification:
 async def verify(session: AsyncSession, batch: int = 5000) -> Verification:
     """Walk the chain from the first entry; report the first entry that does not link."""
     prev, expected_seq, count, last = GENESIS, 1, 0, 0
+    # redacted entry -> the erasure entry it names, until that entry is seen to list it
+    awaiting: dict[int, int] = {}
     while True:
         rows = (
             (
@@ -138,14 +178,58 @@ async def verify(session: AsyncSession, batch: int = 5000) -> Verification:
                 return Verification(count, False, expected_seq, "entry missing")
             if e.prev_hash != prev:
                 return Verification(count, False, e.seq, "does not link to the previous entry")
-            digest = entry_hash(e.seq, e.at, e.actor, e.action, e.subject, e.details, e.prev_hash)
-            if digest != e.hash:
-                return Verification(count, False, e.seq, "content changed after it was written")
+            problem = _entry_problem(e, awaiting)
+            if problem is not None:
+                return Verification(count, False, e.seq, problem)
             prev, expected_seq, count, last = e.hash, e.seq + 1, count + 1, e.seq
+    if awaiting:
+        seq = min(awaiting)
+        return Verification(count, False, seq, "redacted without an erasure entry listing it")
     head = await session.get(AuditHead, 1)
     if head is not None and (head.seq != last or head.hash != prev):
         return Verification(count, False, last + 1, "entries after the last one were removed")
     return Verification(count, True)
+
+
+def _entry_problem(e: AuditEntry, awaiting: dict[int, int]) -> str | None:
+    """What is wrong with one entry of the chain (its link is checked by the caller)."""
+    if e.erased_by is not None:
+        if e.erased_by <= e.seq:
+            return "redacted without an erasure entry listing it"
+        awaiting[e.seq] = e.erased_by
+    if e.content_digest is None:
+        if e.erased_by is None:
+            digest = entry_hash(e.seq, e.at, e.actor, e.action, e.subject, e.details, e.prev_hash)
+            if digest != e.hash:
+                return "content changed after it was written"
+    else:
+        if digest_hash(e.seq, e.at, e.actor, e.action, e.content_digest, e.prev_hash) != e.hash:
+            return "content changed after it was written"
+        if e.erased_by is None and content_digest(e.subject, e.details) != e.content_digest:
+            return "content changed after it was written"
+    if e.action in ERASURE_ACTIONS:
+        for seq in e.details.get(REDACTED_KEY, []):
+            if awaiting.get(seq) == e.seq:
+                del awaiting[seq]
+    return None
+
+
+async def redact(
+    session: AsyncSession,
+    entries: list[AuditEntry],
+    erasure: AuditEntry,
+    pseudonymise: Callable[[Any], Any],
+) -> None:
+    """Pseudonymise the subject and details of `entries` (older than `erasure`, which lists
+    their seqs under REDACTED_KEY); their hashes and digests stay, so the chain verifies."""
+    listed = set(erasure.details.get(REDACTED_KEY, []))
+    for entry in entries:
+        if entry.seq not in listed or entry.seq >= erasure.seq:
+            raise ValueError(f"audit entry {entry.seq} is not listed by erasure {erasure.seq}")
+        entry.subject = pseudonymise(entry.subject)
+        entry.details = pseudonymise(entry.details)
+        entry.erased_by = erasure.seq
+    await session.flush()
 
 
 async def recent(
