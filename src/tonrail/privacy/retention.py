@@ -261,13 +261,8 @@ STEPS: tuple[Step, ...] = (
         "received_at",
         lambda: ProviderEvent.status != EventStatus.RECEIVED,
     ),
-    Pseudonymisation(
-        "outbox_events",
-        "financial",
-        _place(OutboxEvent),
-        "created_at",
-        lambda: OutboxEvent.published_at.is_not(None),
-    ),
+    # Published or not: an event seven years old is history either way.
+    Pseudonymisation("outbox_events", "financial", _place(OutboxEvent), "created_at"),
     AuditRedaction(),
 )
 
@@ -349,7 +344,10 @@ async def run_batch(db: Database, settings: Settings, worker_id: str) -> int:
                 session, limits[step.period], cursors.get(step.name), batch
             )
             report[step.name] = {"count": done["count"] + handled, "done": handled < batch}
-            run.report, run.cursors = report, cursors
+            # New objects each time: JSON columns see a change only by assignment, and an
+            # autoflush may have written the previous dicts already.
+            run.report = {name: dict(v) for name, v in report.items()}
+            run.cursors = dict(cursors)
             if handled:
                 return handled
         run.finished_day, run.finished_at = day, now

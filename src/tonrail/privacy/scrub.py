@@ -34,13 +34,17 @@ def _iban(match: re.Match[str], pseudonym: str) -> str:
 
 def _ip(match: re.Match[str], pseudonym: str) -> str:
     text = match.group(0)
-    if "." not in text and ":" not in text:
-        return text
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return text
-    return pseudonym
+    # "ip:203.0.113.7": the separator before the address is not part of it
+    for start in (0, len(text) - len(text.lstrip(":"))):
+        candidate = text[start:]
+        if "." not in candidate and ":" not in candidate:
+            continue
+        try:
+            ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        return text[:start] + pseudonym
+    return text
 
 
 def scrub_text(text: str, pseudonym: str) -> str:
