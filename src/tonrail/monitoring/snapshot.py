@@ -27,6 +27,7 @@ from tonrail.payments.states import (
     FAILED_ATTEMPT_STATES,
     FINAL_ATTEMPT_STATES,
     PENDING_PAYMENT_STATES,
+    AttemptStatus,
     PaymentStatus,
 )
 from tonrail.security.lockouts import in_force
