@@ -107,9 +107,20 @@ class Settings(BaseSettings):
     approval_threshold_usdt: int = 1_000_000 * 10**6
     approvals_required: int = 2
     daily_volume_limit_usdt: int = 10_000_000 * 10**6
-    # How many micro-USDT one whole unit of each asset is worth (rate source "static").
+    # Exchange rates for the limits (rates.py): "fixed" (the table below) or "http" (a
+    # CoinGecko-style simple/price API at RATE_HTTP_URL). A rate older than
+    # RATE_MAX_AGE_SECONDS holds the payouts that need it (hold_reason rate_stale).
+    rate_source: Literal["fixed", "http"] = "fixed"
+    # USDT per whole unit of each asset (RATE_SOURCE=fixed; the backup rails' prices always).
     rate_ton_usdt: str = "5.00"
     rate_usd_usdt: str = "1.00"
+    rate_http_url: str = "https://api.coingecko.com/api/v3"
+    rate_http_ton_id: str = "the-open-network"  # the source's id of TON
+    rate_http_usdt_id: str = "tether"  # the source's id of USDT
+    rate_http_api_key: SecretStr = SecretStr("")  # sent as x-cg-pro-api-key when set
+    rate_http_timeout_seconds: float = 5.0
+    rate_refresh_seconds: int = 60  # read the source this often (a failure: again after this)
+    rate_max_age_seconds: int = 300  # older: stale, payouts that need it are held
     metadata_max_bytes: int = 8_192
 
     # --- API

@@ -17,11 +17,14 @@ from tonrail.monitoring.rules import (
     evaluate,
     failure_pattern,
     fee_unusually_high,
+    gas_cap_exceeded,
     hot_wallet_low,
     payments_not_progressing,
     payments_stuck,
+    payout_unknown,
     pending_high,
     rate_limiter_unavailable,
+    rate_stale,
     stray_messages,
     subjects_to_lock,
     success_rate,
@@ -212,6 +215,25 @@ def test_books_mismatch_opens_on_any_difference_and_names_it() -> None:
     assert "TON -20000154" in f.summary
     matched = snap(signals=[sig("books_difference", 0, asset="TON")])
     assert books_mismatch(matched, T) == [] and books_mismatch(snap(), T) == []
+
+
+def test_rate_stale_and_gas_caps_each_alert_on_their_own_holds() -> None:
+    held = snap(
+        holds={"rate_stale": (2, ["pay_a", "pay_b"]), "gas_cap_jetton_attach": (1, ["pay_c"])}
+    )
+    [f] = rate_stale(held, T)
+    assert (f.dedup_key, f.severity) == ("rate_stale", "critical")
+    assert f.details == {"payouts": 2, "payout_ids": ["pay_a", "pay_b"]}
+    [g] = gas_cap_exceeded(held, T)
+    assert g.dedup_key == "gas_cap_exceeded:gas_cap_jetton_attach"
+    assert rate_stale(snap(), T) == [] and gas_cap_exceeded(snap(), T) == []
+
+
+def test_payout_unknown_opens_while_an_attempt_is_unknown() -> None:
+    [f] = payout_unknown(snap(unknown_payouts=(3, ["pay_x"])), T)
+    assert (f.dedup_key, f.severity) == ("payout_unknown", "critical")
+    assert "resolve-unknown" in f.summary and f.details["payouts"] == 3
+    assert payout_unknown(snap(), T) == []
 
 
 def test_stray_messages_alert_within_the_window() -> None:

@@ -32,7 +32,7 @@ from tonrail.payments.service import PaymentService
 from tonrail.processing.bank_files import BankFiles
 from tonrail.rails.bank.rail import BankRail, settles_by, valid_iban
 from tonrail.rails.pricing import RailRates
-from tonrail.rates import StaticRates
+from tonrail.rates import fixed_rates
 from tonrail.settings import Settings, get_settings
 
 PAIN_XSD = Path(sepaxml.__file__).parent / "schemas" / "pain.001.001.03.xsd"
@@ -45,7 +45,7 @@ def test_iban_validation_and_business_days(settings: Settings) -> None:
     with pytest.raises(ValueError):
         BankRail(
             settings.model_copy(update={"bank_account_iban": "DE00123"}),
-            RailRates(StaticRates(settings), "1.08"),
+            RailRates(fixed_rates(settings), "1.08"),
         )
     friday = datetime(2026, 11, 27, 10, tzinfo=UTC)
     assert settles_by(friday, 1) == date(2026, 11, 30)  # Monday

@@ -187,6 +187,7 @@ class BulkPayouts:
         request's Idempotency-Key as `POST /v1/payouts`, and each item under its own."""
         account = principal.account_id
         await self.payments.own_accounts()
+        await self.payments.rates.ensure()
         items = self.validate(account, batch)
         now = clock.now()
         day = now.date().isoformat()

@@ -165,6 +165,7 @@ class RefundService:
     ) -> Response:
         """Refund (part of) what the invoice received, to the address that paid it."""
         await self.payments.own_accounts()
+        await self.payments.rates.ensure()
         reserved: list[Payment] = []
 
         async def work(session: AsyncSession) -> dict[str, Any]:
@@ -261,10 +262,9 @@ class RefundService:
             check_amount(self.payments.policy, invoice.asset, amount)
             request.metadata[card[1]] = card[2]
             request.metadata.update(_bank_account(req, card[0]))
-            rate = self.payments.rates.rate(invoice.asset)
-            checked = CheckedPayout(
-                request, amount, rate.usdt_equivalent(amount, invoice.asset), rate
-            )
+            rate = self.payments.rates.fresh(invoice.asset)
+            usdt = rate.usdt_equivalent(amount, invoice.asset) if rate is not None else 0
+            checked = CheckedPayout(request, amount, usdt, rate)
         payout = self.payments.new_payout(principal, checked, now)
         payout.requested_by = requested_by or principal.identity
         if card is not None:

@@ -50,15 +50,19 @@ from tonrail.payments.states import PaymentStatus, initial_status
 from tonrail.payments.transitions import move_payment
 from tonrail.rails.base import REFUND_OF_KEYS
 from tonrail.rails.ton.models import TonOwnAccount
-from tonrail.rates import Rate, StaticRates
+from tonrail.rates import Rate, Rates
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
 from tonrail.security.lockouts import check_not_locked, lockout_refusal
 from tonrail.security.switches import refuse_in_maintenance, switch_refusal
 from tonrail.settings import Settings
+from tonrail.states import HoldReason
 
 TON_ASSETS = frozenset({"TON", "USDT"})
+# A payout held for a fresh rate is leased to this holder for this long (released earlier).
+RATE_HOLDER = "rates"
+RATE_HOLD = timedelta(days=3650)
 # How long the list of our own accounts (ton_own_accounts) is trusted before it is re-read.
 OWN_ACCOUNTS_REFRESH_S = 10.0
 
@@ -80,7 +84,9 @@ class CheckedPayout:
     req: PayoutCreate
     amount: int
     usdt: int
-    rate: Rate
+    # None: no fresh rate (rates.py); the payout is held (`rate_stale`) and valued, counted
+    # against the limits and routed to approval once a fresh rate arrives (rate_holds.py).
+    rate: Rate | None
 
 
 def limit_policy(settings: Settings) -> LimitPolicy:
@@ -114,7 +120,7 @@ class PaymentService:
         self._fee_decisions = fee_decisions
         self.settings = settings
         self.policy = limit_policy(settings)
-        self.rates = StaticRates(settings)
+        self.rates = Rates(settings)
         self._pay_to = settings.payment_processor_address or None
         self._network = resolve_network(settings)
         self._usdt_master = self._network.usdt_master
@@ -217,22 +223,29 @@ class PaymentService:
                     param=f"metadata[{reserved}]",
                     code="metadata_invalid",
                 )
-        rate = self.rates.rate(asset)
+        rate = self.rates.fresh(asset)
+        if rate is None:
+            return CheckedPayout(req, amount, 0, None)
         return CheckedPayout(req, amount, rate.usdt_equivalent(amount, asset), rate)
 
     def new_payout(self, principal: Principal, payout: CheckedPayout, now: datetime) -> Payment:
         """The (transient) payment of a checked payout, counted on `now`'s daily volume."""
         req = payout.req
+        held = payout.rate is None
         return Payment(
             id=new_id("pay"),
             account_id=principal.account_id,
             direction="out",
-            status=initial_status("out", needs_approval(self.policy, payout.usdt)),
+            status=initial_status("out", not held and needs_approval(self.policy, payout.usdt)),
+            hold_reason=HoldReason.RATE_STALE if held else None,
+            # Held: no worker claims it until `release_rate_holds` values it.
+            locked_by=RATE_HOLDER if held else None,
+            locked_until=now + RATE_HOLD if held else None,
             asset=req.asset,
             amount=payout.amount,
             usdt_equivalent=payout.usdt,
-            rate=str(payout.rate.usdt_per_unit),
-            rate_at=payout.rate.at,
+            rate=str(payout.rate.usdt_per_unit) if payout.rate is not None else "",
+            rate_at=payout.rate.at if payout.rate is not None else now,
             volume_day=now.date().isoformat(),
             counterparty=req.destination.strip(),
             priority=req.priority,
@@ -258,6 +271,7 @@ class PaymentService:
 
         Refused with 423 while the key, the destination or `client_ip` is locked out."""
         await self.own_accounts()
+        await self.rates.ensure()
         checked = self.check_payout(req)
         now = clock.now()
         payment = self.new_payout(principal, checked, now)

@@ -45,7 +45,9 @@ A = AttemptStatus
 # Payouts (direction "out"): approval gate, then the worker takes them through the rails.
 PAYOUT_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     P.REQUIRES_APPROVAL: frozenset({P.QUEUED, P.CANCELED}),
-    P.QUEUED: frozenset({P.PROCESSING, P.CANCELED, P.FAILED}),
+    # -> requires_approval: held for a fresh rate (rate_holds.py), then valued above the
+    # approval threshold.
+    P.QUEUED: frozenset({P.PROCESSING, P.CANCELED, P.FAILED, P.REQUIRES_APPROVAL}),
     # A payout can only end once its live attempt has a final outcome (never cancel in flight).
     P.PROCESSING: frozenset({P.SUCCEEDED, P.FAILED, P.QUEUED}),
     P.SUCCEEDED: frozenset(),

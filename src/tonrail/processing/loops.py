@@ -29,6 +29,7 @@ from tonrail.processing.context import TonRailContext
 from tonrail.processing.deposits import watch_deposits
 from tonrail.processing.dispatch import Routing, dispatch_round
 from tonrail.processing.health import note_ton_down
+from tonrail.processing.rate_holds import release_rate_holds
 from tonrail.processing.reconcile import reconcile_loop
 from tonrail.processing.ton_loop import ton_round
 from tonrail.rails.registry import enabled_rails, routing_policy
@@ -168,6 +169,11 @@ async def fee_sampler(ctx: WorkerContext) -> int:
     return await sample_if_due(ctx.db, ctx.settings, ctx.worker_id, wallet, jetton)
 
 
+async def rate_holds(ctx: WorkerContext) -> int:
+    """Release the payouts held for a fresh exchange rate (rate_holds.py)."""
+    return await release_rate_holds(ctx.db, ctx.payments)
+
+
 async def publish_events(ctx: WorkerContext) -> int:
     """Publish outbox events: their data, and a delivery per subscribed webhook endpoint."""
     return await publish_round(ctx.db, ctx.settings, ctx.payments, ctx.worker_id)
@@ -188,6 +194,7 @@ LOOPS: dict[str, Loop] = {
     for loop in (
         Loop("expire_invoices", expire_invoices, 5.0),
         Loop("dispatch_payouts", dispatch_payouts, 1.0),
+        Loop("rate_holds", rate_holds, 5.0),  # reads the rate source every RATE_REFRESH_SECONDS
         Loop("ton_payouts", ton_payouts, 0.2),
         Loop("ton_deposits", ton_deposits, 0.5),
         Loop("ton_reconcile", ton_reconcile, 30.0),

@@ -53,7 +53,7 @@ def within_max(schedule: FeeSchedule, amount: int) -> bool:
 
 
 class RateFeed(Protocol):
-    """Any source of rates: `tonrail.rates.StaticRates` or a live feed with the same shape."""
+    """Any source of rates: `tonrail.rates.Rates` or a live feed with the same shape."""
 
     def rate(self, asset: str) -> Rate: ...
 
@@ -100,7 +100,7 @@ def convert_for_rail(
 
 
 class RailRates:
-    """Static rates from configuration, TON/USDT/USD from `StaticRates` plus EUR for rails."""
+    """Static rates from configuration, TON/USDT/USD from `fixed_rates` plus EUR for rails."""
 
     def __init__(self, static: RateFeed, eur_usdt: str):
         self._static = static

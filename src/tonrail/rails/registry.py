@@ -8,7 +8,7 @@ from tonrail.rails.backup import ProviderEventIn
 from tonrail.rails.base import AttemptView, PaymentView, PollResult, Quote, RailName, SubmitResult
 from tonrail.rails.pricing import RailRates, RateFeed
 from tonrail.rails.router import BACKUP_RAILS, BreakerPolicy, RoutingPolicy
-from tonrail.rates import StaticRates
+from tonrail.rates import fixed_rates
 from tonrail.settings import Settings
 
 
@@ -25,7 +25,7 @@ class BackupRail(Protocol):
 
 
 def rail_rates(settings: Settings) -> RateFeed:
-    return RailRates(StaticRates(settings), settings.rate_eur_usdt)
+    return RailRates(fixed_rates(settings), settings.rate_eur_usdt)
 
 
 def configured_backup_rails(settings: Settings) -> tuple[RailName, ...]:
