@@ -215,3 +215,9 @@ async def test_cli_export_and_erase_a_ton_address_in_any_spelling(
         assert p is not None and p.counterparty is not None
         assert p.counterparty.startswith("erased_") and p.status == "canceled"
     assert DEST not in await everything(db)
+    # The API still shows the payout, with the pseudonym where the payee was.
+    r = await client.get(f"/v1/payouts/{payout}", headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["destination"].startswith("erased_") and r.json()["amount"] == "2.000000000"
+    listed = await client.get("/v1/payouts", headers=auth)
+    assert listed.status_code == 200 and listed.json()["data"][0]["id"] == payout

@@ -25,6 +25,7 @@ from sqlalchemy.sql import ColumnElement
 from tonrail import clock
 from tonrail.db import Database
 from tonrail.events.models import OutboxEvent
+from tonrail.kit.faults import crashpoint
 from tonrail.monitoring.models import Alert, AlertDelivery, AlertEvent, SecurityReport
 from tonrail.notify.models import WebhookAttempt
 from tonrail.payments.models import Attempt, Payment, Refund
@@ -330,28 +331,39 @@ async def run_batch(db: Database, settings: Settings, worker_id: str) -> int:
         run = await _hold(session, worker_id, settings.worker_lease_seconds)
         if run is None:
             return 0
-        if run.day != day:
-            run.day, run.report, run.started_at = day, {}, now
-        report = {k: dict(v) for k, v in (run.report or {}).items()}
-        cursors = dict(run.cursors or {})
-        limits = cutoffs(settings, now)
-        for step in STEPS:
-            done = report.get(step.name, {"count": 0, "done": False})
-            if done["done"]:
-                continue
-            batch = settings.retention_batch_size
-            handled, cursors[step.name] = await step.run(
-                session, limits[step.period], cursors.get(step.name), batch
-            )
-            report[step.name] = {"count": done["count"] + handled, "done": handled < batch}
-            # New objects each time: JSON columns see a change only by assignment, and an
-            # autoflush may have written the previous dicts already.
-            run.report = {name: dict(v) for name, v in report.items()}
-            run.cursors = dict(cursors)
-            if handled:
-                return handled
-        run.finished_day, run.finished_at = day, now
-        run.locked_by, run.locked_until = None, None
-        totals = {name: v["count"] for name, v in report.items() if v["count"]}
-        await audit_log.record(session, "system:retention", "privacy.retention_pass", day, totals)
-        return 0
+        handled = await _next_batch(session, settings, run, day, now)
+        crashpoint(settings, "privacy.before_batch_commit")
+    crashpoint(settings, "privacy.after_batch_commit")
+    return handled
+
+
+async def _next_batch(
+    session: AsyncSession, settings: Settings, run: RetentionRun, day: str, now: datetime
+) -> int:
+    """The first unfinished step's next batch; the pass ends (and is audited) when none is
+    left."""
+    if run.day != day:
+        run.day, run.report, run.started_at = day, {}, now
+    report = {k: dict(v) for k, v in (run.report or {}).items()}
+    cursors = dict(run.cursors or {})
+    limits = cutoffs(settings, now)
+    for step in STEPS:
+        done = report.get(step.name, {"count": 0, "done": False})
+        if done["done"]:
+            continue
+        batch = settings.retention_batch_size
+        handled, cursors[step.name] = await step.run(
+            session, limits[step.period], cursors.get(step.name), batch
+        )
+        report[step.name] = {"count": done["count"] + handled, "done": handled < batch}
+        # New objects each time: JSON columns see a change only by assignment, and an
+        # autoflush may have written the previous dicts already.
+        run.report = {name: dict(v) for name, v in report.items()}
+        run.cursors = dict(cursors)
+        if handled:
+            return handled
+    run.finished_day, run.finished_at = day, now
+    run.locked_by, run.locked_until = None, None
+    totals = {name: v["count"] for name, v in report.items() if v["count"]}
+    await audit_log.record(session, "system:retention", "privacy.retention_pass", day, totals)
+    return 0
