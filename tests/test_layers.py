@@ -26,7 +26,10 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Below every domain: these import nothing of tonrail outside this set.
-FOUNDATION = ("clock", "db", "errors", "ids", "logs", "money", "settings", "chain", "states")
+FOUNDATION = (
+    *("clock", "db", "errors", "ids", "logs", "money", "settings", "chain", "states"),
+    "aws_secrets",  # settings from AWS Secrets Manager, read by settings.py
+)
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,7 @@ def test_the_foundation_imports_no_domain() -> None:
 ADAPTER_DEPENDENCIES = (
     *("rails", "chain", "settings", "errors", "money", "rates", "clock", "ids"),
     "states",  # the statuses of payments and attempts (tonrail/states.py)
+    "aws_secrets",  # quiet_botocore: the KMS KEK keeps botocore from logging the data key
 )
 
 

@@ -38,6 +38,7 @@ from tonrail.privacy.endpoints import router as privacy_router
 from tonrail.processing.checkout import BackupCheckout
 from tonrail.processing.checkout_api import router as backup_checkout_router
 from tonrail.rails.registry import build_backup_rails
+from tonrail.secrets_refresh import refresh_loop
 from tonrail.security.access import AccessCache
 from tonrail.security.client_ip import trusted_networks
 from tonrail.settings import Settings
@@ -93,7 +94,10 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         # collector's full passes, which otherwise stall the server for tens of ms (135-160 ms
         # measured on the 2-core bench machine) every few thousand payouts.
         gc.freeze()
+        # Settings from AWS Secrets Manager are read again every SECRETS_REFRESH_SECONDS.
+        secrets = asyncio.create_task(refresh_loop(settings))
         yield
+        secrets.cancel()
         if limiter is not None:
             await limiter.close()
         if owns_db:

@@ -94,6 +94,7 @@ def worker(
     from tonrail.processing.ton_runtime import open_ton_rail
     from tonrail.rails.registry import build_backup_rails
     from tonrail.rails.ton.keys import WalletKeyError
+    from tonrail.secrets_refresh import refresh_loop
     from tonrail.worker import default_worker_id, run_worker, select_loops, worker_context
 
     settings = get_settings()
@@ -120,9 +121,11 @@ def worker(
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        secrets = asyncio.create_task(refresh_loop(settings, stop))  # secrets_refresh.py
         try:
             await run_worker(ctx, loops, stop)
         finally:
+            secrets.cancel()
             await db.dispose()
 
     asyncio.run(main())

@@ -5,12 +5,21 @@ No other module reads os.environ: ask `get_settings()`.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from tonrail.aws_secrets import fetch as fetch_aws_secrets
 
 Network = Literal["localnet", "testnet", "mainnet"]
 
@@ -34,10 +43,48 @@ def parse_alert_routes(text: str) -> dict[str, tuple[str, ...]]:
     return routes
 
 
+def environment_variables(dotenv: Any = None) -> dict[str, str]:
+    """The process environment over the .env file's variables (names upper-cased)."""
+    found: dict[str, str] = {}
+    if dotenv is not None:
+        found.update({k.upper(): str(v) for k, v in dotenv.items() if v is not None})
+    found.update({k.upper(): v for k, v in os.environ.items()})
+    return found
+
+
+class AwsSecretsSource(PydanticBaseSettingsSource):
+    """Settings given as NAME_SECRET_ARN or in TONRAIL_SECRETS_ARN (aws_secrets.py); they
+    win over the same setting in the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: DotEnvSettingsSource):
+        super().__init__(settings_cls)
+        self._dotenv = dotenv
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ reads everything at once
+
+    def __call__(self) -> dict[str, Any]:
+        env = environment_variables(getattr(self._dotenv, "env_vars", None))
+        return fetch_aws_secrets(env, self.settings_cls.model_fields)
+
+
 class Settings(BaseSettings):
     """Every setting of the service with a safe default for the embedded (laptop) mode."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(dotenv_settings, DotEnvSettingsSource)
+        secrets = AwsSecretsSource(settings_cls, dotenv_settings)
+        return init_settings, secrets, env_settings, dotenv_settings, file_secret_settings
 
     # --- runtime
     environment: Literal["development", "test", "production"] = "development"
@@ -254,6 +301,10 @@ class Settings(BaseSettings):
     aws_region: str = "us-east-1"
     cloudwatch_namespace: str = "Deligate/Payments"
     aws_kms_endpoint_url: str = ""  # "" = AWS's; a local KMS (tests, LocalStack) otherwise
+    # Settings given as NAME_SECRET_ARN, or in the JSON secret TONRAIL_SECRETS_ARN, are read
+    # from AWS Secrets Manager at start and again this often (0 = at start only); docs/SECURITY.md
+    secrets_refresh_seconds: int = 300
+    aws_secretsmanager_endpoint_url: str = ""  # "" = AWS's; a local one otherwise
     # where `tonrail rehearsal verify` writes, and the mainnet deploy looks for, the testnet
     # verification records (docs/DEPLOY.md)
     rehearsal_record_dir: Path = Path("var/rehearsal")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import stat
 import threading
 from collections.abc import Iterator
@@ -266,10 +267,16 @@ async def test_rewrap_refuses_without_the_old_key_and_changes_nothing(
 
 
 async def test_init_wallet_seals_under_kms_when_configured(
-    cli_env: Path, kms: Any, db: Database, monkeypatch: pytest.MonkeyPatch
+    cli_env: Path,
+    kms: Any,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)  # botocore would log the data key at DEBUG
     arn = new_key(kms)
     monkeypatch.setenv("TON_KEY_KMS_KEY_ID", arn)
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
     monkeypatch.delenv("TON_KEY_PASSPHRASE")
     get_settings.cache_clear()
     made = await asyncio.to_thread(invoke, ["keys", "init-wallet"])
@@ -278,3 +285,4 @@ async def test_init_wallet_seals_under_kms_when_configured(
     body = body_of((cli_env / "hot_wallet.key").read_text().strip())
     assert body["kek"]["kind"] == "aws-kms" and body["kek"]["key_id"] == arn
     assert load_signer(get_settings()).public_key.hex() == body["public_key"]
+    assert "Plaintext" not in caplog.text  # neither the Encrypt request nor Decrypt's answer

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tonrail.aws_secrets import quiet_botocore
 from tonrail.rails.ton.wallet_key_error import DEK_BYTES, PURPOSE, WalletKeyError
 from tonrail.settings import Settings
 
@@ -144,6 +145,7 @@ class KmsKek:
 
 def kms_client(settings: Settings) -> Any:
     """A boto3 KMS client: AWS_REGION, AWS_KMS_ENDPOINT_URL, credentials from boto3's chain."""
+    quiet_botocore()  # at DEBUG botocore would log the data key in the clear
     kwargs: dict[str, Any] = {"region_name": settings.aws_region}
     if settings.aws_kms_endpoint_url:
         kwargs["endpoint_url"] = settings.aws_kms_endpoint_url
