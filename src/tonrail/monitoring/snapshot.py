@@ -101,7 +101,7 @@ class Snapshot:
     webhooks_disabled: list[tuple[str, str, str]] = field(default_factory=list)
     # queued payouts held by a gas cap or a stale rate: hold reason -> (count, oldest few ids)
     holds: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
-    # payouts whose live attempt is `unknown`: (count, the oldest few payout ids)
+    # payouts whose live TON attempt is `unknown`: (count, the oldest few payout ids)
     unknown_payouts: tuple[int, list[str]] = (0, [])
 
     def signal(self, name: str, **labels: str) -> SignalValue | None:
@@ -324,7 +324,8 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
         snap.holds[str(hold)] = (int(count), list(ids.scalars()))
 
     # -- payouts whose attempt is unknown (processing/outcomes.py: mark_unknown, overdue)
-    unknown = Attempt.status == AttemptStatus.UNKNOWN
+    # TON's only: a backup rail's unknown attempt is resolved by polling its provider.
+    unknown = (Attempt.status == AttemptStatus.UNKNOWN) & (Attempt.rail == "ton")
     count = (await session.execute(select(func.count()).where(unknown))).scalar_one()
     if count:
         ids = await session.execute(
