@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -44,37 +44,24 @@ async def track_open(ctx: TonRailContext) -> int:
     """Advance every request that is not final; returns how many reached a final state.
 
     Requests are followed concurrently (TRACK_CONCURRENCY): each waits on chain reads, not
-    on this process. One looked at less than TON_TRACK_PAUSE_MS ago is left alone."""
-    now = time.monotonic()
-    for request_id in [r for r, after in ctx.track_after.items() if after <= now]:
-        del ctx.track_after[request_id]
-    resting = list(ctx.track_after)
-    condition: ColumnElement[bool] = TonRequest.status.in_(OPEN_REQUEST_STATES)
-    if resting:
-        condition = condition & TonRequest.id.not_in(resting)
-    async with transaction(ctx) as session:
-        open_requests = await claim(
-            session,
-            TonRequest,
-            condition,
-            # The worker's lease, as every claim takes it: alike other claims in shape only.
-            worker_id=ctx.worker_id,
-            lease_seconds=ctx.settings.worker_lease_seconds,
-            limit=ctx.settings.worker_batch_size,
-            order_by=(TonRequest.created_at,),
-        )
-    # What another worker finished or took over is no longer ours to remember.
-    for request_id in set(ctx.found) - set(resting) - {r.id for r in open_requests}:
-        del ctx.found[request_id]
-        ctx.excess_waits.pop(request_id, None)
-    if not open_requests:
-        return 0
+    on this process. One looked at less than TON_TRACK_PAUSE_MS ago is left alone. A
+    pipeline, not a barrier: while some requests are being settled (their books written),
+    requests that became open meanwhile are claimed and read every TON_TRACK_PAUSE_MS, so a
+    request that just landed is not kept waiting by the settling of others. Each request is
+    looked at once per call, and the call returns when every one it started is done."""
+    # The hot wallet's feed, from its last transaction: the requests found from here on.
+    await ctx.feeds().start(ctx.api, ctx.wallet_raw)
     pause = ctx.settings.ton_track_pause_ms / 1000
     slots = asyncio.Semaphore(TRACK_CONCURRENCY)
+    started: dict[str, asyncio.Task[bool]] = {}
 
     async def track(request_id: str) -> bool:
-        async with slots:
-            done = await track_request(ctx, request_id)
+        try:
+            async with slots:
+                done = await track_request(ctx, request_id)
+        finally:
+            async with transaction(ctx) as session:
+                await release(session, TonRequest, [request_id], ctx.worker_id)
         if done:
             ctx.track_after.pop(request_id, None)
             ctx.found.pop(request_id, None)
@@ -83,17 +70,51 @@ async def track_open(ctx: TonRailContext) -> int:
             ctx.track_after[request_id] = time.monotonic() + pause
         return done
 
-    try:
-        results = await asyncio.gather(
-            *(track(r.id) for r in open_requests), return_exceptions=True
-        )
-    finally:
-        async with transaction(ctx) as session:
-            await release(session, TonRequest, [r.id for r in open_requests], ctx.worker_id)
+    while True:
+        claimed = await _claim_open(ctx, exclude=set(started), first=not started)
+        for request_id in claimed:
+            started[request_id] = asyncio.create_task(track(request_id))
+        running = [t for t in started.values() if not t.done()]
+        if not running:
+            break
+        await asyncio.wait(running, timeout=pause)
+    results = [t.result() if not t.exception() else t.exception() for t in started.values()]
     for r in results:
         if isinstance(r, BaseException):
             raise r
     return sum(1 for r in results if r is True)
+
+
+async def _claim_open(ctx: TonRailContext, *, exclude: set[str], first: bool) -> list[str]:
+    """Lease the open requests due for a look (not resting, not in `exclude`)."""
+    now = time.monotonic()
+    for request_id in [r for r, after in ctx.track_after.items() if after <= now]:
+        del ctx.track_after[request_id]
+    skip = [*ctx.track_after, *exclude]
+    condition: ColumnElement[bool] = TonRequest.status.in_(OPEN_REQUEST_STATES)
+    if skip:
+        condition = condition & TonRequest.id.not_in(skip)
+    limit = ctx.settings.worker_batch_size - len(exclude)
+    if limit <= 0:
+        return []
+    async with transaction(ctx) as session:
+        open_requests = await claim(
+            session,
+            TonRequest,
+            condition,
+            # The worker's lease, as every claim takes it: alike other claims in shape only.
+            worker_id=ctx.worker_id,
+            lease_seconds=ctx.settings.worker_lease_seconds,
+            limit=limit,
+            order_by=(TonRequest.created_at,),
+        )
+    claimed = [r.id for r in open_requests]
+    if first:
+        # What another worker finished or took over is no longer ours to remember.
+        for request_id in set(ctx.found) - set(ctx.track_after) - set(claimed):
+            del ctx.found[request_id]
+            ctx.excess_waits.pop(request_id, None)
+    return claimed
 
 
 async def processed_flag(ctx: TonRailContext, query_id: int) -> bool | None:
@@ -115,6 +136,16 @@ async def processed_flag(ctx: TonRailContext, query_id: int) -> bool | None:
         return False if state != "active" else None
     value = stack[0][1] if isinstance(stack[0], list) else stack[0]
     return int(str(value), 16) != 0 if isinstance(value, str) else bool(value)
+
+
+async def _external(ctx: TonRailContext, msg_hash: str, signed_at: datetime) -> Tx | None:
+    """The hot wallet's transaction that took the request's external message: from the hot
+    wallet's own feed (one listing a block for every request in flight), else, for a request
+    signed before the feed began, asked of toncenter by the message hash."""
+    try:
+        return await ctx.feeds().find_sent_after(ctx.api, ctx.wallet_raw, msg_hash, signed_at)
+    except NotCovered:
+        return await ctx.api.tx_by_in_message(msg_hash)
 
 
 def _lookup(ctx: TonRailContext, request_id: str, after_lt: int) -> Lookup:
@@ -181,8 +212,9 @@ async def track_request(ctx: TonRailContext, request_id: str) -> bool:
         processed = request.status == RequestStatus.PROCESSED
         # Signed before it was first sent: younger than the timeout, nothing can be overdue.
         overdue = clock.now() - request.created_at > timedelta(seconds=ctx.confirmation_timeout_s)
+        signed_at = request.created_at
     found = ctx.found.setdefault(request_id, {})
-    ext = found.get(msg_hash) or await ctx.api.tx_by_in_message(msg_hash)
+    ext = found.get(msg_hash) or await _external(ctx, msg_hash, signed_at)
     if ext is None and processed:
         return False  # seen processed before (`resolve-unknown` found it): never expired
     if ext is None:

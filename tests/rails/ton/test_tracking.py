@@ -49,6 +49,9 @@ class FakeChain:
         mine = sorted((t for t in self.txs if t.account == account and t.lt > after_lt), key=_lt)
         return mine[:limit]
 
+    async def last_lt(self, address: str) -> int:
+        return max((t.lt for t in self.txs if t.account == address), default=0)
+
     async def tx_by_in_message(self, msg_hash: str) -> Tx | None:
         self.by_message.append(msg_hash)
         return next((t for t in self.txs if t.in_msg and t.in_msg.hash == msg_hash), None)
@@ -233,3 +236,37 @@ async def test_lookups_waiting_together_share_one_listing() -> None:
         assert missing == [None] * 40 and len(chain.listed) == 3
     finally:
         feed_module.REFRESH_EVERY_S = saved
+
+
+async def test_requests_are_found_in_the_hot_wallets_own_stream() -> None:
+    """The external of every request signed after the hot wallet's feed began is found by
+    listing the wallet's transactions (by its normalized hash), not asked per request; one
+    signed before the feed began cannot be answered by it (NotCovered: asked per message)."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from tonrail import clock
+
+    chain = FakeChain()
+    chain.txs = [tx("old", 50, HOT, msg("m-old", HOT))]
+    feeds = OwnFeeds(frozenset({HOT}))
+    await feeds.start(chain, HOT)
+    await feeds.start(chain, HOT)  # once
+    feed = feeds.feeds[HOT]
+    assert (feed.start_lt, feed.cursor_lt) == (50, 50) and feed.since is not None
+    ext_in = replace(msg("ext-plain", HOT), hash_norm="ext-norm")
+    later = clock.now() + timedelta(seconds=5)
+    assert await feeds.find_sent_after(chain, HOT, "ext-norm", later) is None
+    chain.txs += [tx(f"x{i}", 60 + i, HOT, msg(f"other{i}", HOT)) for i in range(20)]
+    chain.txs.append(tx("ext-tx", 100, HOT, ext_in))
+    feed_module.REFRESH_EVERY_S, saved = 0.0, feed_module.REFRESH_EVERY_S
+    try:
+        found = await feeds.find_sent_after(chain, HOT, "ext-norm", later)
+    finally:
+        feed_module.REFRESH_EVERY_S = saved
+    assert found is not None and found.hash == "ext-tx"
+    assert chain.by_message == [] and chain.listed == [(HOT, 50), (HOT, 50)]
+    with pytest.raises(NotCovered):
+        await feeds.find_sent_after(chain, HOT, "ext-norm", feed.since - timedelta(seconds=1))
+    with pytest.raises(NotCovered):
+        await OwnFeeds(frozenset({HOT})).find_sent_after(chain, HOT, "ext-norm", later)

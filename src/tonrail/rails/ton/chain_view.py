@@ -51,6 +51,7 @@ class Msg:
     body_b64: str | None
     comment: str | None
     bounce: bool = True  # the bounce flag (unknown counts as bounceable: the safe reading)
+    hash_norm: str | None = None  # an external message's TEP-467 normalized hash (hex)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ def msg_of(m: V3Message) -> Msg:
         body_b64=m.body,
         comment=m.comment,
         bounce=m.bounce is not False,
+        hash_norm=to_hex(m.hash_norm) if m.hash_norm else None,
     )
 
 

@@ -20,7 +20,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from tonrail import clock
 from tonrail.rails.ton.api import TonApi
 from tonrail.rails.ton.chain_view import EXCESSES_OP, Tx, query_id_of
 
@@ -28,6 +30,7 @@ PAGE = 256  # transactions per listing request
 MAX_PAGES = 16  # per refresh; the rest on the next one
 MAX_KEPT = 100_000  # transactions remembered; beyond, the oldest half is dropped
 REFRESH_EVERY_S = 0.1  # concurrent lookups within this share one listing
+CLOCK_SKEW = timedelta(seconds=2)  # between the worker that signed a request and this one
 
 
 class NotCovered(Exception):
@@ -43,6 +46,9 @@ class AccountFeed:
     # excesses taken in, by (query_id, sender): a forged excess reusing a query_id from
     # another sender cannot hide the real one
     by_excess: dict[tuple[int, str], Tx] = field(default_factory=dict)
+    # Wall time from which every transaction of the account is in the feed (its start_lt was
+    # the account's last lt then); None when the feed began at a message's lt instead.
+    since: datetime | None = None
     refreshed_at: float = 0.0  # monotonic time the last listing ended ...
     listed_from: float = 0.0  # ... and began
     listings: int = 0  # listing requests made (for tests and benchmarks)
@@ -55,6 +61,18 @@ class AccountFeed:
         if tx is not None:
             return tx
         await self._catch_up(api, created_after_lt, msg_hash, lambda: msg_hash in self.by_in_msg)
+        return self.by_in_msg.get(msg_hash)
+
+    async def find_sent_after(self, api: TonApi, msg_hash: str, sent_after: datetime) -> Tx | None:
+        """The transaction that took message `msg_hash` (an external one by its normalized
+        hash), first sent after `sent_after`, or None while it is not on chain; NotCovered
+        when the feed began after that."""
+        if self.since is None or sent_after < self.since + CLOCK_SKEW:
+            raise NotCovered(msg_hash)
+        tx = self.by_in_msg.get(msg_hash)
+        if tx is not None:
+            return tx
+        await self._catch_up(api, self.start_lt, msg_hash, lambda: msg_hash in self.by_in_msg)
         return self.by_in_msg.get(msg_hash)
 
     async def find_excess(
@@ -93,6 +111,9 @@ class AccountFeed:
         if tx.in_msg is None:
             return
         self.by_in_msg[tx.in_msg.hash] = tx
+        if tx.in_msg.hash_norm is not None:
+            # An external message is known by its normalized hash (what we store when signing).
+            self.by_in_msg[tx.in_msg.hash_norm] = tx
         if tx.in_msg.opcode == EXCESSES_OP and not tx.aborted:
             query_id = query_id_of(tx.in_msg)
             if query_id is not None and tx.in_msg.source is not None:
@@ -133,6 +154,7 @@ class AccountFeed:
 
     def _forget_oldest(self, count: int) -> None:
         """Drop the oldest transactions; the feed then covers only what it still holds."""
+        self.since = None
         oldest = sorted(self.by_in_msg.items(), key=lambda kv: kv[1].lt)[:count]
         for msg_hash, tx in oldest:
             del self.by_in_msg[msg_hash]
@@ -162,6 +184,25 @@ class OwnFeeds:
         """`AccountFeed.find_excess` on the feed of `account`."""
         feed = self._feed(account, created_after_lt)
         return await feed.find_excess(api, query_id, source, created_after_lt)
+
+    async def start(self, api: TonApi, account: str) -> None:
+        """Begin the feed of `account` at its last transaction, if it has none yet: from then
+        on it answers for every message sent to the account (`find_sent_after`)."""
+        key = account.upper()
+        if key in self.feeds:
+            return
+        last = await api.last_lt(account)
+        # Read before `since`: whatever is sent from now on lands above `last`.
+        self.feeds.setdefault(key, AccountFeed(key, last, last, since=clock.now()))
+
+    async def find_sent_after(
+        self, api: TonApi, account: str, msg_hash: str, sent_after: datetime
+    ) -> Tx | None:
+        """`AccountFeed.find_sent_after` on the feed of `account` (NotCovered without one)."""
+        feed = self.feeds.get(account.upper())
+        if feed is None:
+            raise NotCovered(msg_hash)
+        return await feed.find_sent_after(api, msg_hash, sent_after)
 
     def _feed(self, account: str, created_after_lt: int) -> AccountFeed:
         key = account.upper()
