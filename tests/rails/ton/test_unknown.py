@@ -118,6 +118,21 @@ async def test_a_sent_payout_unconfirmed_past_the_timeout_is_unknown_then_proven
     assert await alert_status(db, "payout_unknown") == "resolved"
 
 
+async def test_the_tracker_itself_carries_an_overdue_payout_to_confirmed(
+    rail: Rail, client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    await faults(rail, stall_blocks=True)
+    pid = await sent_and_overdue(rail, client, auth)
+    assert (await status(client, auth, pid))["attempts"][0]["status"] == "unknown"
+    await faults(rail, stall_blocks=False)  # no operator: tracking goes on by itself
+    final = await rail.run_until_final([pid], client, auth)
+    assert [a["status"] for a in final[pid]["attempts"]] == ["confirmed"]
+    assert await times_paid(rail, pid) == 1
+    assert await audit_entries(db, pid) == []
+    async with db.transaction() as session:
+        assert (await check_books(session)).ok
+
+
 async def test_an_unknown_payout_proven_expired_unsent_is_retried_and_paid_once(
     rail: Rail, client: httpx.AsyncClient, auth: dict[str, str], db: Database
 ) -> None:
