@@ -178,3 +178,29 @@ async def test_outgoing_jetton_transfer_is_listed(chain: Chain, http: httpx.Asyn
     assert t_in["amount"] == str(30 * 10**6)
     wallets = await http.get("/api/v3/jetton/wallets", params={"owner_address": receiver.to_str()})
     assert wallets.json()["jetton_wallets"][0]["balance"] == str(30 * 10**6)
+
+
+async def test_a_transaction_is_parsed_once_and_listed_the_same_every_time(
+    chain: Chain, http: httpx.AsyncClient
+) -> None:
+    """A client following an account lists the same transactions again and again: each is
+    parsed and rendered once (by hash), and every listing answers the same."""
+    from tonrail.localnet import toncenter_v3
+
+    w, _ = await _send(chain, http)
+    params = {"account": w.address.to_str(), "limit": 10, "sort": "asc"}
+    first = (await http.get("/api/v3/transactions", params=params)).json()
+    decoded: list[bytes] = []
+    real = toncenter_v3.decode_tx
+
+    def counting(row: toncenter_v3.TxRow) -> toncenter_v3.DecodedTx:
+        decoded.append(row.hash)
+        return real(row)
+
+    toncenter_v3.decode_tx = counting  # type: ignore[assignment]
+    try:
+        again = (await http.get("/api/v3/transactions", params=params)).json()
+    finally:
+        toncenter_v3.decode_tx = real  # type: ignore[assignment]
+    assert first["transactions"] and again == first
+    assert decoded == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -190,16 +191,34 @@ def _book(rows: list[DecodedTx]) -> dict[str, Any]:
     return book
 
 
+RENDERED_KEPT = 8192  # transactions kept rendered: a client following its accounts lists them
+
+
 class ToncenterV3:
     def __init__(self, chain: Chain) -> None:
         self.chain = chain
+        # A transaction never changes once in a block: parsed and rendered once, by hash.
+        self._rendered: OrderedDict[bytes, tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
+
+    def _render(self, row: TxRow) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The transaction as v3 renders it, with its address book entries."""
+        hit = self._rendered.get(row.hash)
+        if hit is not None:
+            self._rendered.move_to_end(row.hash)
+            return hit
+        decoded = decode_tx(row)
+        hit = (transaction_v3(decoded), _book([decoded]))
+        self._rendered[row.hash] = hit
+        if len(self._rendered) > RENDERED_KEPT:
+            self._rendered.popitem(last=False)
+        return hit
 
     def _txs(self, rows: list[TxRow]) -> dict[str, Any]:
-        decoded = [decode_tx(r) for r in rows]
-        return {
-            "transactions": [transaction_v3(d) for d in decoded],
-            "address_book": _book(decoded),
-        }
+        rendered = [self._render(r) for r in rows]
+        book: dict[str, Any] = {}
+        for _, entries in rendered:
+            book.update(entries)
+        return {"transactions": [tx for tx, _ in rendered], "address_book": book}
 
     def transactions(self, p: dict[str, Any]) -> dict[str, Any]:
         store = self.chain.store
