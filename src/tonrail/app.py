@@ -20,6 +20,7 @@ import tonrail
 from tonrail.api_keys_endpoints import router as api_keys_router
 from tonrail.api_limits import build_limiter
 from tonrail.api_limits import install as install_rate_limits
+from tonrail.api_schema import document_answers
 from tonrail.dashboard.routes import SecurityHeaders
 from tonrail.dashboard.routes import install as install_dashboard
 from tonrail.db import Database
@@ -148,6 +149,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         max_json_depth=settings.request_json_max_depth,
     )
     document_refusals(app)
+    document_answers(app, settings.page_max_limit)  # ids, answers, links (api_schema.py)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

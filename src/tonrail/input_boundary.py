@@ -219,10 +219,10 @@ def check_query(scope: Scope) -> Refusal | None:
     return None
 
 
-def _templates(app: Any) -> list[re.Pattern[str]]:
+def path_templates(app: Any) -> list[tuple[re.Pattern[str], str]]:
     """The documented path templates (`/v1/payouts/{payment_id}`) as patterns naming their
-    parameters, read once from the app's OpenAPI schema."""
-    cached: list[re.Pattern[str]] | None = getattr(app.state, "path_templates", None)
+    parameters, each with its template, read once from the app's OpenAPI schema."""
+    cached: list[tuple[re.Pattern[str], str]] | None = getattr(app.state, "path_templates", None)
     if cached is None:
         cached = []
         for template in app.openapi().get("paths", {}):
@@ -231,7 +231,7 @@ def _templates(app: Any) -> list[re.Pattern[str]]:
                 f"(?P<{part}>[^/]+)" if index % 2 else re.escape(part)
                 for index, part in enumerate(parts)
             )
-            cached.append(re.compile(pattern))
+            cached.append((re.compile(pattern), template))
         app.state.path_templates = cached
     return cached
 
@@ -245,7 +245,7 @@ def check_path(scope: Scope) -> Refusal | None:
     param = "path"
     app = scope.get("app")
     if isinstance(app, FastAPI):
-        for pattern in _templates(app):
+        for pattern, _ in path_templates(app):
             match = pattern.fullmatch(path)
             if match is not None:
                 named = [k for k, v in match.groupdict().items() if found.group() in v]

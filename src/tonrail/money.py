@@ -13,8 +13,9 @@ ASSET_DECIMALS: dict[str, int] = {"TON": 9, "USDT": 6, "USD": 2, "EUR": 2}
 
 Rounding = Literal["exact", "down", "half_even", "ceiling"]
 _ROUNDING = {"down": ROUND_DOWN, "half_even": ROUND_HALF_EVEN, "ceiling": ROUND_CEILING}
-_DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$")
-_MAX_DIGITS = 40
+DECIMAL_PATTERN = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"  # an amount as the API takes it
+_DECIMAL_RE = re.compile(DECIMAL_PATTERN)
+MAX_DIGITS = 40
 
 
 def decimals_of(asset: str) -> int:
@@ -73,7 +74,7 @@ def parse_minor(
         )
     if not isinstance(text, str):
         raise InvalidAmount("amount must be a decimal string", param=param)
-    if len(text) > _MAX_DIGITS or not _DECIMAL_RE.match(text):
+    if len(text) > MAX_DIGITS or not _DECIMAL_RE.match(text):
         raise InvalidAmount(
             f"amount {text[:50]!r} is not a non-negative decimal number like 12.50", param=param
         )

@@ -56,6 +56,10 @@ def _positive(value: Any, what: str) -> Decimal:
     return number
 
 
+# What every source prices (USDT by definition): payments in another asset have no value.
+PRICED_ASSETS = frozenset({"USDT", "TON", "USD"})
+
+
 class RateSource(Protocol):
     name: str
 
@@ -149,6 +153,10 @@ class Rates:
         if rate is None or clock.now() - rate.at > self.max_age:
             return None
         return rate
+
+    def has(self, asset: str) -> bool:
+        """Every source prices `asset` (payments in it can be valued for limits)."""
+        return asset in PRICED_ASSETS
 
     def rate(self, asset: str) -> Rate:
         """`fresh`, for callers that cannot hold: a stale rate raises RateStale."""

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tonrail.api_limits import charge_address, charge_key
 from tonrail.db import Database
 from tonrail.errors import AuthenticationFailed, PermissionDenied, TonrailError
+from tonrail.input_boundary import path_templates
 from tonrail.security.access import AccessCache
 from tonrail.security.api_keys import Principal, authenticate
 from tonrail.security.client_ip import client_ip
@@ -35,7 +37,17 @@ def client_ip_of(request: Request) -> str | None:
     return client_ip(request.scope, settings_of(request).trusted_proxies)
 
 
-async def current_principal(request: Request) -> Principal:
+# Declared so the OpenAPI schema names both ways of sending a key (securitySchemes and each
+# operation's `security`); the key itself is read below, which refuses what these allow.
+BEARER = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
+
+
+async def current_principal(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
+    _key: Annotated[str | None, Depends(API_KEY_HEADER)] = None,
+) -> Principal:
     """Authenticate `Authorization: Bearer <key>` (or `X-API-Key: <key>`).
 
     A locked client address is refused before its key is looked at (423 `ip_locked`), a
@@ -157,6 +169,24 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(code, str(message), param), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        headers = dict(exc.headers or {})
+        allowed = allowed_methods(app, request.url.path) if exc.status_code == 405 else []
+        if allowed:
+            # RFC 9110: a 405 lists what the path allows, across every route that serves it.
+            headers["Allow"] = ", ".join(allowed)
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
+        )
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI schema documents for `path` (a 405's `Allow`); a literal
+    template (`/v1/payouts/batch`) before one with parameters (`/v1/payouts/{payment_id}`)."""
+    schema = app.openapi()["paths"]
+    matching = [t for pattern, t in path_templates(app) if pattern.fullmatch(path)]
+    if not matching:
+        return []
+    template = min(matching, key=lambda t: t.count("{"))
+    return sorted(method.upper() for method in schema[template])

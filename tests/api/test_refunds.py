@@ -164,6 +164,8 @@ async def test_partial_refunds_never_pass_what_was_received(
         ({"deposit": "dep_nope"}, 400, "deposit_invalid"),
         ({"surprise": "1"}, 400, "parameter_unknown"),
         ({"reason": "x" * 501}, 400, "parameter_invalid"),
+        # a rule of the invoice's rail, not a malformed field (the schema allows both)
+        ({"bank_iban": "DE89370400440532013000"}, 400, "bank_account_not_applicable"),
     ],
 )
 async def test_bad_refunds_are_refused_and_write_nothing(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from tonrail.errors import InvalidRequest
 from tonrail.notify.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -15,6 +15,9 @@ from tonrail.notify.states import DeliveryStatus, DisabledReason, EndpointStatus
 # The families of events merchants receive; `*` is every one of them.
 EVENT_FAMILIES = ("payout", "invoice", "refund")
 _PATTERN = re.compile(r"^[a-z][a-z_]*(\.[a-z][a-z_]*)*(\.\*)?$")
+# What `check_patterns` accepts, as the OpenAPI schema states it.
+EVENT_TYPE_PATTERN = r"^(\*|(payout|invoice|refund)(\.[a-z][a-z_]*)*(\.\*)?)$"
+EventType = Annotated[str, WithJsonSchema({"type": "string", "pattern": EVENT_TYPE_PATTERN})]
 MAX_ROTATION_OVERLAP_SECONDS = 7 * 86_400
 
 
@@ -52,8 +55,10 @@ class EndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(description="https URL that receives the events (http outside production)")
-    enabled_events: list[str] = Field(
-        max_length=50, description='event types, e.g. ["payout.*", "invoice.succeeded"] or ["*"]'
+    enabled_events: list[EventType] = Field(
+        max_length=50,
+        json_schema_extra={"minItems": 1},  # [] is refused by check_patterns (invalid_request)
+        description='event types, e.g. ["payout.*", "invoice.succeeded"] or ["*"]',
     )
     description: str | None = Field(default=None, max_length=1000)
 
@@ -62,7 +67,9 @@ class EndpointUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = None
-    enabled_events: list[str] | None = Field(default=None, max_length=50)
+    enabled_events: list[EventType] | None = Field(
+        default=None, max_length=50, json_schema_extra={"minItems": 1}
+    )
     description: str | None = Field(default=None, max_length=1000)
     status: EndpointStatus | None = Field(
         default=None, description="disabled stops deliveries; enabled resumes them"

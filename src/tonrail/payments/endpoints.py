@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.responses import Response as HttpResponse
 from pydantic import BaseModel
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from tonrail.api_limits import refuse_large_payouts_while_unshared
 from tonrail.chain.links import qr_svg
@@ -37,6 +38,16 @@ from tonrail.web import (
 )
 
 router = APIRouter(prefix="/v1", tags=["payments"])
+
+
+class PaymentIdConvertor(StringConvertor):
+    """`{payment_id:payment_id}`: only a payment id (`pay_...`) routes to a payment, so
+    `GET /v1/payouts/batch` is 405 (POST only), not "no payout 'batch'"."""
+
+    regex = "pay_[^/]+"
+
+
+register_url_convertor("payment_id", PaymentIdConvertor())
 
 
 async def payment_service(request: Request) -> PaymentService:
@@ -114,7 +125,9 @@ async def create_payout_batch(
     return send_answer(await bulk.create(call.principal, body, call.ikey, call.client_ip))
 
 
-@router.post("/payouts/{payment_id}/approve", response_model=PaymentOut, responses=ERRORS)
+@router.post(
+    "/payouts/{payment_id:payment_id}/approve", response_model=PaymentOut, responses=ERRORS
+)
 async def approve_payout(payment_id: str, call: ApproverDep, service: ServiceDep) -> JSONResponse:
     """Approve a payout waiting in requires_approval (scope payouts:approve, not the requester)."""
     return send_answer(await service.approve(call.principal, payment_id, call.ikey))
@@ -127,7 +140,10 @@ async def create_invoice(body: InvoiceCreate, call: WriterDep, service: ServiceD
 
 
 @router.post(
-    "/invoices/{payment_id}/refunds", status_code=201, response_model=RefundOut, responses=ERRORS
+    "/invoices/{payment_id:payment_id}/refunds",
+    status_code=201,
+    response_model=RefundOut,
+    responses=ERRORS,
 )
 async def create_refund(
     payment_id: str, body: RefundCreate, call: WriterDep, service: ServiceDep
@@ -141,7 +157,9 @@ async def create_refund(
     )
 
 
-@router.get("/invoices/{payment_id}/refunds", response_model=RefundList, responses=ERRORS)
+@router.get(
+    "/invoices/{payment_id:payment_id}/refunds", response_model=RefundList, responses=ERRORS
+)
 async def list_refunds(
     payment_id: str, principal: PrincipalDep, service: ServiceDep
 ) -> dict[str, Any]:
@@ -160,7 +178,7 @@ async def get_refund(
 
 
 @router.get(
-    "/invoices/{payment_id}/qr.svg",
+    "/invoices/{payment_id:payment_id}/qr.svg",
     response_class=HttpResponse,
     responses={200: {"content": {"image/svg+xml": {}}}, **ERRORS},
 )
@@ -198,8 +216,8 @@ def _collection(path: str, direction: str, noun: str) -> None:
     cancel.__doc__ = f"Cancel a {noun} that has not started moving money."
     routes: list[tuple[str, Callable[..., Any], str, type[BaseModel], str]] = [
         ("", list_, "GET", PaymentList, f"list_{noun}s"),
-        ("/{payment_id}", get, "GET", PaymentOut, f"get_{noun}"),
-        ("/{payment_id}/cancel", cancel, "POST", PaymentOut, f"cancel_{noun}"),
+        ("/{payment_id:payment_id}", get, "GET", PaymentOut, f"get_{noun}"),
+        ("/{payment_id:payment_id}/cancel", cancel, "POST", PaymentOut, f"cancel_{noun}"),
     ]
     for suffix, endpoint, method, model, name in routes:
         router.add_api_route(

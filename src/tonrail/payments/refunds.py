@@ -101,7 +101,7 @@ def _bank_account(req: RefundCreate, rail: str) -> dict[str, str]:
             raise InvalidRequest(
                 "bank_iban and bank_name apply only to invoices paid by bank transfer",
                 param="bank_iban",
-                code="parameter_invalid",
+                code="bank_account_not_applicable",
             )
         return {}
     iban = valid_iban(req.bank_iban or "")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from tonrail.chain.links import explorer_link, transfer_link
-from tonrail.money import format_minor
+from tonrail.money import DECIMAL_PATTERN, MAX_DIGITS, format_minor
 from tonrail.payments.models import Attempt, Payment, Refund
 from tonrail.payments.receipts import ChainFacts
 from tonrail.payments.states import AttemptStatus, PaymentStatus
@@ -17,13 +17,29 @@ from tonrail.rails.ton.states import DepositStatus
 from tonrail.states import RefundStatus
 
 Priority = Literal["urgent", "normal", "low"]
+PAYOUT_ASSETS = ("TON", "USDT")
+INVOICE_ASSETS = ("TON", "USDT", "USD")  # the assets with a rate (rates.py)
+
+# What the service parses (money.parse_minor): a decimal string in major units, never a JSON
+# number; its decimals at most the asset's (TON 9, USDT 6, USD 2).
+AMOUNT_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": DECIMAL_PATTERN,
+    "maxLength": MAX_DIGITS,
+    "description": 'decimal string in major units, e.g. "12.50"; at most the asset\'s decimals '
+    "(TON 9, USDT 6, USD 2)",
+    "examples": ["12.50"],
+}
+Amount = Annotated[Any, WithJsonSchema(AMOUNT_SCHEMA)]
+PayoutAsset = Annotated[str, WithJsonSchema({"type": "string", "enum": list(PAYOUT_ASSETS)})]
+InvoiceAsset = Annotated[str, WithJsonSchema({"type": "string", "enum": list(INVOICE_ASSETS)})]
 
 
 class PayoutCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Any = Field(description='Decimal string in major units, e.g. "12.50"')
-    asset: str
+    amount: Amount
+    asset: PayoutAsset
     destination: str = Field(description="TON address (raw or user-friendly) of the payee")
     priority: Priority = "normal"
     target_confirmation_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
@@ -34,8 +50,8 @@ class PayoutCreate(BaseModel):
 class InvoiceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Any = Field(description='Decimal string in major units, e.g. "12.50"')
-    asset: str
+    amount: Amount
+    asset: InvoiceAsset
     expires_in_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
     description: str | None = Field(default=None, max_length=1000)
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -263,11 +279,14 @@ class ApproveResult(BaseModel):
 class RefundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Any = Field(
-        default=None,
-        description="Decimal string in major units; omitted: everything received from the "
-        "payer that is not refunded yet",
-    )
+    amount: Annotated[
+        Any,
+        WithJsonSchema({"anyOf": [AMOUNT_SCHEMA, {"type": "null"}]}),
+        Field(
+            description="Decimal string in major units; omitted: everything received from the "
+            "payer that is not refunded yet"
+        ),
+    ] = None
     reason: str | None = Field(default=None, max_length=500)
     deposit: str | None = Field(
         default=None,

@@ -46,7 +46,7 @@ from tonrail.payments.schemas import (
     PaymentOut,
     PayoutCreate,
 )
-from tonrail.payments.states import PaymentStatus, initial_status
+from tonrail.payments.states import PaymentStatus, initial_status, payment_transitions
 from tonrail.payments.transitions import move_payment
 from tonrail.rails.base import REFUND_OF_KEYS
 from tonrail.rails.ton.models import TonOwnAccount
@@ -345,6 +345,12 @@ class PaymentService:
         """Record an invoice the customer pays on chain with the reference as comment."""
         asset = req.asset
         amount = self.parse_amount(asset, req.amount)
+        if not self.rates.has(asset):  # no USDT value: no limits could hold it
+            raise InvalidRequest(
+                f"invoices in {asset} are not supported; use TON, USDT or USD",
+                param="asset",
+                code="asset_unsupported",
+            )
         check_amount(self.policy, asset, amount)
         check_metadata(req.metadata, self.settings.metadata_max_bytes)
 
@@ -413,6 +419,12 @@ class PaymentService:
         if not 1 <= limit <= self.settings.page_max_limit:
             raise InvalidRequest(
                 f"limit must be between 1 and {self.settings.page_max_limit}", param="limit"
+            )
+        if status is not None and status not in payment_transitions(direction):
+            raise InvalidRequest(
+                f"status must be one of {', '.join(payment_transitions(direction))}",
+                param="status",
+                code="parameter_invalid",
             )
         async with self.db.transaction() as session:
             cursor = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,10 @@ from tonrail.errors import IdempotencyConflict, InvalidRequest
 from tonrail.security.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
+# Printable ASCII (what every HTTP stack carries unchanged); a space only inside, since
+# servers strip it at either end of a header value.
+KEY_PATTERN = "^[!-~]([ -~]*[!-~])?$"
+_KEY = re.compile(KEY_PATTERN)
 RECORDS: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
 
 
@@ -45,9 +50,9 @@ def make_key(
 ) -> IdempotencyKey | None:
     if key is None:
         return None
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    if len(key) > MAX_KEY_LENGTH or not _KEY.fullmatch(key):
         raise InvalidRequest(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters",
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
             param="Idempotency-Key",
             code="idempotency_key_invalid",
         )

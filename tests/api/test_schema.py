@@ -1,0 +1,151 @@
+"""The OpenAPI schema says what the API does (api_schema.py), and the findings of the
+schemathesis run (test_schemathesis.py) stay fixed, on both databases."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+from tests.helpers import DEST
+from tonrail.db import Database
+
+
+async def openapi(client: httpx.AsyncClient) -> dict[str, Any]:
+    schema: dict[str, Any] = (await client.get("/openapi.json")).json()
+    return schema
+
+
+def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, operation)
+        for path, ops in schema["paths"].items()
+        for method, operation in ops.items()
+    ]
+
+
+async def test_amounts_assets_and_statuses_are_typed(client: httpx.AsyncClient) -> None:
+    schemas = (await openapi(client))["components"]["schemas"]
+    payout = schemas["PayoutCreate"]["properties"]
+    assert payout["amount"]["type"] == "string"
+    assert re.fullmatch(payout["amount"]["pattern"], "12.50")
+    assert not re.fullmatch(payout["amount"]["pattern"], "-1")
+    assert not re.fullmatch(payout["amount"]["pattern"], "1e3")
+    assert payout["asset"]["enum"] == ["TON", "USDT"]
+    assert schemas["InvoiceCreate"]["properties"]["asset"]["enum"] == ["TON", "USDT", "USD"]
+    assert schemas["PaymentOut"]["properties"]["status"]["$ref"].endswith("/PaymentStatus")
+    statuses = set(schemas["PaymentStatus"]["enum"])
+    assert statuses == {
+        "requires_approval",
+        "queued",
+        "processing",
+        "awaiting_payment",
+        "succeeded",
+        "failed",
+        "canceled",
+        "expired",
+    }
+
+
+async def test_ids_cursors_and_idempotency_keys_have_their_shape(
+    client: httpx.AsyncClient,
+) -> None:
+    schema = await openapi(client)
+    listed = {p["name"]: p["schema"] for p in schema["paths"]["/v1/payouts"]["get"]["parameters"]}
+    assert re.fullmatch(listed["starting_after"]["pattern"], "pay_" + "a1" * 12 + "z")
+    assert "awaiting_payment" not in listed["status"]["enum"]
+    assert listed["limit"]["minimum"] == 1
+    for method, path, operation in operations(schema):
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "path":
+                assert parameter["schema"]["pattern"].endswith("_[0-9a-z]{25}$"), (method, path)
+            if parameter["name"] == "Idempotency-Key":
+                assert parameter["schema"]["maxLength"] == 255
+
+
+async def test_every_answer_is_documented_with_the_error_shape(client: httpx.AsyncClient) -> None:
+    for method, path, operation in operations(await openapi(client)):
+        responses = operation["responses"]
+        if "security" in operation:  # authenticated: a refused key, a scope, a lock
+            assert {"401", "403", "423"} <= set(responses), (method, path)
+        if "{" in path or path.startswith("/webhooks/"):
+            assert "404" in responses, (method, path)
+        if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", [])):
+            assert "409" in responses, (method, path)
+        for code, response in responses.items():
+            if code[0] == "4":
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                assert ref == "#/components/schemas/Error", (method, path, code)
+
+
+async def test_links_join_create_get_list_approve_and_cancel(client: httpx.AsyncClient) -> None:
+    paths = (await openapi(client))["paths"]
+    links = paths["/v1/payouts"]["post"]["responses"]["201"]["links"]
+    ids = {op["operationId"]: (path, m) for path, ops in paths.items() for m, op in ops.items()}
+    targets = {ids[link["operationId"]] for link in links.values()}
+    assert targets == {
+        ("/v1/payouts/{payment_id}", "get"),
+        ("/v1/payouts/{payment_id}/approve", "post"),
+        ("/v1/payouts/{payment_id}/cancel", "post"),
+        ("/v1/payouts", "get"),
+    }
+    assert links["GetPayout"]["parameters"] == {"payment_id": "$response.body#/id"}
+    assert "links" in paths["/v1/invoices"]["post"]["responses"]["201"]
+
+
+async def test_text_fields_state_the_boundary_rule(client: httpx.AsyncClient) -> None:
+    props = (await openapi(client))["components"]["schemas"]["PayoutCreate"]["properties"]
+    destination = props["destination"]["pattern"]
+    assert re.fullmatch(destination, DEST) and not re.fullmatch(destination, "EQ\x00")
+    assert not re.fullmatch(destination, "EQ\n")
+    description = props["description"]["anyOf"][0]["pattern"]
+    assert re.fullmatch(description, "two\nlines\t") and not re.fullmatch(description, "\x07")
+    assert not re.fullmatch(props["metadata"]["propertyNames"]["pattern"], "a\u0085")
+
+
+async def test_a_405_names_every_method_of_the_path(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    r = await client.request("TRACE", "/v1/payouts", headers=auth)
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+    assert r.json()["error"]["code"] == "method_not_allowed"
+    # `batch` is no payout id: the path is POST-only, not an unknown payout.
+    r = await client.get("/v1/payouts/batch", headers=auth)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+async def test_an_invoice_in_an_asset_without_a_rate_is_refused(
+    client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    r = await client.post("/v1/invoices", json={"amount": "12.50", "asset": "EUR"}, headers=auth)
+    assert r.status_code == 400, r.text  # was 500: "no rate configured for EUR"
+    assert r.json()["error"] == {
+        "code": "asset_unsupported",
+        "message": "invoices in EUR are not supported; use TON, USDT or USD",
+        "param": "asset",
+    }
+    listed = await client.get("/v1/invoices", headers=auth)
+    assert listed.json()["data"] == []
+
+
+async def test_a_list_refuses_a_status_it_never_holds(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    for path, status in (("/v1/payouts", "awaiting_payment"), ("/v1/invoices", "paid")):
+        r = await client.get(path, params={"status": status}, headers=auth)
+        assert r.status_code == 400, (path, r.text)  # was 200 with an empty list
+        assert r.json()["error"]["param"] == "status"
+    assert (await client.get("/v1/payouts?status=queued", headers=auth)).status_code == 200
+
+
+async def test_an_idempotency_key_is_printable_ascii(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    body = {"amount": "1", "asset": "TON", "destination": DEST}
+    for key in ("caf\xe9".encode("latin-1"), b"tab\there"):
+        r = await client.post("/v1/payouts", json=body, headers={**auth, "Idempotency-Key": key})
+        assert r.status_code == 400, (key, r.text)
+        assert r.json()["error"]["code"] == "idempotency_key_invalid"
+    ok = await client.post("/v1/payouts", json=body, headers={**auth, "Idempotency-Key": "a b"})
+    assert ok.status_code == 201, ok.text
