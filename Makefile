@@ -88,6 +88,14 @@ chaos: setup
 	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/python -m benchmarks.chaos \
 	  --seconds $(CHAOS_SECONDS) --restart-postgres
 
+# schemathesis against a live server on both databases (docs/API.md, The OpenAPI schema):
+# `make test` runs 8 examples an operation; this runs SCHEMATHESIS_MAX_EXAMPLES (default 100).
+SCHEMATHESIS_MAX_EXAMPLES ?= 100
+.PHONY: schemathesis
+schemathesis: setup
+	SCHEMATHESIS_MAX_EXAMPLES=$(SCHEMATHESIS_MAX_EXAMPLES) TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) \
+	  $(BIN)/pytest tests/api/test_schemathesis.py -v $(PYTEST_ARGS)
+
 .PHONY: bench-fees
 bench-fees: setup  # the fee optimizer against naive and fixed batching (docs/FEES.md)
 	$(BIN)/python -m benchmarks.run --only fees  # writes its section of docs/BENCHMARKS.md

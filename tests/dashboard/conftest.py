@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from tonrail.app import create_app
+from tests.live_server import LiveServer
 from tonrail.dashboard import sessions
 from tonrail.db import Database
 from tonrail.security.admins import create_admin
@@ -98,39 +95,6 @@ def signed_in(client: httpx.AsyncClient, admins: dict[str, str]) -> Callable[[st
         return await sign_in(client, username)
 
     return _sign_in
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class LiveServer:
-    """uvicorn serving the full app in a thread (its own event loop and engine)."""
-
-    def __init__(self, settings: Settings):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        for _ in range(200):
-            if self.server.started:
-                return
-            threading.Event().wait(0.05)
-        raise RuntimeError("the live server did not start")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture
