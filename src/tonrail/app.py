@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -28,7 +29,12 @@ from tonrail.fees.endpoints import router as fees_router
 from tonrail.fees.service import fee_decisions_for
 from tonrail.input_boundary import InputBoundary, document_refusals
 from tonrail.monitoring.endpoints import router as monitoring_router
-from tonrail.monitoring.signals import persist_signals, record_rate_limit_store
+from tonrail.monitoring.request_timing import RequestTiming, flush_signals
+from tonrail.monitoring.signals import (
+    persist_signals,
+    record_rate_limit_store,
+    record_readiness,
+)
 from tonrail.notify.endpoints import router as merchant_webhooks_router
 from tonrail.notify.service import WebhookEndpoints
 from tonrail.payments.endpoints import router as payments_router
@@ -97,8 +103,14 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         gc.freeze()
         # Settings from AWS Secrets Manager are read again every SECRETS_REFRESH_SECONDS.
         secrets = asyncio.create_task(refresh_loop(settings))
+        flusher = asyncio.create_task(flush_signals(database_, settings.signals_flush_seconds))
         yield
         secrets.cancel()
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        with contextlib.suppress(Exception):
+            await persist_signals(database_)  # what this process measured last
         if limiter is not None:
             await limiter.close()
         if owns_db:
@@ -141,6 +153,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     # The hosted checkout page /pay/{invoice_id}, public (docs/CHECKOUT.md).
     app.include_router(pay_page_router)
     app.add_middleware(SecurityHeaders, prefix="/pay/", csp=PAY_CSP)
+    # The API latency objective times /v1 requests (monitoring/request_timing.py).
+    app.add_middleware(RequestTiming)
     # Outermost: size, content type, JSON shape and control characters are checked before
     # routing and authentication (input_boundary.py); the schema documents its refusals.
     app.add_middleware(
@@ -163,9 +177,11 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             async with database(request).engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:
+            record_readiness(False)
             return JSONResponse(
                 {"status": "unavailable", "database": type(exc).__name__}, status_code=503
             )
+        record_readiness(True)  # the uptime objective counts these (monitoring/slo.py)
         return {"status": "ok", "database": database(request).dialect}
 
     @app.get("/v1/noop", tags=["health"], include_in_schema=False)

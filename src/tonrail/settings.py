@@ -313,6 +313,14 @@ class Settings(BaseSettings):
     monitoring_window_seconds: int = 300  # the window of rates and failure counts
     alert_success_rate_min_pct: float = 95.0
     alert_success_rate_min_sample: int = 20  # fewer finished payments: no verdict
+    # Service objectives (monitoring/slo.py; the dashboard's Overview, the slo_burn rule)
+    slo_success_target_pct: float = Field(default=99.0, gt=0, lt=100)
+    slo_confirmation_seconds: int = Field(default=60, gt=0)  # a payout confirmed within this
+    slo_confirmation_target_pct: float = Field(default=95.0, gt=0, le=100)  # ... this often
+    slo_api_p99_ms: int = Field(default=200, gt=0)  # /v1 requests, 99th percentile
+    slo_uptime_target_pct: float = Field(default=99.9, gt=0, le=100)  # minutes /readyz ok
+    slo_minutes_keep_days: int = Field(default=8, ge=1)  # per-minute counts kept this long
+    signals_flush_seconds: float = Field(default=10.0, gt=0)  # an API process writes its signals
     alert_pending_max: int = 100
     alert_stuck_seconds: int = 180  # pending longer (or past its target): stuck
     alert_progress_stale_seconds: int = 300  # open payment with no change for this long

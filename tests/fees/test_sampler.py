@@ -55,7 +55,7 @@ async def test_a_healthy_network_sample(rail: Rail, db: Database, settings: Sett
         assert first.congestion_bp == 0
         second = await sampler.sample()  # the config is fresh: not re-read, not stored again
         assert second.config is None and second.config_hash is None
-        gauges, _ = signals.take_buffer()
+        gauges, _, _ = signals.take_buffer()
         assert gauges[("congestion_bp", "")] == 0
     finally:
         await sampler.aclose()

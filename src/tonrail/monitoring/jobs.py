@@ -7,6 +7,7 @@ once per UTC day), `publish_cloudwatch` (every 60 s; no-op unless CLOUDWATCH_ENA
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -24,7 +25,7 @@ from tonrail.monitoring.channels.registry import configured_channels
 from tonrail.monitoring.cloudwatch import CloudWatchPublisher
 from tonrail.monitoring.delivery import deliver_due
 from tonrail.monitoring.models import Alert, SecurityReport
-from tonrail.monitoring.signals import persist_signals
+from tonrail.monitoring.signals import persist_signals, prune_minutes
 from tonrail.monitoring.snapshot import Snapshot, build_snapshot
 from tonrail.security import lockouts
 from tonrail.settings import Settings, parse_alert_routes
@@ -110,9 +111,16 @@ async def evaluate_once(
         return 0
 
 
+PRUNE_EVERY_SECONDS = 600.0  # per-minute counts are pruned this often at most (per process)
+_pruned_at: list[float] = [-PRUNE_EVERY_SECONDS]
+
+
 async def evaluate_alerts(ctx: MonitoringContext) -> int:
     """Evaluate every alert rule and send what is due. Returns changes plus sent messages."""
     await persist_signals(ctx.db)
+    if time.monotonic() - _pruned_at[0] >= PRUNE_EVERY_SECONDS:
+        _pruned_at[0] = time.monotonic()
+        await prune_minutes(ctx.db, ctx.settings.slo_minutes_keep_days)
     async with httpx.AsyncClient(timeout=ctx.settings.alert_channel_timeout_seconds) as client:
         channels = configured_channels(ctx.settings, client)
         changes = await evaluate_once(ctx.db, ctx.settings, channels)

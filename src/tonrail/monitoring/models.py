@@ -96,3 +96,17 @@ class SecurityReport(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     config_fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MonitoringMinute(Base):
+    """A count per minute (API latency per bucket, /readyz answers), added to by every
+    process: what the service objectives (monitoring/slo.py) read over any range."""
+
+    __tablename__ = "monitoring_minutes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(200), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInt)
+
+    __table_args__ = (Index("ix_monitoring_minutes_minute", "minute"),)

@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from tonrail.monitoring.signals import BOOKS_DIFFERENCE, STRAY_MESSAGE_LAST_MS, STRAY_MESSAGES
+from tonrail.monitoring.slo import BURN_WINDOWS, burn_rate
 from tonrail.monitoring.snapshot import PendingPayment, Snapshot
 from tonrail.payments.states import AttemptStatus, PaymentStatus
 from tonrail.settings import Settings
@@ -45,6 +46,7 @@ class Thresholds:
     rate_limiter_seconds: int = 60
     channel_retrying_max: int = 1  # deliveries retrying on one channel before it is "failing"
     bank_business_days: int = 3  # a bank transfer's normal time in `processing`
+    slo_success_pct: float = 99.0  # the success objective (monitoring/slo.py)
 
     @classmethod
     def from_settings(cls, s: Settings) -> Thresholds:
@@ -72,6 +74,7 @@ class Thresholds:
             toncenter_unreachable_seconds=s.alert_toncenter_unreachable_seconds,
             bank_business_days=s.alert_bank_business_days,
             rate_limiter_seconds=s.alert_rate_limiter_seconds,
+            slo_success_pct=s.slo_success_target_pct,
         )
 
 
@@ -512,8 +515,44 @@ def payout_unknown(snap: Snapshot, t: Thresholds) -> list[Finding]:
     ]
 
 
+def slo_burn(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """The success objective's error budget burns fast over a long and a short window at
+    once (monitoring/slo.py: BURN_WINDOWS); one alert, at the worse severity that holds.
+    A long window needs `success_rate_min_sample` finished payments for a verdict."""
+    for long_s, short_s, limit, severity in BURN_WINDOWS:
+        ok_l, bad_l = snap.finished_windows.get(long_s, (0, 0))
+        ok_s, bad_s = snap.finished_windows.get(short_s, (0, 0))
+        if ok_l + bad_l < t.success_rate_min_sample:
+            continue
+        long_burn = burn_rate(bad_l, ok_l + bad_l, t.slo_success_pct)
+        short_burn = burn_rate(bad_s, ok_s + bad_s, t.slo_success_pct)
+        if long_burn is None or short_burn is None or min(long_burn, short_burn) < limit:
+            continue
+        return [
+            Finding(
+                "slo_burn:success_rate",
+                "slo_burn",
+                severity,
+                f"the {t.slo_success_pct} % success objective's error budget burns "
+                f"{long_burn:.1f}x over {long_s // 60} min and {short_burn:.1f}x over "
+                f"{short_s // 60} min ({bad_l} failed of {ok_l + bad_l}); limit {limit}x",
+                {
+                    "long_window_seconds": long_s,
+                    "short_window_seconds": short_s,
+                    "long_burn": round(long_burn, 2),
+                    "short_burn": round(short_burn, 2),
+                    "limit": limit,
+                    "failed": bad_l,
+                    "finished": ok_l + bad_l,
+                },
+            )
+        ]
+    return []
+
+
 RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     success_rate,
+    slo_burn,
     pending_high,
     payments_stuck,
     payments_not_progressing,

@@ -13,20 +13,27 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
 from tonrail.db import Database
-from tonrail.monitoring.models import MonitoringSignal
+from tonrail.monitoring.models import MonitoringMinute, MonitoringSignal
 
 # Upper bounds (seconds) of the confirmation latency histogram; +Inf is implied.
 CONFIRMATION_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
+# Upper bounds (milliseconds) of the API latency buckets counted per minute; +Inf implied.
+API_LATENCY_BUCKETS_MS: tuple[int, ...] = (5, 10, 25, 50, 100, 200, 300, 500, 1000, 2500, 5000)
+API_LATENCY = "api_latency"  # per minute and bucket `le` (not cumulative): /v1 requests
+READINESS = "readyz"  # per minute and `outcome` (ok | unavailable): /readyz answers
+
 SignalKey = tuple[str, str]  # (name, canonical labels)
+MinuteKey = tuple[str, str, datetime]  # (name, canonical labels, start of the minute)
 
 # Written by the TON rail in its own transactions (`write_signal`), read by the alert rules.
 BOOKS_DIFFERENCE = "books_difference"  # per asset: chain minus books at the last quiet check
@@ -36,6 +43,7 @@ STRAY_MESSAGES = "stray_messages"  # how many have, ever
 _lock = threading.Lock()
 _gauges: dict[SignalKey, int] = {}
 _counters: dict[SignalKey, int] = {}
+_minutes: dict[MinuteKey, int] = {}
 
 
 def labels_key(labels: Mapping[str, str]) -> str:
@@ -137,28 +145,60 @@ def record_rate_limit_store(process: str, ok: bool) -> None:
     _set(name, _epoch_ms(), process=process)
 
 
-# ------------------------------------------------------------------ persistence
-def take_buffer() -> tuple[dict[SignalKey, int], dict[SignalKey, int]]:
-    """Swap out what was recorded since the last call (gauges, counter deltas)."""
-    global _gauges, _counters
+def _add_minute(name: str, at: datetime, **labels: str) -> None:
+    key = (name, labels_key(labels), at.replace(second=0, microsecond=0))
     with _lock:
-        gauges, counters = _gauges, _counters
-        _gauges, _counters = {}, {}
-    return gauges, counters
+        _minutes[key] = _minutes.get(key, 0) + 1
 
 
-def _restore(gauges: dict[SignalKey, int], counters: dict[SignalKey, int]) -> None:
+def latency_bucket(ms: float) -> str:
+    """The `le` label of the API latency bucket that holds `ms`."""
+    for bound in API_LATENCY_BUCKETS_MS:
+        if ms <= bound:
+            return str(bound)
+    return "+Inf"
+
+
+def observe_api_request(ms: float) -> None:
+    """One /v1 request answered after `ms` milliseconds (the API p99 objective)."""
+    _add_minute(API_LATENCY, clock.now(), le=latency_bucket(ms))
+
+
+def record_readiness(ok: bool) -> None:
+    """One /readyz answer (the uptime objective): `ok`, or `unavailable` (503)."""
+    _add_minute(READINESS, clock.now(), outcome="ok" if ok else "unavailable")
+
+
+# ------------------------------------------------------------------ persistence
+Buffers = tuple[dict[SignalKey, int], dict[SignalKey, int], dict[MinuteKey, int]]
+
+
+def take_buffer() -> Buffers:
+    """Swap out what was recorded since the last call (gauges, counter deltas, minutes)."""
+    global _gauges, _counters, _minutes
+    with _lock:
+        taken = _gauges, _counters, _minutes
+        _gauges, _counters, _minutes = {}, {}, {}
+    return taken
+
+
+def _restore(buffers: Buffers) -> None:
+    gauges, counters, minutes = buffers
     with _lock:
         for key, value in gauges.items():
             _gauges.setdefault(key, value)  # a newer value wins
         for key, delta in counters.items():
             _counters[key] = _counters.get(key, 0) + delta
+        for mkey, delta in minutes.items():
+            _minutes[mkey] = _minutes.get(mkey, 0) + delta
 
 
 async def persist_signals(db: Database) -> int:
-    """Write buffered signals: gauges replace, counters add. Returns how many rows moved."""
-    gauges, counters = take_buffer()
-    if not gauges and not counters:
+    """Write buffered signals: gauges replace, counters and minutes add. Returns how many
+    rows moved."""
+    buffers = take_buffer()
+    gauges, counters, minutes = buffers
+    if not gauges and not counters and not minutes:
         return 0
     insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
     now = clock.now()
@@ -179,10 +219,30 @@ async def persist_signals(db: Database) -> int:
                             set_={"value": stored, "updated_at": now},
                         )
                     )
+            for (name, labels, minute), delta in sorted(minutes.items()):
+                mstmt = insert(MonitoringMinute).values(
+                    name=name, labels=labels, minute=minute, value=delta
+                )
+                await session.execute(
+                    mstmt.on_conflict_do_update(
+                        index_elements=["name", "labels", "minute"],
+                        set_={"value": MonitoringMinute.value + mstmt.excluded.value},
+                    )
+                )
     except Exception:
-        _restore(gauges, counters)
+        _restore(buffers)
         raise
-    return len(gauges) + len(counters)
+    return len(gauges) + len(counters) + len(minutes)
+
+
+async def prune_minutes(db: Database, keep_days: int) -> int:
+    """Delete per-minute counts older than `keep_days`; returns how many rows went."""
+    cutoff = clock.now() - timedelta(days=keep_days)
+    async with db.transaction() as session:
+        result = await session.execute(
+            delete(MonitoringMinute).where(MonitoringMinute.minute < cutoff)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def write_signal(

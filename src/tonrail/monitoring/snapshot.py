@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -18,6 +18,7 @@ from tonrail.events.models import OutboxEvent
 from tonrail.kit.models import WorkerHeartbeat
 from tonrail.monitoring.models import AlertDelivery, MonitoringSignal
 from tonrail.monitoring.signals import parse_labels
+from tonrail.monitoring.slo import BURN_WINDOWS
 from tonrail.monitoring.states import DeliveryStatus
 from tonrail.monitoring.suspicious import subject_failures
 from tonrail.notify.models import WebhookEndpoint
@@ -70,6 +71,8 @@ class Snapshot:
     payments: dict[tuple[str, str, str, str], tuple[int, int]] = field(default_factory=dict)
     # payments finished inside the window: status -> count (succeeded / failed)
     finished: dict[str, int] = field(default_factory=dict)
+    # payments finished in each burn-rate window (slo.BURN_WINDOWS): seconds -> (ok, failed)
+    finished_windows: dict[int, tuple[int, int]] = field(default_factory=dict)
     # attempts finished inside the window: (rail, status) -> count
     attempts_finished: dict[tuple[str, str], int] = field(default_factory=dict)
     # failed attempts inside the window: (rail, error_code) -> count
@@ -131,11 +134,32 @@ async def _count_and_oldest(
     return int(count), _age(now, oldest)
 
 
+async def finished_windows(session: AsyncSession, now: datetime) -> dict[int, tuple[int, int]]:
+    """Payments succeeded and failed in each window of the success objective's burn rate."""
+    seconds = sorted({w for pair in BURN_WINDOWS for w in pair[:2]})
+    done = Payment.status.in_((PaymentStatus.SUCCEEDED, PaymentStatus.FAILED))
+    columns = [
+        func.sum(case((Payment.completed_at >= now - timedelta(seconds=w), 1), else_=0))
+        for w in seconds
+    ]
+    rows = await session.execute(
+        select(Payment.status, *columns)
+        .where(Payment.completed_at >= now - timedelta(seconds=max(seconds)), done)
+        .group_by(Payment.status)
+    )
+    counts = {w: [0, 0] for w in seconds}
+    for status, *sums in rows:
+        for w, n in zip(seconds, sums, strict=True):
+            counts[w][0 if status == PaymentStatus.SUCCEEDED else 1] += int(n or 0)
+    return {w: (ok, bad) for w, (ok, bad) in counts.items()}
+
+
 async def build_snapshot(session: AsyncSession, settings: Settings, now: datetime) -> Snapshot:
     """Read the snapshot at `now` (the caller's clock) inside the caller's transaction."""
     window = settings.monitoring_window_seconds
     since = now - timedelta(seconds=window)
     snap = Snapshot(at=now, window_seconds=window)
+    snap.finished_windows = await finished_windows(session, now)
 
     # -- payments by direction, status, asset and the rail of their latest attempt
     latest = (

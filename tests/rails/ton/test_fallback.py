@@ -82,7 +82,7 @@ async def test_ton_failure_after_retries_falls_back_to_stripe(
     assert rails == [("ton", "failed"), ("stripe", "confirmed")]
     assert p["attempts"][0]["error_code"] == "bounced"
     # Monitoring heard from the provider (provider error rates, docs/monitoring.md).
-    _, counters = signals.take_buffer()
+    _, counters, _ = signals.take_buffer()
     stripe_ok = [
         n
         for (name, labels), n in counters.items()

@@ -8,6 +8,7 @@ from the swapped JSON (no chart is re-created on a poll).
 
 from __future__ import annotations
 
+import math
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -21,6 +22,7 @@ from tonrail.dashboard.shared import shared_figures
 from tonrail.dashboard.templating import render
 from tonrail.errors import UnknownAsset
 from tonrail.money import decimals_of
+from tonrail.monitoring.signals import API_LATENCY_BUCKETS_MS
 from tonrail.security.admins import Admin
 from tonrail.settings import Settings
 
@@ -94,6 +96,13 @@ def duration(ms: int | None) -> str:
     return f"{seconds:.1f} s"
 
 
+def objective_ms(ms: float) -> str:
+    """A latency objective's value: the bucket bound, or above the largest bucket."""
+    if math.isinf(ms):
+        return f"> {API_LATENCY_BUCKETS_MS[-1]:,} ms"
+    return f"≤ {int(ms):,} ms"
+
+
 def figure(amount: int, asset: str) -> str:
     """A tile's amount: thousands grouped, 2 decimals (4 for TON); the exact one is its title.
     Display only: the figures themselves stay integers in minor units."""
@@ -131,6 +140,7 @@ def page_context(o: q.Overview, settings: Settings) -> dict[str, Any]:
         "pending_max": settings.alert_pending_max,
         "congestion_class": congestion_class(o.congestion.pct, settings),
         "duration": duration,
+        "objective_ms": objective_ms,
         "figure": figure,
         "charts": charts(o),
     }

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
+from tonrail.dashboard.queries.objectives import objectives
 from tonrail.dashboard.queries.present import (
     Alerts,
     CongestionNow,
@@ -38,6 +39,7 @@ from tonrail.dashboard.queries.ranges import (
 from tonrail.dashboard.shared import SharedFigures
 from tonrail.db import Database
 from tonrail.fees.models import FeeSample
+from tonrail.monitoring.slo import Objective
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.states import PaymentStatus
 from tonrail.settings import Settings
@@ -128,6 +130,7 @@ class Overview:
     pending: Pending
     hot_wallet: list[HotWalletBalance]
     alerts: Alerts
+    objectives: list[Objective]  # the service objectives over the range (monitoring/slo.py)
 
     # Shortcuts to the range's figures, the names the templates read; alike in shape only.
     @property
@@ -363,6 +366,7 @@ async def overview(
     """The page's figures: the range's (maybe a few seconds old) and the present's."""
     now = clock.now()
     figures = await cache.figures(db, spec, now)
+    done = figures.finished
     async with db.transaction() as session:
         return Overview(
             figures=figures,
@@ -371,6 +375,9 @@ async def overview(
             pending=await pending(session, settings, now, db.dialect),
             hot_wallet=await hot_wallet(session),
             alerts=await alerts(session),
+            objectives=await objectives(
+                session, figures.window, db.dialect, settings, done.succeeded, done.failed
+            ),
         )
 
 
