@@ -221,3 +221,38 @@ async def test_cli_export_and_erase_a_ton_address_in_any_spelling(
     assert r.json()["destination"].startswith("erased_") and r.json()["amount"] == "2.000000000"
     listed = await client.get("/v1/payouts", headers=auth)
     assert listed.status_code == 200 and listed.json()["data"][0]["id"] == payout
+
+
+async def test_an_email_is_erased_in_any_case_with_the_name_beside_it(
+    db: Database,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    admin_auth: dict[str, str],
+) -> None:
+    email = "Grace.Hopper@Example.org"
+    body = {
+        "amount": "2",
+        "asset": "TON",
+        "destination": DEST,
+        "metadata": {"paypal_receiver": email, "name": "Grace Hopper", "order": "A-17"},
+    }
+    r = await client.post("/v1/payouts", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    payout = r.json()["id"]
+    r = await client.post("/v1/privacy/erase", json={"subject": email.lower()}, headers=admin_auth)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "subject_has_open_payment"
+    assert (await client.post(f"/v1/payouts/{payout}/cancel", headers=auth)).status_code == 200
+    r = await client.post("/v1/privacy/erase", json={"subject": email.upper()}, headers=admin_auth)
+    assert r.status_code == 200, r.text
+    pseudonym = r.json()["pseudonym"]
+    r = await client.get(f"/v1/payouts/{payout}", headers=auth)
+    assert r.json()["metadata"] == {
+        "paypal_receiver": pseudonym,
+        "name": pseudonym,
+        "order": "A-17",
+    }
+    dump = (await everything(db)).lower()
+    assert email.lower() not in dump and "grace hopper" not in dump
+    # The payee's address is a subject of its own: still there until it is erased.
+    assert r.json()["destination"] == DEST
+    await chain_ok(db)
