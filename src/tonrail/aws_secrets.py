@@ -123,3 +123,38 @@ def _one_value(text: str, name: str) -> str:
             if str(key).lower() == name:
                 return _text(value)
     return text
+
+
+def store(env: Mapping[str, str], name: str, value: str, endpoint: str = "") -> str | None:
+    """Write `value` as setting `name` where it comes from (NAME_SECRET_ARN, or its key in
+    TONRAIL_SECRETS_ARN); the ARN written, or None when the setting is not in Secrets Manager."""
+    bundle, singles = arns_of(env, [name])
+    clients: dict[str, Any] = {}
+    if name.lower() in singles:
+        arn = singles[name.lower()]
+        text = _read(clients, env, arn, f"{name.upper()}{SUFFIX}", endpoint)
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict) and any(str(k).lower() == name.lower() for k in doc):
+            doc = {k: (value if str(k).lower() == name.lower() else v) for k, v in doc.items()}
+            clients[next(iter(clients))].put_secret_value(
+                SecretId=arn, SecretString=json.dumps(doc)
+            )
+        else:
+            clients[next(iter(clients))].put_secret_value(SecretId=arn, SecretString=value)
+        return arn
+    if bundle:
+        try:
+            doc = json.loads(_read(clients, env, bundle, BUNDLE, endpoint))
+        except json.JSONDecodeError:
+            return None
+        keys = [k for k in doc if str(k).lower() == name.lower()] if isinstance(doc, dict) else []
+        if keys:
+            doc[keys[0]] = value
+            clients[next(iter(clients))].put_secret_value(
+                SecretId=bundle, SecretString=json.dumps(doc)
+            )
+            return bundle
+    return None

@@ -6,6 +6,8 @@ No other module reads os.environ: ask `get_settings()`.
 from __future__ import annotations
 
 import os
+import re
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +43,30 @@ def parse_alert_routes(text: str) -> dict[str, tuple[str, ...]]:
             raise ValueError(f"ALERT_ROUTES names unknown channels {sorted(unknown)}")
         routes[severity.strip()] = channels
     return routes
+
+
+_EXPIRY = re.compile(r"@(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)$")
+
+
+def rotating_values(text: str) -> list[tuple[str, datetime | None]]:
+    """A rotating secret setting (JWT_SECRET, STRIPE_WEBHOOK_SECRET, PAYPAL_WEBHOOK_ID):
+    comma-separated values, the first the current one; a value retired by `tonrail keys
+    rotate-secret` carries `@<UTC time>` after which it is no longer accepted."""
+    out: list[tuple[str, datetime | None]] = []
+    for part in text.split(","):
+        part = part.strip()
+        match = _EXPIRY.search(part)
+        if match:
+            expiry = datetime.strptime(match[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            out.append((part[: match.start()], expiry))
+        elif part:
+            out.append((part, None))
+    return out
+
+
+def active_values(text: str, now: datetime) -> list[str]:
+    """The values of a rotating secret still accepted at `now`, the current one first."""
+    return [v for v, until in rotating_values(text) if v and (until is None or now < until)]
 
 
 def environment_variables(dotenv: Any = None) -> dict[str, str]:
@@ -171,7 +197,8 @@ class Settings(BaseSettings):
     metadata_max_bytes: int = 8_192
 
     # --- API
-    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)  # production: 32+ random characters
+    # production: 32+ random characters; during a rotation "new,old@<UTC expiry>" (rotating_values)
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     idempotency_ttl_hours: int = 24  # records expire; a key reused after this is a new request
     # Authenticated keys remembered per process this long at most; 0 = off. A revocation or
     # lockout is seen sooner: within access_recheck_ms (security/access.py).
@@ -267,7 +294,7 @@ class Settings(BaseSettings):
     stripe_fee_fixed: int = 30
     stripe_max_amount: int = 10_000_000
     paypal_currency: str = "USD"
-    paypal_webhook_id: str = ""
+    paypal_webhook_id: str = ""  # during a rotation "new,old@<UTC expiry>" (rotating_values)
     paypal_verify_mode: Literal["api", "certificate"] = "api"
     paypal_cert_url_prefixes: str = (
         "https://api.paypal.com/,https://api.sandbox.paypal.com/,"
@@ -406,7 +433,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_jwt_secret(self) -> Settings:
-        secret = self.jwt_secret.get_secret_value()
+        current = rotating_values(self.jwt_secret.get_secret_value())
+        secret = current[0][0] if current else ""
         if self.environment == "production" and (secret == DEV_JWT_SECRET or len(secret) < 32):
             raise ValueError("JWT_SECRET: set 32 or more random characters in production")
         return self

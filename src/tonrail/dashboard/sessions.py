@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import jwt
 
 from tonrail import clock
-from tonrail.settings import Settings
+from tonrail.settings import Settings, active_values
 
 COOKIE = "tonrail_session"
 LOGIN_CSRF_COOKIE = "tonrail_login_csrf"
@@ -35,8 +35,17 @@ class SessionClaims:
     sid: str
 
 
+def _keys(settings: Settings) -> list[str]:
+    """JWT_SECRET's values in force: the first signs; during a rotation the retired one still
+    verifies until its expiry (`tonrail keys rotate-secret jwt`), then its sessions end."""
+    return active_values(settings.jwt_secret.get_secret_value(), clock.now())
+
+
 def _key(settings: Settings) -> str:
-    return settings.jwt_secret.get_secret_value()
+    keys = _keys(settings)
+    if not keys:
+        raise RuntimeError("JWT_SECRET has no value in force")  # the settings refuse this
+    return keys[0]
 
 
 @dataclass(frozen=True)
@@ -66,32 +75,44 @@ def read(settings: Settings, token: str | None) -> SessionClaims | None:
     """The claims of a valid, unexpired cookie; None for anything else."""
     if not token:
         return None
-    try:
-        claims = jwt.decode(
-            token,
-            _key(settings),
-            algorithms=[_ALGORITHM],
-            audience=_AUDIENCE,
-            # The service clock (tests move it) decides expiry, below, not the wall clock.
-            options={
-                "require": ["sub", "ver", "sid", "exp"],
-                "verify_exp": False,
-                "verify_iat": False,
-            },
-        )
-    except jwt.PyJWTError:
+    claims = None
+    for key in _keys(settings):
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[_ALGORITHM],
+                audience=_AUDIENCE,
+                # The service clock (tests move it) decides expiry, below, not the wall clock.
+                options={
+                    "require": ["sub", "ver", "sid", "exp"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
+            )
+            break
+        except jwt.PyJWTError:
+            continue
+    if claims is None:
         return None
     if int(claims["exp"]) <= int(clock.now().timestamp()):
         return None
     return SessionClaims(str(claims["sub"]), int(claims["ver"]), str(claims["sid"]))
 
 
+def _csrf(key: str, sid: str) -> str:
+    return hmac.new(key.encode(), f"csrf:{sid}".encode(), hashlib.sha256).hexdigest()
+
+
 def csrf_token(settings: Settings, sid: str) -> str:
-    return hmac.new(_key(settings).encode(), f"csrf:{sid}".encode(), hashlib.sha256).hexdigest()
+    return _csrf(_key(settings), sid)
 
 
 def csrf_ok(settings: Settings, sid: str, presented: str | None) -> bool:
-    return bool(presented) and hmac.compare_digest(csrf_token(settings, sid), presented or "")
+    """A form made under any JWT_SECRET value in force (a page loaded before a rotation)."""
+    return bool(presented) and any(
+        hmac.compare_digest(_csrf(key, sid), presented or "") for key in _keys(settings)
+    )
 
 
 def new_login_csrf() -> str:

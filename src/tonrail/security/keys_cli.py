@@ -137,7 +137,43 @@ def _new_passphrase() -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
+def keys_rotate_secret(
+    kind: Annotated[str, typer.Argument(help="jwt | stripe-webhook | paypal-webhook")],
+    overlap_hours: Annotated[
+        float, typer.Option(help="how long the old value is still accepted")
+    ] = 24.0,
+    actor: Annotated[str | None, typer.Option(help="who")] = None,
+) -> None:
+    """Rotate a shared secret with an overlap: JWT_SECRET (generated), STRIPE_WEBHOOK_SECRET
+    or PAYPAL_WEBHOOK_ID (the provider's new value, asked for or one line on stdin)."""
+    from tonrail.security.secret_rotation import Rotation, generated_jwt_secret, rotate_secret
+
+    if kind == "jwt":
+        new = generated_jwt_secret()
+    elif sys.stdin.isatty():
+        new = typer.prompt(f"the new {kind} value from the provider", hide_input=True)
+    else:
+        new = sys.stdin.readline().strip()
+
+    async def work(db: Database, settings: Settings) -> Rotation:
+        async with db.transaction() as session:
+            return await rotate_secret(
+                session, settings, kind, new, cli_actor(actor), timedelta(hours=overlap_hours)
+            )
+
+    r = run_command(work)
+    if r.stored_in:
+        typer.echo(f"{r.setting} updated in Secrets Manager ({r.stored_in}): every process")
+        typer.echo("takes it within SECRETS_REFRESH_SECONDS.")
+    else:
+        typer.echo(f"Set {r.setting} to this value (it holds the new and the old one) and")
+        typer.echo("restart serve and worker:")
+        typer.echo(r.value)
+    typer.echo(f"The old value is accepted until {r.old_until.isoformat()}, then refused.")
+
+
 def register(keys_app: typer.Typer) -> None:
     keys_app.command("roll")(keys_roll)
     keys_app.command("rotate-all")(keys_rotate_all)
     keys_app.command("rewrap")(keys_rewrap)
+    keys_app.command("rotate-secret")(keys_rotate_secret)

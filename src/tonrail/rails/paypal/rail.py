@@ -38,7 +38,7 @@ from tonrail.rails.base import (
     SubmitResult,
 )
 from tonrail.rails.pricing import FeeSchedule, RateFeed, fee_for
-from tonrail.settings import Settings
+from tonrail.settings import Settings, active_values
 from tonrail.states import AttemptStatus, PollStatus
 
 log = structlog.get_logger(__name__)
@@ -273,7 +273,9 @@ class PayPalRail:
     # ---------------------------------------------------------------- webhooks
     async def verify_webhook(self, body: bytes, headers: dict[str, str]) -> ProviderEventIn:
         """Verify (PayPal's API or its certificate, per PAYPAL_VERIFY_MODE), then parse."""
-        if not self.settings.paypal_webhook_id:
+        # Several during a rotation; a retired one until its `@expiry` (settings.rotating_values).
+        webhook_ids = active_values(self.settings.paypal_webhook_id, clock.now())
+        if not webhook_ids:
             raise WebhookRejected(
                 "PAYPAL_WEBHOOK_ID is not configured", code="webhook_not_configured"
             )
@@ -290,23 +292,29 @@ class PayPalRail:
                 "the body is not a PayPal event", code="webhook_body_invalid"
             ) from None
         if self.settings.paypal_verify_mode == "certificate":
-            await self._verify_with_certificate(body, lowered)
+            await self._verify_with_certificate(body, lowered, webhook_ids)
         else:
-            await self._verify_with_api(body, lowered)
+            await self._verify_with_api(body, lowered, webhook_ids)
         return ProviderEventIn("paypal", event_id, event_type, _object_ref(event), event)
 
-    async def _verify_with_api(self, body: bytes, headers: dict[str, str]) -> None:
-        request = {k: headers[h] for k, h in VERIFY_HEADERS.items()}
-        request["webhook_id"] = self.settings.paypal_webhook_id
-        # PayPal verifies the event exactly as it sent it: pass the raw JSON through.
-        payload = json.dumps(request)[:-1] + ', "webhook_event": ' + body.decode() + "}"
-        answer = await self._call(
-            "POST", "/v1/notifications/verify-webhook-signature", content=payload.encode()
-        )
-        if answer.get("verification_status") != "SUCCESS":
-            raise WebhookRejected("PayPal did not verify the webhook signature")
+    async def _verify_with_api(
+        self, body: bytes, headers: dict[str, str], webhook_ids: list[str]
+    ) -> None:
+        for webhook_id in webhook_ids:
+            request = {k: headers[h] for k, h in VERIFY_HEADERS.items()}
+            request["webhook_id"] = webhook_id
+            # PayPal verifies the event exactly as it sent it: pass the raw JSON through.
+            payload = json.dumps(request)[:-1] + ', "webhook_event": ' + body.decode() + "}"
+            answer = await self._call(
+                "POST", "/v1/notifications/verify-webhook-signature", content=payload.encode()
+            )
+            if answer.get("verification_status") == "SUCCESS":
+                return
+        raise WebhookRejected("PayPal did not verify the webhook signature")
 
-    async def _verify_with_certificate(self, body: bytes, headers: dict[str, str]) -> None:
+    async def _verify_with_certificate(
+        self, body: bytes, headers: dict[str, str], webhook_ids: list[str]
+    ) -> None:
         """PayPal's offline method: RSA-SHA256 over
         `transmission_id|transmission_time|webhook_id|crc32(raw body)` with the certificate
         at PAYPAL-CERT-URL, which must be on a PayPal host (PAYPAL_CERT_URL_PREFIXES)."""
@@ -327,22 +335,28 @@ class PayPalRail:
         now = clock.now()
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise WebhookRejected("PayPal's signing certificate is not valid now")
-        message = "|".join(
-            (
-                headers["paypal-transmission-id"],
-                headers["paypal-transmission-time"],
-                self.settings.paypal_webhook_id,
-                str(zlib.crc32(body)),
-            )
-        ).encode()
         key = cert.public_key()
         if not isinstance(key, rsa.RSAPublicKey):
             raise WebhookRejected("PayPal's signing certificate is not an RSA certificate")
         try:
             signature = base64.b64decode(headers["paypal-transmission-sig"], validate=True)
-            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
-        except (InvalidSignature, ValueError):
+        except ValueError:
             raise WebhookRejected("the PayPal webhook signature does not verify") from None
+        for webhook_id in webhook_ids:
+            message = "|".join(
+                (
+                    headers["paypal-transmission-id"],
+                    headers["paypal-transmission-time"],
+                    webhook_id,
+                    str(zlib.crc32(body)),
+                )
+            ).encode()
+            try:
+                key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+                return
+            except InvalidSignature:
+                continue
+        raise WebhookRejected("the PayPal webhook signature does not verify")
 
     # ---------------------------------------------------------------- HTTP
     async def _create(self, attempt: AttemptView) -> tuple[str, dict[str, Any]]:

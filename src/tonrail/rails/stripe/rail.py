@@ -27,7 +27,7 @@ from tonrail.rails.base import (
 )
 from tonrail.rails.pricing import FeeSchedule, RateFeed, fee_for
 from tonrail.rails.stripe.webhook import parse_event, verify_signature
-from tonrail.settings import Settings
+from tonrail.settings import Settings, active_values
 from tonrail.states import AttemptStatus, PollStatus
 
 log = structlog.get_logger(__name__)
@@ -217,11 +217,8 @@ class StripeRail:
     # ---------------------------------------------------------------- webhooks
     async def verify_webhook(self, body: bytes, headers: dict[str, str]) -> ProviderEventIn:
         """Verify `Stripe-Signature` with every configured secret (rotation), then parse."""
-        secrets = [
-            s.strip()
-            for s in self.settings.stripe_webhook_secret.get_secret_value().split(",")
-            if s.strip()
-        ]
+        # Several during a rotation; a retired one until its `@expiry` (settings.rotating_values).
+        secrets = active_values(self.settings.stripe_webhook_secret.get_secret_value(), clock.now())
         verify_signature(
             body,
             headers.get("stripe-signature"),
