@@ -156,6 +156,7 @@ async def test_rotate_all_revokes_every_key_and_writes_successors_once(
     assert out.exit_code == 0, out.output
     assert "revoked 4 keys of 2 accounts" in out.output
     assert stat.S_IMODE(out_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(out_file.parent.stat().st_mode) == 0o700
     text = out_file.read_text()
     new_secrets = re.findall(r"^(key_\S+)\s+(trk_\S+)", text, re.M)
     assert len(new_secrets) == 4

@@ -144,8 +144,10 @@ def successors_text(successors: list[Successor], actor: str) -> str:
 
 
 def write_once(path: Path, text: str) -> None:
-    """Create `path` with mode 0600 (whatever the umask) and write `text`; never replace one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create `path` with mode 0600 (whatever the umask) and write `text`; never replace one.
+    A folder it creates is 0700: others may not even list the rotation files."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
