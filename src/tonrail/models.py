@@ -37,6 +37,7 @@ from tonrail.security.models import (
     SecurityFailure,
 )
 from tonrail.security.switches import OpsSwitch
+from tonrail.treasury.models import TreasuryOrder
 
 metadata = Base.metadata
 
@@ -75,6 +76,7 @@ __all__ = [
     "TonRequest",
     "TonTransfer",
     "TonWalletCursor",
+    "TreasuryOrder",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

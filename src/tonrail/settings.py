@@ -178,6 +178,10 @@ class Settings(BaseSettings):
     limits_min_usd: int = 100
     limits_max_usd: int = 1_000_000 * 100
     approval_threshold_usdt: int = 1_000_000 * 10**6
+    # The treasury multisig (docs/TREASURY.md): payouts that needed approvers are paid from
+    # it by a multisig order; empty: they go out from the hot wallet like the others.
+    treasury_address: str = ""
+    treasury_order_lifetime_seconds: int = 7 * 24 * 3600  # approvers have this long
     approvals_required: int = 2
     daily_volume_limit_usdt: int = 10_000_000 * 10**6
     # Exchange rates for the limits (rates.py): "fixed" (the table below) or "http" (a

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 # Chart of accounts. Debit-positive signs: assets and expenses grow with debits,
 # liabilities (what we owe merchants and payees) grow with credits.
 HOT_WALLET = "asset:hot_wallet"
+TREASURY = "asset:treasury"  # the multisig treasury (docs/TREASURY.md)
 PROVIDER_CLEARING = "asset:provider_clearing"
 PAYOUTS_PAYABLE = "liability:payouts_payable"
 NETWORK_FEES = "expense:network_fees"
@@ -54,9 +55,20 @@ def payout_sent(asset: str, amount: int, fee: int, fee_asset: str, source: str) 
     """A payout is confirmed: payable settled from `source`, and the fee booked as expense."""
     lines = [Line(PAYOUTS_PAYABLE, asset, amount), Line(source, asset, -amount)]
     if fee:
-        fee_account = NETWORK_FEES if source == HOT_WALLET else PROVIDER_FEES
+        fee_account = NETWORK_FEES if source in (HOT_WALLET, TREASURY) else PROVIDER_FEES
         lines += [Line(fee_account, fee_asset, fee), Line(source, fee_asset, -fee)]
     return lines
+
+
+def treasury_order_funded(amount: int, fee: int) -> list[Line]:
+    """The hot wallet paid for proposing a treasury order: `amount` goes to the order
+    contract (which hands what gas leaves to the treasury when it executes) and `fee` to the
+    network for the hot wallet's own two transactions."""
+    return [
+        Line(TREASURY, "TON", amount),
+        Line(NETWORK_FEES, "TON", fee),
+        Line(HOT_WALLET, "TON", -amount - fee),
+    ]
 
 
 def payment_received(account_id: str, asset: str, amount: int, destination: str) -> list[Line]:

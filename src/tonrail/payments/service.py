@@ -514,7 +514,16 @@ class PaymentService:
         )
         approvers = await repo.approvers(session, payment.id)
         if approvals_satisfied(self.policy, payment.requested_by, approvers):
-            await move_payment(session, payment, PaymentStatus.QUEUED, actor=approver)
+            # With a treasury, what needed approvers is paid by a multisig order (the chain
+            # asks its own approvers again); the hot wallet's loops never take it.
+            route = (
+                {"route": "treasury", "route_reason": "above_approval_threshold"}
+                if self.settings.treasury_address.strip() and payment.asset in ("TON", "USDT")
+                else None
+            )
+            await move_payment(
+                session, payment, PaymentStatus.QUEUED, actor=approver, values=route
+            )
         return await self._render(session, payment, approvers)
 
     # ---------------------------------------------------------------- helpers

@@ -32,6 +32,7 @@ from tonrail.processing.health import note_ton_down
 from tonrail.processing.rate_holds import release_rate_holds
 from tonrail.processing.reconcile import reconcile_loop
 from tonrail.processing.ton_loop import ton_round
+from tonrail.processing.treasury_loop import treasury_round
 from tonrail.rails.registry import enabled_rails, routing_policy
 from tonrail.security import idempotency
 from tonrail.settings import Settings
@@ -118,6 +119,12 @@ async def ton_payouts(ctx: WorkerContext) -> int:
     return 0
 
 
+async def treasury_payouts(ctx: WorkerContext) -> int:
+    """Propose and follow the multisig orders of payouts paid from the treasury
+    (treasury_loop.py); needs the hot wallet, the treasury's proposer."""
+    return await treasury_round(ctx.ton) if ctx.ton is not None else 0
+
+
 async def dispatch_payouts(ctx: WorkerContext) -> int:
     """Route the queued payouts TON cannot take now to a backup rail (dispatch.py)."""
     routing = Routing(
@@ -196,6 +203,7 @@ LOOPS: dict[str, Loop] = {
         Loop("dispatch_payouts", dispatch_payouts, 1.0),
         Loop("rate_holds", rate_holds, 5.0),  # reads the rate source every RATE_REFRESH_SECONDS
         Loop("ton_payouts", ton_payouts, 0.2),
+        Loop("treasury_payouts", treasury_payouts, 0.5),
         Loop("ton_deposits", ton_deposits, 0.5),
         Loop("ton_reconcile", ton_reconcile, 30.0),
         Loop("backup_payouts", backup_payouts, 1.0),

@@ -74,7 +74,7 @@ ASSEMBLE_EVERY_S = 0.2  # while tracking waits on the chain, payouts keep going 
 
 
 # ------------------------------------------------------------------------------- assemble
-async def _next_query_seq(session: AsyncSession, wallet: str) -> int:
+async def next_query_seq(session: AsyncSession, wallet: str) -> int:
     """Atomically take the next query sequence number of the wallet."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     await session.execute(
@@ -168,7 +168,7 @@ async def assemble(
         if not claimed:
             return None
         crashpoint(ctx.settings, "ton.after_claim")
-        seq = await _next_query_seq(session, ctx.wallet_raw)
+        seq = await next_query_seq(session, ctx.wallet_raw)
         chain_created_at = int(now.timestamp()) - ctx.settings.ton_created_at_lag_s
         query_id = query_id_for(seq)
         jetton_query_ids = [secrets.randbits(63) for _ in claimed]

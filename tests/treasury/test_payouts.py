@@ -1,0 +1,179 @@
+"""Payouts above the approval threshold go out from the treasury multisig: the in-app gate
+first, then a multisig order the hot wallet proposes, approved by two signer wallets; the
+payee gets exactly the amount once, and the books balance (treasury its own account)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from nacl.signing import SigningKey
+from sqlalchemy import select
+from ton_core import Address
+from tonutils.clients import ToncenterClient as TonutilsClient
+
+from tests.conftest import make_key
+from tests.rails.ton.rail_fixture import Rail, rail  # noqa: F401  (the TON rail fixture)
+from tonrail.db import Database
+from tonrail.ledger import rules as books
+from tonrail.ledger.service import balance, check_books
+from tonrail.localnet.genesis import TON, USDT, Genesis, derive_key
+from tonrail.processing.treasury_loop import treasury_round
+from tonrail.rails.ton.api import jetton_balance, jetton_wallet_of
+from tonrail.rails.ton.chain_view import raw
+from tonrail.rails.ton.highload import HighloadWallet
+from tonrail.localnet.genesis import HOT_SUBWALLET, HOT_TIMEOUT
+from tonrail.settings import Settings
+from tonrail.treasury.models import OrderStatus, TreasuryOrder
+from tonrail.treasury.multisig import MultisigConfig, multisig_address
+from tonrail.treasury.reader import multisig_state
+from tonrail.treasury.service import approve, deploy, wait_for
+from tonrail.treasury.wallets import SignerWallet, open_client
+
+SIGNERS = ("alice", "bob", "carol")
+
+
+def _seed(label: str) -> bytes:
+    return bytes(derive_key("treasury-payouts", label))
+
+
+def _config() -> MultisigConfig:
+    """2 of 3 signers; the genesis hot wallet is the proposer."""
+    offline = open_client("http://127.0.0.1:9/api/v2", "", "localnet")  # addresses only
+    signers = tuple(SignerWallet(offline, _seed(s)).address for s in SIGNERS)
+    hot = Genesis().wallet("hot")
+    key = SigningKey(bytes.fromhex(hot.to_json()["private_key"]))
+    proposer = HighloadWallet(bytes(key.verify_key), HOT_SUBWALLET, HOT_TIMEOUT).address
+    return MultisigConfig(2, signers, (proposer,))
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="test",
+        database_url=database_url,
+        data_dir=tmp_path,
+        approval_threshold_usdt=1 * USDT,  # everything above 1 USDT needs approvers
+        treasury_address=raw(multisig_address(_config())),
+        usdt_jetton_master=Genesis().usdt_master.to_str(),
+    )
+
+
+@pytest.fixture
+async def signers(rail: Rail) -> AsyncIterator[list[SignerWallet]]:  # noqa: F811
+    client: TonutilsClient = open_client(rail.net.v2, "", "localnet")
+    await client.connect()
+    wallets = [SignerWallet(client, _seed(s)) for s in (*SIGNERS, "operator")]
+    for w in wallets:
+        rail.net.chain.faucet(w.address, 20 * TON)
+    for w in wallets:
+        assert await wait_for(lambda w=w: _funded(w), timeout_s=20, poll_s=0.05)
+    yield wallets
+    await client.close()
+
+
+async def _funded(wallet: SignerWallet) -> bool:
+    return await wallet.balance() > 0
+
+
+async def _rounds_until(rail: Rail, done, within: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
+    while not await done():
+        assert time.monotonic() < deadline, "the treasury loop did not get there in time"
+        await treasury_round(rail.ctx)
+        await asyncio.sleep(0.05)
+
+
+async def _orders(db: Database) -> list[TreasuryOrder]:
+    async with db.transaction() as session:
+        return list((await session.execute(select(TreasuryOrder))).scalars())
+
+
+async def test_large_payouts_go_out_from_the_treasury_once(
+    rail: Rail,  # noqa: F811
+    signers: list[SignerWallet],
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+) -> None:
+    operator = signers[3]
+    treasury = await deploy(operator, _config())
+    assert treasury == rail.ctx.settings.treasury_address
+    rail.net.chain.faucet(treasury, 100 * TON)
+    rail.net.chain.faucet(treasury, 1_000 * USDT, "USDT")
+    master = rail.net.genesis.usdt_master.to_str()
+    treasury_jettons = await jetton_wallet_of(rail.api, master, treasury)
+
+    async def funded() -> bool:
+        return await jetton_balance(rail.api, treasury_jettons) == 1_000 * USDT
+
+    assert await wait_for(funded, timeout_s=20, poll_s=0.05)
+
+    payee = Address((0, b"\x77" * 32))
+    payee_text = payee.to_str(is_user_friendly=True, is_bounceable=False)
+    approvers = [
+        {"Authorization": f"Bearer {await make_key(db, 'acct_test', 'payouts:approve')}"}
+        for _ in range(2)
+    ]
+    ids = []
+    for amount, asset in (("2.5", "TON"), ("12.345678", "USDT")):
+        r = await client.post(
+            "/v1/payouts",
+            json={"amount": amount, "asset": asset, "destination": payee_text},
+            headers=auth,
+        )
+        assert r.status_code == 201 and r.json()["status"] == "requires_approval", r.text
+        pid = r.json()["id"]
+        for h in approvers:
+            assert (await client.post(f"/v1/payouts/{pid}/approve", headers=h)).status_code == 200
+        ids.append(pid)
+    hot_before = (await rail.api.account_state(rail.ctx.wallet_raw))[1]
+
+    async def proposed() -> bool:
+        orders = await _orders(db)
+        return len(orders) == 2 and all(o.status == OrderStatus.PROPOSED for o in orders)
+
+    await _rounds_until(rail, proposed)
+    orders = {o.payment_id: o for o in await _orders(db)}
+    assert sorted(o.order_seqno for o in orders.values()) == [0, 1]
+    for pid in ids:
+        got = (await client.get(f"/v1/payouts/{pid}", headers=auth)).json()
+        assert got["status"] == "processing"
+    # Nothing leaves the treasury before the signers approve.
+    assert rail.net.chain.account(payee).balance == 0
+
+    now = int(time.time())
+    for o in orders.values():
+        await approve(rail.api, signers[0], o.order_address, now=now)
+        await approve(rail.api, signers[2], o.order_address, now=now)
+
+    async def succeeded() -> bool:
+        got = [(await client.get(f"/v1/payouts/{i}", headers=auth)).json() for i in ids]
+        return all(p["status"] == "succeeded" for p in got)
+
+    await _rounds_until(rail, succeeded)
+    payee_jettons = await jetton_wallet_of(rail.api, master, raw(payee))
+    assert await jetton_balance(rail.api, payee_jettons) == 12_345_678
+    received = [
+        t.in_msg.value
+        for t in await rail.api.account_transactions(raw(payee), 0, 50)
+        if t.in_msg is not None and t.in_msg.source == raw(treasury).upper()
+    ]
+    assert received == [2_500_000_000]
+    assert (await multisig_state(rail.api, treasury)).next_order_seqno == 2
+    assert {o.status for o in await _orders(db)} == {OrderStatus.CONFIRMED}
+
+    async with db.transaction() as session:
+        report = await check_books(session)
+        assert await balance(session, books.PAYOUTS_PAYABLE, "TON") == 0
+        assert await balance(session, books.PAYOUTS_PAYABLE, "USDT") == 0
+        assert await balance(session, books.TREASURY, "USDT") == -12_345_678
+        hot_books = await balance(session, books.HOT_WALLET, "TON")
+    assert report.ok
+    # What left the hot wallet is what the books say: the two proposals and their fees.
+    hot_after = (await rail.api.account_state(rail.ctx.wallet_raw))[1]
+    assert hot_before - hot_after == -hot_books
