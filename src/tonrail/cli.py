@@ -110,7 +110,8 @@ def worker(
         worker_id = default_worker_id()
         ton = None
         backup = build_backup_rails(settings)
-        if any(loop.name.startswith("ton_") for loop in loops):
+        # The treasury's loop proposes orders from the hot wallet: it needs the TON rail too.
+        if any(loop.name.startswith(("ton_", "treasury_")) for loop in loops):
             try:
                 ton = await open_ton_rail(settings, db, payments, worker_id, backup)
             except WalletKeyError as exc:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,16 +21,15 @@ from tests.rails.ton.rail_fixture import Rail, rail  # noqa: F401  (the TON rail
 from tonrail.db import Database
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance, check_books
-from tonrail.localnet.genesis import TON, USDT, Genesis, derive_key
+from tonrail.localnet.genesis import HOT_SUBWALLET, HOT_TIMEOUT, TON, USDT, Genesis, derive_key
 from tonrail.processing.treasury_loop import treasury_round
 from tonrail.rails.ton.api import jetton_balance, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
-from tonrail.localnet.genesis import HOT_SUBWALLET, HOT_TIMEOUT
 from tonrail.settings import Settings
 from tonrail.treasury.models import OrderStatus, TreasuryOrder
 from tonrail.treasury.multisig import MultisigConfig, multisig_address
-from tonrail.treasury.reader import multisig_state
+from tonrail.treasury.reader import multisig_state, order_state
 from tonrail.treasury.service import approve, deploy, wait_for
 from tonrail.treasury.wallets import SignerWallet, open_client
 
@@ -51,7 +51,7 @@ def _config() -> MultisigConfig:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         environment="test",
@@ -80,11 +80,11 @@ async def _funded(wallet: SignerWallet) -> bool:
     return await wallet.balance() > 0
 
 
-async def _rounds_until(rail: Rail, done, within: float = 60) -> None:  # type: ignore[no-untyped-def]
+async def _rounds_until(on: Rail, done: Callable[[], Awaitable[bool]], within: float = 60) -> None:
     deadline = time.monotonic() + within
     while not await done():
         assert time.monotonic() < deadline, "the treasury loop did not get there in time"
-        await treasury_round(rail.ctx)
+        await treasury_round(on.ctx)
         await asyncio.sleep(0.05)
 
 
@@ -148,8 +148,14 @@ async def test_large_payouts_go_out_from_the_treasury_once(
 
     now = int(time.time())
     for o in orders.values():
-        await approve(rail.api, signers[0], o.order_address, now=now)
-        await approve(rail.api, signers[2], o.order_address, now=now)
+        for index in (0, 2):
+            await approve(rail.api, signers[index], o.order_address, now=now)
+
+            # A wallet's next message needs its seqno moved on: wait for the approval.
+            async def counted(order: str = o.order_address, i: int = index) -> bool:
+                return (await order_state(rail.api, order)).approved_by(i)
+
+            assert await wait_for(counted, timeout_s=30, poll_s=0.05)
 
     async def succeeded() -> bool:
         got = [(await client.get(f"/v1/payouts/{i}", headers=auth)).json() for i in ids]

@@ -521,9 +521,7 @@ class PaymentService:
                 if self.settings.treasury_address.strip() and payment.asset in ("TON", "USDT")
                 else None
             )
-            await move_payment(
-                session, payment, PaymentStatus.QUEUED, actor=approver, values=route
-            )
+            await move_payment(session, payment, PaymentStatus.QUEUED, actor=approver, values=route)
         return await self._render(session, payment, approvers)
 
     # ---------------------------------------------------------------- helpers

@@ -1,0 +1,169 @@
+"""Crash tests of treasury payouts: the worker is SIGKILLed when the order is created, partly
+approved, executed, and confirmed, then restarted; the payout ends paid exactly once (one
+order on chain, one transfer to the payee) with the books balanced."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+from ton_core import Address
+
+from tests.conftest import make_key
+from tests.rails.ton.test_crash import run_worker, wait_final, worker_env
+from tests.tonnet import Localnet, running_localnet
+from tests.treasury.test_payouts import SIGNERS, _config, _seed
+from tests.treasury.test_payouts import settings as settings
+from tonrail.db import Database
+from tonrail.ledger import rules as books
+from tonrail.ledger.service import balance, check_books
+from tonrail.localnet.genesis import TON
+from tonrail.rails.ton.api import ToncenterTonApi
+from tonrail.rails.ton.chain_view import raw
+from tonrail.rails.ton.toncenter import ToncenterClient
+from tonrail.settings import Settings
+from tonrail.treasury.models import OrderStatus, TreasuryOrder
+from tonrail.treasury.reader import multisig_state, order_state
+from tonrail.treasury.service import approve, deploy, wait_for
+from tonrail.treasury.wallets import SignerWallet, open_client
+
+
+@pytest.fixture
+async def net() -> AsyncIterator[Localnet]:
+    async with running_localnet(block_ms=50) as n:
+        yield n
+
+
+async def _order(db: Database) -> TreasuryOrder | None:
+    async with db.transaction() as session:
+        return (await session.execute(select(TreasuryOrder))).scalars().first()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "crash_at",
+    [
+        "treasury.order_created",
+        "treasury.partly_approved",
+        "treasury.executed",
+        "treasury.confirmed",
+    ],
+)
+async def test_a_treasury_payout_survives_a_crash_at_every_step(
+    net: Localnet,
+    settings: Settings,
+    db: Database,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    tmp_path: Path,
+    crash_at: str,
+) -> None:
+    api = ToncenterTonApi(ToncenterClient([net.v2], [net.v3]))
+    wallets_client = open_client(net.v2, "", "localnet")
+    await wallets_client.connect()
+    signers = [SignerWallet(wallets_client, _seed(s)) for s in SIGNERS]
+    operator = SignerWallet(wallets_client, _seed("operator"))
+    for w in (*signers, operator):
+        net.chain.faucet(w.address, 20 * TON)
+    for w in (*signers, operator):
+        assert await wait_for(lambda w=w: _positive(w), timeout_s=30, poll_s=0.05)
+    treasury = await deploy(operator, _config())
+    net.chain.faucet(treasury, 100 * TON)
+
+    payee = Address((0, b"\x78" * 32))
+    r = await client.post(
+        "/v1/payouts",
+        json={
+            "amount": "3.5",
+            "asset": "TON",
+            "destination": payee.to_str(is_user_friendly=True, is_bounceable=False),
+        },
+        headers=auth,
+    )
+    pid = r.json()["id"]
+    for _ in range(2):
+        key = await make_key(db, "acct_test", "payouts:approve")
+        a = await client.post(
+            f"/v1/payouts/{pid}/approve", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert a.status_code == 200, a.text
+
+    env = {**worker_env(net, settings, tmp_path, crash_at), "TREASURY_ADDRESS": treasury}
+    env["APPROVAL_THRESHOLD_USDT"] = str(settings.approval_threshold_usdt)
+    first = await run_worker(env, "treasury_payouts")
+    approved: set[int] = set()
+
+    async def approve_up_to(count: int) -> None:
+        """Approve from signers 0 and 2 (in that order) once the order is on chain."""
+        row = await _order(db)
+        if row is None or row.status == OrderStatus.SIGNED:
+            return
+        for index in (0, 2)[:count]:
+            if index not in approved:
+                await approve(api, signers[index], row.order_address, now=_now())
+                approved.add(index)
+
+                async def counted(i: int = index) -> bool:
+                    return (await order_state(api, row.order_address)).approved_by(i)
+
+                assert await wait_for(counted, timeout_s=30, poll_s=0.05)
+
+    # Before the crash: no approval (order_created), one (partly_approved), both (the rest).
+    before = {"treasury.order_created": 0, "treasury.partly_approved": 1}.get(crash_at, 2)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 90
+    while first.returncode is None:
+        if loop.time() > deadline:
+            first.kill()
+            await first.wait()
+            stderr = (await first.stderr.read()).decode()[-3000:]  # type: ignore[union-attr]
+            raise AssertionError(f"the worker did not reach its crash point: {stderr}")
+        await approve_up_to(before)
+        try:
+            await asyncio.wait_for(first.wait(), timeout=0.2)
+        except TimeoutError:
+            pass
+    assert first.returncode == -signal.SIGKILL, (await first.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
+
+    second = await run_worker({**env, "CRASH_AT": ""}, "treasury_payouts")
+    try:
+        for _ in range(600):
+            await approve_up_to(2)
+            if len(approved) == 2:
+                break
+            await asyncio.sleep(0.1)
+        [final] = await wait_final(client, auth, "/v1/payouts", [pid], {"succeeded", "failed"})
+    finally:
+        second.kill()
+        await second.wait()
+    assert final["status"] == "succeeded", final
+    # Exactly once on chain: one order, one transfer from the treasury to the payee.
+    assert (await multisig_state(api, treasury)).next_order_seqno == 1
+    received = [
+        t.in_msg.value
+        for t in await api.account_transactions(raw(payee), 0, 50)
+        if t.in_msg is not None and t.in_msg.source == raw(treasury).upper()
+    ]
+    assert received == [3_500_000_000]
+    row = await _order(db)
+    assert row is not None and row.status == OrderStatus.CONFIRMED
+    async with db.transaction() as session:
+        assert (await check_books(session)).ok
+        assert await balance(session, books.PAYOUTS_PAYABLE, "TON") == 0
+    await wallets_client.close()
+    await api.aclose()
+
+
+async def _positive(wallet: SignerWallet) -> bool:
+    return await wallet.balance() > 0
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time())
