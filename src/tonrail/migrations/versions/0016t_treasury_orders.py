@@ -1,7 +1,7 @@
 """treasury: multisig orders of payouts paid from the treasury
 
 Revision ID: 0016t
-Revises: 0015a
+Revises: 0016k
 Create Date: 2026-12-04 21:50:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import tonrail.db
 
 revision: str = "0016t"
-down_revision: str | None = "0015a"
+down_revision: str | None = "0016k"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
