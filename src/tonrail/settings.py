@@ -182,6 +182,10 @@ class Settings(BaseSettings):
     # it by a multisig order; empty: they go out from the hot wallet like the others.
     treasury_address: str = ""
     treasury_order_lifetime_seconds: int = 7 * 24 * 3600  # approvers have this long
+    # Below ALERT_HOT_WALLET_FLOOR_TON/USDT the treasury loop proposes a top-up order of this
+    # much (minor units; 0: never); the approvers still decide.
+    treasury_topup_ton: int = 0
+    treasury_topup_usdt: int = 0
     approvals_required: int = 2
     daily_volume_limit_usdt: int = 10_000_000 * 10**6
     # Exchange rates for the limits (rates.py): "fixed" (the table below) or "http" (a

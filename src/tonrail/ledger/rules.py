@@ -71,6 +71,15 @@ def treasury_order_funded(amount: int, fee: int) -> list[Line]:
     ]
 
 
+def treasury_topup(asset: str, amount: int, fee: int) -> list[Line]:
+    """The treasury refilled the hot wallet's float by `amount` (a multisig order); `fee`
+    (TON) is what the treasury paid to forward the message."""
+    lines = [Line(HOT_WALLET, asset, amount), Line(TREASURY, asset, -amount)]
+    if fee:
+        lines += [Line(NETWORK_FEES, "TON", fee), Line(TREASURY, "TON", -fee)]
+    return lines
+
+
 def payment_received(account_id: str, asset: str, amount: int, destination: str) -> list[Line]:
     """Money arrived for an invoice: our holdings grow and so does what we owe the merchant."""
     return [Line(destination, asset, amount), Line(merchant_account(account_id), asset, -amount)]

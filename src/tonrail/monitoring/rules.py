@@ -296,14 +296,21 @@ def hot_wallet_low(snap: Snapshot, t: Thresholds) -> list[Finding]:
     for asset, floor in sorted(t.hot_wallet_floors.items()):
         sig = snap.signal("hot_wallet_balance", asset=asset)
         if sig is not None and sig.value < floor:
+            order = snap.topup_orders.get(asset)
+            topup = (
+                f"; top-up order {order} waits for the treasury's approvers "
+                f"(tonrail treasury order {order})"
+                if order
+                else ""
+            )
             out.append(
                 Finding(
                     f"hot_wallet_low:{asset}",
                     "hot_wallet_low",
                     "critical",
                     f"hot wallet {asset} balance {sig.value} is below its floor {floor} "
-                    "(minor units)",
-                    {"asset": asset, "balance": sig.value, "floor": floor},
+                    f"(minor units){topup}",
+                    {"asset": asset, "balance": sig.value, "floor": floor, "topup_order": order},
                 )
             )
     return out

@@ -35,6 +35,7 @@ from tonrail.security.lockouts import in_force
 from tonrail.security.models import Lockout
 from tonrail.settings import Settings
 from tonrail.states import ALERTED_HOLDS
+from tonrail.treasury.models import OrderPurpose, OrderStatus, TreasuryOrder
 
 PENDING_STATES = PENDING_PAYMENT_STATES
 LIST_CAP = 1000
@@ -106,6 +107,8 @@ class Snapshot:
     holds: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
     # payouts whose live TON attempt is `unknown`: (count, the oldest few payout ids)
     unknown_payouts: tuple[int, list[str]] = (0, [])
+    # open hot wallet top-up orders of the treasury: asset -> the order contract's address
+    topup_orders: dict[str, str] = field(default_factory=dict)
 
     def signal(self, name: str, **labels: str) -> SignalValue | None:
         for s in self.signals:
@@ -359,4 +362,15 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
             .limit(GAS_HOLD_IDS)
         )
         snap.unknown_payouts = (int(count), list(ids.scalars()))
+
+    # -- open top-up orders (the low-balance alert links to them)
+    rows = await session.execute(
+        select(TreasuryOrder.asset, TreasuryOrder.order_address).where(
+            TreasuryOrder.purpose == OrderPurpose.TOPUP,
+            TreasuryOrder.status.in_(
+                (OrderStatus.SIGNED, OrderStatus.PROPOSED, OrderStatus.EXECUTED)
+            ),
+        )
+    )
+    snap.topup_orders = {str(asset): str(order) for asset, order in rows}
     return snap

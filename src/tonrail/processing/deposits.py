@@ -79,16 +79,21 @@ def parse_notification(body_b64: str) -> tuple[int, str | None, str | None]:
     return amount, sender_raw, comment
 
 
-def classify(tx: Tx, wallet: str, jetton_wallet: str | None) -> Incoming | None:
-    """What an incoming transaction means for deposits; None when it is a payout's."""
+def classify(
+    tx: Tx, wallet: str, jetton_wallet: str | None, treasury: str | None = None
+) -> Incoming | None:
+    """What an incoming transaction means for deposits; None when it is a payout's, or a
+    top-up from our own treasury (the treasury loop books those)."""
     m = tx.in_msg
     if m is None or m.source is None or same_address(m.source, wallet) or m.bounced:
         return None
-    if m.opcode == EXCESSES_OP:
+    if m.opcode == EXCESSES_OP or same_address(m.source, treasury):
         return None
     if m.opcode == JETTON_NOTIFY_OP and m.body_b64:
         amount, sender, comment = parse_notification(m.body_b64)
         if jetton_wallet is not None and same_address(m.source, jetton_wallet):
+            if same_address(sender, treasury):
+                return None
             return Incoming("USDT", amount, sender, comment, forwarded_ton=m.value)
         return Incoming(
             "TON",
@@ -190,6 +195,11 @@ async def record(ctx: TonRailContext, session: AsyncSession, tx: Tx, inc: Incomi
     return deposit
 
 
+def _treasury(ctx: TonRailContext) -> str | None:
+    address = ctx.settings.treasury_address.strip()
+    return raw(address) if address else None
+
+
 async def watch_deposits(ctx: TonRailContext, page: int = 50) -> int:
     """Read the next page of the receiving wallet's transactions; returns deposits recorded."""
     async with ctx.db.transaction() as session:
@@ -204,7 +214,7 @@ async def watch_deposits(ctx: TonRailContext, page: int = 50) -> int:
         if (cursor.last_lt if cursor is not None else 0) != after:
             return 0  # another worker moved the cursor: its page, not ours
         for tx in sorted(txs, key=lambda t: t.lt):
-            inc = classify(tx, ctx.wallet_raw, ctx.jetton_wallet)
+            inc = classify(tx, ctx.wallet_raw, ctx.jetton_wallet, _treasury(ctx))
             if inc is None:
                 continue
             exists = (

@@ -21,6 +21,7 @@ when TREASURY_ADDRESS is set; the hot wallet's loops never take it. Here:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
@@ -43,11 +44,11 @@ from tonrail.payments.states import PaymentStatus
 from tonrail.payments.transitions import move_payment
 from tonrail.processing.context import TonRailContext, transaction
 from tonrail.processing.ton_loop import next_query_seq
-from tonrail.rails.ton.api import jetton_wallet_of
+from tonrail.rails.ton.api import jetton_balance, jetton_wallet_of
 from tonrail.rails.ton.chain_view import Msg, Tx, raw, same_address
 from tonrail.rails.ton.highload import OutTransfer, query_id_for, sign_request
 from tonrail.rails.ton.toncenter import ToncenterError
-from tonrail.treasury.models import OrderStatus, TreasuryOrder
+from tonrail.treasury.models import OrderPurpose, OrderStatus, TreasuryOrder
 from tonrail.treasury.multisig import (
     new_order_body,
     order_address,
@@ -68,6 +69,7 @@ ACTOR = "system:treasury"
 LEASE_S = 30.0
 FOLLOW_BATCH = 10
 OPEN = (OrderStatus.SIGNED, OrderStatus.PROPOSED, OrderStatus.EXECUTED)
+TOPUP_COMMENT = "tonrail: hot wallet top-up from the treasury"
 
 
 def treasury_of(ctx: TonRailContext) -> str | None:
@@ -81,20 +83,26 @@ async def treasury_round(ctx: TonRailContext) -> int:
     if multisig is None:
         return 0
     handled = await propose_due(ctx, multisig)
+    handled += await propose_topup(ctx, multisig)
     return handled + await follow_open(ctx)
 
 
 # ------------------------------------------------------------------------------ proposing
-async def propose_due(ctx: TonRailContext, multisig: str) -> int:
-    """Claim the oldest queued treasury payout and store and send its order's proposal."""
+async def _in_flight(ctx: TonRailContext) -> bool:
     async with transaction(ctx) as session:
-        in_flight = await session.scalar(
+        count = await session.scalar(
             select(func.count())
             .select_from(TreasuryOrder)
             .where(TreasuryOrder.status == OrderStatus.SIGNED)
         )
-        if in_flight:
-            return 0  # seqnos are taken one after another: one proposal on its way at a time
+    return bool(count)  # seqnos are taken one after another: one proposal at a time
+
+
+async def propose_due(ctx: TonRailContext, multisig: str) -> int:
+    """Claim the oldest queued treasury payout and store and send its order's proposal."""
+    if await _in_flight(ctx):
+        return 0
+    async with transaction(ctx) as session:
         claimed = await claim(
             session,
             Payment,
@@ -109,15 +117,79 @@ async def propose_due(ctx: TonRailContext, multisig: str) -> int:
     if not claimed:
         return 0
     payment = claimed[0]
+    message, message_hash = await _payout_message(ctx, multisig, payment)
+    proposal = Proposal(
+        OrderPurpose.PAYOUT, payment.asset, payment.amount, message, message_hash, payment.id
+    )
+    return await _propose(ctx, multisig, proposal)
+
+
+async def propose_topup(ctx: TonRailContext, multisig: str) -> int:
+    """Propose a top-up order when the hot wallet's float is below its floor and no top-up
+    of that asset is open (approvers still decide: it is an order like any other)."""
+    wants = [
+        (asset, floor, amount)
+        for asset, floor, amount in (
+            ("TON", ctx.settings.alert_hot_wallet_floor_ton, ctx.settings.treasury_topup_ton),
+            ("USDT", ctx.settings.alert_hot_wallet_floor_usdt, ctx.settings.treasury_topup_usdt),
+        )
+        if floor > 0 and amount > 0 and (asset == "TON" or ctx.jetton_wallet)
+    ]
+    if not wants or await _in_flight(ctx):
+        return 0
+    async with transaction(ctx) as session:
+        open_assets = set(
+            (
+                await session.execute(
+                    select(TreasuryOrder.asset).where(
+                        TreasuryOrder.purpose == OrderPurpose.TOPUP,
+                        TreasuryOrder.status.in_(OPEN),
+                    )
+                )
+            ).scalars()
+        )
+    for asset, floor, amount in wants:
+        if asset in open_assets:
+            continue
+        if asset == "TON":
+            float_now = (await ctx.api.account_state(ctx.wallet_raw))[1]
+        else:
+            float_now = await jetton_balance(ctx.api, ctx.jetton_wallet or "")
+        if float_now >= floor:
+            continue
+        hot = Address(ctx.wallet_raw)
+        message = (
+            payout_ton_message(hot, amount, TOPUP_COMMENT, bounce=True)
+            if asset == "TON"
+            else await _jetton_message(ctx, multisig, hot, amount, TOPUP_COMMENT)
+        )
+        proposal = Proposal(
+            OrderPurpose.TOPUP, asset, amount, message, bytes(message.body.hash).hex(), None
+        )
+        return await _propose(ctx, multisig, proposal)
+    return 0
+
+
+@dataclass(frozen=True)
+class Proposal:
+    purpose: OrderPurpose
+    asset: str
+    amount: int
+    message: InternalMessage
+    message_hash: str
+    payment_id: str | None
+
+
+async def _propose(ctx: TonRailContext, multisig: str, proposal: Proposal) -> int:
+    """Store the order and the hot wallet's signed `new_order` request, then send it."""
     state = await multisig_state(ctx.api, multisig)
     proposers = [raw(a) for a in state.proposers]
     if ctx.wallet_raw not in proposers:
         log.error("the hot wallet is not a proposer of the treasury", treasury=multisig)
         return 0
-    message, message_hash = await _payout_message(ctx, multisig, payment)
     now = int(clock.now().timestamp())
     expiration = now + ctx.settings.treasury_order_lifetime_seconds
-    order = order_cell([send_message_action(message)])
+    order = order_cell([send_message_action(proposal.message)])
     value = await order_estimate(ctx.api, multisig, order, expiration) + ORDER_VALUE_MARGIN
     body = new_order_body(
         order,
@@ -129,13 +201,15 @@ async def propose_due(ctx: TonRailContext, multisig: str) -> int:
     hot_state, _ = await ctx.api.account_state(ctx.wallet_raw)
     try:
         async with transaction(ctx) as session:
-            fresh = await session.get(Payment, payment.id, with_for_update=True)
-            if (
-                fresh is None
-                or fresh.status != PaymentStatus.QUEUED
-                or fresh.locked_by != ctx.worker_id
-            ):
-                return 0
+            payment = None
+            if proposal.payment_id is not None:
+                payment = await session.get(Payment, proposal.payment_id, with_for_update=True)
+                if (
+                    payment is None
+                    or payment.status != PaymentStatus.QUEUED
+                    or payment.locked_by != ctx.worker_id
+                ):
+                    return 0
             seq = await next_query_seq(session, ctx.wallet_raw)
             created_at = now - ctx.settings.ton_created_at_lag_s
             signed = sign_request(
@@ -148,12 +222,15 @@ async def propose_due(ctx: TonRailContext, multisig: str) -> int:
             )
             row = TreasuryOrder(
                 id=new_id("tord"),
-                payment_id=fresh.id,
+                purpose=proposal.purpose,
+                payment_id=proposal.payment_id,
+                asset=proposal.asset,
+                amount=proposal.amount,
                 multisig=multisig,
                 order_seqno=state.next_order_seqno,
                 order_address=raw(order_address(Address(multisig), state.next_order_seqno)),
                 order_hash=bytes(order.hash).hex(),
-                message_hash=message_hash,
+                message_hash=proposal.message_hash,
                 expiration_date=expiration,
                 proposal_value=value,
                 query_seq=seq,
@@ -168,14 +245,24 @@ async def propose_due(ctx: TonRailContext, multisig: str) -> int:
                 updated_at=clock.now(),
             )
             session.add(row)
-            await move_payment(session, fresh, PaymentStatus.PROCESSING, actor=ACTOR)
-            emit(
-                session,
-                "payout.treasury_order_created",
-                fresh.account_id,
-                {"id": fresh.id, "order": row.order_address, "order_seqno": row.order_seqno},
-                fresh.id,
-            )
+            created = {"order": row.order_address, "order_seqno": row.order_seqno}
+            if payment is not None:
+                await move_payment(session, payment, PaymentStatus.PROCESSING, actor=ACTOR)
+                emit(
+                    session,
+                    "payout.treasury_order_created",
+                    payment.account_id,
+                    {"id": payment.id, **created},
+                    payment.id,
+                )
+            else:
+                emit(
+                    session,
+                    "treasury.topup_proposed",
+                    "system",
+                    {"asset": row.asset, "amount": str(row.amount), **created},
+                    row.id,
+                )
     except IntegrityError:
         return 0  # another worker took this seqno first: the next round reads the next one
     crashpoint(ctx.settings, "treasury.order_created")
@@ -197,20 +284,27 @@ async def _payout_message(
             bounce=payout_bounce(payment.counterparty or "", "TON"),
         )
     else:
-        master = resolve_network(ctx.settings).usdt_master
-        if master is None:
-            raise ValueError("USDT payouts need USDT_JETTON_MASTER")
-        jettons = await jetton_wallet_of(ctx.api, master, multisig)
-        message = payout_jetton_message(
-            Address(jettons),
-            Address(multisig),
-            destination,
-            payment.amount,
-            comment,
-            attach_ton=ctx.gas_caps.jetton_transfer_attach,
-            forward_ton=ctx.settings.ton_jetton_forward_nanoton,
-        )
+        message = await _jetton_message(ctx, multisig, destination, payment.amount, comment)
     return message, bytes(message.body.hash).hex()
+
+
+async def _jetton_message(
+    ctx: TonRailContext, multisig: str, recipient: Address, amount: int, comment: str
+) -> InternalMessage:
+    """USDT from the treasury's jetton wallet to `recipient`; the excess back to it."""
+    master = resolve_network(ctx.settings).usdt_master
+    if master is None:
+        raise ValueError("USDT from the treasury needs USDT_JETTON_MASTER")
+    jettons = await jetton_wallet_of(ctx.api, master, multisig)
+    return payout_jetton_message(
+        Address(jettons),
+        Address(multisig),
+        recipient,
+        amount,
+        comment,
+        attach_ton=ctx.gas_caps.jetton_transfer_attach,
+        forward_ton=ctx.settings.ton_jetton_forward_nanoton,
+    )
 
 
 async def _send(ctx: TonRailContext, row: TreasuryOrder) -> None:
@@ -334,10 +428,10 @@ async def _follow_approvals(ctx: TonRailContext, row: TreasuryOrder) -> int:
             fresh.status = OrderStatus.EXECUTED
         emit(
             session,
-            "payout.treasury_order_approved",
+            "payout.treasury_order_approved" if row.payment_id else "treasury.order_approved",
             "system",
             {
-                "id": row.payment_id,
+                "id": row.payment_id or row.id,
                 "order": row.order_address,
                 "approvals": order.approvals,
                 "threshold": row.threshold,
@@ -353,29 +447,50 @@ async def _follow_payout(ctx: TonRailContext, row: TreasuryOrder) -> int:
     sent = await _payout_out_message(ctx, row)
     if sent is None:
         return 0
-    arrived = await _delivered(ctx, sent)
-    if arrived is None:
+    arrived, payee = await _delivered(ctx, sent)
+    if arrived is None or payee is None:
         return 0
     if not arrived:
         await _fail(ctx, row, "treasury_payout_bounced", "the payee's side refused the payout")
         return 1
+    receive_cost = 0
+    if row.payment_id is None:
+        cost = await _topup_receive_cost(ctx, row, payee)
+        if cost is None:
+            return 0
+        receive_cost = cost
     async with transaction(ctx) as session:
         fresh = await _reload(session, row, OrderStatus.EXECUTED)
         if fresh is None:
             return 0
-        payment = await session.get(Payment, row.payment_id, with_for_update=True)
-        assert payment is not None
         fresh.status = OrderStatus.CONFIRMED
         fresh.payout_tx_hash = sent.hash
         fresh.updated_at = clock.now()
-        fee = sent.fwd_fee if payment.asset == "TON" else 0
-        await post(
-            session,
-            f"payout.{PaymentStatus.SUCCEEDED}",
-            books.payout_sent(payment.asset, payment.amount, fee, "TON", books.TREASURY),
-            payment.id,
-        )
-        await move_payment(session, payment, PaymentStatus.SUCCEEDED, actor=ACTOR)
+        fee = sent.fwd_fee if row.asset == "TON" else 0
+        if row.payment_id is None:  # a top-up: the float grows by what the treasury sent
+            lines = books.treasury_topup(row.asset, row.amount, fee)
+            if receive_cost:
+                lines += [
+                    books.Line(books.NETWORK_FEES, "TON", receive_cost),
+                    books.Line(books.HOT_WALLET, "TON", -receive_cost),
+                ]
+            await post(session, "treasury.topup", lines)
+            emit(
+                session,
+                "treasury.topup_confirmed",
+                "system",
+                {"asset": row.asset, "amount": str(row.amount), "order": row.order_address},
+            )
+        else:
+            payment = await session.get(Payment, row.payment_id, with_for_update=True)
+            assert payment is not None
+            await post(
+                session,
+                f"payout.{PaymentStatus.SUCCEEDED}",
+                books.payout_sent(payment.asset, payment.amount, fee, "TON", books.TREASURY),
+                payment.id,
+            )
+            await move_payment(session, payment, PaymentStatus.SUCCEEDED, actor=ACTOR)
         crashpoint(ctx.settings, "treasury.confirmed")
     return 1
 
@@ -390,23 +505,37 @@ async def _payout_out_message(ctx: TonRailContext, row: TreasuryOrder) -> Msg | 
     return None
 
 
-async def _delivered(ctx: TonRailContext, sent: Msg) -> bool | None:
-    """True when the payout reached the payee, False when it bounced, None: not yet seen."""
+async def _delivered(ctx: TonRailContext, sent: Msg) -> tuple[bool | None, Tx | None]:
+    """(True, the payee-side transaction) when the message reached the payee; (False, _)
+    when it bounced; (None, None) while not yet seen. The payee side of a jetton transfer is
+    the recipient's jetton wallet."""
     tx = await ctx.api.tx_by_in_message(sent.hash)
     if tx is None:
-        return None
+        return None, None
     bounced = any(m.bounced for m in tx.out_msgs)
     if sent.opcode is None or sent.opcode == 0:  # a TON transfer with a comment
-        return not bounced
+        return not bounced, tx
     if tx.aborted or bounced:
-        return False
+        return False, tx
     onward = next((m for m in tx.out_msgs if not same_address(m.destination, sent.source)), None)
     if onward is None:
-        return False
+        return False, tx
     payee = await ctx.api.tx_by_in_message(onward.hash)
     if payee is None:
-        return None
-    return not payee.aborted
+        return None, None
+    return not payee.aborted, payee
+
+
+async def _topup_receive_cost(ctx: TonRailContext, row: TreasuryOrder, payee: Tx) -> int | None:
+    """What receiving the top-up cost the hot wallet: its transaction's fees (for USDT, the
+    transaction of the transfer_notification, less the TON it carried)."""
+    if row.asset == "TON":
+        return payee.total_fees
+    notice = next((m for m in payee.out_msgs if same_address(m.destination, ctx.wallet_raw)), None)
+    if notice is None:
+        return 0  # no notification sent: nothing reached the hot wallet itself
+    received = await ctx.api.tx_by_in_message(notice.hash)
+    return None if received is None else received.total_fees - notice.value
 
 
 async def _reload(
@@ -427,7 +556,11 @@ async def _fail(ctx: TonRailContext, row: TreasuryOrder, code: str, message: str
         fresh.status = OrderStatus.FAILED
         fresh.error = f"{code}: {message}"
         fresh.updated_at = clock.now()
-        payment = await session.get(Payment, row.payment_id, with_for_update=True)
+        payment = (
+            await session.get(Payment, row.payment_id, with_for_update=True)
+            if row.payment_id is not None
+            else None
+        )
         if payment is not None and payment.status == PaymentStatus.PROCESSING:
             await move_payment(
                 session,

@@ -21,14 +21,22 @@ class OrderStatus(StrEnum):
     FAILED = "failed"  # proven never to pay: seqno taken, request or order expired
 
 
+class OrderPurpose(StrEnum):
+    PAYOUT = "payout"  # pays one payout from the treasury
+    TOPUP = "topup"  # refills the hot wallet's float
+
+
 class TreasuryOrder(Base):
-    """A payout's multisig order and the hot wallet's request that proposes it, stored
-    before the request is ever sent (a re-send after a crash is the same message)."""
+    """A multisig order (a payout, or a hot wallet top-up) and the hot wallet's request that
+    proposes it, stored before the request is ever sent (a re-send is the same message)."""
 
     __tablename__ = "treasury_orders"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), unique=True)
+    purpose: Mapped[OrderPurpose] = mapped_column(StatusText(OrderPurpose, 16))
+    payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"), unique=True)
+    asset: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[int] = mapped_column(BigInt)  # minor units the order's message carries
     multisig: Mapped[str] = mapped_column(String(80))
     order_seqno: Mapped[int] = mapped_column(BigInt)
     order_address: Mapped[str] = mapped_column(String(80))

@@ -1,4 +1,4 @@
-"""treasury: multisig orders of payouts paid from the treasury
+"""treasury: multisig orders (payouts from the treasury, hot wallet top-ups)
 
 Revision ID: 0016t
 Revises: 0016k
@@ -28,7 +28,10 @@ def upgrade() -> None:
     op.create_table(
         "treasury_orders",
         sa.Column("id", sa.String(length=40), nullable=False),
-        sa.Column("payment_id", sa.String(length=40), nullable=False),
+        sa.Column("purpose", sa.String(length=16), nullable=False),
+        sa.Column("payment_id", sa.String(length=40), nullable=True),
+        sa.Column("asset", sa.String(length=8), nullable=False),
+        sa.Column("amount", BIGINT, nullable=False),
         sa.Column("multisig", sa.String(length=80), nullable=False),
         sa.Column("order_seqno", BIGINT, nullable=False),
         sa.Column("order_address", sa.String(length=80), nullable=False),
