@@ -48,6 +48,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "tonrail/vendor/htmx.min.js",
         "tonrail/vendor/chart.umd.min.js",
         "tonrail/vendor/ton-sandbox-config.js",
+        "tonrail/vendor/pay-wallet.js",
+        "tonrail/paypage/templates/pay.html",
+        "tonrail/paypage/static/pay.js",
+        "tonrail/paypage/static/icon.png",
     ):
         assert expected in names, f"{expected} is not in {wheel.name}"
     venv = root / "venv"

@@ -41,6 +41,7 @@ from tonrail.payments.endpoints import router as payments_router
 from tonrail.payments.service import PaymentService
 from tonrail.paypage.endpoints import CSP as PAY_CSP
 from tonrail.paypage.endpoints import router as pay_page_router
+from tonrail.paypage.jetton_wallets import JettonWallets
 from tonrail.privacy.endpoints import router as privacy_router
 from tonrail.processing.checkout import BackupCheckout
 from tonrail.processing.checkout_api import router as backup_checkout_router
@@ -113,6 +114,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             await persist_signals(database_)  # what this process measured last
         if limiter is not None:
             await limiter.close()
+        await app.state.jetton_wallets.aclose()
         if owns_db:
             await database_.dispose()
 
@@ -151,6 +153,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(provider_webhooks_router)
     install_dashboard(app)  # /dashboard (docs/DASHBOARD.md)
     # The hosted checkout page /pay/{invoice_id}, public (docs/CHECKOUT.md).
+    app.state.jetton_wallets = JettonWallets(settings)
     app.include_router(pay_page_router)
     app.add_middleware(SecurityHeaders, prefix="/pay/", csp=PAY_CSP)
     # The API latency objective times /v1 requests (monitoring/request_timing.py).

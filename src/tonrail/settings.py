@@ -432,6 +432,11 @@ class Settings(BaseSettings):
     # --- hosted checkout page /pay/{invoice_id} (docs/CHECKOUT.md)
     merchant_name: str = "tonrail"  # shown to the customer and to wallets (TON Connect)
     checkout_poll_ms: int = 1000  # how often the page asks for the invoice's status
+    checkout_base_url: str = ""  # public origin of /pay (https://pay.example.com); "" = request's
+    # A TON Connect USDT payment: TON attached to the jetton transfer (the excess comes back to
+    # the payer) and TON forwarded with the notification that carries the comment.
+    checkout_jetton_attach_nanoton: int = 50_000_000
+    checkout_jetton_forward_nanoton: int = 1
 
     @field_validator("alert_routes")
     @classmethod

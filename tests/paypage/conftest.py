@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
-from tests.dashboard.conftest import LiveServer, browser  # noqa: F401  (Chromium fixture)
+from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS, LiveServer
 from tests.rails.conftest import OUR_IBAN
 from tests.rails.ton.conftest import chain, server  # noqa: F401  (the local network fixtures)
 from tests.rails.ton.rail_fixture import Rail, payer, rail  # noqa: F401
@@ -33,6 +34,26 @@ def shop_settings(settings: Settings, rail: Rail | None = None) -> Settings:  # 
             "ton_api_v3_url": rail.net.v3,
         }
     return settings.model_copy(update=update)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Chromium as the dashboard's tests start it, with every host name but the test
+    servers' unresolvable: TON Connect's wallet list, bridges and wallet icons (outside
+    addresses) are never reached."""
+    from playwright.async_api import async_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: `make setup` installs Debian's chromium package")
+    offline = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, offline]
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
 
 
 def _serve(settings: Settings) -> Iterator[LiveServer]:

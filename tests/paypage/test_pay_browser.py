@@ -32,6 +32,17 @@ def watch_errors(page: Any) -> list[str]:
     return errors
 
 
+def offline_noise_removed(errors: list[str]) -> list[str]:
+    """The console errors but those of TON Connect failing to reach its wallet list, bridges
+    and icons: outside host names do not resolve in these tests (conftest's `browser`)."""
+    return [
+        e
+        for e in errors
+        if "net::ERR_NAME_NOT_RESOLVED" not in e
+        and not (e.startswith("[TON_CONNECT_SDK]") and "Failed to fetch" in e)
+    ]
+
+
 async def new_invoice(
     server: LiveServer, auth: dict[str, str], amount: str, asset: str
 ) -> dict[str, Any]:
@@ -99,7 +110,7 @@ async def test_the_page_follows_the_chain_from_open_to_paid(
     # A reload shows the same state.
     await page.reload()
     await expect(page.locator('[data-show-when="paid"]')).to_be_visible()
-    assert errors == []
+    assert offline_noise_removed(errors) == []
     await context.close()
 
 
@@ -120,7 +131,7 @@ async def test_bank_transfer_by_keyboard(
     await expect(details).to_be_visible(timeout=WAIT_MS)
     await expect(details).to_contain_text("Shop GmbH")
     await expect(details).to_contain_text(inv["reference"])
-    assert errors == []
+    assert offline_noise_removed(errors) == []
     await context.close()
 
 

@@ -3,6 +3,8 @@ and its backup rails (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -12,12 +14,17 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.paypage.conftest import shop_settings
 from tests.rails.conftest import OUR_IBAN
+from tests.rails.ton.rail_fixture import Rail
 from tonrail import clock
 from tonrail.app import create_app
 from tonrail.db import Database
+from tonrail.rails.ton.api import jetton_wallet_of
+from tonrail.rails.ton.chain_view import raw
 from tonrail.settings import Settings
 
+EMPTY_SHA256 = base64.b64encode(hashlib.sha256(b"").digest()).decode()
 HOT = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"  # the test settings' pay_to
 
 
@@ -64,8 +71,10 @@ async def test_an_open_invoice_shows_what_to_pay_and_nothing_private(
     r = await shop.get(f"/pay/{inv['id']}")
     assert r.status_code == 200
     csp = r.headers["content-security-policy"]
-    assert "script-src 'self';" in csp and "frame-ancestors 'none'" in csp
-    assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    scripts = csp.split("script-src ")[1].split(";")[0].split()
+    # Our scripts, and one inline handler: the empty one (@tonconnect/ui's ontouchstart="").
+    assert scripts == ["'self'", "'unsafe-hashes'", f"'sha256-{EMPTY_SHA256}'"]
+    assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
     assert r.headers["cache-control"] == "no-store"
     html = r.text
     assert "<script>alert" not in html and "&lt;script&gt;alert(&#34;x&#34;)" in html
@@ -73,7 +82,7 @@ async def test_an_open_invoice_shows_what_to_pay_and_nothing_private(
     assert "secret@example.com" not in html and "acct_" not in html
     assert re.search(r"<script(?![^>]*\bsrc=)", html) is None, "an inline script"
     assert 'id="amount">2.5</span> TON' in html
-    link = unescape(re.search(r'id="deep-link" class="button" href="([^"]+)"', html)[1])
+    link = unescape(re.search(r'id="deep-link" class="[^"]*" href="([^"]+)"', html)[1])
     assert link == inv["deep_link"]
     assert link == f"ton://transfer/{HOT}?amount=2500000000&text={inv['reference']}"
     assert f'<code id="pay-comment">{inv["reference"]}</code>' in html
@@ -181,3 +190,68 @@ async def test_no_backup_options_when_none_is_configured(
     page = (await client.get(f"/pay/{inv['id']}")).text
     assert 'id="backup"' not in page
     assert (await client.post(f"/pay/{inv['id']}/rails/bank")).status_code == 400
+
+
+async def test_the_tonconnect_manifest_names_the_merchant(
+    shop: httpx.AsyncClient, bank_settings: Settings, db: Database
+) -> None:
+    r = await shop.get("/pay/tonconnect-manifest.json")
+    assert r.status_code == 200
+    assert r.json() == {
+        "url": "http://tonrail.test",
+        "name": "Ünïcode <Shop> & Co",
+        "iconUrl": "http://tonrail.test/pay/static/icon.png",
+    }
+    icon = await shop.get("/pay/static/icon.png")
+    assert icon.status_code == 200 and icon.content.startswith(b"\x89PNG")
+    public = bank_settings.model_copy(update={"checkout_base_url": "https://pay.example.com/"})
+    transport = httpx.ASGITransport(app=create_app(public, db))
+    async with httpx.AsyncClient(transport=transport, base_url="http://internal:8000") as c:
+        manifest = (await c.get("/pay/tonconnect-manifest.json")).json()
+    assert manifest["url"] == "https://pay.example.com"
+    assert manifest["iconUrl"] == "https://pay.example.com/pay/static/icon.png"
+
+
+async def test_the_wallet_script_is_ours_and_the_page_loads_it(
+    shop: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    inv = await invoice(shop, auth, "1", "TON")
+    html = (await shop.get(f"/pay/{inv['id']}")).text
+    assert '<script src="/pay/static/pay-wallet.js" defer></script>' in html
+    assert f'data-pay-to="{HOT}"' in html and 'data-amount-minor="1000000000"' in html
+    assert f'data-comment="{inv["reference"]}"' in html
+    script = await shop.get("/pay/static/pay-wallet.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith(
+        "text/javascript"
+    )
+    assert b"tonrailWallet" in script.content and b"sendTransaction" in script.content
+
+
+async def test_the_jetton_wallet_lookup_refuses_what_it_cannot_answer(
+    shop: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    ton = await invoice(shop, auth, "1", "TON")
+    unknown = await shop.get("/pay/pay_00000000000000000000000000/jetton-wallet?owner=" + HOT)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    not_usdt = await shop.get(f"/pay/{ton['id']}/jetton-wallet?owner={HOT}")
+    assert not_usdt.status_code == 409
+    assert not_usdt.json()["error"]["code"] == "invoice_not_payable"
+    usdt = await invoice(shop, auth, "1", "USDT")
+    bad = await shop.get(f"/pay/{usdt['id']}/jetton-wallet?owner=not-an-address")
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "owner"
+
+
+async def test_the_jetton_wallet_lookup_asks_the_usdt_master(
+    rail: Rail, payer: Any, settings: Settings, db: Database, auth: dict[str, str]
+) -> None:
+    transport = httpx.ASGITransport(app=create_app(shop_settings(settings, rail), db))
+    async with httpx.AsyncClient(transport=transport, base_url="http://tonrail.test") as shop:
+        usdt = await invoice(shop, auth, "3", "USDT")
+        owner = payer.address.to_str()
+        r = await shop.get(f"/pay/{usdt['id']}/jetton-wallet", params={"owner": owner})
+    assert r.status_code == 200, r.text
+    expected = await jetton_wallet_of(
+        rail.api, rail.net.genesis.usdt_master.to_str(), raw(payer.address)
+    )
+    assert r.json()["owner"].upper() == raw(payer.address)
+    assert r.json()["jetton_wallet"] == expected

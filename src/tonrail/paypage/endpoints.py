@@ -15,15 +15,21 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from tonrail import clock
+from tonrail.chain.address import check_network, raw_form
 from tonrail.chain.links import qr_svg
 from tonrail.errors import TonrailError
 from tonrail.payments.service import PaymentService
+from tonrail.paypage.jetton_wallets import JettonWallets
 from tonrail.paypage.rules import is_invoice_id, page_state, public_status, shown
 from tonrail.processing.checkout import BackupCheckout
 from tonrail.settings import Settings
 
 HERE = Path(__file__).parent
-STATIC = {"pay.css": "text/css", "pay.js": "text/javascript"}
+STATIC = {"pay.css": "text/css", "pay.js": "text/javascript", "icon.png": "image/png"}
+# The TON Connect script: entry.js bundled with its npm packages (scripts/vendor_assets.py).
+BUNDLED = Path(__file__).resolve().parents[1] / "vendor" / "pay-wallet.js"
+# TON Connect's `network` of a transaction (the chain's global id); the local network: none.
+CHAIN_IDS = {"mainnet": "-239", "testnet": "-3"}
 # Autoescape on every template: the description is the merchant's text, shown to anyone.
 env = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -33,10 +39,14 @@ env = Environment(
     lstrip_blocks=True,
 )
 env.filters["shown"] = shown
-# Scripts only from us (no inline script, no CDN). TON Connect's wallet list, wallet icons and
-# bridges are on the wallets' own https hosts; its widget styles itself with style elements.
+# Scripts only from us (no inline script, no CDN). The one hash allows the empty inline handler
+# @tonconnect/ui sets (ontouchstart="", for iOS :active styles) and nothing else. Its wallet
+# list, wallet icons and bridges are on the wallets' own https hosts; its widget styles itself
+# with style elements.
+EMPTY_HANDLER = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"  # sha256 of ""
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    f"default-src 'none'; script-src 'self' 'unsafe-hashes' {EMPTY_HANDLER}; "
+    "style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: https:; connect-src 'self' https:; font-src 'self'; "
     "form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
@@ -61,6 +71,35 @@ def backup_options(request: Request) -> list[dict[str, str]]:
             continue
         out.append({"rail": name, "label": RAIL_LABELS.get(name, name)})
     return out
+
+
+def _error(code: str, message: str, status: int, param: str | None = None) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "param": param}}
+    return JSONResponse(body, status_code=status, headers=NO_STORE)
+
+
+def base_url(request: Request) -> str:
+    """The public origin of the page: CHECKOUT_BASE_URL, else the request's own."""
+    configured = _settings(request).checkout_base_url.strip().rstrip("/")
+    return configured or str(request.base_url).rstrip("/")
+
+
+def wallet_request(request: Request, invoice: dict[str, Any]) -> dict[str, str] | None:
+    """What the TON Connect script needs to build the invoice's message (None: no TON
+    payment on this page, e.g. PAYMENT_PROCESSOR_ADDRESS unset or a USD invoice)."""
+    if not invoice.get("deep_link"):
+        return None
+    settings = _settings(request)
+    wallets: JettonWallets = request.app.state.jetton_wallets
+    return {
+        "asset": invoice["asset"],
+        "pay_to": invoice["pay_to"],
+        "amount_minor": str(invoice["amount_minor"]),
+        "comment": invoice["comment"],
+        "network": CHAIN_IDS.get(wallets.network.name, ""),
+        "attach_nanoton": str(settings.checkout_jetton_attach_nanoton),
+        "forward_nanoton": str(settings.checkout_jetton_forward_nanoton),
+    }
 
 
 def _page(template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
@@ -100,6 +139,7 @@ async def _render(
             "now": now.isoformat(),
             "poll_ms": settings.checkout_poll_ms,
             "options": backup_options(request) if state == "open" else [],
+            "wallet": wallet_request(request, invoice),
             "started": await backup.started(invoice["id"]),
             "error": error,
         },
@@ -107,8 +147,34 @@ async def _render(
     )
 
 
+@router.get("/pay/tonconnect-manifest.json")
+async def tonconnect_manifest(request: Request) -> JSONResponse:
+    """The app manifest TON Connect wallets read: who asks them to pay."""
+    base = base_url(request)
+    return JSONResponse(
+        {
+            "url": base,
+            "name": _settings(request).merchant_name,
+            "iconUrl": f"{base}/pay/static/icon.png",
+        },
+        headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"},
+    )
+
+
 @router.get("/pay/static/{name}")
 async def static_file(name: str) -> Response:
+    if name == BUNDLED.name:
+        if not BUNDLED.is_file():
+            return Response(
+                "// pay-wallet.js is not built: run `make assets` (make setup)\n",
+                status_code=503,
+                media_type="text/javascript",
+            )
+        return FileResponse(
+            BUNDLED,
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
     if name not in STATIC:
         return Response("not found", status_code=404, media_type="text/plain")
     return FileResponse(
@@ -136,6 +202,29 @@ async def pay_status(invoice_id: str, request: Request) -> Response:
             headers=NO_STORE,
         )
     return JSONResponse(public_status(invoice, clock.now()), headers=NO_STORE)
+
+
+@router.get("/pay/{invoice_id}/jetton-wallet")
+async def pay_jetton_wallet(invoice_id: str, owner: str, request: Request) -> Response:
+    """The customer's USDT jetton wallet (the TON Connect script sends its jetton transfer
+    there); asked only for an open USDT invoice."""
+    invoice = await _invoice(request, invoice_id)
+    if invoice is None:
+        return _error("not_found", "no such invoice", 404, "id")
+    if invoice["asset"] != "USDT" or page_state(invoice, clock.now()) not in (
+        "open",
+        "partially_paid",
+    ):
+        return _error("invoice_not_payable", "this invoice takes no USDT payment now", 409)
+    wallets: JettonWallets = request.app.state.jetton_wallets
+    try:
+        address = check_network(owner, wallets.network, "owner")
+        wallet = await wallets.of(raw_form(address))
+    except TonrailError as exc:
+        return _error(exc.code, exc.message, exc.status, exc.param)
+    except ValueError as exc:
+        return _error("jetton_wallet_unknown", str(exc), 502)
+    return JSONResponse({"owner": raw_form(address), "jetton_wallet": wallet}, headers=NO_STORE)
 
 
 @router.get("/pay/{invoice_id}/qr.svg")
