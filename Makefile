@@ -27,8 +27,9 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-# htmx, Chart.js and the localnet's chain config become package data (src/tonrail/vendor/).
-$(VENDORED): $(NPM_STAMP) scripts/vendor_assets.py
+# htmx, Chart.js, the localnet's chain config and the checkout page's wallet script (bundled
+# by esbuild) become package data (src/tonrail/vendor/).
+$(VENDORED): $(NPM_STAMP) scripts/vendor_assets.py $(wildcard src/tonrail/paypage/wallet/*.js)
 	$(PYTHON) scripts/vendor_assets.py
 
 .PHONY: assets

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS, LiveServer
-from tests.rails.conftest import OUR_IBAN
+from tests.rails.conftest import (  # noqa: F401  (the providers' fixtures)
+    OUR_IBAN,
+    localstripe_url,
+    paypal,
+    rail_settings,
+    stripe_extras,
+)
 from tests.rails.ton.conftest import chain, server  # noqa: F401  (the local network fixtures)
 from tests.rails.ton.rail_fixture import Rail, payer, rail  # noqa: F401
 from tonrail.settings import Settings

@@ -255,3 +255,40 @@ async def test_the_jetton_wallet_lookup_asks_the_usdt_master(
     )
     assert r.json()["owner"].upper() == raw(payer.address)
     assert r.json()["jetton_wallet"] == expected
+
+
+async def test_card_and_paypal_send_the_customer_to_the_provider(
+    rail_settings: Settings, db: Database, auth: dict[str, str]
+) -> None:
+    on_page = rail_settings.model_copy(update={"stripe_incoming_mode": "checkout_session"})
+    transport = httpx.ASGITransport(app=create_app(on_page, db))
+    async with httpx.AsyncClient(transport=transport, base_url="http://tonrail.test") as shop:
+        card = await invoice(shop, auth, "25", "USDT")
+        page = (await shop.get(f"/pay/{card['id']}")).text
+        assert re.findall(r'data-rail="(\w+)">([^<]+)<', page) == [
+            ("stripe", "Card (Stripe)"),
+            ("paypal", "PayPal"),
+            ("bank", "Bank transfer"),
+        ]
+        r = await shop.post(f"/pay/{card['id']}/rails/stripe")
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("https://checkout.stripe.com/c/pay/cs_")
+        # Back on the page (the customer came back without paying): the way on to Stripe.
+        page = (await shop.get(f"/pay/{card['id']}")).text
+        assert f'href="{r.headers["location"]}">Continue to the card payment' in page
+        assert 'data-rail="' not in page  # one checkout at a time
+
+        pp = await invoice(shop, auth, "25", "USDT")
+        r = await shop.post(f"/pay/{pp['id']}/rails/paypal")
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("https://www.sandbox.paypal.com/checkoutnow?token=")
+
+
+async def test_card_is_not_offered_without_stripe_checkout(
+    rail_settings: Settings, db: Database, auth: dict[str, str]
+) -> None:
+    transport = httpx.ASGITransport(app=create_app(rail_settings, db))  # payment_intent mode
+    async with httpx.AsyncClient(transport=transport, base_url="http://tonrail.test") as shop:
+        inv = await invoice(shop, auth, "25", "USDT")
+        page = (await shop.get(f"/pay/{inv['id']}")).text
+        assert re.findall(r'data-rail="(\w+)"', page) == ["paypal", "bank"]
