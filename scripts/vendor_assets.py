@@ -148,12 +148,17 @@ def bundle_from_registry(registry: str) -> dict[str, bytes]:
             data = fetch(registry, path.rsplit("node_modules/", 1)[1], packages[path])
             target = Path(tmp) / path
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+                # Regular files only, under `target` (the image's Python may predate
+                # extraction filters): no links, no absolute or parent paths.
                 for member in archive.getmembers():
                     name = member.name.split("/", 1)[1] if "/" in member.name else ""
-                    if not name or not (member.isfile() or member.isdir()) or ".." in name:
+                    parts = Path(name).parts
+                    if not member.isfile() or not parts or ".." in parts or name.startswith("/"):
                         continue
-                    member.name = name
-                    archive.extract(member, target, filter="data")
+                    content = archive.extractfile(member)
+                    assert content is not None
+                    (target / name).parent.mkdir(parents=True, exist_ok=True)
+                    (target / name).write_bytes(content.read())
         esbuild = Path(tmp) / esbuild_package() / "bin" / "esbuild"
         esbuild.chmod(0o755)
         return bundle(esbuild, Path(tmp) / "node_modules")
