@@ -97,6 +97,13 @@ async def test_the_page_follows_the_chain_from_open_to_paid(
     await expect(partial).to_contain_text("Received 1 of 3 TON")
     await expect(partial).to_contain_text("remaining 2 TON")
     await expect(page.locator('button[data-rail="bank"]')).to_be_hidden()
+    # The link, its QR code and the amount to send now ask for the rest: 2 TON.
+    rest = f"ton://transfer/{hot}?amount={2 * TON}&text={inv['reference']}"
+    await expect(page.locator("#deep-link")).to_have_attribute("href", rest)
+    await expect(page.locator("#pay-amount")).to_have_text("2")
+    await expect(page.locator("#qr")).to_have_attribute("src", re.compile(f"remaining={2 * TON}$"))
+    await page.wait_for_function("() => document.getElementById('qr').complete")
+    assert await decoded_qr(page) == rest
 
     # The rest arrives: paid, and nothing left to pay with.
     await payer.transfer(rail.ctx.wallet.address, 2 * TON, body=inv["reference"], bounce=False)

@@ -84,6 +84,14 @@ async def test_ton_connect_asks_for_the_ton_transfer_that_pays_the_invoice(
     # @tonconnect/ui drew its own connect button (served by us, styled under our CSP).
     await expect(page.locator("#ton-connect button").first).to_be_visible(timeout=WAIT_MS)
 
+    # 0.5 TON arrives first (a manual transfer): TON Connect then asks for the rest.
+    await payer.transfer(rail.ctx.wallet.address, TON // 2, body=inv["reference"], bounce=False)
+    await settled(payer, 0)
+    await drain(rail, 2)  # the genesis funding, then ours
+    await expect(page.locator("#ton-connect-send")).to_have_text(
+        "Pay 1.5 TON with TON Connect", timeout=WAIT_MS
+    )
+
     before = int(time.time())
     tx = await asked_to_send(page, raw(payer.address))
     assert set(tx) == {"validUntil", "messages"}  # no `network` on the local network
@@ -91,15 +99,15 @@ async def test_ton_connect_asks_for_the_ton_transfer_that_pays_the_invoice(
     [msg] = tx["messages"]
     assert set(msg) == {"address", "amount", "payload"}
     assert msg["address"] == inv["pay_to"]  # as configured: non-bounceable, not deployed yet
-    assert msg["amount"] == str(2 * TON) == str(inv["amount_minor"])
+    assert msg["amount"] == str(3 * TON // 2) == str(inv["amount_minor"] - TON // 2)
     body = cell(msg["payload"])
     assert body.hash == comment(inv["reference"]).hash  # byte for byte
     await expect(page.locator("#ton-connect-send")).to_have_text("Sent: waiting for the network…")
 
     # The wallet sends exactly that: the invoice is paid and the page says so.
     await payer.transfer(Address(msg["address"]), int(msg["amount"]), body=body, bounce=False)
-    await settled(payer, 0)
-    await drain(rail, 2)  # the genesis funding, then ours
+    await settled(payer, 1)
+    await drain(rail, 3)
     await expect(page.locator('[data-show-when="paid"]')).to_be_visible(timeout=WAIT_MS)
     assert offline_noise_removed(errors) == []
     await context.close()

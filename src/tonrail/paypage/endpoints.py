@@ -20,7 +20,14 @@ from tonrail.chain.links import qr_svg
 from tonrail.errors import TonrailError
 from tonrail.payments.service import PaymentService
 from tonrail.paypage.jetton_wallets import JettonWallets
-from tonrail.paypage.rules import is_invoice_id, page_state, public_status, shown
+from tonrail.paypage.rules import (
+    is_invoice_id,
+    page_state,
+    pay_link,
+    public_status,
+    remaining_minor,
+    shown,
+)
 from tonrail.processing.checkout import BackupCheckout
 from tonrail.settings import Settings
 
@@ -94,12 +101,17 @@ def wallet_request(request: Request, invoice: dict[str, Any]) -> dict[str, str] 
     return {
         "asset": invoice["asset"],
         "pay_to": invoice["pay_to"],
-        "amount_minor": str(invoice["amount_minor"]),
+        "amount_minor": str(remaining_minor(invoice)),
         "comment": invoice["comment"],
         "network": CHAIN_IDS.get(wallets.network.name, ""),
         "attach_nanoton": str(settings.checkout_jetton_attach_nanoton),
         "forward_nanoton": str(settings.checkout_jetton_forward_nanoton),
     }
+
+
+def _usdt_master(request: Request) -> str | None:
+    wallets: JettonWallets = request.app.state.jetton_wallets
+    return wallets.network.usdt_master
 
 
 def _page(template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
@@ -128,7 +140,7 @@ async def _render(
     now = clock.now()
     backup: BackupCheckout = request.app.state.backup_checkout
     state = page_state(invoice, now)
-    status = public_status(invoice, now)
+    status = public_status(invoice, now, _usdt_master(request))
     return _page(
         "pay.html",
         {
@@ -201,7 +213,9 @@ async def pay_status(invoice_id: str, request: Request) -> Response:
             status_code=404,
             headers=NO_STORE,
         )
-    return JSONResponse(public_status(invoice, clock.now()), headers=NO_STORE)
+    return JSONResponse(
+        public_status(invoice, clock.now(), _usdt_master(request)), headers=NO_STORE
+    )
 
 
 @router.get("/pay/{invoice_id}/jetton-wallet")
@@ -229,14 +243,13 @@ async def pay_jetton_wallet(invoice_id: str, owner: str, request: Request) -> Re
 
 @router.get("/pay/{invoice_id}/qr.svg")
 async def pay_qr(invoice_id: str, request: Request) -> Response:
+    """The QR code of what is left to pay (the page asks again, `?remaining=`, after a
+    partial payment)."""
     invoice = await _invoice(request, invoice_id)
-    if invoice is None or not invoice.get("deep_link"):
+    link = None if invoice is None else pay_link(invoice, _usdt_master(request))
+    if link is None:
         return Response("not found", status_code=404, media_type="text/plain")
-    return Response(
-        qr_svg(invoice["deep_link"]),
-        media_type="image/svg+xml",
-        headers={"Cache-Control": "private, max-age=3600"},
-    )
+    return Response(qr_svg(link), media_type="image/svg+xml", headers=NO_STORE)
 
 
 @router.post("/pay/{invoice_id}/rails/{rail}")

@@ -7,6 +7,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
+from tonrail.chain.links import transfer_link
 from tonrail.payments.states import PaymentStatus
 
 # ids.new_id("pay"): 9 base-36 characters of time, 16 of randomness. Anything else is not an
@@ -49,7 +50,24 @@ def seconds_left(invoice: dict[str, Any], now: datetime) -> int | None:
     return max(int((at - now).total_seconds()), 0)
 
 
-def public_status(invoice: dict[str, Any], now: datetime) -> dict[str, Any]:
+def remaining_minor(invoice: dict[str, Any]) -> int:
+    return max(int(invoice["amount_minor"]) - int(invoice.get("amount_received_minor") or 0), 0)
+
+
+def pay_link(invoice: dict[str, Any], usdt_master: str | None) -> str | None:
+    """The `ton://transfer` link for what is left to pay (after a partial payment, the rest),
+    or None when the invoice has no TON payment or nothing is left."""
+    remaining = remaining_minor(invoice)
+    if not invoice.get("deep_link") or not invoice.get("pay_to") or remaining == 0:
+        return None
+    return transfer_link(
+        invoice["pay_to"], invoice["asset"], remaining, invoice["comment"] or "", usdt_master
+    )
+
+
+def public_status(
+    invoice: dict[str, Any], now: datetime, usdt_master: str | None = None
+) -> dict[str, Any]:
     """The status endpoint's body: only what the page shows (never metadata, account or
     attempts' provider details)."""
     state = page_state(invoice, now)
@@ -60,6 +78,10 @@ def public_status(invoice: dict[str, Any], now: datetime) -> dict[str, Any]:
         "asset": invoice["asset"],
         "amount_received": shown(invoice["amount_received"]),
         "amount_remaining": shown(invoice["amount_remaining"]),
+        "amount_remaining_minor": remaining_minor(invoice),
+        "deep_link": pay_link(invoice, usdt_master)
+        if state in ("open", "partially_paid")
+        else None,
         "expires_at": invoice["expires_at"],
         "seconds_left": seconds_left(invoice, now) if state in ("open", "partially_paid") else 0,
         "paid_at": invoice["paid_at"],

@@ -37,9 +37,21 @@
     }
   }
 
+  // After a partial payment the link, its QR code and TON Connect ask for the rest.
+  function payTheRest(status) {
+    var link = document.getElementById("deep-link");
+    if (!link || !status.deep_link || link.getAttribute("href") === status.deep_link) return;
+    link.setAttribute("href", status.deep_link);
+    var qr = document.getElementById("qr");
+    if (qr) qr.src = "/pay/" + encodeURIComponent(status.id) + "/qr.svg?remaining=" + status.amount_remaining_minor;
+    var wallet = document.getElementById("ton-connect-pay");
+    if (wallet) wallet.dataset.amountMinor = String(status.amount_remaining_minor);
+  }
+
   function apply(status) {
     setText(".amount-received", status.amount_received);
     setText(".amount-remaining", status.amount_remaining);
+    payTheRest(status);
     setDeadline(status.seconds_left);
     if (status.state !== root.dataset.state) show(status.state);
     tick();

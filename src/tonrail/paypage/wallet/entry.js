@@ -84,11 +84,13 @@ function start() {
     const left = Math.max(inv.secondsLeft - elapsed, 0);
     const tx = { validUntil: Math.floor(Date.now() / 1000) + Math.min(300, left), messages: [] };
     if (inv.network) tx.network = inv.network;
+    // What is left to pay now (pay.js lowers it after a partial payment).
+    const due = { ...inv, amountMinor: el.dataset.amountMinor };
     if (inv.asset === "TON") {
-      tx.messages.push(tonMessage(inv));
+      tx.messages.push(tonMessage(due));
     } else {
       const owner = wallet.ui.account.address;
-      tx.messages.push(jettonMessage(inv, await jettonWalletOf(inv, owner), owner));
+      tx.messages.push(jettonMessage(due, await jettonWalletOf(inv, owner), owner));
     }
     return tx;
   }
