@@ -89,6 +89,13 @@ chaos: setup
 	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/python -m benchmarks.chaos \
 	  --seconds $(CHAOS_SECONDS) --restart-postgres
 
+# The soak run (docs/BENCHMARKS.md, Soak): 2 APIs + 2 workers + the local network at a steady
+# load for SOAK_MINUTES (default 30); memory, open files and p99 latency must stay flat.
+SOAK_MINUTES ?= 30
+.PHONY: soak
+soak: setup
+	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES)
+
 # schemathesis against a live server on both databases (docs/API.md, The OpenAPI schema):
 # `make test` runs 8 examples an operation; this runs SCHEMATHESIS_MAX_EXAMPLES (default 100).
 SCHEMATHESIS_MAX_EXAMPLES ?= 100

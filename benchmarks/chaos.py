@@ -30,10 +30,8 @@ import os
 import random
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,14 +39,10 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.bench_ton_payouts import _base_env, _free_port, _pg_admin, _wait_http
-from benchmarks.chaos_checks import Chain, quiet, verify
-from benchmarks.chaos_load import TON, USDT, Load, deploy_payer, generate, pay_invoices
+from benchmarks.chaos_checks import quiet, verify
+from benchmarks.chaos_load import USDT, Load, generate, pay_invoices
+from benchmarks.cluster import Cluster, Role, stack
 
-REPO = Path(__file__).resolve().parents[1]
-TONRAIL = str(Path(sys.executable).parent / "tonrail")
-ACCOUNT = "acct_chaos"
-PASSPHRASE = "chaos-run-passphrase"
 APIS = 2
 WORKERS = 3
 FAULTS = (
@@ -58,74 +52,6 @@ FAULTS = (
     ("stalled blocks", {"stall_blocks": True}),
 )
 HEALTHY = {"http_5xx_rate": 0.0, "http_429_rate": 0.0, "drop_external_rate": 0.0}
-
-
-@dataclass
-class Role:
-    name: str
-    cmd: list[str]
-    proc: subprocess.Popen[bytes] | None = None
-    kind: str = "worker"
-
-
-@dataclass
-class Cluster:
-    """The tonrail processes by role; each keeps one log across its restarts."""
-
-    folder: Path
-    env: dict[str, str]
-    roles: dict[str, Role] = field(default_factory=dict)
-    kills: int = 0
-    restarts: int = 0
-    crashes: int = 0  # processes that exited by themselves (restarted, as a supervisor would)
-    events: list[str] = field(default_factory=list)
-
-    def note(self, text: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {text}"
-        self.events.append(line)
-        with (self.folder / "chaos.log").open("a") as f:
-            f.write(line + "\n")
-
-    def start(self, role: Role) -> None:
-        with (self.folder / f"{role.name}.log").open("ab") as log:
-            role.proc = subprocess.Popen(
-                role.cmd,
-                cwd=self.folder,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self, role: Role) -> None:
-        if role.proc is not None and role.proc.poll() is None:
-            os.killpg(role.proc.pid, signal.SIGKILL)
-            role.proc.wait(timeout=10)
-            self.kills += 1
-            self.note(f"SIGKILL {role.name} (pid {role.proc.pid})")
-
-    def ensure_up(self) -> None:
-        for role in self.roles.values():
-            if role.proc is None or role.proc.poll() is not None:
-                self.start(role)
-                self.restarts += 1
-                self.note(f"started {role.name} again")
-
-    def stop(self, kind: str | None = None) -> None:
-        """SIGTERM (graceful: a worker gives its leases back), SIGKILL after 30 s."""
-        for role in self.roles.values():
-            if (kind and role.kind != kind) or role.proc is None or role.proc.poll() is not None:
-                continue
-            os.killpg(role.proc.pid, signal.SIGTERM)
-        for role in self.roles.values():
-            if (kind and role.kind != kind) or role.proc is None:
-                continue
-            try:
-                role.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(role.proc.pid, signal.SIGKILL)
-                role.proc.wait(timeout=10)
-                self.note(f"{role.name} ignored SIGTERM for 30 s")
 
 
 @dataclass
@@ -212,140 +138,27 @@ async def drive(
     cluster.note("chaos over: faults off")
 
 
-def _postgres_urls(db_name: str) -> tuple[str, str]:
-    from sqlalchemy.engine import make_url
-
-    raw = os.environ.get("TONRAIL_TEST_POSTGRES_URL", "").strip()
-    if not raw:
-        raise SystemExit("the chaos run needs TONRAIL_TEST_POSTGRES_URL (a PostgreSQL server)")
-    url = make_url(raw).set(drivername="postgresql+asyncpg")
-    admin = url.set(database="postgres").render_as_string(hide_password=False)
-    return admin, url.set(database=db_name).render_as_string(hide_password=False)
-
-
-async def _keys(db_url: str) -> tuple[str, list[str]]:
-    from tonrail.db import Database
-    from tonrail.migrate import upgrade_async
-    from tonrail.security.api_keys import create_key
-
-    await upgrade_async(db_url)
-    db = Database(db_url)
-    try:
-        async with db.transaction() as session:
-            _, secret = await create_key(session, ACCOUNT, "load")
-            approvers = [
-                (await create_key(session, ACCOUNT, f"approver {i}", ("payouts:approve",)))[1]
-                for i in (1, 2)
-            ]
-    finally:
-        await db.dispose()
-    return secret, approvers
-
-
-async def _faucet(net: str, address: str, amount: int, asset: str) -> None:
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(
-            f"{net}/localnet/faucet", json={"address": address, "amount": amount, "asset": asset}
-        ) as r,
-    ):
-        r.raise_for_status()
-
-
 async def run(seconds: float, quiesce: float, pg_restart: bool, seed: int) -> int:
-    from ton_core import Address
-
-    from tonrail.db import Database
-    from tonrail.localnet.genesis import Genesis, derive_key
-    from tonrail.rails.ton.keys import PassphraseKek, seal, write_envelope
-
     rng = random.Random(seed)
-    folder = Path(tempfile.mkdtemp(prefix="tonrail-chaos-"))
-    db_name = f"tonrail_chaos_{os.getpid()}"
-    admin_url, db_url = _postgres_urls(db_name)
-    await _pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-    await _pg_admin(admin_url, f'CREATE DATABASE "{db_name}"')
-    genesis = Genesis()
-    hot = genesis.wallet("hot")
-    env = _base_env(folder)
-    net_port = _free_port()
-    net = f"http://127.0.0.1:{net_port}"
-    code = (
-        "from tonrail.localnet.server import serve; "
-        f"serve({str(folder / 'chain.sqlite3')!r}, '127.0.0.1', {net_port}, 400)"
-    )
-    cluster = Cluster(folder, env)
-    localnet = Role("localnet", [sys.executable, "-c", code], kind="localnet")
-    cluster.start(localnet)
-    db = Database(db_url)
+    extra = {
+        "APPROVAL_THRESHOLD_USDT": str(100 * USDT),
+        "WORKER_LEASE_SECONDS": "10",
+        "FEES_WINDOW_URGENT_MS": "500",
+        "FEES_WINDOW_NORMAL_MS": "1000",
+        "FEES_WINDOW_LOW_MS": "2000",
+    }
     chaos = Chaos()
     ok = False
-    try:
-        secret, approvers = await _keys(db_url)
-        await _wait_http(f"{net}/localnet/status", localnet.proc, "localnet", 120)  # type: ignore[arg-type]
-        key_file = folder / "hot_wallet.key"
-        write_envelope(
-            key_file,
-            seal(bytes.fromhex(hot.to_json()["private_key"]), PassphraseKek(PASSPHRASE, n=2**14)),
-        )
-        env.update(
-            DATABASE_URL=db_url,
-            TON_NETWORK="localnet",
-            TON_API_URL=f"{net}/api/v2",
-            TON_API_V3_URL=f"{net}/api/v3",
-            USDT_JETTON_MASTER=genesis.usdt_master.to_str(),
-            TON_MASTER_KEY_FILE=str(key_file),
-            TON_KEY_PASSPHRASE=PASSPHRASE,
-            APPROVAL_THRESHOLD_USDT=str(100 * USDT),
-            WORKER_LEASE_SECONDS="10",
-            FEES_WINDOW_URGENT_MS="500",
-            FEES_WINDOW_NORMAL_MS="1000",
-            FEES_WINDOW_LOW_MS="2000",
-            LOG_LEVEL="INFO",
-        )
-        ports = [_free_port() for _ in range(APIS)]
-        for i, port in enumerate(ports):
-            cmd = [TONRAIL, "serve", "--host", "127.0.0.1", "--port", str(port)]
-            cluster.roles[f"api-{i}"] = Role(f"api-{i}", cmd, kind="api")
-        for i in range(WORKERS):
-            cluster.roles[f"worker-{i}"] = Role(f"worker-{i}", [TONRAIL, "worker"])
-        for role in cluster.roles.values():
-            cluster.start(role)
-        apis = [f"http://127.0.0.1:{p}" for p in ports]
-        for i, api in enumerate(apis):
-            await _wait_http(f"{api}/readyz", cluster.roles[f"api-{i}"].proc, "API", 120)  # type: ignore[arg-type]
-        # The customer who pays invoices: funded and deployed before the faults begin.
-        payer_key = bytes(derive_key("chaos", "payer"))
-        from ton_core import NetworkGlobalID, PrivateKey
-        from tonutils.clients import ToncenterClient as TonutilsClient
-        from tonutils.contracts import WalletV5R1
-
-        probe = TonutilsClient(NetworkGlobalID.MAINNET, base_url=f"{net}/api/v2", api_key="l")
-        payer = WalletV5R1.from_private_key(probe, PrivateKey(payer_key)).address
-        await _faucet(net, payer.to_str(), 1_000 * TON, "TON")
-        await _faucet(net, payer.to_str(), 100_000 * USDT, "USDT")
-        chain = Chain(
-            f"{net}/api/v2",
-            hot.address.to_str(),
-            genesis.usdt_master.to_str(),
-            int(hot.to_json()["funded_usdt"]),
-        )
-        async with aiohttp.ClientSession() as s:
-            for _ in range(600):
-                if await chain.ton_balance(s, payer.to_str()) > 0:
-                    break
-                await asyncio.sleep(0.2)
-        sink = Address((0, rng.randbytes(32))).to_str(is_bounceable=False)
-        await deploy_payer(f"{net}/api/v2", payer_key, sink)
-
-        load = Load(apis, secret, approvers, rng)
+    async with stack("chaos", APIS, WORKERS, rng, extra) as up:
+        cluster, net, db, chain = up.cluster, up.net, up.db, up.chain
+        load = Load(up.apis, up.secret, up.approvers, rng)
         stop = asyncio.Event()
-        print(f"chaos: {seconds:.0f} s, logs in {folder}", file=sys.stderr, flush=True)
+        print(f"chaos: {seconds:.0f} s, logs in {up.folder}", file=sys.stderr, flush=True)
         cluster.note(f"chaos begins for {seconds:.0f} s")
         tasks = [
             asyncio.create_task(generate(load, stop)),
             asyncio.create_task(
-                pay_invoices(load, f"{net}/api/v2", genesis.usdt_master, payer_key, chain.hot, stop)
+                pay_invoices(load, f"{net}/api/v2", up.usdt_master, up.payer_key, chain.hot, stop)
             ),
         ]
         await drive(cluster, chaos, net, rng, time.monotonic() + seconds, pg_restart)
@@ -390,18 +203,11 @@ async def run(seconds: float, quiesce: float, pg_restart: bool, seed: int) -> in
         if len(verdict.failures) > 50:
             print(f"... {len(verdict.failures) - 50} more failures", file=sys.stderr)
         ok = not verdict.failures
-        (folder / "verdict.json").write_text(
+        (up.folder / "verdict.json").write_text(
             json.dumps({"figures": verdict.figures, "failures": verdict.failures}, default=str)
         )
-    finally:
-        cluster.stop()
-        if localnet.proc is not None and localnet.proc.poll() is None:
-            os.killpg(localnet.proc.pid, signal.SIGTERM)
-            localnet.proc.wait(timeout=30)
-        await db.dispose()
-        if ok:
-            await _pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-            shutil.rmtree(folder, ignore_errors=True)
+        up.keep = not ok
+        folder, db_name = up.folder, up.db_name
     if ok:
         print("chaos: every check passed", file=sys.stderr)
         return 0
