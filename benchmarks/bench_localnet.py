@@ -154,7 +154,8 @@ async def _transfers(http: Http, wallets: int, seconds: float) -> dict[str, floa
         while not stop.is_set():
             last = (await http.v2("getMasterchainInfo"))["last"]["seqno"]
             for seqno in range(seen + 1, last + 1):
-                after = 0
+                # toncenter pages with after_lt and after_hash together (the first page: neither)
+                after: dict[str, Any] = {}
                 while True:
                     page = await http.v2(
                         "getBlockTransactions",
@@ -162,13 +163,13 @@ async def _transfers(http: Http, wallets: int, seconds: float) -> dict[str, floa
                         shard="-9223372036854775808",
                         seqno=seqno,
                         count=1000,
-                        after_lt=after,
+                        **after,
                     )
                     for tx in page["transactions"]:
                         fut = pending.pop(tx["account"], None)
                         if fut is not None and not fut.done():
                             fut.set_result(None)
-                        after = int(tx["lt"])
+                        after = {"after_lt": int(tx["lt"]), "after_hash": tx["hash"]}
                     if not page["incomplete"]:
                         break
             seen = last
@@ -266,7 +267,9 @@ async def _highload(http: Http, base_url: str, runs: int = 3) -> list[float]:
         await client.close()
 
 
-async def _run(block_ms: int, wallets: int, seconds: float) -> tuple[dict[str, float], list[float]]:
+async def _run(
+    block_ms: int, wallets: int, seconds: float, highload_runs: int = 3
+) -> tuple[dict[str, float], list[float]]:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -276,7 +279,7 @@ async def _run(block_ms: int, wallets: int, seconds: float) -> tuple[dict[str, f
             try:
                 await _wait_up(http, proc)
                 transfers = await _transfers(http, wallets, seconds)
-                batch = await _highload(http, base)
+                batch = await _highload(http, base, highload_runs) if highload_runs else []
                 return transfers, batch
             finally:
                 await http.close()

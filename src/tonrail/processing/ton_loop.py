@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -284,14 +285,22 @@ async def ton_round(ctx: TonRailContext) -> int:
 
 async def payout_round(ctx: TonRailContext) -> int:
     """One turn of the payout loop: track the open requests and, while that waits on the
-    chain, assemble and send (unless paused) every ASSEMBLE_EVERY_S. The turn ends as soon
-    as tracking is done, between two requests: the next turn's tracking is never held back
-    by a run of assemblies (each request goes out as soon as it is signed)."""
+    chain, assemble and send (unless paused) every ASSEMBLE_EVERY_S. Each request goes out
+    as soon as it is signed, and a tracking turn that ends while requests are being signed
+    is followed by the next at once, not after the run of assemblies."""
     tracking = asyncio.create_task(track_open(ctx))
+    tracked = 0
+
+    def keep_tracking() -> None:
+        nonlocal tracking, tracked
+        if tracking.done():
+            tracked += tracking.result()  # a failed turn raises here, as at the end
+            tracking = asyncio.create_task(track_open(ctx))
+
     handled = 0
     try:
         while True:
-            handled += await _assemble_and_send(ctx, tracking)
+            handled += await _assemble_and_send(ctx, keep_tracking)
             if tracking.done():
                 break
             await asyncio.wait({tracking}, timeout=ASSEMBLE_EVERY_S)
@@ -300,10 +309,10 @@ async def payout_round(ctx: TonRailContext) -> int:
     except Exception:
         await asyncio.gather(tracking, return_exceptions=True)  # let it finish its reads
         raise
-    return handled + await tracking
+    return handled + tracked + await tracking
 
 
-async def _assemble_and_send(ctx: TonRailContext, tracking: asyncio.Task[int] | None = None) -> int:
+async def _assemble_and_send(ctx: TonRailContext, between: Callable[[], None] | None = None) -> int:
     async with transaction(ctx) as session:
         paused = await is_on(session, "payments_paused")
     if paused:
@@ -323,8 +332,8 @@ async def _assemble_and_send(ctx: TonRailContext, tracking: asyncio.Task[int] | 
             break
         # Out at once: the chain works on it while the next one is signed.
         handled += 1 + await send_due(ctx)
-        if tracking is not None and tracking.done():
-            return handled
+        if between is not None:
+            between()
     return handled + await send_due(ctx)
 
 
