@@ -38,6 +38,7 @@ async def _list_context(request: Request, after: str | None) -> dict[str, Any]:
     async with db_of(request).transaction() as session:
         page = await q.waiting(session, settings.dashboard_page_size, after)
         decisions = await q.recent_decisions(session)
+        orders = await q.treasury_orders(session)
     # The names approvals.html reads; alike other pages' contexts in shape only.
     admin = context(request)["admin"]
     return {
@@ -45,6 +46,8 @@ async def _list_context(request: Request, after: str | None) -> dict[str, Any]:
         "page_rows": page,
         "after": after,
         "decisions": decisions,
+        "treasury_orders": orders,
+        "treasury": settings.treasury_address.strip(),
         "me": actor(admin),
         "may_approve": admin.can("approve"),
         "required": settings.approvals_required,

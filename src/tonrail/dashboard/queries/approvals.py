@@ -13,6 +13,7 @@ from tonrail.errors import InvalidRequest
 from tonrail.payments.models import Approval, Payment
 from tonrail.security import audit_log
 from tonrail.security.audit_log import AuditEntry
+from tonrail.treasury.models import OrderStatus, TreasuryOrder
 
 WAITING = "requires_approval"
 DECISION_ACTIONS = ("payout.approve", "payout.reject")
@@ -117,3 +118,29 @@ async def recent_decisions(session: AsyncSession, limit: int = 20) -> list[Audit
     for action in DECISION_ACTIONS:
         entries += await audit_log.recent(session, limit, action)
     return sorted(entries, key=lambda e: e.seq, reverse=True)[:limit]
+
+
+# Treasury orders still open, then the latest finished ones: what the signers act on.
+OPEN_ORDERS = (OrderStatus.SIGNED, OrderStatus.PROPOSED, OrderStatus.EXECUTED)
+
+
+async def treasury_orders(session: AsyncSession, limit: int = 20) -> list[TreasuryOrder]:
+    """The treasury's multisig orders (payouts and top-ups): open ones first, oldest first;
+    then the most recent others."""
+    open_rows = (
+        await session.execute(
+            select(TreasuryOrder)
+            .where(TreasuryOrder.status.in_(OPEN_ORDERS))
+            .order_by(TreasuryOrder.created_at, TreasuryOrder.id)
+            .limit(limit)
+        )
+    ).scalars()
+    done = (
+        await session.execute(
+            select(TreasuryOrder)
+            .where(TreasuryOrder.status.not_in(OPEN_ORDERS))
+            .order_by(TreasuryOrder.updated_at.desc(), TreasuryOrder.id)
+            .limit(limit)
+        )
+    ).scalars()
+    return [*open_rows, *done]

@@ -1,0 +1,83 @@
+"""The Approvals page lists the treasury's multisig orders: open ones first, with what each
+pays, its approvals read from the chain and its status (the chain side: tests/treasury)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import DEST
+from tonrail import clock
+from tonrail.dashboard.templating import money
+from tonrail.db import Database
+from tonrail.settings import Settings
+from tonrail.treasury.models import OrderPurpose, OrderStatus, TreasuryOrder
+
+SignIn = Callable[[str], Awaitable[str]]
+TREASURY = "0:" + "ab" * 32
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="test",
+        database_url=database_url,
+        data_dir=tmp_path,
+        payment_processor_address=DEST,
+        treasury_address=TREASURY,
+    )
+
+
+def _order(n: int, payment_id: str | None, status: OrderStatus, approvals: int) -> TreasuryOrder:
+    now = clock.now()
+    return TreasuryOrder(
+        id=f"tord_{n}",
+        purpose=OrderPurpose.PAYOUT if payment_id else OrderPurpose.TOPUP,
+        payment_id=payment_id,
+        asset="TON",
+        amount=(n + 1) * 10**9,
+        multisig=TREASURY,
+        order_seqno=n,
+        order_address=f"0:{n:064x}",
+        order_hash="00" * 32,
+        message_hash="11" * 32,
+        expiration_date=1_900_000_000,
+        proposal_value=10**8,
+        query_seq=n,
+        valid_until=1_800_000_000,
+        boc="te6c",
+        msg_hash_norm=f"{n:064x}",
+        status=status,
+        approvals=approvals,
+        threshold=2,
+        send_count=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def test_the_approvals_page_lists_treasury_orders(
+    client: httpx.AsyncClient, auth: dict[str, str], signed_in: SignIn, db: Database
+) -> None:
+    r = await client.post(
+        "/v1/payouts", json={"amount": "3", "asset": "TON", "destination": DEST}, headers=auth
+    )
+    pid = r.json()["id"]
+    async with db.transaction() as session:
+        session.add(_order(0, pid, OrderStatus.PROPOSED, 1))
+        session.add(_order(1, None, OrderStatus.CONFIRMED, 2))
+    await signed_in("viewer")
+    html = (await client.get("/dashboard/approvals")).text
+    assert TREASURY in html and "tonrail treasury approve ORDER" in html
+    payout_row = html.index('id="treasury-order-tord_0"')
+    topup_row = html.index('id="treasury-order-tord_1"')
+    assert payout_row < topup_row  # the open order first
+    assert f'href="/dashboard/payments/{pid}"' in html[payout_row:topup_row]
+    assert "1 of 2" in html[payout_row:topup_row] and "proposed" in html[payout_row:topup_row]
+    assert "hot wallet top-up" in html[topup_row:] and money(2 * 10**9, "TON") in html[topup_row:]
+    assert "confirmed" in html[topup_row:]
+    assert f"0:{0:064x}" in html
