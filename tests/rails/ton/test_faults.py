@@ -183,14 +183,15 @@ async def paid_once_on_retry(
 async def test_the_optimizer_batches_within_each_payouts_window(
     rail: Rail, client: httpx.AsyncClient, auth: dict[str, str], db: Database
 ) -> None:
-    """With a 3 s window for normal payouts and waiting free (value of time 0), two payouts
+    """With a 6 s window for normal payouts and waiting free (value of time 0), two payouts
     (so more are expected) wait for company and go out together when the first one's window
-    ends; the fee decision is stored with its outcome."""
+    ends; the fee decision is stored with its outcome. (6 s, not less: on a loaded machine
+    making the two payouts took over 3 s once, and the first one's window had ended.)"""
     from tonrail.fees.models import FeeDecisionRecord
     from tonrail.payments.models import Payment
 
     rail.ctx.settings = rail.ctx.settings.model_copy(
-        update={"fees_window_normal_ms": 3_000, "fees_value_of_time_nanoton": 0}
+        update={"fees_window_normal_ms": 6_000, "fees_value_of_time_nanoton": 0}
     )
     ids = [await payout(client, auth, rail, "0.3"), await payout(client, auth, rail, "0.4")]
     assert await assemble(rail.ctx, deploy=True) is None  # inside the window: wait
@@ -199,11 +200,11 @@ async def test_the_optimizer_batches_within_each_payouts_window(
         assert all(p is not None and p.status == "queued" for p in rows)
         assert all(p is not None and p.locked_until is not None for p in rows)  # until due
         assert (await session.execute(select(TonRequest))).first() is None
-    await asyncio.sleep(3.2)
+    await asyncio.sleep(6.2)
     final = await rail.run_until_final(ids, client, auth)
     assert {p["status"] for p in final.values()} == {"succeeded"}
     shown = final[ids[0]]["fee_decision"]  # the API shows what the optimizer decided
-    assert shown is not None and shown["batch_window_ms"] == 3_000
+    assert shown is not None and shown["batch_window_ms"] == 6_000
     async with db.transaction() as session:
         [request] = (await session.execute(select(TonRequest))).scalars().all()
         decisions = (await session.execute(select(FeeDecisionRecord))).scalars().all()
