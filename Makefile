@@ -27,6 +27,13 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The compliance report's PDF test renders pages to PNG with Debian's pdftoppm (poppler-utils).
+PDFTOPPM := /usr/bin/pdftoppm
+$(PDFTOPPM):
+	@echo "installing Debian's poppler-utils for the report PDF tests"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null; }
+
 # htmx, Chart.js, the localnet's chain config and the checkout page's wallet script (bundled
 # by esbuild) become package data (src/tonrail/vendor/).
 $(VENDORED): $(NPM_STAMP) scripts/vendor_assets.py $(wildcard src/tonrail/paypage/wallet/*.js)
@@ -64,7 +71,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy src
 
-pytest: setup $(CHROMIUM) $(CHECKOV_STAMP) podman
+pytest: setup $(CHROMIUM) $(PDFTOPPM) $(CHECKOV_STAMP) podman
 	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

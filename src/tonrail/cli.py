@@ -19,6 +19,7 @@ from tonrail.monitoring.cli import alerts_app
 from tonrail.privacy.cli import privacy_app
 from tonrail.processing.bank_cli import bank_app
 from tonrail.processing.payouts_cli import payouts_app
+from tonrail.reports.cli import reports_app
 from tonrail.security.cli import lockouts_app
 from tonrail.security.keys_cli import register as register_key_rotation
 from tonrail.settings import Settings, get_settings
@@ -40,6 +41,7 @@ app.add_typer(deploy_app, name="deploy")
 app.add_typer(rehearsal_app, name="rehearsal")
 app.add_typer(treasury_app, name="treasury")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(reports_app, name="reports")
 
 
 def _db(settings: Settings) -> Database:

@@ -387,6 +387,9 @@ class Settings(BaseSettings):
     cloudwatch_endpoint_url: str = ""
     metrics_token: SecretStr = SecretStr("")  # if set, /metrics wants "Bearer <token>"
     audit_large_payout_usdt: int = 100_000 * 10**6
+    # Compliance reports (reports/): payments from this many micro-USDT are listed as large;
+    # 0 = APPROVAL_THRESHOLD_USDT.
+    report_large_transaction_usdt: int = 0
 
     # --- fee optimizer (issue 5; docs/FEES.md). Fees in nanoton, USD in micro-USD.
     fees_sample_seconds: float = 10.0  # how often the sampler looks at the network
