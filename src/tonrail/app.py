@@ -22,6 +22,7 @@ from tonrail.api_keys_endpoints import router as api_keys_router
 from tonrail.api_limits import build_limiter
 from tonrail.api_limits import install as install_rate_limits
 from tonrail.api_schema import document_answers
+from tonrail.balances.endpoints import router as balance_router
 from tonrail.dashboard.routes import SecurityHeaders
 from tonrail.dashboard.routes import install as install_dashboard
 from tonrail.db import Database
@@ -137,6 +138,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     install_rate_limits(app, settings, limiter, app.state.access)  # docs/API.md
     app.include_router(payments_router)
     app.include_router(fees_router)  # GET /v1/fees/status (docs/FEES.md)
+    app.include_router(balance_router)  # GET /v1/balance (docs/API.md)
     app.include_router(api_keys_router)  # GET /v1/api_keys (docs/SECURITY.md)
     # Merchant webhooks and GET /v1/events (docs/WEBHOOKS.md).
     app.state.webhook_endpoints = WebhookEndpoints(database_, settings)

@@ -11,6 +11,7 @@ import structlog
 import typer
 
 from tonrail import logs
+from tonrail.balances.cli import accounts_app
 from tonrail.dashboard.cli import admin_app, audit_app
 from tonrail.db import Database
 from tonrail.deploy.cli import deploy_app, rehearsal_app
@@ -31,6 +32,7 @@ ledger_app = typer.Typer(help="The double-entry books.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 register_key_rotation(keys_app)
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(accounts_app, name="accounts")
 app.add_typer(bank_app, name="bank")
 app.add_typer(payouts_app, name="payouts")
 app.add_typer(alerts_app, name="alerts")

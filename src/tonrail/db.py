@@ -211,11 +211,12 @@ class Write:
     `template(prefix, source)` builds the statement with bind parameters named `prefix` +
     the keys of `values`, taking its row from `source` when one is given (the write then
     happens only if `source` yields a row); it is built once per `key` (equal keys, equal
-    SQL) and reused, so a request pays for neither building nor compiling SQL.
+    SQL) and reused, so a request pays for neither building nor compiling SQL. An Update
+    must change exactly one row (its caller makes sure the row exists), as an insert writes one.
     """
 
     key: Hashable
-    template: Callable[[str, FromClause | None], Insert]
+    template: Callable[[str, FromClause | None], Insert | Update]
     values: Mapping[str, Any]
 
 

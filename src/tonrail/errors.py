@@ -78,6 +78,20 @@ class LimitExceeded(TonrailError):
     status = 422
 
 
+class InsufficientBalance(TonrailError):
+    """A payout (or refund) the account's available balance does not cover."""
+
+    code = "insufficient_balance"
+    status = 422
+
+
+class KeyLimitExceeded(TonrailError):
+    """A payout beyond a limit of the API key that asks for it (amount, day, asset, address)."""
+
+    code = "key_limit_exceeded"
+    status = 422
+
+
 class ServiceUnavailable(TonrailError):
     code = "service_unavailable"
     status = 503

@@ -4,7 +4,7 @@ from tonrail.db import Base
 from tonrail.events.models import OutboxEvent
 from tonrail.fees.models import FeeDecisionRecord, FeeSample
 from tonrail.kit.models import WorkerHeartbeat
-from tonrail.ledger.models import JournalEntry, LedgerLine
+from tonrail.ledger.models import AccountBalance, JournalEntry, LedgerLine
 from tonrail.limits.models import DailyVolume
 from tonrail.monitoring.models import (
     Alert,
@@ -43,6 +43,7 @@ metadata = Base.metadata
 
 __all__ = [
     "AccessVersion",
+    "AccountBalance",
     "AdminSession",
     "AdminUser",
     "Alert",

@@ -188,6 +188,11 @@ class Settings(BaseSettings):
     treasury_topup_usdt: int = 0
     approvals_required: int = 2
     daily_volume_limit_usdt: int = 10_000_000 * 10**6
+    # The account whose payouts draw on the hot wallet directly, with no balance to cover
+    # them (the single-company deployment). "*": every account does (no balance enforced;
+    # today's behaviour and the demo's); "" : none does. A multi-merchant deployment sets
+    # its own account id (or ""), so every other account pays out only what it holds.
+    house_account_id: str = "*"
     # Exchange rates for the limits (rates.py): "fixed" (the table below) or "http" (a
     # CoinGecko-style simple/price API at RATE_HTTP_URL). A rate older than
     # RATE_MAX_AGE_SECONDS holds the payouts that need it (hold_reason rate_stale).

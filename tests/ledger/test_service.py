@@ -32,14 +32,16 @@ async def test_an_unbalanced_entry_is_refused_before_anything_is_written(db: Dat
         async with db.transaction() as session:
             await post(session, "bad", lopsided)
     with pytest.raises(UnbalancedEntry):
-        entry_writes("bad", lopsided)
+        entry_writes("bad", lopsided, dialect=db.dialect)
     with pytest.raises(UnbalancedEntry):
-        entry_writes("empty", [])
+        entry_writes("empty", [], dialect=db.dialect)
     assert await row_counts(db) == before
 
 
 async def test_entry_writes_post_the_same_entry_in_one_write(db: Database) -> None:
-    entry_id, writes = entry_writes("payout.reserved", books.payout_reserved("acct_l", "USDT", 7))
+    entry_id, writes = entry_writes(
+        "payout.reserved", books.payout_reserved("acct_l", "USDT", 7), dialect=db.dialect
+    )
     async with db.one_write() as conn:
         assert await write_at_once(conn, writes)
     async with db.transaction() as session:

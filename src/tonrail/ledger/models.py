@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tonrail.db import Base, BigInt, UTCDateTime
@@ -32,3 +32,24 @@ class LedgerLine(Base):
 
     # Covers balance(): an account's sum is read from the index alone.
     __table_args__ = (Index("ix_ledger_lines_account_asset_amount", "account", "asset", "amount"),)
+
+
+COVERED = "ck_account_balances_covered"
+
+
+class AccountBalance(Base):
+    """What each merchant account may still pay out, per asset: the negated sum of its
+    `liability:merchant:<id>` lines, kept by every post to that account (ledger/service.py)
+    so a payout's hold is one conditional statement, not a sum read and then a check."""
+
+    __tablename__ = "account_balances"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    asset: Mapped[str] = mapped_column(String(8), primary_key=True)
+    available: Mapped[int] = mapped_column(BigInt)  # minor units
+    # The last change had to happen whatever the balance (a credit, a fee charged after
+    # the fact, the house account's hold); a covered hold sets it false, and the database
+    # then refuses a balance below zero.
+    overdraft_allowed: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+    __table_args__ = (CheckConstraint("available >= 0 OR overdraft_allowed", name="covered"),)

@@ -16,8 +16,24 @@ NETWORK_FEES = "expense:network_fees"
 PROVIDER_FEES = "expense:provider_fees"
 
 
+MERCHANT_PREFIX = "liability:merchant:"
+# Money an operator credited to an account by hand (`tonrail accounts top-up`): paid to us
+# outside the invoice flow, or credit the operator extends; the audit log says which.
+OPERATOR_TOP_UPS = "equity:operator_top_ups"
+# Network and provider fees of an account's payouts, charged back to the account.
+FEES_CHARGED = "income:fees_charged"
+# HOUSE_ACCOUNT_ID: this value makes every account the house (no balances enforced).
+EVERY_ACCOUNT = "*"
+
+
 def merchant_account(account_id: str) -> str:
-    return f"liability:merchant:{account_id}"
+    return f"{MERCHANT_PREFIX}{account_id}"
+
+
+def draws_on_balance(house_account_id: str, account_id: str) -> bool:
+    """Whether the account's payouts must be covered by its balance; the house account
+    (HOUSE_ACCOUNT_ID, or every account with `*`) draws on the hot wallet directly."""
+    return house_account_id != EVERY_ACCOUNT and account_id != house_account_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +94,29 @@ def treasury_topup(asset: str, amount: int, fee: int) -> list[Line]:
     if fee:
         lines += [Line(NETWORK_FEES, "TON", fee), Line(TREASURY, "TON", -fee)]
     return lines
+
+
+def top_up(account_id: str, asset: str, amount: int) -> list[Line]:
+    """An operator credits an account's balance (audited by the caller)."""
+    return [
+        Line(OPERATOR_TOP_UPS, asset, amount),
+        Line(merchant_account(account_id), asset, -amount),
+    ]
+
+
+def fee_charged(account_id: str, fee_asset: str, fee: int) -> list[Line]:
+    """A payout's fee, paid by us to the network or provider, charged to its account."""
+    return [Line(merchant_account(account_id), fee_asset, fee), Line(FEES_CHARGED, fee_asset, -fee)]
+
+
+def balance_changes(lines: Iterable[Line]) -> dict[tuple[str, str], int]:
+    """How the lines change each merchant account's available balance, by (account, asset),
+    sorted (rows are locked in this order everywhere); a credit to the liability raises it."""
+    changes: dict[tuple[str, str], int] = defaultdict(int)
+    for line in lines:
+        if line.account.startswith(MERCHANT_PREFIX):
+            changes[(line.account[len(MERCHANT_PREFIX) :], line.asset)] -= line.amount
+    return {key: changes[key] for key in sorted(changes) if changes[key]}
 
 
 def payment_received(account_id: str, asset: str, amount: int, destination: str) -> list[Line]:

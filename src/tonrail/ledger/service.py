@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, NoReturn
 
-from sqlalchemy import Table, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, bindparam, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import FromClause
+from sqlalchemy.sql.dml import Insert, Update
 
 from tonrail import clock
 from tonrail.db import Write, insert_row
+from tonrail.errors import InsufficientBalance
 from tonrail.ids import new_id
-from tonrail.ledger.models import JournalEntry, LedgerLine
-from tonrail.ledger.rules import Line, imbalance
+from tonrail.ledger.models import COVERED, AccountBalance, JournalEntry, LedgerLine
+from tonrail.ledger.rules import Line, balance_changes, imbalance
+from tonrail.money import format_minor
 
 JOURNAL_ENTRIES: Table = JournalEntry.__table__  # type: ignore[assignment]
 LEDGER_LINES: Table = LedgerLine.__table__  # type: ignore[assignment]
@@ -40,38 +48,185 @@ def _entry_rows(
     return entry, rows
 
 
+# ------------------------------------------------------------------ account balances
+# Every post keeps `account_balances` equal to the merchant lines it writes. A `covered`
+# post (a payout or refund of an account that is not the house) must find the balance:
+# in a session, a conditional UPDATE that refuses by changing nothing; in a one-statement
+# write, an upsert the row's CHECK fails. Concurrent holds serialize on the row lock
+# (PostgreSQL) or the write lock (SQLite), so the balance never goes below zero.
+_BALANCE_COLUMNS = ("account_id", "asset", "available", "overdraft_allowed")
+
+
+def _balance_upsert(dialect: str, prefix: str, source: FromClause | None = None) -> Insert:
+    table: Table = AccountBalance.__table__  # type: ignore[assignment]
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    binds = [bindparam(prefix + c, type_=table.c[c].type) for c in _BALANCE_COLUMNS]
+    new = (
+        insert_(table).values(dict(zip(_BALANCE_COLUMNS, binds, strict=True)))
+        if source is None
+        else insert_(table).from_select(list(_BALANCE_COLUMNS), select(*binds).select_from(source))
+    )
+    return new.on_conflict_do_update(
+        index_elements=["account_id", "asset"],
+        set_={
+            "available": table.c.available + new.excluded.available,
+            "overdraft_allowed": new.excluded.overdraft_allowed,
+        },
+    )
+
+
+def _hold_template(prefix: str, source: FromClause | None = None) -> Update:
+    # Values are named hold_*: an UPDATE would take a parameter named as a column for SET.
+    table: Table = AccountBalance.__table__  # type: ignore[assignment]
+    hold = (
+        update(table)
+        .where(
+            table.c.account_id == bindparam(prefix + "hold_account", type_=table.c.account_id.type),
+            table.c.asset == bindparam(prefix + "hold_asset", type_=table.c.asset.type),
+        )
+        .values(
+            available=table.c.available
+            + bindparam(prefix + "hold_change", type_=table.c.available.type),
+            overdraft_allowed=False,
+        )
+    )
+    return hold if source is None else hold.where(exists(select(1).select_from(source)))
+
+
+def _balance_values(account_id: str, asset: str, change: int, covered: bool) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "asset": asset,
+        "available": change,
+        "overdraft_allowed": not (covered and change < 0),
+    }
+
+
+def is_balance_violation(exc: IntegrityError) -> bool:
+    """Whether a failed statement failed on an account balance's CHECK (both databases)."""
+    return COVERED in str(exc.orig)
+
+
+def insufficient(asset: str, available: int, needed: int) -> NoReturn:
+    raise InsufficientBalance(
+        f"the account's available balance of {format_minor(max(available, 0), asset)} "
+        f"{asset} does not cover {format_minor(needed, asset)} {asset}",
+        param="amount",
+    )
+
+
+_UPSERTS: dict[str, Insert] = {}
+
+
+async def _keep_balances(
+    session: AsyncSession, changes: dict[tuple[str, str], int], covered: bool
+) -> None:
+    dialect = session.get_bind().dialect.name
+    upsert = _UPSERTS.get(dialect)
+    if upsert is None:
+        upsert = _UPSERTS[dialect] = _balance_upsert(dialect, "")
+    for (account_id, asset), change in changes.items():
+        if covered and change < 0:
+            held = await session.execute(
+                update(AccountBalance)
+                .where(
+                    AccountBalance.account_id == account_id,
+                    AccountBalance.asset == asset,
+                    AccountBalance.available >= -change,
+                )
+                .values(available=AccountBalance.available + change, overdraft_allowed=False)
+                .returning(AccountBalance.available)
+            )
+            if held.first() is None:
+                insufficient(asset, await available(session, account_id, asset), -change)
+            continue
+        await session.execute(upsert, _balance_values(account_id, asset, change, covered))
+
+
+async def has_balance(conn: AsyncSession | AsyncConnection, account_id: str, asset: str) -> bool:
+    """Whether the account ever had a balance of `asset` (its row exists; never deleted)."""
+    found = await conn.execute(
+        select(AccountBalance.available).where(
+            AccountBalance.account_id == account_id, AccountBalance.asset == asset
+        )
+    )
+    return found.first() is not None
+
+
+async def available(session: AsyncSession, account_id: str, asset: str) -> int:
+    """The account's available balance of `asset` (0 when nothing was ever posted)."""
+    found = await session.scalar(
+        select(AccountBalance.available).where(
+            AccountBalance.account_id == account_id, AccountBalance.asset == asset
+        )
+    )
+    return int(found or 0)
+
+
 def entry_writes(
-    kind: str, lines: Sequence[Line], payment_id: str | None = None
+    kind: str,
+    lines: Sequence[Line],
+    payment_id: str | None = None,
+    *,
+    dialect: str,
+    covered: bool = False,
 ) -> tuple[str, list[Write]]:
-    """One balanced journal entry as Writes (the entry, then one row per line) for a caller
-    that writes with `write_at_once`; returns the entry id and the writes.
+    """One balanced journal entry as Writes (the entry, one row per line, then the account
+    balances it changes) for a caller that writes with `write_at_once`; returns the entry
+    id and the writes. With `covered`, a balance the entry would take below zero fails the
+    write (IntegrityError; ask `is_balance_violation`), and the caller makes sure the
+    balance's row exists first (`has_balance`; rows are never deleted).
 
     Raises UnbalancedEntry before anything is built when the lines do not balance."""
     entry, rows = _entry_rows(kind, lines, payment_id)
-    return entry["id"], [
-        insert_row(JOURNAL_ENTRIES, entry),
-        *(insert_row(LEDGER_LINES, row) for row in rows),
-    ]
+    writes = [insert_row(JOURNAL_ENTRIES, entry), *(insert_row(LEDGER_LINES, row) for row in rows)]
+    for (account_id, asset), change in balance_changes(lines).items():
+        if covered and change < 0:
+            # An upsert cannot hold: both databases check the row it would insert first.
+            hold = {"hold_account": account_id, "hold_asset": asset, "hold_change": change}
+            writes.append(Write("account_hold", _hold_template, hold))
+            continue
+        values = _balance_values(account_id, asset, change, covered)
+        writes.append(
+            Write(("account_balance", dialect), partial(_balance_upsert, dialect), values)
+        )
+    return entry["id"], writes
 
 
 async def post(
-    session: AsyncSession, kind: str, lines: Sequence[Line], payment_id: str | None = None
+    session: AsyncSession,
+    kind: str,
+    lines: Sequence[Line],
+    payment_id: str | None = None,
+    *,
+    covered: bool = False,
 ) -> str:
-    """Post one balanced journal entry in the session's transaction; returns its id."""
+    """Post one balanced journal entry in the session's transaction; returns its id.
+
+    With `covered`, an account balance the entry would take below zero raises
+    InsufficientBalance (nothing of the entry is written; the transaction stays usable)."""
     entry, rows = _entry_rows(kind, lines, payment_id)
+    await _keep_balances(session, balance_changes(lines), covered)
     await session.execute(insert(JOURNAL_ENTRIES).values(entry))
     await session.execute(insert(LEDGER_LINES), rows)  # all lines in one executemany
     return str(entry["id"])
 
 
 async def post_many(
-    session: AsyncSession, entries: Sequence[tuple[str, Sequence[Line], str | None]]
+    session: AsyncSession,
+    entries: Sequence[tuple[str, Sequence[Line], str | None]],
+    *,
+    covered: bool = False,
 ) -> list[str]:
     """`post` for many entries (kind, lines, payment id) in two statements (the entries, then
-    every line); all are checked before anything is written. Returns the entry ids."""
+    every line) and one change per account balance; all are checked before anything is
+    written. Returns the entry ids."""
     built = [_entry_rows(kind, lines, payment_id) for kind, lines, payment_id in entries]
     if not built:
         return []
+    await _keep_balances(
+        session, balance_changes([ln for _, lines, _ in entries for ln in lines]), covered
+    )
     await session.execute(insert(JOURNAL_ENTRIES), [entry for entry, _ in built])
     await session.execute(insert(LEDGER_LINES), [row for _, rows in built for row in rows])
     return [str(entry["id"]) for entry, _ in built]

@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
 from tonrail.chain.address import counterparty_key
-from tonrail.errors import IdempotencyConflict, InvalidRequest, TonrailError
+from tonrail.errors import IdempotencyConflict, InsufficientBalance, InvalidRequest, TonrailError
 from tonrail.events.service import emit
 from tonrail.ledger import rules as books
-from tonrail.ledger.service import post_many
+from tonrail.ledger.service import available, post_many
 from tonrail.limits.models import DailyVolume
 from tonrail.limits.service import reserve_daily_volume
 from tonrail.payments.schemas import PaymentOut, PayoutCreate
@@ -224,7 +224,10 @@ class BulkPayouts:
                     idempotency.save(session, item.key, 201, body)
                 bodies.append(body)
                 fresh.append(item)
-            await post_many(session, entries)
+            try:
+                await post_many(session, entries, covered=self.payments.draws_on_balance(account))
+            except InsufficientBalance as exc:
+                raise await _first_uncovered(session, account, fresh, exc) from None
             out = PayoutBatchOut(
                 count=len(items),
                 created=len(fresh),
@@ -254,6 +257,21 @@ class BulkPayouts:
                 raise
 
         return await self.payments.idempotent(ikey, 201, work, reserve, take_turns=True)
+
+
+async def _first_uncovered(
+    session: AsyncSession, account: str, fresh: Sequence[_Item], exc: InsufficientBalance
+) -> BatchRejected:
+    """The refusal naming the first item (in order) the balance of its asset cannot cover."""
+    running: dict[str, int] = {}
+    for item in fresh:
+        asset = item.payout.req.asset
+        if asset not in running:
+            running[asset] = await available(session, account, asset)
+        running[asset] -= item.payout.amount
+        if running[asset] < 0:
+            return BatchRejected([(item.index, exc)])
+    return BatchRejected([(fresh[0].index, exc)])
 
 
 async def _refuse_locked_destinations(session: AsyncSession, items: Sequence[_Item]) -> None:

@@ -293,6 +293,7 @@ class RefundService:
             "refund.reserved",
             books.payout_reserved(invoice.account_id, invoice.asset, amount),
             payout.id,
+            covered=self.payments.draws_on_balance(invoice.account_id),
         )
         emit(
             session,

@@ -31,7 +31,13 @@ from tonrail.errors import (
 from tonrail.events.service import emit, event_write
 from tonrail.ids import new_id
 from tonrail.ledger import rules as books
-from tonrail.ledger.service import entry_writes
+from tonrail.ledger.service import (
+    available,
+    entry_writes,
+    has_balance,
+    insufficient,
+    is_balance_violation,
+)
 from tonrail.limits.rules import LimitPolicy, approvals_satisfied, check_amount, needs_approval
 from tonrail.limits.service import is_limit_violation, limit_exceeded, reservation_write
 from tonrail.money import decimals_of, parse_minor
@@ -128,6 +134,10 @@ class PaymentService:
         # Our hot wallet and jetton wallet (raw, upper case), as the TON worker recorded them.
         self._own: frozenset[str] = frozenset()
         self._own_read_at: float | None = None
+
+    def draws_on_balance(self, account_id: str) -> bool:
+        """Whether the account's payouts must be covered by its balance (HOUSE_ACCOUNT_ID)."""
+        return books.draws_on_balance(self.settings.house_account_id, account_id)
 
     async def own_accounts(self) -> frozenset[str]:
         """Our own accounts on chain, re-read at most every OWN_ACCOUNTS_REFRESH_S; payouts
@@ -279,11 +289,14 @@ class PaymentService:
         day = now.date().isoformat()
         limit = self.policy.daily_volume_limit_usdt
         body = PaymentOut.of(payment).model_dump(mode="json")
+        covered = self.draws_on_balance(principal.account_id)
         try:
             _, entry = entry_writes(
                 "payout.reserved",
                 books.payout_reserved(principal.account_id, asset, amount),
                 payment.id,
+                dialect=self.db.dialect,
+                covered=covered,
             )
             # Everything the payout writes, as one atomic write (one statement on
             # PostgreSQL). The idempotency record goes first: a concurrent duplicate waits
@@ -298,6 +311,8 @@ class PaymentService:
             ]
             locked = lockout_refusal(principal.key_id, req.destination, client_ip)
             refusals = [switch_refusal("maintenance"), *([locked] if locked else [])]
+            if covered and not await self._has_balance(principal.account_id, asset):
+                insufficient(asset, 0, amount)
             for _ in range(3):
                 async with self.db.one_write() as conn:
                     if await write_at_once(conn, writes, refuse_if=refusals):
@@ -323,10 +338,18 @@ class PaymentService:
                 return replay
             if is_limit_violation(exc):
                 limit_exceeded(day, limit)
+            if is_balance_violation(exc):
+                async with self.db.transaction() as session:
+                    left = await available(session, principal.account_id, asset)
+                insufficient(asset, left, amount)
             if ikey is not None and not again:
                 # The key's record had expired (`_replay` removed it): a new request now.
                 return await self.create_payout(principal, req, ikey, client_ip, again=True)
             raise
+
+    async def _has_balance(self, account_id: str, asset: str) -> bool:
+        async with self.db.engine.connect() as conn:
+            return await has_balance(conn, account_id, asset)
 
     async def _replay(self, ikey: IdempotencyKey | None) -> Response | None:
         """The saved response of an earlier request with this key (409 if its body differed)."""

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tonrail import clock
 from tonrail.db import Base, UTCDateTime
-from tonrail.errors import AuthenticationFailed, InvalidRequest
+from tonrail.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from tonrail.ids import new_id
 
 Role = Literal["viewer", "operator", "approver", "admin"]
@@ -207,3 +207,17 @@ def _verify(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+async def with_permission(session: AsyncSession, username: str, permission: str) -> Admin:
+    """The enabled admin `username` if their role has `permission` (a CLI action taken in
+    their name, e.g. `tonrail accounts top-up --actor`); PermissionDenied otherwise."""
+    row = await _by_name(session, username)
+    admin = _admin(row)
+    if row.disabled or not admin.can(permission):
+        raise PermissionDenied(
+            f"{admin.username} ({admin.role}{', disabled' if row.disabled else ''}) may not "
+            f"{permission}; roles that may: {', '.join(sorted(PERMISSIONS[permission]))}",
+            code="role_not_allowed",
+        )
+    return admin
