@@ -153,32 +153,78 @@ def keys_create(
     scope: Annotated[
         list[str] | None, typer.Option(help="repeat; default payments:read, payments:write")
     ] = None,
+    max_per_payout: Annotated[
+        str | None, typer.Option(help="USDT (equivalent) one payout may move at most")
+    ] = None,
+    max_per_day: Annotated[
+        str | None, typer.Option(help="USDT (equivalent) the key may pay out per UTC day")
+    ] = None,
+    asset: Annotated[
+        list[str] | None, typer.Option(help="repeat: the only assets it may pay out")
+    ] = None,
+    destination: Annotated[
+        list[str] | None, typer.Option(help="repeat: the only addresses it may pay out to")
+    ] = None,
 ) -> None:
-    """Create an API key. The secret is printed once and never stored."""
+    """Create an API key, with optional payout limits. The secret is printed once and never
+    stored."""
     from tonrail.errors import TonrailError
-    from tonrail.security.api_keys import DEFAULT_SCOPES, create_key
+    from tonrail.security.api_keys import DEFAULT_SCOPES, KeyLimits, create_key
 
     settings = get_settings()
 
-    async def main() -> tuple[str, str]:
+    async def main() -> tuple[str, str, dict[str, Any]]:
+        limits = KeyLimits.parse(max_per_payout, max_per_day, asset or (), destination or ())
         db = _db(settings)
         try:
             async with db.transaction() as session:
                 key, secret = await create_key(
-                    session, account, name, tuple(scope) if scope else DEFAULT_SCOPES
+                    session, account, name, tuple(scope) if scope else DEFAULT_SCOPES, limits
                 )
-                return key.id, secret
+                return key.id, secret, limits.describe()
         finally:
             await db.dispose()
 
     try:
-        key_id, secret = asyncio.run(main())
+        key_id, secret, limits = asyncio.run(main())
     except TonrailError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"key id: {key_id}")
     typer.echo(f"secret: {secret}")
+    typer.echo(f"limits: {_limits_text(limits)}")
     typer.echo("Store the secret now: it is not shown again.")
+
+
+def _limits_text(limits: dict[str, Any]) -> str:
+    shown = [f"{name}={value}" for name, value in limits.items() if value is not None]
+    return ", ".join(shown) if shown else "none"
+
+
+@keys_app.command("show")
+def keys_show(key_id: str) -> None:
+    """A key's details: account, scopes, limits, when it was created, used and revoked."""
+    from tonrail.command import run_command
+    from tonrail.errors import NotFound
+    from tonrail.security.api_keys import limits_of
+    from tonrail.security.models import ApiKey
+
+    async def work(db: Database, _: Settings) -> list[str]:
+        async with db.transaction() as session:
+            key = await session.get(ApiKey, key_id)
+            if key is None:
+                raise NotFound(f"no key {key_id!r}", param="key_id")
+            return [
+                f"key id: {key.id} ({key.prefix}...)",
+                f"account: {key.account_id}",
+                f"name: {key.name}",
+                f"scopes: {', '.join(key.scopes)}",
+                f"limits: {_limits_text(limits_of(key).describe())}",
+                f"created: {key.created_at:%Y-%m-%d %H:%M:%S}",
+                f"revoked: {'no' if key.revoked_at is None else f'{key.revoked_at:%Y-%m-%d}'}",
+            ]
+
+    typer.echo("\n".join(run_command(work)))
 
 
 @keys_app.command("revoke")

@@ -5,7 +5,7 @@ from tonrail.events.models import OutboxEvent
 from tonrail.fees.models import FeeDecisionRecord, FeeSample
 from tonrail.kit.models import WorkerHeartbeat
 from tonrail.ledger.models import AccountBalance, JournalEntry, LedgerLine
-from tonrail.limits.models import DailyVolume
+from tonrail.limits.models import DailyVolume, KeyDailyVolume
 from tonrail.monitoring.models import (
     Alert,
     AlertDelivery,
@@ -59,6 +59,7 @@ __all__ = [
     "FeeSample",
     "IdempotencyRecord",
     "JournalEntry",
+    "KeyDailyVolume",
     "LedgerLine",
     "Lockout",
     "MonitoringSignal",

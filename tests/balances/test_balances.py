@@ -92,7 +92,12 @@ async def test_a_refused_payout_writes_nothing_and_a_cancel_gives_the_balance_ba
         shown = (await client.get("/v1/balance", headers=auth)).json()
         assert shown["enforced"] is True
         assert shown["data"] == [
-            {"asset": "USDT", "available": "4.000000", "pending": "6.000000", "incoming": "0.000000"}
+            {
+                "asset": "USDT",
+                "available": "4.000000",
+                "pending": "6.000000",
+                "incoming": "0.000000",
+            }
         ]
         await client.post(f"/v1/payouts/{first.json()['id']}/cancel", headers=auth)
         assert await _available(db, "acct_test", "USDT") == 10 * 10**6
@@ -174,3 +179,12 @@ async def test_top_ups_need_an_approver_and_are_audited(db: Database) -> None:
         ).scalar_one()
     assert entry.actor == "admin:anna" and entry.subject == "acct_a"
     assert entry.details["reason"] == "wire 2026-12-04"
+
+
+async def test_the_balance_is_documented_with_the_shared_error(client: httpx.AsyncClient) -> None:
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/balance"]["get"]
+    error = {"$ref": "#/components/schemas/Error"}
+    for code in ("401", "403"):
+        assert operation["responses"][code]["content"]["application/json"]["schema"] == error
+    assert "BalanceOut" in str(operation["responses"]["200"])
+    assert (await client.get("/v1/balance")).json()["error"]["code"] == "api_key_missing"

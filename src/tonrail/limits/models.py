@@ -22,3 +22,20 @@ class DailyVolume(Base):
     limit_usdt: Mapped[int] = mapped_column(BigInt, server_default=text(str(NO_LIMIT)))
 
     __table_args__ = (CheckConstraint("used_usdt <= limit_usdt", name="within_limit"),)
+
+
+KEY_WITHIN_LIMIT = "ck_key_daily_volumes_within_limit"
+
+
+class KeyDailyVolume(Base):
+    """The daily volume of one API key with a per-day limit (`tonrail keys create
+    --max-per-day`): the same counter as `DailyVolume`, per key."""
+
+    __tablename__ = "key_daily_volumes"
+
+    key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # UTC, YYYY-MM-DD
+    used_usdt: Mapped[int] = mapped_column(BigInt, default=0)
+    limit_usdt: Mapped[int] = mapped_column(BigInt)
+
+    __table_args__ = (CheckConstraint("used_usdt <= limit_usdt", name="within_limit"),)

@@ -23,27 +23,35 @@ from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.dml import Insert
 
 from tonrail.db import Write
-from tonrail.errors import LimitExceeded
-from tonrail.limits.models import WITHIN_LIMIT, DailyVolume
+from tonrail.errors import KeyLimitExceeded, LimitExceeded
+from tonrail.limits.models import KEY_WITHIN_LIMIT, WITHIN_LIMIT, DailyVolume, KeyDailyVolume
 from tonrail.money import format_minor
+
+Counter = type[DailyVolume] | type[KeyDailyVolume]
 
 
 def _upsert(
-    dialect: str, prefix: str, source: FromClause | None = None, *, refuse_quietly: bool
+    dialect: str,
+    prefix: str,
+    source: FromClause | None = None,
+    *,
+    refuse_quietly: bool,
+    counter: Counter = DailyVolume,
 ) -> Insert:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    columns = ("day", "used_usdt", "limit_usdt")
-    binds = [bindparam(prefix + c, type_=DailyVolume.__table__.c[c].type) for c in columns]
+    keys = ["key_id", "day"] if counter is KeyDailyVolume else ["day"]
+    columns = (*keys, "used_usdt", "limit_usdt")
+    binds = [bindparam(prefix + c, type_=counter.__table__.c[c].type) for c in columns]
     new = (
-        insert(DailyVolume).values(dict(zip(columns, binds, strict=True)))
+        insert(counter).values(dict(zip(columns, binds, strict=True)))
         if source is None
-        else insert(DailyVolume).from_select(list(columns), select(*binds).select_from(source))
+        else insert(counter).from_select(list(columns), select(*binds).select_from(source))
     )
-    fits = DailyVolume.used_usdt + new.excluded.used_usdt <= new.excluded.limit_usdt
+    fits = counter.used_usdt + new.excluded.used_usdt <= new.excluded.limit_usdt
     return new.on_conflict_do_update(
-        index_elements=["day"],
+        index_elements=keys,
         set_={
-            "used_usdt": DailyVolume.used_usdt + new.excluded.used_usdt,
+            "used_usdt": counter.used_usdt + new.excluded.used_usdt,
             "limit_usdt": new.excluded.limit_usdt,
         },
         # Without the condition a total above the limit fails the row's CHECK instead.
@@ -109,4 +117,62 @@ async def release_daily_volume(session: AsyncSession, day: str, amount_usdt: int
         update(DailyVolume)
         .where(DailyVolume.day == day)
         .values(used_usdt=DailyVolume.used_usdt - amount_usdt)
+    )
+
+
+# ------------------------------------------------------------------ per API key
+# The same two forms for a key's own daily limit (KeyLimits.max_daily_usdt): a key row
+# locked before the day's row, on every path.
+_RESERVE_KEY: dict[str, Insert] = {}
+
+
+def key_limit_exceeded(limit_usdt: int) -> NoReturn:
+    raise KeyLimitExceeded(
+        f"this API key's daily payout limit of {format_minor(limit_usdt, 'USDT')} USDT "
+        "(UTC day) would be exceeded",
+        param="amount",
+        code="key_daily_limit_exceeded",
+    )
+
+
+async def reserve_key_volume(
+    session: AsyncSession, key_id: str, day: str, amount_usdt: int, limit_usdt: int
+) -> None:
+    """Add to the key's volume of the day, or raise KeyLimitExceeded and change nothing."""
+    if amount_usdt > limit_usdt:
+        key_limit_exceeded(limit_usdt)
+    dialect = session.get_bind().dialect.name
+    upsert = _RESERVE_KEY.get(dialect)
+    if upsert is None:
+        upsert = _RESERVE_KEY[dialect] = _upsert(
+            dialect, "", refuse_quietly=True, counter=KeyDailyVolume
+        ).returning(KeyDailyVolume.used_usdt)
+    values = {"key_id": key_id, "day": day, "used_usdt": amount_usdt, "limit_usdt": limit_usdt}
+    if (await session.execute(upsert, values)).first() is None:
+        key_limit_exceeded(limit_usdt)
+
+
+def key_reservation_write(
+    dialect: str, key_id: str, day: str, amount_usdt: int, limit_usdt: int
+) -> Write:
+    """`reservation_write` for the key's own daily limit (ask `is_key_limit_violation`)."""
+    if amount_usdt > limit_usdt:
+        key_limit_exceeded(limit_usdt)
+    return Write(
+        ("key_volume_reservation", dialect),
+        partial(_upsert, dialect, refuse_quietly=False, counter=KeyDailyVolume),
+        {"key_id": key_id, "day": day, "used_usdt": amount_usdt, "limit_usdt": limit_usdt},
+    )
+
+
+def is_key_limit_violation(exc: IntegrityError) -> bool:
+    return KEY_WITHIN_LIMIT in str(exc.orig)
+
+
+async def release_key_volume(session: AsyncSession, key_id: str, day: str, amount: int) -> None:
+    """Give back a key's volume of a payout that was canceled or failed (no row: no limit)."""
+    await session.execute(
+        update(KeyDailyVolume)
+        .where(KeyDailyVolume.key_id == key_id, KeyDailyVolume.day == day)
+        .values(used_usdt=KeyDailyVolume.used_usdt - amount)
     )

@@ -112,9 +112,13 @@ class BulkPayouts:
         self.payments = payments
         self.settings = payments.settings
 
-    def _validate(self, index: int, account_id: str, req: PayoutBatchItem) -> _Item:
+    def _validate(self, index: int, principal: Principal, req: PayoutBatchItem) -> _Item:
         """The checks of `POST /v1/payouts` for one item, then its own key."""
         payout = self.payments.check_payout(req)
+        principal.limits.check(
+            req.asset, payout.usdt, req.destination, valued=payout.rate is not None
+        )
+        account_id = principal.account_id
         key = req.idempotency_key
         if key is not None and (not key or len(key) > ITEM_KEY_MAX or not key.isprintable()):
             raise InvalidRequest(
@@ -134,7 +138,7 @@ class BulkPayouts:
         )
         return _Item(index, payout, ikey)
 
-    def validate(self, account_id: str, batch: PayoutBatchCreate) -> list[_Item]:
+    def validate(self, principal: Principal, batch: PayoutBatchCreate) -> list[_Item]:
         """Every item checked; all bad items reported at once, nothing written."""
         size = len(batch.payouts)
         if size == 0:
@@ -153,7 +157,7 @@ class BulkPayouts:
         seen: dict[str, int] = {}
         for i, req in enumerate(batch.payouts):
             try:
-                item = self._validate(i, account_id, req)
+                item = self._validate(i, principal, req)
             except TonrailError as exc:
                 errors.append((i, exc))
                 continue
@@ -188,7 +192,7 @@ class BulkPayouts:
         account = principal.account_id
         await self.payments.own_accounts()
         await self.payments.rates.ensure()
-        items = self.validate(account, batch)
+        items = self.validate(principal, batch)
         now = clock.now()
         day = now.date().isoformat()
         policy = self.payments.policy
@@ -241,6 +245,11 @@ class BulkPayouts:
             total = sum(i.payout.usdt for i in fresh)
             if not total:
                 return
+            try:
+                await self.payments.reserve_key_volume(session, principal, day, total)
+            except TonrailError as exc:
+                # The first item past the key's own daily limit, as for the day's below.
+                raise BatchRejected([(fresh[0].index, exc)]) from None
             try:
                 await reserve_daily_volume(session, day, total, policy.daily_volume_limit_usdt)
             except TonrailError as exc:

@@ -178,6 +178,10 @@ class RefundService:
 
         async def reserve(session: AsyncSession) -> None:
             for payout in reserved:
+                day = payout.volume_day or ""
+                await self.payments.reserve_key_volume(
+                    session, principal, day, payout.usdt_equivalent
+                )
                 await reserve_daily_volume(
                     session,
                     payout.volume_day or "",
@@ -265,6 +269,8 @@ class RefundService:
             rate = self.payments.rates.fresh(invoice.asset)
             usdt = rate.usdt_equivalent(amount, invoice.asset) if rate is not None else 0
             checked = CheckedPayout(request, amount, usdt, rate)
+        # A refund goes back to whoever paid: the key's allow-list of destinations is moot.
+        principal.limits.check(invoice.asset, checked.usdt, None, valued=checked.rate is not None)
         payout = self.payments.new_payout(principal, checked, now)
         payout.requested_by = requested_by or principal.identity
         if card is not None:

@@ -19,7 +19,7 @@ from tonrail import clock
 from tonrail.chain.address import asset_workchain_refusal, check_network, raw_form
 from tonrail.chain.links import explorer_template
 from tonrail.chain.network import resolve_network
-from tonrail.db import Database, write_at_once
+from tonrail.db import Database, Write, write_at_once
 from tonrail.errors import (
     Conflict,
     InvalidAddress,
@@ -39,7 +39,15 @@ from tonrail.ledger.service import (
     is_balance_violation,
 )
 from tonrail.limits.rules import LimitPolicy, approvals_satisfied, check_amount, needs_approval
-from tonrail.limits.service import is_limit_violation, limit_exceeded, reservation_write
+from tonrail.limits.service import (
+    is_key_limit_violation,
+    is_limit_violation,
+    key_limit_exceeded,
+    key_reservation_write,
+    limit_exceeded,
+    reservation_write,
+    reserve_key_volume,
+)
 from tonrail.money import decimals_of, parse_minor
 from tonrail.payments import repository as repo
 from tonrail.payments.models import Payment
@@ -283,6 +291,9 @@ class PaymentService:
         await self.own_accounts()
         await self.rates.ensure()
         checked = self.check_payout(req)
+        principal.limits.check(
+            req.asset, checked.usdt, req.destination, valued=checked.rate is not None
+        )
         now = clock.now()
         payment = self.new_payout(principal, checked, now)
         asset, amount, usdt = payment.asset, payment.amount, payment.usdt_equivalent
@@ -307,6 +318,7 @@ class PaymentService:
                 repo.insert_write(payment),
                 *entry,
                 event_write("payout.created", payment.account_id, body, payment.id),
+                *self.key_volume_writes(principal, day, usdt),
                 reservation_write(self.db.dialect, day, usdt, limit),
             ]
             locked = lockout_refusal(principal.key_id, req.destination, client_ip)
@@ -336,6 +348,8 @@ class PaymentService:
             # The same key committed first (replay it), or the day's volume is used up.
             if (replay := await self._replay(ikey)) is not None:
                 return replay
+            if is_key_limit_violation(exc) and principal.limits.max_daily_usdt is not None:
+                key_limit_exceeded(principal.limits.max_daily_usdt)
             if is_limit_violation(exc):
                 limit_exceeded(day, limit)
             if is_balance_violation(exc):
@@ -346,6 +360,21 @@ class PaymentService:
                 # The key's record had expired (`_replay` removed it): a new request now.
                 return await self.create_payout(principal, req, ikey, client_ip, again=True)
             raise
+
+    def key_volume_writes(self, principal: Principal, day: str, usdt: int) -> list[Write]:
+        """The reservation of the key's own daily limit, if it has one."""
+        daily = principal.limits.max_daily_usdt
+        if daily is None:
+            return []
+        return [key_reservation_write(self.db.dialect, principal.key_id, day, usdt, daily)]
+
+    async def reserve_key_volume(
+        self, session: AsyncSession, principal: Principal, day: str, usdt: int
+    ) -> None:
+        """`key_volume_writes` inside a transaction: KeyLimitExceeded changes nothing."""
+        daily = principal.limits.max_daily_usdt
+        if daily is not None and usdt:
+            await reserve_key_volume(session, principal.key_id, day, usdt, daily)
 
     async def _has_balance(self, account_id: str, asset: str) -> bool:
         async with self.db.engine.connect() as conn:

@@ -27,7 +27,7 @@ from tonrail.events.service import emit
 from tonrail.ids import new_id
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post_many
-from tonrail.limits.service import release_daily_volume
+from tonrail.limits.service import release_daily_volume, release_key_volume
 from tonrail.payments.models import Attempt, Payment, Refund
 from tonrail.payments.schemas import RefundOut
 from tonrail.payments.states import (
@@ -39,6 +39,7 @@ from tonrail.payments.states import (
     check_attempt_transition,
     check_payment_transition,
 )
+from tonrail.security.api_keys import KEY_IDENTITY
 from tonrail.states import RefundStatus
 
 
@@ -122,6 +123,14 @@ async def move_payments(
         for p in released:
             if p.volume_day is not None:
                 volume[p.volume_day] = volume.get(p.volume_day, 0) + p.usdt_equivalent
+        # A key's row before the day's, as payouts lock them (limits/service.py).
+        by_key: dict[tuple[str, str], int] = {}
+        for p in released:
+            if p.volume_day is not None and p.requested_by.startswith(KEY_IDENTITY):
+                at = (p.requested_by[len(KEY_IDENTITY) :], p.volume_day)
+                by_key[at] = by_key.get(at, 0) + p.usdt_equivalent
+        for (key_id, day), amount in sorted(by_key.items()):
+            await release_key_volume(session, key_id, day, amount)
         for day, amount in volume.items():
             await release_daily_volume(session, day, amount)
     ended = [p.id for p in payments if p.direction == "out"]

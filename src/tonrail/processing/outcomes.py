@@ -168,6 +168,13 @@ async def record_poll(
             ),
             payment.id,
         )
+        if fee and payments.draws_on_balance(payment.account_id):
+            await post(
+                session,
+                "payout.fee_charged",
+                books.fee_charged(payment.account_id, rail_asset, fee),
+                payment.id,
+            )
         await move_payment(session, payment, PaymentStatus.SUCCEEDED, actor=actor)
         return "succeeded"
     source = str(details.get("received_into", books.PROVIDER_CLEARING))
@@ -272,6 +279,11 @@ async def finalize_request(
             ],
         )
         now = clock.now()
+
+        def charged(payment: Payment) -> bool:
+            # Fees of an account that holds a balance are its own (HOUSE_ACCOUNT_ID).
+            return books.draws_on_balance(ctx.settings.house_account_id, payment.account_id)
+
         shares = split_common_fee(request.common_fee or 0, len(transfers))
         confirmed_moves: list[AttemptMove] = []
         confirmed_payments: list[Payment] = []
@@ -318,6 +330,14 @@ async def finalize_request(
                         payment.id,
                     )
                 )
+                if fee and charged(payment):
+                    entries.append(
+                        (
+                            "payout.fee_charged",
+                            books.fee_charged(payment.account_id, "TON", fee),
+                            payment.id,
+                        )
+                    )
                 confirmed_payments.append(payment)
                 confirmed_outcomes.append(Confirmed(payment.id, fee, payment.created_at, now))
                 signals.observe_confirmation("ton", (now - payment.created_at).total_seconds())
@@ -359,6 +379,13 @@ async def finalize_request(
                     ],
                     payment.id,
                 )
+                if charged(payment):
+                    await post(
+                        session,
+                        "payout.fee_charged",
+                        books.fee_charged(payment.account_id, "TON", fee),
+                        payment.id,
+                    )
             await record_outcome(session, payment.id, "failed", fee_paid=fee)
             await retry_or_fail(ctx, session, payment, code, reason)
             failed_payments.append(payment)

@@ -24,7 +24,7 @@ from tonrail import clock
 from tonrail.db import Database
 from tonrail.errors import InvalidRequest, NotFound
 from tonrail.security import access_version, audit_log
-from tonrail.security.api_keys import create_key
+from tonrail.security.api_keys import create_key, limits_of
 from tonrail.security.models import ApiKey
 
 DEFAULT_OVERLAP = timedelta(hours=24)
@@ -67,7 +67,9 @@ async def roll_key(
         raise InvalidRequest(
             f"{key_id} was already rolled to {old.successor_id}", code="api_key_already_rolled"
         )
-    new, secret = await create_key(session, old.account_id, old.name, tuple(old.scopes))
+    new, secret = await create_key(
+        session, old.account_id, old.name, tuple(old.scopes), limits_of(old)
+    )
     old.expires_at = now + overlap
     old.successor_id = new.id
     await access_version.bump(session)  # every process forgets the key it cached without expiry
@@ -104,7 +106,9 @@ async def rotate_all_keys(session: AsyncSession, actor: str, reason: str) -> lis
     )
     out: list[Successor] = []
     for old in olds:
-        new, secret = await create_key(session, old.account_id, old.name, tuple(old.scopes))
+        new, secret = await create_key(
+            session, old.account_id, old.name, tuple(old.scopes), limits_of(old)
+        )
         old.revoked_at = now
         old.successor_id = new.id
         out.append(

@@ -28,6 +28,11 @@ class ApiKey(Base):
     # the key that replaced it (security/key_rotation.py).
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     successor_id: Mapped[str | None] = mapped_column(String(40))
+    # Optional limits, set at creation (api_keys.KeyLimits); NULL: no limit.
+    max_payout_usdt: Mapped[int | None] = mapped_column(BigInt)
+    max_daily_usdt: Mapped[int | None] = mapped_column(BigInt)
+    allowed_assets: Mapped[list[str] | None] = mapped_column(JsonDoc)
+    allowed_destinations: Mapped[list[str] | None] = mapped_column(JsonDoc)  # raw forms
 
 
 class IdempotencyRecord(Base):

@@ -224,3 +224,64 @@ async def test_a_payout_whose_ton_fee_is_too_dear_is_diverted(
     assert tiny["status"] == "succeeded"
     assert [a["rail"] for a in large["attempts"]] == ["ton"] and large["status"] == "succeeded"
     await books_ok(db)
+
+
+async def test_an_account_with_a_balance_pays_its_payouts_and_their_fees(
+    rail: Rail,
+    wired: BackupContext,
+    db: Database,
+    rail_settings: Settings,
+    stripe_extras: tuple[StripeExtras, str],
+) -> None:
+    from sqlalchemy import select
+
+    from tonrail.balances.service import top_up
+    from tonrail.ledger.models import AccountBalance
+
+    # No house account: acct_test pays out only what it holds, fees included.
+    enforced = rail_settings.model_copy(update={"house_account_id": ""})
+    rail.ctx.settings = rail.ctx.settings.model_copy(update={"house_account_id": ""})
+    rail.ctx.payments.settings = enforced
+    async with db.transaction() as session:
+        await top_up(session, "acct_test", "21", "TON", "test funds", "admin:test")
+    auth = {"Authorization": f"Bearer {await make_key(db)}"}
+    nowhere = Address("0:" + "cd" * 32).to_str(is_user_friendly=True, is_bounceable=True)
+    body = {
+        "amount": "20",
+        "asset": "TON",
+        "destination": nowhere,
+        "metadata": {"stripe_account": "acct_1PayeeConnected"},
+    }
+    transport = httpx.ASGITransport(app=create_app(enforced, db))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        pid = (await client.post("/v1/payouts", headers=auth, json=body)).json()["id"]
+        too_much = await client.post("/v1/payouts", headers=auth, json=body)
+        assert too_much.json()["error"]["code"] == "insufficient_balance"
+        for _ in range(600):
+            await payout_round(rail.ctx)
+            await backup_round(wired)
+            p = (await client.get(f"/v1/payouts/{pid}", headers=auth)).json()
+            if p["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.05)
+        shown = {
+            b["asset"]: b for b in (await client.get("/v1/balance", headers=auth)).json()["data"]
+        }
+    assert p["status"] == "succeeded", p
+    balances = await books_ok(db)
+    ton_fee = balances[(books.NETWORK_FEES, "TON")]
+    usd_fee = balances[(books.PROVIDER_FEES, "USD")]
+    assert ton_fee > 0 and usd_fee > 0
+    async with db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(AccountBalance.asset, AccountBalance.available).where(
+                    AccountBalance.account_id == "acct_test"
+                )
+            )
+        ).all()
+    # 21 TON less the 20 paid and the bounced attempt's network fee; the Stripe fee in USD.
+    assert dict(rows) == {"TON": 10**9 - ton_fee, "USD": -usd_fee}
+    assert balances[(books.merchant_account("acct_test"), "TON")] == -(10**9 - ton_fee)
+    assert balances[(books.FEES_CHARGED, "TON")] == -ton_fee
+    assert shown["TON"]["pending"] == "0.000000000"

@@ -1,7 +1,7 @@
 """account balances: what each merchant account may still pay out, per asset
 
-Revision ID: 0016b
-Revises: 0001
+Revision ID: 0017b
+Revises: 0016k
 Create Date: 2026-12-04 21:50:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016b"
-down_revision: str | None = "0001"
+revision: str = "0017b"
+down_revision: str | None = "0016k"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
