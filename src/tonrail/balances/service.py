@@ -39,35 +39,31 @@ class AssetBalance:
 
 async def balances_of(session: AsyncSession, account_id: str) -> list[AssetBalance]:
     """Every asset the account has a balance, a payout or an invoice in, by asset."""
-    available = dict(
-        (
-            await session.execute(
-                select(AccountBalance.asset, AccountBalance.available).where(
-                    AccountBalance.account_id == account_id
-                )
-            )
-        ).all()
-    )
+    return (await all_balances(session, account_id)).get(account_id, [])
+
+
+async def all_balances(
+    session: AsyncSession, account_id: str | None = None
+) -> dict[str, list[AssetBalance]]:
+    """Balances of every account (or of `account_id`), by account and asset, sorted."""
+    held = select(AccountBalance.account_id, AccountBalance.asset, AccountBalance.available)
     moving = (
-        await session.execute(
-            select(Payment.direction, Payment.asset, func.sum(Payment.amount))
-            .where(
-                Payment.account_id == account_id,
-                Payment.status.in_(MOVING),
-            )
-            .group_by(Payment.direction, Payment.asset)
-        )
-    ).all()
-    pending = {asset: int(total) for direction, asset, total in moving if direction == "out"}
-    incoming: dict[str, int] = {}
-    for direction, asset, total in moving:
-        if direction == "in":
-            incoming[asset] = int(total)
-    assets = sorted({*available, *pending, *incoming})
-    return [
-        AssetBalance(a, int(available.get(a, 0)), pending.get(a, 0), incoming.get(a, 0))
-        for a in assets
-    ]
+        select(Payment.account_id, Payment.asset, Payment.direction, func.sum(Payment.amount))
+        .where(Payment.status.in_(MOVING))
+        .group_by(Payment.account_id, Payment.asset, Payment.direction)
+    )
+    if account_id is not None:
+        held = held.where(AccountBalance.account_id == account_id)
+        moving = moving.where(Payment.account_id == account_id)
+    amounts: dict[tuple[str, str], list[int]] = {}
+    for account, asset, available in (await session.execute(held)).all():
+        amounts.setdefault((account, asset), [0, 0, 0])[0] = int(available)
+    for account, asset, direction, total in (await session.execute(moving)).all():
+        amounts.setdefault((account, asset), [0, 0, 0])[1 if direction == "out" else 2] = int(total)
+    found: dict[str, list[AssetBalance]] = {}
+    for (account, asset), (available, pending, incoming) in sorted(amounts.items()):
+        found.setdefault(account, []).append(AssetBalance(asset, available, pending, incoming))
+    return found
 
 
 async def top_up(
