@@ -188,3 +188,38 @@ async def test_the_balance_is_documented_with_the_shared_error(client: httpx.Asy
         assert operation["responses"][code]["content"]["application/json"]["schema"] == error
     assert "BalanceOut" in str(operation["responses"]["200"])
     assert (await client.get("/v1/balance")).json()["error"]["code"] == "api_key_missing"
+
+
+async def test_a_paid_invoice_credits_and_a_refund_needs_the_balance(
+    settings: Settings, db: Database, auth: dict[str, str]
+) -> None:
+    from tests.api.test_refunds import deposit, paid_invoice, refund
+
+    async with _client(_enforced(settings), db) as client:
+        invoice = await paid_invoice(client, auth, "5")
+        await deposit(db, invoice, 5 * 10**9)
+        assert await _available(db, "acct_test", "TON") == 5 * 10**9
+        body = {"amount": "4", "asset": "TON", "destination": DEST}
+        assert (await client.post("/v1/payouts", json=body, headers=auth)).status_code == 201
+        before = await row_counts(db)
+        refused = await refund(client, auth, invoice, reason="returned")
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "insufficient_balance"
+        assert await row_counts(db) == before
+        partial = await refund(client, auth, invoice, amount="1", reason="returned")
+        assert partial.status_code == 201, partial.text
+    assert await _available(db, "acct_test", "TON") == 0
+
+
+async def test_a_payout_the_daily_limit_refuses_leaves_the_balance_alone(
+    settings: Settings, db: Database, auth: dict[str, str]
+) -> None:
+    await _top_up(db, "acct_test", "100")
+    tight = _enforced(settings).model_copy(update={"daily_volume_limit_usdt": 5 * 10**6})
+    async with _client(tight, db) as client:
+        body = {"amount": "4", "asset": "USDT", "destination": DEST}
+        assert (await client.post("/v1/payouts", json=body, headers=auth)).status_code == 201
+        refused = await client.post("/v1/payouts", json=body, headers=auth)
+    assert refused.json()["error"]["code"] == "daily_volume_limit_exceeded"
+    # The second hold ran before the day's row refused, in the same write: undone with it.
+    assert await _available(db, "acct_test", "USDT") == 96 * 10**6
