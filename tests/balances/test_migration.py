@@ -1,4 +1,4 @@
-"""Migration 0016b: balances start from what the books already hold."""
+"""Migration 0017b: balances start from what the books already hold."""
 
 from __future__ import annotations
 
