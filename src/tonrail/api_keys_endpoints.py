@@ -1,5 +1,6 @@
 """GET /v1/api_keys: the caller's account's keys (never their secrets), so a merchant sees
-which key was rolled and when it stops working (`expires_at`)."""
+which key was rolled and when it stops working (`expires_at`), and each key's payout
+`limits`."""
 
 from __future__ import annotations
 
@@ -7,15 +8,24 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from tonrail.db import Database
-from tonrail.security.api_keys import Principal
+from tonrail.security.api_keys import Principal, limits_of
 from tonrail.security.models import ApiKey
 from tonrail.web import current_principal, require_scope
 
 router = APIRouter(prefix="/v1", tags=["api keys"])
+
+
+class ApiKeyLimitsOut(BaseModel):
+    """The key's payout limits, set at creation (`tonrail keys create`); null: no limit."""
+
+    max_payout_usdt: str | None = Field(description="USDT equivalent one payout may move")
+    max_daily_usdt: str | None = Field(description="USDT equivalent per UTC day")
+    assets: list[str] | None
+    destinations: list[str] | None = Field(description="raw addresses (wc:HEX) it may pay")
 
 
 class ApiKeyOut(BaseModel):
@@ -28,6 +38,7 @@ class ApiKeyOut(BaseModel):
     expires_at: datetime | None  # set when the key was rolled: refused from then on
     revoked_at: datetime | None
     successor_id: str | None
+    limits: ApiKeyLimitsOut
 
 
 class ApiKeyList(BaseModel):
@@ -61,6 +72,7 @@ async def list_api_keys(
                     expires_at=k.expires_at,
                     revoked_at=k.revoked_at,
                     successor_id=k.successor_id,
+                    limits=ApiKeyLimitsOut(**limits_of(k).describe()),
                 )
                 for k in rows
             ]

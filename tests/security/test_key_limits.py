@@ -62,6 +62,29 @@ async def test_a_key_pays_out_only_within_its_amount_assets_and_destinations(
             "/v1/payouts", json=_payout("10", destination=DEST_RAW), headers=auth
         )
         assert ok.status_code == 201, ok.text
+        [key] = (await client.get("/v1/api_keys", headers=auth)).json()["data"]
+    assert key["limits"] == {
+        "max_payout_usdt": "10.000000",
+        "max_daily_usdt": None,
+        "assets": ["USDT"],
+        "destinations": [DEST_RAW.upper()],
+    }
+
+
+async def test_a_rolled_key_keeps_its_limits(db: Database) -> None:
+    from datetime import timedelta
+
+    from tonrail.security.api_keys import limits_of
+    from tonrail.security.key_rotation import roll_key
+    from tonrail.security.models import ApiKey
+
+    limits = KeyLimits.parse("5", "50", ["TON"], [DEST])
+    async with db.transaction() as session:
+        old, _ = await create_key(session, "acct_test", "shop", ("payments:write",), limits)
+        successor = await roll_key(session, old.id, "admin:test", timedelta(hours=1))
+    async with db.transaction() as session:
+        new = await session.get(ApiKey, successor.new_id)
+        assert new is not None and limits_of(new) == limits
 
 
 @pytest.mark.parametrize("workers", [64])

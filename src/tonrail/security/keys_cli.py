@@ -1,12 +1,13 @@
-"""`tonrail keys roll | rotate-all | rewrap`: rotating API keys and re-wrapping the hot
-wallet key envelope (docs/SECURITY.md). Registered on `tonrail keys` by cli.py."""
+"""`tonrail keys create | show | roll | rotate-all | rewrap`: API keys with their optional
+payout limits (docs/API.md), rotating them and re-wrapping the hot wallet key envelope
+(docs/SECURITY.md). Registered on `tonrail keys` by cli.py."""
 
 from __future__ import annotations
 
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -172,7 +173,76 @@ def keys_rotate_secret(
     typer.echo(f"The old value is accepted until {r.old_until.isoformat()}, then refused.")
 
 
+def keys_create(
+    account: Annotated[str, typer.Option(help="merchant account id")] = "acct_default",
+    name: Annotated[str, typer.Option(help="what the key is for")] = "default",
+    scope: Annotated[
+        list[str] | None, typer.Option(help="repeat; default payments:read, payments:write")
+    ] = None,
+    max_per_payout: Annotated[
+        str | None, typer.Option(help="USDT (equivalent) one payout may move at most")
+    ] = None,
+    max_per_day: Annotated[
+        str | None, typer.Option(help="USDT (equivalent) the key may pay out per UTC day")
+    ] = None,
+    asset: Annotated[
+        list[str] | None, typer.Option(help="repeat: the only assets it may pay out")
+    ] = None,
+    destination: Annotated[
+        list[str] | None, typer.Option(help="repeat: the only addresses it may pay out to")
+    ] = None,
+) -> None:
+    """Create an API key, with optional payout limits. The secret is printed once and never
+    stored."""
+    from tonrail.security.api_keys import DEFAULT_SCOPES, KeyLimits, create_key
+
+    async def work(db: Database, _: Settings) -> tuple[str, str, dict[str, Any]]:
+        limits = KeyLimits.parse(max_per_payout, max_per_day, asset or (), destination or ())
+        async with db.transaction() as session:
+            key, secret = await create_key(
+                session, account, name, tuple(scope) if scope else DEFAULT_SCOPES, limits
+            )
+            return key.id, secret, limits.describe()
+
+    key_id, secret, limits = run_command(work)
+    typer.echo(f"key id: {key_id}")
+    typer.echo(f"secret: {secret}")
+    typer.echo(f"limits: {_limits_text(limits)}")
+    typer.echo("Store the secret now: it is not shown again.")
+
+
+def _limits_text(limits: dict[str, Any]) -> str:
+    shown = [f"{name}={value}" for name, value in limits.items() if value is not None]
+    return ", ".join(shown) if shown else "none"
+
+
+def keys_show(key_id: str) -> None:
+    """A key's details: account, scopes, limits, when it was created, used and revoked."""
+    from tonrail.errors import NotFound
+    from tonrail.security.api_keys import limits_of
+    from tonrail.security.models import ApiKey
+
+    async def work(db: Database, _: Settings) -> list[str]:
+        async with db.transaction() as session:
+            key = await session.get(ApiKey, key_id)
+            if key is None:
+                raise NotFound(f"no key {key_id!r}", param="key_id")
+            return [
+                f"key id: {key.id} ({key.prefix}...)",
+                f"account: {key.account_id}",
+                f"name: {key.name}",
+                f"scopes: {', '.join(key.scopes)}",
+                f"limits: {_limits_text(limits_of(key).describe())}",
+                f"created: {key.created_at:%Y-%m-%d %H:%M:%S}",
+                f"revoked: {'no' if key.revoked_at is None else f'{key.revoked_at:%Y-%m-%d}'}",
+            ]
+
+    typer.echo("\n".join(run_command(work)))
+
+
 def register(keys_app: typer.Typer) -> None:
+    keys_app.command("create")(keys_create)
+    keys_app.command("show")(keys_show)
     keys_app.command("roll")(keys_roll)
     keys_app.command("rotate-all")(keys_rotate_all)
     keys_app.command("rewrap")(keys_rewrap)

@@ -1,7 +1,7 @@
 """account balances: what each merchant account may still pay out, per asset
 
 Revision ID: 0017b
-Revises: 0016k
+Revises: 0016t
 Create Date: 2026-12-04 21:50:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017b"
-down_revision: str | None = "0016k"
+down_revision: str | None = "0016t"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
