@@ -109,7 +109,7 @@ SCHEMATHESIS_MAX_EXAMPLES ?= 100
 .PHONY: schemathesis
 schemathesis: setup
 	SCHEMATHESIS_MAX_EXAMPLES=$(SCHEMATHESIS_MAX_EXAMPLES) TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) \
-	  $(BIN)/pytest tests/api/test_schemathesis.py -v $(PYTEST_ARGS)
+	  $(BIN)/pytest tests/api/test_schemathesis.py -v -rP $(PYTEST_ARGS)
 
 .PHONY: bench-fees
 bench-fees: setup  # the fee optimizer against naive and fixed batching (docs/FEES.md)

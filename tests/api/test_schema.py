@@ -149,3 +149,16 @@ async def test_an_idempotency_key_is_printable_ascii(
         assert r.json()["error"]["code"] == "idempotency_key_invalid"
     ok = await client.post("/v1/payouts", json=body, headers={**auth, "Idempotency-Key": "a b"})
     assert ok.status_code == 201, ok.text
+
+
+async def test_a_batch_item_key_follows_the_header_rule(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """The schema states the item key's pattern, and the API holds to it."""
+    schemas = (await openapi(client))["components"]["schemas"]
+    item_key = schemas["PayoutBatchItem"]["properties"]["idempotency_key"]["anyOf"][0]
+    assert item_key["maxLength"] == 200 and not re.fullmatch(item_key["pattern"], "caf\xe9")
+    body = {"amount": "1", "asset": "TON", "destination": DEST, "idempotency_key": "caf\xe9"}
+    r = await client.post("/v1/payouts/batch", json={"payouts": [body]}, headers=auth)
+    assert r.status_code == 400, r.text  # was 201: any printable text was taken
+    assert r.json()["error"]["code"] == "idempotency_key_invalid"

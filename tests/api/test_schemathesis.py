@@ -87,3 +87,4 @@ async def test_the_live_api_conforms_to_its_schema(
         env=env,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+    print(run.stdout[run.stdout.rfind("SUMMARY") :])  # phases, operations, cases (-rP)

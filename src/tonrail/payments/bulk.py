@@ -15,9 +15,9 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,7 +33,7 @@ from tonrail.payments.schemas import PaymentOut, PayoutCreate
 from tonrail.payments.service import CheckedPayout, PaymentService, Response
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
-from tonrail.security.idempotency import IdempotencyKey
+from tonrail.security.idempotency import KEY_PATTERN, IdempotencyKey, well_formed_key
 from tonrail.security.lockouts import SubjectLocked, check_not_locked, in_force
 from tonrail.security.models import IdempotencyRecord, Lockout
 from tonrail.security.switches import refuse_in_maintenance
@@ -43,8 +43,13 @@ ITEM_KEY_MAX = 200
 
 
 # ------------------------------------------------------------------------- API shapes
+ItemKey = Annotated[
+    str, WithJsonSchema({"type": "string", "pattern": KEY_PATTERN, "maxLength": ITEM_KEY_MAX})
+]
+
+
 class PayoutBatchItem(PayoutCreate):
-    idempotency_key: str | None = Field(
+    idempotency_key: ItemKey | None = Field(
         default=None,
         description="this item's own key: re-sending it with the same fields returns the "
         "payout it created instead of a new one",
@@ -120,9 +125,9 @@ class BulkPayouts:
         )
         account_id = principal.account_id
         key = req.idempotency_key
-        if key is not None and (not key or len(key) > ITEM_KEY_MAX or not key.isprintable()):
+        if key is not None and not well_formed_key(key, ITEM_KEY_MAX):
             raise InvalidRequest(
-                f"idempotency_key must be 1 to {ITEM_KEY_MAX} printable characters",
+                f"idempotency_key must be 1 to {ITEM_KEY_MAX} printable ASCII characters",
                 param="idempotency_key",
                 code="idempotency_key_invalid",
             )

@@ -40,7 +40,10 @@ class PayoutCreate(BaseModel):
 
     amount: Amount
     asset: PayoutAsset
-    destination: str = Field(description="TON address (raw or user-friendly) of the payee")
+    destination: str = Field(
+        description="TON address (raw or user-friendly) of the payee",
+        examples=["0:b113a994b5024a16719f69139328eb759596c38a25f59028b146fecdc3621dfe"],
+    )
     priority: Priority = "normal"
     target_confirmation_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
     description: str | None = Field(default=None, max_length=1000)

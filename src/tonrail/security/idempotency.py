@@ -26,6 +26,13 @@ MAX_KEY_LENGTH = 255
 # servers strip it at either end of a header value.
 KEY_PATTERN = "^[!-~]([ -~]*[!-~])?$"
 _KEY = re.compile(KEY_PATTERN)
+
+
+def well_formed_key(key: str, max_length: int = MAX_KEY_LENGTH) -> bool:
+    """An idempotency key as the API takes it (the header's, a batch item's)."""
+    return len(key) <= max_length and _KEY.fullmatch(key) is not None
+
+
 RECORDS: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
 
 
@@ -50,7 +57,7 @@ def make_key(
 ) -> IdempotencyKey | None:
     if key is None:
         return None
-    if len(key) > MAX_KEY_LENGTH or not _KEY.fullmatch(key):
+    if not well_formed_key(key):
         raise InvalidRequest(
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
             param="Idempotency-Key",
