@@ -43,6 +43,7 @@ from tonrail.payments.service import PaymentService
 from tonrail.paypage.endpoints import CSP as PAY_CSP
 from tonrail.paypage.endpoints import router as pay_page_router
 from tonrail.paypage.jetton_wallets import JettonWallets
+from tonrail.paypage.rate_limits import PayLimits
 from tonrail.privacy.endpoints import router as privacy_router
 from tonrail.processing.checkout import BackupCheckout
 from tonrail.processing.checkout_api import router as backup_checkout_router
@@ -157,6 +158,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     # The hosted checkout page /pay/{invoice_id}, public (docs/CHECKOUT.md).
     app.state.jetton_wallets = JettonWallets(settings)
     app.include_router(pay_page_router)
+    if limiter is not None:  # per client address, inside SecurityHeaders (its 429 gets the CSP)
+        app.add_middleware(PayLimits, limiter=limiter, settings=settings)
     app.add_middleware(SecurityHeaders, prefix="/pay/", csp=PAY_CSP)
     # The API latency objective times /v1 requests (monitoring/request_timing.py).
     app.add_middleware(RequestTiming)

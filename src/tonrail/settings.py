@@ -244,6 +244,14 @@ class Settings(BaseSettings):
     rate_limit_ip_write_burst: int = 200
     rate_limit_login_per_minute: float = 10.0  # POST /dashboard/login per client address
     rate_limit_login_burst: int = 20
+    # The hosted checkout page /pay/ per client address (docs/CHECKOUT.md "Rate limits"):
+    # the page, its status polls (one a second per open page), QR code and backup-rail
+    # starts; 1200 a minute lets 20 customers behind one NAT poll at once.
+    rate_limit_pay_per_minute: float = 1200.0
+    rate_limit_pay_burst: int = 300
+    # GET /pay/{id}/jetton-wallet, which may ask toncenter (answers cached per owner)
+    rate_limit_pay_lookup_per_minute: float = 30.0
+    rate_limit_pay_lookup_burst: int = 10
     rate_limit_redis_prefix: str = "tonrail:rl"  # keys in REDIS_URL's database
     rate_limit_redis_timeout_ms: int = 1000  # a slower answer counts as Redis down
     rate_limit_redis_pool_size: int = 50  # connections per process; more requests wait

@@ -183,6 +183,8 @@ class Rules:
     ip_read: Rule | None
     ip_write: Rule | None
     login: Rule | None
+    pay: Rule | None = None  # the hosted checkout page's reads, per address
+    pay_lookup: Rule | None = None  # its jetton-wallet lookup, per address
 
     @classmethod
     def from_settings(cls, s: Settings) -> Rules:
@@ -201,6 +203,12 @@ class Rules:
                 "ip_write", s.rate_limit_ip_write_per_second, s.rate_limit_ip_write_burst
             ),
             login=rule("login", s.rate_limit_login_per_minute / 60, s.rate_limit_login_burst),
+            pay=rule("pay", s.rate_limit_pay_per_minute / 60, s.rate_limit_pay_burst),
+            pay_lookup=rule(
+                "pay_lookup",
+                s.rate_limit_pay_lookup_per_minute / 60,
+                s.rate_limit_pay_lookup_burst,
+            ),
         )
 
     def for_key(self, key_id: str, read: bool) -> Charge | None:
@@ -213,6 +221,10 @@ class Rules:
 
     def for_login(self, ip: str) -> Charge | None:
         return Charge(self.login, ip_subject(ip)) if self.login is not None else None
+
+    def for_pay(self, ip: str, lookup: bool) -> Charge | None:
+        rule = self.pay_lookup if lookup else self.pay
+        return Charge(rule, ip_subject(ip)) if rule is not None else None
 
 
 @lru_cache(maxsize=65_536)  # parsing an address is most of a per-process draw's cost
@@ -230,7 +242,8 @@ def ip_subject(ip: str) -> str:
 
 
 class RateLimiter:
-    """The buckets of the API and the dashboard's sign-in, shared through Redis if given."""
+    """The buckets of the API, the dashboard's sign-in and the checkout page, shared
+    through Redis if given."""
 
     def __init__(
         self,
