@@ -67,7 +67,7 @@ def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def stripe_extras(localstripe_url: str) -> Iterator[tuple[StripeExtras, str]]:
-    extras = StripeExtras(localstripe_url)
+    extras = StripeExtras(localstripe_url, STRIPE_KEY)
     server = ThreadServer(extras.app()).start()
     yield extras, server.url
     server.stop()

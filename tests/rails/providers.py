@@ -75,10 +75,11 @@ class StripeExtras:
     api/transfers), with Idempotency-Key replay; everything else goes to localstripe."""
 
     localstripe: str
+    secret_key: str = "sk_test_tonrail"  # the key the sessions' PaymentIntents are made with
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
     replays: dict[str, dict[str, Any]] = field(default_factory=dict)
-    fail_next: int = 0
+    fail_next: int = 0  # the next creates and session reads answer 500
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -137,16 +138,51 @@ class StripeExtras:
         return obj
 
     async def get_session(self, request: web.Request) -> web.Response:
+        if self.fail_next:
+            self.fail_next -= 1
+            return web.json_response(
+                {"error": {"type": "api_error", "message": "boom"}}, status=500
+            )
         obj = self.sessions.get(request.match_info["id"])
         if obj is None:
             return web.json_response({"error": {"type": "invalid_request_error"}}, status=404)
         return web.json_response(obj)
 
     async def complete_session(self, request: web.Request) -> web.Response:
+        """What the customer does on Stripe's page: pay the session's total by card. As at
+        Stripe, that makes a PaymentIntent (here a real one in localstripe, confirmed with a
+        test card) and the session names it in `payment_intent` (api/checkout/sessions/object)."""
         obj = self.sessions[request.match_info["id"]]
-        obj.update(
-            status="complete", payment_status="paid", payment_intent="pi_" + secrets.token_hex(8)
-        )
+        if obj["status"] == "complete":
+            return web.json_response(obj)
+        auth = {"Authorization": f"Bearer {self.secret_key}"}
+        async with httpx.AsyncClient(base_url=self.localstripe, headers=auth) as client:
+            pm = await client.post(
+                "/v1/payment_methods",
+                data={
+                    "type": "card",
+                    "card[number]": "4242424242424242",
+                    "card[exp_month]": "12",
+                    "card[exp_year]": "2040",
+                    "card[cvc]": "123",
+                },
+            )
+            pm.raise_for_status()
+            pi = await client.post(
+                "/v1/payment_intents",
+                data={
+                    "amount": str(obj["amount_total"]),
+                    "currency": obj["currency"],
+                    "payment_method": pm.json()["id"],
+                    "payment_method_types[]": "card",
+                },
+            )
+            pi.raise_for_status()
+            intent = pi.json()["id"]
+            done = await client.post(f"/v1/payment_intents/{intent}/confirm")
+            done.raise_for_status()
+            assert done.json()["status"] == "succeeded", done.text
+        obj.update(status="complete", payment_status="paid", payment_intent=intent)
         return web.json_response(obj)
 
     def create_transfer(self, form: dict[str, Any]) -> dict[str, Any]:

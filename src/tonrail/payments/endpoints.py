@@ -146,12 +146,12 @@ async def create_invoice(body: InvoiceCreate, call: WriterDep, service: ServiceD
     responses=ERRORS,
 )
 async def create_refund(
-    payment_id: str, body: RefundCreate, call: WriterDep, service: ServiceDep
+    payment_id: str, body: RefundCreate, call: WriterDep, service: ServiceDep, request: Request
 ) -> JSONResponse:
     """Give back (part of) what an invoice received: on TON, a payout to the address that
     paid it, through the payout pipeline (limits, approvals, exactly once). `amount` omitted:
     everything not refunded yet. Never more than received."""
-    refunds = RefundService(service)
+    refunds = RefundService(service, request.app.state.backup_rails)
     return send_answer(
         await refunds.create(call.principal, payment_id, body, call.ikey, call.client_ip)
     )

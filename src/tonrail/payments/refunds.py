@@ -1,8 +1,9 @@
 """Refunds: money of an invoice given back to whoever paid it, through the payout pipeline.
 
-An invoice paid by card (a Stripe PaymentIntent) or by PayPal (a capture) is refunded by a
-payout routed to that rail, whose adapter makes it a Stripe Refund of the PaymentIntent
-(rails/stripe/rail.py) or a PayPal capture refund (rails/paypal/rail.py).
+An invoice paid by card (a Stripe PaymentIntent, or a Checkout Session through the
+PaymentIntent it completed with) or by PayPal (a capture) is refunded by a payout routed to
+that rail, whose adapter makes it a Stripe Refund of the PaymentIntent (rails/stripe/rail.py)
+or a PayPal capture refund (rails/paypal/rail.py).
 
 On TON a refund is a payout to the address that paid (for USDT, the owner of the jetton
 wallet that sent it), created exactly as `POST /v1/payouts` creates one: the same checks and
@@ -19,8 +20,8 @@ are summed, so concurrent refunds of one invoice take turns and the last ones ar
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -122,23 +123,50 @@ def _bank_account(req: RefundCreate, rail: str) -> dict[str, str]:
     return {"bank_iban": iban, "bank_name": name}
 
 
+@runtime_checkable
+class CheckoutSessions(Protocol):
+    """A rail that can say which PaymentIntent paid a Stripe Checkout Session."""
+
+    async def session_payment_intent(self, session_id: str) -> str | None: ...
+
+
+async def _backup_attempt(session: AsyncSession, invoice_id: str) -> Attempt | None:
+    """The confirmed attempt of a backup rail that paid the invoice, if one did."""
+    stmt = select(Attempt).where(
+        Attempt.payment_id == invoice_id,
+        Attempt.rail != "ton",
+        Attempt.status == AttemptStatus.CONFIRMED,
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+def _session_unlearned(paid: Attempt | None) -> bool:
+    """A Checkout Session confirmed before its PaymentIntent was recorded on the attempt."""
+    return (
+        paid is not None
+        and paid.rail == "stripe"
+        and str(paid.provider_ref or "").startswith("cs_")
+        and not str((paid.details or {}).get("payment_intent") or "").startswith("pi_")
+    )
+
+
 async def _card_payment(session: AsyncSession, invoice_id: str) -> tuple[str, str, str] | None:
     """How a backup rail paid the invoice, if one did: (rail, the payout metadata key, the
-    provider's payment: a Stripe PaymentIntent, a PayPal capture, a bank transfer's
-    reference); 409 for a Stripe Checkout Session, whose refunds are not built."""
-    paid = (
-        await session.execute(
-            select(Attempt).where(
-                Attempt.payment_id == invoice_id,
-                Attempt.rail != "ton",
-                Attempt.status == AttemptStatus.CONFIRMED,
-            )
-        )
-    ).scalar_one_or_none()
+    provider's payment: a Stripe PaymentIntent (of a Checkout Session too), a PayPal
+    capture, a bank transfer's reference)."""
+    paid = await _backup_attempt(session, invoice_id)
     if paid is None:
         return None
     if paid.rail == "stripe" and str(paid.provider_ref or "").startswith("pi_"):
         return "stripe", STRIPE_REFUND_OF, str(paid.provider_ref)
+    if paid.rail == "stripe" and str(paid.provider_ref or "").startswith("cs_"):
+        if _session_unlearned(paid):
+            raise Conflict(
+                f"no PaymentIntent is known for Checkout Session {paid.provider_ref} (Stripe "
+                "reports none, or the Stripe rail is not configured): nothing to refund through",
+                code="refund_payment_intent_unknown",
+            )
+        return "stripe", STRIPE_REFUND_OF, str(paid.details["payment_intent"])
     if paid.rail == "paypal" and (paid.details or {}).get("capture_id"):
         return "paypal", PAYPAL_REFUND_OF, str(paid.details["capture_id"])
     if paid.rail == "bank" and paid.provider_ref:
@@ -152,8 +180,9 @@ async def _card_payment(session: AsyncSession, invoice_id: str) -> tuple[str, st
 class RefundService:
     """Creates and reads refunds of invoices (`POST/GET /v1/invoices/{id}/refunds`)."""
 
-    def __init__(self, payments: PaymentService):
+    def __init__(self, payments: PaymentService, rails: Mapping[str, object] | None = None):
         self.payments = payments
+        self.rails = rails or {}
 
     async def create(
         self,
@@ -166,6 +195,7 @@ class RefundService:
         """Refund (part of) what the invoice received, to the address that paid it."""
         await self.payments.own_accounts()
         await self.payments.rates.ensure()
+        await self.learn_session_payment_intent(principal, invoice_id)
         reserved: list[Payment] = []
 
         async def work(session: AsyncSession) -> dict[str, Any]:
@@ -190,6 +220,28 @@ class RefundService:
                 )
 
         return await self.payments.idempotent(ikey, 201, work, reserve, take_turns=True)
+
+    async def learn_session_payment_intent(self, principal: Principal, invoice_id: str) -> None:
+        """For an invoice paid through a Checkout Session confirmed before the attempt kept
+        its PaymentIntent: ask Stripe (outside the refund's transaction) and record it."""
+        async with self.payments.db.transaction() as session:
+            invoice = await session.get(Payment, invoice_id)
+            if invoice is None or invoice.account_id != principal.account_id:
+                return
+            paid = await _backup_attempt(session, invoice_id)
+            if paid is None or not _session_unlearned(paid):
+                return
+            attempt_id, session_id = paid.id, str(paid.provider_ref)
+        rail = self.rails.get("stripe")
+        if not isinstance(rail, CheckoutSessions):
+            return  # Stripe is not configured here: create_in answers 409
+        intent = await rail.session_payment_intent(session_id)
+        if intent is None:
+            return
+        async with self.payments.db.transaction() as session:
+            attempt = await session.get(Attempt, attempt_id, with_for_update=True)
+            assert attempt is not None
+            attempt.details = {**attempt.details, "payment_intent": intent}
 
     async def create_in(
         self,

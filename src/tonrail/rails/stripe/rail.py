@@ -1,7 +1,8 @@
 """The Stripe rail, with the official SDK (async, httpx) against a configurable base URL.
 
 Incoming: a PaymentIntent (its client secret goes to the merchant's checkout page) or a
-Checkout Session (its URL is where the customer is redirected). Outgoing: a Connect
+Checkout Session (its URL is where the customer is redirected; once complete, its
+`payment_intent` is kept on the attempt for refunds). Outgoing: a Connect
 transfer to the payee's connected account (`metadata.stripe_account`), or a payout on
 that account; a refund of an invoice paid by card is a Refund of its PaymentIntent
 (`metadata.stripe_refund_of`). Every create carries Idempotency-Key `{payment_id}:{attempt}`.
@@ -16,6 +17,7 @@ import stripe
 import structlog
 
 from tonrail import clock
+from tonrail.errors import ServiceUnavailable
 from tonrail.rails.backup import ProviderEventIn, RailPricing
 from tonrail.rails.base import (
     STRIPE_REFUND_OF,
@@ -175,6 +177,9 @@ class StripeRail:
                 return PollResult(PollStatus.EXPIRED, details=details, error_code="stripe_canceled")
             return PollResult(PollStatus.PENDING, details=details)
         if mode == "checkout_session":
+            intent = _intent_id(obj.get("payment_intent"))
+            if intent is not None:
+                details["payment_intent"] = intent  # what a refund of this invoice refunds
             if obj.get("status") == "complete" and obj.get("payment_status") in (
                 "paid",
                 "no_payment_required",
@@ -213,6 +218,22 @@ class StripeRail:
                 error_message=obj.get("failure_message"),
             )
         return PollResult(PollStatus.PENDING, details=details)
+
+    async def session_payment_intent(self, session_id: str) -> str | None:
+        """The PaymentIntent that paid a Checkout Session, as Stripe reports it now (None:
+        Stripe has none for it); for sessions confirmed before attempts recorded it."""
+        try:
+            obj = await self._retrieve("checkout_session", session_id, None)
+        except stripe.InvalidRequestError:
+            log.warning("stripe.session_unknown", session=session_id)
+            return None
+        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
+            log.warning("stripe.session_unreachable", session=session_id, error=repr(exc))
+            raise ServiceUnavailable(
+                f"Stripe could not be reached to read Checkout Session {session_id}; try again",
+                code="provider_unavailable",
+            ) from exc
+        return _intent_id(obj.get("payment_intent"))
 
     # ---------------------------------------------------------------- webhooks
     async def verify_webhook(self, body: bytes, headers: dict[str, str]) -> ProviderEventIn:
@@ -278,3 +299,10 @@ class StripeRail:
         if obj.get("url"):
             out["checkout_url"] = obj["url"]
         return out
+
+
+def _intent_id(value: Any) -> str | None:
+    """A session's `payment_intent`: an id, or the object itself when expanded."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value.startswith("pi_") else None
