@@ -26,6 +26,7 @@ from tonrail.rails.ton.models import (
     TonTransfer,
     TonWalletCursor,
 )
+from tonrail.screening.models import ScreeningDecision
 from tonrail.security.admins import AdminUser
 from tonrail.security.audit_log import AuditEntry, AuditHead
 from tonrail.security.models import (
@@ -70,6 +71,7 @@ __all__ = [
     "RailHealth",
     "Refund",
     "RetentionRun",
+    "ScreeningDecision",
     "SecurityFailure",
     "SecurityReport",
     "TonDeposit",

@@ -403,6 +403,12 @@ class Settings(BaseSettings):
     # Compliance reports (reports/): payments from this many micro-USDT are listed as large;
     # 0 = APPROVAL_THRESHOLD_USDT.
     report_large_transaction_usdt: int = 0
+    # AML/KYC screening (screening/): a sanctions list file (CSV, read again when it
+    # changes) and/or a commercial screening API; both empty = no screening.
+    screening_list_file: str = ""
+    screening_http_url: str = ""
+    screening_http_api_key: SecretStr = SecretStr("")
+    screening_http_timeout_seconds: float = 5.0
 
     # --- fee optimizer (issue 5; docs/FEES.md). Fees in nanoton, USD in micro-USD.
     fees_sample_seconds: float = 10.0  # how often the sampler looks at the network

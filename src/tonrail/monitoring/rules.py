@@ -13,7 +13,12 @@ from datetime import UTC, datetime, time, timedelta
 from fractions import Fraction
 from typing import Any, Literal
 
-from tonrail.monitoring.signals import BOOKS_DIFFERENCE, STRAY_MESSAGE_LAST_MS, STRAY_MESSAGES
+from tonrail.monitoring.signals import (
+    BOOKS_DIFFERENCE,
+    SCREENING_BLOCKED,
+    STRAY_MESSAGE_LAST_MS,
+    STRAY_MESSAGES,
+)
 from tonrail.monitoring.slo import BURN_WINDOWS, burn_rate
 from tonrail.monitoring.snapshot import PendingPayment, Snapshot
 from tonrail.payments.states import AttemptStatus, PaymentStatus
@@ -448,6 +453,24 @@ def books_mismatch(snap: Snapshot, t: Thresholds) -> list[Finding]:
     ]
 
 
+def screening_blocked(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """A payment was refused by AML/KYC screening within the window (screening/service.py
+    counts each refusal; the decisions are in screening_decisions)."""
+    sig = snap.signal(SCREENING_BLOCKED)
+    if sig is None or (snap.at - sig.updated_at).total_seconds() > snap.window_seconds:
+        return []
+    return [
+        Finding(
+            "screening_blocked",
+            "screening_blocked",
+            "error",
+            "a payment was refused by AML/KYC screening; see the screening decisions "
+            "(docs/COMPLIANCE.md)",
+            {"refusals_total": sig.value},
+        )
+    ]
+
+
 def stray_messages(snap: Snapshot, t: Thresholds) -> list[Finding]:
     """A message no payout explains left the hot wallet within the window (outcomes.py:
     `Stray`); booked to `expense:stray_outflow`, each one is worth a look."""
@@ -573,6 +596,7 @@ RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     channel_failing,
     webhook_endpoint_disabled,
     books_mismatch,
+    screening_blocked,
     stray_messages,
     gas_cap_exceeded,
     rate_stale,

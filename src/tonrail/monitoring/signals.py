@@ -36,6 +36,7 @@ SignalKey = tuple[str, str]  # (name, canonical labels)
 MinuteKey = tuple[str, str, datetime]  # (name, canonical labels, start of the minute)
 
 # Written by the TON rail in its own transactions (`write_signal`), read by the alert rules.
+SCREENING_BLOCKED = "screening_blocked"  # counter: payments refused by AML/KYC screening
 BOOKS_DIFFERENCE = "books_difference"  # per asset: chain minus books at the last quiet check
 STRAY_MESSAGE_LAST_MS = "stray_message_last_ms"  # when a message no payout explains left
 STRAY_MESSAGES = "stray_messages"  # how many have, ever

@@ -65,6 +65,14 @@ from tonrail.payments.transitions import move_payment
 from tonrail.rails.base import REFUND_OF_KEYS
 from tonrail.rails.ton.models import TonOwnAccount
 from tonrail.rates import Rate, Rates
+from tonrail.screening.rules import Outcome, Subject, Verdict
+from tonrail.screening.service import (
+    REVIEW_HOLD,
+    Screening,
+    decision_write,
+    record_refusal,
+    refusal,
+)
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
@@ -135,6 +143,7 @@ class PaymentService:
         self.settings = settings
         self.policy = limit_policy(settings)
         self.rates = Rates(settings)
+        self.screening = Screening.of(settings)
         self._pay_to = settings.payment_processor_address or None
         self._network = resolve_network(settings)
         self._usdt_master = self._network.usdt_master
@@ -294,8 +303,13 @@ class PaymentService:
         principal.limits.check(
             req.asset, checked.usdt, req.destination, valued=checked.rate is not None
         )
+        screened = await self._screen_payout(principal, checked)
         now = clock.now()
         payment = self.new_payout(principal, checked, now)
+        if screened is not None and screened.outcome == Outcome.REVIEW:
+            # Held for an approver (the Approvals page), whatever the amount.
+            payment.status = PaymentStatus.REQUIRES_APPROVAL
+            payment.hold_reason = payment.hold_reason or REVIEW_HOLD
         asset, amount, usdt = payment.asset, payment.amount, payment.usdt_equivalent
         day = now.date().isoformat()
         limit = self.policy.daily_volume_limit_usdt
@@ -319,6 +333,20 @@ class PaymentService:
                 *entry,
                 event_write("payout.created", payment.account_id, body, payment.id),
                 *self.key_volume_writes(principal, day, usdt),
+                *(
+                    [
+                        decision_write(
+                            screened,
+                            stage="payout_request",
+                            subject=Subject(payment.counterparty),
+                            payment_id=payment.id,
+                            requested_by=principal.identity,
+                            now=now,
+                        )
+                    ]
+                    if screened is not None
+                    else []
+                ),
                 reservation_write(self.db.dialect, day, usdt, limit),
             ]
             locked = lockout_refusal(principal.key_id, req.destination, client_ip)
@@ -575,6 +603,21 @@ class PaymentService:
             )
             await move_payment(session, payment, PaymentStatus.QUEUED, actor=approver, values=route)
         return await self._render(session, payment, approvers)
+
+    async def _screen_payout(self, principal: Principal, checked: CheckedPayout) -> Verdict | None:
+        """AML/KYC screening of the destination (None: screening is off). A `blocked`
+        verdict is stored with the refusal counted (alert `screening_blocked`) and raised."""
+        if self.screening is None:
+            return None
+        req = checked.req
+        subject = Subject(req.destination.strip())
+        context = {"direction": "out", "asset": req.asset, "amount": req.amount}
+        verdict = await self.screening.decide(subject, context)
+        if verdict.outcome != Outcome.BLOCKED:
+            return verdict
+        async with self.db.transaction() as session:
+            await record_refusal(session, verdict, subject, principal.identity, "payout_request")
+        raise refusal(verdict)
 
     # ---------------------------------------------------------------- helpers
     async def _load(

@@ -39,6 +39,7 @@ class WaitingPayout:
     description: str | None
     metadata: dict[str, Any]
     approvals: list[ApprovalMark] = field(default_factory=list)
+    hold_reason: str | None = None  # e.g. screening_review: held by AML/KYC screening
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ async def waiting(
             description=p.description,
             metadata=dict(p.metadata_ or {}),
             approvals=marks.get(p.id, []),
+            hold_reason=p.hold_reason,
         )
         for p in page
     ]

@@ -1,0 +1,1 @@
+"""AML/KYC screening: a sanctions list from a CSV file and a commercial screening API."""

@@ -1,0 +1,29 @@
+"""Every screening decision, kept: what was screened, by which provider, and the outcome."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tonrail.db import Base, UTCDateTime
+
+
+class ScreeningDecision(Base):
+    __tablename__ = "screening_decisions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # The payment screened; None when a payout was refused (blocked) and never written.
+    payment_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    stage: Mapped[str] = mapped_column(String(16))  # payout_request | deposit_credit
+    address: Mapped[str | None] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str] = mapped_column(String(80))
+    requested_by: Mapped[str | None] = mapped_column(String(80))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_screening_decisions_decided", "decided_at", "outcome"),)
