@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from tests.helpers import row_counts
 from tests.test_rates import PRICES, PriceServer, http_settings, prices, shift_clock  # noqa: F401
 from tonrail.app import create_app
 from tonrail.db import Database
@@ -142,3 +143,25 @@ async def test_a_held_payout_can_be_canceled_and_is_never_released(
     assert await release_rate_holds(db, PaymentService(db, live)) == 0
     assert (await get(api, auth, held["id"]))["status"] == "canceled"
     assert await used_today(db) == 0
+
+
+async def test_an_invoice_without_a_fresh_rate_is_refused_with_a_code(
+    api: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+    prices: PriceServer,  # noqa: F811
+) -> None:
+    """An invoice is valued when it is made (its USDT equivalent); with the price source
+    down there is nothing to value a TON invoice with: 503 `rate_stale`, nothing written,
+    never a 500. A USDT invoice needs no rate."""
+    prices.status = 503
+    before = await row_counts(db)
+    r = await api.post("/v1/invoices", json={"amount": "3", "asset": "TON"}, headers=auth)
+    assert r.status_code == 503, r.text
+    assert (r.json()["error"]["code"], r.json()["error"]["param"]) == ("rate_stale", "asset")
+    assert await row_counts(db) == before
+    r = await api.post("/v1/invoices", json={"amount": "3", "asset": "USDT"}, headers=auth)
+    assert r.status_code == 201, r.text
+    prices.status = 200
+    r = await api.post("/v1/invoices", json={"amount": "3", "asset": "TON"}, headers=auth)
+    assert r.status_code == 201, r.text

@@ -26,6 +26,7 @@ from tonrail.errors import (
     InvalidRequest,
     NotFound,
     PermissionDenied,
+    ServiceUnavailable,
     TonrailError,
 )
 from tonrail.events.service import emit, event_write
@@ -423,6 +424,7 @@ class PaymentService:
         self, principal: Principal, req: InvoiceCreate, ikey: IdempotencyKey | None
     ) -> Response:
         """Record an invoice the customer pays on chain with the reference as comment."""
+        await self.rates.ensure()  # an API process that only takes invoices reads rates too
         asset = req.asset
         amount = self.parse_amount(asset, req.amount)
         if not self.rates.has(asset):  # no USDT value: no limits could hold it
@@ -437,7 +439,13 @@ class PaymentService:
         async def work(session: AsyncSession) -> dict[str, Any]:
             await refuse_in_maintenance(session)
             now = clock.now()
-            rate = self.rates.rate(asset)
+            rate = self.rates.fresh(asset)
+            if rate is None:  # the price source is down: no value to record, never a guess
+                raise ServiceUnavailable(
+                    f"no fresh {asset} rate to value this invoice; retry later",
+                    param="asset",
+                    code="rate_stale",
+                )
             payment = Payment(
                 id=new_id("pay"),
                 account_id=principal.account_id,
