@@ -10,6 +10,7 @@ locals {
   optional_secret_names = [
     "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PAYPAL_CLIENT_SECRET",
     "SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "SMTP_PASSWORD", "METRICS_TOKEN",
+    "RATE_HTTP_API_KEY", "SCREENING_HTTP_API_KEY",
   ]
   secret_names = concat(local.generated_secrets, local.required_secrets, local.optional_secret_names)
 

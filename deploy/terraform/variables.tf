@@ -356,7 +356,7 @@ variable "alarm_gas_price_max" {
 }
 
 variable "optional_secrets" {
-  description = "Optional secrets the tasks receive (each must hold a value in Secrets Manager first): any of STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, PAYPAL_CLIENT_SECRET, SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, SMTP_PASSWORD, METRICS_TOKEN."
+  description = "Optional secrets the tasks receive (each must hold a value in Secrets Manager first): any of STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, PAYPAL_CLIENT_SECRET, SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, SMTP_PASSWORD, METRICS_TOKEN, RATE_HTTP_API_KEY, SCREENING_HTTP_API_KEY."
   type        = set(string)
   default     = []
 
@@ -364,8 +364,9 @@ variable "optional_secrets" {
     condition = alltrue([for s in var.optional_secrets : contains([
       "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PAYPAL_CLIENT_SECRET",
       "SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "SMTP_PASSWORD", "METRICS_TOKEN",
+      "RATE_HTTP_API_KEY", "SCREENING_HTTP_API_KEY",
     ], s)])
-    error_message = "optional_secrets may name only STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, PAYPAL_CLIENT_SECRET, SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, SMTP_PASSWORD, METRICS_TOKEN."
+    error_message = "optional_secrets may name only STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, PAYPAL_CLIENT_SECRET, SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, SMTP_PASSWORD, METRICS_TOKEN, RATE_HTTP_API_KEY, SCREENING_HTTP_API_KEY."
   }
 }
 
@@ -390,6 +391,7 @@ variable "extra_environment" {
       "DATABASE_URL", "REDIS_URL", "JWT_SECRET", "TON_API_KEY", "TON_MASTER_KEY", "TON_KEY_PASSPHRASE",
       "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PAYPAL_CLIENT_SECRET",
       "SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "SMTP_PASSWORD", "METRICS_TOKEN",
+      "RATE_HTTP_API_KEY", "SCREENING_HTTP_API_KEY",
     ])) == 0
     error_message = "extra_environment must not carry secrets: put them in Secrets Manager (optional_secrets)."
   }
