@@ -87,14 +87,14 @@ bench: setup
 screenshots: setup $(CHROMIUM)  # PNGs of the dashboard with live demo traffic -> docs/img/
 	$(BIN)/python scripts/screenshots.py
 
-# The chaos run (docs/CHAOS.md): 2 APIs + 3 workers + the local network on a scratch
-# PostgreSQL database, processes SIGKILLed at random, toncenter faults, PostgreSQL restarted
-# once; then every payout is checked on chain. CHAOS_SECONDS (default 300) bounds the chaos.
+# The chaos run (docs/CHAOS.md): 2 APIs + 3 workers + the local network on a PostgreSQL
+# cluster of the run's own (initdb in the run's folder, free port; the shared server is never
+# touched), processes SIGKILLed at random, toncenter faults, that cluster crash-restarted once;
+# then every payout is checked on chain. CHAOS_SECONDS (default 300) bounds the chaos.
 CHAOS_SECONDS ?= 300
 .PHONY: chaos
 chaos: setup
-	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/python -m benchmarks.chaos \
-	  --seconds $(CHAOS_SECONDS) --restart-postgres
+	$(BIN)/python -m benchmarks.chaos --seconds $(CHAOS_SECONDS) --restart-postgres
 
 # The soak run (docs/BENCHMARKS.md, Soak): 2 APIs + 2 workers + the local network at a steady
 # load for SOAK_MINUTES (default 30); memory, open files and p99 latency must stay flat.

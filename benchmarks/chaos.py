@@ -3,14 +3,17 @@
 Separate processes, all on 127.0.0.1 (docs/CHAOS.md):
 
 - the local TON network (`tonrail.localnet.server.serve`, real TVM, blocks every 400 ms);
-- 2 x `tonrail serve` and 3 x `tonrail worker` (every loop) on a scratch PostgreSQL database
-  created on TONRAIL_TEST_POSTGRES_URL's server (and dropped after a passing run);
+- 2 x `tonrail serve` and 3 x `tonrail worker` (every loop) on a scratch PostgreSQL database:
+  with `--restart-postgres`, on a PostgreSQL cluster of the run's own (benchmarks/private_pg.py,
+  made with the machine's initdb in the run's folder, on a free port), else on
+  TONRAIL_TEST_POSTGRES_URL's server; dropped after a passing run;
 - this process: the load (benchmarks/chaos_load.py: payouts in TON and USDT, single and in
   batches, some above the approval threshold approved by two approvers at the same moment;
   invoices paid on chain by a customer's wallet) and the chaos driver, which SIGKILLs a
   random tonrail process every few seconds and restarts it, injects toncenter faults (5xx,
   429, dropped externals, stalled blocks) on the local network, and with
-  `--restart-postgres` restarts PostgreSQL once (`pg_ctlcluster`).
+  `--restart-postgres` restarts the run's own PostgreSQL once, halfway, crash-like
+  (`pg_ctl stop -m immediate`, then start). The machine's shared server is never restarted.
 
 Then chaos stops, every process is up, and the run waits (bounded) until the system is at
 rest; the workers are stopped with SIGTERM and benchmarks/chaos_checks.py judges against the
@@ -18,7 +21,7 @@ chain. Exit status 0 only if every check passed; on failure the logs stay in the
 printed.
 
     python -m benchmarks.chaos --seconds 300 --restart-postgres     # make chaos
-    python -m benchmarks.chaos --seconds 90                         # the pytest version
+    python -m benchmarks.chaos --seconds 90 --restart-postgres      # the pytest version
 """
 
 from __future__ import annotations
@@ -29,12 +32,9 @@ import json
 import os
 import random
 import secrets
-import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -42,6 +42,7 @@ import aiohttp
 from benchmarks.chaos_checks import quiet, verify
 from benchmarks.chaos_load import USDT, Load, generate, pay_invoices
 from benchmarks.cluster import Cluster, Role, stack
+from benchmarks.private_pg import PrivatePostgres
 
 APIS = 2
 WORKERS = 3
@@ -58,7 +59,7 @@ HEALTHY = {"http_5xx_rate": 0.0, "http_429_rate": 0.0, "drop_external_rate": 0.0
 class Chaos:
     faults: dict[str, int] = field(default_factory=dict)
     postgres_restarts: int = 0
-    postgres_note: str = ""
+    postgres_restart_s: float = 0.0
 
 
 async def set_faults(net: str, changes: dict[str, Any]) -> None:
@@ -69,25 +70,17 @@ async def set_faults(net: str, changes: dict[str, Any]) -> None:
         r.raise_for_status()
 
 
-def restart_postgres() -> str:
-    """Restart the local cluster once; a note instead when pg_ctlcluster is not there."""
-    if shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir():
-        return "PostgreSQL not restarted: pg_ctlcluster is not available here"
-    versions = sorted(p.name for p in Path("/etc/postgresql").iterdir() if p.name[:1].isdigit())
-    if not versions:
-        return "PostgreSQL not restarted: no cluster under /etc/postgresql"
-    cmd = ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        return f"PostgreSQL not restarted: {' '.join(cmd)} said {done.stderr.strip()[:200]}"
-    return ""
-
-
 async def drive(
-    cluster: Cluster, chaos: Chaos, net: str, rng: random.Random, until: float, pg: bool
+    cluster: Cluster,
+    chaos: Chaos,
+    net: str,
+    rng: random.Random,
+    until: float,
+    pg: PrivatePostgres | None,
 ) -> None:
     """Kill a random tonrail process every 3-7 s (restarted 0.5-2 s later); a fault episode
-    of 3-8 s every 5-12 s; PostgreSQL restarted once halfway when `pg`."""
+    of 3-8 s every 5-12 s; the run's own PostgreSQL `pg` restarted once halfway (immediate
+    stop: no checkpoint, recovery from the WAL, like a crash)."""
     next_kill = time.monotonic() + rng.uniform(3, 7)
     next_fault = time.monotonic() + rng.uniform(5, 12)
     halfway = time.monotonic() + (until - time.monotonic()) / 2
@@ -124,15 +117,12 @@ async def drive(
             cluster.note(f"fault on: {name} {json.dumps(change)}")
             fault_ends = now + rng.uniform(3, 8)
             next_fault = fault_ends + rng.uniform(5, 12)
-        if pg and not chaos.postgres_restarts and not chaos.postgres_note and now >= halfway:
-            cluster.note("restarting PostgreSQL")
-            note = await asyncio.to_thread(restart_postgres)
-            if note:
-                chaos.postgres_note = note
-                print(note, file=sys.stderr, flush=True)
-            else:
-                chaos.postgres_restarts += 1
-            cluster.note(note or "PostgreSQL restarted")
+        if pg is not None and not chaos.postgres_restarts and now >= halfway:
+            cluster.note(f"PostgreSQL (port {pg.port}): pg_ctl stop -m immediate, then start")
+            took = await asyncio.to_thread(pg.restart)
+            chaos.postgres_restarts += 1
+            chaos.postgres_restart_s = round(took, 1)
+            cluster.note(f"PostgreSQL restarted in {took:.1f} s (port {pg.port})")
         await asyncio.sleep(0.2)
     await set_faults(net, {**HEALTHY, "stall_blocks": False})
     cluster.note("chaos over: faults off")
@@ -149,7 +139,7 @@ async def run(seconds: float, quiesce: float, pg_restart: bool, seed: int) -> in
     }
     chaos = Chaos()
     ok = False
-    async with stack("chaos", APIS, WORKERS, rng, extra) as up:
+    async with stack("chaos", APIS, WORKERS, rng, extra, own_postgres=pg_restart) as up:
         cluster, net, db, chain = up.cluster, up.net, up.db, up.chain
         load = Load(up.apis, up.secret, up.approvers, rng)
         stop = asyncio.Event()
@@ -161,7 +151,7 @@ async def run(seconds: float, quiesce: float, pg_restart: bool, seed: int) -> in
                 pay_invoices(load, f"{net}/api/v2", up.usdt_master, up.payer_key, chain.hot, stop)
             ),
         ]
-        await drive(cluster, chaos, net, rng, time.monotonic() + seconds, pg_restart)
+        await drive(cluster, chaos, net, rng, time.monotonic() + seconds, up.postgres)
         stop.set()
         cluster.ensure_up()
         await asyncio.gather(*tasks)
@@ -195,8 +185,8 @@ async def run(seconds: float, quiesce: float, pg_restart: bool, seed: int) -> in
             postgres_restarts=chaos.postgres_restarts,
             rest_after_s=round(rest_s, 1),
         )
-        if chaos.postgres_note:
-            verdict.figures["postgres_note"] = chaos.postgres_note
+        if up.postgres is not None:
+            verdict.figures["postgres_restart_s"] = chaos.postgres_restart_s
         print(json.dumps(verdict.figures, indent=1, default=str))
         for failure in verdict.failures[:50]:
             print(f"FAIL {failure}", file=sys.stderr)
@@ -208,10 +198,11 @@ async def run(seconds: float, quiesce: float, pg_restart: bool, seed: int) -> in
         )
         up.keep = not ok
         folder, db_name = up.folder, up.db_name
+        where = f"private cluster in {up.postgres.folder}" if up.postgres else "shared server"
     if ok:
         print("chaos: every check passed", file=sys.stderr)
         return 0
-    print(f"chaos: FAILED; logs kept in {folder} (database {db_name})", file=sys.stderr)
+    print(f"chaos: FAILED; logs kept in {folder} (database {db_name}, {where})", file=sys.stderr)
     return 1
 
 
@@ -225,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         default=float(env("CHAOS_QUIESCE_SECONDS", "600")),
         help="longest wait for rest after the chaos (a bound, not a goal)",
     )
-    parser.add_argument("--restart-postgres", action="store_true")
+    parser.add_argument(
+        "--restart-postgres",
+        action="store_true",
+        help="run on a PostgreSQL cluster of the run's own and crash-restart it once, halfway",
+    )
     parser.add_argument("--seed", type=int, default=int(env("CHAOS_SEED", "0")) or None)
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)

@@ -4,8 +4,11 @@
 and M x `tonrail worker` on a scratch database created on TONRAIL_TEST_POSTGRES_URL's
 server, each process with its own log in a scratch folder, an API key and two approver keys
 of one account, and a customer wallet (funded with TON and USDT, deployed) that pays
-invoices. On leaving, every process is stopped (SIGTERM, then SIGKILL); the database and the
-folder are dropped unless `Stack.keep` was set (a failed run keeps its logs).
+invoices. With `own_postgres` the database is on a PostgreSQL cluster of the run's own
+(benchmarks/private_pg.py, in the folder's `postgres/`), which the run may restart without
+harming anyone else on the machine. On leaving, every process is stopped (SIGTERM, then
+SIGKILL); the database (or the private cluster) and the folder are dropped unless `Stack.keep`
+was set (a failed run keeps its logs, and the private cluster's data and server log, stopped).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import aiohttp
 from benchmarks.bench_ton_payouts import _base_env, _free_port, _pg_admin, _wait_http
 from benchmarks.chaos_checks import Chain
 from benchmarks.chaos_load import TON, USDT, deploy_payer
+from benchmarks.private_pg import PrivatePostgres
 
 TONRAIL = str(Path(sys.executable).parent / "tonrail")
 ACCOUNT = "acct_chaos"
@@ -160,12 +164,18 @@ class Stack:
     chain: Chain
     payer_key: bytes
     usdt_master: Any  # ton_core Address of the USDT jetton master
+    postgres: PrivatePostgres | None = None  # the run's own cluster, when it has one
     keep: bool = False  # keep the database and the logs after the run
 
 
 @asynccontextmanager
 async def stack(
-    kind: str, apis: int, workers: int, rng: random.Random, extra_env: dict[str, str]
+    kind: str,
+    apis: int,
+    workers: int,
+    rng: random.Random,
+    extra_env: dict[str, str],
+    own_postgres: bool = False,
 ) -> AsyncIterator[Stack]:
     from ton_core import Address
 
@@ -175,9 +185,25 @@ async def stack(
 
     folder = Path(tempfile.mkdtemp(prefix=f"tonrail-{kind}-"))
     db_name = f"tonrail_{kind}_{os.getpid()}"
-    admin_url, db_url = postgres_urls(db_name)
-    await _pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-    await _pg_admin(admin_url, f'CREATE DATABASE "{db_name}"')
+    postgres: PrivatePostgres | None = None
+    if own_postgres:
+        postgres = PrivatePostgres(folder / "postgres")
+        try:
+            await asyncio.to_thread(postgres.start)
+        except BaseException:
+            await asyncio.to_thread(postgres.stop)
+            print(f"{kind}: private PostgreSQL failed; see {folder}", file=sys.stderr)
+            raise
+        admin_url, db_url = postgres.url("postgres"), postgres.url(db_name)
+    else:
+        admin_url, db_url = postgres_urls(db_name)
+        await _pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    try:
+        await _pg_admin(admin_url, f'CREATE DATABASE "{db_name}"')
+    except BaseException:
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
+        raise
     genesis = Genesis()
     hot = genesis.wallet("hot")
     env = _base_env(folder)
@@ -258,6 +284,7 @@ async def stack(
             chain,
             payer_key,
             genesis.usdt_master,
+            postgres,
         )
         yield up
         keep = up.keep
@@ -267,6 +294,9 @@ async def stack(
             os.killpg(localnet.proc.pid, signal.SIGTERM)
             localnet.proc.wait(timeout=30)
         await db.dispose()
-        if not keep:
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)  # kept on failure, stopped, with its log
+        elif not keep:
             await _pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        if not keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -1,9 +1,10 @@
 """The chaos run's CI version (docs/CHAOS.md): 90 s of kills and toncenter faults on PostgreSQL.
 
-It runs `python -m benchmarks.chaos` in a process of its own (which starts the local network,
-2 API processes and 3 workers) and asserts only correctness: every check of
-benchmarks/chaos_checks.py, never a speed. PostgreSQL is not restarted here (other test runs
-share the server); `make chaos` does that. Select it with `-m chaos`, leave it out with
+It runs `python -m benchmarks.chaos --restart-postgres` in a process of its own (which makes a
+PostgreSQL cluster of its own with the machine's initdb, starts the local network, 2 API
+processes and 3 workers, and crash-restarts that cluster once, halfway; the shared server other
+test runs use is never touched) and asserts only correctness: every check of
+benchmarks/chaos_checks.py, never a speed. Select it with `-m chaos`, leave it out with
 `-m "not chaos"`.
 """
 
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.private_pg import available
+
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = os.environ.get("CHAOS_CI_SECONDS", "90")
 
@@ -23,12 +26,12 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 
 @pytest.mark.skipif(
-    not os.environ.get("TONRAIL_TEST_POSTGRES_URL"),
-    reason="the chaos run needs PostgreSQL (TONRAIL_TEST_POSTGRES_URL)",
+    available() is not None, reason=f"the chaos run needs its own PostgreSQL: {available()}"
 )
 def test_chaos_run_pays_every_payout_exactly_once() -> None:
+    cmd = [sys.executable, "-m", "benchmarks.chaos", "--seconds", SECONDS, "--quiesce", "900"]
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.chaos", "--seconds", SECONDS, "--quiesce", "900"],
+        [*cmd, "--restart-postgres"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -37,3 +40,4 @@ def test_chaos_run_pays_every_payout_exactly_once() -> None:
     report = f"{done.stdout}\n{done.stderr[-6000:]}"
     assert done.returncode == 0, report
     assert "every check passed" in done.stderr, report
+    assert '"postgres_restarts": 1' in done.stdout, report
