@@ -36,7 +36,8 @@ $(PDFTOPPM):
 
 # htmx, Chart.js, the localnet's chain config and the checkout page's wallet script (bundled
 # by esbuild) become package data (src/tonrail/vendor/).
-$(VENDORED): $(NPM_STAMP) scripts/vendor_assets.py $(wildcard src/tonrail/paypage/wallet/*.js)
+$(VENDORED): $(NPM_STAMP) scripts/vendor_assets.py $(wildcard src/tonrail/paypage/wallet/*.js) \
+    $(wildcard src/tonrail/dashboard/wallet/*.js)
 	$(PYTHON) scripts/vendor_assets.py
 
 .PHONY: assets

@@ -2,9 +2,10 @@
 
 htmx and Chart.js for the dashboard, @ton/sandbox's mainnet config for the local network, and
 the checkout page's wallet script: src/tonrail/paypage/wallet/entry.js bundled by esbuild with
-@tonconnect/ui, @ton/core and buffer (pay-wallet.js). They come from npm (package.json /
-package-lock.json) and are never committed: `make assets` copies and bundles them from
-node_modules; the image's builder has no Node, so `--download` fetches the exact tarballs
+@tonconnect/ui, @ton/core and buffer (pay-wallet.js), and the dashboard's treasury approve
+script (src/tonrail/dashboard/wallet/approve.js -> treasury-wallet.js). They come from npm
+(package.json / package-lock.json) and are never committed: `make assets` copies and bundles
+them from node_modules; the image's builder has no Node, so `--download` fetches the exact tarballs
 package-lock.json names from the npm registry (the bundle's packages and esbuild's own binary
 for this machine among them), checks their integrity and runs the same esbuild command.
 """
@@ -36,7 +37,11 @@ FILES = {
 }
 # vendor file name -> its entry module, bundled for browsers by esbuild
 WALLET = ROOT / "src" / "tonrail" / "paypage" / "wallet"
-BUNDLES = {"pay-wallet.js": WALLET / "entry.js"}
+BUNDLES = {
+    "pay-wallet.js": WALLET / "entry.js",
+    # the dashboard's Approvals page: approve treasury orders from the approver's wallet
+    "treasury-wallet.js": ROOT / "src" / "tonrail" / "dashboard" / "wallet" / "approve.js",
+}
 BUNDLE_ROOTS = ("@tonconnect/ui", "@ton/core", "buffer")  # what the entries import
 ESBUILD_ARCH = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}
 

@@ -49,6 +49,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "tonrail/vendor/chart.umd.min.js",
         "tonrail/vendor/ton-sandbox-config.js",
         "tonrail/vendor/pay-wallet.js",
+        "tonrail/vendor/treasury-wallet.js",
         "tonrail/paypage/templates/pay.html",
         "tonrail/paypage/static/pay.js",
         "tonrail/paypage/static/icon.png",

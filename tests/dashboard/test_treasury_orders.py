@@ -81,3 +81,62 @@ async def test_the_approvals_page_lists_treasury_orders(
     assert "hot wallet top-up" in html[topup_row:] and money(2 * 10**9, "TON") in html[topup_row:]
     assert "confirmed" in html[topup_row:]
     assert f"0:{0:064x}" in html
+
+
+async def test_the_wallet_panel_is_offered_to_approvers_under_the_wallet_csp(
+    client: httpx.AsyncClient, signed_in: SignIn
+) -> None:
+    await signed_in("viewer")
+    r = await client.get("/dashboard/approvals")
+    assert 'id="treasury-wallet"' not in r.text and "treasury-wallet.js" not in r.text
+    assert "connect-src 'self';" in r.headers["Content-Security-Policy"]  # the dashboard's own
+    await signed_in("approver")
+    r = await client.get("/dashboard/approvals")
+    assert 'id="treasury-wallet"' in r.text
+    assert '<script src="/dashboard/static/treasury-wallet.js" defer></script>' in r.text
+    csp = r.headers["Content-Security-Policy"]
+    # Scripts still only from us (the one hash: @tonconnect/ui's empty inline handler);
+    # TON Connect's bridges and wallet icons are on https hosts.
+    assert "script-src 'self' 'unsafe-hashes' 'sha256-47DEQpj8HBSa" in csp
+    assert "connect-src 'self' https:;" in csp and "frame-ancestors 'none'" in csp
+    assert "<script>" not in r.text
+    script = await client.get("/dashboard/static/treasury-wallet.js")
+    assert script.status_code == 200 and "tonrailTreasuryWallet" in script.text
+
+
+async def test_approve_messages_need_csrf_the_approve_role_and_a_known_order(
+    client: httpx.AsyncClient, signed_in: SignIn, db: Database
+) -> None:
+    async with db.transaction() as session:
+        session.add(_order(0, None, OrderStatus.PROPOSED, 0))
+        session.add(_order(1, None, OrderStatus.CONFIRMED, 2))
+    wallet = {"wallet": "0:" + "cd" * 32}
+    csrf = await signed_in("approver")
+    # No CSRF token: refused, nothing asked of the chain.
+    r = await client.post("/dashboard/treasury/orders/tord_0/approve-message", data=wallet)
+    assert r.status_code == 403
+    r = await client.post(
+        "/dashboard/treasury/orders/tord_9/approve-message",
+        data=wallet,
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = await client.post(
+        "/dashboard/treasury/orders/tord_1/approve-message",
+        data=wallet,
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 409 and r.json()["error"]["code"] == "order_not_open"
+    r = await client.post(
+        "/dashboard/treasury/orders/tord_0/approve-message",
+        data={"wallet": "not an address"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "wallet"
+    viewer_csrf = await signed_in("viewer")
+    r = await client.post(
+        "/dashboard/treasury/orders/tord_0/approve-message",
+        data=wallet,
+        headers={"X-CSRF-Token": viewer_csrf},
+    )
+    assert r.status_code == 403

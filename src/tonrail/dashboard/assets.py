@@ -22,6 +22,8 @@ VENDOR = {
     "chart.umd.min.js": "chart.js/dist/chart.umd.min.js",
 }
 OWN_FILES = {"app.css": "text/css", "app.js": "text/javascript"}
+# Our own scripts bundled with npm packages by `make assets` (scripts/vendor_assets.py).
+BUNDLED = {"treasury-wallet.js"}
 
 router = APIRouter()
 
@@ -57,6 +59,15 @@ async def static_file(name: str, request: Request) -> Response:
     headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
     if name in OWN_FILES:
         return FileResponse(OWN / name, media_type=OWN_FILES[name], headers=headers)
+    if name in BUNDLED:
+        bundled = PACKAGED / name
+        if bundled.is_file():
+            return FileResponse(bundled, media_type="text/javascript", headers=headers)
+        return Response(
+            f"// {name} is not built: run `make assets` (make setup)\n",
+            status_code=503,
+            media_type="text/javascript",
+        )
     if name in VENDOR:
         path = vendor_path(request.app.state.settings, name)
         if path.is_file():

@@ -151,13 +151,38 @@ async def propose(
     )
 
 
-async def approve(
-    api: TonApi, wallet: SignerWallet, order: str, *, now: int, value: int = APPROVE_VALUE
-) -> OrderState:
-    """Approve the order at `order` from a signer's wallet; refuses what the order would.
+class NotASigner(TreasuryRefused):
+    """The wallet is not one of the order's signers: it cannot approve."""
 
-    Returns the order as read before approving."""
-    state = await order_state(api, order)
+    code = "not_a_signer"
+    status = 403
+
+
+@dataclass(frozen=True)
+class ApproveMessage:
+    """The one message that approves an order from signer `signer_index`'s wallet: what the
+    CLI sends and what the dashboard hands to the approver's wallet through TON Connect."""
+
+    order: Address
+    signer_index: int
+    value: int
+    body: Cell
+
+    def ton_connect(self) -> dict[str, str]:
+        """The message as TON Connect's sendTransaction takes it (bounceable destination:
+        an order that is not there returns the TON)."""
+        return {
+            "address": self.order.to_str(is_user_friendly=True, is_bounceable=True),
+            "amount": str(self.value),
+            "payload": base64.b64encode(self.body.to_boc()).decode(),
+        }
+
+
+def approval_of(
+    state: OrderState, order: str, signer: str, *, now: int, value: int = APPROVE_VALUE
+) -> ApproveMessage:
+    """The approve message from wallet `signer` (`raw()` form) for the order read as `state`;
+    refuses (TreasuryRefused, nothing sent) what the order would refuse."""
     if not state.initialized:
         raise TreasuryRefused(f"{order} is not an initialised order")
     if state.executed:
@@ -165,13 +190,25 @@ async def approve(
     if state.expiration_date < now:
         raise TreasuryRefused(f"order {order} expired")
     signers = [raw(a) for a in state.signers]
-    me = raw(wallet.address)
-    if me not in signers:
-        raise TreasuryRefused(f"{me} is not a signer of order {order}")
-    index = signers.index(me)
+    if signer not in signers:
+        raise NotASigner(f"{signer} is not a signer of order {order}")
+    index = signers.index(signer)
     if state.approved_by(index):
-        raise TreasuryRefused(f"{me} approved order {order} already")
-    await wallet.send(Address(order), value, approve_body(index))
+        raise TreasuryRefused(
+            f"{signer} (signer {index}) approved order {order} already", code="already_approved"
+        )
+    return ApproveMessage(Address(order), index, value, approve_body(index))
+
+
+async def approve(
+    api: TonApi, wallet: SignerWallet, order: str, *, now: int, value: int = APPROVE_VALUE
+) -> OrderState:
+    """Approve the order at `order` from a signer's wallet; refuses what the order would.
+
+    Returns the order as read before approving."""
+    state = await order_state(api, order)
+    message = approval_of(state, order, raw(wallet.address), now=now, value=value)
+    await wallet.send(message.order, message.value, message.body)
     return state
 
 

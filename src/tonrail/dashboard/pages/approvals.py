@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from tonrail.dashboard import interventions
 from tonrail.dashboard.deps import actor, context, db_of, is_htmx, require, settings_of
 from tonrail.dashboard.queries import approvals as q
+from tonrail.dashboard.routes import CSP
 from tonrail.dashboard.templating import render
 from tonrail.errors import TonrailError
 from tonrail.payments.service import PaymentService
@@ -26,6 +27,16 @@ from tonrail.security.admins import Admin
 router = APIRouter()
 
 CHANGED = "approvals-changed"  # the HX-Trigger event the list reloads on
+# The page with the TON Connect panel (a treasury, and an approver): scripts still only from
+# us; TON Connect's wallet list and bridges are on the wallets' https hosts (connect-src), their
+# icons too (img-src), and the one hash allows the empty inline handler @tonconnect/ui sets
+# (as on the checkout page). Every other dashboard page keeps routes.CSP.
+EMPTY_HANDLER = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"  # sha256 of ""
+WALLET_CSP = (
+    CSP.replace("connect-src 'self'", "connect-src 'self' https:")
+    .replace("img-src 'self' data:", "img-src 'self' data: https:")
+    .replace("script-src 'self'", f"script-src 'self' 'unsafe-hashes' {EMPTY_HANDLER}")
+)
 
 
 def _payments(request: Request) -> PaymentService:
@@ -74,7 +85,10 @@ async def _page(
             raise
         ctx = await _list_context(request, None)
         flash, status = _flash_of(exc), exc.status
-    return render(request, "approvals.html", {**ctx, "flash": flash}, status_code=status)
+    response = render(request, "approvals.html", {**ctx, "flash": flash}, status_code=status)
+    if ctx["treasury"] and ctx["may_approve"]:
+        response.headers["Content-Security-Policy"] = WALLET_CSP
+    return response
 
 
 # Same parameters as the page above: a route each, alike in shape only.
