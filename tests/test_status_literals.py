@@ -28,6 +28,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("rails/stripe/rail.py", "succeeded"): _STRIPE,
     ("rails/stripe/rail.py", "canceled"): _STRIPE,
     ("rails/stripe/rail.py", "failed"): _STRIPE,
+    ("localnet/chain.py", "frozen"): "a TON account's state (account_frozen), as TON names it",
 }
 
 

@@ -68,6 +68,18 @@ AUTH_ANSWERS = {
     "403": "scope_missing: the key lacks the scope this operation needs",
     "423": "ip_locked / api_key_locked: too many refused requests (docs/API.md, lockouts)",
 }
+# Operations whose destination AML/KYC screening may refuse (docs/COMPLIANCE.md).
+SCREENED = frozenset(
+    {
+        ("post", "/v1/payouts"),
+        ("post", "/v1/payouts/batch"),
+        ("post", "/v1/invoices/{payment_id}/refunds"),
+    }
+)
+SCREENED_403 = (
+    AUTH_ANSWERS["403"] + "; screening_blocked: AML/KYC screening refused the destination "
+    "(a batch: every blocked item under `items`; nothing written)"
+)
 # (operation, link name, target operation, parameters): what a created or read object opens.
 LINKS: list[tuple[tuple[str, str], str, tuple[str, str], dict[str, str]]] = []
 for noun, path in (("Payout", "/v1/payouts"), ("Invoice", "/v1/invoices")):
@@ -160,6 +172,8 @@ def _answers(
     wanted: dict[str, str] = {}
     if authenticated:
         wanted.update(AUTH_ANSWERS)
+        if (method, path) in SCREENED:
+            wanted["403"] = SCREENED_403
     if "path" in params.values() or path.startswith("/webhooks/"):
         wanted["404"] = "not_found: no such object in this account (or the rail is not set up)"
     if "Idempotency-Key" in params:

@@ -332,7 +332,7 @@ def deposits_resolve(
     """Record an operator's decision on an unmatched, late or underpaid deposit."""
     from tonrail.errors import TonrailError
     from tonrail.payments.service import PaymentService
-    from tonrail.processing.resolutions import Decision, resolve
+    from tonrail.processing.resolutions import Decision, resolve, screen_refund
 
     settings = get_settings()
     if decision not in ("owner_funding", "refund", "apply", "accept"):
@@ -341,15 +341,18 @@ def deposits_resolve(
     async def main() -> str:
         db = _db(settings)
         try:
+            payments = PaymentService(db, settings, fee_decisions_for)
+            screened = await screen_refund(payments, deposit_id, decision, actor)
             async with db.transaction() as session:
                 d = await resolve(
                     session,
-                    PaymentService(db, settings, fee_decisions_for),
+                    payments,
                     deposit_id,
                     cast(Decision, decision),
                     actor,
                     invoice_id=invoice,
                     note=note,
+                    screened=screened,
                 )
                 return f"{d.id}: {d.status} ({d.resolution})"
         finally:
@@ -360,6 +363,50 @@ def deposits_resolve(
     except TonrailError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
+
+
+def _decide_held(deposit_id: str, decision: str, note: str | None, actor: str) -> None:
+    from tonrail.errors import TonrailError
+    from tonrail.processing.resolutions import HeldDecision, decide_held
+
+    settings = get_settings()
+
+    async def main() -> str:
+        db = _db(settings)
+        try:
+            async with db.transaction() as session:
+                d = await decide_held(
+                    session, deposit_id, cast(HeldDecision, decision), actor, note
+                )
+                return f"{d.id}: {d.status} ({d.resolution})"
+        finally:
+            await db.dispose()
+
+    try:
+        typer.echo(asyncio.run(main()))
+    except TonrailError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+
+
+@deposits_app.command("release")
+def deposits_release(
+    deposit_id: str,
+    note: Annotated[str | None, typer.Option(help="why, for the audit trail")] = None,
+    actor: Annotated[str, typer.Option(help="who decides")] = "admin:cli",
+) -> None:
+    """Release a deposit AML/KYC screening held for review: credit it to its merchant."""
+    _decide_held(deposit_id, "release", note, actor)
+
+
+@deposits_app.command("freeze")
+def deposits_freeze(
+    deposit_id: str,
+    note: Annotated[str | None, typer.Option(help="why, for the audit trail")] = None,
+    actor: Annotated[str, typer.Option(help="who decides")] = "admin:cli",
+) -> None:
+    """Freeze a deposit AML/KYC screening held for review: never credited; invoice fails."""
+    _decide_held(deposit_id, "freeze", note, actor)
 
 
 @deposits_app.command("opening-balance")

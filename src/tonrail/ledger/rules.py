@@ -187,6 +187,18 @@ FORWARDED_TON_INCOME = "income:forwarded_ton"
 STRAY_OUTFLOW = "expense:stray_outflow"
 
 
+# AML/KYC screening of deposits (processing/deposits.py): money that arrived from a sender
+# held for review, or frozen (blocked): ours to keep apart, owed to no merchant.
+SCREENING_HELD = "liability:screening_held"
+SCREENING_FROZEN = "liability:screening_frozen"
+
+
+def receipt_set_apart(account: str, asset: str, amount: int) -> list[Line]:
+    """A deposit whose sender screening held or blocked: in the hot wallet, and owed to
+    `account` (SCREENING_HELD or SCREENING_FROZEN) instead of a merchant."""
+    return [Line(HOT_WALLET, asset, amount), Line(account, asset, -amount)]
+
+
 def network_fee(fee: int, asset: str = "TON") -> list[Line]:
     """Fees the hot wallet paid to the network."""
     return [Line(NETWORK_FEES, asset, fee), Line(HOT_WALLET, asset, -fee)]

@@ -454,8 +454,9 @@ def books_mismatch(snap: Snapshot, t: Thresholds) -> list[Finding]:
 
 
 def screening_blocked(snap: Snapshot, t: Thresholds) -> list[Finding]:
-    """A payment was refused by AML/KYC screening within the window (screening/service.py
-    counts each refusal; the decisions are in screening_decisions)."""
+    """A payment was refused or a deposit frozen by AML/KYC screening within the window
+    (screening/service.py and processing/deposits.py count each; the decisions are in
+    screening_decisions)."""
     sig = snap.signal(SCREENING_BLOCKED)
     if sig is None or (snap.at - sig.updated_at).total_seconds() > snap.window_seconds:
         return []
@@ -464,8 +465,8 @@ def screening_blocked(snap: Snapshot, t: Thresholds) -> list[Finding]:
             "screening_blocked",
             "screening_blocked",
             "error",
-            "a payment was refused by AML/KYC screening; see the screening decisions "
-            "(docs/COMPLIANCE.md)",
+            "a payment was refused (or a deposit frozen) by AML/KYC screening; see the "
+            "screening decisions (docs/COMPLIANCE.md)",
             {"refusals_total": sig.value},
         )
     ]

@@ -5,6 +5,12 @@ exactly as `POST /v1/payouts` would (same validation, limits, approvals, books, 
 one bad item refuses the whole batch and writes nothing. Each item may carry its own
 idempotency key, so a client can re-send a batch after a timeout without paying twice.
 
+AML/KYC screening keeps that rule: every item not answered from its own key is screened
+before the transaction; one `blocked` item refuses the whole batch (403 `screening_blocked`,
+every blocked item named under `items`, only the decisions stored), and a `review` item is
+created held for approvers (`requires_approval`, hold_reason `screening_review`) beside the
+others, each decision stored with its payout.
+
 Validation and the idempotency wrapper are `PaymentService`'s (`check_payout`,
 `idempotent`): a batch item passes exactly the checks of a single payout.
 """
@@ -23,7 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
 from tonrail.chain.address import counterparty_key
-from tonrail.errors import IdempotencyConflict, InsufficientBalance, InvalidRequest, TonrailError
+from tonrail.errors import (
+    Conflict,
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvalidRequest,
+    TonrailError,
+)
 from tonrail.events.service import emit
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import available, post_many
@@ -31,6 +43,8 @@ from tonrail.limits.models import DailyVolume
 from tonrail.limits.service import reserve_daily_volume
 from tonrail.payments.schemas import PaymentOut, PayoutCreate
 from tonrail.payments.service import CheckedPayout, PaymentService, Response
+from tonrail.screening.rules import Outcome, Subject, Verdict
+from tonrail.screening.service import PAYOUT_REQUEST, record_refusal, refusal, store_decision
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import KEY_PATTERN, IdempotencyKey, well_formed_key
@@ -198,6 +212,12 @@ class BulkPayouts:
         await self.payments.own_accounts()
         await self.payments.rates.ensure()
         items = self.validate(principal, batch)
+        if (
+            self.payments.screening is not None
+            and (replay := await self.payments.replay(ikey)) is not None
+        ):
+            return replay  # a batch seen before is answered as it was, not screened again
+        screened = await self._screen(principal, items)
         now = clock.now()
         day = now.date().isoformat()
         policy = self.payments.policy
@@ -219,6 +239,24 @@ class BulkPayouts:
                     replayed.append(item.index)
                     continue
                 payment = self.payments.new_payout(principal, item.payout, now)
+                verdict = screened.get(item.index)
+                if verdict is None and self.payments.screening is not None:
+                    # Its key's record was there when the batch was screened, and is gone.
+                    raise Conflict(
+                        "an item's idempotency record expired while the batch was screened; "
+                        "send the batch again",
+                        code="concurrent_request",
+                    )
+                if verdict is not None:
+                    self.payments.hold_for_review(payment, verdict[1])
+                    await store_decision(
+                        session,
+                        verdict[1],
+                        stage=PAYOUT_REQUEST,
+                        subject=verdict[0],
+                        payment_id=payment.id,
+                        requested_by=principal.identity,
+                    )
                 session.add(payment)
                 entries.append(
                     (
@@ -271,6 +309,34 @@ class BulkPayouts:
                 raise
 
         return await self.payments.idempotent(ikey, 201, work, reserve, take_turns=True)
+
+    async def _screen(
+        self, principal: Principal, items: Sequence[_Item]
+    ) -> dict[int, tuple[Subject, Verdict]]:
+        """Every item the batch may create (not answered from its own key) screened, by
+        index; one or more `blocked` refuse the batch, with their decisions stored."""
+        screening = self.payments.screening
+        if screening is None:
+            return {}
+        async with self.payments.db.transaction() as session:
+            known = await _item_records(session, principal.account_id, items)
+        verdicts: dict[int, tuple[Subject, Verdict]] = {}
+        for item in items:
+            if item.key is not None and item.key.key in known:
+                continue
+            req = item.payout.req
+            subject = Subject(req.destination.strip())
+            context = {"direction": "out", "asset": req.asset, "amount": req.amount}
+            verdicts[item.index] = (subject, await screening.decide(subject, context))
+        blocked = [(i, s, v) for i, (s, v) in verdicts.items() if v.outcome == Outcome.BLOCKED]
+        if blocked:
+            async with self.payments.db.transaction() as session:
+                for _, subject, verdict in blocked:
+                    await record_refusal(
+                        session, verdict, subject, principal.identity, PAYOUT_REQUEST
+                    )
+            raise BatchRejected([(i, refusal(v)) for i, _, v in blocked])
+        return verdicts
 
 
 async def _first_uncovered(

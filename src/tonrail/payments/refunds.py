@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
@@ -30,19 +31,18 @@ from tonrail import clock
 from tonrail.errors import Conflict, InvalidRequest, NotFound, TonrailError
 from tonrail.events.service import emit
 from tonrail.ids import new_id
-from tonrail.ledger import rules as books
-from tonrail.ledger.service import post
 from tonrail.limits.rules import check_amount
-from tonrail.limits.service import reserve_daily_volume
 from tonrail.money import format_minor
 from tonrail.payments.models import Attempt, Payment, Refund
-from tonrail.payments.schemas import PaymentOut, PayoutCreate, RefundCreate, RefundList, RefundOut
+from tonrail.payments.schemas import PayoutCreate, RefundCreate, RefundList, RefundOut
 from tonrail.payments.service import CheckedPayout, PaymentService, Response
 from tonrail.payments.states import AttemptStatus
 from tonrail.rails.bank.rail import valid_iban
 from tonrail.rails.base import BANK_REFUND_OF, PAYPAL_REFUND_OF, STRIPE_REFUND_OF
 from tonrail.rails.ton.models import TonDeposit
 from tonrail.rails.ton.states import CREDITING_DEPOSIT_STATES
+from tonrail.screening.rules import Subject, Verdict
+from tonrail.screening.service import REFUND_REQUEST
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
 from tonrail.security.lockouts import check_not_locked
@@ -123,6 +123,31 @@ def _bank_account(req: RefundCreate, rail: str) -> dict[str, str]:
     return {"bank_iban": iban, "bank_name": name}
 
 
+# Whom a refund pays and what screening answered for them (RefundService.screen).
+Screened = tuple[Subject, Verdict]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPlan:
+    """A refund that fits: the invoice, how a backup rail paid it (None: deposits on TON),
+    whom it pays (an address, or the provider's payment) and how much."""
+
+    invoice: Payment
+    card: tuple[str, str, str] | None
+    payer: str
+    amount: int
+
+    def subject(self, req: RefundCreate) -> Subject | None:
+        """Whom screening looks at: the address that paid, a bank refund's account holder;
+        None for a card or PayPal refund (back to the instrument that paid)."""
+        if self.card is None:
+            return Subject(self.payer)
+        name = (req.bank_name or "").strip()
+        if self.card[0] == "bank" and name:  # no name: create_in refuses it (bank_account_invalid)
+            return Subject(None, name)
+        return None
+
+
 @runtime_checkable
 class CheckoutSessions(Protocol):
     """A rail that can say which PaymentIntent paid a Stripe Checkout Session."""
@@ -196,30 +221,60 @@ class RefundService:
         await self.payments.own_accounts()
         await self.payments.rates.ensure()
         await self.learn_session_payment_intent(principal, invoice_id)
+        if (
+            self.payments.screening is not None
+            and (replay := await self.payments.replay(ikey)) is not None
+        ):
+            return replay  # a request seen before is answered as it was, not screened again
+        screened = await self.screen(principal, invoice_id, req)
         reserved: list[Payment] = []
 
         async def work(session: AsyncSession) -> dict[str, Any]:
             reserved.clear()  # a rerun after a concurrent commit starts over
             await refuse_in_maintenance(session)
-            refund, payout = await self.create_in(session, principal, invoice_id, req)
+            refund, payout = await self.create_in(
+                session, principal, invoice_id, req, screened=screened
+            )
             await check_not_locked(session, principal.key_id, refund.destination, client_ip)
             reserved.append(payout)
             return RefundOut.of(refund).model_dump(mode="json")
 
         async def reserve(session: AsyncSession) -> None:
-            for payout in reserved:
-                day = payout.volume_day or ""
-                await self.payments.reserve_key_volume(
-                    session, principal, day, payout.usdt_equivalent
-                )
-                await reserve_daily_volume(
-                    session,
-                    payout.volume_day or "",
-                    payout.usdt_equivalent,
-                    self.payments.policy.daily_volume_limit_usdt,
-                )
+            await self.payments.reserve_volumes(session, principal, reserved)
 
         return await self.payments.idempotent(ikey, 201, work, reserve, take_turns=True)
+
+    async def screen(
+        self,
+        principal: Principal,
+        invoice_id: str,
+        req: RefundCreate,
+        requested_by: str | None = None,
+    ) -> Screened | None:
+        """AML/KYC screening of whom the refund pays (before its transaction: a provider may
+        answer slowly): the address that paid on TON, the account holder (`bank_name`) of a
+        bank refund. A card or PayPal refund goes back to the instrument that paid through
+        its provider and is not screened. `blocked` is stored and raised (403
+        `screening_blocked`); None when screening is off or there is nothing to screen."""
+        if self.payments.screening is None:
+            return None
+        async with self.payments.db.transaction() as session:
+            plan = await self._plan(session, principal, invoice_id, req, lock=False)
+        subject = plan.subject(req)
+        if subject is None:
+            return None
+        context = {
+            "direction": "out",
+            "asset": plan.invoice.asset,
+            "amount": format_minor(plan.amount, plan.invoice.asset),
+            "purpose": "refund",
+        }
+        param = "bank_name" if subject.address is None else None
+        verdict = await self.payments.screen(
+            requested_by or principal.identity, subject, context, REFUND_REQUEST, param
+        )
+        assert verdict is not None
+        return subject, verdict
 
     async def learn_session_payment_intent(self, principal: Principal, invoice_id: str) -> None:
         """For an invoice paid through a Checkout Session confirmed before the attempt kept
@@ -243,18 +298,19 @@ class RefundService:
             assert attempt is not None
             attempt.details = {**attempt.details, "payment_intent": intent}
 
-    async def create_in(
+    async def _plan(
         self,
         session: AsyncSession,
         principal: Principal,
         invoice_id: str,
         req: RefundCreate,
-        requested_by: str | None = None,
-    ) -> tuple[Refund, Payment]:
-        """The refund and its payout, inside the caller's transaction (which must reserve the
-        payout's daily volume before it commits). `requested_by`: who asked, when not the
-        principal's key (an operator's resolution)."""
-        invoice = await session.get(Payment, invoice_id, with_for_update=True)
+        *,
+        lock: bool,
+    ) -> RefundPlan:
+        """How the invoice was paid, whom the refund pays and how much (every refusal of a
+        refund that does not fit). `lock`: the invoice row is locked first, so concurrent
+        refunds of one invoice take turns (create_in); without it, a look (screen)."""
+        invoice = await session.get(Payment, invoice_id, with_for_update=lock)
         if (
             invoice is None
             or invoice.direction != "in"
@@ -301,6 +357,35 @@ class RefundService:
                     "what this payer sent is left to refund",
                     param="amount",
                 )
+        return RefundPlan(invoice, card, payer, amount)
+
+    async def create_in(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        invoice_id: str,
+        req: RefundCreate,
+        requested_by: str | None = None,
+        *,
+        screened: Screened | None = None,
+    ) -> tuple[Refund, Payment]:
+        """The refund and its payout, inside the caller's transaction (which must reserve the
+        payout's daily volumes before it commits: `PaymentService.reserve_volumes`).
+        `requested_by`: who asked, when not the principal's key (an operator's resolution).
+        `screened`: what `screen` answered for this refund; with screening on, a refund whose
+        payee was not screened (or changed since) is refused with 409 `screening_stale`."""
+        plan = await self._plan(session, principal, invoice_id, req, lock=True)
+        invoice, card, payer, amount = plan.invoice, plan.card, plan.payer, plan.amount
+        subject = plan.subject(req)
+        if (
+            self.payments.screening is not None
+            and subject is not None
+            and (screened is None or screened[0] != subject)
+        ):
+            raise Conflict(
+                "whom this refund pays changed since it was screened; send the request again",
+                code="screening_stale",
+            )
         now = clock.now()
         refund_id = new_id("re")
         request = PayoutCreate(
@@ -327,7 +412,13 @@ class RefundService:
         payout.requested_by = requested_by or principal.identity
         if card is not None:
             payout.route, payout.route_reason = card[0], "refund"
-        session.add(payout)
+        await self.payments.add_payout(
+            session,
+            payout,
+            reason="refund.reserved",
+            screened=screened if subject is not None else None,
+            stage=REFUND_REQUEST,
+        )
         refund = Refund(
             id=refund_id,
             account_id=invoice.account_id,
@@ -346,20 +437,6 @@ class RefundService:
         )
         session.add(refund)
         await session.flush()
-        await post(
-            session,
-            "refund.reserved",
-            books.payout_reserved(invoice.account_id, invoice.asset, amount),
-            payout.id,
-            covered=self.payments.draws_on_balance(invoice.account_id),
-        )
-        emit(
-            session,
-            "payout.created",
-            payout.account_id,
-            PaymentOut.of(payout).model_dump(mode="json"),
-            payout.id,
-        )
         emit(
             session,
             "refund.created",

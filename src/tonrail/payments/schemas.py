@@ -107,7 +107,8 @@ class DepositOut(BaseModel):
     )
     status: DepositStatus = Field(
         description="credited | underpaid | overpaid (count towards the invoice), late (the "
-        "invoice had ended), resolved (an operator decided)"
+        "invoice had ended), resolved (an operator decided), held (AML/KYC screening: waits "
+        "for an approver, not credited), frozen (screening blocked the sender: never credited)"
     )
     resolution: str | None
     received_at: datetime = Field(description="when the deposit watcher recorded it")

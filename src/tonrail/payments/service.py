@@ -38,6 +38,7 @@ from tonrail.ledger.service import (
     has_balance,
     insufficient,
     is_balance_violation,
+    post,
 )
 from tonrail.limits.rules import LimitPolicy, approvals_satisfied, check_amount, needs_approval
 from tonrail.limits.service import (
@@ -47,6 +48,7 @@ from tonrail.limits.service import (
     key_reservation_write,
     limit_exceeded,
     reservation_write,
+    reserve_daily_volume,
     reserve_key_volume,
 )
 from tonrail.money import decimals_of, parse_minor
@@ -68,11 +70,13 @@ from tonrail.rails.ton.models import TonOwnAccount
 from tonrail.rates import Rate, Rates
 from tonrail.screening.rules import Outcome, Subject, Verdict
 from tonrail.screening.service import (
+    PAYOUT_REQUEST,
     REVIEW_HOLD,
     Screening,
     decision_write,
     record_refusal,
     refusal,
+    store_decision,
 )
 from tonrail.security import idempotency
 from tonrail.security.api_keys import Principal
@@ -204,7 +208,7 @@ class PaymentService:
             except TonrailError:
                 # A request with the same key that committed while this one waited (e.g. for
                 # the payout's row lock) answered it: replay that rather than the refusal.
-                if (replay := await self._replay(ikey)) is not None:
+                if (replay := await self.replay(ikey)) is not None:
                     return replay
                 raise
         raise Conflict("the request raced with another one; retry it", code="concurrent_request")
@@ -304,13 +308,12 @@ class PaymentService:
         principal.limits.check(
             req.asset, checked.usdt, req.destination, valued=checked.rate is not None
         )
+        if self.screening is not None and (replay := await self.replay(ikey)) is not None:
+            return replay  # a request seen before is answered as it was, not screened again
         screened = await self._screen_payout(principal, checked)
         now = clock.now()
         payment = self.new_payout(principal, checked, now)
-        if screened is not None and screened.outcome == Outcome.REVIEW:
-            # Held for an approver (the Approvals page), whatever the amount.
-            payment.status = PaymentStatus.REQUIRES_APPROVAL
-            payment.hold_reason = payment.hold_reason or REVIEW_HOLD
+        self.hold_for_review(payment, screened)
         asset, amount, usdt = payment.asset, payment.amount, payment.usdt_equivalent
         day = now.date().isoformat()
         limit = self.policy.daily_volume_limit_usdt
@@ -338,7 +341,7 @@ class PaymentService:
                     [
                         decision_write(
                             screened,
-                            stage="payout_request",
+                            stage=PAYOUT_REQUEST,
                             subject=Subject(payment.counterparty),
                             payment_id=payment.id,
                             requested_by=principal.identity,
@@ -359,7 +362,7 @@ class PaymentService:
                     if await write_at_once(conn, writes, refuse_if=refusals):
                         return Response(201, body)
                 # Refused (maintenance or a lockout): a replay answers first, else say why.
-                if (replay := await self._replay(ikey)) is not None:
+                if (replay := await self.replay(ikey)) is not None:
                     return replay
                 async with self.db.transaction() as session:
                     await refuse_in_maintenance(session)
@@ -370,12 +373,12 @@ class PaymentService:
             )
         except TonrailError:
             # A request seen before replays its first response, whatever refuses work now.
-            if (replay := await self._replay(ikey)) is not None:
+            if (replay := await self.replay(ikey)) is not None:
                 return replay
             raise
         except IntegrityError as exc:
             # The same key committed first (replay it), or the day's volume is used up.
-            if (replay := await self._replay(ikey)) is not None:
+            if (replay := await self.replay(ikey)) is not None:
                 return replay
             if is_key_limit_violation(exc) and principal.limits.max_daily_usdt is not None:
                 key_limit_exceeded(principal.limits.max_daily_usdt)
@@ -386,7 +389,7 @@ class PaymentService:
                     left = await available(session, principal.account_id, asset)
                 insufficient(asset, left, amount)
             if ikey is not None and not again:
-                # The key's record had expired (`_replay` removed it): a new request now.
+                # The key's record had expired (`replay` removed it): a new request now.
                 return await self.create_payout(principal, req, ikey, client_ip, again=True)
             raise
 
@@ -409,7 +412,7 @@ class PaymentService:
         async with self.db.engine.connect() as conn:
             return await has_balance(conn, account_id, asset)
 
-    async def _replay(self, ikey: IdempotencyKey | None) -> Response | None:
+    async def replay(self, ikey: IdempotencyKey | None) -> Response | None:
         """The saved response of an earlier request with this key (409 if its body differed)."""
         if ikey is None:
             return None
@@ -612,20 +615,93 @@ class PaymentService:
             await move_payment(session, payment, PaymentStatus.QUEUED, actor=approver, values=route)
         return await self._render(session, payment, approvers)
 
-    async def _screen_payout(self, principal: Principal, checked: CheckedPayout) -> Verdict | None:
-        """AML/KYC screening of the destination (None: screening is off). A `blocked`
-        verdict is stored with the refusal counted (alert `screening_blocked`) and raised."""
+    async def screen(
+        self,
+        requested_by: str,
+        subject: Subject,
+        context: dict[str, Any],
+        stage: str,
+        param: str | None = "destination",
+    ) -> Verdict | None:
+        """AML/KYC screening of where a payout goes (None: screening is off). Called before
+        any write transaction (a provider may answer slowly). A `blocked` verdict is stored
+        with the refusal counted (alert `screening_blocked`) and raised as 403
+        `screening_blocked`; `clear` and `review` are returned, for the caller to store with
+        the payout it decided (`add_payout`, `decision_write`)."""
         if self.screening is None:
             return None
-        req = checked.req
-        subject = Subject(req.destination.strip())
-        context = {"direction": "out", "asset": req.asset, "amount": req.amount}
         verdict = await self.screening.decide(subject, context)
         if verdict.outcome != Outcome.BLOCKED:
             return verdict
         async with self.db.transaction() as session:
-            await record_refusal(session, verdict, subject, principal.identity, "payout_request")
-        raise refusal(verdict)
+            await record_refusal(session, verdict, subject, requested_by, stage)
+        raise refusal(verdict, param)
+
+    async def _screen_payout(self, principal: Principal, checked: CheckedPayout) -> Verdict | None:
+        req = checked.req
+        context = {"direction": "out", "asset": req.asset, "amount": req.amount}
+        return await self.screen(
+            principal.identity, Subject(req.destination.strip()), context, PAYOUT_REQUEST
+        )
+
+    @staticmethod
+    def hold_for_review(payment: Payment, screened: Verdict | None) -> None:
+        """A `review` verdict holds the new payout for approvers (the Approvals page),
+        whatever its amount."""
+        if screened is not None and screened.outcome == Outcome.REVIEW:
+            payment.status = PaymentStatus.REQUIRES_APPROVAL
+            payment.hold_reason = payment.hold_reason or REVIEW_HOLD
+
+    async def add_payout(
+        self,
+        session: AsyncSession,
+        payout: Payment,
+        *,
+        reason: str = "payout.reserved",
+        screened: tuple[Subject, Verdict] | None = None,
+        stage: str = PAYOUT_REQUEST,
+    ) -> dict[str, Any]:
+        """Write a new payout inside the caller's transaction, as `create_payout` writes
+        one: held for review if screening said so, its row, its reservation in the books
+        (`reason`), its `payout.created` event and its screening decision. The caller
+        reserves the daily volumes (`reserve_volumes`) before it commits. Returns the
+        payout as the API renders it."""
+        if screened is not None:
+            self.hold_for_review(payout, screened[1])
+        session.add(payout)
+        await session.flush()
+        await post(
+            session,
+            reason,
+            books.payout_reserved(payout.account_id, payout.asset, payout.amount),
+            payout.id,
+            covered=self.draws_on_balance(payout.account_id),
+        )
+        body = PaymentOut.of(payout).model_dump(mode="json")
+        emit(session, "payout.created", payout.account_id, body, payout.id)
+        if screened is not None:
+            await store_decision(
+                session,
+                screened[1],
+                stage=stage,
+                subject=screened[0],
+                payment_id=payout.id,
+                requested_by=payout.requested_by,
+            )
+        return body
+
+    async def reserve_volumes(
+        self, session: AsyncSession, principal: Principal, payouts: Sequence[Payment]
+    ) -> None:
+        """Count new payouts on the key's own daily limit and the service's daily volume,
+        each on its day, inside the caller's transaction (touched last: every payout locks
+        the volume row)."""
+        for payout in payouts:
+            day = payout.volume_day or ""
+            await self.reserve_key_volume(session, principal, day, payout.usdt_equivalent)
+            await reserve_daily_volume(
+                session, day, payout.usdt_equivalent, self.policy.daily_volume_limit_usdt
+            )
 
     # ---------------------------------------------------------------- helpers
     async def _load(

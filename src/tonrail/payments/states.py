@@ -56,9 +56,12 @@ PAYOUT_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 }
 
 # Incoming payments / invoices (direction "in"): the customer pays or the invoice expires.
+# processing: a backup rail is taking the payment, or a deposit waits for AML/KYC review
+# (hold_reason screening_review; released short of the amount it is awaiting payment again);
+# failed: a rail failed, or screening froze a deposit from a blocked sender.
 INVOICE_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
-    P.AWAITING_PAYMENT: frozenset({P.PROCESSING, P.SUCCEEDED, P.EXPIRED, P.CANCELED}),
-    P.PROCESSING: frozenset({P.SUCCEEDED, P.FAILED}),
+    P.AWAITING_PAYMENT: frozenset({P.PROCESSING, P.SUCCEEDED, P.EXPIRED, P.CANCELED, P.FAILED}),
+    P.PROCESSING: frozenset({P.SUCCEEDED, P.FAILED, P.AWAITING_PAYMENT}),
     P.SUCCEEDED: frozenset(),
     P.FAILED: frozenset(),
     P.CANCELED: frozenset(),

@@ -9,6 +9,15 @@ an invoice reference; a USDT deposit is a `transfer_notification` sent by OUR je
 the allow-listed master. A fake jetton's notification, or a TON transfer carrying a USDT
 invoice's reference, is recorded but credits nothing. Messages that belong to our own payouts
 (externals, internal_transfer to self, bounces, excesses) are the payout tracker's.
+
+AML/KYC screening (docs/COMPLIANCE.md): every new transfer that carries an invoice reference
+has its sender screened before the page's transaction (a provider may answer slowly), and
+the decision is stored with the deposit it decided. `blocked`: the deposit is `frozen`
+(booked to liability:screening_frozen, never to the merchant), its open invoice fails with
+`screening_blocked` and the alert `screening_blocked` opens. `review`: a deposit that would
+credit an invoice is `held` (liability:screening_held) and its open invoice waits in
+`processing` (hold_reason `screening_review`) until an approver releases or freezes it
+(resolutions.py `decide_held`).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from tonrail.ids import new_id
 from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
+from tonrail.money import format_minor
+from tonrail.monitoring.signals import SCREENING_BLOCKED, write_signal
 from tonrail.payments.models import Payment
 from tonrail.payments.states import PaymentStatus
 from tonrail.payments.transitions import move_payment
@@ -34,11 +45,20 @@ from tonrail.processing.context import TonRailContext
 from tonrail.rails.ton.chain_view import EXCESSES_OP, JETTON_NOTIFY_OP, Tx, raw, same_address
 from tonrail.rails.ton.models import TonDeposit, TonWalletCursor
 from tonrail.rails.ton.states import CREDITING_DEPOSIT_STATES, DepositStatus
+from tonrail.screening.rules import Outcome, Subject, Verdict
+from tonrail.screening.service import DEPOSIT_CREDIT, REVIEW_HOLD, store_decision
 
 log = structlog.get_logger(__name__)
 
+HELD = frozenset({DepositStatus.HELD})
+HELD_OR_CREDITING = CREDITING_DEPOSIT_STATES | HELD
 REFERENCE_RE = re.compile(r"TR-[A-HJ-NP-Z2-9]{10}")
 CREDITING = CREDITING_DEPOSIT_STATES
+
+
+# A sender's screening: whom, and what the providers answered (None: screening is off).
+Screened = tuple[Subject, Verdict]
+SCREENING_ACTOR = "system:ton"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +125,45 @@ def classify(
     return Incoming("TON", m.value, m.source, m.comment)
 
 
-async def _received(session: AsyncSession, payment_id: str) -> int:
+async def _received(
+    session: AsyncSession, payment_id: str, states: frozenset[DepositStatus] = CREDITING
+) -> int:
     stmt = select(func.coalesce(func.sum(TonDeposit.amount), 0)).where(
-        TonDeposit.payment_id == payment_id, TonDeposit.status.in_(CREDITING)
+        TonDeposit.payment_id == payment_id, TonDeposit.status.in_(states)
     )
     return int((await session.execute(stmt)).scalar_one())
 
 
-async def record(ctx: TonRailContext, session: AsyncSession, tx: Tx, inc: Incoming) -> TonDeposit:
-    """Record one deposit, credit its invoice if it pays one, and post the books."""
+def held_for_review(invoice: Payment) -> bool:
+    """An invoice waiting for an approver's decision on a deposit screening held."""
+    return invoice.status == PaymentStatus.PROCESSING and invoice.hold_reason == REVIEW_HOLD
+
+
+async def fail_for_screening(session: AsyncSession, invoice: Payment, deposit_id: str) -> None:
+    """An invoice paid (in whole or part) from a blocked sender: it fails with
+    `screening_blocked` if it was still open; the merchant must not deliver."""
+    if invoice.status == PaymentStatus.AWAITING_PAYMENT or held_for_review(invoice):
+        await move_payment(
+            session,
+            invoice,
+            PaymentStatus.FAILED,
+            actor=SCREENING_ACTOR,
+            failure_code="screening_blocked",
+            failure_message=f"deposit {deposit_id} came from a sender AML/KYC screening "
+            "blocks: it is frozen, not credited",
+            values={"hold_reason": None},
+        )
+
+
+async def record(
+    ctx: TonRailContext,
+    session: AsyncSession,
+    tx: Tx,
+    inc: Incoming,
+    screened: Screened | None = None,
+) -> TonDeposit:
+    """Record one deposit, credit its invoice if it pays one, and post the books; a sender
+    screening blocked is frozen, one it holds for review is held (`screened`)."""
     now = clock.now()
     # A new row, field by field: alike other inserts in shape only.
     deposit = TonDeposit(
@@ -144,19 +194,26 @@ async def record(ctx: TonRailContext, session: AsyncSession, tx: Tx, inc: Incomi
         invoice = None
     if invoice is not None:
         deposit.payment_id = invoice.id
-        open_ = invoice.status == PaymentStatus.AWAITING_PAYMENT and (
+        open_ = (invoice.status == PaymentStatus.AWAITING_PAYMENT or held_for_review(invoice)) and (
             invoice.expires_at is None or tx.now <= int(invoice.expires_at.timestamp())
         )
         if not open_:
             deposit.status = (
                 DepositStatus.LATE
                 if invoice.status
-                in (PaymentStatus.EXPIRED, PaymentStatus.CANCELED, PaymentStatus.AWAITING_PAYMENT)
+                in (
+                    PaymentStatus.EXPIRED,
+                    PaymentStatus.CANCELED,
+                    PaymentStatus.AWAITING_PAYMENT,
+                    PaymentStatus.FAILED,
+                    PaymentStatus.PROCESSING,
+                )
                 else DepositStatus.OVERPAID
             )
             deposit.resolution = f"the invoice was {invoice.status} when this arrived"
         else:
-            total = await _received(session, invoice.id) + inc.amount
+            # Deposits held for review count towards the amount (they may be released).
+            total = await _received(session, invoice.id, HELD_OR_CREDITING) + inc.amount
             deposit.status = (
                 DepositStatus.UNDERPAID
                 if total < invoice.amount
@@ -164,9 +221,49 @@ async def record(ctx: TonRailContext, session: AsyncSession, tx: Tx, inc: Incomi
                 if total == invoice.amount
                 else DepositStatus.OVERPAID
             )
+    outcome = screened[1].outcome if screened is not None else Outcome.CLEAR
+    why = f": {screened[1].reason}" if screened is not None and screened[1].reason else ""
+    if outcome == Outcome.BLOCKED:
+        deposit.status = DepositStatus.FROZEN
+        deposit.resolution = f"frozen by AML/KYC screening{why}"
+    elif outcome == Outcome.REVIEW and deposit.status in CREDITING:
+        deposit.status = DepositStatus.HELD
+        deposit.resolution = f"held by AML/KYC screening for review{why}"
     session.add(deposit)
     await session.flush()
-    if deposit.status in CREDITING:
+    if screened is not None:
+        await store_decision(
+            session,
+            screened[1],
+            stage=DEPOSIT_CREDIT,
+            subject=screened[0],
+            payment_id=deposit.payment_id,
+            requested_by=SCREENING_ACTOR,
+            deposit_id=deposit.id,
+        )
+    if deposit.status in (DepositStatus.FROZEN, DepositStatus.HELD):
+        frozen = deposit.status == DepositStatus.FROZEN
+        account = books.SCREENING_FROZEN if frozen else books.SCREENING_HELD
+        await post(
+            session,
+            f"deposit.screening_{'frozen' if frozen else 'held'}",
+            books.receipt_set_apart(account, inc.asset, inc.amount),
+            deposit.payment_id,
+        )
+        if frozen:
+            await write_signal(session, SCREENING_BLOCKED, 1, kind="counter")
+            log.warning("deposit frozen by screening", deposit=deposit.id, tx=tx.hash)
+            if invoice is not None:
+                await fail_for_screening(session, invoice, deposit.id)
+        elif invoice is not None and invoice.status == PaymentStatus.AWAITING_PAYMENT:
+            await move_payment(
+                session,
+                invoice,
+                PaymentStatus.PROCESSING,
+                actor=SCREENING_ACTOR,
+                values={"hold_reason": REVIEW_HOLD},
+            )
+    elif deposit.status in CREDITING:
         assert invoice is not None
         await post(
             session,
@@ -179,6 +276,8 @@ async def record(ctx: TonRailContext, session: AsyncSession, tx: Tx, inc: Incomi
             and invoice.status == PaymentStatus.AWAITING_PAYMENT
         ):
             await move_payment(session, invoice, PaymentStatus.SUCCEEDED, actor="system:ton")
+        elif deposit.status != DepositStatus.UNDERPAID and held_for_review(invoice):
+            await settle_if_released(session, invoice, SCREENING_ACTOR)
     else:
         await post(
             session,
@@ -200,6 +299,55 @@ def _treasury(ctx: TonRailContext) -> str | None:
     return raw(address) if address else None
 
 
+async def settle_if_released(session: AsyncSession, invoice: Payment, actor: str) -> None:
+    """An invoice held for review with no deposit held any more: succeeded if what was
+    credited covers it, else awaiting payment again (its expiry applies as before)."""
+    if not held_for_review(invoice) or await _received(session, invoice.id, HELD):
+        return
+    paid = await _received(session, invoice.id) >= invoice.amount
+    target = PaymentStatus.SUCCEEDED if paid else PaymentStatus.AWAITING_PAYMENT
+    await move_payment(session, invoice, target, actor=actor, values={"hold_reason": None})
+
+
+async def screen_senders(ctx: TonRailContext, txs: list[Tx]) -> dict[str, Screened]:
+    """AML/KYC screening of the senders of new transfers that name an invoice, by
+    transaction hash, before the page's transaction. Other transfers credit nobody (an
+    operator resolves them; a refund of one is screened then)."""
+    screening = ctx.payments.screening
+    if screening is None:
+        return {}
+    todo: list[tuple[Tx, Incoming]] = []
+    for tx in txs:
+        inc = classify(tx, ctx.wallet_raw, ctx.jetton_wallet, _treasury(ctx))
+        if inc is None or not inc.sender or inc.note is not None:
+            continue
+        if REFERENCE_RE.search(inc.comment or "") is not None:
+            todo.append((tx, inc))
+    if not todo:
+        return {}
+    async with ctx.db.transaction() as session:
+        hashes = [tx.hash for tx, _ in todo]
+        seen = set(
+            (
+                await session.execute(
+                    select(TonDeposit.tx_hash).where(TonDeposit.tx_hash.in_(hashes))
+                )
+            ).scalars()
+        )
+    out: dict[str, Screened] = {}
+    for tx, inc in todo:
+        if tx.hash in seen:
+            continue
+        subject = Subject(inc.sender)
+        context = {
+            "direction": "in",
+            "asset": inc.asset,
+            "amount": format_minor(inc.amount, inc.asset),
+        }
+        out[tx.hash] = (subject, await screening.decide(subject, context))
+    return out
+
+
 async def watch_deposits(ctx: TonRailContext, page: int = 50) -> int:
     """Read the next page of the receiving wallet's transactions; returns deposits recorded."""
     async with ctx.db.transaction() as session:
@@ -208,6 +356,7 @@ async def watch_deposits(ctx: TonRailContext, page: int = 50) -> int:
     txs = await ctx.api.account_transactions(ctx.wallet_raw, after, page)
     if not txs:
         return 0
+    screened = await screen_senders(ctx, txs)
     recorded = 0
     async with ctx.db.transaction() as session:
         cursor = await session.get(TonWalletCursor, ctx.wallet_raw, with_for_update=True)
@@ -221,7 +370,7 @@ async def watch_deposits(ctx: TonRailContext, page: int = 50) -> int:
                 await session.execute(select(TonDeposit.id).where(TonDeposit.tx_hash == tx.hash))
             ).scalar_one_or_none()
             if exists is None:
-                await record(ctx, session, tx, inc)
+                await record(ctx, session, tx, inc, screened.get(tx.hash))
                 recorded += 1
         crashpoint(ctx.settings, "ton.deposit_before_commit")
         last = max(txs, key=lambda t: t.lt)

@@ -21,14 +21,15 @@ from tonrail.errors import Conflict, InvalidRequest, NotFound
 from tonrail.events.service import emit
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
-from tonrail.limits.service import reserve_daily_volume
 from tonrail.money import format_minor
+from tonrail.monitoring.signals import SCREENING_BLOCKED, write_signal
 from tonrail.payments.models import Payment
-from tonrail.payments.refunds import RefundService, refunded_by_destination
+from tonrail.payments.refunds import RefundService, Screened, refunded_by_destination
 from tonrail.payments.schemas import RefundCreate
 from tonrail.payments.service import PaymentService
 from tonrail.payments.states import PaymentStatus
 from tonrail.payments.transitions import move_payment
+from tonrail.processing.deposits import fail_for_screening, settle_if_released
 from tonrail.rails.ton.models import TonDeposit
 from tonrail.rails.ton.states import (
     CREDITING_DEPOSIT_STATES,
@@ -36,6 +37,9 @@ from tonrail.rails.ton.states import (
     UNAPPLIED_DEPOSIT_STATES,
     DepositStatus,
 )
+from tonrail.screening.rules import Outcome, Subject, Verdict
+from tonrail.screening.service import DEPOSIT_CREDIT, REFUND_REQUEST, store_decision
+from tonrail.security import audit_log
 from tonrail.security.api_keys import Principal
 
 Decision = Literal["owner_funding", "refund", "apply", "accept"]
@@ -59,8 +63,11 @@ async def resolve(
     *,
     invoice_id: str | None = None,
     note: str | None = None,
+    screened: Screened | None = None,
 ) -> TonDeposit:
-    """Record the operator's decision on one deposit; refuses decisions that do not fit."""
+    """Record the operator's decision on one deposit; refuses decisions that do not fit.
+    A refund of an off-amount deposit is a payout: with screening on, its payee must have
+    been screened first (`screen_refund`, before this transaction)."""
     deposit = await session.get(TonDeposit, deposit_id, with_for_update=True)
     if deposit is None:
         raise NotFound(f"no deposit {deposit_id!r}", param="deposit")
@@ -68,7 +75,7 @@ async def resolve(
         raise Conflict(f"deposit {deposit_id} is already resolved", code="already_resolved")
     asset, amount = deposit.asset, deposit.amount
     if decision == "refund" and deposit.status in OFF_AMOUNT_DEPOSIT_STATES:
-        await _refund_to_sender(session, payments, deposit, actor, note)
+        await _refund_to_sender(session, payments, deposit, actor, note, screened)
         return deposit
     if decision in ("owner_funding", "refund", "apply") and deposit.status not in UNAPPLIED:
         raise Conflict(
@@ -129,6 +136,7 @@ async def _refund_to_sender(
     deposit: TonDeposit,
     actor: str,
     note: str | None,
+    screened: Screened | None,
 ) -> None:
     """Pay back an underpaid deposit in full, or the excess of an overpaid one, as a refund
     of its invoice. The deposit keeps its status (it did pay the invoice; the refund is what
@@ -159,13 +167,9 @@ async def _refund_to_sender(
             deposit=deposit.id,
         ),
         requested_by=actor,
+        screened=screened,
     )
-    await reserve_daily_volume(
-        session,
-        payout.volume_day or "",
-        payout.usdt_equivalent,
-        payments.policy.daily_volume_limit_usdt,
-    )
+    await payments.reserve_volumes(session, merchant, [payout])
     deposit.resolution = f"refund {refund.id} by {actor}" + (f": {note}" if note else "")
     emit(
         session,
@@ -174,6 +178,120 @@ async def _refund_to_sender(
         {"id": deposit.id, "decision": "refund", "actor": actor, "note": note, "refund": refund.id},
         deposit.payment_id,
     )
+
+
+HeldDecision = Literal["release", "freeze"]
+
+
+async def decide_held(
+    session: AsyncSession,
+    deposit_id: str,
+    decision: HeldDecision,
+    actor: str,
+    note: str | None = None,
+) -> TonDeposit:
+    """An approver's decision on a deposit AML/KYC screening held for review (the
+    Approvals page, `tonrail deposits release|freeze`), once: the deposit row is locked and
+    must still be `held`. `release` credits the merchant (its invoice succeeds if that
+    covers it, else awaits payment again); `freeze` books it as frozen and fails its open
+    invoice, as a blocked sender would. Stored as a screening decision (provider
+    `approver`), audited, with a `deposit.screening_<decision>` event."""
+    if decision not in ("release", "freeze"):
+        raise InvalidRequest("decision must be release or freeze", param="decision")
+    deposit = await session.get(TonDeposit, deposit_id, with_for_update=True)
+    if deposit is None:
+        raise NotFound(f"no deposit {deposit_id!r}", param="deposit")
+    if deposit.status != DepositStatus.HELD:
+        raise Conflict(
+            f"deposit {deposit_id} is {deposit.status}, not held for review",
+            code="deposit_not_held",
+        )
+    invoice = await session.get(Payment, deposit.payment_id or "", with_for_update=True)
+    if invoice is None:
+        raise NotFound(f"deposit {deposit.id} names no invoice", param="deposit")
+    asset, amount = deposit.asset, deposit.amount
+    if decision == "release":
+        await post(
+            session,
+            "deposit.screening_released",
+            [
+                books.Line(books.SCREENING_HELD, asset, amount),
+                books.Line(books.merchant_account(invoice.account_id), asset, -amount),
+            ],
+            invoice.id,
+        )
+        total = await _received(session, invoice.id) + amount
+        deposit.status = (
+            DepositStatus.UNDERPAID
+            if total < invoice.amount
+            else DepositStatus.CREDITED
+            if total == invoice.amount
+            else DepositStatus.OVERPAID
+        )
+        await session.flush()
+        await settle_if_released(session, invoice, actor)
+    else:
+        await post(
+            session,
+            "deposit.screening_frozen",
+            [
+                books.Line(books.SCREENING_HELD, asset, amount),
+                books.Line(books.SCREENING_FROZEN, asset, -amount),
+            ],
+            invoice.id,
+        )
+        deposit.status = DepositStatus.FROZEN
+        await session.flush()
+        await write_signal(session, SCREENING_BLOCKED, 1, kind="counter")
+        await fail_for_screening(session, invoice, deposit.id)
+    done = "released" if decision == "release" else "frozen"
+    deposit.resolution = f"{done} by {actor}" + (f": {note}" if note else "")
+    verdict = Verdict(
+        Outcome.CLEAR if decision == "release" else Outcome.BLOCKED, "approver", note or ""
+    )
+    await store_decision(
+        session,
+        verdict,
+        stage=DEPOSIT_CREDIT,
+        subject=Subject(deposit.sender),
+        payment_id=invoice.id,
+        requested_by=actor,
+        deposit_id=deposit.id,
+    )
+    details = {"invoice": invoice.id, "asset": asset, "amount": amount, "note": note}
+    emit(
+        session,
+        f"deposit.screening_{done}",
+        invoice.account_id,
+        {"id": deposit.id, "actor": actor, **details, "status": str(deposit.status)},
+        invoice.id,
+    )
+    await audit_log.record(session, actor, f"deposit.{decision}", deposit.id, details)
+    return deposit
+
+
+async def screen_refund(
+    payments: PaymentService, deposit_id: str, decision: str, actor: str
+) -> Screened | None:
+    """Before `resolve` pays an off-amount deposit back (decision `refund`): AML/KYC
+    screening of its sender, outside the transaction (a provider may answer slowly).
+    `blocked` is stored and raised (screening_blocked); None when nothing is to screen."""
+    if payments.screening is None or decision != "refund":
+        return None
+    async with payments.db.transaction() as session:
+        deposit = await session.get(TonDeposit, deposit_id)
+        if deposit is None or deposit.status not in OFF_AMOUNT_DEPOSIT_STATES:
+            return None  # resolve refuses it, or books it without a payout
+        subject, asset, amount = Subject(deposit.sender), deposit.asset, deposit.amount
+    context = {
+        "direction": "out",
+        "asset": asset,
+        "amount": format_minor(amount, asset),
+        "purpose": "refund",
+    }
+    verdict = await payments.screen(actor, subject, context, REFUND_REQUEST, "deposit")
+    assert verdict is not None
+    return subject, verdict
 
 
 async def _open_invoice(session: AsyncSession, invoice_id: str | None, asset: str) -> Payment:

@@ -16,7 +16,9 @@ class ScreeningDecision(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     # The payment screened; None when a payout was refused (blocked) and never written.
     payment_id: Mapped[str | None] = mapped_column(String(40), index=True)
-    stage: Mapped[str] = mapped_column(String(16))  # payout_request | deposit_credit
+    # The incoming transfer screened (stage deposit_credit), when one was.
+    deposit_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    stage: Mapped[str] = mapped_column(String(16))  # payout_request|refund_request|deposit_credit
     address: Mapped[str | None] = mapped_column(String(128))
     name: Mapped[str | None] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(16))

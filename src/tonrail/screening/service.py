@@ -23,8 +23,12 @@ from tonrail.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-REVIEW_HOLD = "screening_review"
-DECISIONS: Table = ScreeningDecision.__table__  # type: ignore[assignment]  # hold_reason of a payout waiting for an approver
+REVIEW_HOLD = "screening_review"  # hold_reason of a payment waiting for an approver
+DECISIONS: Table = ScreeningDecision.__table__  # type: ignore[assignment]
+# What was being decided (screening_decisions.stage).
+PAYOUT_REQUEST = "payout_request"  # POST /v1/payouts and each item of POST /v1/payouts/batch
+REFUND_REQUEST = "refund_request"  # a refund's payout (API or an operator's resolution)
+DEPOSIT_CREDIT = "deposit_credit"  # an incoming transfer about to be credited
 
 
 class ScreeningBlocked(PermissionDenied):
@@ -65,11 +69,13 @@ def decision_write(
     payment_id: str | None,
     requested_by: str | None,
     now: datetime,
+    deposit_id: str | None = None,
 ) -> Write:
     """The decision's INSERT, to commit with the payment it decided (write_at_once)."""
     values = {
         "id": new_id("scr"),
         "payment_id": payment_id,
+        "deposit_id": deposit_id,
         "stage": stage,
         "address": subject.address,
         "name": subject.name,
@@ -97,12 +103,44 @@ async def record_refusal(
     log.warning("refused by screening", provider=verdict.provider, by=requested_by, stage=stage)
 
 
-def refusal(verdict: Verdict) -> ScreeningBlocked:
+async def store_decision(
+    session: AsyncSession,
+    verdict: Verdict,
+    *,
+    stage: str,
+    subject: Subject,
+    payment_id: str | None,
+    requested_by: str | None,
+    deposit_id: str | None = None,
+) -> None:
+    """`decision_write` inside the caller's transaction: it commits with what it decided."""
+    row = decision_write(
+        verdict,
+        stage=stage,
+        subject=subject,
+        payment_id=payment_id,
+        requested_by=requested_by,
+        now=clock.now(),
+        deposit_id=deposit_id,
+    )
+    await session.execute(DECISIONS.insert().values(**row.values))
+
+
+def refusal(verdict: Verdict, param: str | None = "destination") -> ScreeningBlocked:
     why = f": {verdict.reason}" if verdict.reason else ""
     return ScreeningBlocked(
-        f"the destination is refused by screening ({verdict.provider}{why})",
-        param="destination",
+        f"the destination is refused by screening ({verdict.provider}{why})", param=param
     )
 
 
-__all__ = ["Outcome", "Screening", "ScreeningBlocked", "decision_write", "refusal"]
+__all__ = [
+    "DEPOSIT_CREDIT",
+    "PAYOUT_REQUEST",
+    "REFUND_REQUEST",
+    "Outcome",
+    "Screening",
+    "ScreeningBlocked",
+    "decision_write",
+    "refusal",
+    "store_decision",
+]

@@ -5,11 +5,15 @@ action). Approving calls `PaymentService.approve_in` with the admin as `admin:<u
 so the service's rules apply: distinct approvers, never the requester, the payout queued
 once enough approve. Rejecting cancels the payout with the approver's reason. Both need the
 `approve` permission and write the audit log in the same transaction.
+
+Deposits AML/KYC screening held for review are listed below the payouts: *Release*
+credits the merchant, *Freeze* keeps the money apart and fails the invoice
+(`resolutions.decide_held`, once per deposit, audited).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -19,9 +23,10 @@ from tonrail.dashboard.deps import actor, context, db_of, is_htmx, require, sett
 from tonrail.dashboard.queries import approvals as q
 from tonrail.dashboard.routes import CSP
 from tonrail.dashboard.templating import render
-from tonrail.errors import TonrailError
+from tonrail.errors import InvalidRequest, TonrailError
 from tonrail.payments.service import PaymentService
 from tonrail.payments.states import PaymentStatus
+from tonrail.processing.resolutions import HeldDecision, decide_held
 from tonrail.security.admins import Admin
 
 router = APIRouter()
@@ -49,6 +54,7 @@ async def _list_context(request: Request, after: str | None) -> dict[str, Any]:
     async with db_of(request).transaction() as session:
         page = await q.waiting(session, settings.dashboard_page_size, after)
         decisions = await q.recent_decisions(session)
+        held = await q.held_deposits(session)
         orders = await q.treasury_orders(session)
     # The names approvals.html reads; alike other pages' contexts in shape only.
     admin = context(request)["admin"]
@@ -57,6 +63,7 @@ async def _list_context(request: Request, after: str | None) -> dict[str, Any]:
         "page_rows": page,
         "after": after,
         "decisions": decisions,
+        "held_deposits": held,
         "treasury_orders": orders,
         "treasury": settings.treasury_address.strip(),
         "me": actor(admin),
@@ -160,3 +167,29 @@ async def reject(
         return await _answer(request, _flash_of(exc), exc.status)
     message = f"Rejected {payment_id}: it is canceled and its reservation released."
     return await _answer(request, {"kind": "ok", "message": message, "code": "canceled"}, 200)
+
+
+@router.post("/dashboard/approvals/deposits/{deposit_id}/{decision}", response_class=HTMLResponse)
+async def decide_deposit(
+    request: Request,
+    deposit_id: str,
+    decision: str,
+    reason: str = Form(""),
+    admin: Admin = Depends(require("approve")),
+) -> Response:
+    try:
+        if decision not in ("release", "freeze"):
+            raise InvalidRequest("decision must be release or freeze", param="decision")
+        note = interventions.clean_reason(reason, required=decision == "freeze")
+        async with db_of(request).transaction() as session:
+            deposit = await decide_held(
+                session, deposit_id, cast(HeldDecision, decision), actor(admin), note
+            )
+    except TonrailError as exc:
+        return await _answer(request, _flash_of(exc), exc.status)
+    message = (
+        f"Released {deposit_id}: credited to the merchant ({deposit.status})."
+        if decision == "release"
+        else f"Froze {deposit_id}: it is kept apart and its invoice failed."
+    )
+    return await _answer(request, {"kind": "ok", "message": message, "code": decision}, 200)

@@ -11,12 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail.errors import InvalidRequest
 from tonrail.payments.models import Approval, Payment
+from tonrail.rails.ton.models import TonDeposit
+from tonrail.rails.ton.states import DepositStatus
 from tonrail.security import audit_log
 from tonrail.security.audit_log import AuditEntry
 from tonrail.treasury.models import OrderStatus, TreasuryOrder
 
 WAITING = "requires_approval"
-DECISION_ACTIONS = ("payout.approve", "payout.reject")
+DECISION_ACTIONS = ("payout.approve", "payout.reject", "deposit.release", "deposit.freeze")
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,18 @@ async def waiting(
         for p in page
     ]
     return WaitingPage(rows, int(total or 0), page[-1].id if more and page else None)
+
+
+async def held_deposits(session: AsyncSession, limit: int = 100) -> list[TonDeposit]:
+    """Deposits AML/KYC screening held for review (processing/deposits.py), oldest first:
+    an approver releases or freezes each."""
+    rows = await session.execute(
+        select(TonDeposit)
+        .where(TonDeposit.status == DepositStatus.HELD)
+        .order_by(TonDeposit.created_at, TonDeposit.id)
+        .limit(limit)
+    )
+    return list(rows.scalars())
 
 
 async def approvals_of(

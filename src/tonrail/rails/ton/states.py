@@ -52,6 +52,11 @@ class DepositStatus(StrEnum):
     LATE = "late"
     UNMATCHED = "unmatched"
     RESOLVED = "resolved"
+    # AML/KYC screening of the sender (docs/COMPLIANCE.md): `review` holds a deposit that
+    # would credit an invoice until an approver releases (or freezes) it; `blocked` freezes
+    # it. Neither credits the merchant.
+    HELD = "held"
+    FROZEN = "frozen"
 
 
 R, D = RequestStatus, DepositStatus
