@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -94,3 +95,27 @@ async def test_worker_stops_cleanly_on_sigterm_and_releases_its_leases(
     assert proc.returncode == 0, output.decode(errors="replace")
     stopped = [ln for ln in output.decode().splitlines() if '"worker stopped"' in ln]
     assert stopped and json.loads(stopped[-1])["released_leases"] == 0
+
+
+async def test_treasury_book_funding_books_in_and_out_audited(cli_env: str, db: Database) -> None:
+    from tonrail.ledger import rules as books
+    from tonrail.ledger.service import balance, check_books
+    from tonrail.security.audit_log import recent
+
+    async def run(*args: str) -> Any:
+        return await asyncio.to_thread(CliRunner().invoke, app, ["treasury", *args])
+
+    ok = await run("book-funding", "--asset", "TON", "--amount", "1.5", "--note", "owner funds")
+    assert ok.exit_code == 0, ok.output
+    out = await run("book-funding", "--asset", "TON", "--amount", "-0.25", "--note", "order 7")
+    assert out.exit_code == 0 and "out of the treasury" in out.output
+    zero = await run("book-funding", "--asset", "TON", "--amount", "0", "--note", "x")
+    no_note = await run("book-funding", "--asset", "USDT", "--amount", "1", "--note", " ")
+    assert zero.exit_code == 2 and no_note.exit_code == 2  # nothing booked
+    async with db.transaction() as session:
+        assert await balance(session, books.TREASURY, "TON") == 1_250_000_000
+        assert await balance(session, books.STRAY_OUTFLOW, "TON") == 250_000_000
+        assert await balance(session, books.TREASURY, "USDT") == 0
+        assert (await check_books(session)).ok
+        entries = await recent(session, 10, "treasury.book_funding")
+    assert sorted(e.details["amount"] for e in entries) == ["-250000000", "1500000000"]

@@ -439,6 +439,43 @@ def deposits_opening_balance(
     typer.echo(f"booked an opening balance of {amount} {asset}")
 
 
+@treasury_app.command("book-funding")
+def treasury_book_funding(
+    asset: Annotated[str, typer.Option(help="TON or USDT")],
+    amount: Annotated[
+        str, typer.Option(help='decimal; negative for what left the treasury, e.g. "-1.5"')
+    ],
+    note: Annotated[str, typer.Option(help="why, for the audit log")],
+    actor: Annotated[str, typer.Option(help="who books it")] = "admin:cli",
+) -> None:
+    """Book what reconciliation found moved in (or out of) the treasury outside tonrail:
+    its funding, a transfer from outside; the `treasury_books_mismatch` alert then resolves."""
+    from tonrail.errors import TonrailError
+    from tonrail.money import parse_minor
+    from tonrail.processing.treasury_reconcile import book_treasury_funding
+
+    settings = get_settings()
+    negative = amount.strip().startswith("-")
+
+    async def main() -> None:
+        db = _db(settings)
+        try:
+            minor = parse_minor(amount.strip().removeprefix("-"), asset, param="amount")
+            async with db.transaction() as session:
+                await book_treasury_funding(
+                    session, asset, -minor if negative else minor, actor, note
+                )
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(main())
+    except TonrailError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"booked {amount} {asset} {'out of' if negative else 'into'} the treasury")
+
+
 ops_app = typer.Typer(
     help="Operator switches: pause payments, maintenance mode.", no_args_is_help=True
 )

@@ -246,9 +246,10 @@ class SnapshotCollector(Collector):
         yield self._from_signals(
             GaugeMetricFamily,
             "tonrail_books_difference",
-            "Hot wallet on chain minus its books at the last quiet check, major units",
+            "On chain minus the books at the last quiet check (wallet: hot, or treasury), "
+            "major units",
             "books_difference",
-            ["asset"],
+            ["asset", "wallet"],
             lambda sig: _major(sig.value, sig.labels.get("asset", "")),
         )
         # Gauges shown only once the signal was ever recorded: (signal, name, help, divisor).

@@ -434,20 +434,31 @@ def webhook_endpoint_disabled(snap: Snapshot, t: Thresholds) -> list[Finding]:
 def books_mismatch(snap: Snapshot, t: Thresholds) -> list[Finding]:
     """The hot wallet's books differ from the chain at the last quiet check (reconcile.py):
     money moved that the books do not show, or the books show what never moved."""
+    return _books_differ(snap, "hot", "books_mismatch", "hot wallet")
+
+
+def treasury_books_mismatch(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """The treasury's books (`asset:treasury`) differ from the multisig and its orders on
+    chain at the last quiet check (processing/treasury_reconcile.py): TON or USDT sent to
+    the treasury outside tonrail, or taken out of it by an order tonrail did not propose."""
+    return _books_differ(snap, "treasury", "treasury_books_mismatch", "treasury")
+
+
+def _books_differ(snap: Snapshot, wallet: str, rule: str, name: str) -> list[Finding]:
     differences = {
         sig.labels.get("asset", ""): sig.value
         for sig in snap.signals_named(BOOKS_DIFFERENCE)
-        if sig.value != 0
+        if sig.value != 0 and sig.labels.get("wallet", "hot") == wallet
     }
     if not differences:
         return []
     worded = ", ".join(f"{asset} {diff:+d}" for asset, diff in sorted(differences.items()))
     return [
         Finding(
-            "books_mismatch",
-            "books_mismatch",
+            rule,
+            rule,
             "critical",
-            f"hot wallet books differ from the chain: {worded} (chain minus books, minor units)",
+            f"{name} books differ from the chain: {worded} (chain minus books, minor units)",
             {"differences": differences},
         )
     ]
@@ -597,6 +608,7 @@ RULES: tuple[Callable[[Snapshot, Thresholds], list[Finding]], ...] = (
     channel_failing,
     webhook_endpoint_disabled,
     books_mismatch,
+    treasury_books_mismatch,
     screening_blocked,
     stray_messages,
     gas_cap_exceeded,

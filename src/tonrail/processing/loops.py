@@ -33,6 +33,7 @@ from tonrail.processing.rate_holds import release_rate_holds
 from tonrail.processing.reconcile import reconcile_loop
 from tonrail.processing.ton_loop import ton_round
 from tonrail.processing.treasury_loop import treasury_round
+from tonrail.processing.treasury_reconcile import reconcile_treasury
 from tonrail.rails.registry import enabled_rails, routing_policy
 from tonrail.security import idempotency
 from tonrail.settings import Settings
@@ -138,8 +139,13 @@ async def dispatch_payouts(ctx: WorkerContext) -> int:
 
 
 async def ton_reconcile(ctx: WorkerContext) -> int:
-    """Compare the hot wallet's books with the chain; a difference is an error event."""
-    return await reconcile_loop(ctx.ton) if ctx.ton is not None else 0
+    """Compare the hot wallet's books with the chain, then the treasury's (with
+    TREASURY_ADDRESS); a difference is an event and a critical alert."""
+    if ctx.ton is None:
+        return 0
+    await reconcile_loop(ctx.ton)
+    await reconcile_treasury(ctx.ton)
+    return 0
 
 
 async def backup_payouts(ctx: WorkerContext) -> int:

@@ -82,6 +82,8 @@ async def reconcile(ctx: TonRailContext) -> Reconciliation:
 
 
 async def reconcile_loop(ctx: TonRailContext) -> int:
-    """The worker loop: a periodic check, so it never asks to run again at once."""
+    """The worker loop: a periodic check, so it never asks to run again at once. The
+    treasury (with TREASURY_ADDRESS) is checked on the same schedule: loops.py runs
+    processing/treasury_reconcile.py right after this."""
     await reconcile(ctx)
     return 0

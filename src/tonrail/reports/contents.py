@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from tonrail.money import format_minor
 from tonrail.monitoring.models import Alert, MonitoringSignal
-from tonrail.monitoring.signals import BOOKS_DIFFERENCE
+from tonrail.monitoring.signals import BOOKS_DIFFERENCE, parse_labels
 from tonrail.payments.models import Approval, Attempt, Payment
 from tonrail.payments.states import AttemptStatus, PaymentStatus
 from tonrail.reports.periods import Period
@@ -252,9 +252,11 @@ async def reconciliation(session: AsyncSession, period: Period) -> Section:
     ).scalars()
     rows = []
     for sig in signals:
-        asset = sig.labels.removeprefix("asset=")
+        labels = parse_labels(sig.labels)
+        asset = labels.get("asset", "")
+        shown = f"{asset} (treasury)" if labels.get("wallet") == "treasury" else asset
         status = "match" if sig.value == 0 else "mismatch"
-        rows.append([asset, status, format_minor(sig.value, asset), _at(sig.updated_at)])
+        rows.append([shown, status, format_minor(sig.value, asset), _at(sig.updated_at)])
     if not rows:
         rows.append(["", "no check recorded", "", ""])
     mismatches = (
