@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -270,3 +271,28 @@ async def test_requests_are_found_in_the_hot_wallets_own_stream() -> None:
         await feeds.find_sent_after(chain, HOT, "ext-norm", feed.since - timedelta(seconds=1))
     with pytest.raises(NotCovered):
         await OwnFeeds(frozenset({HOT})).find_sent_after(chain, HOT, "ext-norm", later)
+
+
+async def test_a_feed_keeps_only_recent_transactions() -> None:
+    """What a worker remembers of the hot wallet stays bounded by age (feed.KEEP_SECONDS):
+    a 30-minute soak grew each worker by 11-12 % while the feed kept every transaction
+    (about 11 KiB each). A request older than what is kept is found by its hash instead."""
+    chain = FakeChain()
+    start = 1_800_000_000
+    chain.txs = [
+        Tx(f"t{i}", 1000 + i, start + 2 * i, HOT, False, 0, msg(f"m{i}", HOT), ())
+        for i in range(600)
+    ]  # twenty minutes of transactions, one every 2 s
+    since = datetime.fromtimestamp(start - 10, UTC)
+    feed = AccountFeed(HOT, start_lt=999, cursor_lt=999, since=since)
+    assert await feed.find(chain, "m599", 999) is not None  # lists all 600, then ages them
+    kept = {t.hash for t in feed.by_in_msg.values()}
+    newest = start + 2 * 599
+    cutoff = newest - feed_module.KEEP_SECONDS
+    assert kept == {f"t{i}" for i in range(600) if start + 2 * i >= cutoff}
+    assert feed.start_lt == 1000 + min(int(h[1:]) for h in kept) - 1
+    assert feed.since == datetime.fromtimestamp(newest - feed_module.KEEP_SECONDS - 1, UTC)
+    # An old request's message: the feed lists back for it (bounded), or says NotCovered.
+    assert (await feed.find(chain, "m10", 1005)) is not None
+    with pytest.raises(NotCovered):
+        await feed.find_sent_after(chain, "m1", since + timedelta(seconds=30))

@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from tonrail import clock
 from tonrail.rails.ton.api import TonApi
@@ -28,7 +28,13 @@ from tonrail.rails.ton.chain_view import EXCESSES_OP, Tx, query_id_of
 
 PAGE = 256  # transactions per listing request
 MAX_PAGES = 16  # per refresh; the rest on the next one
-MAX_KEPT = 100_000  # transactions remembered; beyond, the oldest half is dropped
+MAX_KEPT = 20_000  # transactions remembered; beyond, the oldest half is dropped
+# Transactions older than this (chain time, behind the newest listed) are dropped: a request
+# is found within seconds of landing, and one older than this asks by its hash instead
+# (NotCovered). A parsed transaction holds its messages' bodies (about 11 KiB each for the
+# hot wallet, measured); keeping every one made a worker grow without end (make soak).
+KEEP_SECONDS = 300
+PRUNE_EVERY_S = 10.0  # the age check walks the whole feed: not at every listing
 REFRESH_EVERY_S = 0.1  # concurrent lookups within this share one listing
 CLOCK_SKEW = timedelta(seconds=2)  # between the worker that signed a request and this one
 
@@ -52,6 +58,7 @@ class AccountFeed:
     refreshed_at: float = 0.0  # monotonic time the last listing ended ...
     listed_from: float = 0.0  # ... and began
     listings: int = 0  # listing requests made (for tests and benchmarks)
+    pruned_at: float = 0.0  # monotonic time of the last age check
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def find(self, api: TonApi, msg_hash: str, created_after_lt: int) -> Tx | None:
@@ -133,6 +140,10 @@ class AccountFeed:
         self.refreshed_at = time.monotonic()
         if len(self.by_in_msg) > MAX_KEPT:
             self._forget_oldest(len(self.by_in_msg) // 2)
+        elif self.refreshed_at - self.pruned_at >= PRUNE_EVERY_S:
+            self.pruned_at = self.refreshed_at
+            newest = max((tx.now for tx in self.by_in_msg.values()), default=0)
+            self.forget_older_than(newest - KEEP_SECONDS)
 
     async def _backfill(self, api: TonApi, from_lt: int) -> bool:
         """Extend the feed back to `from_lt`; False if that is too far to list."""
@@ -160,6 +171,24 @@ class AccountFeed:
             del self.by_in_msg[msg_hash]
             self.start_lt = max(self.start_lt, tx.lt)
         self.by_excess = {q: t for q, t in self.by_excess.items() if t.lt > self.start_lt}
+
+    def forget_older_than(self, utime: int) -> int:
+        """Drop the transactions of chain time before `utime`; the feed then covers what is
+        after the newest one dropped (in lt, and in wall time a second after it). Returns
+        how many went."""
+        old = [(h, tx) for h, tx in self.by_in_msg.items() if tx.now < utime]
+        if not old:
+            return 0
+        for msg_hash, tx in old:
+            del self.by_in_msg[msg_hash]
+            self.start_lt = max(self.start_lt, tx.lt)
+        self.by_excess = {q: t for q, t in self.by_excess.items() if t.lt > self.start_lt}
+        if self.since is not None:
+            # Every transaction after the newest dropped one is held; one in the same second
+            # may not be: coverage starts a second later.
+            newest_gone = max(tx.now for _, tx in old)
+            self.since = max(self.since, datetime.fromtimestamp(newest_gone + 1, UTC))
+        return len({tx.hash for _, tx in old})
 
 
 @dataclass
