@@ -209,7 +209,9 @@ async def test_run_prints_admin_credentials_and_demo_traffic_moves(tmp_path: Pat
             seen: Counter[tuple[str, str, str]] = Counter()
             deadline = loop.time() + 240
             while not _enough(seen):
-                assert loop.time() < deadline, f"demo traffic did not get there: {seen}"
+                assert loop.time() < deadline, (
+                    f"demo traffic did not get there: {seen}; failures: {_failures(db_file)}"
+                )
                 await asyncio.sleep(2)
                 seen = _states(db_file)
             first = seen[("out", "TON", "succeeded")] + seen[("out", "USDT", "succeeded")]
@@ -257,6 +259,16 @@ def _states(db_file: Path) -> Counter[tuple[str, str, str]]:
             "SELECT direction, asset, status, count(*) FROM payments GROUP BY 1, 2, 3"
         ).fetchall()
     return Counter({(d, a, s): n for d, a, s, n in rows})
+
+
+def _failures(db_file: Path) -> Counter[tuple[str, str, str]]:
+    """Failed payouts by asset, code and message: what to look at when the demo stalls."""
+    with sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT asset, failure_code, failure_message, count(*) FROM payments"
+            " WHERE status = 'failed' GROUP BY 1, 2, 3"
+        ).fetchall()
+    return Counter({(a, str(c), str(m)): n for a, c, m, n in rows})
 
 
 def _recent_payment(db_file: Path) -> str:

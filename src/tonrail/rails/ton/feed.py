@@ -33,7 +33,7 @@ MAX_KEPT = 20_000  # transactions remembered; beyond, the oldest half is dropped
 # is found within seconds of landing, and one older than this asks by its hash instead
 # (NotCovered). A parsed transaction holds its messages' bodies (about 11 KiB each for the
 # hot wallet, measured); keeping every one made a worker grow without end (make soak).
-KEEP_SECONDS = 300
+KEEP_SECONDS = 600
 PRUNE_EVERY_S = 10.0  # the age check walks the whole feed: not at every listing
 REFRESH_EVERY_S = 0.1  # concurrent lookups within this share one listing
 CLOCK_SKEW = timedelta(seconds=2)  # between the worker that signed a request and this one
