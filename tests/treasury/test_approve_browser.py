@@ -28,6 +28,7 @@ from tests.conftest import make_key
 from tests.dashboard.conftest import admins, browser_sign_in
 from tests.live_server import LiveServer
 from tests.paypage.conftest import browser
+from tests.paypage.test_pay_browser import offline_noise_removed, watch_errors
 from tests.rails.ton.rail_fixture import Rail, rail
 from tests.treasury.test_payouts import SIGNERS, _config, _rounds_until, _seed, settings, signers
 from tonrail.cli import app as cli_app
@@ -138,6 +139,7 @@ async def _approvals_page(browser: Any, server: LiveServer, signer: SignerWallet
     """The Approvals page signed in as an approver, with `signer`'s wallet injected."""
     context = await browser.new_context()
     page = await context.new_page()
+    page.console_errors = watch_errors(page)  # a CSP violation is a console error
 
     async def wallet_signs(tx: dict[str, Any]) -> str:
         """The wallet's side: sign each message with the signer's key and send it."""
@@ -246,6 +248,9 @@ async def test_a_signer_approves_from_the_dashboard_and_the_order_executes(
     await expect(page.locator(f'button.treasury-approve[data-order="{row.id}"]')).to_have_count(0)
     async with db.transaction() as session:
         assert (await check_books(session)).ok
+    # The one refusal above answered 409; nothing else (no CSP violation) went wrong.
+    refused = "the server responded with a status of 409"
+    assert [e for e in offline_noise_removed(page.console_errors) if refused not in e] == []
     await context.close()
 
 
@@ -287,4 +292,7 @@ async def test_a_wallet_that_is_not_a_signer_is_refused(
     assert await page.evaluate("() => window.__asked") == []
     state = await order_state(rail.api, row.order_address)
     assert state.approvals == 0 and not state.executed
+    # The refusals above answered 403 (a console error each); nothing else went wrong.
+    refused = "the server responded with a status of 403"
+    assert [e for e in offline_noise_removed(page.console_errors) if refused not in e] == []
     await context.close()
