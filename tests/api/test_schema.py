@@ -79,6 +79,57 @@ async def test_every_answer_is_documented_with_the_error_shape(client: httpx.Asy
                 assert ref == "#/components/schemas/Error", (method, path, code)
 
 
+def _untyped(schema: dict[str, Any], components: dict[str, Any]) -> str | None:
+    """Why a response body schema says nothing about the body, or None when it is typed."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return _untyped(components[name], components)
+    if not schema:
+        return "an empty schema ({})"
+    if schema.get("type") == "object" and not schema.get("properties"):
+        extra = schema.get("additionalProperties")
+        if not isinstance(extra, dict) or not extra:
+            return "an object without properties"
+    if "type" not in schema and not {"anyOf", "oneOf", "allOf", "enum", "const"} & set(schema):
+        return "no type"
+    return None
+
+
+def test_the_untyped_check_tells_a_model_from_a_free_dict() -> None:
+    """The rule below catches what FastAPI writes for `-> dict[str, Any]` or `-> Any`."""
+    components = {"M": {"type": "object", "properties": {"id": {"type": "string"}}}}
+    assert _untyped({"$ref": "#/components/schemas/M"}, components) is None
+    assert _untyped({}, components) == "an empty schema ({})"
+    free = {"type": "object", "additionalProperties": True, "title": "Response X"}
+    assert _untyped(free, components) == "an object without properties"
+    assert _untyped({"type": "object", "additionalProperties": {"type": "string"}}, {}) is None
+
+
+async def test_every_v1_success_answer_has_a_typed_schema(client: httpx.AsyncClient) -> None:
+    """A /v1 route whose 2xx answer is `{}`, an untyped object or no schema at all fails here:
+    give it a response model (schemathesis then checks every answer against it)."""
+    schema = await openapi(client)
+    components = schema["components"]["schemas"]
+    missing = []
+    checked = 0
+    for method, path, operation in operations(schema):
+        if not path.startswith("/v1/"):
+            continue
+        for code, response in operation["responses"].items():
+            if not code.startswith("2") or code == "204":
+                continue
+            content = response.get("content") or {}
+            if not content:
+                missing.append(f"{method.upper()} {path} {code}: no content")
+            for media, body in content.items():
+                why = _untyped(body.get("schema") or {}, components)
+                if why:
+                    missing.append(f"{method.upper()} {path} {code} {media}: {why}")
+                checked += 1
+    assert not missing, "\n".join(missing)
+    assert checked >= 30  # every /v1 operation was looked at (30 today)
+
+
 async def test_links_join_create_get_list_approve_and_cancel(client: httpx.AsyncClient) -> None:
     paths = (await openapi(client))["paths"]
     links = paths["/v1/payouts"]["post"]["responses"]["201"]["links"]

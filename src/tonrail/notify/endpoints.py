@@ -10,7 +10,18 @@ from fastapi.responses import JSONResponse
 
 from tonrail.errors import NotFound
 from tonrail.notify.events_api import EventsQuery, get_event, list_events
-from tonrail.notify.schemas import EndpointCreate, EndpointUpdate, SecretRotation
+from tonrail.notify.schemas import (
+    DeliveryList,
+    DeliveryResent,
+    EndpointCreate,
+    EndpointDeleted,
+    EndpointList,
+    EndpointOut,
+    EndpointUpdate,
+    EventList,
+    EventOut,
+    SecretRotation,
+)
 from tonrail.notify.service import WebhookEndpoints, resend
 from tonrail.notify.states import DeliveryStatus
 from tonrail.security.api_keys import Principal
@@ -37,7 +48,7 @@ def endpoints_of(request: Request) -> WebhookEndpoints:
 ServiceDep = Annotated[WebhookEndpoints, Depends(endpoints_of)]
 
 
-@router.post("/webhook_endpoints", status_code=201)
+@router.post("/webhook_endpoints", status_code=201, response_model=EndpointOut)
 async def create_endpoint(
     request: Request,
     body: EndpointCreate,
@@ -52,7 +63,7 @@ async def create_endpoint(
     return send_answer(await service.create(principal.account_id, body, ikey))
 
 
-@router.get("/webhook_endpoints")
+@router.get("/webhook_endpoints", response_model=EndpointList)
 async def list_endpoints(
     principal: PrincipalDep,
     service: ServiceDep,
@@ -64,7 +75,7 @@ async def list_endpoints(
     return await service.list(principal.account_id, limit, starting_after)
 
 
-@router.get("/webhook_endpoints/{endpoint_id}")
+@router.get("/webhook_endpoints/{endpoint_id}", response_model=EndpointOut)
 async def get_endpoint(
     endpoint_id: str, principal: PrincipalDep, service: ServiceDep
 ) -> dict[str, Any]:
@@ -72,7 +83,7 @@ async def get_endpoint(
     return await service.get(principal.account_id, endpoint_id)
 
 
-@router.patch("/webhook_endpoints/{endpoint_id}")
+@router.patch("/webhook_endpoints/{endpoint_id}", response_model=EndpointOut)
 async def update_endpoint(
     endpoint_id: str, body: EndpointUpdate, principal: PrincipalDep, service: ServiceDep
 ) -> dict[str, Any]:
@@ -81,7 +92,7 @@ async def update_endpoint(
     return await service.update(principal.account_id, endpoint_id, body)
 
 
-@router.delete("/webhook_endpoints/{endpoint_id}")
+@router.delete("/webhook_endpoints/{endpoint_id}", response_model=EndpointDeleted)
 async def delete_endpoint(
     endpoint_id: str, principal: PrincipalDep, service: ServiceDep
 ) -> dict[str, Any]:
@@ -89,7 +100,7 @@ async def delete_endpoint(
     return await service.delete(principal.account_id, endpoint_id)
 
 
-@router.post("/webhook_endpoints/{endpoint_id}/rotate_secret")
+@router.post("/webhook_endpoints/{endpoint_id}/rotate_secret", response_model=EndpointOut)
 async def rotate_secret(
     request: Request,
     endpoint_id: str,
@@ -107,7 +118,7 @@ async def rotate_secret(
     return send_answer(answer)
 
 
-@router.get("/webhook_endpoints/{endpoint_id}/deliveries")
+@router.get("/webhook_endpoints/{endpoint_id}/deliveries", response_model=DeliveryList)
 async def list_deliveries(
     endpoint_id: str,
     principal: PrincipalDep,
@@ -124,7 +135,10 @@ async def list_deliveries(
     )
 
 
-@router.post("/webhook_endpoints/{endpoint_id}/deliveries/{delivery_id}/resend")
+@router.post(
+    "/webhook_endpoints/{endpoint_id}/deliveries/{delivery_id}/resend",
+    response_model=DeliveryResent,
+)
 async def resend_delivery(
     request: Request, endpoint_id: str, delivery_id: str, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -139,7 +153,7 @@ async def resend_delivery(
         return {"object": "webhook_delivery", "id": delivery.id, "status": delivery.status}
 
 
-@router.get("/events")
+@router.get("/events", response_model=EventList)
 async def events(
     request: Request,
     principal: PrincipalDep,
@@ -154,7 +168,7 @@ async def events(
     return await list_events(database(request), settings_of(request), query)
 
 
-@router.get("/events/{event_id}")
+@router.get("/events/{event_id}", response_model=EventOut)
 async def event(request: Request, event_id: str, principal: PrincipalDep) -> dict[str, Any]:
     require_scope(principal, "payments:read")
     return await get_event(database(request), principal.account_id, event_id)

@@ -88,6 +88,8 @@ class SecretRotation(BaseModel):
 
 
 class EndpointOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     object: Literal["webhook_endpoint"] = "webhook_endpoint"
     id: str
     url: str
@@ -126,6 +128,8 @@ class EndpointOut(BaseModel):
 
 
 class AttemptOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     number: int
     attempted_at: datetime
     latency_ms: int
@@ -150,6 +154,8 @@ class AttemptOut(BaseModel):
 
 
 class DeliveryOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     object: Literal["webhook_delivery"] = "webhook_delivery"
     id: str
     endpoint_id: str
@@ -183,6 +189,8 @@ class DeliveryOut(BaseModel):
 
 
 class EventOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     object: Literal["event"] = "event"
     id: str
     type: str
@@ -194,4 +202,48 @@ class EventOut(BaseModel):
 class ListOf(BaseModel):
     object: Literal["list"] = "list"
     data: list[Any]
+    has_more: bool
+
+
+# The answers of /v1/webhook_endpoints and /v1/events as the OpenAPI schema states them
+# (response models: FastAPI checks every answer against them, an unknown key included).
+class EndpointList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    object: Literal["list"] = "list"
+    data: list[EndpointOut]
+    has_more: bool
+
+
+class EndpointDeleted(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    id: str
+    deleted: Literal[True] = True
+
+
+class DeliveryList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    object: Literal["list"] = "list"
+    data: list[DeliveryOut]
+    has_more: bool
+
+
+class DeliveryResent(BaseModel):
+    """The delivery queued again, now (its attempts follow in the deliveries list)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    object: Literal["webhook_delivery"] = "webhook_delivery"
+    id: str
+    status: DeliveryStatus
+
+
+class EventList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    object: Literal["list"] = "list"
+    data: list[EventOut]
     has_more: bool

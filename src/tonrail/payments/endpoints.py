@@ -180,7 +180,10 @@ async def get_refund(
 @router.get(
     "/invoices/{payment_id:payment_id}/qr.svg",
     response_class=HttpResponse,
-    responses={200: {"content": {"image/svg+xml": {}}}, **ERRORS},
+    responses={
+        200: {"content": {"image/svg+xml": {"schema": {"type": "string", "format": "binary"}}}},
+        **ERRORS,
+    },
 )
 async def invoice_qr(payment_id: str, principal: PrincipalDep, service: ServiceDep) -> HttpResponse:
     """The invoice's `ton://transfer` deep link as an SVG QR code, for a checkout page."""

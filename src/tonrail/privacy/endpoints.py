@@ -32,7 +32,35 @@ class SubjectRequest(BaseModel):
     )
 
 
-@router.post("/export")
+class SubjectOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["email", "iban", "address"]
+    value: str
+
+
+class ExportOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: SubjectOut
+    generated_at: str = Field(description="ISO 8601 time of the export")
+    payments: list[str] = Field(description="ids of the subject's payments")
+    records: dict[str, list[dict[str, Any]]] = Field(
+        description="table -> its rows naming the subject (and the payments' ledger)"
+    )
+
+
+class EraseOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["email", "iban", "address"]
+    pseudonym: str = Field(description="what the subject's personal fields now hold")
+    rows: dict[str, int] = Field(description="table -> rows pseudonymised")
+    payments: int
+    audit_seq: int = Field(description="the audit log entry that records the erasure")
+
+
+@router.post("/export", response_model=ExportOut)
 async def post_export(
     request: Request, body: SubjectRequest, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -48,7 +76,7 @@ async def post_export(
     return bundle
 
 
-@router.post("/erase")
+@router.post("/erase", response_model=EraseOut)
 async def post_erase(
     request: Request, body: SubjectRequest, principal: PrincipalDep
 ) -> dict[str, Any]:
