@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from ton_core import Address
 
 from tests.conftest import make_key
@@ -167,3 +167,74 @@ def _now() -> int:
     import time
 
     return int(time.time())
+
+
+@pytest.mark.slow
+async def test_the_treasury_fees_are_booked_once_across_a_crash(
+    net: Localnet, settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    """The worker's reconcile loop is killed after booking the treasury's fees, before the
+    commit; the restarted one books them once: the difference is then exactly the TON that
+    came from outside (the deploy's 0.5 and the faucet's 100), not a nanoton more or less."""
+    from tonrail.ledger.models import JournalEntry
+    from tonrail.monitoring.models import MonitoringSignal
+    from tonrail.rails.ton.models import TonWalletCursor
+
+    wallets_client = open_client(net.v2, "", "localnet")
+    await wallets_client.connect()
+    operator = SignerWallet(wallets_client, _seed("operator"))
+    net.chain.faucet(operator.address, 20 * TON)
+    assert await wait_for(lambda: _positive(operator), timeout_s=30, poll_s=0.05)
+    treasury = await deploy(operator, _config())
+    net.chain.faucet(treasury, 100 * TON)
+    api = ToncenterTonApi(ToncenterClient([net.v2], [net.v3]))
+
+    async def funded() -> bool:
+        return (await api.account_state(treasury))[1] >= 100 * TON
+
+    assert await wait_for(funded, timeout_s=30, poll_s=0.05)
+
+    async def booked() -> tuple[int, int, int | None]:
+        async with db.transaction() as session:
+            entries = await session.scalar(
+                select(func.count())
+                .select_from(JournalEntry)
+                .where(JournalEntry.kind == "treasury.chain_fees")
+            )
+            cursors = await session.scalar(
+                select(func.count())
+                .select_from(TonWalletCursor)
+                .where(TonWalletCursor.wallet == raw(treasury))
+            )
+            signal_row = await session.get(
+                MonitoringSignal, ("books_difference", "asset=TON,wallet=treasury")
+            )
+        return entries or 0, cursors or 0, signal_row.value if signal_row else None
+
+    env = {
+        **worker_env(net, settings, tmp_path, "treasury.fees_booked"),
+        "TREASURY_ADDRESS": treasury,
+    }
+    first = await run_worker(env, "ton_reconcile")
+    await asyncio.wait_for(first.wait(), timeout=60)
+    assert first.returncode == -signal.SIGKILL, (await first.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
+    assert await booked() == (0, 0, None)  # killed before the commit: nothing booked
+
+    second = await run_worker({**env, "CRASH_AT": ""}, "ton_reconcile")
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while (await booked())[2] is None:
+            assert loop.time() < deadline, "the restarted worker did not reconcile the treasury"
+            await asyncio.sleep(0.2)
+    finally:
+        second.kill()
+        await second.wait()
+    entries, cursors, difference = await booked()
+    assert (entries, cursors) == (1, 1)
+    assert difference == 100 * TON + TON // 2
+    async with db.transaction() as session:
+        assert (await check_books(session)).ok
+        assert await balance(session, books.TREASURY, "TON") < 0  # the fees, booked once
+    await wallets_client.close()
+    await api.aclose()

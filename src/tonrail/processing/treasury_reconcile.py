@@ -46,6 +46,7 @@ from tonrail import clock
 from tonrail.errors import InvalidRequest
 from tonrail.events.models import OutboxEvent
 from tonrail.events.service import emit
+from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance, post
 from tonrail.monitoring.signals import BOOKS_DIFFERENCE, write_signal
@@ -203,6 +204,7 @@ async def _book(
             ]
         if lines:
             await post(session, "treasury.chain_fees", lines)
+        crashpoint(ctx.settings, "treasury.fees_booked")  # killed here: nothing committed
     return read
 
 
