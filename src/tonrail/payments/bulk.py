@@ -17,6 +17,7 @@ Validation and the idempotency wrapper are `PaymentService`'s (`check_payout`,
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Sequence
@@ -54,6 +55,8 @@ from tonrail.security.switches import refuse_in_maintenance
 
 ITEM_KEY_PREFIX = "payouts.batch:"  # item keys live beside request keys, in their own space
 ITEM_KEY_MAX = 200
+# Items screened at once (a screening API answers each over HTTP; a batch holds up to 500).
+SCREENING_CONCURRENCY = 16
 
 
 # ------------------------------------------------------------------------- API shapes
@@ -320,14 +323,17 @@ class BulkPayouts:
             return {}
         async with self.payments.db.transaction() as session:
             known = await _item_records(session, principal.account_id, items)
-        verdicts: dict[int, tuple[Subject, Verdict]] = {}
-        for item in items:
-            if item.key is not None and item.key.key in known:
-                continue
+        slots = asyncio.Semaphore(SCREENING_CONCURRENCY)
+
+        async def one(item: _Item) -> tuple[int, tuple[Subject, Verdict]]:
             req = item.payout.req
             subject = Subject(req.destination.strip())
             context = {"direction": "out", "asset": req.asset, "amount": req.amount}
-            verdicts[item.index] = (subject, await screening.decide(subject, context))
+            async with slots:
+                return item.index, (subject, await screening.decide(subject, context))
+
+        todo = [i for i in items if i.key is None or i.key.key not in known]
+        verdicts = dict(await asyncio.gather(*(one(i) for i in todo)))
         blocked = [(i, s, v) for i, (s, v) in verdicts.items() if v.outcome == Outcome.BLOCKED]
         if blocked:
             async with self.payments.db.transaction() as session:
