@@ -50,3 +50,46 @@ async def test_entry_writes_post_the_same_entry_in_one_write(db: Database) -> No
         )
         assert sorted(rows.scalars()) == [-7, 7]
         assert (await check_books(session)).ok
+
+
+async def test_books_through_an_lt_leave_out_later_entries_and_find_straddling_ones(
+    db: Database,
+) -> None:
+    from tonrail.ledger.service import balance_through, straddling_first_lt
+
+    async with db.transaction() as session:
+        # A deposit at lt 100, a payout sent at 200 whose bounce came back at 400, another
+        # payout at 300, an opening balance no transaction explains.
+        await post(session, "deposit", books.receipt_unapplied("TON", 1_000), lts=(100, 100))
+        await post(session, "payout.fee", books.network_fee(70), lts=(200, 400))
+        await post(
+            session,
+            "payout.sent",
+            books.payout_sent("TON", 50, 5, "TON", books.HOT_WALLET),
+            lts=(300, 300),
+        )
+        await post(
+            session,
+            "opening",
+            [Line(books.HOT_WALLET, "TON", 7), Line("equity:owner_funding", "TON", -7)],
+        )
+        with pytest.raises(ValueError):
+            await post(session, "bad", books.network_fee(1), lts=(5, 4))
+    async with db.transaction() as session:
+        through = [
+            await balance_through(session, books.HOT_WALLET, "TON", lt)
+            for lt in (
+                99,
+                100,
+                299,
+                300,
+                400,
+            )
+        ]
+        assert through == [7, 1_007, 1_007, 952, 882]
+        assert await balance(session, books.HOT_WALLET, "TON") == 882
+        # The payout bounced back at 400 straddles every lt from 200 to 399, no other.
+        assert [
+            await straddling_first_lt(session, books.HOT_WALLET, lt) for lt in (199, 200, 350, 400)
+        ] == [None, 200, 200, None]
+        assert await straddling_first_lt(session, books.PAYOUTS_PAYABLE, 350) is None

@@ -17,6 +17,12 @@ class JournalEntry(Base):
     payment_id: Mapped[str | None] = mapped_column(String(40), index=True)
     kind: Mapped[str] = mapped_column(String(48))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What the entry books of the hot wallet's transactions on chain (deposits, payouts,
+    # treasury proposals and top-ups): the lt of the first and of the last transaction whose
+    # effect it books; None for entries no transaction explains (reservations, an opening
+    # balance). Reconciliation compares the books with the chain up to an lt by them.
+    chain_first_lt: Mapped[int | None] = mapped_column(BigInt)
+    chain_lt: Mapped[int | None] = mapped_column(BigInt, index=True)
 
 
 class LedgerLine(Base):

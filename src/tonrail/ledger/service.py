@@ -31,8 +31,12 @@ class UnbalancedEntry(ValueError):
     """Raised before anything is written when the lines of an entry do not balance."""
 
 
+# (first, last): the lts of the hot wallet's transactions an entry books (ledger/models.py).
+ChainLts = tuple[int, int]
+
+
 def _entry_rows(
-    kind: str, lines: Sequence[Line], payment_id: str | None
+    kind: str, lines: Sequence[Line], payment_id: str | None, lts: ChainLts | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if not lines:
         raise UnbalancedEntry("an entry needs lines")
@@ -40,7 +44,16 @@ def _entry_rows(
     if off:
         raise UnbalancedEntry(f"entry {kind} does not balance: {off}")
     entry_id = new_id("je")
-    entry = {"id": entry_id, "payment_id": payment_id, "kind": kind, "created_at": clock.now()}
+    if lts is not None and not 0 < lts[0] <= lts[1]:
+        raise ValueError(f"entry {kind}: chain lts {lts} are not first <= last")
+    entry = {
+        "id": entry_id,
+        "payment_id": payment_id,
+        "kind": kind,
+        "created_at": clock.now(),
+        "chain_first_lt": lts[0] if lts is not None else None,
+        "chain_lt": lts[1] if lts is not None else None,
+    }
     rows = [
         {"entry_id": entry_id, "account": ln.account, "asset": ln.asset, "amount": ln.amount}
         for ln in lines
@@ -200,12 +213,14 @@ async def post(
     payment_id: str | None = None,
     *,
     covered: bool = False,
+    lts: ChainLts | None = None,
 ) -> str:
     """Post one balanced journal entry in the session's transaction; returns its id.
 
     With `covered`, an account balance the entry would take below zero raises
-    InsufficientBalance (nothing of the entry is written; the transaction stays usable)."""
-    entry, rows = _entry_rows(kind, lines, payment_id)
+    InsufficientBalance (nothing of the entry is written; the transaction stays usable).
+    `lts`: the first and last lt of the hot wallet's transactions the entry books."""
+    entry, rows = _entry_rows(kind, lines, payment_id, lts)
     await _keep_balances(session, balance_changes(lines), covered)
     await session.execute(insert(JOURNAL_ENTRIES).values(entry))
     await session.execute(insert(LEDGER_LINES), rows)  # all lines in one executemany
@@ -217,11 +232,12 @@ async def post_many(
     entries: Sequence[tuple[str, Sequence[Line], str | None]],
     *,
     covered: bool = False,
+    lts: ChainLts | None = None,
 ) -> list[str]:
     """`post` for many entries (kind, lines, payment id) in two statements (the entries, then
     every line) and one change per account balance; all are checked before anything is
-    written. Returns the entry ids."""
-    built = [_entry_rows(kind, lines, payment_id) for kind, lines, payment_id in entries]
+    written. Returns the entry ids. `lts` (as for `post`) applies to every entry."""
+    built = [_entry_rows(kind, lines, payment_id, lts) for kind, lines, payment_id in entries]
     if not built:
         return []
     await _keep_balances(
@@ -237,6 +253,35 @@ async def balance(session: AsyncSession, account: str, asset: str) -> int:
         LedgerLine.account == account, LedgerLine.asset == asset
     )
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def balance_through(session: AsyncSession, account: str, asset: str, lt: int) -> int:
+    """`balance` restricted to what the chain had done by `lt`: without the entries that
+    book a transaction after it (`chain_lt > lt`); entries without lts always count. The
+    whole balance (from its index) less the few recent entries, in one statement: one
+    snapshot of the books, whatever commits meanwhile."""
+    line = (LedgerLine.account == account) & (LedgerLine.asset == asset)
+    whole = select(func.coalesce(func.sum(LedgerLine.amount), 0)).where(line)
+    later = select(func.coalesce(func.sum(LedgerLine.amount), 0)).where(
+        line,
+        LedgerLine.entry_id.in_(select(JournalEntry.id).where(JournalEntry.chain_lt > lt)),
+    )
+    stmt = select(whole.scalar_subquery() - later.scalar_subquery())
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def straddling_first_lt(session: AsyncSession, account: str, lt: int) -> int | None:
+    """The earliest first lt of the entries touching `account` that book transactions on
+    both sides of `lt` (first <= lt < last); None when no entry straddles it."""
+    found = await session.execute(
+        select(func.min(JournalEntry.chain_first_lt)).where(
+            JournalEntry.chain_lt > lt,
+            JournalEntry.chain_first_lt <= lt,
+            JournalEntry.id.in_(select(LedgerLine.entry_id).where(LedgerLine.account == account)),
+        )
+    )
+    value = found.scalar_one_or_none()
+    return int(value) if value is not None else None
 
 
 @dataclass

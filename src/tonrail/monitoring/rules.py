@@ -432,8 +432,9 @@ def webhook_endpoint_disabled(snap: Snapshot, t: Thresholds) -> list[Finding]:
 
 
 def books_mismatch(snap: Snapshot, t: Thresholds) -> list[Finding]:
-    """The hot wallet's books differ from the chain at the last quiet check (reconcile.py):
-    money moved that the books do not show, or the books show what never moved."""
+    """The hot wallet's books differ from the chain at the last check (reconcile.py: TON up
+    to an lt, also in flight; USDT at a quiet point): money moved that the books do not
+    show, or the books show what never moved."""
     return _books_differ(snap, "hot", "books_mismatch", "hot wallet")
 
 

@@ -231,6 +231,9 @@ async def record(
         deposit.resolution = f"held by AML/KYC screening for review{why}"
     session.add(deposit)
     await session.flush()
+    # The hot wallet's transaction these entries book (a USDT credit: the notification that
+    # reported it; reconcile.py compares USDT only at quiet points).
+    lts = (tx.lt, tx.lt)
     if screened is not None:
         await store_decision(
             session,
@@ -249,6 +252,7 @@ async def record(
             f"deposit.screening_{'frozen' if frozen else 'held'}",
             books.receipt_set_apart(account, inc.asset, inc.amount),
             deposit.payment_id,
+            lts=lts,
         )
         if frozen:
             await write_signal(session, SCREENING_BLOCKED, 1, kind="counter")
@@ -270,6 +274,7 @@ async def record(
             "invoice.received",
             books.payment_received(invoice.account_id, inc.asset, inc.amount, books.HOT_WALLET),
             invoice.id,
+            lts=lts,
         )
         if (
             deposit.status != DepositStatus.UNDERPAID
@@ -284,13 +289,17 @@ async def record(
             "receipt.unapplied",
             books.receipt_unapplied(inc.asset, inc.amount),
             deposit.payment_id,
+            lts=lts,
         )
     if inc.forwarded_ton:
         await post(
-            session, "receipt.forwarded_ton", books.forwarded_ton_received(inc.forwarded_ton)
+            session,
+            "receipt.forwarded_ton",
+            books.forwarded_ton_received(inc.forwarded_ton),
+            lts=lts,
         )
     if tx.total_fees:
-        await post(session, "deposit.fee", books.network_fee(tx.total_fees))
+        await post(session, "deposit.fee", books.network_fee(tx.total_fees), lts=lts)
     return deposit
 
 

@@ -27,7 +27,7 @@ from tonrail.fees.service import (
 )
 from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
-from tonrail.ledger.service import post, post_many
+from tonrail.ledger.service import ChainLts, post, post_many
 from tonrail.monitoring import signals
 from tonrail.monitoring.suspicious import lock_if_suspicious
 from tonrail.payments.models import Attempt, Payment
@@ -229,10 +229,12 @@ class Stray:
         return self.outcome.fee
 
 
-async def _book_strays(session: AsyncSession, request_id: str, strays: list[Stray]) -> None:
+async def _book_strays(
+    session: AsyncSession, request_id: str, strays: list[Stray], lts: ChainLts | None
+) -> None:
     for stray in strays:
         if stray.cost:
-            await post(session, "ton.stray_message", books.stray_outflow(stray.cost))
+            await post(session, "ton.stray_message", books.stray_outflow(stray.cost), lts=lts)
         payload = {
             "request": request_id,
             "message": stray.msg.hash,
@@ -254,19 +256,21 @@ async def finalize_request(
     request_id: str,
     outcomes: dict[str, Outcome],
     strays: list[Stray] | None = None,
+    lts: ChainLts | None = None,
 ) -> None:
     """Post the books and move attempts and payments, once every transfer is final.
 
     One transaction for the whole request; the confirmed payouts (nearly all of them) move
     together: one compare-and-set statement for their attempts and one for their payments,
     bulk updates for their transfers and fee decisions, an entry each in the books. Stray
-    messages (`Stray`) are booked in the same transaction."""
+    messages (`Stray`) are booked in the same transaction. Every entry carries `lts`: the
+    first and last lt of the hot wallet's transactions the request's outcome was read from."""
     async with transaction(ctx) as session:
         request = await session.get(TonRequest, request_id)
         assert request is not None
         if request.status == RequestStatus.FINAL:
             return
-        await _book_strays(session, request_id, strays or [])
+        await _book_strays(session, request_id, strays or [], lts)
         transfers = await request_transfers(session, request_id)
         attempts = await _by_id(session, Attempt, [t.attempt_id for t in transfers])
         payments = await _by_id(session, Payment, [t.payment_id for t in transfers])
@@ -378,6 +382,7 @@ async def finalize_request(
                         books.Line(books.HOT_WALLET, "TON", -fee),
                     ],
                     payment.id,
+                    lts=lts,
                 )
                 if charged(payment):
                     await post(
@@ -385,12 +390,13 @@ async def finalize_request(
                         "payout.fee_charged",
                         books.fee_charged(payment.account_id, "TON", fee),
                         payment.id,
+                        lts=lts,
                     )
             await record_outcome(session, payment.id, "failed", fee_paid=fee)
             await retry_or_fail(ctx, session, payment, code, reason)
             failed_payments.append(payment)
         await lock_if_suspicious(session, ctx.settings, failed_payments)
-        await post_many(session, entries)
+        await post_many(session, entries, lts=lts)
         await move_attempts(session, confirmed_moves)
         await move_payments(
             session, confirmed_payments, PaymentStatus.SUCCEEDED, actor="system:ton"

@@ -1,60 +1,220 @@
 """Reconciliation: the hot wallet's balances in the ledger must equal its balances on chain.
 
-Compared only at a quiet point — no request still being executed or tracked, and the deposit
-watcher caught up with the wallet's last transaction — because until then the chain is
-legitimately ahead of the books. A difference is logged as an error and written as an
-outbox event (`ton.reconciliation.mismatch`) once per distinct difference; every check also
-writes the differences (0 when none) as the `books_difference` signal, on which the critical
-alert `books_mismatch` opens and resolves (monitoring/rules.py).
+TON is compared while requests are in flight, up to an lt `B` of the hot wallet's chain:
+
+1. A snapshot of the hot wallet: its balance and the lt `L` of its last transaction.
+2. `B` is the highest lt <= L up to which every transaction of the hot wallet is booked:
+   at most the deposit watcher's cursor (deposits are booked as it reads them), below the
+   external of every request still open (its lt, or, while the tracker has not seen it, the
+   last transaction older than the request's created_at: the wallet refuses a request from
+   the future), below the transactions open treasury orders may bring (proposals, top-ups),
+   and never inside the transactions of a booked movement (a payout whose bounce or excess
+   came back later: `chain_first_lt <= B < chain_lt` of its journal entry).
+3. The chain's balance at `B` is the balance less what each transaction after `B` changed
+   (`ton_change`, read back from `L`); the books' is the hot wallet's balance without the
+   entries booking transactions after `B` (`balance_through`). Reserved payouts are not in
+   the hot wallet's account until they are booked as sent, so they never count.
+
+USDT (the jetton wallet has its own transactions) is compared at a quiet point only: no
+request open, the deposit watcher caught up with the hot wallet's last transaction.
+
+A difference is logged as an error and written as an outbox event
+(`ton.reconciliation.mismatch`) once per distinct difference; every check also writes the
+differences (0 when none) as the `books_difference` signal of each asset it compared, on which
+the critical alert `books_mismatch` opens and resolves (monitoring/rules.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail.events.models import OutboxEvent
 from tonrail.events.service import emit
 from tonrail.ledger import rules as books
-from tonrail.ledger.service import balance
+from tonrail.ledger.service import balance, balance_through, straddling_first_lt
 from tonrail.monitoring.signals import BOOKS_DIFFERENCE, write_signal
 from tonrail.processing.context import TonRailContext
 from tonrail.rails.ton.api import jetton_balance
+from tonrail.rails.ton.chain_view import Tx, ton_change
 from tonrail.rails.ton.models import TonRequest, TonWalletCursor
 from tonrail.rails.ton.states import OPEN_REQUEST_STATES
+from tonrail.treasury.models import OrderPurpose, OrderStatus, TreasuryOrder
 
 log = structlog.get_logger(__name__)
+
+PAGE = 100  # transactions read back per call
+MAX_READ_BACK = 2_000  # more than this between `L` and `B`: not checked this round
 
 
 @dataclass(frozen=True, slots=True)
 class Reconciliation:
-    checked: bool  # False when the books were not at a quiet point
+    checked: bool  # False when no comparison could be made (see `reason`)
     differences: dict[str, int]  # asset -> chain minus ledger, minor units
+    lt: int | None = None  # the hot wallet's lt TON was compared at (`B`)
+    chain_lt: int | None = None  # the snapshot's last lt (`L`)
+    assets: tuple[str, ...] = ()  # the assets compared
+    reason: str | None = None  # why not checked
+    quiet: bool = False  # compared at a quiet point: every asset, nothing in flight
+    chain: dict[str, int] = field(default_factory=dict)
+    ledger: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    cursor: int | None
+    below: int | None  # B must be below this lt (an open request's external)
+    not_before: int | None  # B must be below the first transaction at or after this time
+    quiet: bool  # no request open at all
+
+
+async def _snapshot(ctx: TonRailContext, address: str) -> tuple[int, int] | None:
+    """(last lt, balance) of one state: the lt read on both sides of the balance."""
+    for _ in range(3):
+        lt = await ctx.api.last_lt(address)
+        _, ton = await ctx.api.account_state(address)
+        if await ctx.api.last_lt(address) == lt:
+            return lt, ton
+    return None
+
+
+async def _bounds(ctx: TonRailContext, session: AsyncSession) -> _Bounds:
+    cursor = await session.get(TonWalletCursor, ctx.wallet_raw)
+    below: list[int] = []
+    not_before: list[int] = []
+    rows = await session.execute(
+        select(TonRequest.ext_lt, TonRequest.chain_created_at).where(
+            TonRequest.status.in_(OPEN_REQUEST_STATES)
+        )
+    )
+    quiet = True
+    for ext_lt, chain_created_at in rows.all():
+        quiet = False
+        if ext_lt is not None:
+            below.append(int(ext_lt))
+        else:
+            not_before.append(int(chain_created_at))
+    orders = await session.execute(
+        select(
+            TreasuryOrder.status,
+            TreasuryOrder.purpose,
+            TreasuryOrder.valid_until,
+            TreasuryOrder.created_at,
+        ).where(
+            TreasuryOrder.status.in_(
+                (OrderStatus.SIGNED, OrderStatus.PROPOSED, OrderStatus.EXECUTED)
+            )
+        )
+    )
+    for status, purpose, valid_until, ordered_at in orders.all():
+        if status == OrderStatus.SIGNED:  # its proposal may be on chain, not yet booked
+            not_before.append(int(valid_until) - ctx.wallet.timeout)
+        elif purpose == OrderPurpose.TOPUP:  # the top-up may arrive once approvers executed it
+            not_before.append(int(ordered_at.timestamp()))
+    return _Bounds(
+        cursor=int(cursor.last_lt) if cursor is not None else None,
+        below=min(below) if below else None,
+        not_before=min(not_before) if not_before else None,
+        quiet=quiet,
+    )
+
+
+class _History:
+    """The hot wallet's transactions at or below the snapshot's lt, read back on demand."""
+
+    def __init__(self, ctx: TonRailContext, top: int):
+        self.ctx = ctx
+        self.txs: list[Tx] = []  # newest first
+        self.before = top + 1
+        self.exhausted = False
+
+    async def more(self) -> bool:
+        """Read the next older page; False when there is none or the limit is reached."""
+        if self.exhausted or len(self.txs) >= MAX_READ_BACK:
+            return False
+        page = await self.ctx.api.transactions_before(self.ctx.wallet_raw, self.before, PAGE)
+        page = [t for t in page if t.lt < self.before]
+        if not page:
+            self.exhausted = True
+            return False
+        self.txs += sorted(page, key=lambda t: t.lt, reverse=True)
+        self.before = self.txs[-1].lt
+        return True
+
+    async def reach(self, lt: int) -> bool:
+        """Read back until a transaction at or below `lt` (or the first one) is read."""
+        while not self.exhausted and (not self.txs or self.txs[-1].lt > lt):
+            if not await self.more():
+                return self.exhausted
+        return True
+
+    async def last_before(self, unix_time: int) -> int | None:
+        """The lt of the newest transaction older than `unix_time` (0: there is none)."""
+        while True:
+            for tx in self.txs:
+                if tx.now < unix_time:
+                    return tx.lt
+            if not await self.more():
+                return 0 if self.exhausted else None
+
+
+async def _ton_through(
+    ctx: TonRailContext, snapshot: tuple[int, int], bounds: _Bounds
+) -> tuple[int, int, int] | str:
+    """(B, the chain's TON at B, the books' TON at B), or why they cannot be compared."""
+    top, ton = snapshot
+    if bounds.cursor is None:
+        return "the deposit watcher has read nothing yet"
+    lt = min(top, bounds.cursor)
+    if bounds.below is not None:
+        lt = min(lt, bounds.below - 1)
+    history = _History(ctx, top)
+    if bounds.not_before is not None:
+        older = await history.last_before(bounds.not_before)
+        if older is None:
+            return f"more than {MAX_READ_BACK} transactions since the oldest request in flight"
+        lt = min(lt, older)
+    async with ctx.db.transaction() as session:
+        while (first := await straddling_first_lt(session, books.HOT_WALLET, lt)) is not None:
+            lt = first - 1
+        if lt <= 0:
+            return "no transaction of the hot wallet is booked completely yet"
+        ledger = await balance_through(session, books.HOT_WALLET, "TON", lt)
+    if not await history.reach(lt):
+        return f"more than {MAX_READ_BACK} transactions since lt {lt}"
+    chain = ton - sum(ton_change(tx) for tx in history.txs if tx.lt > lt)
+    return lt, chain, ledger
 
 
 async def reconcile(ctx: TonRailContext) -> Reconciliation:
-    """Compare ledger and chain for TON (and USDT when enabled)."""
+    """Compare ledger and chain: TON up to a chain lt, USDT (when enabled) at quiet points."""
     address = ctx.wallet.address.to_str()
+    snapshot = await _snapshot(ctx, address)
+    if snapshot is None:
+        return Reconciliation(False, {}, reason="the hot wallet's state kept changing")
     async with ctx.db.transaction() as session:
-        busy = (
-            await session.execute(
-                select(TonRequest.id).where(TonRequest.status.in_(OPEN_REQUEST_STATES)).limit(1)
-            )
-        ).first()
-        cursor = await session.get(TonWalletCursor, ctx.wallet_raw)
-    if busy is not None:
-        return Reconciliation(False, {})
-    chain_lt = await ctx.api.last_lt(address)
-    if cursor is None or cursor.last_lt != chain_lt:
-        return Reconciliation(False, {})
-    _, chain_ton = await ctx.api.account_state(address)
+        bounds = await _bounds(ctx, session)
+    through = await _ton_through(ctx, snapshot, bounds)
+    if isinstance(through, str):
+        return Reconciliation(False, {}, chain_lt=snapshot[0], reason=through)
+    lt, chain_ton, ledger_ton = through
     chain = {"TON": chain_ton}
-    if ctx.jetton_wallet is not None:
-        chain["USDT"] = await jetton_balance(ctx.api, ctx.jetton_wallet)
+    ledger = {"TON": ledger_ton}
+    quiet = bounds.quiet and bounds.cursor == snapshot[0]
+    if quiet and ctx.jetton_wallet is not None:
+        usdt = await jetton_balance(ctx.api, ctx.jetton_wallet)
+        if await ctx.api.last_lt(address) == snapshot[0]:  # still quiet after the read
+            chain["USDT"] = usdt
     async with ctx.db.transaction() as session:
-        ledger = {a: await balance(session, books.HOT_WALLET, a) for a in chain}
+        if "USDT" in chain:
+            # Still quiet: nothing the books may have added since the snapshot is USDT's.
+            if (await _bounds(ctx, session)).quiet:
+                ledger["USDT"] = await balance(session, books.HOT_WALLET, "USDT")
+            else:
+                del chain["USDT"]
         differences = {a: chain[a] - ledger[a] for a in chain if chain[a] != ledger[a]}
         # The alert rule `books_mismatch` reads these: open while one is not 0, resolved
         # by the first check that finds the books equal to the chain again.
@@ -74,11 +234,25 @@ async def reconcile(ctx: TonRailContext) -> Reconciliation:
                 "differences": differences,
                 "chain": chain,
                 "ledger": ledger,
+                "lt": lt,
+                "chain_lt": snapshot[0],
             }
-            if last is None or last.get("differences") != differences:
+            before = (last or {}).get("differences") or {}
+            # Once per distinct difference of the assets compared this time (USDT is not
+            # compared while requests are in flight: its last difference stands).
+            if last is None or any(before.get(a, 0) != differences.get(a, 0) for a in chain):
                 emit(session, "ton.reconciliation.mismatch", "system", payload)
             log.error("hot wallet books differ from the chain", **payload)
-    return Reconciliation(True, differences)
+    return Reconciliation(
+        True,
+        differences,
+        lt=lt,
+        chain_lt=snapshot[0],
+        assets=tuple(chain),
+        quiet=quiet and (ctx.jetton_wallet is None or "USDT" in chain),
+        chain=chain,
+        ledger=ledger,
+    )
 
 
 async def reconcile_loop(ctx: TonRailContext) -> int:

@@ -294,6 +294,7 @@ async def _settle(
         if request.status != RequestStatus.PROCESSED:
             request.status = RequestStatus.PROCESSED
             request.ext_tx_hash = ext.hash
+            request.ext_lt = ext.lt
             request.transfer_tx_hash = txs[0].hash if txs else None
             request.common_fee = common_fee
             request.updated_at = clock.now()
@@ -352,7 +353,11 @@ async def _settle(
         if "outcome" in trace:  # final on an earlier round: the chain will not change it
             o = trace["outcome"]
             outcomes[attempt_id] = Outcome(
-                o["status"], int(o["fee"]), o.get("reason"), dict(o.get("trace", {}))
+                o["status"],
+                int(o["fee"]),
+                o.get("reason"),
+                dict(o.get("trace", {})),
+                int(o.get("last_lt", 0)),
             )
             continue
         msg = by_hash.get(out_hash or "")
@@ -369,11 +374,18 @@ async def _settle(
     if any(o.status == TraceStatus.PENDING for o in (*outcomes.values(), *stray_outcomes.values())):
         await _remember_final(ctx, outcomes)
         return False
+    # The hot wallet's transactions the request's books cover: from the external to the
+    # last one that took a bounce or an excess back in (reconcile.py compares up to an lt).
+    last_lt = max(
+        [ext.lt, *(tx.lt for tx in txs), *(o.last_lt for o in outcomes.values())]
+        + [o.last_lt for o in stray_outcomes.values()]
+    )
     await finalize_request(
         ctx,
         request_id,
         outcomes,
         [Stray(m, stray_outcomes[m.hash]) for m in strays],
+        lts=(ext.lt, last_lt),
     )
     return True
 
@@ -401,6 +413,7 @@ async def _remember_final(ctx: TonRailContext, outcomes: dict[str, Outcome]) -> 
                         "fee": final[attempt_id].fee,
                         "reason": final[attempt_id].reason,
                         "trace": final[attempt_id].trace,
+                        "last_lt": final[attempt_id].last_lt,
                     },
                 },
             }

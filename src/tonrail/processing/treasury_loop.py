@@ -366,9 +366,10 @@ async def _follow_proposal(ctx: TonRailContext, row: TreasuryOrder) -> int:
         if not ours:
             await _fail(ctx, row, "treasury_seqno_taken", "another order took this seqno")
             return 1
-        cost = await _proposal_cost(ctx, row)
-        if cost is None:
+        costed = await _proposal_cost(ctx, row)
+        if costed is None:
             return 0  # the order is there; the hot wallet's transactions not indexed yet
+        cost, lts = costed
         async with transaction(ctx) as session:
             fresh = await _reload(session, row, OrderStatus.SIGNED)
             if fresh is None:
@@ -381,6 +382,7 @@ async def _follow_proposal(ctx: TonRailContext, row: TreasuryOrder) -> int:
                 "treasury.order_funded",
                 books.treasury_order_funded(row.proposal_value, cost),
                 row.payment_id,
+                lts=lts,
             )
         return 1
     now = int(clock.now().timestamp())
@@ -394,9 +396,12 @@ async def _follow_proposal(ctx: TonRailContext, row: TreasuryOrder) -> int:
     return 0
 
 
-async def _proposal_cost(ctx: TonRailContext, row: TreasuryOrder) -> int | None:
+async def _proposal_cost(
+    ctx: TonRailContext, row: TreasuryOrder
+) -> tuple[int, tuple[int, int]] | None:
     """What the hot wallet paid besides the order's value: the fees of its two transactions
-    (the external, then the internal_transfer to itself) and of the messages they sent."""
+    (the external, then the internal_transfer to itself) and of the messages they sent; with
+    the lts of those two transactions."""
     external = await ctx.api.tx_by_in_message(row.msg_hash_norm)
     if external is None or not external.out_msgs:
         return None
@@ -407,7 +412,8 @@ async def _proposal_cost(ctx: TonRailContext, row: TreasuryOrder) -> int | None:
     proposal = next((m for m in inner.out_msgs if same_address(m.destination, row.multisig)), None)
     if proposal is None:
         return None
-    return external.total_fees + to_self.fwd_fee + inner.total_fees + proposal.fwd_fee
+    cost = external.total_fees + to_self.fwd_fee + inner.total_fees + proposal.fwd_fee
+    return cost, (external.lt, inner.lt)
 
 
 async def _follow_approvals(ctx: TonRailContext, row: TreasuryOrder) -> int:
@@ -454,11 +460,12 @@ async def _follow_payout(ctx: TonRailContext, row: TreasuryOrder) -> int:
         await _fail(ctx, row, "treasury_payout_bounced", "the payee's side refused the payout")
         return 1
     receive_cost = 0
+    receive_lt: int | None = None
     if row.payment_id is None:
         cost = await _topup_receive_cost(ctx, row, payee)
         if cost is None:
             return 0
-        receive_cost = cost
+        receive_cost, receive_lt = cost
     async with transaction(ctx) as session:
         fresh = await _reload(session, row, OrderStatus.EXECUTED)
         if fresh is None:
@@ -474,7 +481,8 @@ async def _follow_payout(ctx: TonRailContext, row: TreasuryOrder) -> int:
                     books.Line(books.NETWORK_FEES, "TON", receive_cost),
                     books.Line(books.HOT_WALLET, "TON", -receive_cost),
                 ]
-            await post(session, "treasury.topup", lines)
+            lts = (receive_lt, receive_lt) if receive_lt is not None else None
+            await post(session, "treasury.topup", lines, lts=lts)
             emit(
                 session,
                 "treasury.topup_confirmed",
@@ -526,16 +534,19 @@ async def _delivered(ctx: TonRailContext, sent: Msg) -> tuple[bool | None, Tx | 
     return not payee.aborted, payee
 
 
-async def _topup_receive_cost(ctx: TonRailContext, row: TreasuryOrder, payee: Tx) -> int | None:
+async def _topup_receive_cost(
+    ctx: TonRailContext, row: TreasuryOrder, payee: Tx
+) -> tuple[int, int | None] | None:
     """What receiving the top-up cost the hot wallet: its transaction's fees (for USDT, the
-    transaction of the transfer_notification, less the TON it carried)."""
+    transaction of the transfer_notification, less the TON it carried), and that
+    transaction's lt (None when no transaction of the hot wallet took part)."""
     if row.asset == "TON":
-        return payee.total_fees
+        return payee.total_fees, payee.lt
     notice = next((m for m in payee.out_msgs if same_address(m.destination, ctx.wallet_raw)), None)
     if notice is None:
-        return 0  # no notification sent: nothing reached the hot wallet itself
+        return 0, None  # no notification sent: nothing reached the hot wallet itself
     received = await ctx.api.tx_by_in_message(notice.hash)
-    return None if received is None else received.total_fees - notice.value
+    return None if received is None else (received.total_fees - notice.value, received.lt)
 
 
 async def _reload(

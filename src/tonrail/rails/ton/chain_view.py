@@ -104,6 +104,14 @@ def tx_of(t: V3Transaction) -> Tx:
     )
 
 
+def ton_change(tx: Tx) -> int:
+    """Nanoton by which the transaction changed its account's balance: the value its inbound
+    internal message brought, less what each out message took (its value and forward fee)
+    and the transaction's own fees (the split the tracker's fees rest on, trace.py)."""
+    brought = tx.in_msg.value if tx.in_msg is not None and tx.in_msg.source is not None else 0
+    return brought - sum(m.value + m.fwd_fee for m in tx.out_msgs) - tx.total_fees
+
+
 def query_id_of(m: Msg) -> int | None:
     """The query_id of a TEP-74 message (transfer, internal_transfer, excesses: the 64 bits
     after the opcode), or None for a body without one."""

@@ -29,6 +29,7 @@ class TonRequest(Base):
     send_count: Mapped[int] = mapped_column(BigInt, default=0)
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ext_tx_hash: Mapped[str | None] = mapped_column(String(64))
+    ext_lt: Mapped[int | None] = mapped_column(BigInt)  # lt of the transaction of ext_tx_hash
     transfer_tx_hash: Mapped[str | None] = mapped_column(String(64))
     common_fee: Mapped[int | None] = mapped_column(BigInt)  # nanoton shared by the transfers
     error: Mapped[str | None] = mapped_column(Text)

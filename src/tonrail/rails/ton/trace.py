@@ -36,6 +36,9 @@ class Outcome:
     fee: int = 0  # nanoton beyond the principal, this transfer's own part
     reason: str | None = None
     trace: dict[str, str] = field(default_factory=dict)
+    # The lt of the last transaction of the hot wallet this outcome read (a bounce or an
+    # excess taken back in); 0 when none: what its books cover on chain (reconcile.py).
+    last_lt: int = 0
 
 
 async def follow_ton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
@@ -66,7 +69,9 @@ async def _bounced_back(
         return Outcome(TraceStatus.PENDING, trace=trace)
     trace["bounce_tx"] = back.hash
     lost = out.value - bounce.value + back.total_fees
-    return Outcome(TraceStatus.BOUNCED, fee=out.fwd_fee + lost, reason=reason, trace=trace)
+    return Outcome(
+        TraceStatus.BOUNCED, fee=out.fwd_fee + lost, reason=reason, trace=trace, last_lt=back.lt
+    )
 
 
 async def follow_jetton(
@@ -116,6 +121,7 @@ async def follow_jetton(
                 TraceStatus.CONFIRMED,
                 fee=out.fwd_fee + out.value - returned.value + took.total_fees,
                 trace=trace,
+                last_lt=took.lt,
             )
     theirs = await lookup(internal)
     if theirs is None:
@@ -147,6 +153,7 @@ async def follow_jetton(
         TraceStatus.CONFIRMED,
         fee=out.fwd_fee + out.value - excess.value + back.total_fees,
         trace=trace,
+        last_lt=back.lt,
     )
 
 
