@@ -259,10 +259,11 @@ async def decide_held(
         deposit_id=deposit.id,
     )
     details = {"invoice": invoice.id, "asset": asset, "amount": amount, "note": note}
+    # For operators, as deposit.resolved: a compliance note is not the merchant's to read.
     emit(
         session,
         f"deposit.screening_{done}",
-        invoice.account_id,
+        "system",
         {"id": deposit.id, "actor": actor, **details, "status": str(deposit.status)},
         invoice.id,
     )
