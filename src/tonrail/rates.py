@@ -7,6 +7,17 @@
   vs_currencies=usd` shape, `{"the-open-network": {"usd": 5.12}, "tether": {"usd": 1.0}}`.
   TON in USDT is TON's USD price over USDT's; USD in USDT is 1 over USDT's. Numbers are read as
   decimals, never floats.
+- `dex`: a STON.fi v1 TON/USDT pool on chain (RATE_DEX_POOL), read with its get-method
+  `get_pool_data` from toncenter v2's `runGetMethod` at the first TON_API_URL of TON_NETWORK
+  (TON_API_KEY as X-API-Key). Its stack,
+  as STON.fi's SDKs read it: reserve0 (int), reserve1 (int), token0_wallet_address (slice),
+  token1_wallet_address (slice), lp_fee, protocol_fee, ref_fee (ints), protocol_fee_address
+  (slice), collected_token0_protocol_fee, collected_token1_protocol_fee (ints). Only the
+  two reserves are read; RATE_DEX_TON_RESERVE says which of them is TON (0 or 1, as the
+  pool orders its tokens); TON in USDT = (USDT reserve / 10^6) / (TON reserve / 10^9), the
+  pool's spot price. USD is priced by the fixed table (RATE_USD_USDT): a TON/USDT pool says
+  nothing of the dollar. A pool that cannot be read (no such account, a failing get-method, a
+  stack of another shape, an empty reserve) is a failed read, like an HTTP error.
 
 `Rates` keeps the last rates read, with their time. A rate older than RATE_MAX_AGE_SECONDS is
 stale and is not used: `fresh` answers None and the caller holds what needs it (a payout is
@@ -27,6 +38,7 @@ import httpx
 import structlog
 
 from tonrail import clock
+from tonrail.chain.network import resolve_network
 from tonrail.money import convert
 from tonrail.settings import Settings
 
@@ -117,9 +129,74 @@ class HttpSource:
         return {"TON": usd("TON") / usdt_usd, "USD": 1 / usdt_usd}
 
 
+GET_POOL_DATA = "get_pool_data"
+TON_DECIMALS, USDT_DECIMALS = 9, 6
+
+
+class SourceUnreadable(ValueError):
+    """The source answered, but not with rates (a failed get-method, a stack of another shape)."""
+
+
+class DexSource:
+    """A STON.fi v1 TON/USDT pool's `get_pool_data` on chain (RATE_DEX_POOL)."""
+
+    name = "dex"
+
+    def __init__(self, settings: Settings):
+        if not settings.rate_dex_pool.strip():
+            raise ValueError("RATE_SOURCE=dex needs RATE_DEX_POOL (the pool's address)")
+        if settings.rate_dex_ton_reserve not in (0, 1):
+            raise ValueError("RATE_DEX_TON_RESERVE must be 0 or 1")
+        self.settings = settings
+        self.pool = settings.rate_dex_pool.strip()
+        self.ton_index = settings.rate_dex_ton_reserve
+        self.usd = _positive(settings.rate_usd_usdt, "RATE_USD_USDT")
+
+    async def fetch(self) -> dict[str, Decimal]:
+        network = resolve_network(self.settings)
+        headers = {"X-API-Key": network.api_key} if network.api_key else {}
+        body = {"address": self.pool, "method": GET_POOL_DATA, "stack": []}
+        async with httpx.AsyncClient(timeout=self.settings.toncenter_timeout_seconds) as client:
+            r = await client.post(network.v2_urls[0] + "/runGetMethod", json=body, headers=headers)
+        try:
+            answer = r.json()
+        except ValueError:
+            r.raise_for_status()
+            raise SourceUnreadable(f"{GET_POOL_DATA}: the answer is not JSON") from None
+        if not isinstance(answer, dict) or answer.get("ok") is not True:
+            error = answer.get("error") if isinstance(answer, dict) else None
+            raise SourceUnreadable(f"{GET_POOL_DATA} on {self.pool}: {str(error)[:200]}")
+        result = answer.get("result")
+        if not isinstance(result, dict) or result.get("exit_code") != 0:
+            code = result.get("exit_code") if isinstance(result, dict) else None
+            raise SourceUnreadable(f"{GET_POOL_DATA} on {self.pool} exited with {code}")
+        reserves = pool_reserves(list(result.get("stack") or []))
+        ton = Decimal(reserves[self.ton_index]) / 10**TON_DECIMALS
+        usdt = Decimal(reserves[1 - self.ton_index]) / 10**USDT_DECIMALS
+        return {"TON": usdt / ton, "USD": self.usd}
+
+
+def pool_reserves(stack: list[Any]) -> tuple[int, int]:
+    """reserve0 and reserve1 of a `get_pool_data` stack (toncenter v2 entries: ["num", hex]);
+    SourceUnreadable unless it has the pool's ten entries and both reserves are positive."""
+    if len(stack) != 10:
+        raise SourceUnreadable(f"{GET_POOL_DATA} returned {len(stack)} entries, not 10")
+    values = []
+    for entry in stack[:2]:
+        if not (isinstance(entry, list | tuple) and len(entry) == 2 and entry[0] == "num"):
+            raise SourceUnreadable(f"{GET_POOL_DATA}: a reserve is not a number: {entry!r:.80}")
+        value = int(str(entry[1]), 16)
+        if value <= 0:
+            raise SourceUnreadable(f"{GET_POOL_DATA}: an empty reserve ({value})")
+        values.append(value)
+    return values[0], values[1]
+
+
 def rate_source(settings: Settings) -> RateSource:
     if settings.rate_source == "http":
         return HttpSource(settings)
+    if settings.rate_source == "dex":
+        return DexSource(settings)
     return FixedSource(settings)
 
 

@@ -193,10 +193,11 @@ class Settings(BaseSettings):
     # today's behaviour and the demo's); "" : none does. A multi-merchant deployment sets
     # its own account id (or ""), so every other account pays out only what it holds.
     house_account_id: str = "*"
-    # Exchange rates for the limits (rates.py): "fixed" (the table below) or "http" (a
-    # CoinGecko-style simple/price API at RATE_HTTP_URL). A rate older than
+    # Exchange rates for the limits (rates.py): "fixed" (the table below), "http" (a
+    # CoinGecko-style simple/price API at RATE_HTTP_URL) or "dex" (a STON.fi v1 TON/USDT
+    # pool's get_pool_data on chain at RATE_DEX_POOL). A rate older than
     # RATE_MAX_AGE_SECONDS holds the payouts that need it (hold_reason rate_stale).
-    rate_source: Literal["fixed", "http"] = "fixed"
+    rate_source: Literal["fixed", "http", "dex"] = "fixed"
     # USDT per whole unit of each asset (RATE_SOURCE=fixed; the backup rails' prices always).
     rate_ton_usdt: str = "5.00"
     rate_usd_usdt: str = "1.00"
@@ -205,6 +206,8 @@ class Settings(BaseSettings):
     rate_http_usdt_id: str = "tether"  # the source's id of USDT
     rate_http_api_key: SecretStr = SecretStr("")  # sent as x-cg-pro-api-key when set
     rate_http_timeout_seconds: float = 5.0
+    rate_dex_pool: str = ""  # RATE_SOURCE=dex: a STON.fi v1 TON/USDT pool's address
+    rate_dex_ton_reserve: int = 0  # which of its reserves (get_pool_data) is TON: 0 or 1
     rate_refresh_seconds: int = 60  # read the source this often (a failure: again after this)
     rate_max_age_seconds: int = 300  # older: stale, payouts that need it are held
     metadata_max_bytes: int = 8_192
