@@ -135,6 +135,31 @@ resource "aws_iam_role_policy" "task" {
   policy = data.aws_iam_policy_document.task[each.key].json
 }
 
+# The worker alone unwraps the hot wallet's data key, once at start (rails/ton/kms_kek.py):
+# kms:Decrypt on the hot-wallet key, only with the encryption context tonrail's envelopes
+# carry. Not kms:Encrypt (init-wallet and rewrap run with the operator's credentials), not
+# kms:DescribeKey (without it tonrail lets Decrypt name a disabled key). The api gets nothing.
+
+data "aws_iam_policy_document" "worker_wallet_key" {
+  statement {
+    sid       = "UnwrapTheHotWalletKeyOnly"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.hot_wallet.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:tonrail:purpose"
+      values   = ["ton-hot-wallet"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "worker_wallet_key" {
+  name   = "wallet-key"
+  role   = aws_iam_role.task["worker"].id
+  policy = data.aws_iam_policy_document.worker_wallet_key.json
+}
+
 # --- VPC flow logs -------------------------------------------------------------------------
 
 data "aws_iam_policy_document" "flow_logs_assume" {

@@ -62,3 +62,8 @@ output "cloudwatch_namespace" {
   description = "Namespace of the service's payment metrics."
   value       = var.cloudwatch_namespace
 }
+
+output "hot_wallet_kms_key_arn" {
+  description = "KMS key that wraps the hot wallet's data key: TON_KEY_KMS_KEY_ID for `tonrail keys init-wallet` / `keys rewrap` (operator credentials; the worker may only kms:Decrypt)."
+  value       = aws_kms_key.hot_wallet.arn
+}

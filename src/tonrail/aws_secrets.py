@@ -71,6 +71,11 @@ def _read(
         answer = clients[region].get_secret_value(SecretId=arn)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "an error")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 403 and code in ("403", "AccessDenied"):  # an XML body (moto, a proxy)
+            code = "AccessDeniedException"
+        if code == "AccessDeniedException":
+            code += " (this role lacks secretsmanager:GetSecretValue on it)"
         raise SecretsError(f"{what}: cannot read secret {arn}: {code}") from None
     except BotoCoreError as exc:
         raise SecretsError(f"{what}: cannot reach Secrets Manager for {arn}: {exc}") from None

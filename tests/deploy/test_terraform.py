@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from tests.deploy.conftest import Ecs
 from tonrail.monitoring.cloudwatch import metric_data
 from tonrail.monitoring.snapshot import SignalValue, Snapshot
+from tonrail.rails.ton.wallet_key_error import PURPOSE
 from tonrail.settings import REPO_ROOT, Settings
 
 TF_DIR = REPO_ROOT / "deploy" / "terraform"
@@ -511,6 +512,28 @@ def check_iam(d: Deployment) -> None:
             if "kms:Decrypt" in s["actions"]:
                 assert s["resources"] == ["${aws_kms_key.main.arn}"]
                 assert s["condition"][0]["variable"] == "kms:ViaService"
+    # the worker alone may unwrap the hot wallet's data key: kms:Decrypt on its own key, with
+    # tonrail's encryption context; nothing may kms:Encrypt with it (the operator does)
+    wallet = statements(docs["worker_wallet_key"])
+    assert [s["actions"] for s in wallet] == [["kms:Decrypt"]], wallet
+    assert wallet[0]["resources"] == ["${aws_kms_key.hot_wallet.arn}"], wallet
+    assert wallet[0]["condition"] == [
+        {
+            "test": "StringEquals",
+            "variable": "kms:EncryptionContext:tonrail:purpose",
+            "values": [PURPOSE],
+        }
+    ], "the worker may decrypt only tonrail's wallet envelopes"
+    grant = d.root.resource("aws_iam_role_policy", "worker_wallet_key")
+    assert grant["role"] == '${aws_iam_role.task["worker"].id}', "only the worker's task role"
+    assert grant["policy"] == "${data.aws_iam_policy_document.worker_wallet_key.json}"
+    for name, doc in docs.items():
+        if name.endswith("_assume") or name in ("kms", "hot_wallet_kms"):
+            continue  # trust policies; key policies (the account's root administers the key)
+        for s in statements(doc):
+            if "${aws_kms_key.hot_wallet.arn}" in s.get("resources", []):
+                assert name == "worker_wallet_key", f"{name} grants the hot-wallet key"
+    assert "hot_wallet_kms_key_arn" in d.root.outputs, "the operator needs the key's ARN"
     # the execution role may write exactly the log groups the module creates
     log_arns = d.root.locals["service_log_group_arns"]
     assert "for svc in keys(local.service_secrets)" in log_arns, log_arns
@@ -863,6 +886,24 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None], str]] = 
         '    resources = ["*"]',
         check_iam,
         r"on every resource",
+    ),
+    (
+        "the worker may decrypt any envelope with the wallet key",
+        "iam.tf",
+        'variable = "kms:EncryptionContext:tonrail:purpose"',
+        'variable = "kms:CallerAccount"',
+        check_iam,
+        r"only tonrail's wallet envelopes",
+    ),
+    (
+        "the api may unwrap the wallet key",
+        "iam.tf",
+        'role   = aws_iam_role.task["worker"].id\n'
+        "  policy = data.aws_iam_policy_document.worker_wallet_key",
+        'role   = aws_iam_role.task["api"].id\n'
+        "  policy = data.aws_iam_policy_document.worker_wallet_key",
+        check_iam,
+        r"only the worker's task role",
     ),
     (
         "terraform moves the services",

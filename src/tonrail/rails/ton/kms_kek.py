@@ -47,6 +47,24 @@ _REFUSALS = {
 }
 
 
+# boto3 operation -> the IAM permission it needs, named in an AccessDenied refusal
+_PERMISSIONS = {
+    "decrypt": "kms:Decrypt",
+    "encrypt": "kms:Encrypt",
+    "describe_key": "kms:DescribeKey",
+}
+
+
+def _aws_code(exc: ClientError) -> str:
+    """The error's code; a 403 whose body is not KMS's JSON (moto's IAM check answers in XML,
+    so can a proxy) counts as AccessDeniedException: the caller was refused either way."""
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if status == 403 and code in ("", "403", "AccessDenied"):
+        return "AccessDeniedException"
+    return code
+
+
 def context(wallet: str) -> dict[str, str]:
     return {"tonrail:purpose": PURPOSE, "tonrail:wallet": wallet}
 
@@ -70,10 +88,16 @@ class KmsKek:
             answer: dict[str, Any] = getattr(self._client, operation)(**kwargs)
             return answer
         except ClientError as exc:
-            aws_code = str(exc.response.get("Error", {}).get("Code", ""))
+            aws_code = _aws_code(exc)
             code, what = _REFUSALS.get(
                 aws_code, ("wallet_key_kms_unavailable", f"KMS answered {aws_code or 'an error'}")
             )
+            if aws_code == "AccessDeniedException":
+                permission = _PERMISSIONS.get(operation, operation)
+                what = (
+                    f"AccessDeniedException: this role lacks {permission} on the KMS key "
+                    "(IAM policy, key policy or a revoked grant)"
+                )
             raise WalletKeyError(
                 f"cannot use KMS key {kwargs.get('KeyId') or self.key_id} for the wallet key "
                 f"({operation}): {what}",
@@ -91,7 +115,7 @@ class KmsKek:
         try:
             meta = self._client.describe_key(KeyId=key_id)["KeyMetadata"]
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "AccessDeniedException":
+            if _aws_code(exc) == "AccessDeniedException":
                 return
             self._call("describe_key", KeyId=key_id)  # raises the mapped error
             return
