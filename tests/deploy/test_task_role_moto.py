@@ -25,8 +25,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import os
 import re
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
@@ -345,3 +348,52 @@ def test_what_moto_does_not_check(
     assume(monkeypatch, "other-wallet", other_wallet)
     with enable_iam_authentication():
         assert load_signer(s).public_key == HotWalletSigner(SEED).public_key
+
+
+def test_tonrail_worker_without_kms_decrypt_keeps_its_ton_loops_idle(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    """The `tonrail worker` command itself, under the worker's Terraform role without
+    kms:Decrypt: it says why its TON loops are idle (naming kms:Decrypt), runs them idle, ends
+    on SIGTERM, and not one request reaches toncenter (nothing signed, nothing sent)."""
+    worker = as_moto_checks_it(terraform_policy("worker", aws), aws.touched)
+    assume(monkeypatch, "tonrail-worker-task", without(worker, "kms:Decrypt"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
+    _Counting.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    for name, value in {
+        "DATABASE_URL": database_url,
+        "DATA_DIR": str(tmp_path),
+        "TON_MASTER_KEY": aws.envelope,
+        "TON_NETWORK": "testnet",
+        "TON_API_URL": f"{url}/api/v2",
+        "TON_API_V3_URL": f"{url}/api/v3",
+        "SECRETS_REFRESH_SECONDS": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def stop_when_running() -> None:
+        # asyncio installs its SIGTERM handler once the loops start: then end the worker
+        for _ in range(600):
+            if signal.getsignal(signal.SIGTERM) is not before:
+                time.sleep(1.0)  # a round of every loop
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.05)
+
+    stopper = threading.Thread(target=stop_when_running, daemon=True)
+    get_settings.cache_clear()
+    try:
+        stopper.start()
+        with enable_iam_authentication():
+            result = CliRunner().invoke(app, ["worker", "--only", "ton_payouts,ton_deposits"])
+    finally:
+        get_settings.cache_clear()
+        server.shutdown()
+    stopper.join(timeout=5)
+    assert result.exit_code == 0, result.output
+    assert "TON loops idle:" in result.output and "kms:Decrypt" in result.output, result.output
+    assert SEED.hex() not in result.output
+    assert _Counting.seen == [], "a request left for toncenter"
