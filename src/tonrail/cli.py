@@ -20,6 +20,7 @@ from tonrail.monitoring.cli import alerts_app
 from tonrail.privacy.cli import privacy_app
 from tonrail.processing.bank_cli import bank_app
 from tonrail.processing.payouts_cli import payouts_app
+from tonrail.processing.rotation_cli import keys_rotate_wallet
 from tonrail.reports.cli import reports_app
 from tonrail.security.cli import lockouts_app
 from tonrail.security.keys_cli import register as register_key_rotation
@@ -31,6 +32,7 @@ keys_app = typer.Typer(help="API keys of merchants; the hot wallet key.", no_arg
 ledger_app = typer.Typer(help="The double-entry books.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 register_key_rotation(keys_app)
+keys_app.command("rotate-wallet")(keys_rotate_wallet)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(bank_app, name="bank")

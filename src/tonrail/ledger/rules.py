@@ -9,6 +9,8 @@ from dataclasses import dataclass
 # Chart of accounts. Debit-positive signs: assets and expenses grow with debits,
 # liabilities (what we owe merchants and payees) grow with credits.
 HOT_WALLET = "asset:hot_wallet"
+# What the books say is still on hot wallets retired by a rotation (processing/wallet_rotation.py)
+RETIRED_HOT_WALLETS = "asset:retired_hot_wallets"
 TREASURY = "asset:treasury"  # the multisig treasury (docs/TREASURY.md)
 PROVIDER_CLEARING = "asset:provider_clearing"
 PAYOUTS_PAYABLE = "liability:payouts_payable"
@@ -193,25 +195,28 @@ SCREENING_HELD = "liability:screening_held"
 SCREENING_FROZEN = "liability:screening_frozen"
 
 
-def receipt_set_apart(account: str, asset: str, amount: int) -> list[Line]:
-    """A deposit whose sender screening held or blocked: in the hot wallet, and owed to
-    `account` (SCREENING_HELD or SCREENING_FROZEN) instead of a merchant."""
-    return [Line(HOT_WALLET, asset, amount), Line(account, asset, -amount)]
+def receipt_set_apart(
+    account: str, asset: str, amount: int, holder: str = HOT_WALLET
+) -> list[Line]:
+    """A deposit whose sender screening held or blocked: in the hot wallet (or a retired
+    one, `holder`), and owed to `account` (SCREENING_HELD or SCREENING_FROZEN) instead of a
+    merchant."""
+    return [Line(holder, asset, amount), Line(account, asset, -amount)]
 
 
-def network_fee(fee: int, asset: str = "TON") -> list[Line]:
-    """Fees the hot wallet paid to the network."""
-    return [Line(NETWORK_FEES, asset, fee), Line(HOT_WALLET, asset, -fee)]
+def network_fee(fee: int, asset: str = "TON", holder: str = HOT_WALLET) -> list[Line]:
+    """Fees the hot wallet (or a retired one, `holder`) paid to the network."""
+    return [Line(NETWORK_FEES, asset, fee), Line(holder, asset, -fee)]
 
 
-def receipt_unapplied(asset: str, amount: int) -> list[Line]:
+def receipt_unapplied(asset: str, amount: int, holder: str = HOT_WALLET) -> list[Line]:
     """Money arrived that no open invoice explains: held until an operator resolves it."""
-    return [Line(HOT_WALLET, asset, amount), Line(UNAPPLIED_RECEIPTS, asset, -amount)]
+    return [Line(holder, asset, amount), Line(UNAPPLIED_RECEIPTS, asset, -amount)]
 
 
-def forwarded_ton_received(amount: int) -> list[Line]:
+def forwarded_ton_received(amount: int, holder: str = HOT_WALLET) -> list[Line]:
     """TON a jetton sender attached to its transfer notification: ours, but not a payment."""
-    return [Line(HOT_WALLET, "TON", amount), Line(FORWARDED_TON_INCOME, "TON", -amount)]
+    return [Line(holder, "TON", amount), Line(FORWARDED_TON_INCOME, "TON", -amount)]
 
 
 def stray_outflow(amount: int) -> list[Line]:

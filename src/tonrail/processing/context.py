@@ -72,6 +72,10 @@ class TonRailContext:
     # request id -> internal transfer hash -> since when its excess is awaited (monotonic)
     excess_waits: dict[str, dict[str, float]] = field(default_factory=dict)
 
+    # hot wallets retired by a rotation -> their USDT jetton wallets (deposits.py)
+    retired_jetton_wallets: dict[str, str | None] = field(default_factory=dict)
+    # the rotation whose new key this worker could not adopt (logged once)
+    rotation_refused: str | None = None
     # True until a round of this worker has read the chain (and after one that could not):
     # the next round proves the chain readable before it closes the breaker of `ton`
     ton_failing: bool = True

@@ -42,9 +42,15 @@ from tonrail.payments.models import Payment
 from tonrail.payments.states import PaymentStatus
 from tonrail.payments.transitions import move_payment
 from tonrail.processing.context import TonRailContext
+from tonrail.rails.ton.api import jetton_wallet_of
 from tonrail.rails.ton.chain_view import EXCESSES_OP, JETTON_NOTIFY_OP, Tx, raw, same_address
-from tonrail.rails.ton.models import TonDeposit, TonWalletCursor
-from tonrail.rails.ton.states import CREDITING_DEPOSIT_STATES, DepositStatus
+from tonrail.rails.ton.models import TonDeposit, TonWalletCursor, TonWalletRotation
+from tonrail.rails.ton.states import (
+    CREDITING_DEPOSIT_STATES,
+    SWEPT_ROTATION_STATES,
+    DepositStatus,
+    RotationState,
+)
 from tonrail.screening.rules import Outcome, Subject, Verdict
 from tonrail.screening.service import DEPOSIT_CREDIT, REVIEW_HOLD, store_decision
 
@@ -161,14 +167,17 @@ async def record(
     tx: Tx,
     inc: Incoming,
     screened: Screened | None = None,
+    wallet: str | None = None,
+    holder: str = books.HOT_WALLET,
 ) -> TonDeposit:
-    """Record one deposit, credit its invoice if it pays one, and post the books; a sender
-    screening blocked is frozen, one it holds for review is held (`screened`)."""
+    """Record one deposit to `wallet` (default: the hot wallet), credit its invoice if it
+    pays one, and post the books on `holder` (the ledger account of the wallet it reached);
+    a sender screening blocked is frozen, one it holds for review is held (`screened`)."""
     now = clock.now()
     # A new row, field by field: alike other inserts in shape only.
     deposit = TonDeposit(
         id=new_id("dep"),
-        wallet=ctx.wallet_raw,
+        wallet=wallet or ctx.wallet_raw,
         tx_hash=tx.hash,
         lt=tx.lt,
         asset=inc.asset,
@@ -250,7 +259,7 @@ async def record(
         await post(
             session,
             f"deposit.screening_{'frozen' if frozen else 'held'}",
-            books.receipt_set_apart(account, inc.asset, inc.amount),
+            books.receipt_set_apart(account, inc.asset, inc.amount, holder),
             deposit.payment_id,
             lts=lts,
         )
@@ -272,7 +281,7 @@ async def record(
         await post(
             session,
             "invoice.received",
-            books.payment_received(invoice.account_id, inc.asset, inc.amount, books.HOT_WALLET),
+            books.payment_received(invoice.account_id, inc.asset, inc.amount, holder),
             invoice.id,
             lts=lts,
         )
@@ -287,7 +296,7 @@ async def record(
         await post(
             session,
             "receipt.unapplied",
-            books.receipt_unapplied(inc.asset, inc.amount),
+            books.receipt_unapplied(inc.asset, inc.amount, holder),
             deposit.payment_id,
             lts=lts,
         )
@@ -295,11 +304,11 @@ async def record(
         await post(
             session,
             "receipt.forwarded_ton",
-            books.forwarded_ton_received(inc.forwarded_ton),
+            books.forwarded_ton_received(inc.forwarded_ton, holder),
             lts=lts,
         )
     if tx.total_fees:
-        await post(session, "deposit.fee", books.network_fee(tx.total_fees), lts=lts)
+        await post(session, "deposit.fee", books.network_fee(tx.total_fees, holder=holder), lts=lts)
     return deposit
 
 
@@ -318,7 +327,9 @@ async def settle_if_released(session: AsyncSession, invoice: Payment, actor: str
     await move_payment(session, invoice, target, actor=actor, values={"hold_reason": None})
 
 
-async def screen_senders(ctx: TonRailContext, txs: list[Tx]) -> dict[str, Screened]:
+async def screen_senders(
+    ctx: TonRailContext, txs: list[Tx], wallet: str, jetton_wallet: str | None
+) -> dict[str, Screened]:
     """AML/KYC screening of the senders of new transfers that name an invoice, by
     transaction hash, before the page's transaction. Other transfers credit nobody (an
     operator resolves them; a refund of one is screened then)."""
@@ -327,7 +338,7 @@ async def screen_senders(ctx: TonRailContext, txs: list[Tx]) -> dict[str, Screen
         return {}
     todo: list[tuple[Tx, Incoming]] = []
     for tx in txs:
-        inc = classify(tx, ctx.wallet_raw, ctx.jetton_wallet, _treasury(ctx))
+        inc = classify(tx, wallet, jetton_wallet, _treasury(ctx))
         if inc is None or not inc.sender or inc.note is not None:
             continue
         if REFERENCE_RE.search(inc.comment or "") is not None:
@@ -358,28 +369,77 @@ async def screen_senders(ctx: TonRailContext, txs: list[Tx]) -> dict[str, Screen
 
 
 async def watch_deposits(ctx: TonRailContext, page: int = 50) -> int:
-    """Read the next page of the receiving wallet's transactions; returns deposits recorded."""
+    """Read the next page of the hot wallet's transactions, and of every hot wallet a
+    rotation retired (late deposits to an old address are still credited, and booked on
+    `asset:retired_hot_wallets`, where the money is); returns deposits recorded."""
+    recorded = await watch_wallet(ctx, ctx.wallet_raw, ctx.jetton_wallet, page)
+    for wallet, jetton_wallet in (await retired_wallets(ctx)).items():
+        recorded += await watch_wallet(ctx, wallet, jetton_wallet, page)
+    return recorded
+
+
+async def retired_wallets(ctx: TonRailContext) -> dict[str, str | None]:
+    """Hot wallets retired by a switched rotation (not the one we sign with), with their
+    USDT jetton wallets (asked of the chain once per worker)."""
     async with ctx.db.transaction() as session:
-        cursor = await session.get(TonWalletCursor, ctx.wallet_raw)
+        olds = (
+            await session.execute(
+                select(TonWalletRotation.old_wallet).where(
+                    TonWalletRotation.state == RotationState.SWITCHED,
+                    TonWalletRotation.old_wallet != ctx.wallet_raw,
+                )
+            )
+        ).scalars()
+        wallets = sorted(set(olds))
+    master = ctx.network.usdt_master
+    for wallet in wallets:
+        if wallet not in ctx.retired_jetton_wallets:
+            ctx.retired_jetton_wallets[wallet] = (
+                await jetton_wallet_of(ctx.api, master, wallet) if master else None
+            )
+    return {w: ctx.retired_jetton_wallets[w] for w in wallets}
+
+
+async def _holder(session: AsyncSession, wallet: str) -> str:
+    """The ledger account of what reaches `wallet`: the hot wallet's, or once a rotation has
+    swept it, the retired wallets' (what arrives after the sweep stays on the old address)."""
+    rotation = (
+        await session.execute(
+            select(TonWalletRotation.state).where(
+                TonWalletRotation.old_wallet == wallet,
+                TonWalletRotation.state.in_(SWEPT_ROTATION_STATES),
+            )
+        )
+    ).first()
+    return books.RETIRED_HOT_WALLETS if rotation is not None else books.HOT_WALLET
+
+
+async def watch_wallet(
+    ctx: TonRailContext, wallet: str, jetton_wallet: str | None, page: int = 50
+) -> int:
+    """Read the next page of one wallet's transactions; returns deposits recorded."""
+    async with ctx.db.transaction() as session:
+        cursor = await session.get(TonWalletCursor, wallet)
         after = cursor.last_lt if cursor is not None else 0
-    txs = await ctx.api.account_transactions(ctx.wallet_raw, after, page)
+    txs = await ctx.api.account_transactions(wallet, after, page)
     if not txs:
         return 0
-    screened = await screen_senders(ctx, txs)
+    screened = await screen_senders(ctx, txs, wallet, jetton_wallet)
     recorded = 0
     async with ctx.db.transaction() as session:
-        cursor = await session.get(TonWalletCursor, ctx.wallet_raw, with_for_update=True)
+        cursor = await session.get(TonWalletCursor, wallet, with_for_update=True)
         if (cursor.last_lt if cursor is not None else 0) != after:
             return 0  # another worker moved the cursor: its page, not ours
+        holder = await _holder(session, wallet)
         for tx in sorted(txs, key=lambda t: t.lt):
-            inc = classify(tx, ctx.wallet_raw, ctx.jetton_wallet, _treasury(ctx))
+            inc = classify(tx, wallet, jetton_wallet, _treasury(ctx))
             if inc is None:
                 continue
             exists = (
                 await session.execute(select(TonDeposit.id).where(TonDeposit.tx_hash == tx.hash))
             ).scalar_one_or_none()
             if exists is None:
-                await record(ctx, session, tx, inc, screened.get(tx.hash))
+                await record(ctx, session, tx, inc, screened.get(tx.hash), wallet, holder)
                 recorded += 1
         crashpoint(ctx.settings, "ton.deposit_before_commit")
         last = max(txs, key=lambda t: t.lt)
@@ -387,7 +447,7 @@ async def watch_deposits(ctx: TonRailContext, page: int = 50) -> int:
             # A new row, field by field: alike other inserts in shape only.
             session.add(
                 TonWalletCursor(
-                    wallet=ctx.wallet_raw,
+                    wallet=wallet,
                     last_lt=last.lt,
                     last_hash=last.hash,
                     updated_at=clock.now(),
@@ -396,5 +456,5 @@ async def watch_deposits(ctx: TonRailContext, page: int = 50) -> int:
         else:
             cursor.last_lt, cursor.last_hash, cursor.updated_at = last.lt, last.hash, clock.now()
     if recorded:
-        log.info("deposits recorded", count=recorded, wallet=ctx.wallet_raw)
+        log.info("deposits recorded", count=recorded, wallet=wallet, account=holder)
     return recorded

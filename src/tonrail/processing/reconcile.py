@@ -38,6 +38,7 @@ from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance, balance_through, straddling_first_lt
 from tonrail.monitoring.signals import BOOKS_DIFFERENCE, write_signal
 from tonrail.processing.context import TonRailContext
+from tonrail.processing.rotation_pause import signing_paused
 from tonrail.rails.ton.api import jetton_balance
 from tonrail.rails.ton.chain_view import Tx, ton_change
 from tonrail.rails.ton.models import TonRequest, TonWalletCursor
@@ -196,6 +197,9 @@ async def reconcile(ctx: TonRailContext) -> Reconciliation:
     if snapshot is None:
         return Reconciliation(False, {}, reason="the hot wallet's state kept changing")
     async with ctx.db.transaction() as session:
+        # A rotation moves this wallet's funds and books: compared again after the switch.
+        if await signing_paused(session, ctx.wallet_raw) is not None:
+            return Reconciliation(False, {}, reason="a hot wallet rotation is moving the wallet")
         bounds = await _bounds(ctx, session)
     through = await _ton_through(ctx, snapshot, bounds)
     if isinstance(through, str):

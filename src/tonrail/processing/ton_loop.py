@@ -19,7 +19,7 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select, update
@@ -50,6 +50,7 @@ from tonrail.payments.transitions import (
 from tonrail.processing.context import TonRailContext, request_attempts, transaction
 from tonrail.processing.dispatch import Routing, claim_for_ton
 from tonrail.processing.health import note_ton_down, note_ton_up
+from tonrail.processing.rotation_pause import signing_paused
 from tonrail.processing.ton_batch import (
     attach_for,
     chain_balances,
@@ -64,7 +65,7 @@ from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import OutTransfer, SignedRequest, query_id_for
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
 from tonrail.rails.ton.quote import DEFAULT_FEE_NANOTON, TonQuoter
-from tonrail.rails.ton.states import RequestStatus, TransferStatus
+from tonrail.rails.ton.states import RequestStatus, RotationState, TransferStatus
 from tonrail.rails.ton.toncenter import ToncenterError
 from tonrail.security.switches import is_on
 
@@ -156,6 +157,27 @@ async def assemble(
     if inputs is None:
         inputs = await round_inputs(ctx)
     quoter, chain, conditions = inputs.quoter, inputs.chain, inputs.conditions
+    try:
+        return await _assemble(ctx, now, deploy, inputs, quoter, chain, conditions)
+    except _SigningPaused as paused:
+        log.info("signing paused by a hot wallet rotation", rotation=str(paused))
+        return None
+
+
+class _SigningPaused(Exception):
+    """A rotation paused the wallet while this request was being assembled: nothing of it
+    is kept (the claimed payouts go back to the queue with the rollback)."""
+
+
+async def _assemble(
+    ctx: TonRailContext,
+    now: datetime,
+    deploy: bool,
+    inputs: RoundInputs,
+    quoter: TonQuoter,
+    chain: dict[str, int],
+    conditions: FeeConditions | None,
+) -> str | None:
     async with transaction(ctx) as session:
         claimed, decisions = await claim_for_ton(
             routing_of(ctx), session, ctx.worker_id, quoter, conditions
@@ -170,6 +192,11 @@ async def assemble(
             return None
         crashpoint(ctx.settings, "ton.after_claim")
         seq = await next_query_seq(session, ctx.wallet_raw)
+        # Checked holding the wallet's counter row, which a rotation locks to pause and to
+        # count the open requests: a request is either seen by that count or not signed.
+        rotating = await signing_paused(session, ctx.wallet_raw)
+        if rotating is not None:
+            raise _SigningPaused(rotating.id)
         chain_created_at = int(now.timestamp()) - ctx.settings.ton_created_at_lag_s
         query_id = query_id_for(seq)
         jetton_query_ids = [secrets.randbits(63) for _ in claimed]
@@ -315,8 +342,21 @@ async def payout_round(ctx: TonRailContext) -> int:
 async def _assemble_and_send(ctx: TonRailContext, between: Callable[[], None] | None = None) -> int:
     async with transaction(ctx) as session:
         paused = await is_on(session, "payments_paused")
+        # A hot wallet rotation pauses new signing on the wallet it retires.
+        rotating = await signing_paused(session, ctx.wallet_raw)
     if paused:
         return 0
+    if rotating is not None and rotating.state == RotationState.SWITCHED:
+        from tonrail.processing.ton_runtime import adopt_rotated_wallet
+
+        # The rotation is over: sign with the new wallet if our key file holds it.
+        if not await adopt_rotated_wallet(ctx, rotating.id, rotating.new_public_key):
+            return 0
+    elif rotating is not None:
+        # Signed requests still go out (re-sent until valid_until): the rotation waits for
+        # every one of them to settle.
+        log.debug("signing paused by a hot wallet rotation", rotation=rotating.id)
+        return await send_due(ctx)
     handled = 0
     # Several requests at a time when payouts pile up.
     inputs: RoundInputs | None = None

@@ -19,7 +19,7 @@ from tonrail.rails.registry import enabled_rails, routing_policy
 from tonrail.rails.ton.api import ToncenterTonApi, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import HighloadWallet
-from tonrail.rails.ton.keys import WalletKeyError, load_signer
+from tonrail.rails.ton.keys import HotWalletSigner, WalletKeyError, load_signer
 from tonrail.rails.ton.models import TonOwnAccount
 from tonrail.rails.ton.toncenter import ToncenterClient
 from tonrail.settings import Settings
@@ -79,6 +79,53 @@ async def open_ton_rail(
         routing=routing_policy(settings),
         enabled=enabled_rails(settings),
     )
+
+
+async def adopt_rotated_wallet(ctx: TonRailContext, rotation_id: str, new_public_key: str) -> bool:
+    """After a hot wallet rotation's switch (processing/wallet_rotation.py): load the key again
+    (TON_MASTER_KEY_FILE, which the switch replaced) and sign with the new wallet from now on.
+    False, with an error logged once, when this worker's key is not the new wallet's: it
+    signs nothing until it is restarted with the new key."""
+    signer: HotWalletSigner | None = None
+    refusal: str | None = None
+    try:
+        signer = load_signer(ctx.settings)
+    except WalletKeyError as exc:
+        refusal = exc.message
+    if signer is not None and signer.public_key.hex() != new_public_key:
+        refusal = "the key file holds another key"
+    if signer is None or refusal is not None:
+        if ctx.rotation_refused != rotation_id:
+            ctx.rotation_refused = rotation_id
+            log.error(
+                "the hot wallet was rotated but this worker's key is not the new wallet's: "
+                "nothing is signed until it runs with the new key file",
+                rotation=rotation_id,
+                reason=refusal,
+            )
+        return False
+    network = ctx.network
+    wallet = HighloadWallet(
+        signer.public_key, network.highload_subwallet_id, network.highload_timeout_seconds
+    )
+    jetton_wallet = None
+    if network.usdt_master:
+        jetton_wallet = await jetton_wallet_of(ctx.api, network.usdt_master, raw(wallet.address))
+    await register_own_accounts(ctx.db, raw(wallet.address), jetton_wallet)
+    old = ctx.wallet_raw
+    ctx.wallet, ctx.sign, ctx.jetton_wallet = wallet, signer.sign, jetton_wallet
+    ctx.own_feeds = None
+    ctx.found.clear()
+    ctx.track_after.clear()
+    ctx.excess_waits.clear()
+    ctx.rotation_refused = None
+    log.info("hot wallet rotated: signing with the new wallet", old=old, new=ctx.wallet_raw)
+    if ctx.settings.payment_processor_address.strip():
+        try:
+            check_payment_processor_address(ctx.settings, ctx.wallet_raw)
+        except WalletKeyError as exc:
+            log.error("set PAYMENT_PROCESSOR_ADDRESS to the new wallet", reason=exc.message)
+    return True
 
 
 async def register_own_accounts(db: Database, hot_wallet: str, jetton_wallet: str | None) -> None:

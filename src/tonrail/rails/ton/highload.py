@@ -90,10 +90,16 @@ class OutTransfer:
     value: int  # nanoton carried by the message
     bounce: bool
     body: Cell
+    # Deploys the destination with the message (a hot wallet rotation's sweep: the new wallet)
+    state_init: StateInit | None = None
 
     def message(self) -> InternalMessage:
         return InternalMessage(
-            bounce=self.bounce, dest=self.destination, value=self.value, body=self.body
+            bounce=self.bounce,
+            dest=self.destination,
+            value=self.value,
+            body=self.body,
+            state_init=self.state_init,
         )
 
     @property

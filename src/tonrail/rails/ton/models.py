@@ -9,7 +9,12 @@ from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tonrail.db import Base, BigInt, JsonDoc, StatusText, UTCDateTime
-from tonrail.rails.ton.states import DepositStatus, RequestStatus, TransferStatus
+from tonrail.rails.ton.states import (
+    DepositStatus,
+    RequestStatus,
+    RotationState,
+    TransferStatus,
+)
 
 
 class TonRequest(Base):
@@ -122,3 +127,38 @@ class TonOwnAccount(Base):
     address: Mapped[str] = mapped_column(String(80), primary_key=True)  # raw, upper-case hex
     role: Mapped[str] = mapped_column(String(16))  # hot_wallet | jetton_wallet
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TonWalletRotation(Base):
+    """A hot wallet rotation (processing/wallet_rotation.py): its state, both wallets, and the
+    sweep, a highload request of the old wallet stored here (not in `ton_requests`, which
+    the payout tracker follows on the wallet it signs with) before it is ever sent."""
+
+    __tablename__ = "ton_wallet_rotations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    state: Mapped[RotationState] = mapped_column(StatusText(RotationState, 16))
+    # "open" while the rotation is open, NULL once switched or canceled: unique, so two
+    # operators cannot start two rotations at once (NULLs never collide)
+    open_marker: Mapped[str | None] = mapped_column(String(8), unique=True)
+    old_wallet: Mapped[str] = mapped_column(String(80), index=True)  # raw, as ton_requests
+    old_public_key: Mapped[str] = mapped_column(String(64))
+    new_wallet: Mapped[str] = mapped_column(String(80))
+    new_public_key: Mapped[str] = mapped_column(String(64))
+    new_key_file: Mapped[str] = mapped_column(Text)  # the new envelope until the switch
+    # the sweep: what was signed (amounts in nanoton / USDT micro-units) and its message
+    sweep_ton: Mapped[int | None] = mapped_column(BigInt)
+    sweep_usdt: Mapped[int | None] = mapped_column(BigInt)
+    sweep_query_seq: Mapped[int | None] = mapped_column(BigInt)
+    sweep_query_id: Mapped[int | None] = mapped_column(BigInt)
+    sweep_created_at: Mapped[int | None] = mapped_column(BigInt)
+    sweep_valid_until: Mapped[int | None] = mapped_column(BigInt)
+    sweep_boc: Mapped[str | None] = mapped_column(Text)
+    sweep_msg_hash: Mapped[str | None] = mapped_column(String(64))
+    sweep_send_count: Mapped[int] = mapped_column(BigInt, default=0)
+    sweep_fee: Mapped[int | None] = mapped_column(BigInt)  # nanoton, once confirmed
+    sweep_entry_id: Mapped[str | None] = mapped_column(String(40))  # the journal entry
+    actor: Mapped[str] = mapped_column(String(80))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -70,3 +70,47 @@ CREDITING_DEPOSIT_STATES: Final[frozenset[DepositStatus]] = frozenset(
 OFF_AMOUNT_DEPOSIT_STATES: Final[frozenset[DepositStatus]] = frozenset({D.UNDERPAID, D.OVERPAID})
 # Deposits an operator may still apply, refund or book as owner funding.
 UNAPPLIED_DEPOSIT_STATES: Final[frozenset[DepositStatus]] = frozenset({D.UNMATCHED, D.LATE})
+
+
+class RotationState(StrEnum):
+    """A hot wallet rotation (`tonrail keys rotate-wallet`, processing/wallet_rotation.py):
+
+    created -> paused -> drained -> sweep_signed -> swept -> deployed -> switched, or
+    canceled before anything was signed for the sweep. The sweep funds the new wallet, so it
+    is deployed after the sweep: an uninitialised wallet cannot pay for its own deployment."""
+
+    CREATED = "created"  # new key sealed in its envelope file; the old wallet still signs
+    PAUSED = "paused"  # the old wallet signs nothing new
+    DRAINED = "drained"  # every request of the old wallet is final or proven expired
+    SWEEP_SIGNED = "sweep_signed"  # the sweep message is stored; sent until valid_until
+    SWEPT = "swept"  # the sweep is on chain and in the books
+    DEPLOYED = "deployed"  # the new wallet is active on chain
+    SWITCHED = "switched"  # the key file holds the new wallet; workers sign with it
+    CANCELED = "canceled"
+
+
+RS = RotationState
+# Moves a rotation may make, as data (the service refuses any other).
+ROTATION_MOVES: Final[dict[RotationState, frozenset[RotationState]]] = {
+    RS.CREATED: frozenset({RS.PAUSED, RS.CANCELED}),
+    RS.PAUSED: frozenset({RS.DRAINED, RS.CANCELED}),
+    RS.DRAINED: frozenset({RS.SWEEP_SIGNED, RS.CANCELED}),
+    # back to drained when the sweep expired and is proven unprocessed: signed anew
+    RS.SWEEP_SIGNED: frozenset({RS.SWEPT, RS.DRAINED}),
+    RS.SWEPT: frozenset({RS.DEPLOYED}),
+    RS.DEPLOYED: frozenset({RS.SWITCHED}),
+    RS.SWITCHED: frozenset(),
+    RS.CANCELED: frozenset(),
+}
+OPEN_ROTATION_STATES: Final[frozenset[RotationState]] = frozenset(
+    s for s in RotationState if s not in (RS.SWITCHED, RS.CANCELED)
+)
+# While the rotation is in one of these, the old wallet signs no payout (once switched,
+# never again).
+OLD_WALLET_PAUSED_STATES: Final[frozenset[RotationState]] = frozenset(
+    {RS.PAUSED, RS.DRAINED, RS.SWEEP_SIGNED, RS.SWEPT, RS.DEPLOYED, RS.SWITCHED}
+)
+# Once swept, what reaches the old wallet stays there (booked on the retired wallets).
+SWEPT_ROTATION_STATES: Final[frozenset[RotationState]] = frozenset(
+    {RS.SWEPT, RS.DEPLOYED, RS.SWITCHED}
+)
