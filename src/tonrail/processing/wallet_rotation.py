@@ -532,9 +532,15 @@ async def _processed(w: Wallets, query_id: int) -> bool | None:
             w.old.address.to_str(), "processed?", [["num", hex(query_id)], ["num", "0x0"]]
         )
     except Exception:
-        return None
+        exit_code, stack = -1, []
     if exit_code != 0 or not stack:
-        return None
+        # No code to ask: an old wallet that never paid out (its sweep would have deployed
+        # it) has processed nothing; the payout tracker's rule (ton_track.processed_flag).
+        try:
+            state, _ = await w.api.account_state(w.old.address.to_str())
+        except Exception:
+            return None
+        return False if state != "active" else None
     value = stack[0][1] if isinstance(stack[0], list) else stack[0]
     return int(str(value), 16) != 0 if isinstance(value, str) else bool(value)
 

@@ -1,0 +1,172 @@
+"""Hot wallet rotation, the sweep's harder paths, on the local network (both databases), with
+the worker's loops driven in the test: a sweep the network drops expires, is proven
+unprocessed and is signed again, and the new wallet reconciles after the switch."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.rails.ton.rail_fixture import Rail
+from tests.rails.ton.test_faults import faults
+from tests.rails.ton.test_payouts import _opening_balances
+from tests.rails.ton.test_wallet_rotation import with_key, write_key
+from tonrail import clock
+from tonrail.db import Database
+from tonrail.errors import Conflict
+from tonrail.ledger import rules as books
+from tonrail.ledger.service import balance, check_books
+from tonrail.processing import wallet_rotation as rot
+from tonrail.processing.deposits import watch_deposits
+from tonrail.processing.reconcile import reconcile
+from tonrail.processing.ton_runtime import adopt_rotated_wallet
+from tonrail.rails.ton.api import jetton_balance, jetton_wallet_of
+from tonrail.rails.ton.models import TonWalletRotation
+from tonrail.security.audit_log import recent, verify
+from tonrail.settings import Settings
+
+ACTOR = "admin:test"
+
+
+def rotation_settings(rail: Rail, tmp_path: Path) -> Settings:
+    """The rail's settings with the hot wallet's key in a file and the running network."""
+    hot = rail.net.genesis.wallet("hot")
+    write_key(tmp_path / "hot_wallet.key", bytes.fromhex(hot.to_json()["private_key"]))
+    return with_key(rail.ctx.settings, tmp_path).model_copy(
+        update={
+            "ton_api_url": rail.net.v2,
+            "ton_api_v3_url": rail.net.v3,
+            "usdt_jetton_master": rail.net.genesis.usdt_master.to_str(),
+            "ton_expiry_margin_s": 2,
+        }
+    )
+
+
+async def drained(db: Database, s: Settings) -> rot.RotationView:
+    v = await rot.start(db, s, ACTOR)
+    await rot.pause(db, s, v.id, ACTOR)
+    return await rot.wait_drained(db, v.id, ACTOR, within_s=5)
+
+
+async def row_of(db: Database, rotation_id: str) -> TonWalletRotation:
+    async with db.transaction() as session:
+        row = await session.get(TonWalletRotation, rotation_id)
+    assert row is not None
+    return row
+
+
+async def finish_rotation(
+    db: Database, s: Settings, w: rot.Wallets, v: rot.RotationView
+) -> rot.RotationView:
+    v = await rot.settle_sweep(db, s, w, v.id, ACTOR, within_s=60)
+    assert v.state == "swept"
+    v = await rot.confirm_deployed(db, w, v.id, ACTOR, within_s=60)
+    return await rot.switch(db, s, w, v.id, ACTOR)
+
+
+async def quiet_reconciliation(rail: Rail) -> dict[str, int]:
+    """Reconcile at the next quiet point (every asset compared): chain minus books."""
+    for _ in range(600):
+        await watch_deposits(rail.ctx)
+        result = await reconcile(rail.ctx)
+        if result.checked and result.quiet:
+            return result.differences
+        await asyncio.sleep(0.05)
+    raise AssertionError("the books never reached a quiet point")
+
+
+async def books_and_chain(rail: Rail, db: Database, row: TonWalletRotation) -> tuple[dict, dict]:
+    """Each wallet's books and its balances on chain (TON, USDT)."""
+    master = rail.net.genesis.usdt_master.to_str()
+    chain = {}
+    for account, wallet in (
+        (books.HOT_WALLET, row.new_wallet),
+        (books.RETIRED_HOT_WALLETS, row.old_wallet),
+    ):
+        chain[(account, "TON")] = (await rail.api.account_state(wallet))[1]
+        jetton = await jetton_wallet_of(rail.api, master, wallet)
+        chain[(account, "USDT")] = await jetton_balance(rail.api, jetton)
+    async with db.transaction() as session:
+        assert (await check_books(session)).ok
+        ledger = {key: await balance(session, *key) for key in chain}
+    return ledger, chain
+
+
+async def sweeps_on_chain(rail: Rail, row: TonWalletRotation) -> list[int]:
+    """The values of the messages from the old wallet to the new one."""
+    txs = await rail.api.account_transactions(row.new_wallet, 0, 100)
+    return [
+        t.in_msg.value for t in txs if t.in_msg is not None and t.in_msg.source == row.old_wallet
+    ]
+
+
+async def test_a_dropped_sweep_expires_unprocessed_and_is_signed_again_once(
+    rail: Rail, db: Database, tmp_path: Path
+) -> None:
+    s = rotation_settings(rail, tmp_path)
+    await _opening_balances(rail, db)
+    v = await drained(db, s)
+    assert v.state == "drained"
+    w = await rot.open_wallets(s, v)
+    try:
+        await faults(rail, drop_external_rate=1.0)
+        v = await rot.sign_sweep(db, s, w, v.id, ACTOR)
+        first = await row_of(db, v.id)
+        assert first.state == "sweep_signed" and first.sweep_query_id is not None
+        with pytest.raises(Conflict) as pending:
+            await rot.settle_sweep(db, s, w, v.id, ACTOR, within_s=2.5)
+        assert pending.value.code == "wallet_rotation_sweep_pending"
+        assert (await row_of(db, v.id)).sweep_send_count >= 2  # re-sent, and dropped
+        # Two hours later on both clocks: past valid_until, never processed.
+        later = datetime.now(UTC) + timedelta(hours=2)
+        clock.set_clock(lambda: later + (datetime.now(UTC) - later + timedelta(hours=2)))
+        await faults(rail, time_offset_s=7200)
+        v = await rot.settle_sweep(db, s, w, v.id, ACTOR, within_s=30)
+        assert v.state == "drained"
+        expired = await row_of(db, v.id)
+        assert expired.sweep_boc is None and expired.sweep_entry_id is None
+        assert await rot._processed(w, first.sweep_query_id) is False
+
+        await faults(rail, drop_external_rate=0.0)  # a partial update: the offset stays
+        v = await rot.sign_sweep(db, s, w, v.id, ACTOR)
+        second = await row_of(db, v.id)
+        assert second.sweep_query_id != first.sweep_query_id
+        assert second.sweep_msg_hash != first.sweep_msg_hash
+        v = await finish_rotation(db, s, w, v)
+        assert v.state == "switched"
+        # The first sweep can never land now: its query id is past the wallet's timeout.
+        await rot._send(w, str(first.sweep_boc))
+        await asyncio.sleep(1)
+    finally:
+        await w.aclose()
+
+    row = await row_of(db, v.id)
+    assert await sweeps_on_chain(rail, row) == [row.sweep_ton]
+    assert await rail.api.tx_by_in_message(str(first.sweep_msg_hash)) is None
+    ledger, chain = await books_and_chain(rail, db, row)
+    assert ledger == chain
+    async with db.transaction() as session:
+        assert (await verify(session)).ok
+        entries = await recent(session, action_prefix="hot_wallet.")
+    assert [e.action for e in reversed(entries)] == [
+        "hot_wallet.rotation_created",
+        "hot_wallet.rotation_paused",
+        "hot_wallet.rotation_drained",
+        "hot_wallet.sweep_signed",
+        "hot_wallet.sweep_expired",
+        "hot_wallet.sweep_signed",
+        "hot_wallet.swept",
+        "hot_wallet.rotation_deployed",
+        "hot_wallet.rotation_switched",
+    ]
+    expired_entry = next(e for e in entries if e.action == "hot_wallet.sweep_expired")
+    assert expired_entry.details["query_id"] == first.sweep_query_id
+
+    # The worker adopts the new wallet; its reconciliation finds the books equal the chain.
+    rail.ctx.settings = s
+    assert await adopt_rotated_wallet(rail.ctx, row.id, row.new_public_key)
+    assert rail.ctx.wallet_raw == row.new_wallet
+    assert await quiet_reconciliation(rail) == {}
