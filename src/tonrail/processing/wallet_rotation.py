@@ -53,6 +53,7 @@ from tonrail.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from tonrail.ids import new_id
 from tonrail.kit.faults import crashpoint
 from tonrail.ledger import rules as books
+from tonrail.ledger.models import JournalEntry, LedgerLine
 from tonrail.ledger.service import balance, post
 from tonrail.processing.rotation_pause import lock_query_counter
 from tonrail.processing.ton_loop import next_query_seq
@@ -627,7 +628,12 @@ async def _book_sweep(
         if row.state != RotationState.SWEEP_SIGNED:
             return _view(row)
         ton, usdt = row.sweep_ton or 0, row.sweep_usdt or 0
-        held_ton = await balance(session, books.HOT_WALLET, "TON")
+        # What the deposit watcher booked on the old wallet after the sweep deployed the new
+        # one stays on the old address: it moves to the retired wallets in entries of its
+        # own lts, so the new wallet's reconciliation (up to an lt, reconcile.py) counts such
+        # a deposit and its move out together or not at all.
+        late = await _booked_after(session, outcome.deploy_tx.lt)
+        held_ton = await balance(session, books.HOT_WALLET, "TON") - sum(late.values())
         held_usdt = await balance(session, books.HOT_WALLET, "USDT")
         deploy_fee = ton - outcome.arrived
         lines = [
@@ -642,6 +648,16 @@ async def _book_sweep(
             books.Line(books.RETIRED_HOT_WALLETS, "USDT", held_usdt - usdt),
         ]
         entry = await post(session, "hot_wallet.swept", [ln for ln in lines if ln.amount])
+        for lt, amount in sorted(late.items()):
+            await post(
+                session,
+                "hot_wallet.swept_late",
+                [
+                    books.Line(books.HOT_WALLET, "TON", -amount),
+                    books.Line(books.RETIRED_HOT_WALLETS, "TON", amount),
+                ],
+                lts=(lt, lt),
+            )
         row.sweep_fee, row.sweep_entry_id = outcome.fee, entry
         # The new wallet's deposit watcher starts after the sweep that deployed it.
         if await session.get(TonWalletCursor, row.new_wallet) is None:
@@ -663,6 +679,22 @@ async def _book_sweep(
         )
     crashpoint(settings, "rotation.after_swept")
     return _view(row)
+
+
+async def _booked_after(session: AsyncSession, lt: int) -> dict[int, int]:
+    """chain lt -> TON booked on the hot wallet's account by entries of transactions after
+    `lt` (the old wallet's, booked before the sweep is), nonzero sums only."""
+    rows = await session.execute(
+        select(JournalEntry.chain_lt, func.sum(LedgerLine.amount))
+        .join(LedgerLine, LedgerLine.entry_id == JournalEntry.id)
+        .where(
+            LedgerLine.account == books.HOT_WALLET,
+            LedgerLine.asset == "TON",
+            JournalEntry.chain_lt > lt,
+        )
+        .group_by(JournalEntry.chain_lt)
+    )
+    return {int(lt_): int(total) for lt_, total in rows.all() if lt_ is not None and total}
 
 
 async def confirm_deployed(

@@ -1,6 +1,7 @@
 """Hot wallet rotation, the sweep's harder paths, on the local network (both databases), with
 the worker's loops driven in the test: a sweep the network drops expires, is proven
-unprocessed and is signed again, and the new wallet reconciles after the switch."""
+unprocessed and is signed again; the new wallet reconciles after the switch, also when a
+deposit reaches the old address between the sweep's signing and its booking."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from tonutils.contracts import WalletV5R1
 
-from tests.rails.ton.rail_fixture import Rail
+from tests.rails.ton.rail_fixture import Rail, settled
 from tests.rails.ton.test_faults import faults
 from tests.rails.ton.test_payouts import _opening_balances
 from tests.rails.ton.test_wallet_rotation import with_key, write_key
@@ -18,13 +21,15 @@ from tonrail import clock
 from tonrail.db import Database
 from tonrail.errors import Conflict
 from tonrail.ledger import rules as books
-from tonrail.ledger.service import balance, check_books
+from tonrail.ledger.models import JournalEntry
+from tonrail.ledger.service import balance, balance_through, check_books
+from tonrail.localnet.genesis import TON
 from tonrail.processing import wallet_rotation as rot
 from tonrail.processing.deposits import watch_deposits
 from tonrail.processing.reconcile import reconcile
 from tonrail.processing.ton_runtime import adopt_rotated_wallet
 from tonrail.rails.ton.api import jetton_balance, jetton_wallet_of
-from tonrail.rails.ton.models import TonWalletRotation
+from tonrail.rails.ton.models import TonWalletCursor, TonWalletRotation
 from tonrail.security.audit_log import recent, verify
 from tonrail.settings import Settings
 
@@ -169,4 +174,77 @@ async def test_a_dropped_sweep_expires_unprocessed_and_is_signed_again_once(
     rail.ctx.settings = s
     assert await adopt_rotated_wallet(rail.ctx, row.id, row.new_public_key)
     assert rail.ctx.wallet_raw == row.new_wallet
+    assert await quiet_reconciliation(rail) == {}
+
+
+async def send_ton(payer: WalletV5R1, to: str, amount: int) -> None:
+    await payer.refresh()
+    [seqno] = await payer.run_get_method("seqno") if payer.is_active else [0]
+    from ton_core import Address
+
+    await payer.transfer(Address(to), amount, bounce=False)
+    await settled(payer, int(seqno))
+
+
+async def test_the_new_wallet_reconciles_after_a_deposit_to_the_old_one_during_the_sweep(
+    rail: Rail, db: Database, tmp_path: Path, payer: WalletV5R1
+) -> None:
+    """The deposit lands after the sweep deployed the new wallet and is booked (on the hot
+    wallet's account: the sweep is not booked yet) before the sweep is: the sweep moves it to
+    the retired wallets, and the new wallet's reconciliation, at an lt below the deposit's,
+    must not count the deposit's entry out while counting the sweep's in."""
+    s = rotation_settings(rail, tmp_path)
+    await _opening_balances(rail, db)
+    v = await drained(db, s)
+    w = await rot.open_wallets(s, v)
+    try:
+        v = await rot.sign_sweep(db, s, w, v.id, ACTOR)
+        row = await row_of(db, v.id)
+        await rot._send(w, str(row.sweep_boc))
+        for _ in range(1200):  # the sweep's trace, to the new wallet's deployment
+            if (await rail.api.account_state(row.new_wallet))[0] == "active":
+                break
+            await asyncio.sleep(0.05)
+        assert (await rail.api.account_state(row.new_wallet))[0] == "active"
+        await send_ton(payer, row.old_wallet, 3 * TON)
+        # The watcher books the deposit before the command books the sweep.
+        for _ in range(600):
+            await watch_deposits(rail.ctx)
+            async with db.transaction() as session:
+                if (
+                    await balance(session, books.HOT_WALLET, "TON") > 0
+                    and (await rail.api.last_lt(row.old_wallet))
+                    == (await session.get(TonWalletCursor, row.old_wallet)).last_lt
+                ):
+                    break
+            await asyncio.sleep(0.05)
+        v = await finish_rotation(db, s, w, v)
+        assert v.state == "switched"
+    finally:
+        await w.aclose()
+
+    row = await row_of(db, v.id)
+    ledger, chain = await books_and_chain(rail, db, row)
+    assert ledger == chain
+    deposit_lt = await rail.api.last_lt(row.old_wallet)
+    async with db.transaction() as session:
+        late = (
+            await session.execute(
+                select(JournalEntry).where(JournalEntry.kind == "hot_wallet.swept_late")
+            )
+        ).scalar_one()
+        late_ton = await balance_through(
+            session, books.RETIRED_HOT_WALLETS, "TON", deposit_lt
+        ) - await balance_through(session, books.RETIRED_HOT_WALLETS, "TON", deposit_lt - 1)
+    # The deposit moved to the retired wallets in an entry of its own lt.
+    assert (late.chain_first_lt, late.chain_lt) == (deposit_lt, deposit_lt)
+    assert 0 < late_ton <= 3 * TON
+    rail.ctx.settings = s
+    assert await adopt_rotated_wallet(rail.ctx, row.id, row.new_public_key)
+    # Nothing happened on the new wallet since its deployment: the reconciler compares at
+    # the deployment's lt, below the deposit's on the old wallet.
+    result = await reconcile(rail.ctx)
+    assert result.checked, result.reason
+    assert result.lt is not None and result.lt < deposit_lt
+    assert result.differences == {}, result
     assert await quiet_reconciliation(rail) == {}
