@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from ton_core import Address
 from tonutils.contracts import WalletV5R1
 
 from tests.rails.ton.rail_fixture import Rail, settled
 from tests.rails.ton.test_faults import faults
 from tests.rails.ton.test_payouts import _opening_balances
-from tests.rails.ton.test_wallet_rotation import with_key, write_key
+from tests.rails.ton.test_wallet_rotation import PASSPHRASE, invoke, with_key, write_key
 from tonrail import clock
 from tonrail.db import Database
 from tonrail.errors import Conflict
@@ -27,11 +28,19 @@ from tonrail.localnet.genesis import TON
 from tonrail.processing import wallet_rotation as rot
 from tonrail.processing.deposits import watch_deposits
 from tonrail.processing.reconcile import reconcile
+from tonrail.processing.ton_loop import next_query_seq
 from tonrail.processing.ton_runtime import adopt_rotated_wallet
 from tonrail.rails.ton.api import jetton_balance, jetton_wallet_of
+from tonrail.rails.ton.highload import (
+    OutTransfer,
+    comment_body,
+    jetton_transfer,
+    query_id_for,
+    sign_request,
+)
 from tonrail.rails.ton.models import TonWalletCursor, TonWalletRotation
 from tonrail.security.audit_log import recent, verify
-from tonrail.settings import Settings
+from tonrail.settings import Settings, get_settings
 
 ACTOR = "admin:test"
 
@@ -180,8 +189,6 @@ async def test_a_dropped_sweep_expires_unprocessed_and_is_signed_again_once(
 async def send_ton(payer: WalletV5R1, to: str, amount: int) -> None:
     await payer.refresh()
     [seqno] = await payer.run_get_method("seqno") if payer.is_active else [0]
-    from ton_core import Address
-
     await payer.transfer(Address(to), amount, bounce=False)
     await settled(payer, int(seqno))
 
@@ -248,3 +255,105 @@ async def test_the_new_wallet_reconciles_after_a_deposit_to_the_old_one_during_t
     assert result.lt is not None and result.lt < deposit_lt
     assert result.differences == {}, result
     assert await quiet_reconciliation(rail) == {}
+
+
+async def test_a_sweep_the_chain_does_not_execute_stops_the_command_and_books_nothing(
+    rail: Rail,
+    db: Database,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between the sweep's signing and its landing, someone holding the old key (what a
+    rotation runs from) spends the old wallet's TON and USDT: the sweep's transfers cannot
+    leave. The command stops with `wallet_rotation_sweep_failed`; nothing is booked, the
+    rotation stays `sweep_signed`; --resume reports the same (the chain's answer is final)
+    and --cancel is refused (its sweep was signed)."""
+    s = rotation_settings(rail, tmp_path)
+    await _opening_balances(rail, db)
+    v = await drained(db, s)
+    w = await rot.open_wallets(s, v)
+    try:
+        v = await rot.sign_sweep(db, s, w, v.id, ACTOR)
+        signed = await row_of(db, v.id)
+        assert signed.sweep_ton and signed.sweep_usdt and w.old_jetton
+        old_state, held = await rail.api.account_state(signed.old_wallet)
+        async with db.transaction() as session:
+            seq = await next_query_seq(session, signed.old_wallet)
+        customer = rail.net.genesis.wallet("customer").address
+        stray = sign_request(
+            w.old,
+            rail.ctx.sign,
+            [
+                OutTransfer(customer, held - TON, False, comment_body("stray")),
+                jetton_transfer(
+                    Address(w.old_jetton),
+                    customer,
+                    signed.sweep_usdt,
+                    attach_ton=50_000_000,
+                    forward_ton=0,
+                    response=w.old.address,
+                    query_id=7,
+                    comment="",
+                ),
+            ],
+            query_id=query_id_for(seq),
+            created_at=int(clock.now().timestamp()) - 30,
+            deploy=old_state != "active",
+        )
+        await rot._send(w, stray.boc)
+        for _ in range(1200):
+            if await rail.api.tx_by_in_message(stray.message_hash_norm) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert await rail.api.tx_by_in_message(stray.message_hash_norm) is not None
+    finally:
+        await w.aclose()
+    async with db.transaction() as session:
+        books_before = await check_books(session)
+    env = {
+        "DATA_DIR": str(tmp_path),
+        "DATABASE_URL": database_url,
+        "TON_KEY_PASSPHRASE": PASSPHRASE,
+        "TON_NETWORK": "localnet",
+        "TON_API_URL": rail.net.v2,
+        "TON_API_V3_URL": rail.net.v3,
+        "USDT_JETTON_MASTER": rail.net.genesis.usdt_master.to_str(),
+        "TON_MASTER_KEY_FILE": str(tmp_path / "hot_wallet.key"),
+        "TON_RESEND_SECONDS": "1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("TON_MASTER_KEY", "TON_KEY_KMS_KEY_ID", "CRASH_AT"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    try:
+        failed = [
+            await asyncio.to_thread(invoke, ["--resume", "--wait-seconds", "60"]) for _ in (1, 2)
+        ]
+        refused = await asyncio.to_thread(invoke, ["--cancel", "the sweep failed"])
+    finally:
+        get_settings.cache_clear()
+    message = (
+        f"error: rotation {v.id}: the TON transfer to the new wallet did not leave; nothing "
+        "is booked, investigate before resuming (wallet_rotation_sweep_failed)"
+    )
+    for result in failed:
+        assert result.exit_code == 2, result.output
+        assert message in result.output.replace("\n", " ")
+    assert refused.exit_code == 2
+    assert "wallet_rotation_not_cancelable" in refused.output
+
+    # The sweep's external was taken (its query id is spent), its transfers did not leave.
+    after = await row_of(db, v.id)
+    assert after.state == "sweep_signed" and after.open_marker == "open"
+    assert after.sweep_msg_hash == signed.sweep_msg_hash and after.sweep_entry_id is None
+    assert await rail.api.tx_by_in_message(str(signed.sweep_msg_hash)) is not None
+    assert await sweeps_on_chain(rail, after) == []
+    assert (await rail.api.account_state(after.new_wallet))[0] != "active"
+    async with db.transaction() as session:
+        books_now = await check_books(session)
+        assert books_now.ok and books_now.balances == books_before.balances  # nothing booked
+        assert (await verify(session)).ok
+        entries = await recent(session, action_prefix="hot_wallet.")
+    assert entries[0].action == "hot_wallet.sweep_signed"  # the newest: nothing after it
