@@ -1,7 +1,9 @@
 """Hot wallet rotation, the sweep's harder paths, on the local network (both databases), with
 the worker's loops driven in the test: a sweep the network drops expires, is proven
 unprocessed and is signed again; the new wallet reconciles after the switch, also when a
-deposit reaches the old address between the sweep's signing and its booking."""
+deposit reaches the old address between the sweep's signing and its booking; a sweep the chain
+does not execute as signed stops the command (`wallet_rotation_sweep_failed`), books nothing,
+and can neither be resumed past nor canceled."""
 
 from __future__ import annotations
 
