@@ -628,6 +628,11 @@ async def _book_sweep(
         if row.state != RotationState.SWEEP_SIGNED:
             return _view(row)
         ton, usdt = row.sweep_ton or 0, row.sweep_usdt or 0
+        # The deposit watcher books the old wallet's deposits holding this row: one it is
+        # booking now (on the hot wallet's account, the sweep not booked yet) commits first
+        # and is counted below; once this commits, it books what follows on the retired
+        # wallets (deposits._holder reads the state after waiting here).
+        await session.get(TonWalletCursor, row.old_wallet, with_for_update=True)
         # What the deposit watcher booked on the old wallet after the sweep deployed the new
         # one stays on the old address: it moves to the retired wallets in entries of its
         # own lts, so the new wallet's reconciliation (up to an lt, reconcile.py) counts such

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from ton_core import Address
 from tonutils.contracts import WalletV5R1
 
@@ -27,6 +28,7 @@ from tonrail.ledger import rules as books
 from tonrail.ledger.models import JournalEntry
 from tonrail.ledger.service import balance, balance_through, check_books
 from tonrail.localnet.genesis import TON
+from tonrail.processing import deposits
 from tonrail.processing import wallet_rotation as rot
 from tonrail.processing.deposits import watch_deposits
 from tonrail.processing.reconcile import reconcile
@@ -359,3 +361,47 @@ async def test_a_sweep_the_chain_does_not_execute_stops_the_command_and_books_no
         assert (await verify(session)).ok
         entries = await recent(session, action_prefix="hot_wallet.")
     assert entries[0].action == "hot_wallet.sweep_signed"  # the newest: nothing after it
+
+
+async def test_a_deposit_the_watcher_is_booking_while_the_sweep_is_booked_lands_on_one_side(
+    rail: Rail, db: Database, tmp_path: Path, payer: WalletV5R1
+) -> None:
+    """The deposit watcher has decided where a deposit to the old address goes (the hot
+    wallet's account: the sweep is not booked) and has not committed when the command books
+    the sweep: the sweep must count the deposit (or the watcher must see the sweep), never
+    neither; else the new wallet's books keep a deposit that stayed on the old address."""
+    s = rotation_settings(rail, tmp_path)
+    await _opening_balances(rail, db)
+    v = await drained(db, s)
+    w = await rot.open_wallets(s, v)
+    real_holder = deposits._holder
+    try:
+        v = await rot.sign_sweep(db, s, w, v.id, ACTOR)
+        row = await row_of(db, v.id)
+        await rot._send(w, str(row.sweep_boc))
+        for _ in range(1200):
+            if (await rail.api.account_state(row.new_wallet))[0] == "active":
+                break
+            await asyncio.sleep(0.05)
+        await send_ton(payer, row.old_wallet, 3 * TON)
+        deciding = asyncio.Event()
+
+        async def slow_holder(session: AsyncSession, wallet: str) -> str:
+            holder = await real_holder(session, wallet)
+            if wallet == row.old_wallet:
+                deciding.set()
+                await asyncio.sleep(3)  # the watcher's transaction stays open meanwhile
+            return holder
+
+        deposits._holder = slow_holder  # type: ignore[assignment]
+        watcher = asyncio.create_task(watch_deposits(rail.ctx))
+        await asyncio.wait_for(deciding.wait(), 60)
+        v = await finish_rotation(db, s, w, v)
+        assert await watcher == 1
+        assert v.state == "switched"
+    finally:
+        deposits._holder = real_holder  # type: ignore[assignment]
+        await w.aclose()
+    row = await row_of(db, v.id)
+    ledger, chain = await books_and_chain(rail, db, row)
+    assert ledger == chain
