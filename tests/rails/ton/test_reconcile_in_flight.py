@@ -1,20 +1,22 @@
 """Reconciliation while payouts are in flight, on the local network (both databases).
 
 Payouts flow (TON to a payee, some bouncing back from an address with no code, USDT) while
-deposits arrive and the reconciler runs: it compares TON up to a chain lt below everything in
-flight and never reports a false mismatch; a booked movement removed, or TON the books never
-hear of, is reported with its exact difference while requests are still in flight.
+deposits arrive and the reconciler runs: it compares TON and USDT up to a chain lt below
+everything in flight and never reports a false mismatch; a booked movement removed, or TON or
+USDT the books never hear of, is reported with its exact difference while requests are still in
+flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 
 import httpx
 from sqlalchemy import delete, insert, select
-from ton_core import Address
-from tonutils.contracts import WalletV5R1
+from ton_core import Address, Cell, begin_cell
+from tonutils.contracts import JettonTransferBuilder, WalletV5R1
 
 from tests.rails.ton.rail_fixture import Rail, settled
 from tests.rails.ton.test_payouts import _opening_balances
@@ -26,7 +28,16 @@ from tonrail.processing.deposits import watch_deposits
 from tonrail.processing.reconcile import Reconciliation, reconcile
 from tonrail.processing.ton_loop import assemble, send_due
 from tonrail.processing.ton_track import track_open
-from tonrail.rails.ton.chain_view import raw, ton_change
+from tonrail.rails.ton.api import jetton_balance
+from tonrail.rails.ton.chain_view import (
+    JETTON_INTERNAL_TRANSFER_OP,
+    JETTON_TRANSFER_OP,
+    Msg,
+    Tx,
+    jetton_move,
+    raw,
+    ton_change,
+)
 from tonrail.rails.ton.models import TonRequest
 from tonrail.rails.ton.states import OPEN_REQUEST_STATES
 from tonrail.rails.ton.toncenter import ToncenterError
@@ -220,3 +231,242 @@ async def test_no_false_mismatch_while_payouts_flow_and_real_ones_are_reported(
     final = await rail.run_until_final(traffic.ids, client, auth)
     assert {p["status"] for p in final.values()} <= {"succeeded", "failed"}
     assert any(p["failure_code"] == "ton_bounced" for p in final.values())
+
+
+USDT = 10**6
+
+
+class UsdtTraffic(Traffic):
+    """Traffic of USDT payouts (a TON one now and then) while USDT deposits arrive."""
+
+    async def payouts(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            asset = "TON" if n % 5 == 0 else "USDT"
+            r = await self.client.post(
+                "/v1/payouts",
+                json={"amount": "0.05", "asset": asset, "destination": self.payee},
+                headers=self.auth,
+            )
+            assert r.status_code == 201, r.text
+            self.ids.append(r.json()["id"])
+            await asyncio.sleep(0.4)
+
+
+async def _send_usdt(rail: Rail, payer: WalletV5R1, seqno: int, amount: int, note: str) -> int:
+    """USDT from the payer to the hot wallet: with a notification (`note`: a deposit the
+    watcher books) or, with `note` empty, none (nothing tonrail hears of). The next seqno."""
+    await payer.transfer_message(
+        JettonTransferBuilder(
+            destination=rail.ctx.wallet.address,
+            jetton_amount=amount,
+            jetton_master_address=rail.net.genesis.usdt_master,
+            forward_amount=1 if note else 0,
+            forward_payload=note or None,
+            bounce=True,
+        )
+    )
+    await settled(payer, seqno)
+    return seqno + 1
+
+
+async def _jetton_txs(rail: Rail) -> list[Tx]:
+    jetton_wallet = rail.ctx.jetton_wallet
+    assert jetton_wallet is not None
+    return await rail.api.transactions_before(jetton_wallet, 0, 100)
+
+
+async def test_usdt_compared_in_flight_and_real_differences_reported(
+    rail: Rail,
+    payer: WalletV5R1,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+) -> None:
+    jetton_wallet = rail.ctx.jetton_wallet
+    assert jetton_wallet is not None
+    for _ in range(600):  # genesis mints the hot wallet's USDT in the first blocks
+        if await jetton_balance(rail.api, jetton_wallet) > 0:
+            break
+        await asyncio.sleep(0.05)
+    await _opening_balances(rail, db)
+    # The optimizer's attach (twice the observed p90 spend, ~0.024 TON here) is below what the
+    # standard jetton wallet demands before it sends (~0.03 TON: two gas reserves and storage),
+    # so our jetton wallet would refuse nearly every USDT payout: attach at least 0.05 TON.
+    rail.ctx.settings = rail.ctx.settings.model_copy(
+        update={"alert_suspicious_failures": 10**6, "fees_jetton_attach_min_nanoton": TON // 20}
+    )
+    normal = rail.ctx.settings
+    seqno = 0
+    async with UsdtTraffic(rail, client, auth) as traffic:
+        # USDT deposits (unapplied receipts) land among the payouts while checks run.
+        for i in range(3):
+            seqno = await _send_usdt(rail, payer, seqno, (i + 2) * USDT, f"deposit {i}")
+            await _checks(rail, db, until=1)
+        # A window in which too little TON is attached (0.02 TON, or the optimizer's figure):
+        # our jetton wallet refuses the transfers (aborted, the TON bounces back).
+        rail.ctx.settings = normal.model_copy(
+            update={
+                "fees_jetton_attach_min_nanoton": TON // 50,
+                "ton_jetton_attach_nanoton": TON // 50,
+            }
+        )
+        await asyncio.sleep(2)
+        rail.ctx.settings = normal
+        checks = await _checks(rail, db, until=8)
+        checked = [r for r, _ in checks if r.checked]
+        in_flight = [r for r, n in checks if r.checked and n and not r.quiet]
+        # USDT compared in flight, below the snapshot's last transaction ...
+        assert any(
+            "USDT" in r.assets and r.lt is not None and r.chain_lt is not None and r.lt < r.chain_lt
+            for r in in_flight
+        )
+        assert sum(1 for r in in_flight if "USDT" in r.assets) >= 6
+        # ... and never a difference.
+        assert [r.differences for r in checked] == [{}] * len(checked)
+        txs = await _jetton_txs(rail)
+        moves = [jetton_move(t) for t in txs]
+        assert sum(1 for m in moves if m is not None and m.kind == "debit") >= 10
+        assert any(m is not None and m.kind == "credit" and m.notification for m in moves)
+        refused = [
+            t
+            for t in txs
+            if t.aborted and t.in_msg is not None and t.in_msg.opcode == JETTON_TRANSFER_OP
+        ]
+        assert refused, "no USDT payout was refused by our jetton wallet"
+        assert all(jetton_move(t) is None for t in refused)
+
+        # 1. A booked USDT movement removed: a confirmed USDT payout's entry.
+        async with db.transaction() as session:
+            entry = (
+                await session.execute(
+                    select(JournalEntry)
+                    .join(LedgerLine, LedgerLine.entry_id == JournalEntry.id)
+                    .where(
+                        JournalEntry.kind == "payout.sent",
+                        JournalEntry.chain_lt.is_not(None),
+                        LedgerLine.asset == "USDT",
+                    )
+                    .order_by(JournalEntry.chain_lt)
+                    .limit(1)
+                )
+            ).scalar_one()
+            saved_entry = {c.name: getattr(entry, c.name) for c in JournalEntry.__table__.columns}
+            lines = (
+                (await session.execute(select(LedgerLine).where(LedgerLine.entry_id == entry.id)))
+                .scalars()
+                .all()
+            )
+            saved_lines = [
+                {c.name: getattr(ln, c.name) for c in LedgerLine.__table__.columns} for ln in lines
+            ]
+            removed: dict[str, int] = {}
+            for ln in lines:
+                if ln.account == books.HOT_WALLET:
+                    removed[ln.asset] = removed.get(ln.asset, 0) + ln.amount
+            await session.execute(delete(LedgerLine).where(LedgerLine.entry_id == entry.id))
+            await session.execute(delete(JournalEntry).where(JournalEntry.id == entry.id))
+        assert removed["USDT"] < 0
+        expected = {a: v for a, v in removed.items() if v}
+        result = await _in_flight_check_past(rail, db, saved_entry["chain_lt"])
+        assert "USDT" in result.assets
+        assert result.differences == expected
+        async with db.transaction() as session:  # put back: the books agree again
+            await session.execute(insert(JournalEntry), [saved_entry])
+            await session.execute(insert(LedgerLine), saved_lines)
+        assert (await _in_flight_check_past(rail, db, saved_entry["chain_lt"])).differences == {}
+
+        # 2. USDT sent to our jetton wallet outside tonrail: no notification, nothing booked.
+        before = {t.hash for t in await _jetton_txs(rail)}
+        seqno = await _send_usdt(rail, payer, seqno, 7 * USDT, "")
+        outside = None
+        for _ in range(600):
+            outside = next(
+                (
+                    t
+                    for t in await _jetton_txs(rail)
+                    if t.hash not in before
+                    and (m := jetton_move(t)) is not None
+                    and m.kind == "credit"
+                    and m.notification is None
+                ),
+                None,
+            )
+            if outside is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert outside is not None
+        result = await _in_flight_check_past(rail, db, outside.lt)
+        assert result.differences == {"USDT": 7 * USDT}
+    final = await rail.run_until_final(traffic.ids, client, auth)
+    assert {p["status"] for p in final.values()} <= {"succeeded", "failed"}
+
+
+def _msg(body: Cell, *, source: str, opcode: int, bounced: bool = False, h: str = "a") -> Msg:
+    return Msg(
+        hash=h * 64,
+        source=source,
+        destination=None,
+        value=1,
+        fwd_fee=0,
+        opcode=opcode,
+        bounced=bounced,
+        body_hash=None,
+        body_b64=base64.b64encode(body.to_boc()).decode(),
+        comment=None,
+    )
+
+
+def _tx(in_msg: Msg, out: tuple[Msg, ...] = (), aborted: bool = False) -> Tx:
+    return Tx("b" * 64, 10, 0, "0:" + "C" * 64, aborted, 0, in_msg, out)
+
+
+def test_jetton_moves_parsed_from_tep74_bodies() -> None:
+    """Debit, credit and the credit back of a bounced internal_transfer (whose body is
+    0xffffffff then the first 256 bits of the original), from bodies built bit by bit."""
+    owner, other = "0:" + "1" * 64, "0:" + "2" * 64
+    transfer = (
+        begin_cell()
+        .store_uint(JETTON_TRANSFER_OP, 32)
+        .store_uint(7, 64)
+        .store_coins(5 * USDT)
+        .store_address(Address(other))
+        .store_address(Address(owner))
+        .store_bit(0)
+        .store_coins(1)
+        .store_bit(0)
+        .end_cell()
+    )
+    internal = (
+        begin_cell()
+        .store_uint(JETTON_INTERNAL_TRANSFER_OP, 32)
+        .store_uint(7, 64)
+        .store_coins(5 * USDT)
+        .store_address(Address(owner))
+        .store_address(Address(owner))
+        .store_coins(1)
+        .store_bit(0)
+        .end_cell()
+    )
+    out = _msg(internal, source=owner, opcode=JETTON_INTERNAL_TRANSFER_OP, h="c")
+    debit = jetton_move(_tx(_msg(transfer, source=owner, opcode=JETTON_TRANSFER_OP), (out,)))
+    assert debit is not None and (debit.kind, debit.amount, debit.query_id) == (
+        "debit",
+        -5 * USDT,
+        7,
+    )
+    assert debit.internal == out
+    # A transfer our jetton wallet refused (aborted): nothing moved.
+    refused = _tx(_msg(transfer, source=owner, opcode=JETTON_TRANSFER_OP), aborted=True)
+    assert jetton_move(refused) is None
+    credit = jetton_move(_tx(_msg(internal, source=other, opcode=JETTON_INTERNAL_TRANSFER_OP)))
+    assert credit is not None and (credit.kind, credit.amount) == ("credit", 5 * USDT)
+    assert credit.notification is None
+    bits = internal.begin_parse().load_bits(256)
+    bounced_body = begin_cell().store_uint(0xFFFFFFFF, 32).store_bits(bits).end_cell()
+    back = jetton_move(_tx(_msg(bounced_body, source=other, opcode=0xFFFFFFFF, bounced=True)))
+    assert back is not None and (back.kind, back.amount, back.query_id) == ("bounce", 5 * USDT, 7)
+    # A bounced transfer of another kind (an excess, say) moves no jettons.
+    other_body = begin_cell().store_uint(0xFFFFFFFF, 32).store_uint(0xD53276DB, 32).end_cell()
+    assert jetton_move(_tx(_msg(other_body, source=other, opcode=0xFFFFFFFF, bounced=True))) is None

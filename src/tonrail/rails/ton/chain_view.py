@@ -112,6 +112,63 @@ def ton_change(tx: Tx) -> int:
     return brought - sum(m.value + m.fwd_fee for m in tx.out_msgs) - tx.total_fees
 
 
+def _jetton_body(m: Msg) -> tuple[int, int, int] | None:
+    """(opcode, query_id, jetton amount) of a TEP-74 transfer or internal_transfer body;
+    a bounced message's body (0xffffffff, then the first 256 bits of the original) is read
+    past its bounce prefix. None for any other body."""
+    if not m.body_b64:
+        return None
+    try:
+        body = Cell.one_from_boc(base64.b64decode(m.body_b64)).begin_parse()
+        if m.bounced or m.opcode == BOUNCE_OP:
+            if body.remaining_bits < 32 or int(body.load_uint(32)) != BOUNCE_OP:
+                return None
+        if body.remaining_bits < 32 + 64 + 4:
+            return None
+        op = int(body.load_uint(32))
+        if op not in (JETTON_TRANSFER_OP, JETTON_INTERNAL_TRANSFER_OP):
+            return None
+        return op, int(body.load_uint(64)), int(body.load_coins())
+    except Exception:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class JettonMove:
+    """What one transaction of a jetton wallet did to its jetton balance (TEP-74)."""
+
+    kind: str  # "debit" (transfer from the owner), "credit" (internal_transfer in), "bounce"
+    amount: int  # signed: what the balance changed by
+    query_id: int
+    notification: Msg | None = None  # a credit's transfer_notification to the owner
+    internal: Msg | None = None  # a debit's internal_transfer out
+
+
+def jetton_move(tx: Tx) -> JettonMove | None:
+    """The jetton balance change of a transaction of a standard jetton wallet, read from its
+    messages: a `transfer` from the owner debits (its internal_transfer leaves), an
+    `internal_transfer` credits, a bounced internal_transfer credits the amount back. An
+    aborted transaction changes nothing (the wallet's state is not committed)."""
+    m = tx.in_msg
+    if tx.aborted or m is None or m.source is None:
+        return None
+    parsed = _jetton_body(m)
+    if parsed is None:
+        return None
+    op, query_id, amount = parsed
+    if m.bounced or m.opcode == BOUNCE_OP:
+        if op != JETTON_INTERNAL_TRANSFER_OP:
+            return None
+        return JettonMove("bounce", amount, query_id)
+    if op == JETTON_TRANSFER_OP:
+        internal = next((o for o in tx.out_msgs if o.opcode == JETTON_INTERNAL_TRANSFER_OP), None)
+        if internal is None:
+            return None
+        return JettonMove("debit", -amount, query_id, internal=internal)
+    notification = next((o for o in tx.out_msgs if o.opcode == JETTON_NOTIFY_OP), None)
+    return JettonMove("credit", amount, query_id, notification=notification)
+
+
 def query_id_of(m: Msg) -> int | None:
     """The query_id of a TEP-74 message (transfer, internal_transfer, excesses: the 64 bits
     after the opcode), or None for a body without one."""
