@@ -440,7 +440,7 @@ class Settings(BaseSettings):
     fees_hold_congestion_low_pct: int = 60  # ... low ones at this (urgent: never)
     fees_hold_step_seconds: int = 60  # a held payout is reconsidered after this long
     fees_divert_congestion_pct: int = 50  # a payout that would miss its target diverts above
-    fees_jetton_attach_min_nanoton: int = 15_000_000  # least TON attached to a jetton transfer
+    fees_jetton_attach_min_nanoton: int = 50_000_000  # least TON attached to a jetton transfer
     fees_jetton_attach_margin_pct: int = 200  # attach this % of the observed p90 jetton spend
     fees_status_decisions: int = 20  # decisions listed by GET /v1/fees/status
 

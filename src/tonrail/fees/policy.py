@@ -192,7 +192,7 @@ class FeePolicy:
     hold_step_s: int = 60  # a held payout is looked at again after this long
     divert_congestion_pct: int = 50  # below this, a late payout stays on TON
     jetton_attach_default: int = 50_000_000  # with no history of jetton transfers
-    jetton_attach_min: int = 15_000_000
+    jetton_attach_min: int = 50_000_000  # the jetton wallet refuses less (its own estimate)
     jetton_attach_margin_pct: int = 200  # of the observed p90 spend
     jetton_attach_cap: int = 0  # 0 = no cap
     jetton_forward: int = 1
