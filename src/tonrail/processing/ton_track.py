@@ -20,6 +20,7 @@ from tonrail.processing.outcomes import (
     mark_overdue,
     mark_unknown,
 )
+from tonrail.rails.ton.api import TonApi
 from tonrail.rails.ton.chain_view import Msg, Tx, query_id_of, same_address
 from tonrail.rails.ton.feed import NotCovered
 from tonrail.rails.ton.models import TonRequest, TonTransfer
@@ -118,19 +119,23 @@ async def _claim_open(ctx: TonRailContext, *, exclude: set[str], first: bool) ->
 
 
 async def processed_flag(ctx: TonRailContext, query_id: int) -> bool | None:
-    """The wallet's `processed?(query_id, need_clean=false)`; None when it cannot be read."""
+    """The hot wallet's `processed?(query_id, need_clean=false)`; None when it cannot be read."""
+    return await processed_by(ctx.api, ctx.wallet.address.to_str(), query_id)
+
+
+async def processed_by(api: TonApi, address: str, query_id: int) -> bool | None:
+    """A highload wallet's `processed?(query_id, need_clean=false)` (any of ours: the hot
+    wallet, or an old one a rotation sweeps); None when it cannot be read."""
     try:
-        exit_code, stack = await ctx.api.run_get_method(
-            ctx.wallet.address.to_str(),
-            "processed?",
-            [["num", hex(query_id)], ["num", "0x0"]],
+        exit_code, stack = await api.run_get_method(
+            address, "processed?", [["num", hex(query_id)], ["num", "0x0"]]
         )
     except Exception:
         exit_code, stack = -1, []
     if exit_code != 0 or not stack:
         # No code to ask: a wallet that was never deployed has processed nothing.
         try:
-            state, _ = await ctx.api.account_state(ctx.wallet.address.to_str())
+            state, _ = await api.account_state(address)
         except Exception:
             return None
         return False if state != "active" else None

@@ -58,6 +58,7 @@ from tonrail.ledger.service import balance, post
 from tonrail.processing.rotation_pause import lock_query_counter
 from tonrail.processing.ton_loop import next_query_seq
 from tonrail.processing.ton_runtime import register_own_accounts
+from tonrail.processing.ton_track import processed_by
 from tonrail.rails.ton import keys
 from tonrail.rails.ton.api import TonApi, ToncenterTonApi, jetton_balance, jetton_wallet_of
 from tonrail.rails.ton.chain_view import Msg, Tx, raw, same_address
@@ -527,23 +528,9 @@ def _sweep_failed(row: TonWalletRotation, why: str) -> Conflict:
 
 
 async def _processed(w: Wallets, query_id: int) -> bool | None:
-    """The old wallet's `processed?(query_id)`; None when it cannot be read."""
-    try:
-        exit_code, stack = await w.api.run_get_method(
-            w.old.address.to_str(), "processed?", [["num", hex(query_id)], ["num", "0x0"]]
-        )
-    except Exception:
-        exit_code, stack = -1, []
-    if exit_code != 0 or not stack:
-        # No code to ask: an old wallet that never paid out (its sweep would have deployed
-        # it) has processed nothing; the payout tracker's rule (ton_track.processed_flag).
-        try:
-            state, _ = await w.api.account_state(w.old.address.to_str())
-        except Exception:
-            return None
-        return False if state != "active" else None
-    value = stack[0][1] if isinstance(stack[0], list) else stack[0]
-    return int(str(value), 16) != 0 if isinstance(value, str) else bool(value)
+    """The old wallet's `processed?(query_id)`; None when it cannot be read (an old wallet
+    that never paid out, not deployed until its sweep, has processed nothing)."""
+    return await processed_by(w.api, w.old.address.to_str(), query_id)
 
 
 async def settle_sweep(
