@@ -8,8 +8,10 @@
   TON in USDT is TON's USD price over USDT's; USD in USDT is 1 over USDT's. Numbers are read as
   decimals, never floats.
 - `dex`: a STON.fi v1 TON/USDT pool on chain (RATE_DEX_POOL), read with its get-method
-  `get_pool_data` from toncenter v2's `runGetMethod` at the first TON_API_URL of TON_NETWORK
-  (TON_API_KEY as X-API-Key). Its stack,
+  `get_pool_data` by the `GetMethodReader` the caller hands in: the TON rail's toncenter client
+  (rails/ton/toncenter, `run_get_method` over every TON_API_URL of TON_NETWORK with its
+  failover, retries and error parsing; payments/service.py wires it). rates never imports the
+  rail (tests/test_layers.py: rails reads rates). Its stack,
   as STON.fi's SDKs read it: reserve0 (int), reserve1 (int), token0_wallet_address (slice),
   token1_wallet_address (slice), lp_fee, protocol_fee, ref_fee (ints), protocol_fee_address
   (slice), collected_token0_protocol_fee, collected_token1_protocol_fee (ints). Only the
@@ -17,7 +19,13 @@
   pool orders its tokens); TON in USDT = (USDT reserve / 10^6) / (TON reserve / 10^9), the
   pool's spot price. USD is priced by the fixed table (RATE_USD_USDT): a TON/USDT pool says
   nothing of the dollar. A pool that cannot be read (no such account, a failing get-method, a
-  stack of another shape, an empty reserve) is a failed read, like an HTTP error.
+  stack of another shape, an empty reserve, toncenter down on every URL) is a failed read,
+  like an HTTP error.
+  A spot price is what one swap moves: a TON rate that moved more than RATE_DEX_MAX_MOVE_PCT
+  from the last accepted one while that one is still fresh (younger than
+  RATE_MAX_AGE_SECONDS) is refused like a failed read (the last rate is kept, then turns
+  stale and holds the payouts that need it); once the last accepted rate is stale, the next
+  read is accepted whatever it says (a manipulation held that long is not caught: docs/API.md).
 
 `Rates` keeps the last rates read, with their time. A rate older than RATE_MAX_AGE_SECONDS is
 stale and is not used: `fresh` answers None and the caller holds what needs it (a payout is
@@ -38,7 +46,6 @@ import httpx
 import structlog
 
 from tonrail import clock
-from tonrail.chain.network import resolve_network
 from tonrail.money import convert
 from tonrail.settings import Settings
 
@@ -137,40 +144,49 @@ class SourceUnreadable(ValueError):
     """The source answered, but not with rates (a failed get-method, a stack of another shape)."""
 
 
+class GetMethodAnswer(Protocol):
+    """What a get-method returned (rails/ton/toncenter's GetMethodResult has this shape)."""
+
+    @property
+    def exit_code(self) -> int: ...
+
+    @property
+    def stack(self) -> list[Any]: ...  # toncenter's legacy entries: ["num", "0x.."], ...
+
+
+class GetMethodReader(Protocol):
+    """Runs a contract's get-method; raises when it cannot (the TON rail's toncenter client:
+    `ToncenterClient.run_get_method`, handed in by the caller, since rails imports rates)."""
+
+    async def run_get_method(
+        self, address: str, method: str, stack: list[Any] | None = None
+    ) -> GetMethodAnswer: ...
+
+
 class DexSource:
-    """A STON.fi v1 TON/USDT pool's `get_pool_data` on chain (RATE_DEX_POOL)."""
+    """A STON.fi v1 TON/USDT pool's `get_pool_data` on chain (RATE_DEX_POOL), read with
+    `reader` (the TON rail's toncenter client)."""
 
     name = "dex"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, reader: GetMethodReader):
         if not settings.rate_dex_pool.strip():
             raise ValueError("RATE_SOURCE=dex needs RATE_DEX_POOL (the pool's address)")
         if settings.rate_dex_ton_reserve not in (0, 1):
             raise ValueError("RATE_DEX_TON_RESERVE must be 0 or 1")
-        self.settings = settings
+        self.reader = reader
         self.pool = settings.rate_dex_pool.strip()
         self.ton_index = settings.rate_dex_ton_reserve
         self.usd = _positive(settings.rate_usd_usdt, "RATE_USD_USDT")
 
     async def fetch(self) -> dict[str, Decimal]:
-        network = resolve_network(self.settings)
-        headers = {"X-API-Key": network.api_key} if network.api_key else {}
-        body = {"address": self.pool, "method": GET_POOL_DATA, "stack": []}
-        async with httpx.AsyncClient(timeout=self.settings.toncenter_timeout_seconds) as client:
-            r = await client.post(network.v2_urls[0] + "/runGetMethod", json=body, headers=headers)
         try:
-            answer = r.json()
-        except ValueError:
-            r.raise_for_status()
-            raise SourceUnreadable(f"{GET_POOL_DATA}: the answer is not JSON") from None
-        if not isinstance(answer, dict) or answer.get("ok") is not True:
-            error = answer.get("error") if isinstance(answer, dict) else None
-            raise SourceUnreadable(f"{GET_POOL_DATA} on {self.pool}: {str(error)[:200]}")
-        result = answer.get("result")
-        if not isinstance(result, dict) or result.get("exit_code") != 0:
-            code = result.get("exit_code") if isinstance(result, dict) else None
-            raise SourceUnreadable(f"{GET_POOL_DATA} on {self.pool} exited with {code}")
-        reserves = pool_reserves(list(result.get("stack") or []))
+            result = await self.reader.run_get_method(self.pool, GET_POOL_DATA, [])
+        except Exception as exc:  # the reader's own failure (every URL down, a refusal)
+            raise SourceUnreadable(f"{GET_POOL_DATA} on {self.pool}: {exc}") from exc
+        if result.exit_code != 0:
+            raise SourceUnreadable(f"{GET_POOL_DATA} on {self.pool} exited with {result.exit_code}")
+        reserves = pool_reserves(list(result.stack))
         ton = Decimal(reserves[self.ton_index]) / 10**TON_DECIMALS
         usdt = Decimal(reserves[1 - self.ton_index]) / 10**USDT_DECIMALS
         return {"TON": usdt / ton, "USD": self.usd}
@@ -192,11 +208,14 @@ def pool_reserves(stack: list[Any]) -> tuple[int, int]:
     return values[0], values[1]
 
 
-def rate_source(settings: Settings) -> RateSource:
+def rate_source(settings: Settings, get_methods: GetMethodReader | None = None) -> RateSource:
+    """The source RATE_SOURCE names; `dex` reads the pool with `get_methods`."""
     if settings.rate_source == "http":
         return HttpSource(settings)
     if settings.rate_source == "dex":
-        return DexSource(settings)
+        if get_methods is None:
+            raise ValueError("RATE_SOURCE=dex needs a get-method reader (the toncenter client)")
+        return DexSource(settings, get_methods)
     return FixedSource(settings)
 
 
@@ -204,9 +223,15 @@ class Rates:
     """The last rates read from the source, refreshed when older than RATE_REFRESH_SECONDS
     (a failed read is tried again after that long, not on every call)."""
 
-    def __init__(self, settings: Settings, source: RateSource | None = None):
-        self.source = source or rate_source(settings)
+    def __init__(
+        self,
+        settings: Settings,
+        source: RateSource | None = None,
+        get_methods: GetMethodReader | None = None,
+    ):
+        self.source = source or rate_source(settings, get_methods)
         self.max_age = timedelta(seconds=settings.rate_max_age_seconds)
+        self.max_move = Decimal(str(settings.rate_dex_max_move_pct)) / 100
         self.refresh_every = float(settings.rate_refresh_seconds)
         self._rates: dict[str, Rate] = {}
         self._tried_at: float | None = None  # monotonic time of the last read
@@ -266,10 +291,31 @@ class Rates:
         except (httpx.HTTPError, ValueError, ArithmeticError) as exc:
             log.warning("exchange rates unavailable", source=self.source.name, error=str(exc))
             return False
+        jump = self._jump(table)
+        if jump is not None:
+            log.warning("exchange rates unavailable", source=self.source.name, error=jump)
+            return False
         at = clock.now()
         for asset, value in table.items():
             self._rates[asset] = Rate(usdt_per_unit=value, at=at, source=self.source.name)
         return True
+
+    def _jump(self, table: dict[str, Decimal]) -> str | None:
+        """Why a DEX read is refused: its TON price moved more than RATE_DEX_MAX_MOVE_PCT
+        from the last accepted one, which is still fresh (None: accepted)."""
+        if self.source.name != "dex" or self.max_move <= 0 or "TON" not in table:
+            return None
+        last = self.fresh("TON")
+        if last is None:
+            return None
+        move = abs(table["TON"] / last.usdt_per_unit - 1)
+        if move <= self.max_move:
+            return None
+        return (
+            f"the pool's TON price {table['TON']} moved {move * 100:.2f}% from the last "
+            f"accepted {last.usdt_per_unit} (RATE_DEX_MAX_MOVE_PCT={self.max_move * 100}): "
+            "refused as a possible manipulation"
+        )
 
 
 class RateStale(ValueError):

@@ -208,6 +208,9 @@ class Settings(BaseSettings):
     rate_http_timeout_seconds: float = 5.0
     rate_dex_pool: str = ""  # RATE_SOURCE=dex: a STON.fi v1 TON/USDT pool's address
     rate_dex_ton_reserve: int = 0  # which of its reserves (get_pool_data) is TON: 0 or 1
+    # a pool's TON price that moved more than this from the last accepted (still fresh) one
+    # is refused as a failed read (a swap moves a spot price); 0: no check
+    rate_dex_max_move_pct: float = 10.0
     rate_refresh_seconds: int = 60  # read the source this often (a failure: again after this)
     rate_max_age_seconds: int = 300  # older: stale, payouts that need it are held
     metadata_max_bytes: int = 8_192

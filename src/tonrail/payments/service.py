@@ -67,7 +67,8 @@ from tonrail.payments.states import PaymentStatus, initial_status, payment_trans
 from tonrail.payments.transitions import move_payment
 from tonrail.rails.base import REFUND_OF_KEYS
 from tonrail.rails.ton.models import TonOwnAccount
-from tonrail.rates import Rate, Rates
+from tonrail.rails.ton.toncenter import ToncenterClient
+from tonrail.rates import GetMethodReader, Rate, Rates
 from tonrail.screening.rules import Outcome, Subject, Verdict
 from tonrail.screening.service import (
     PAYOUT_REQUEST,
@@ -140,14 +141,24 @@ class PaymentService:
     """Creates, reads, cancels and approves payments, posting ledger lines and outbox events.
 
     `fee_decisions` fills a payout's `fee_decision` (None: the field stays null, as it is
-    for a payout the optimizer has not decided yet)."""
+    for a payout the optimizer has not decided yet). `get_methods` reads the pool of
+    RATE_SOURCE=dex (None: a toncenter client of the TON rail over every TON_API_URL)."""
 
-    def __init__(self, db: Database, settings: Settings, fee_decisions: FeeDecisions | None = None):
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        fee_decisions: FeeDecisions | None = None,
+        get_methods: GetMethodReader | None = None,
+    ):
         self.db = db
         self._fee_decisions = fee_decisions
         self.settings = settings
         self.policy = limit_policy(settings)
-        self.rates = Rates(settings)
+        if get_methods is None and settings.rate_source == "dex":
+            # The rail's client: failover over every TON_API_URL, retries, error parsing.
+            get_methods = ToncenterClient.from_network(resolve_network(settings), settings)
+        self.rates = Rates(settings, get_methods=get_methods)
         self.screening = Screening.of(settings)
         self._pay_to = settings.payment_processor_address or None
         self._network = resolve_network(settings)

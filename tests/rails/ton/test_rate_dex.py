@@ -14,10 +14,12 @@ from sqlalchemy import select
 from ton_core import Address
 from tonutils.contracts import WalletV5R1
 
+from tests.rails.ton.conftest import free_port
 from tests.rails.ton.dex_pool import pool_state
 from tests.rails.ton.rail_fixture import Rail, settled
 from tonrail import clock
 from tonrail.app import create_app
+from tonrail.chain.network import resolve_network
 from tonrail.db import Database
 from tonrail.localnet.genesis import TON
 from tonrail.monitoring.jobs import evaluate_once
@@ -25,6 +27,7 @@ from tonrail.monitoring.models import Alert
 from tonrail.payments.service import PaymentService
 from tonrail.processing.rate_holds import release_rate_holds
 from tonrail.rails.ton.chain_view import raw
+from tonrail.rails.ton.toncenter import ToncenterClient
 from tonrail.rates import DexSource, Rates, SourceUnreadable, rate_source
 from tonrail.settings import Settings
 
@@ -46,17 +49,24 @@ async def deploy(rail: Rail, payer: WalletV5R1, seqno: int, reserve0: int, reser
     raise AssertionError("the pool was not deployed")
 
 
-def dex(settings: Settings, rail: Rail, pool: str, ton_reserve: int = 0) -> Settings:
+def dex(
+    settings: Settings, rail: Rail, pool: str, ton_reserve: int = 0, api_url: str = ""
+) -> Settings:
     return settings.model_copy(
         update={
             "rate_source": "dex",
             "rate_dex_pool": pool,
             "rate_dex_ton_reserve": ton_reserve,
             "ton_network": "localnet",
-            "ton_api_url": rail.net.v2,
+            "ton_api_url": api_url or rail.net.v2,
             "ton_api_v3_url": rail.net.v3,
         }
     )
+
+
+def toncenter(settings: Settings) -> ToncenterClient:
+    """The TON rail's toncenter client for these settings, as the wiring builds it."""
+    return ToncenterClient.from_network(resolve_network(settings), settings)
 
 
 async def test_the_pools_reserves_give_the_rate_and_an_unreadable_pool_none(
@@ -68,14 +78,17 @@ async def test_the_pools_reserves_give_the_rate_and_an_unreadable_pool_none(
     assert exit_code == 0 and len(stack) == 10
     # Another get-method is not there: the contract answers only get_pool_data.
     assert (await rail.api.run_get_method(pool, "get_wallet_data", []))[0] == 11
-    source = rate_source(dex(settings, rail, pool))
+    client = toncenter(dex(settings, rail, pool))
+    source = rate_source(dex(settings, rail, pool), client)
     assert isinstance(source, DexSource)
     assert await source.fetch() == {"TON": Decimal("5.2500005"), "USD": Decimal("1.00")}
+    with pytest.raises(ValueError, match="get-method reader"):
+        rate_source(dex(settings, rail, pool))  # dex reads through the rail's client only
     # The pool orders its tokens its own way: USDT first.
     flipped = await deploy(rail, payer, 1, 5_000_000 * 10**6, 1_000_000 * TON)
-    assert (await DexSource(dex(settings, rail, flipped, 1)).fetch())["TON"] == Decimal(5)
+    assert (await DexSource(dex(settings, rail, flipped, 1), client).fetch())["TON"] == Decimal(5)
 
-    rates = Rates(dex(settings, rail, pool))
+    rates = Rates(dex(settings, rail, pool), get_methods=client)
     assert rates.fresh("TON") is None  # nothing read yet: payouts that need it are held
     assert await rates.refresh()
     rate = rates.fresh("TON")
@@ -84,13 +97,13 @@ async def test_the_pools_reserves_give_the_rate_and_an_unreadable_pool_none(
     # Unreadable: an address with no contract, and a pool with an empty reserve.
     nowhere = Address("0:" + "ab" * 32).to_str()
     with pytest.raises(SourceUnreadable):
-        await DexSource(dex(settings, rail, nowhere)).fetch()
+        await DexSource(dex(settings, rail, nowhere), client).fetch()
     empty = await deploy(rail, payer, 2, 0, 5 * 10**6)
     with pytest.raises(SourceUnreadable, match="empty reserve"):
-        await DexSource(dex(settings, rail, empty)).fetch()
+        await DexSource(dex(settings, rail, empty), client).fetch()
     # The pool goes unreadable after a good read (here: the source now names no contract).
     broken = rates
-    broken.source = DexSource(dex(settings, rail, nowhere))
+    broken.source = DexSource(dex(settings, rail, nowhere), client)
     assert not await broken.refresh()
     assert broken.fresh("TON") == rate  # the last good rate is kept until it is stale ...
     later = clock.now() + timedelta(seconds=settings.rate_max_age_seconds + 1)
@@ -100,6 +113,69 @@ async def test_the_pools_reserves_give_the_rate_and_an_unreadable_pool_none(
     finally:
         clock.set_clock(None)
     assert raw(pool) != raw(nowhere)
+    await client.aclose()
+
+
+async def test_the_pool_is_read_through_the_next_toncenter_url_when_the_first_is_down(
+    rail: Rail, payer: WalletV5R1, settings: Settings, db: Database
+) -> None:
+    """The rate source reads through the TON rail's toncenter client as the payment service
+    wires it: TON_API_URL names a dead endpoint first, the client fails over to the live one
+    (the source used to ask the first URL only, and had no rate)."""
+    pool = await deploy(rail, payer, 0, 1_000_000 * TON, 5_250_000 * 10**6)
+    dead = f"http://127.0.0.1:{free_port()}/api/v2"
+    both = dex(settings, rail, pool, api_url=f"{dead},{rail.net.v2}")
+    assert resolve_network(both).v2_urls == (dead, rail.net.v2)
+    rates = PaymentService(db, both).rates
+    assert isinstance(rates.source, DexSource)
+    assert await rates.refresh()
+    rate = rates.fresh("TON")
+    assert rate is not None and rate.usdt_per_unit == Decimal("5.25")
+    # Only the dead one: a failed read after the client's retries, no rate.
+    alone = PaymentService(
+        db,
+        dex(settings, rail, pool, api_url=dead).model_copy(
+            update={"toncenter_max_attempts": 2, "toncenter_backoff_initial_seconds": 0.01}
+        ),
+    )
+    assert not await alone.rates.refresh()
+    assert alone.rates.fresh("TON") is None
+
+
+async def test_a_price_that_jumps_while_the_last_one_is_fresh_is_refused(
+    rail: Rail, payer: WalletV5R1, settings: Settings
+) -> None:
+    """A spot price is what one swap moves: a read more than RATE_DEX_MAX_MOVE_PCT (10) from
+    the last accepted fresh rate is refused like a failed read; once that rate is stale the
+    next read is accepted (the payouts were held meanwhile, as for any failed read)."""
+    at_525 = await deploy(rail, payer, 0, 1_000_000 * TON, 5_250_000 * 10**6)
+    at_55 = await deploy(rail, payer, 1, 1_000_000 * TON, 5_500_000 * 10**6)
+    at_10 = await deploy(rail, payer, 2, 1_000_000 * TON, 10_000_000 * 10**6)
+    knobs = {"rate_refresh_seconds": 0, "rate_max_age_seconds": 60}
+    async with toncenter(dex(settings, rail, at_525)) as client:
+        rates = Rates(dex(settings, rail, at_525).model_copy(update=knobs), get_methods=client)
+        assert await rates.refresh()
+        rates.source = DexSource(dex(settings, rail, at_55), client)
+        assert await rates.refresh()  # 4.8 %: a market move, accepted
+        accepted = rates.rate("TON")
+        assert accepted.usdt_per_unit == Decimal("5.5")
+        rates.source = DexSource(dex(settings, rail, at_10), client)
+        assert not await rates.refresh()  # 82 %: refused, the last rate kept
+        assert rates.rate("TON") == accepted
+        later = clock.now() + timedelta(seconds=61)
+        clock.set_clock(lambda: later)
+        try:
+            assert rates.fresh("TON") is None  # stale: the payouts that need it are held
+            assert await rates.refresh()  # nothing fresh to compare with: accepted
+            assert rates.rate("TON").usdt_per_unit == Decimal(10)
+        finally:
+            clock.set_clock(None)
+        off = dex(settings, rail, at_525).model_copy(update={**knobs, "rate_dex_max_move_pct": 0})
+        unguarded = Rates(off, get_methods=client)
+        assert await unguarded.refresh()
+        unguarded.source = DexSource(dex(settings, rail, at_10), client)
+        assert await unguarded.refresh()
+        assert unguarded.rate("TON").usdt_per_unit == Decimal(10)
 
 
 async def test_payouts_are_held_while_the_pool_cannot_be_read_and_valued_from_it_after(
