@@ -44,7 +44,8 @@ Optional variables (default):
   STACK ($STACK): Terraform's name prefix, <name>-<environment>
   ECS_CLUSTER ($ECS_CLUSTER), ECS_API_SERVICE ($ECS_API_SERVICE),
   ECS_WORKER_SERVICE ($ECS_WORKER_SERVICE)
-  REQUIRED_SECRETS ($REQUIRED_SECRETS_DEFAULT), under SECRETS_PREFIX (STACK/)
+  REQUIRED_SECRETS ($REQUIRED_SECRETS_DEFAULT; without TON_KEY_PASSPHRASE when the tfvars
+  set hot_wallet_kek = "aws-kms"), under SECRETS_PREFIX (STACK/)
   TF_DIR (deploy/terraform), with variables.tfvars and variables-payments.tfvars
   CONTAINER_CLI (docker; podman works), DOCKERFILE (deploy/docker/Dockerfile)
   REHEARSAL_RECORD_DIR (var/rehearsal), REHEARSAL_MAX_AGE_HOURS (24)
@@ -74,6 +75,12 @@ TF_DIR=${TF_DIR:-deploy/terraform}
 CONTAINER_CLI=${CONTAINER_CLI:-docker}
 DOCKERFILE=${DOCKERFILE:-deploy/docker/Dockerfile}
 SECRETS_PREFIX=${SECRETS_PREFIX:-$STACK/}
+# An aws-kms hot-wallet envelope (hot_wallet_kek = "aws-kms" in the tfvars) has no passphrase
+# secret: Terraform creates none, so none is checked.
+if grep -Eqs '^[[:space:]]*hot_wallet_kek[[:space:]]*=[[:space:]]*"aws-kms"' \
+  "$TF_DIR/variables.tfvars" "$TF_DIR/variables-payments.tfvars"; then
+  REQUIRED_SECRETS_DEFAULT=${REQUIRED_SECRETS_DEFAULT/ TON_KEY_PASSPHRASE/}
+fi
 read -r -a SECRETS <<<"${REQUIRED_SECRETS:-$REQUIRED_SECRETS_DEFAULT}"
 REHEARSAL_MAX_AGE_HOURS=${REHEARSAL_MAX_AGE_HOURS:-24}
 

@@ -39,6 +39,8 @@ locals {
     ALERT_SUCCESS_RATE_MIN_PCT = tostring(var.alarm_success_rate_min_pct)
     ALERT_PENDING_MAX          = tostring(var.alarm_pending_max)
     DASHBOARD_COOKIE_SECURE    = "true"
+    # aws-kms: the key new envelopes are sealed with (an envelope names the key it opens with)
+    TON_KEY_KMS_KEY_ID = var.hot_wallet_kek == "aws-kms" ? aws_kms_key.hot_wallet.arn : ""
   }
   service_environment = merge(var.extra_environment, local.service_settings)
 

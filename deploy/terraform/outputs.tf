@@ -67,3 +67,8 @@ output "hot_wallet_kms_key_arn" {
   description = "KMS key that wraps the hot wallet's data key: TON_KEY_KMS_KEY_ID for `tonrail keys init-wallet` / `keys rewrap` (operator credentials; the worker may only kms:Decrypt)."
   value       = aws_kms_key.hot_wallet.arn
 }
+
+output "required_secret_names" {
+  description = "Secrets that must hold a value before the tasks start (TON_KEY_PASSPHRASE only with hot_wallet_kek = \"scrypt\"); the deploy script checks them."
+  value       = concat(local.required_secrets, local.kek_secrets)
+}

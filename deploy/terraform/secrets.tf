@@ -6,19 +6,33 @@
 
 locals {
   generated_secrets = ["DATABASE_URL", "REDIS_URL"]
-  required_secrets  = ["JWT_SECRET", "TON_API_KEY", "TON_MASTER_KEY", "TON_KEY_PASSPHRASE"]
+  required_secrets  = ["JWT_SECRET", "TON_API_KEY", "TON_MASTER_KEY"]
+  # The secret the envelope's key-encryption key needs, by kind (var.hot_wallet_kek): an
+  # aws-kms envelope names its KMS key and opens with the worker's kms:Decrypt, so no
+  # passphrase secret is created, required or given to any task.
+  kek_secret_names = {
+    "aws-kms" = []
+    "scrypt"  = ["TON_KEY_PASSPHRASE"]
+  }
+  kek_secrets = local.kek_secret_names[var.hot_wallet_kek]
   optional_secret_names = [
     "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PAYPAL_CLIENT_SECRET",
     "SLACK_WEBHOOK_URL", "PAGERDUTY_ROUTING_KEY", "SMTP_PASSWORD", "METRICS_TOKEN",
     "RATE_HTTP_API_KEY", "SCREENING_HTTP_API_KEY",
   ]
-  secret_names = concat(local.generated_secrets, local.required_secrets, local.optional_secret_names)
+  secret_names = concat(local.generated_secrets, local.required_secrets, local.kek_secrets, local.optional_secret_names)
 
-  # What the tasks receive: the generated and required ones, plus the optional ones enabled.
+  # What the tasks receive: the generated and required ones, the KEK's, plus the optional
+  # ones enabled.
   # The hot-wallet key and its passphrase reach only the worker, which signs: the
   # internet-facing api never holds them (its roles cannot read them either, iam.tf).
   signing_secrets   = ["TON_MASTER_KEY", "TON_KEY_PASSPHRASE"]
-  task_secret_names = concat(local.generated_secrets, local.required_secrets, sort(tolist(var.optional_secrets)))
+  task_secret_names = concat(local.generated_secrets, local.required_secrets, local.kek_secrets, sort(tolist(var.optional_secrets)))
+}
+
+# The names above depend on variables only (tests/deploy evaluates them with Terraform); the
+# ARNs each service receives:
+locals {
   service_secrets = {
     api = {
       for name in local.task_secret_names :

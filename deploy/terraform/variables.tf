@@ -282,6 +282,17 @@ variable "ton_network" {
   }
 }
 
+variable "hot_wallet_kek" {
+  description = "Key-encryption key of the hot wallet's envelope (TON_MASTER_KEY): \"aws-kms\" (wrapped with this deployment's hot-wallet KMS key, TON_KEY_KMS_KEY_ID; no passphrase secret exists) or \"scrypt\" (a passphrase, the TON_KEY_PASSPHRASE secret). docs/SECURITY.md."
+  type        = string
+  default     = "scrypt"
+
+  validation {
+    condition     = contains(["aws-kms", "scrypt"], var.hot_wallet_kek)
+    error_message = "hot_wallet_kek must be aws-kms or scrypt."
+  }
+}
+
 variable "payment_processor_address" {
   description = "Hot wallet (payment processor) address the service pays from (PAYMENT_PROCESSOR_ADDRESS)."
   type        = string

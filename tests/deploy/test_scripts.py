@@ -218,6 +218,26 @@ def test_deploy_dry_run_prints_every_command_and_runs_none(checkout: Checkout) -
     assert "checks passed on testnet" in result.stderr  # the record was really checked
 
 
+def test_deploy_checks_no_passphrase_secret_for_an_aws_kms_envelope(checkout: Checkout) -> None:
+    """hot_wallet_kek = "aws-kms": Terraform creates no TON_KEY_PASSPHRASE, so the script does
+    not demand one (it still demands the envelope itself)."""
+    tfvars = checkout.root / "deploy" / "terraform" / "variables-payments.tfvars"
+    tfvars.write_text('hot_wallet_kek = "aws-kms"\n')
+    git = ["git", "-C", str(checkout.root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "commit", "-qam", "aws-kms"], check=True)
+    checkout.sha = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    checkout.record()
+    result = checkout.run("deploy-mainnet-payments.sh", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "+ tonrail deploy check-secrets tonrail-production/JWT_SECRET"
+        " tonrail-production/TON_API_KEY tonrail-production/TON_MASTER_KEY"
+    ) in result.stdout.splitlines()
+    assert "TON_KEY_PASSPHRASE" not in result.stdout
+
+
 def test_deploy_runs_the_sequence_after_the_typed_confirmation(checkout: Checkout) -> None:
     checkout.record()
     result = checkout.run("deploy-mainnet-payments.sh", stdin="DEPLOY MAINNET\n")

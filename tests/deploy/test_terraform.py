@@ -289,19 +289,34 @@ def check_secrets(d: Deployment) -> None:
         local["required_secrets"],
         local["optional_secret_names"],
     )
-    names = [*generated, *required, *optional]
+    # the hot-wallet envelope's KEK decides which secret it needs: scrypt the passphrase,
+    # aws-kms none (the envelope names its KMS key; the worker may kms:Decrypt)
+    by_kek = local["kek_secret_names"]
+    assert by_kek == {"aws-kms": [], "scrypt": ["TON_KEY_PASSPHRASE"]}, by_kek
+    assert local["kek_secrets"] == "${local.kek_secret_names[var.hot_wallet_kek]}"
+    kek_var = d.root.variables["hot_wallet_kek"]
+    assert set(re.findall(r'"([a-z-]+)"', kek_var["validation"][0]["condition"])) == set(by_kek)
+    kek_names = [n for kind in sorted(by_kek) for n in by_kek[kind]]
+    names = [*generated, *required, *kek_names, *optional]
     assert len(names) == len(set(names)), "a secret listed twice"
     missing, extra = secret_settings() - set(names), set(names) - secret_settings()
     assert not missing, f"secrets the service reads with no Secrets Manager secret: {missing}"
     assert not extra, f"not secrets of the service: {extra}"
+    assert "TON_KEY_PASSPHRASE" not in required, "an aws-kms envelope needs no passphrase"
     assert local["secret_names"] == (
-        "${concat(local.generated_secrets, local.required_secrets, local.optional_secret_names)}"
+        "${concat(local.generated_secrets, local.required_secrets, local.kek_secrets,"
+        " local.optional_secret_names)}"
     )
     secret = d.root.resource("aws_secretsmanager_secret", "service")
     assert secret["for_each"] == "${toset(local.secret_names)}"
     assert secret["kms_key_id"] == "${aws_kms_key.main.arn}"
     task_names = local["task_secret_names"]
-    for part in ("local.generated_secrets", "local.required_secrets", "var.optional_secrets"):
+    for part in (
+        "local.generated_secrets",
+        "local.required_secrets",
+        "local.kek_secrets",
+        "var.optional_secrets",
+    ):
         assert part in task_names, f"task_secret_names leaves out {part}"
     # the worker gets them all; the api all but the hot-wallet key and its passphrase
     signing = local["signing_secrets"]
@@ -922,6 +937,14 @@ MUTATIONS: list[tuple[str, str, str, str, Callable[[Deployment], None], str]] = 
         r"not a VOLUME of the image",
     ),
     (
+        "passphrase required with an aws-kms envelope",
+        "secrets.tf",
+        '"aws-kms" = []',
+        '"aws-kms" = ["TON_KEY_PASSPHRASE"]',
+        check_secrets,
+        r"aws-kms",
+    ),
+    (
         "api holds the hot-wallet key",
         "secrets.tf",
         " if !contains(local.signing_secrets, name)",
@@ -1040,7 +1063,13 @@ def test_the_deploy_script_names_what_terraform_creates(deployment: Deployment) 
     required = re.search(r'^REQUIRED_SECRETS_DEFAULT="([^"]*)"', text, re.MULTILINE)
     assert required is not None
     # the operator fills these; Terraform fills the generated ones itself
-    assert sorted(required.group(1).split()) == sorted(deployment.root.locals["required_secrets"])
+    # (with the default key kind; the script drops the passphrase for hot_wallet_kek aws-kms)
+    kek = deployment.root.variables["hot_wallet_kek"]["default"]
+    by_kind = deployment.root.locals["kek_secret_names"][kek]
+    assert sorted(required.group(1).split()) == sorted(
+        [*deployment.root.locals["required_secrets"], *by_kind]
+    )
+    assert '"aws-kms"' in text and "TON_KEY_PASSPHRASE/}" in text
 
 
 def test_the_one_off_migration_runs_tonrail_migrate(ecs: Ecs) -> None:

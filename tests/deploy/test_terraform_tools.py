@@ -229,3 +229,73 @@ def test_a_bad_value_is_refused_with_its_message(
     assert proc.returncode != 0, f"{override} was accepted"
     out = " ".join((proc.stdout + proc.stderr).split())
     assert message in out, out[-1500:]
+
+
+@pytest.fixture(scope="module")
+def secret_names_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """variables.tf, the examples and secrets.tf's first `locals` block (the secret names, which
+    depend on variables only) in a directory of their own, initialised: Terraform evaluates
+    the names without a provider."""
+    assert TERRAFORM is not None
+    path = tmp_path_factory.mktemp("secret-names")
+    for name in ("variables.tf", "variables.tfvars.example", "variables-payments.tfvars.example"):
+        shutil.copy(TF_DIR / name, path / name)
+    text = (TF_DIR / "secrets.tf").read_text()
+    start = text.index("\nlocals {\n")
+    block = text[start : text.index("\n}\n", start) + 3]
+    assert "aws_" not in block, "the names block must not reference resources"
+    (path / "names.tf").write_text(block)
+    proc = subprocess.run(
+        [TERRAFORM, "init", "-backend=false", "-input=false", "-no-color"],
+        cwd=path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=TF_ENV,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return path
+
+
+def evaluate(path: Path, expression: str, *overrides: str) -> Any:
+    assert TERRAFORM is not None
+    args = [TERRAFORM, "console", "-no-color"]
+    args += ["-var-file=variables.tfvars.example", "-var-file=variables-payments.tfvars.example"]
+    args += [f"-var={o}" for o in overrides]
+    proc = subprocess.run(
+        args,
+        cwd=path,
+        input=f"jsonencode({expression})\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=TF_ENV,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(json.loads(proc.stdout.strip()))
+
+
+@needs_terraform
+@pytest.mark.parametrize(
+    ("kek", "passphrase"), [("aws-kms", False), ("scrypt", True)], ids=["aws-kms", "scrypt"]
+)
+def test_only_a_scrypt_envelope_needs_the_passphrase_secret(
+    secret_names_only: Path, kek: str, passphrase: bool
+) -> None:
+    """hot_wallet_kek = "aws-kms": no TON_KEY_PASSPHRASE secret is created nor handed to a task;
+    the envelope and everything else still are."""
+    override = f"hot_wallet_kek={kek}"
+    created = evaluate(secret_names_only, "local.secret_names", override)
+    tasks = evaluate(secret_names_only, "local.task_secret_names", override)
+    for names in (created, tasks):
+        assert ("TON_KEY_PASSPHRASE" in names) is passphrase, names
+        assert {"TON_MASTER_KEY", "JWT_SECRET", "TON_API_KEY", "DATABASE_URL"} <= set(names)
+
+
+@needs_terraform
+def test_an_unknown_key_kind_is_refused(secret_names_only: Path) -> None:
+    proc = plan_variables(secret_names_only, "hot_wallet_kek=hsm")
+    assert proc.returncode != 0
+    assert "hot_wallet_kek must be aws-kms or scrypt" in " ".join(proc.stderr.split())

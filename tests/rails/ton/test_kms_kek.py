@@ -41,6 +41,7 @@ from tonrail.settings import Settings, get_settings
 REGION = "eu-central-1"
 SEED = bytes(range(32))
 OTHER_SEED = b"\x07" * 32
+FAST = {"n": 2**14}  # the minimum scrypt cost accepted: keeps the test quick
 
 
 @pytest.fixture
@@ -84,6 +85,28 @@ def test_seal_and_open_under_kms(kms: Any, tmp_path: Path) -> None:
     )
     assert load_signer(opened).public_key == HotWalletSigner(SEED).public_key
     assert repr(keys.kek_for(opened, blob)) == f"KmsKek(key_id={arn!r})"
+
+
+def test_production_asks_the_passphrase_only_of_a_scrypt_envelope(kms: Any, tmp_path: Path) -> None:
+    """No TON_KEY_PASSPHRASE in production: an aws-kms envelope opens; a scrypt one is refused
+    with a message naming the passphrase and the kind, even with TON_KEY_KMS_KEY_ID set (the
+    envelope, not the setting, decides which key-encryption key opens it)."""
+    arn = new_key(kms)
+    production = {"environment": "production", "jwt_secret": "j" * 40}
+    under_kms = seal(SEED, keys.sealing_kek(settings_for(tmp_path, ton_key_kms_key_id=arn)))
+    for kms_setting in ("", arn):
+        s = settings_for(
+            tmp_path, ton_master_key=under_kms, ton_key_kms_key_id=kms_setting, **production
+        )
+        assert load_signer(s).public_key == HotWalletSigner(SEED).public_key
+    under_passphrase = seal(SEED, PassphraseKek("a long passphrase", **FAST))
+    s = settings_for(
+        tmp_path, ton_master_key=under_passphrase, ton_key_kms_key_id=arn, **production
+    )
+    with pytest.raises(WalletKeyError) as err:
+        load_signer(s)
+    assert err.value.code == "wallet_key_passphrase_missing"
+    assert "TON_KEY_PASSPHRASE" in err.value.message and "scrypt" in err.value.message
 
 
 def test_a_wrapped_key_moved_to_another_wallet_does_not_open(kms: Any, tmp_path: Path) -> None:

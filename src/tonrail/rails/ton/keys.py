@@ -292,13 +292,16 @@ def key_file_path(settings: Settings) -> Path:
 
 
 def passphrase_kek(settings: Settings, **params: int) -> PassphraseKek:
-    """The passphrase KEK from TON_KEY_PASSPHRASE; the dev default only outside production."""
+    """The passphrase KEK from TON_KEY_PASSPHRASE; the dev default only outside production.
+    Asked only for a `scrypt` envelope (or to seal one without TON_KEY_KMS_KEY_ID): an
+    `aws-kms` envelope never needs the passphrase."""
     passphrase = settings.ton_key_passphrase.get_secret_value()
     production = settings.environment == "production"
     if not passphrase:
         if production:
             raise WalletKeyError(
-                "TON_KEY_PASSPHRASE is required in production",
+                "TON_KEY_PASSPHRASE is required in production for a hot wallet key sealed with "
+                "a scrypt passphrase (an aws-kms envelope, TON_KEY_KMS_KEY_ID, needs none)",
                 code="wallet_key_passphrase_missing",
             )
         passphrase = DEV_PASSPHRASE
