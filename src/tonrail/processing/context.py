@@ -74,6 +74,10 @@ class TonRailContext:
 
     # hot wallets retired by a rotation -> their USDT jetton wallets (deposits.py)
     retired_jetton_wallets: dict[str, str | None] = field(default_factory=dict)
+    # the hot wallets retired by switched rotations as deposits.py last read them, and when:
+    # (the wallet this worker signed with then, monotonic time)
+    retired_wallets: tuple[str, ...] = ()
+    retired_wallets_read: tuple[str, float] | None = None
     # the rotation whose new key this worker could not adopt (logged once)
     rotation_refused: str | None = None
     # True until a round of this worker has read the chain (and after one that could not):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -378,31 +379,48 @@ async def watch_deposits(ctx: TonRailContext, page: int = 50) -> int:
     return recorded
 
 
+# The retired wallets are re-read at least this often (seconds), and at once when this
+# worker signs with another wallet: a switch in another process is seen by the time this
+# worker adopts it (processing/ton_loop.py), or by this bound (a retired wallet's late
+# deposits are then credited up to this much later; nothing is lost: its cursor is kept).
+RETIRED_WALLETS_REREAD_S = 30.0
+
+
 async def retired_wallets(ctx: TonRailContext) -> dict[str, str | None]:
     """Hot wallets retired by a switched rotation (not the one we sign with), with their
-    USDT jetton wallets (asked of the chain once per worker)."""
-    async with ctx.db.transaction() as session:
-        olds = (
-            await session.execute(
-                select(TonWalletRotation.old_wallet).where(
-                    TonWalletRotation.state == RotationState.SWITCHED,
-                    TonWalletRotation.old_wallet != ctx.wallet_raw,
+    USDT jetton wallets (asked of the chain once per worker). Read from the rotations at
+    most every RETIRED_WALLETS_REREAD_S, or when the wallet this worker signs with changed;
+    otherwise no query."""
+    now = time.monotonic()
+    read = ctx.retired_wallets_read
+    if read is None or read[0] != ctx.wallet_raw or now - read[1] >= RETIRED_WALLETS_REREAD_S:
+        async with ctx.db.transaction() as session:
+            olds = (
+                await session.execute(
+                    select(TonWalletRotation.old_wallet).where(
+                        TonWalletRotation.state == RotationState.SWITCHED,
+                        TonWalletRotation.old_wallet != ctx.wallet_raw,
+                    )
                 )
-            )
-        ).scalars()
-        wallets = sorted(set(olds))
+            ).scalars()
+            ctx.retired_wallets = tuple(sorted(set(olds)))
+        ctx.retired_wallets_read = (ctx.wallet_raw, now)
     master = ctx.network.usdt_master
-    for wallet in wallets:
+    for wallet in ctx.retired_wallets:
         if wallet not in ctx.retired_jetton_wallets:
             ctx.retired_jetton_wallets[wallet] = (
                 await jetton_wallet_of(ctx.api, master, wallet) if master else None
             )
-    return {w: ctx.retired_jetton_wallets[w] for w in wallets}
+    return {w: ctx.retired_jetton_wallets[w] for w in ctx.retired_wallets}
 
 
-async def _holder(session: AsyncSession, wallet: str) -> str:
+async def _holder(session: AsyncSession, wallet: str, cursor: TonWalletCursor | None) -> str:
     """The ledger account of what reaches `wallet`: the hot wallet's, or once a rotation has
-    swept it, the retired wallets' (what arrives after the sweep stays on the old address)."""
+    swept it, the retired wallets' (what arrives after the sweep stays on the old address).
+    Read from the cursor row the caller locked, which the sweep's booking marks holding the
+    same lock (no query); a wallet with no cursor yet asks the rotations."""
+    if cursor is not None:
+        return books.RETIRED_HOT_WALLETS if cursor.retired else books.HOT_WALLET
     rotation = (
         await session.execute(
             select(TonWalletRotation.state).where(
@@ -430,7 +448,7 @@ async def watch_wallet(
         cursor = await session.get(TonWalletCursor, wallet, with_for_update=True)
         if (cursor.last_lt if cursor is not None else 0) != after:
             return 0  # another worker moved the cursor: its page, not ours
-        holder = await _holder(session, wallet)
+        holder = await _holder(session, wallet, cursor)
         for tx in sorted(txs, key=lambda t: t.lt):
             inc = classify(tx, wallet, jetton_wallet, _treasury(ctx))
             if inc is None:
@@ -451,6 +469,7 @@ async def watch_wallet(
                     last_lt=last.lt,
                     last_hash=last.hash,
                     updated_at=clock.now(),
+                    retired=holder == books.RETIRED_HOT_WALLETS,
                 )
             )
         else:

@@ -23,7 +23,8 @@ entry, so a crashed command is rerun and resumes from the state it reached:
 5. `swept`: the trace is read to the end; one journal entry moves the books: the old
    wallet's holdings leave `asset:hot_wallet` for `asset:retired_hot_wallets`, what reached
    the new wallet comes back to `asset:hot_wallet`, and every nanoton of fee goes to
-   `expense:network_fees`. The new wallet's deposit cursor starts after the sweep.
+   `expense:network_fees`. The new wallet's deposit cursor starts after the sweep; the old
+   wallet's is marked `retired` (its later deposits are booked on the retired wallets).
 6. `deployed`: the new wallet is active on chain.
 7. `switched`: the key file holds the new envelope (the old one kept beside it as
    `<key file>.retired-<public key>`); workers adopt the new wallet (processing/ton_loop.py)
@@ -618,8 +619,10 @@ async def _book_sweep(
         # The deposit watcher books the old wallet's deposits holding this row: one it is
         # booking now (on the hot wallet's account, the sweep not booked yet) commits first
         # and is counted below; once this commits, it books what follows on the retired
-        # wallets (deposits._holder reads the state after waiting here).
-        await session.get(TonWalletCursor, row.old_wallet, with_for_update=True)
+        # wallets (deposits._holder reads `retired`, set here, after waiting here).
+        old_cursor = await session.get(TonWalletCursor, row.old_wallet, with_for_update=True)
+        if old_cursor is not None:
+            old_cursor.retired = True
         # What the deposit watcher booked on the old wallet after the sweep deployed the new
         # one stays on the old address: it moves to the retired wallets in entries of its
         # own lts, so the new wallet's reconciliation (up to an lt, reconcile.py) counts such

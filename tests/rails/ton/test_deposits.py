@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
-from sqlalchemy import select
+import pytest
+from sqlalchemy import event, select
 from ton_core import Address, begin_cell
 from tonutils.contracts import JettonTransferBuilder, TONTransferBuilder, WalletV5R1
 
@@ -17,6 +21,7 @@ from tonrail.ledger.service import balance, check_books
 from tonrail.localnet.genesis import TON
 from tonrail.monitoring.jobs import evaluate_alerts
 from tonrail.monitoring.models import Alert
+from tonrail.processing import deposits
 from tonrail.processing.deposits import watch_deposits
 from tonrail.rails.ton.models import TonDeposit
 from tonrail.settings import Settings
@@ -224,3 +229,87 @@ async def _alert(db: Database, dedup_key: str) -> Alert | None:
         return (
             await session.execute(select(Alert).where(Alert.dedup_key == dedup_key))
         ).scalar_one_or_none()
+
+
+ROTATION_SWITCHED_ELSEWHERE = """
+import asyncio, sys
+from tonrail import clock
+from tonrail.db import Database
+from tonrail.rails.ton.models import TonWalletRotation
+
+async def main() -> None:
+    db = Database(sys.argv[1])
+    async with db.transaction() as session:
+        now = clock.now()
+        session.add(TonWalletRotation(
+            id="rot-elsewhere", state="switched", open_marker=None, old_wallet=sys.argv[2],
+            old_public_key="00" * 32, new_wallet=sys.argv[3], new_public_key="11" * 32,
+            new_key_file="/nowhere", actor="test", created_at=now, updated_at=now,
+        ))
+    await db.dispose()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_round_asks_the_rotations_only_when_a_switch_may_have_happened(
+    rail: Rail,
+    payer: WalletV5R1,
+    db: Database,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The watcher used to ask `ton_wallet_rotations` every round (the retired wallets) and
+    again per wallet with transactions (whose account a deposit is booked on), with no
+    rotation ever. Now the retired wallets are read once, then again only when the wallet
+    this worker signs with changed or after RETIRED_WALLETS_REREAD_S, and the account comes
+    from the cursor row the watcher locks anyway. A rotation switched by another process
+    (here: a subprocess writing the row) is seen within that bound."""
+    monkeypatch.setattr(deposits, "RETIRED_WALLETS_REREAD_S", 2.0)
+    statements: list[str] = []
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    def rotation_queries() -> int:
+        return sum("ton_wallet_rotations" in s for s in statements)
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        await watch_deposits(rail.ctx)  # the first round reads the retired wallets (none)
+        assert rotation_queries() >= 1
+        statements.clear()
+        for _ in range(3):
+            await watch_deposits(rail.ctx)
+        assert rotation_queries() == 0  # quiet rounds: no rotation query (was one a round)
+        # A round that books a deposit: its account is read from the locked cursor row.
+        await payer.transfer(rail.ctx.wallet.address, TON // 2, body="no invoice", bounce=False)
+        await settled(payer, 0)
+        await drain(rail, 1)
+        async with db.transaction() as session:
+            amounts = (await session.execute(select(TonDeposit.amount))).scalars().all()
+        assert TON // 2 in amounts
+        assert rotation_queries() == 0  # was one more a round with transactions
+
+        # Another process switches a rotation that retired some wallet.
+        old = "0:" + "ab" * 32
+        new = "0:" + "cd" * 32
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", ROTATION_SWITCHED_ELSEWHERE, database_url, old.upper(), new
+        )
+        assert await proc.wait() == 0
+        statements.clear()
+        seen_after = None
+        started = time.monotonic()
+        while time.monotonic() - started < 10:
+            await watch_deposits(rail.ctx)
+            if old.upper() in rail.ctx.retired_wallets:
+                seen_after = time.monotonic() - started
+                break
+            await asyncio.sleep(0.2)
+        assert seen_after is not None and seen_after <= 2.0 + 1.0  # the bound, and one round
+        assert rotation_queries() == 1  # one re-read, when the bound was reached
+        assert old.upper() in await deposits.retired_wallets(rail.ctx)
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)

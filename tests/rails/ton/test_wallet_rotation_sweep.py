@@ -386,8 +386,10 @@ async def test_a_deposit_the_watcher_is_booking_while_the_sweep_is_booked_lands_
         await send_ton(payer, row.old_wallet, 3 * TON)
         deciding = asyncio.Event()
 
-        async def slow_holder(session: AsyncSession, wallet: str) -> str:
-            holder = await real_holder(session, wallet)
+        async def slow_holder(
+            session: AsyncSession, wallet: str, cursor: TonWalletCursor | None
+        ) -> str:
+            holder = await real_holder(session, wallet, cursor)
             if wallet == row.old_wallet:
                 deciding.set()
                 await asyncio.sleep(3)  # the watcher's transaction stays open meanwhile

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tonrail.db import Base, BigInt, JsonDoc, StatusText, UTCDateTime
@@ -97,6 +97,9 @@ class TonWalletCursor(Base):
     last_lt: Mapped[int] = mapped_column(BigInt)
     last_hash: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A rotation swept the wallet: what reaches it is booked on the retired hot wallets.
+    # Set by the sweep's booking holding this row (processing/wallet_rotation.py).
+    retired: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class TonDeposit(Base):
