@@ -445,6 +445,10 @@ class Settings(BaseSettings):
     fees_divert_congestion_pct: int = 50  # a payout that would miss its target diverts above
     fees_jetton_attach_min_nanoton: int = 50_000_000  # least TON attached to a jetton transfer
     fees_jetton_attach_margin_pct: int = 200  # attach this % of the observed p90 jetton spend
+    # A USDT payout our jetton wallet refused for too little TON attached is re-queued with
+    # twice the TON, at most this (and the gas cap), at most this many times (docs/FEES.md).
+    fees_jetton_attach_max_nanoton: int = 100_000_000
+    fees_jetton_attach_retries: int = 2
     fees_status_decisions: int = 20  # decisions listed by GET /v1/fees/status
 
     # --- admin dashboard (issue 8; docs/DASHBOARD.md)

@@ -54,6 +54,15 @@ FINAL_ATTEMPT_STATES: Final[frozenset[AttemptStatus]] = frozenset(
 )
 
 
+# Attempt error codes of a USDT transfer our own jetton wallet refused for too little TON
+# attached (rails/ton/trace.py, processing/outcomes.py): `jetton_attach_low` is retried with
+# more TON, `jetton_attach_exhausted` is the refusal with no retry left. Our doing, never
+# the counterparty's (monitoring/suspicious.py does not count them).
+JETTON_ATTACH_LOW: Final = "jetton_attach_low"
+JETTON_ATTACH_EXHAUSTED: Final = "jetton_attach_exhausted"
+OWN_FAILURE_CODES: Final[frozenset[str]] = frozenset({JETTON_ATTACH_LOW, JETTON_ATTACH_EXHAUSTED})
+
+
 class RefundStatus(StrEnum):
     """A refund of an invoice: pending while its payout may still move money, then how the
     payout ended (succeeded; failed or canceled count as failed: nothing went back)."""

@@ -20,6 +20,7 @@ from tonrail.fees.policy import (
     company_wait_ms,
     decide,
     fee_stats,
+    jetton_attach_retry,
     percentile,
     raw_congestion,
     smooth_congestion,
@@ -426,3 +427,25 @@ def test_a_fee_spike_is_unusually_high() -> None:
     assert not unusually_high(6_000_000, stats, 2.0, 10)
     assert unusually_high(30_000_000, stats, 2.0, 10)
     assert not unusually_high(30_000_000, fee_stats(history[:5], 0.2), 2.0, 10)  # too little
+
+
+@given(
+    refused=st.integers(min_value=0, max_value=10**12),
+    limit=st.integers(min_value=0, max_value=10**12),
+)
+def test_a_refused_jetton_attach_is_retried_with_more_and_never_above_the_limit(
+    refused: int, limit: int
+) -> None:
+    attach = jetton_attach_retry(refused, limit)
+    if attach is None:  # nothing more to try: the limit is reached
+        assert min(2 * refused, limit) <= refused
+    else:
+        assert refused < attach <= limit and attach <= 2 * refused
+        assert attach == min(2 * refused, limit)
+
+
+def test_a_refused_jetton_attach_doubles_up_to_the_limit() -> None:
+    assert jetton_attach_retry(15_000_000, 100_000_000) == 30_000_000
+    assert jetton_attach_retry(60_000_000, 100_000_000) == 100_000_000
+    assert jetton_attach_retry(100_000_000, 100_000_000) is None
+    assert jetton_attach_retry(10_000_000, 5_000_000) is None  # the limit lowered since

@@ -4,6 +4,7 @@ payouts are refused (423) until an admin unlocks it, and an alert fires and reso
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from typer.testing import CliRunner, Result
 from tests.helpers import DEST, DEST_RAW, row_counts
 from tests.monitoring.helpers import attempt_outcome, payout
 from tests.monitoring.test_alerting import Ctx, _alerts, _freeze
+from tonrail import clock
 from tonrail.cli import app as cli
 from tonrail.db import Database
 from tonrail.monitoring.jobs import evaluate_alerts
@@ -242,3 +244,25 @@ async def test_retries_of_one_failed_payout_count_once_where_they_fail(
         await _fail_on_a_rail(db, settings, pid, by_poll=False)
     async with db.transaction() as session:
         assert (await session.execute(select(Lockout))).first() is None
+
+
+async def test_our_jetton_wallet_refusing_too_little_ton_is_not_the_counterpartys_failure(
+    db: Database, settings: Settings
+) -> None:
+    """Attempts our own jetton wallet refused for too little TON attached (retried with more,
+    or failed when no retry is left) are our doing: they never lock the payee or the key."""
+    from tonrail.monitoring.suspicious import subject_failures
+
+    _freeze()
+    codes = ["jetton_attach_low", "jetton_attach_exhausted"] * 6
+    for i, code in enumerate(codes):
+        await attempt_outcome(
+            db, await payout(db, counterparty=DEST, key=f"key_{i}"), "failed", error_code=code
+        )
+    since = clock.now() - timedelta(hours=1)
+    async with db.transaction() as session:
+        assert await subject_failures(session, since) == {}
+    await attempt_outcome(db, await payout(db, counterparty=DEST, key="key_x"), "failed")
+    async with db.transaction() as session:
+        counts = await subject_failures(session, since)
+    assert counts[("counterparty", DEST_RAW)] == 1

@@ -254,6 +254,14 @@ def jetton_attach(model: FeeModel | None, policy: FeePolicy) -> tuple[int, str]:
     return attach, why
 
 
+def jetton_attach_retry(refused: int, limit: int) -> int | None:
+    """TON to attach to a jetton transfer after our jetton wallet refused `refused` nanoton as
+    too little: twice that, at most `limit` (FEES_JETTON_ATTACH_MAX_NANOTON, the gas cap);
+    None when that is no more than what was refused (no retry can do better)."""
+    attach = min(2 * refused, limit)
+    return attach if attach > refused else None
+
+
 def decide(facts: PayoutFacts, cond: Conditions, policy: FeePolicy) -> FeeDecision:
     """The optimizer's decision for one payout (docs/FEES.md, "Policy")."""
     reasons: list[str] = []

@@ -9,7 +9,8 @@ the evaluator's next run; the evaluator stays as the net for anything charged el
 
 A payment counts once, at its latest failed attempt: the rail's own retries of a payout (a
 bounce is retried up to TON_MAX_ATTEMPTS) are not more failures of the subject. Failures
-before a subject's last unlock inside the window no longer count.
+before a subject's last unlock inside the window no longer count, nor do attempts our own
+jetton wallet refused for too little TON attached (OWN_FAILURE_CODES: our doing).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tonrail.payments.models import Attempt, Payment
 from tonrail.security import lockouts
 from tonrail.security.models import Lockout, SecurityFailure
 from tonrail.settings import Settings
-from tonrail.states import AttemptStatus
+from tonrail.states import OWN_FAILURE_CODES, AttemptStatus
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +64,12 @@ async def subject_failures(
     rows = await session.execute(
         select(Payment.counterparty, Payment.requested_by, func.max(Attempt.updated_at))
         .join(Payment, Payment.id == Attempt.payment_id)
-        .where(Attempt.updated_at >= since, Attempt.status == AttemptStatus.FAILED)
+        .where(
+            Attempt.updated_at >= since,
+            Attempt.status == AttemptStatus.FAILED,
+            # Our own jetton wallet refusing too little TON is not the subject's failure.
+            Attempt.error_code.is_(None) | Attempt.error_code.not_in(OWN_FAILURE_CODES),
+        )
         .group_by(Payment.id, Payment.counterparty, Payment.requested_by)
         .limit(ROW_CAP)
     )

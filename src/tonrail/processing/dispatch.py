@@ -46,12 +46,14 @@ from tonrail.rails.router import (
 )
 from tonrail.security.switches import is_on
 from tonrail.settings import Settings
+from tonrail.states import JETTON_ATTACH_EXHAUSTED, JETTON_ATTACH_LOW
 
 log = structlog.get_logger(__name__)
 
 PRIORITY_ORDER = {"urgent": 0, "normal": 1, "low": 2}
-# A bounce is final for TON: the same message to the same address would bounce again.
-FINAL_TON_ERRORS = frozenset({"bounced"})
+# A bounce is final for TON: the same message to the same address would bounce again. So is
+# a jetton transfer our jetton wallet kept refusing for too little TON after its retries.
+FINAL_TON_ERRORS = frozenset({"bounced", JETTON_ATTACH_EXHAUSTED})
 # TON's quote while it cannot take payouts: the router's fallback reason is `ton_unavailable`.
 TON_UNAVAILABLE = "unavailable"
 
@@ -80,11 +82,16 @@ class Routing:
 
 # ------------------------------------------------------------------------------- deciding
 def ton_exhausted_by(settings: Settings, attempts: Sequence[Attempt]) -> bool:
-    """TON has had its chance: all retries used, or an error no retry can fix."""
+    """TON has had its chance: all retries used, or an error no retry can fix. Attempts our
+    jetton wallet refused for too little TON attached have their own budget
+    (FEES_JETTON_ATTACH_RETRIES, outcomes.py) and do not count against TON_MAX_ATTEMPTS."""
     ton = [a for a in attempts if a.rail == "ton"]
     if any(a.error_code in FINAL_TON_ERRORS for a in ton):
         return True
-    return sum(a.status in FAILED_ATTEMPT_STATES for a in ton) >= settings.ton_max_attempts
+    failed = sum(
+        a.status in FAILED_ATTEMPT_STATES and a.error_code != JETTON_ATTACH_LOW for a in ton
+    )
+    return failed >= settings.ton_max_attempts
 
 
 async def attempts_of(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tonrail import clock
 from tonrail.errors import Conflict
 from tonrail.events.service import emit
+from tonrail.fees.policy import jetton_attach_retry
 from tonrail.fees.service import (
     Confirmed,
     record_confirmed,
@@ -52,6 +53,7 @@ from tonrail.processing.context import (
     transaction,
 )
 from tonrail.processing.dispatch import attempts_of, ton_exhausted_by
+from tonrail.processing.ton_batch import attach_retry_limit
 from tonrail.rails.base import PollResult, SubmitResult
 from tonrail.rails.ton.chain_view import Msg
 from tonrail.rails.ton.models import TonRequest, TonTransfer
@@ -61,7 +63,7 @@ from tonrail.rails.ton.trace import (
     split_common_fee,
 )
 from tonrail.settings import Settings
-from tonrail.states import PollStatus
+from tonrail.states import JETTON_ATTACH_EXHAUSTED, JETTON_ATTACH_LOW, PollStatus
 
 
 async def record_submit(
@@ -361,6 +363,8 @@ async def finalize_request(
             reason = (
                 outcome.reason if outcome is not None else None
             ) or "the wallet skipped the message"
+            if outcome is not None and outcome.code == JETTON_ATTACH_LOW:
+                code, reason = await _attach_retry_or_not(ctx, session, t, reason)
             if t.status == TransferStatus.SENT:
                 t.status = TransferStatus.BOUNCED
             await move_attempt(
@@ -393,6 +397,10 @@ async def finalize_request(
                         lts=lts,
                     )
             await record_outcome(session, payment.id, "failed", fee_paid=fee)
+            if code == JETTON_ATTACH_LOW:
+                # The refused attempt is booked and final (it bounced): nothing of it can
+                # still move, so the payout may be signed again.
+                crashpoint(ctx.settings, "ton.attach_refused_booked")
             await retry_or_fail(ctx, session, payment, code, reason)
             failed_payments.append(payment)
         await lock_if_suspicious(session, ctx.settings, failed_payments)
@@ -409,15 +417,39 @@ async def finalize_request(
         crashpoint(ctx.settings, "ton.before_confirm")
 
 
+async def _attach_retry_or_not(
+    ctx: TonRailContext, session: AsyncSession, transfer: TonTransfer, reason: str
+) -> tuple[str, str]:
+    """The error code of a jetton transfer our jetton wallet refused for too little TON:
+    JETTON_ATTACH_LOW while a retry with more TON is left (`jetton_attach_retry`: twice the
+    attach, at most FEES_JETTON_ATTACH_MAX_NANOTON and the gas cap; at most
+    FEES_JETTON_ATTACH_RETRIES of them), else JETTON_ATTACH_EXHAUSTED (final for TON)."""
+    s = ctx.settings
+    past = (await attempts_of(session, [transfer.payment_id]))[transfer.payment_id]
+    refused_before = sum(
+        a.error_code == JETTON_ATTACH_LOW for a in past if a.id != transfer.attempt_id
+    )
+    limit = attach_retry_limit(s, ctx.gas_caps)
+    if refused_before >= s.fees_jetton_attach_retries:
+        why = f"no retry left ({refused_before} of FEES_JETTON_ATTACH_RETRIES used)"
+    elif jetton_attach_retry(transfer.message_value, limit) is None:
+        why = f"no more TON to attach (at most {limit} nanoton: FEES_JETTON_ATTACH_MAX_NANOTON)"
+    else:
+        return JETTON_ATTACH_LOW, reason
+    return JETTON_ATTACH_EXHAUSTED, f"{reason}; {why}"
+
+
 async def retry_or_fail(
     ctx: TonRailContext, session: AsyncSession, payment: Payment, code: str, reason: str
 ) -> None:
-    """Back to the queue with backoff, or failed for good after the last attempt."""
+    """Back to the queue with backoff, or failed for good after the last attempt. A jetton
+    transfer our jetton wallet refused for too little TON (JETTON_ATTACH_LOW) goes back at
+    once: the refusal is deterministic, and the next attempt attaches more (ton_batch.py)."""
     past = (await attempts_of(session, [payment.id]))[payment.id]
     attempts = sum(a.rail == "ton" and a.status in FAILED_ATTEMPT_STATES for a in past)
     if not ton_exhausted_by(ctx.settings, past):
         backoff = ctx.settings.ton_retry_backoff_s * 2 ** (attempts - 1)
-        until = clock.now() + timedelta(seconds=backoff)
+        until = None if code == JETTON_ATTACH_LOW else clock.now() + timedelta(seconds=backoff)
         await move_payment(
             session,
             payment,

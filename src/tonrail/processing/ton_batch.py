@@ -15,20 +15,21 @@ from tonrail import clock
 from tonrail.chain.network import GasCaps
 from tonrail.db import Database
 from tonrail.events.service import emit
-from tonrail.fees.policy import FeeDecision
+from tonrail.fees.policy import FeeDecision, jetton_attach_retry
 from tonrail.fees.service import (
     FeeConditions,
     decide_for_batch,
 )
 from tonrail.monitoring import signals
-from tonrail.payments.models import Payment
+from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.states import PaymentStatus
 from tonrail.processing.context import TonRailContext
 from tonrail.processing.dispatch import PRIORITY_ORDER, set_columns
 from tonrail.rails.ton.api import jetton_balance
 from tonrail.rails.ton.models import TonRequest, TonTransfer
 from tonrail.rails.ton.states import RequestStatus, TransferStatus
-from tonrail.states import HoldReason
+from tonrail.settings import Settings
+from tonrail.states import JETTON_ATTACH_LOW, HoldReason
 
 log = structlog.get_logger(__name__)
 
@@ -36,11 +37,47 @@ log = structlog.get_logger(__name__)
 FEE_RESERVE_NANOTON = 20_000_000  # kept back per transfer for fees when checking funds
 
 
-def attach_for(ctx: TonRailContext, decision: FeeDecision | None) -> int:
-    """TON to attach to a jetton transfer: the optimizer's figure, else the configured one."""
+def attach_for(ctx: TonRailContext, decision: FeeDecision | None, floor: int = 0) -> int:
+    """TON to attach to a jetton transfer: the optimizer's figure, else the configured one;
+    at least `floor` (a retry's, `retry_attaches`)."""
     if decision is not None and decision.jetton_attach_nanoton > 0:
-        return decision.jetton_attach_nanoton
-    return ctx.settings.ton_jetton_attach_nanoton
+        return max(decision.jetton_attach_nanoton, floor)
+    return max(ctx.settings.ton_jetton_attach_nanoton, floor)
+
+
+def attach_retry_limit(settings: Settings, caps: GasCaps) -> int:
+    """The most TON a retry attaches after a refusal (`retry_attaches`):
+    FEES_JETTON_ATTACH_MAX_NANOTON, and never above the gas cap (a payout over it is held)."""
+    limit = settings.fees_jetton_attach_max_nanoton
+    if caps.jetton_transfer_attach > 0:
+        limit = min(limit, caps.jetton_transfer_attach)
+    return limit
+
+
+async def retry_attaches(
+    ctx: TonRailContext, session: AsyncSession, claimed: list[Payment]
+) -> dict[str, int]:
+    """The TON to attach, at least, to claimed USDT payouts our jetton wallet refused before
+    for too little TON (error JETTON_ATTACH_LOW, outcomes.py): twice the most it refused, at
+    most `attach_retry_limit` (`jetton_attach_retry`). One statement for the lot."""
+    usdt = [p.id for p in claimed if p.asset != "TON"]
+    if not usdt:
+        return {}
+    rows = (
+        await session.execute(
+            select(TonTransfer.payment_id, func.max(TonTransfer.message_value))
+            .join(Attempt, Attempt.id == TonTransfer.attempt_id)
+            .where(TonTransfer.payment_id.in_(usdt), Attempt.error_code == JETTON_ATTACH_LOW)
+            .group_by(TonTransfer.payment_id)
+        )
+    ).all()
+    limit = attach_retry_limit(ctx.settings, ctx.gas_caps)
+    floors: dict[str, int] = {}
+    for payment_id, refused in rows:
+        # None: the refused attach was already the limit; outcomes.py then failed the payout,
+        # so a claimed payout gets here only if the limit was lowered since: attach the limit.
+        floors[payment_id] = jetton_attach_retry(int(refused), limit) or limit
+    return floors
 
 
 async def chain_balances(ctx: TonRailContext) -> dict[str, int]:
@@ -169,6 +206,7 @@ def over_gas_cap(
     decision: FeeDecision | None,
     caps: GasCaps,
     fees_seen: Mapping[str, int],
+    attach_floor: int = 0,
 ) -> tuple[HoldReason, int, int] | None:
     """The gas cap that `p` would exceed, with the estimate and the cap; None: within caps.
 
@@ -181,7 +219,7 @@ def over_gas_cap(
         if fee is not None and fee > caps.ton_transfer_fee:
             return HoldReason.GAS_CAP_TON_TRANSFER_FEE, fee, caps.ton_transfer_fee
         return None
-    attach = attach_for(ctx, decision)
+    attach = attach_for(ctx, decision, attach_floor)
     if attach > caps.jetton_transfer_attach:
         return HoldReason.GAS_CAP_JETTON_ATTACH, attach, caps.jetton_transfer_attach
     if fee is not None and fee > caps.jetton_transfer_fee:
@@ -196,6 +234,7 @@ async def within_gas_caps(
     decisions: Mapping[str, FeeDecision],
     caps: GasCaps,
     fees_seen: Mapping[str, int],
+    attach_floors: Mapping[str, int] | None = None,
 ) -> list[Payment]:
     """Keep the payouts whose estimated fee and attach are within the network's gas caps
     (TON_GAS_CAP_*); the others stay queued with the cap as `hold_reason` (the monitoring
@@ -203,7 +242,8 @@ async def within_gas_caps(
     kept: list[Payment] = []
     held: dict[tuple[Any, ...], list[Payment]] = {}
     for p in claimed:
-        over = over_gas_cap(ctx, p, decisions.get(p.id), caps, fees_seen)
+        floor = (attach_floors or {}).get(p.id, 0)
+        over = over_gas_cap(ctx, p, decisions.get(p.id), caps, fees_seen, floor)
         if over is None:
             kept.append(p)
             continue
@@ -235,6 +275,7 @@ async def fund(
     claimed: list[Payment],
     chain: dict[str, int],
     decisions: Mapping[str, FeeDecision],
+    attach_floors: Mapping[str, int] | None = None,
 ) -> list[Payment]:
     """Keep the payouts the hot wallet can pay now; the others wait with a reason."""
     left = await in_flight_left(session, chain)
@@ -242,7 +283,8 @@ async def fund(
     held: list[Payment] = []
     reason = HoldReason.INSUFFICIENT_HOT_WALLET_BALANCE
     for p in claimed:
-        ton_need = p.amount if p.asset == "TON" else attach_for(ctx, decisions.get(p.id))
+        floor = (attach_floors or {}).get(p.id, 0)
+        ton_need = p.amount if p.asset == "TON" else attach_for(ctx, decisions.get(p.id), floor)
         ton_need += FEE_RESERVE_NANOTON
         usdt_need = p.amount if p.asset == "USDT" else 0
         if left["TON"] >= ton_need and left["USDT"] >= usdt_need:

@@ -56,6 +56,7 @@ from tonrail.processing.ton_batch import (
     chain_balances,
     fund,
     measured_fees,
+    retry_attaches,
     timing,
     within_gas_caps,
 )
@@ -184,10 +185,12 @@ async def _assemble(
         )
         claimed = await _refuse_unpayable(ctx, session, claimed)
         claimed = await timing(ctx, session, claimed, decisions, conditions)
+        # More TON for a USDT payout our jetton wallet refused for too little (outcomes.py).
+        floors = await retry_attaches(ctx, session, claimed)
         claimed = await within_gas_caps(
-            ctx, session, claimed, decisions, inputs.caps, inputs.fees_seen
+            ctx, session, claimed, decisions, inputs.caps, inputs.fees_seen, floors
         )
-        claimed = await fund(ctx, session, claimed, chain, decisions)
+        claimed = await fund(ctx, session, claimed, chain, decisions, floors)
         if not claimed:
             return None
         crashpoint(ctx.settings, "ton.after_claim")
@@ -203,7 +206,9 @@ async def _assemble(
         rail: BatchRail[OutTransfer, SignedRequest] = ctx.rail
         transfers = [
             rail.transfer(
-                payment_view(p), attach=attach_for(ctx, decisions.get(p.id)), jetton_query_id=jq
+                payment_view(p),
+                attach=attach_for(ctx, decisions.get(p.id), floors.get(p.id, 0)),
+                jetton_query_id=jq,
             )
             for p, jq in zip(claimed, jetton_query_ids, strict=True)
         ]

@@ -351,7 +351,9 @@ async def _settle(
             if asset == "TON":
                 outcomes[attempt_id] = await follow_ton(msg, ctx.wallet_raw, lookup)
             else:
-                outcomes[attempt_id] = await follow_jetton(msg, ctx.wallet_raw, lookup, excesses)
+                outcomes[attempt_id] = await follow_jetton(
+                    msg, ctx.wallet_raw, lookup, excesses, our_jetton_wallet=ctx.jetton_wallet
+                )
 
     jobs = []
     for attempt_id, asset, out_hash, trace in pending_transfers:
@@ -363,6 +365,7 @@ async def _settle(
                 o.get("reason"),
                 dict(o.get("trace", {})),
                 int(o.get("last_lt", 0)),
+                o.get("code"),
             )
             continue
         msg = by_hash.get(out_hash or "")
@@ -419,6 +422,7 @@ async def _remember_final(ctx: TonRailContext, outcomes: dict[str, Outcome]) -> 
                         "reason": final[attempt_id].reason,
                         "trace": final[attempt_id].trace,
                         "last_lt": final[attempt_id].last_lt,
+                        "code": final[attempt_id].code,
                     },
                 },
             }

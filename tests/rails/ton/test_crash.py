@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ton_core import Address
 
 from tests.tonnet import Localnet, running_localnet
 from tonrail.db import Database
@@ -302,3 +303,82 @@ async def test_a_refund_is_paid_back_once_across_a_crash(
         ).scalar()
         assert succeeded == 1
         assert (await check_books(session)).ok
+
+
+@pytest.mark.slow
+async def test_a_refused_usdt_payout_is_retried_once_across_a_crash(
+    net: Localnet,
+    settings: Settings,
+    db: Database,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """Our jetton wallet refuses the USDT transfer (0.015 TON attached, a new payee); the
+    worker dies after booking the refused attempt and before re-queuing the payout (one
+    transaction: nothing of it is kept). The restarted worker books it again from the chain,
+    re-queues and pays with more TON: the payee gets the USDT once, the books balance."""
+    from sqlalchemy import select
+
+    from tonrail.payments.models import Attempt
+    from tonrail.rails.ton.models import TonTransfer
+
+    api = ToncenterTonApi(ToncenterClient([net.v2], [net.v3]))
+    payee = Address((0, os.urandom(32)))
+    hot = raw(net.genesis.wallet("hot").address)
+    usdt_master = net.genesis.usdt_master.to_str()
+    ours = await jetton_wallet_of(api, usdt_master, hot)
+    ours_before = await jetton_balance(api, ours)
+    r = await client.post(
+        "/v1/payouts",
+        json={
+            "amount": "2.5",
+            "asset": "USDT",
+            "destination": payee.to_str(is_user_friendly=True, is_bounceable=False),
+        },
+        headers=auth,
+    )
+    pid = r.json()["id"]
+    env = {
+        **worker_env(net, settings, tmp_path, "ton.attach_refused_booked"),
+        "TON_JETTON_ATTACH_NANOTON": "15000000",
+        "FEES_JETTON_ATTACH_MIN_NANOTON": "15000000",
+    }
+    first = await run_worker(env, "ton_payouts")
+    code = await asyncio.wait_for(first.wait(), timeout=60)
+    assert code == -signal.SIGKILL, (await first.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
+    async with db.transaction() as session:  # the crash left the refused attempt open
+        [open_attempt] = (
+            (await session.execute(select(Attempt).where(Attempt.payment_id == pid)))
+            .scalars()
+            .all()
+        )
+        assert open_attempt.status in ("submitted", "unknown")
+
+    second = await run_worker({**env, "CRASH_AT": ""}, "ton_payouts")
+    try:
+        [paid] = await wait_final(client, auth, "/v1/payouts", [pid], {"succeeded", "failed"})
+    finally:
+        second.kill()
+        await second.wait()
+    assert paid["status"] == "succeeded", paid
+    codes = [a["error_code"] for a in paid["attempts"]]
+    assert codes[-1] is None and set(codes[:-1]) == {"jetton_attach_low"}
+    theirs = await jetton_wallet_of(api, usdt_master, raw(payee))
+    assert await jetton_balance(api, theirs) == 2_500_000
+    assert ours_before - await jetton_balance(api, ours) == 2_500_000
+    async with db.transaction() as session:
+        attached = (
+            (
+                await session.execute(
+                    select(TonTransfer.message_value)
+                    .where(TonTransfer.payment_id == pid)
+                    .order_by(TonTransfer.message_value)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert list(attached) == [15_000_000 * 2**i for i in range(len(codes))]
+        assert (await check_books(session)).ok
+    await api.aclose()

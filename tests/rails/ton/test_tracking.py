@@ -296,3 +296,58 @@ async def test_a_feed_keeps_only_recent_transactions() -> None:
     assert (await feed.find(chain, "m10", 1005)) is not None
     with pytest.raises(NotCovered):
         await feed.find_sent_after(chain, "m1", since + timedelta(seconds=30))
+
+
+def refusal_trace(
+    exit_code: int, *, jetton_wallet: str = OURS, sent_internal: bool = False
+) -> tuple[Msg, list[Tx]]:
+    """Our jetton wallet's aborted transaction for a transfer with `value` attached: the TON
+    bounced back to the hot wallet (less its fees), or an internal transfer left."""
+    from dataclasses import replace
+
+    from tonrail.rails.ton.chain_view import JETTON_INTERNAL_TRANSFER_OP
+
+    out = msg("j1", jetton_wallet, 15_000_000, fwd_fee=1_000)
+    back = replace(msg("b1", HOT, 14_000_000, bounced=True), source=jetton_wallet)
+    outs = [back]
+    if sent_internal:
+        outs.append(msg("i1", PAYEE, 100, opcode=JETTON_INTERNAL_TRANSFER_OP))
+    ours = replace(tx("o1", 10, jetton_wallet, out, *outs), aborted=True, exit_code=exit_code)
+    return out, [ours, tx("h1", 11, HOT, back, fees=300)]
+
+
+async def test_our_jetton_wallet_refusing_too_little_ton_is_told_apart() -> None:
+    """Only our own jetton wallet's not-enough-TON refusal (709 standard, 48 stablecoin)
+    with nothing sent on gets the code `jetton_attach_low`; it is booked as a bounce (the
+    TON attached came back less the fees)."""
+    from tonrail.states import JETTON_ATTACH_LOW
+
+    async def outcome(out: Msg, txs: list[Tx], ours: str | None = OURS) -> Any:
+        chain = FakeChain()
+        chain.txs = txs
+
+        async def lookup(m: Msg) -> Tx | None:
+            return await chain.tx_by_in_message(m.hash)
+
+        return await follow_jetton(out, HOT, lookup, our_jetton_wallet=ours)
+
+    for code in (709, 48):
+        refused = await outcome(*refusal_trace(code))
+        assert (refused.status, refused.code) == ("bounced", JETTON_ATTACH_LOW)
+        assert refused.fee == 1_000 + 15_000_000 - 14_000_000 + 300
+        assert refused.trace["our_jetton_wallet_exit_code"] == str(code)
+        assert f"exit code {code}" in str(refused.reason)
+    # Not enough jettons (706 standard, 47 stablecoin), or any other code: bounced, as before.
+    for code in (706, 47, 0xFFFF):
+        other = await outcome(*refusal_trace(code))
+        assert (other.status, other.code) == ("bounced", None)
+    # A jetton wallet that is not ours (the rotation's sweep passes none): as before.
+    assert (await outcome(*refusal_trace(709), ours=None)).code is None
+    elsewhere = "0:" + "EE" * 32
+    assert (await outcome(*refusal_trace(709, jetton_wallet=elsewhere))).code is None
+    # An internal transfer left: not this refusal.
+    assert (await outcome(*refusal_trace(709, sent_internal=True))).code is None
+    # Still in flight: the bounce not yet taken back in.
+    out, txs = refusal_trace(709)
+    pending = await outcome(out, txs[:1])
+    assert (pending.status, pending.code) == ("pending", None)

@@ -20,6 +20,11 @@ JETTON_INTERNAL_TRANSFER_OP = 0x178D4519
 JETTON_NOTIFY_OP = 0x7362D09C
 EXCESSES_OP = 0xD53276DB
 BOUNCE_OP = 0xFFFFFFFF
+# A jetton wallet's compute phase exit code for "the TON attached does not cover my estimate
+# of the transfer's fees": 709 (`error::not_enough_tons`) in the TEP-74 reference and the
+# standard jetton wallet (what the local network deploys), 48 (`error::not_enough_gas`) in the
+# stablecoin wallet of mainnet USDT. Not a balance error (706 / 47): those fail as bounced.
+JETTON_NOT_ENOUGH_TON_EXIT_CODES = frozenset({709, 48})
 
 
 def to_hex(value: str) -> str:
@@ -64,6 +69,7 @@ class Tx:
     total_fees: int
     in_msg: Msg | None
     out_msgs: tuple[Msg, ...]
+    exit_code: int | None = None  # the compute phase's; None when it was skipped
 
 
 def _body_hash(body_b64: str | None) -> str | None:
@@ -101,6 +107,7 @@ def tx_of(t: V3Transaction) -> Tx:
         total_fees=t.total_fees,
         in_msg=msg_of(t.in_msg) if t.in_msg is not None else None,
         out_msgs=tuple(msg_of(m) for m in t.out_msgs),
+        exit_code=None if t.compute_skipped else t.compute_exit_code,
     )
 
 

@@ -11,16 +11,18 @@ transactions that took the returns back in).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tonrail.rails.ton.chain_view import (
     EXCESSES_OP,
     JETTON_INTERNAL_TRANSFER_OP,
+    JETTON_NOT_ENOUGH_TON_EXIT_CODES,
     Msg,
     Tx,
     same_address,
 )
 from tonrail.rails.ton.states import TraceStatus
+from tonrail.states import JETTON_ATTACH_LOW
 
 Lookup = Callable[[Msg], Awaitable[Tx | None]]
 # For a jetton internal transfer (and the transaction of our jetton wallet that sent it): the
@@ -39,6 +41,9 @@ class Outcome:
     # The lt of the last transaction of the hot wallet this outcome read (a bounce or an
     # excess taken back in); 0 when none: what its books cover on chain (reconcile.py).
     last_lt: int = 0
+    # The attempt's error code when the trace names a more precise one than the status
+    # (JETTON_ATTACH_LOW); None: the status's own ("bounced", "failed").
+    code: str | None = None
 
 
 async def follow_ton(out: Msg, hot_wallet: str, lookup: Lookup) -> Outcome:
@@ -74,8 +79,28 @@ async def _bounced_back(
     )
 
 
+def attach_refused(out: Msg, ours: Tx, our_jetton_wallet: str | None) -> bool:
+    """Our own jetton wallet refused the transfer for too little TON attached, and only that:
+    the message went to our jetton wallet (`our_jetton_wallet`), whose transaction aborted
+    with the not-enough-TON exit code (JETTON_NOT_ENOUGH_TON_EXIT_CODES) and sent no
+    internal transfer. An aborted transaction commits nothing, so no jetton moved; the same
+    transfer with more TON attached is accepted."""
+    return (
+        our_jetton_wallet is not None
+        and same_address(out.destination, our_jetton_wallet)
+        and same_address(ours.account, our_jetton_wallet)
+        and ours.aborted
+        and ours.exit_code in JETTON_NOT_ENOUGH_TON_EXIT_CODES
+        and not any(m.opcode == JETTON_INTERNAL_TRANSFER_OP for m in ours.out_msgs)
+    )
+
+
 async def follow_jetton(
-    out: Msg, hot_wallet: str, lookup: Lookup, find_excess: ExcessFinder | None = None
+    out: Msg,
+    hot_wallet: str,
+    lookup: Lookup,
+    find_excess: ExcessFinder | None = None,
+    our_jetton_wallet: str | None = None,
 ) -> Outcome:
     """A jetton payout: confirmed when the payee's jetton wallet took the internal transfer.
 
@@ -83,12 +108,29 @@ async def follow_jetton(
     transfer's query_id (TEP-74), and only then: its compute phase must succeed for the
     message to leave. So with `find_excess`, the excess that came back from the address our
     jetton wallet sent the transfer to settles the payout without reading the recipient's
-    own transaction; a transfer that found no excess is read the long way."""
+    own transaction; a transfer that found no excess is read the long way. A transfer our
+    jetton wallet (`our_jetton_wallet`) refused for too little TON attached bounces with the
+    code JETTON_ATTACH_LOW (`attach_refused`)."""
     ours = await lookup(out)
     if ours is None:
         return Outcome(TraceStatus.PENDING)
     trace = {"our_jetton_wallet_tx": ours.hash}
+    if ours.exit_code is not None and ours.aborted:
+        trace["our_jetton_wallet_exit_code"] = str(ours.exit_code)
     bounce = next((m for m in ours.out_msgs if m.bounced), None)
+    refused_here = attach_refused(out, ours, our_jetton_wallet)
+    if refused_here and bounce is not None and same_address(bounce.destination, hot_wallet):
+        refused = await _bounced_back(
+            out,
+            bounce,
+            lookup,
+            trace,
+            f"our jetton wallet refused the transfer: {out.value} nanoton attached is less "
+            f"than it asks for (exit code {ours.exit_code}); no jetton moved",
+        )
+        if refused.status == TraceStatus.PENDING:
+            return refused
+        return replace(refused, code=JETTON_ATTACH_LOW)
     if bounce is not None or ours.aborted:
         if bounce is None:
             return Outcome(
