@@ -27,7 +27,9 @@ Then the database tells the story: payout statuses, highload requests, the `fee`
 
 Environment knobs (used by `make bench`): BENCH_TON_PAYOUTS, BENCH_TON_UNBATCHED,
 BENCH_TON_BLOCK_MS, BENCH_TON_TIMEOUT (seconds per run), BENCH_TON_PROFILE (a folder),
-BENCH_TON_BACKEND (sqlite, postgresql or both), BENCH_TON_POST_BATCH.
+BENCH_TON_BACKEND (sqlite, postgresql or both), BENCH_TON_POST_BATCH; for a diagnosis,
+BENCH_TON_LOG_LEVEL (the processes' LOG_LEVEL, default WARNING) and BENCH_TON_KEEP_LOGS (a
+folder the processes' logs are copied to, a subfolder per run).
 """
 
 from __future__ import annotations
@@ -187,13 +189,24 @@ class Procs:
             _stop(proc)
 
 
+def _keep_logs(scratch: Path, label: str) -> None:
+    """Copy the run's process logs to BENCH_TON_KEEP_LOGS/<label>/ when that is set."""
+    keep = os.environ.get("BENCH_TON_KEEP_LOGS")
+    if not keep:
+        return
+    dest = Path(keep) / label.replace(" ", "_").replace(",", "")
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in scratch.glob("*.log"):
+        shutil.copy(f, dest / f.name)
+
+
 def _base_env(scratch: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TON", "DATABASE", "CRASH"))}
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")
     env.update(
         DATA_DIR=str(scratch),
         ENVIRONMENT="production",
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL=os.environ.get("BENCH_TON_LOG_LEVEL", "WARNING"),
         BOOTSTRAP_DEMO="false",
         JWT_SECRET=secrets.token_urlsafe(32),  # production refuses the development one
     )
@@ -647,6 +660,7 @@ async def _run(
                 print(f"    {role} log: {procs.log_tail(role)}", file=sys.stderr)
         finally:
             procs.close()
+            _keep_logs(scratch, label)
             await db.dispose()
             if admin_url:
                 await _pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')

@@ -268,7 +268,10 @@ async def finalize_request(
     messages (`Stray`) are booked in the same transaction. Every entry carries `lts`: the
     first and last lt of the hot wallet's transactions the request's outcome was read from."""
     async with transaction(ctx) as session:
-        request = await session.get(TonRequest, request_id)
+        # Locked: a second worker settling the same request (its lease ran out while this one
+        # read the chain) waits here, then finds it final, instead of failing the whole round
+        # on the attempts' compare-and-set.
+        request = await session.get(TonRequest, request_id, with_for_update=True)
         assert request is not None
         if request.status == RequestStatus.FINAL:
             return

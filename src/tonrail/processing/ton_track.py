@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy import ColumnElement, select, update
 
 from tonrail import clock
+from tonrail.errors import Conflict
 from tonrail.kit.claims import claim, release
 from tonrail.processing.context import TonRailContext, request_transfers, transaction
 from tonrail.processing.outcomes import (
@@ -59,7 +60,15 @@ async def track_open(ctx: TonRailContext) -> int:
     async def track(request_id: str) -> bool:
         try:
             async with slots:
-                done = await track_request(ctx, request_id)
+                try:
+                    done = await track_request(ctx, request_id)
+                except Conflict as exc:
+                    if exc.code != "concurrent_update":
+                        raise
+                    # Another worker moved it meanwhile (its lease on it had run out): the
+                    # next look reads what it wrote. One request's race never fails the round.
+                    log.info("ton request changed by another worker", request=request_id)
+                    done = False
         finally:
             async with transaction(ctx) as session:
                 await release(session, TonRequest, [request_id], ctx.worker_id)
@@ -72,7 +81,10 @@ async def track_open(ctx: TonRailContext) -> int:
         return done
 
     while True:
-        claimed = await _claim_open(ctx, exclude=set(started), first=not started)
+        running = sum(1 for t in started.values() if not t.done())
+        claimed = await _claim_open(
+            ctx, exclude=set(started), first=not started, room=TRACK_CONCURRENCY - running
+        )
         for request_id in claimed:
             started[request_id] = asyncio.create_task(track(request_id))
         running = [t for t in started.values() if not t.done()]
@@ -86,8 +98,12 @@ async def track_open(ctx: TonRailContext) -> int:
     return sum(1 for r in results if r is True)
 
 
-async def _claim_open(ctx: TonRailContext, *, exclude: set[str], first: bool) -> list[str]:
-    """Lease the open requests due for a look (not resting, not in `exclude`)."""
+async def _claim_open(
+    ctx: TonRailContext, *, exclude: set[str], first: bool, room: int
+) -> list[str]:
+    """Lease the open requests due for a look (not resting, not in `exclude`): at most
+    `room`, what this worker can follow at once. Leasing more would only park them behind
+    the slots, out of reach of the other workers, until their leases ran out mid-wait."""
     now = time.monotonic()
     for request_id in [r for r, after in ctx.track_after.items() if after <= now]:
         del ctx.track_after[request_id]
@@ -95,7 +111,7 @@ async def _claim_open(ctx: TonRailContext, *, exclude: set[str], first: bool) ->
     condition: ColumnElement[bool] = TonRequest.status.in_(OPEN_REQUEST_STATES)
     if skip:
         condition = condition & TonRequest.id.not_in(skip)
-    limit = ctx.settings.worker_batch_size - len(exclude)
+    limit = min(ctx.settings.worker_batch_size - len(exclude), room)
     if limit <= 0:
         return []
     async with transaction(ctx) as session:
@@ -293,8 +309,12 @@ async def _settle(
     lookup: Lookup,
 ) -> bool:
     async with transaction(ctx) as session:
-        request = await session.get(TonRequest, request_id)
+        # Locked, and read again: another worker may have settled it since this one looked
+        # (its lease ran out mid-read); a final request is never taken back to `processed`.
+        request = await session.get(TonRequest, request_id, with_for_update=True)
         assert request is not None
+        if request.status not in OPEN_REQUEST_STATES:
+            return True
         transfers = await request_transfers(session, request_id)
         if request.status != RequestStatus.PROCESSED:
             request.status = RequestStatus.PROCESSED
