@@ -81,9 +81,9 @@ async def track_open(ctx: TonRailContext) -> int:
         return done
 
     while True:
-        running = sum(1 for t in started.values() if not t.done())
+        busy = sum(1 for t in started.values() if not t.done())
         claimed = await _claim_open(
-            ctx, exclude=set(started), first=not started, room=TRACK_CONCURRENCY - running
+            ctx, exclude=set(started), first=not started, room=TRACK_CONCURRENCY - busy
         )
         for request_id in claimed:
             started[request_id] = asyncio.create_task(track(request_id))
