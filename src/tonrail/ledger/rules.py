@@ -11,6 +11,9 @@ from dataclasses import dataclass
 HOT_WALLET = "asset:hot_wallet"
 # What the books say is still on hot wallets retired by a rotation (processing/wallet_rotation.py)
 RETIRED_HOT_WALLETS = "asset:retired_hot_wallets"
+# What reached the new wallet of a rotation before its switch (the part of a failed sweep that
+# landed): the new wallet's holdings until the switch makes them the hot wallet's
+NEXT_HOT_WALLET = "asset:next_hot_wallet"
 TREASURY = "asset:treasury"  # the multisig treasury (docs/TREASURY.md)
 PROVIDER_CLEARING = "asset:provider_clearing"
 PAYOUTS_PAYABLE = "liability:payouts_payable"
@@ -96,6 +99,40 @@ def treasury_topup(asset: str, amount: int, fee: int) -> list[Line]:
     if fee:
         lines += [Line(NETWORK_FEES, "TON", fee), Line(TREASURY, "TON", -fee)]
     return lines
+
+
+def rotation_sweep(
+    *,
+    held: dict[str, int],
+    arrived: dict[str, int],
+    fee: int,
+    next_held: dict[str, int],
+    retire: bool,
+) -> list[Line]:
+    """A hot wallet rotation's sweep in the books (processing/wallet_rotation.py), by asset.
+
+    What left the old wallet is what `arrived` on the new one (TON net of the new wallet's own
+    transaction fees) plus `fee` (TON, every nanoton the sweep cost both wallets, to the
+    network). With `retire` (the sweep ends the old wallet's service): the old wallet's
+    holdings `held` leave `asset:hot_wallet` for the retired wallets less what left it, and
+    the new wallet's, what arrived plus what it held before (`next_held`, booked on
+    `asset:next_hot_wallet`), become `asset:hot_wallet`. Without (a failed sweep: the old
+    wallet is still the hot wallet): what left it leaves `asset:hot_wallet`, what arrived is
+    booked on `asset:next_hot_wallet`. Zero lines are left out."""
+    lines: list[Line] = []
+    for asset in sorted({*held, *arrived, *next_held, "TON"}):
+        came = arrived.get(asset, 0)
+        left = came + (fee if asset == "TON" else 0)
+        if retire:
+            lines += [
+                Line(HOT_WALLET, asset, came + next_held.get(asset, 0) - held.get(asset, 0)),
+                Line(RETIRED_HOT_WALLETS, asset, held.get(asset, 0) - left),
+                Line(NEXT_HOT_WALLET, asset, -next_held.get(asset, 0)),
+            ]
+        else:
+            lines += [Line(HOT_WALLET, asset, -left), Line(NEXT_HOT_WALLET, asset, came)]
+    lines.append(Line(NETWORK_FEES, "TON", fee))
+    return [line for line in lines if line.amount]
 
 
 def top_up(account_id: str, asset: str, amount: int) -> list[Line]:

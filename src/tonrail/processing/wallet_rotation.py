@@ -25,12 +25,18 @@ entry, so a crashed command is rerun and resumes from the state it reached:
    the new wallet comes back to `asset:hot_wallet`, and every nanoton of fee goes to
    `expense:network_fees`. The new wallet's deposit cursor starts after the sweep; the old
    wallet's is marked `retired` (its later deposits are booked on the retired wallets).
+   A trace that ended otherwise than signed (a transfer that did not leave or failed) is
+   booked as it happened instead (`sweep_failed`, one entry: what reached the new wallet on
+   `asset:next_hot_wallet`, the fees to the network, the rest still the hot wallet's); the
+   ways on from there are processing/rotation_recovery.py's.
 6. `deployed`: the new wallet is active on chain.
 7. `switched`: the key file holds the new envelope (the old one kept beside it as
    `<key file>.retired-<public key>`); workers adopt the new wallet (processing/ton_loop.py)
    and keep watching the old address for late deposits (processing/deposits.py).
 
 A rotation that has signed nothing for its sweep may be canceled: the old wallet signs again.
+After a failed sweep (`sweep_failed`), the ways on are two operators' choice
+(processing/rotation_recovery.py).
 """
 
 from __future__ import annotations
@@ -57,12 +63,13 @@ from tonrail.ledger import rules as books
 from tonrail.ledger.models import JournalEntry, LedgerLine
 from tonrail.ledger.service import balance, post
 from tonrail.processing.rotation_pause import lock_query_counter
+from tonrail.processing.rotation_trace import SweepTrace, trace_sweep
 from tonrail.processing.ton_loop import next_query_seq
 from tonrail.processing.ton_runtime import register_own_accounts
 from tonrail.processing.ton_track import processed_by
 from tonrail.rails.ton import keys
-from tonrail.rails.ton.api import TonApi, ToncenterTonApi, jetton_balance, jetton_wallet_of
-from tonrail.rails.ton.chain_view import Msg, Tx, raw, same_address
+from tonrail.rails.ton.api import ToncenterTonApi, jetton_balance, jetton_wallet_of
+from tonrail.rails.ton.chain_view import Tx, raw
 from tonrail.rails.ton.highload import (
     HighloadWallet,
     OutTransfer,
@@ -81,9 +88,7 @@ from tonrail.rails.ton.states import (
     OPEN_ROTATION_STATES,
     ROTATION_MOVES,
     RotationState,
-    TraceStatus,
 )
-from tonrail.rails.ton.trace import follow_jetton
 from tonrail.security import audit_log
 from tonrail.settings import Settings
 
@@ -110,9 +115,12 @@ class RotationView:
     new_key_file: str
     old_public_key: str
     new_public_key: str
+    error: str | None = None  # why its sweep failed, once booked
+    recovery: str | None = None  # a way out asked for, waiting for approval
+    recovery_requested_by: str | None = None
 
 
-def _view(row: TonWalletRotation) -> RotationView:
+def view(row: TonWalletRotation) -> RotationView:
     return RotationView(
         row.id,
         row.state,
@@ -121,6 +129,9 @@ def _view(row: TonWalletRotation) -> RotationView:
         row.new_key_file,
         row.old_public_key,
         row.new_public_key,
+        row.error,
+        row.recovery,
+        row.recovery_requested_by,
     )
 
 
@@ -218,7 +229,7 @@ async def start(db: Database, settings: Settings, actor: str) -> RotationView:
     except IntegrityError:
         raise _already_open() from None
     crashpoint(settings, "rotation.after_create")
-    return _view(row)
+    return view(row)
 
 
 def _already_open() -> Conflict:
@@ -247,13 +258,13 @@ async def current(db: Database) -> RotationView:
                 row = None
     if row is None:
         raise NotFound("no hot wallet rotation in progress", code="wallet_rotation_none")
-    return _view(row)
+    return view(row)
 
 
 async def pause(db: Database, settings: Settings, rotation_id: str, actor: str) -> RotationView:
     """`created` -> `paused`: the old wallet signs no new payout from this commit on."""
     async with db.transaction() as session:
-        row = await _locked(session, rotation_id)
+        row = await locked(session, rotation_id)
         if row.state == RotationState.CREATED:
             await lock_query_counter(session, row.old_wallet)
             move(row, RotationState.PAUSED)
@@ -261,7 +272,7 @@ async def pause(db: Database, settings: Settings, rotation_id: str, actor: str) 
                 session, actor, "hot_wallet.rotation_paused", row.id, {"wallet": row.old_wallet}
             )
     crashpoint(settings, "rotation.after_pause")
-    return _view(row)
+    return view(row)
 
 
 async def open_requests(session: AsyncSession, wallet_raw: str) -> int:
@@ -284,9 +295,9 @@ async def wait_drained(
     deadline = loop.time() + within_s
     while True:
         async with db.transaction() as session:
-            row = await _locked(session, rotation_id)
+            row = await locked(session, rotation_id)
             if row.state != RotationState.PAUSED:
-                return _view(row)
+                return view(row)
             # A request being signed holds this row until it commits: then it is counted.
             await lock_query_counter(session, row.old_wallet)
             left = await open_requests(session, row.old_wallet)
@@ -299,7 +310,7 @@ async def wait_drained(
                     row.id,
                     {"wallet": row.old_wallet},
                 )
-                return _view(row)
+                return view(row)
         if loop.time() >= deadline:
             raise Conflict(
                 f"{left} request(s) of the old wallet are still open (the worker's tracker "
@@ -319,12 +330,19 @@ async def cancel(db: Database, actor: str, reason: str) -> RotationView:
         row = await open_rotation(session, lock=True)
         if row is None:
             raise NotFound("no hot wallet rotation in progress", code="wallet_rotation_none")
+        if row.state == RotationState.SWEEP_FAILED:
+            raise IllegalTransition(
+                f"rotation {row.id}: its sweep failed (booked as it happened); a cancel now "
+                "needs a second operator: `tonrail keys rotate-wallet --recover cancel`",
+                code="wallet_rotation_not_cancelable",
+            )
         if RotationState.CANCELED not in ROTATION_MOVES[row.state]:
             raise IllegalTransition(
                 f"rotation {row.id} is {row.state}: its sweep was signed, it can only finish; "
                 "rerun `tonrail keys rotate-wallet --resume`",
                 code="wallet_rotation_not_cancelable",
             )
+        await refuse_if_new_wallet_funded(session, row)
         move(row, RotationState.CANCELED)
         await audit_log.record(
             session,
@@ -334,10 +352,29 @@ async def cancel(db: Database, actor: str, reason: str) -> RotationView:
             {"reason": reason.strip(), "old_wallet": row.old_wallet},
         )
     await asyncio.to_thread(Path(row.new_key_file).unlink, missing_ok=True)
-    return _view(row)
+    return view(row)
 
 
-async def _locked(session: AsyncSession, rotation_id: str) -> TonWalletRotation:
+async def new_wallet_holds(session: AsyncSession) -> dict[str, int]:
+    """What the books say reached the new wallet before the switch (a failed sweep's part
+    that landed), nonzero assets only."""
+    held = {a: await balance(session, books.NEXT_HOT_WALLET, a) for a in ("TON", "USDT")}
+    return {a: v for a, v in held.items() if v}
+
+
+async def refuse_if_new_wallet_funded(session: AsyncSession, row: TonWalletRotation) -> None:
+    """A cancel deletes the new key: never while the new wallet holds funds."""
+    held = await new_wallet_holds(session)
+    if held:
+        raise Conflict(
+            f"rotation {row.id}: a failed sweep left {held} on the new wallet {row.new_wallet}; "
+            "canceling would delete its key: sweep again or switch instead "
+            "(`tonrail keys rotate-wallet --recover resweep|switch`)",
+            code="wallet_rotation_new_wallet_funded",
+        )
+
+
+async def locked(session: AsyncSession, rotation_id: str) -> TonWalletRotation:
     row = await session.get(TonWalletRotation, rotation_id, with_for_update=True)
     if row is None:
         raise NotFound(f"no rotation {rotation_id}", code="wallet_rotation_none")
@@ -406,9 +443,9 @@ async def sign_sweep(
         )
     now = clock.now()
     async with db.transaction() as session:
-        row = await _locked(session, rotation_id)
+        row = await locked(session, rotation_id)
         if row.state != RotationState.DRAINED:
-            return _view(row)
+            return view(row)
         seq = await next_query_seq(session, row.old_wallet)
         created_at = int(now.timestamp()) - settings.ton_created_at_lag_s
         query_id = query_id_for(seq)
@@ -463,69 +500,11 @@ async def sign_sweep(
             },
         )
     crashpoint(settings, "rotation.after_sweep_signed")
-    return _view(row)
+    return view(row)
 
 
 def _address(raw_address: str) -> Address:
     return Address(raw_address)
-
-
-@dataclass(frozen=True)
-class SweepOutcome:
-    fee: int  # every nanoton the sweep cost our two wallets
-    arrived: int  # nanoton the new wallet holds from it
-    deploy_tx: Tx  # the new wallet's transaction that took the TON (and deployed it)
-
-
-async def _lookup(api: TonApi, msg: Msg) -> Tx | None:
-    return await api.tx_by_in_message(msg.hash)
-
-
-async def read_sweep(w: Wallets, row: TonWalletRotation, ext: Tx) -> SweepOutcome | None:
-    """The sweep's trace from the old wallet's external transaction: None while a hop is
-    missing; Conflict (`wallet_rotation_sweep_failed`) when the chain did not do what was
-    signed (then the funds stayed where they were: see docs/SECURITY.md)."""
-    old_raw = raw(w.old.address)
-    self_msgs = [m for m in ext.out_msgs if same_address(m.destination, old_raw)]
-    if not self_msgs:
-        raise _sweep_failed(row, "the old wallet took the sweep but sent nothing")
-    internal = await _lookup(w.api, self_msgs[0])
-    if internal is None:
-        return None
-    common_fee = ext.total_fees + self_msgs[0].fwd_fee + internal.total_fees
-    to_new = next(
-        (m for m in internal.out_msgs if same_address(m.destination, row.new_wallet)), None
-    )
-    if to_new is None or to_new.value != row.sweep_ton:
-        raise _sweep_failed(row, "the TON transfer to the new wallet did not leave")
-    deploy_tx = await _lookup(w.api, to_new)
-    if deploy_tx is None:
-        return None
-    fee = common_fee + to_new.fwd_fee + deploy_tx.total_fees
-    if row.sweep_usdt and w.old_jetton is not None:
-        to_jetton = next(
-            (m for m in internal.out_msgs if same_address(m.destination, w.old_jetton)), None
-        )
-        if to_jetton is None:
-            raise _sweep_failed(row, "the USDT transfer did not leave")
-
-        async def lookup(msg: Msg) -> Tx | None:
-            return await _lookup(w.api, msg)
-
-        jetton = await follow_jetton(to_jetton, old_raw, lookup)
-        if jetton.status == TraceStatus.PENDING:
-            return None
-        if jetton.status != TraceStatus.CONFIRMED:
-            raise _sweep_failed(row, f"the USDT transfer failed: {jetton.reason}")
-        fee += jetton.fee
-    return SweepOutcome(fee, (row.sweep_ton or 0) - deploy_tx.total_fees, deploy_tx)
-
-
-def _sweep_failed(row: TonWalletRotation, why: str) -> Conflict:
-    return Conflict(
-        f"rotation {row.id}: {why}; nothing is booked, investigate before resuming",
-        code="wallet_rotation_sweep_failed",
-    )
 
 
 async def _processed(w: Wallets, query_id: int) -> bool | None:
@@ -544,22 +523,23 @@ async def settle_sweep(
     within_s: float,
     poll_s: float = 0.5,
 ) -> RotationView:
-    """`sweep_signed` -> `swept` (or back to `drained` when it expired unprocessed): send
-    and re-send the stored sweep until `valid_until`, read its trace, book it once."""
+    """`sweep_signed` -> `swept` (or back to `drained` when it expired unprocessed, or
+    `sweep_failed` when its trace ended otherwise than signed): send and re-send the stored
+    sweep until `valid_until`, read its trace to the end, book what it did once."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
     last_sent = -1e9
     while True:
         async with db.transaction() as session:
-            row = await _locked(session, rotation_id)
+            row = await locked(session, rotation_id)
         if row.state != RotationState.SWEEP_SIGNED:
-            return _view(row)
+            return view(row)
         assert row.sweep_msg_hash and row.sweep_boc and row.sweep_valid_until
         ext = await w.api.tx_by_in_message(row.sweep_msg_hash)
         if ext is not None:
-            outcome = await read_sweep(w, row, ext)
-            if outcome is not None:
-                return await _book_sweep(db, settings, rotation_id, actor, outcome)
+            trace = await trace_sweep(w.api, row, raw(w.old.address), w.old_jetton, ext)
+            if trace is not None:
+                return await _book_sweep(db, settings, rotation_id, actor, trace)
         else:
             chain_now = int(clock.now().timestamp())
             if chain_now <= row.sweep_valid_until:
@@ -567,7 +547,7 @@ async def settle_sweep(
                     await _send(w, row.sweep_boc)
                     last_sent = loop.time()
                     async with db.transaction() as session:
-                        fresh = await _locked(session, rotation_id)
+                        fresh = await locked(session, rotation_id)
                         fresh.sweep_send_count += 1
                         fresh.updated_at = clock.now()
                     crashpoint(settings, "rotation.after_sweep_sent")
@@ -595,88 +575,171 @@ async def _send(w: Wallets, boc: str) -> None:
 
 async def _expire_sweep(db: Database, rotation_id: str, actor: str) -> RotationView:
     async with db.transaction() as session:
-        row = await _locked(session, rotation_id)
+        row = await locked(session, rotation_id)
         if row.state != RotationState.SWEEP_SIGNED:
-            return _view(row)
+            return view(row)
         details = {"query_id": row.sweep_query_id, "message_hash": row.sweep_msg_hash}
-        row.sweep_boc = row.sweep_msg_hash = None
-        row.sweep_query_id = row.sweep_query_seq = None
-        row.sweep_created_at = row.sweep_valid_until = None
-        row.sweep_ton = row.sweep_usdt = None
+        clear_sweep(row)
         move(row, RotationState.DRAINED)
         await audit_log.record(session, actor, "hot_wallet.sweep_expired", row.id, details)
-    return _view(row)
+    return view(row)
+
+
+def clear_sweep(row: TonWalletRotation) -> None:
+    """Forget the row's sweep (expired unprocessed, or failed and booked): the next one is
+    signed from the balances then; the audit log and the books keep the old one."""
+    row.sweep_boc = row.sweep_msg_hash = None
+    row.sweep_query_id = row.sweep_query_seq = None
+    row.sweep_created_at = row.sweep_valid_until = None
+    row.sweep_ton = row.sweep_usdt = None
+    row.sweep_fee = row.sweep_entry_id = None
+    row.sweep_send_count = 0
 
 
 async def _book_sweep(
-    db: Database, settings: Settings, rotation_id: str, actor: str, outcome: SweepOutcome
+    db: Database, settings: Settings, rotation_id: str, actor: str, trace: SweepTrace
 ) -> RotationView:
+    """Book the sweep's trace once: `swept` when it did all it was signed for, else
+    `sweep_failed` (what it did is booked, the old wallet stays the hot wallet)."""
     async with db.transaction() as session:
-        row = await _locked(session, rotation_id)
+        row = await locked(session, rotation_id)
         if row.state != RotationState.SWEEP_SIGNED:
-            return _view(row)
-        ton, usdt = row.sweep_ton or 0, row.sweep_usdt or 0
-        # The deposit watcher books the old wallet's deposits holding this row: one it is
-        # booking now (on the hot wallet's account, the sweep not booked yet) commits first
-        # and is counted below; once this commits, it books what follows on the retired
-        # wallets (deposits._holder reads `retired`, set here, after waiting here).
-        old_cursor = await session.get(TonWalletCursor, row.old_wallet, with_for_update=True)
-        if old_cursor is not None:
-            old_cursor.retired = True
-        # What the deposit watcher booked on the old wallet after the sweep deployed the new
-        # one stays on the old address: it moves to the retired wallets in entries of its
-        # own lts, so the new wallet's reconciliation (up to an lt, reconcile.py) counts such
-        # a deposit and its move out together or not at all.
-        late = await _booked_after(session, outcome.deploy_tx.lt)
-        held_ton = await balance(session, books.HOT_WALLET, "TON") - sum(late.values())
-        held_usdt = await balance(session, books.HOT_WALLET, "USDT")
-        deploy_fee = ton - outcome.arrived
-        lines = [
-            # The old wallet's holdings leave the hot wallet's account; what reached the new
-            # wallet comes back to it; the rest of the fees leave the retired wallet.
-            books.Line(books.HOT_WALLET, "TON", outcome.arrived - held_ton),
-            books.Line(
-                books.RETIRED_HOT_WALLETS, "TON", held_ton - ton - (outcome.fee - deploy_fee)
-            ),
-            books.Line(books.NETWORK_FEES, "TON", outcome.fee),
-            books.Line(books.HOT_WALLET, "USDT", usdt - held_usdt),
-            books.Line(books.RETIRED_HOT_WALLETS, "USDT", held_usdt - usdt),
-        ]
-        entry = await post(session, "hot_wallet.swept", [ln for ln in lines if ln.amount])
-        for lt, amount in sorted(late.items()):
-            await post(
-                session,
-                "hot_wallet.swept_late",
-                [
-                    books.Line(books.HOT_WALLET, "TON", -amount),
-                    books.Line(books.RETIRED_HOT_WALLETS, "TON", amount),
-                ],
-                lts=(lt, lt),
-            )
-        row.sweep_fee, row.sweep_entry_id = outcome.fee, entry
-        # The new wallet's deposit watcher starts after the sweep that deployed it.
-        if await session.get(TonWalletCursor, row.new_wallet) is None:
-            session.add(
-                TonWalletCursor(
-                    wallet=row.new_wallet,
-                    last_lt=outcome.deploy_tx.lt,
-                    last_hash=outcome.deploy_tx.hash,
-                    updated_at=clock.now(),
-                )
-            )
-        move(row, RotationState.SWEPT)
-        await audit_log.record(
+            return view(row)
+        if trace.failures:
+            await _book_failed(session, row, actor, trace)
+        else:
+            await _book_swept(session, row, actor, trace)
+    crashpoint(
+        settings, "rotation.after_sweep_failed" if trace.failures else "rotation.after_swept"
+    )
+    return view(row)
+
+
+async def _book_swept(
+    session: AsyncSession, row: TonWalletRotation, actor: str, trace: SweepTrace
+) -> None:
+    assert trace.deploy_tx is not None
+    ton, usdt = row.sweep_ton or 0, row.sweep_usdt or 0
+    entry = await retire_old_wallet(
+        session,
+        row.old_wallet,
+        "hot_wallet.swept",
+        arrived={"TON": trace.ton_arrived, "USDT": trace.usdt_arrived},
+        fee=trace.fee,
+        after_lt=trace.deploy_tx.lt,
+    )
+    row.sweep_fee, row.sweep_entry_id = trace.fee, entry
+    await start_new_cursor(session, row, trace.deploy_tx)
+    move(row, RotationState.SWEPT)
+    await audit_log.record(
+        session,
+        actor,
+        "hot_wallet.swept",
+        row.id,
+        {"ton": ton, "usdt": usdt, "fee": trace.fee, "journal_entry": entry},
+    )
+
+
+async def retire_old_wallet(
+    session: AsyncSession,
+    old_wallet: str,
+    kind: str,
+    *,
+    arrived: dict[str, int],
+    fee: int,
+    after_lt: int,
+) -> str:
+    """One entry (`rules.rotation_sweep`, retiring): the old wallet's holdings leave
+    `asset:hot_wallet` for the retired wallets less what left them (`arrived` plus `fee`);
+    the new wallet's (what arrived, and what a failed sweep had brought it before) become
+    `asset:hot_wallet`.
+
+    The deposit watcher books the old wallet's deposits holding its cursor row: one it is
+    booking now (on the hot wallet's account) commits first and is counted here; once this
+    commits, it books what follows on the retired wallets (deposits._holder reads
+    `retired`, set here, after waiting here).
+
+    What the deposit watcher booked on the old wallet after the new wallet's deployment
+    (`after_lt`) stays on the old address: it moves to the retired wallets in entries of its
+    own lts (`hot_wallet.swept_late`), so the new wallet's reconciliation (up to an lt,
+    reconcile.py) counts such a deposit and its move out together or not at all."""
+    old_cursor = await session.get(TonWalletCursor, old_wallet, with_for_update=True)
+    if old_cursor is not None:
+        old_cursor.retired = True
+    late = await booked_after(session, after_lt)
+    held = {
+        "TON": await balance(session, books.HOT_WALLET, "TON") - sum(late.values()),
+        "USDT": await balance(session, books.HOT_WALLET, "USDT"),
+    }
+    next_held = {a: await balance(session, books.NEXT_HOT_WALLET, a) for a in ("TON", "USDT")}
+    lines = books.rotation_sweep(
+        held=held, arrived=arrived, fee=fee, next_held=next_held, retire=True
+    )
+    entry = await post(session, kind, lines)
+    for lt, amount in sorted(late.items()):
+        await post(
             session,
-            actor,
-            "hot_wallet.swept",
-            row.id,
-            {"ton": ton, "usdt": usdt, "fee": outcome.fee, "journal_entry": entry},
+            "hot_wallet.swept_late",
+            [
+                books.Line(books.HOT_WALLET, "TON", -amount),
+                books.Line(books.RETIRED_HOT_WALLETS, "TON", amount),
+            ],
+            lts=(lt, lt),
         )
-    crashpoint(settings, "rotation.after_swept")
-    return _view(row)
+    return entry
 
 
-async def _booked_after(session: AsyncSession, lt: int) -> dict[int, int]:
+async def start_new_cursor(session: AsyncSession, row: TonWalletRotation, tx: Tx) -> None:
+    """The new wallet's deposit watcher starts after `tx` (a sweep's transaction on it), so
+    no sweep is ever read as a deposit; a cursor an earlier (failed) sweep set moves on."""
+    cursor = await session.get(TonWalletCursor, row.new_wallet, with_for_update=True)
+    if cursor is None:
+        session.add(
+            TonWalletCursor(
+                wallet=row.new_wallet, last_lt=tx.lt, last_hash=tx.hash, updated_at=clock.now()
+            )
+        )
+    elif cursor.last_lt < tx.lt:
+        cursor.last_lt, cursor.last_hash, cursor.updated_at = tx.lt, tx.hash, clock.now()
+
+
+async def _book_failed(
+    session: AsyncSession, row: TonWalletRotation, actor: str, trace: SweepTrace
+) -> None:
+    """A sweep whose trace ended otherwise than signed: what left the old wallet leaves
+    `asset:hot_wallet` (the old wallet stays the hot wallet in the books), what reached the
+    new one goes to `asset:next_hot_wallet`, the fees to the network; `sweep_failed`. The
+    sweep's query id is spent: it can never land again (final)."""
+    lines = books.rotation_sweep(
+        held={},
+        arrived={"TON": trace.ton_arrived, "USDT": trace.usdt_arrived},
+        fee=trace.fee,
+        next_held={},
+        retire=False,
+    )
+    entry = await post(session, "hot_wallet.sweep_failed", lines) if lines else None
+    if trace.deploy_tx is not None:
+        await start_new_cursor(session, row, trace.deploy_tx)
+    row.sweep_fee, row.sweep_entry_id = trace.fee, entry
+    row.error = "; ".join(trace.failures)
+    move(row, RotationState.SWEEP_FAILED)
+    await audit_log.record(
+        session,
+        actor,
+        "hot_wallet.sweep_failed",
+        row.id,
+        {
+            "why": row.error,
+            "signed": {"ton": row.sweep_ton, "usdt": row.sweep_usdt},
+            "arrived": {"ton": trace.ton_arrived, "usdt": trace.usdt_arrived},
+            "fee": trace.fee,
+            "journal_entry": entry,
+            "message_hash": row.sweep_msg_hash,
+        },
+    )
+
+
+async def booked_after(session: AsyncSession, lt: int) -> dict[int, int]:
     """chain lt -> TON booked on the hot wallet's account by entries of transactions after
     `lt` (the old wallet's, booked before the sweep is), nonzero sums only."""
     rows = await session.execute(
@@ -709,7 +772,7 @@ async def confirm_deployed(
             )
         await asyncio.sleep(0.5)
     async with db.transaction() as session:
-        row = await _locked(session, rotation_id)
+        row = await locked(session, rotation_id)
         if row.state == RotationState.SWEPT:
             move(row, RotationState.DEPLOYED)
             await audit_log.record(
@@ -719,7 +782,7 @@ async def confirm_deployed(
                 row.id,
                 {"wallet": row.new_wallet, "balance": held},
             )
-    return _view(row)
+    return view(row)
 
 
 # ------------------------------------------------------------------------------ the switch
@@ -752,13 +815,13 @@ async def switch(
     """`deployed` -> `switched`: the key file holds the new wallet's envelope, our own
     accounts include the new wallet, and workers adopt it at their next round."""
     async with db.transaction() as session:
-        row = await _locked(session, rotation_id)
+        row = await locked(session, rotation_id)
     if row.state != RotationState.DEPLOYED:
-        return _view(row)
+        return view(row)
     await asyncio.to_thread(_swap_key_file, settings, row)
     await register_own_accounts(db, row.new_wallet, w.new_jetton)
     async with db.transaction() as session:
-        row = await _locked(session, rotation_id)
+        row = await locked(session, rotation_id)
         if row.state == RotationState.DEPLOYED:
             move(row, RotationState.SWITCHED)
             await audit_log.record(
@@ -776,7 +839,7 @@ async def finish(rotation_id: str, db: Database) -> RotationView:
     """The last step of a switched rotation: remove `<key file>.next` (the key file holds it
     now). Idempotent; a rerun after a crash here ends here."""
     async with db.transaction() as session:
-        row = await _locked(session, rotation_id)
+        row = await locked(session, rotation_id)
     if row.state == RotationState.SWITCHED:
         await asyncio.to_thread(Path(row.new_key_file).unlink, missing_ok=True)
-    return _view(row)
+    return view(row)

@@ -2,8 +2,9 @@
 the worker's loops driven in the test: a sweep the network drops expires, is proven
 unprocessed and is signed again; the new wallet reconciles after the switch, also when a
 deposit reaches the old address between the sweep's signing and its booking; a sweep the chain
-does not execute as signed stops the command (`wallet_rotation_sweep_failed`), books nothing,
-and can neither be resumed past nor canceled."""
+does not execute as signed is booked as it happened and stops the command
+(`wallet_rotation_sweep_failed`); a plain cancel is refused, the one two operators agree on
+ends it (the other ways out: test_wallet_rotation_recovery.py)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from tonrail.processing import deposits
 from tonrail.processing import wallet_rotation as rot
 from tonrail.processing.deposits import watch_deposits
 from tonrail.processing.reconcile import reconcile
+from tonrail.processing.rotation_pause import signing_paused
 from tonrail.processing.ton_loop import next_query_seq
 from tonrail.processing.ton_runtime import adopt_rotated_wallet
 from tonrail.rails.ton.api import jetton_balance, jetton_wallet_of
@@ -261,7 +263,7 @@ async def test_the_new_wallet_reconciles_after_a_deposit_to_the_old_one_during_t
     assert await quiet_reconciliation(rail) == {}
 
 
-async def test_a_sweep_the_chain_does_not_execute_stops_the_command_and_books_nothing(
+async def test_a_sweep_the_chain_does_not_execute_is_booked_as_it_happened_then_canceled(
     rail: Rail,
     db: Database,
     tmp_path: Path,
@@ -270,9 +272,11 @@ async def test_a_sweep_the_chain_does_not_execute_stops_the_command_and_books_no
 ) -> None:
     """Between the sweep's signing and its landing, someone holding the old key (what a
     rotation runs from) spends the old wallet's TON and USDT: the sweep's transfers cannot
-    leave. The command stops with `wallet_rotation_sweep_failed`; nothing is booked, the
-    rotation stays `sweep_signed`; --resume reports the same (the chain's answer is final)
-    and --cancel is refused (its sweep was signed)."""
+    leave. The command books what the sweep did (its fees: nothing reached the new wallet),
+    moves to `sweep_failed` and stops with `wallet_rotation_sweep_failed`; --resume reports
+    the same without booking again, a plain --cancel is refused; the cancel one operator asks
+    for (`--recover cancel`) and another approves ends the rotation: the old wallet signs
+    again. The stray transfer itself stays out of the books (the incident to investigate)."""
     s = rotation_settings(rail, tmp_path)
     await _opening_balances(rail, db)
     v = await drained(db, s)
@@ -336,31 +340,69 @@ async def test_a_sweep_the_chain_does_not_execute_stops_the_command_and_books_no
             await asyncio.to_thread(invoke, ["--resume", "--wait-seconds", "60"]) for _ in (1, 2)
         ]
         refused = await asyncio.to_thread(invoke, ["--cancel", "the sweep failed"])
+        after = await row_of(db, v.id)
+        async with db.transaction() as session:
+            books_failed = await check_books(session)
+        asked = await asyncio.to_thread(
+            invoke, ["--recover", "cancel", "--reason", "old key exposed", "--actor", "alice"]
+        )
+        approved = await asyncio.to_thread(
+            invoke, ["--approve-recovery", "cancel", "--actor", "bob"]
+        )
     finally:
         get_settings.cache_clear()
     message = (
-        f"error: rotation {v.id}: the TON transfer to the new wallet did not leave; nothing "
-        "is booked, investigate before resuming (wallet_rotation_sweep_failed)"
+        f"error: rotation {v.id}: the sweep failed (the TON transfer to the new wallet did not "
+        "leave; the USDT transfer failed: our jetton wallet bounced the transfer (balance?)); "
+        "what it did is booked (hot_wallet.sweep_failed)"
     )
     for result in failed:
         assert result.exit_code == 2, result.output
-        assert message in result.output.replace("\n", " ")
+        out = result.output.replace("\n", " ")
+        assert message in out and "(wallet_rotation_sweep_failed)" in out
     assert refused.exit_code == 2
     assert "wallet_rotation_not_cancelable" in refused.output
+    assert "--recover cancel" in refused.output.replace("\n", " ")
 
-    # The sweep's external was taken (its query id is spent), its transfers did not leave.
-    after = await row_of(db, v.id)
-    assert after.state == "sweep_signed" and after.open_marker == "open"
-    assert after.sweep_msg_hash == signed.sweep_msg_hash and after.sweep_entry_id is None
+    # The sweep's external was taken (its query id is spent), its transfers did not leave:
+    # booked once, its fees only.
+    assert after.state == "sweep_failed" and after.open_marker == "open"
+    assert after.sweep_msg_hash == signed.sweep_msg_hash and after.sweep_entry_id is not None
+    assert after.sweep_fee and after.sweep_fee > 0
     assert await rail.api.tx_by_in_message(str(signed.sweep_msg_hash)) is not None
     assert await sweeps_on_chain(rail, after) == []
     assert (await rail.api.account_state(after.new_wallet))[0] != "active"
+    assert books_failed.ok
+    changed = {
+        key: books_failed.balances.get(key, 0) - books_before.balances.get(key, 0)
+        for key in {*books_failed.balances, *books_before.balances}
+    }
+    assert {k: d for k, d in changed.items() if d} == {
+        (books.HOT_WALLET, "TON"): -after.sweep_fee,
+        (books.NETWORK_FEES, "TON"): after.sweep_fee,
+    }
+    # The stray transfer is not ours to book: the books still hold the USDT it took.
     async with db.transaction() as session:
-        books_now = await check_books(session)
-        assert books_now.ok and books_now.balances == books_before.balances  # nothing booked
+        assert await balance(session, books.HOT_WALLET, "USDT") == signed.sweep_usdt
+    assert await jetton_balance(rail.api, str(w.old_jetton)) == 0
+
+    assert asked.exit_code == 0, asked.output
+    assert approved.exit_code == 0, approved.output
+    assert "canceled" in approved.output
+    canceled = await row_of(db, v.id)
+    assert canceled.state == "canceled" and canceled.open_marker is None
+    assert not await asyncio.to_thread((tmp_path / "hot_wallet.key.next").exists)
+    async with db.transaction() as session:
+        assert await signing_paused(session, canceled.old_wallet) is None  # signs again
+        assert (await check_books(session)).balances == books_failed.balances
         assert (await verify(session)).ok
         entries = await recent(session, action_prefix="hot_wallet.")
-    assert entries[0].action == "hot_wallet.sweep_signed"  # the newest: nothing after it
+    assert [e.action for e in entries[:4]] == [
+        "hot_wallet.recovery_approved",
+        "hot_wallet.recovery_requested",
+        "hot_wallet.sweep_failed",
+        "hot_wallet.sweep_signed",
+    ]
 
 
 async def test_a_deposit_the_watcher_is_booking_while_the_sweep_is_booked_lands_on_one_side(

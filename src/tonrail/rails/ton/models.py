@@ -13,6 +13,7 @@ from tonrail.rails.ton.states import (
     DepositStatus,
     RequestStatus,
     RotationState,
+    SweepRecovery,
     TransferStatus,
 )
 
@@ -162,6 +163,11 @@ class TonWalletRotation(Base):
     sweep_fee: Mapped[int | None] = mapped_column(BigInt)  # nanoton, once confirmed
     sweep_entry_id: Mapped[str | None] = mapped_column(String(40))  # the journal entry
     actor: Mapped[str] = mapped_column(String(80))
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)  # why the sweep failed, once booked
+    # a way out of a failed sweep one operator asked for, waiting for another's approval
+    # (processing/rotation_recovery.py); cleared once approved
+    recovery: Mapped[SweepRecovery | None] = mapped_column(StatusText(SweepRecovery, 16))
+    recovery_requested_by: Mapped[str | None] = mapped_column(String(80))
+    recovery_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -77,13 +77,20 @@ class RotationState(StrEnum):
 
     created -> paused -> drained -> sweep_signed -> swept -> deployed -> switched, or
     canceled before anything was signed for the sweep. The sweep funds the new wallet, so it
-    is deployed after the sweep: an uninitialised wallet cannot pay for its own deployment."""
+    is deployed after the sweep: an uninitialised wallet cannot pay for its own deployment.
+    A sweep the chain did not execute as signed is booked as it happened (`sweep_failed`);
+    an operator then chooses, with a second one approving (processing/rotation_recovery.py):
+    a new sweep (back to `drained`), the switch without sweeping the rest (on to `swept`), or
+    a cancel when nothing reached the new wallet."""
 
     CREATED = "created"  # new key sealed in its envelope file; the old wallet still signs
     PAUSED = "paused"  # the old wallet signs nothing new
     DRAINED = "drained"  # every request of the old wallet is final or proven expired
     SWEEP_SIGNED = "sweep_signed"  # the sweep message is stored; sent until valid_until
     SWEPT = "swept"  # the sweep is on chain and in the books
+    # the sweep's trace ended otherwise than signed; what it did is booked; an operator
+    # chooses the way on (SweepRecovery)
+    SWEEP_FAILED = "sweep_failed"
     DEPLOYED = "deployed"  # the new wallet is active on chain
     SWITCHED = "switched"  # the key file holds the new wallet; workers sign with it
     CANCELED = "canceled"
@@ -96,7 +103,11 @@ ROTATION_MOVES: Final[dict[RotationState, frozenset[RotationState]]] = {
     RS.PAUSED: frozenset({RS.DRAINED, RS.CANCELED}),
     RS.DRAINED: frozenset({RS.SWEEP_SIGNED, RS.CANCELED}),
     # back to drained when the sweep expired and is proven unprocessed: signed anew
-    RS.SWEEP_SIGNED: frozenset({RS.SWEPT, RS.DRAINED}),
+    RS.SWEEP_SIGNED: frozenset({RS.SWEPT, RS.DRAINED, RS.SWEEP_FAILED}),
+    # an approved way out of a failed sweep (booked as it happened): a new sweep from the
+    # balances then, the switch leaving the rest on the old address, or (nothing reached
+    # the new wallet) a cancel
+    RS.SWEEP_FAILED: frozenset({RS.DRAINED, RS.SWEPT, RS.CANCELED}),
     RS.SWEPT: frozenset({RS.DEPLOYED}),
     RS.DEPLOYED: frozenset({RS.SWITCHED}),
     RS.SWITCHED: frozenset(),
@@ -108,9 +119,18 @@ OPEN_ROTATION_STATES: Final[frozenset[RotationState]] = frozenset(
 # While the rotation is in one of these, the old wallet signs no payout (once switched,
 # never again).
 OLD_WALLET_PAUSED_STATES: Final[frozenset[RotationState]] = frozenset(
-    {RS.PAUSED, RS.DRAINED, RS.SWEEP_SIGNED, RS.SWEPT, RS.DEPLOYED, RS.SWITCHED}
+    {RS.PAUSED, RS.DRAINED, RS.SWEEP_SIGNED, RS.SWEEP_FAILED, RS.SWEPT, RS.DEPLOYED, RS.SWITCHED}
 )
 # Once swept, what reaches the old wallet stays there (booked on the retired wallets).
 SWEPT_ROTATION_STATES: Final[frozenset[RotationState]] = frozenset(
     {RS.SWEPT, RS.DEPLOYED, RS.SWITCHED}
 )
+
+
+class SweepRecovery(StrEnum):
+    """The ways out of a failed sweep (`tonrail keys rotate-wallet --recover`), each asked by
+    one operator and approved by another (processing/rotation_recovery.py)."""
+
+    RESWEEP = "resweep"  # back to drained: a new sweep from the balances then
+    SWITCH = "switch"  # switch to the new wallet; the rest stays on the old address
+    CANCEL = "cancel"  # the old wallet signs again (only if nothing reached the new one)
