@@ -590,6 +590,9 @@ async def _run(
                 TON_KEY_PASSPHRASE=PASSPHRASE,
                 TON_BATCH_MAX=str(batch_max),
             )
+            # Any setting for a trial: BENCH_TON_SET_<NAME>=value sets <NAME>.
+            prefix = "BENCH_TON_SET_"
+            env.update({k[len(prefix) :]: v for k, v in os.environ.items() if k.startswith(prefix)})
             api_port = _free_port()
             api = f"http://127.0.0.1:{api_port}"
             uvicorn = [sys.executable, "-m", "uvicorn", "benchmarks.bench_ton_payouts:server_app"]

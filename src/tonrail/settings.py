@@ -144,6 +144,7 @@ class Settings(BaseSettings):
     ton_batch_max: int = 254  # payouts per highload request (more are nested automatically)
     ton_created_at_lag_s: int = 30  # created_at in the past, or the wallet rejects it
     ton_resend_seconds: int = 5  # re-send a stored request not yet seen on chain
+    ton_max_open_requests: int = 0  # requests of the hot wallet open at once; 0 = no cap
     ton_track_pause_ms: int = 400  # a request still in flight is read again after this (a block)
     ton_expiry_margin_s: int = 10  # after valid_until, before proving "never processed"
     ton_max_attempts: int = 3  # then the payout fails (or, later, falls back)

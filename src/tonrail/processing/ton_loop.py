@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,7 +66,12 @@ from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.highload import OutTransfer, SignedRequest, query_id_for
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
 from tonrail.rails.ton.quote import DEFAULT_FEE_NANOTON, TonQuoter
-from tonrail.rails.ton.states import RequestStatus, RotationState, TransferStatus
+from tonrail.rails.ton.states import (
+    OPEN_REQUEST_STATES,
+    RequestStatus,
+    RotationState,
+    TransferStatus,
+)
 from tonrail.rails.ton.toncenter import ToncenterError
 from tonrail.security.switches import is_on
 
@@ -297,6 +302,25 @@ async def batch_ready(ctx: TonRailContext) -> bool:
     return row is not None
 
 
+async def _in_flight_full(ctx: TonRailContext) -> bool:
+    """Whether the wallet already has TON_MAX_OPEN_REQUESTS requests open (every worker's,
+    counted in the database): more would only queue on the chain, be re-sent while they
+    wait, and go overdue. 0 = no cap."""
+    cap = ctx.settings.ton_max_open_requests
+    if cap <= 0:
+        return False
+    async with transaction(ctx) as session:
+        n = (
+            await session.execute(
+                select(func.count(TonRequest.id)).where(
+                    TonRequest.wallet == ctx.wallet_raw,
+                    TonRequest.status.in_(OPEN_REQUEST_STATES),
+                )
+            )
+        ).scalar_one()
+    return int(n) >= cap
+
+
 async def ton_round(ctx: TonRailContext) -> int:
     """The `ton_payouts` loop: `payout_round`, and the health of TON for dispatch.py. A round
     that cannot read the chain (toncenter down past the client's retry budget) counts as an
@@ -368,6 +392,8 @@ async def _assemble_and_send(ctx: TonRailContext, between: Callable[[], None] | 
     deploy = False
     for _ in range(ASSEMBLE_PER_ROUND):
         if not await batch_ready(ctx):
+            break
+        if await _in_flight_full(ctx):
             break
         if inputs is None:
             state, _ = await ctx.api.account_state(ctx.wallet.address.to_str())

@@ -17,7 +17,7 @@ from tonrail.db import Database
 from tonrail.ledger.models import JournalEntry
 from tonrail.ledger.service import check_books
 from tonrail.processing.context import TonRailContext
-from tonrail.processing.ton_loop import assemble, send_due
+from tonrail.processing.ton_loop import _assemble_and_send, assemble, send_due
 from tonrail.processing.ton_track import TRACK_CONCURRENCY, _claim_open, track_request
 from tonrail.rails.ton.models import TonRequest
 
@@ -101,3 +101,22 @@ async def test_two_workers_settling_one_request_at_once_book_it_once(
         assert (await check_books(session)).ok
     # The payout's creation, then its confirmation: one each, not two confirmations.
     assert entries == 2
+
+
+async def test_no_more_requests_are_signed_while_the_cap_of_open_ones_is_reached(
+    rail: Rail, client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    rail.ctx.settings = rail.ctx.settings.model_copy(
+        update={"ton_batch_max": 1, "ton_max_open_requests": 2}
+    )
+    ids = [await payout(client, auth, rail, amount="0.01") for _ in range(4)]
+    other = second_worker(rail.ctx, "w-b")
+    await _assemble_and_send(rail.ctx)
+    await _assemble_and_send(other)  # the cap counts every worker's requests
+    async with db.transaction() as session:
+        signed = (await session.execute(select(func.count(TonRequest.id)))).scalar_one()
+    assert signed == 2
+    final = await rail.run_until_final(ids, client, auth)
+    assert {p["status"] for p in final.values()} == {"succeeded"}
+    for pid in ids:
+        assert await times_paid(rail, pid) == 1
