@@ -369,6 +369,7 @@ def deposits_resolve(
 
 def _decide_held(deposit_id: str, decision: str, note: str | None, actor: str) -> None:
     from tonrail.errors import TonrailError
+    from tonrail.processing.payer_screening import HeldPaymentDecision, decide_held_payment
     from tonrail.processing.resolutions import HeldDecision, decide_held
 
     settings = get_settings()
@@ -377,6 +378,11 @@ def _decide_held(deposit_id: str, decision: str, note: str | None, actor: str) -
         db = _db(settings)
         try:
             async with db.transaction() as session:
+                if deposit_id.startswith("att_"):  # a card, PayPal or bank payment held
+                    a = await decide_held_payment(
+                        session, deposit_id, cast(HeldPaymentDecision, decision), actor, note
+                    )
+                    return f"{a.id}: {a.details['screening']} ({a.rail} payment of {a.payment_id})"
                 d = await decide_held(
                     session, deposit_id, cast(HeldDecision, decision), actor, note
                 )
@@ -397,7 +403,8 @@ def deposits_release(
     note: Annotated[str | None, typer.Option(help="why, for the audit trail")] = None,
     actor: Annotated[str, typer.Option(help="who decides")] = "admin:cli",
 ) -> None:
-    """Release a deposit AML/KYC screening held for review: credit it to its merchant."""
+    """Release a deposit (dep_...) or a card, PayPal or bank payment (its attempt, att_...)
+    AML/KYC screening held for review: credit it to its merchant."""
     _decide_held(deposit_id, "release", note, actor)
 
 
@@ -407,7 +414,8 @@ def deposits_freeze(
     note: Annotated[str | None, typer.Option(help="why, for the audit trail")] = None,
     actor: Annotated[str, typer.Option(help="who decides")] = "admin:cli",
 ) -> None:
-    """Freeze a deposit AML/KYC screening held for review: never credited; invoice fails."""
+    """Freeze a deposit (dep_...) or a card, PayPal or bank payment (att_...) AML/KYC
+    screening held for review: never credited; invoice fails."""
     _decide_held(deposit_id, "freeze", note, actor)
 
 

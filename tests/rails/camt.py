@@ -17,6 +17,16 @@ class Entry:
     remittance: str = ""
     end_to_end: str = "NOTPROVIDED"
     status: str = "BOOK"
+    debtor: str = ""  # RltdPties/Dbtr/Nm: who sent a credit
+    debtor_iban: str = ""  # RltdPties/DbtrAcct/Id/IBAN
+
+
+def _related_parties(e: Entry) -> str:
+    if not (e.debtor or e.debtor_iban):
+        return ""
+    name = f"<Dbtr><Nm>{escape(e.debtor)}</Nm></Dbtr>" if e.debtor else ""
+    account = f"<DbtrAcct><Id><IBAN>{e.debtor_iban}</IBAN></Id></DbtrAcct>" if e.debtor_iban else ""
+    return f"            <RltdPties>{name}{account}</RltdPties>"
 
 
 def statement(iban: str, entries: list[Entry], statement_id: str = "STMT-1") -> bytes:
@@ -39,6 +49,7 @@ def statement(iban: str, entries: list[Entry], statement_id: str = "STMT-1") -> 
             <AmtDtls><TxAmt>
               <Amt Ccy="{e.currency}">{format_minor(e.amount, e.currency)}</Amt>
             </TxAmt></AmtDtls>
+{_related_parties(e)}
             <RmtInf><Ustrd>{escape(e.remittance)}</Ustrd></RmtInf>
           </TxDtls>
         </NtryDtls>

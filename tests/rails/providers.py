@@ -406,9 +406,12 @@ class PayPalServer:
         self.orders[oid] = order
         return web.json_response(order, status=200)
 
-    def approve(self, oid: str) -> None:
-        """What the buyer does at the approve URL."""
+    def approve(self, oid: str, payer: dict[str, Any] | None = None) -> None:
+        """What the buyer does at the approve URL; PayPal then shows the order's `payer`
+        (name, email_address, payer_id) as Orders v2 does once the buyer has signed in."""
         self.orders[oid]["status"] = "APPROVED"
+        if payer is not None:
+            self.orders[oid]["payer"] = payer
 
     async def get_order(self, request: web.Request) -> web.Response:
         order = self.orders.get(request.match_info["id"])

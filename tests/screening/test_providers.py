@@ -64,6 +64,28 @@ async def test_the_list_matches_addresses_in_any_spelling_and_names_without_case
     assert (await provider.screen(Subject(CLEAN), {})).outcome == Outcome.BLOCKED
 
 
+async def test_the_list_matches_payer_emails_and_ibans_of_backup_rails(tmp_path: Path) -> None:
+    path = tmp_path / "sanctions.csv"
+    write_list(
+        path,
+        "kind,value,outcome,reason\n"
+        "email, Ivan@Example.COM ,blocked,OFAC SDN\n"
+        "iban,GB29 NWBK 6016 1331 9268 19,review,EU list\n",
+        1_000,
+    )
+    provider = ListProvider(path)
+    by_email = await provider.screen(Subject(None, "Somebody", "ivan@example.com"), {})
+    assert (by_email.outcome, by_email.reason) == (Outcome.BLOCKED, "OFAC SDN")
+    by_iban = await provider.screen(Subject(None, None, None, "gb29nwbk60161331926819"), {})
+    assert (by_iban.outcome, by_iban.reference) == (Outcome.REVIEW, "line 3")
+    both = Subject(None, None, "IVAN@example.com", "GB29NWBK60161331926819")
+    assert (await provider.screen(both, {})).outcome == Outcome.BLOCKED
+    assert (await provider.screen(Subject(None, None, "ivan@example.org"), {})).outcome == (
+        Outcome.CLEAR
+    )
+    assert (await provider.screen(Subject(None), {})).outcome == Outcome.CLEAR
+
+
 async def test_without_a_good_list_everyone_is_held_for_review(tmp_path: Path) -> None:
     path = tmp_path / "sanctions.csv"
     missing = await ListProvider(path).screen(Subject(CLEAN), {})
@@ -79,6 +101,8 @@ def test_a_bad_list_is_refused_with_its_line() -> None:
     for body, message in (
         ("value\nx\n", "header with kind and value"),
         ("kind,value\nwallet,x\n", "line 2: kind must be"),
+        ("kind,value\nemail,not-an-email\n", "line 2: kind must be"),
+        ("kind,value\niban,GB29-NWBK\n", "line 2: kind must be"),
         (f"kind,value,outcome\naddress,{CLEAN},clear\n", "line 2: needs a value and outcome"),
         ("kind,value\naddress,EQnotanaddress\n", "line 2: 'EQnotanaddress' is not a TON address"),
     ):

@@ -42,7 +42,7 @@ from tonrail.rails.base import BANK_REFUND_OF, PAYPAL_REFUND_OF, STRIPE_REFUND_O
 from tonrail.rails.ton.models import TonDeposit
 from tonrail.rails.ton.states import CREDITING_DEPOSIT_STATES
 from tonrail.screening.rules import Subject, Verdict
-from tonrail.screening.service import REFUND_REQUEST
+from tonrail.screening.service import FROZEN_MARK, HELD_MARK, REFUND_REQUEST, SCREENING_MARK
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
 from tonrail.security.lockouts import check_not_locked
@@ -182,6 +182,15 @@ async def _card_payment(session: AsyncSession, invoice_id: str) -> tuple[str, st
     paid = await _backup_attempt(session, invoice_id)
     if paid is None:
         return None
+    mark = (paid.details or {}).get(SCREENING_MARK)
+    if mark in (HELD_MARK, FROZEN_MARK):
+        # Money screening set apart is not the merchant's to give back (payer_screening.py).
+        raise Conflict(
+            f"the {paid.rail} payment of this invoice is {mark} by AML/KYC screening: "
+            "it cannot be refunded"
+            + (" until an approver releases it" if mark == HELD_MARK else ""),
+            code="refund_screening_hold",
+        )
     if paid.rail == "stripe" and str(paid.provider_ref or "").startswith("pi_"):
         return "stripe", STRIPE_REFUND_OF, str(paid.provider_ref)
     if paid.rail == "stripe" and str(paid.provider_ref or "").startswith("cs_"):

@@ -32,11 +32,13 @@ from tonrail.payments.states import (
 from tonrail.payments.transitions import move_payment, start_attempt
 from tonrail.processing.health import record_rail_error, record_rail_probe, record_rail_success
 from tonrail.processing.outcomes import record_poll, record_submit
+from tonrail.processing.payer_screening import screen_payer
 from tonrail.rails.base import REFUND_OF_KEYS, SubmitResult
 from tonrail.rails.registry import BackupRail
 from tonrail.rails.router import RoutingPolicy
 from tonrail.security.switches import is_on
 from tonrail.settings import Settings
+from tonrail.states import PollStatus
 
 log = structlog.get_logger(__name__)
 
@@ -159,11 +161,19 @@ async def poll_live(ctx: BackupContext, *, paused: bool = False) -> int:
             signals.record_provider_call(rail_name, False, "poll_error")
             continue
         signals.record_provider_call(rail_name, True)
+        # An invoice's payer is screened before the transaction (a provider may be slow).
+        screened = (
+            await screen_payer(
+                ctx.payments, pview.direction, pview.asset, pview.amount, rail_name, result.details
+            )
+            if result.status == PollStatus.CONFIRMED
+            else None
+        )
         async with ctx.db.transaction() as session:
             attempt = await session.get(Attempt, attempt_id, with_for_update=True)
             if attempt is None:
                 continue
-            outcome = await record_poll(session, ctx.payments, attempt, result)
+            outcome = await record_poll(session, ctx.payments, attempt, result, screened=screened)
             if outcome in FAILED_ATTEMPT_STATES:
                 await _back_to_router(ctx, session, attempt.payment_id)
             if outcome in FAILED_ATTEMPT_STATES or attempt.status == AttemptStatus.CONFIRMED:

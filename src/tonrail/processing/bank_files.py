@@ -31,8 +31,9 @@ from tonrail.payments.service import PaymentService
 from tonrail.payments.states import AttemptStatus
 from tonrail.processing.models import ProviderEvent
 from tonrail.processing.outcomes import record_poll
+from tonrail.processing.payer_screening import Screened, screen_payer
 from tonrail.processing.states import EventStatus
-from tonrail.rails.base import PollResult
+from tonrail.rails.base import PAYER, PollResult, payer_of
 from tonrail.settings import Settings
 from tonrail.states import PollStatus
 
@@ -50,7 +51,9 @@ class ExportResult:
 @dataclass
 class StatementLine:
     reference: str
-    outcome: str  # settled | paid | partial | overpaid | unmatched | duplicate | ignored
+    # settled | paid | partial | overpaid | unmatched | duplicate | ignored |
+    # screening_held | screening_frozen (the debtor screened: not credited to the merchant)
+    outcome: str
     amount: int
     currency: str
     direction: str  # CRDT | DBIT
@@ -174,6 +177,14 @@ class BankFiles:
         result = StatementLine(str(external), "ignored", amount, currency, direction)
         if str(line.get("Status") or "BOOK").upper() not in ("BOOK", "BOOKED"):
             return result  # only booked entries move money
+        # The debtor of a credit is screened before the transaction (a provider may be slow);
+        # the decision is stored if the line pays an invoice (outcomes.record_poll).
+        payer = {PAYER: payer_of(line.get("DebtorName"), None, line.get("DebtorIBAN"))}
+        screened = (
+            await screen_payer(self.payments, "in", currency, amount, "bank", payer)
+            if direction == "CRDT"
+            else None
+        )
         async with self.db.transaction() as session:
             event = ProviderEvent(
                 id=new_id("pev"),
@@ -194,7 +205,7 @@ class BankFiles:
                 result.outcome = "duplicate"
                 return result
             if direction == "CRDT":
-                await self._credit(session, result, remittance)
+                await self._credit(session, result, remittance, payer, screened)
             elif direction == "DBIT" and end_to_end:
                 await self._debit(session, result, str(end_to_end))
             else:
@@ -205,7 +216,14 @@ class BankFiles:
             event.processed_at = clock.now()
         return result
 
-    async def _credit(self, session: Any, result: StatementLine, remittance: str) -> None:
+    async def _credit(
+        self,
+        session: Any,
+        result: StatementLine,
+        remittance: str,
+        payer: dict[str, Any],
+        screened: Screened | None,
+    ) -> None:
         await post(session, "bank.credit", books.bank_credit_booked(result.currency, result.amount))
         candidates = (
             (
@@ -239,6 +257,7 @@ class BankFiles:
         extra = {
             "received": received,
             "statement_lines": [*match.details.get("statement_lines", []), result.reference],
+            **payer,
         }
         if received < expected:
             await record_poll(session, self.payments, match, PollResult(PollStatus.PENDING), extra)
@@ -251,7 +270,11 @@ class BankFiles:
             match,
             PollResult(PollStatus.CONFIRMED, self.settings.bank_fee_fixed, result.currency),
             extra,
+            screened,
         )
+        if outcome in ("screening_held", "screening_frozen"):
+            result.outcome = outcome
+            return
         result.outcome = "overpaid" if received > expected and outcome == "succeeded" else "paid"
 
     async def _debit(self, session: Any, result: StatementLine, end_to_end: str) -> None:

@@ -141,6 +141,11 @@ async def _received(
     return int((await session.execute(stmt)).scalar_one())
 
 
+async def held_deposits_total(session: AsyncSession, payment_id: str) -> int:
+    """What deposits screening holds for review still hold of the invoice."""
+    return await _received(session, payment_id, HELD)
+
+
 def held_for_review(invoice: Payment) -> bool:
     """An invoice waiting for an approver's decision on a deposit screening held."""
     return invoice.status == PaymentStatus.PROCESSING and invoice.hold_reason == REVIEW_HOLD

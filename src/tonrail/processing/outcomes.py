@@ -53,6 +53,7 @@ from tonrail.processing.context import (
     transaction,
 )
 from tonrail.processing.dispatch import attempts_of, ton_exhausted_by
+from tonrail.processing.payer_screening import Screened, screen_payer, set_apart
 from tonrail.processing.ton_batch import attach_retry_limit
 from tonrail.rails.base import PollResult, SubmitResult
 from tonrail.rails.ton.chain_view import Msg
@@ -62,6 +63,8 @@ from tonrail.rails.ton.trace import (
     Outcome,
     split_common_fee,
 )
+from tonrail.screening.rules import Outcome as ScreeningOutcome
+from tonrail.screening.service import PAYMENT_CREDIT, store_decision
 from tonrail.settings import Settings
 from tonrail.states import JETTON_ATTACH_EXHAUSTED, JETTON_ATTACH_LOW, PollStatus
 
@@ -113,12 +116,15 @@ async def record_poll(
     attempt: Attempt,
     result: PollResult,
     extra_details: dict[str, Any] | None = None,
+    screened: Screened | None = None,
 ) -> str:
     """Apply a rail's view of an attempt; returns what happened (for logs and reports).
 
     A confirmed attempt settles its payment in the same transaction: the attempt becomes
     `confirmed` with its fee, the payment `succeeded`, and the ledger gets balanced lines.
     Already-resolved attempts are left alone, so duplicates and late events are harmless.
+    An invoice's payer is screened first (`screened`: what the caller asked outside its
+    transaction; else asked here) and held or frozen as screening says (payer_screening.py).
     """
     if attempt.status not in (AttemptStatus.SUBMITTED, AttemptStatus.UNKNOWN):
         return f"attempt_already_{attempt.status}"
@@ -189,6 +195,30 @@ async def record_poll(
         if source != books.UNAPPLIED_RECEIPTS:
             await post(session, "invoice.unapplied_receipt", lines, payment.id)
         return "unapplied_receipt"
+    if screened is None:
+        screened = await screen_payer(
+            payments, payment.direction, payment.asset, payment.amount, attempt.rail, details
+        )
+    if screened is not None:
+        await store_decision(
+            session,
+            screened[1],
+            stage=PAYMENT_CREDIT,
+            subject=screened[0],
+            payment_id=payment.id,
+            requested_by=actor,
+        )
+        if screened[1].outcome != ScreeningOutcome.CLEAR:
+            return await set_apart(
+                session,
+                payment,
+                attempt,
+                screened,
+                rail_asset=rail_asset,
+                rail_amount=rail_amount,
+                fee=fee,
+                source=source,
+            )
     await post(
         session,
         "invoice.paid_by_provider",

@@ -26,6 +26,15 @@ PAYPAL_REFUND_OF = "paypal_refund_of"
 # And the bank transfer reference of an invoice paid by bank, refunded by credit transfer.
 BANK_REFUND_OF = "bank_refund_of"
 REFUND_OF_KEYS = (STRIPE_REFUND_OF, PAYPAL_REFUND_OF, BANK_REFUND_OF)
+# PollResult.details key of who paid an invoice, as its provider tells us (AML/KYC screening:
+# processing/payer_screening.py): {"name", "email", "iban"}, each only when known.
+PAYER = "payer"
+
+
+def payer_of(name: Any = None, email: Any = None, iban: Any = None) -> dict[str, str]:
+    """The payer entry of a poll's details: the non-empty strings among name, email, IBAN."""
+    given = {"name": name, "email": email, "iban": iban}
+    return {k: " ".join(v.split()) for k, v in given.items() if isinstance(v, str) and v.strip()}
 
 
 # Plain frozen dataclasses, a few typed fields each: alike others in shape only.

@@ -18,9 +18,13 @@ class ScreeningDecision(Base):
     payment_id: Mapped[str | None] = mapped_column(String(40), index=True)
     # The incoming transfer screened (stage deposit_credit), when one was.
     deposit_id: Mapped[str | None] = mapped_column(String(40), index=True)
-    stage: Mapped[str] = mapped_column(String(16))  # payout_request|refund_request|deposit_credit
+    # payout_request | refund_request | deposit_credit | payment_credit
+    stage: Mapped[str] = mapped_column(String(16))
     address: Mapped[str | None] = mapped_column(String(128))
     name: Mapped[str | None] = mapped_column(String(200))
+    # A backup-rail payer (stage payment_credit): what its provider told us.
+    email: Mapped[str | None] = mapped_column(String(200))
+    iban: Mapped[str | None] = mapped_column(String(40))
     provider: Mapped[str] = mapped_column(String(16))
     outcome: Mapped[str] = mapped_column(String(8))
     reason: Mapped[str] = mapped_column(Text)

@@ -73,7 +73,14 @@ class HttpProvider:
         self.timeout = timeout_seconds
 
     async def screen(self, subject: Subject, context: dict[str, Any]) -> Verdict:
-        body = {"address": subject.address, "name": subject.name, **context}
+        # A backup-rail payer's e-mail and IBAN go along when its provider gave them.
+        payer = {"email": subject.email, "iban": subject.iban}
+        body = {
+            "address": subject.address,
+            "name": subject.name,
+            **{k: v for k, v in payer.items() if v},
+            **context,
+        }
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tonrail.chain.address import counterparty_key
@@ -22,10 +22,13 @@ SEVERITY = {Outcome.CLEAR: 0, Outcome.REVIEW: 1, Outcome.BLOCKED: 2}
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """Who money goes to or comes from: a TON address and, when known, a name."""
+    """Who money goes to or comes from: a TON address and, when known, a name; a payer on a
+    backup rail by what its provider tells us (name, e-mail, the debtor's IBAN)."""
 
     address: str | None
     name: str | None = None
+    email: str | None = None
+    iban: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,25 +52,41 @@ def name_key(name: str) -> str:
     return " ".join(name.casefold().split())
 
 
+def email_key(email: str) -> str:
+    """E-mail addresses compare without case and surrounding spaces."""
+    return email.strip().casefold()
+
+
+def iban_key(iban: str) -> str:
+    """IBANs compare without spaces and case (as printed in groups of four, or not)."""
+    return "".join(iban.split()).upper()
+
+
 @dataclass(frozen=True, slots=True)
 class SanctionsList:
-    """Entries by kind: address (raw form) or name (name_key) -> (outcome, reason, line)."""
+    """Entries by kind: address (raw form), name (name_key), email (email_key) or iban
+    (iban_key) -> (outcome, reason, line)."""
 
     addresses: dict[str, tuple[Outcome, str, int]]
     names: dict[str, tuple[Outcome, str, int]]
+    emails: dict[str, tuple[Outcome, str, int]] = field(default_factory=dict)
+    ibans: dict[str, tuple[Outcome, str, int]] = field(default_factory=dict)
 
     def verdict(self, subject: Subject) -> Verdict:
-        hits: list[Verdict] = []
-        if subject.address and (hit := self.addresses.get(counterparty_key(subject.address))):
-            hits.append(Verdict(hit[0], "list", hit[1], f"line {hit[2]}"))
-        if subject.name and (hit := self.names.get(name_key(subject.name))):
-            hits.append(Verdict(hit[0], "list", hit[1], f"line {hit[2]}"))
+        found = [
+            self.addresses.get(counterparty_key(subject.address)) if subject.address else None,
+            self.names.get(name_key(subject.name)) if subject.name else None,
+            self.emails.get(email_key(subject.email)) if subject.email else None,
+            self.ibans.get(iban_key(subject.iban)) if subject.iban else None,
+        ]
+        hits = [Verdict(hit[0], "list", hit[1], f"line {hit[2]}") for hit in found if hit]
         return worst(hits) if hits else CLEAR_BY_LIST
 
 
 def parse_list(text: str) -> SanctionsList:
-    """CSV with a header `kind,value[,outcome][,reason]`: kind `address` or `name`; outcome
-    `blocked` (default) or `review`. A bad line refuses the whole file (line named)."""
+    """CSV with a header `kind,value[,outcome][,reason]`: kind `address`, `name`, `email` or
+    `iban`; outcome `blocked` (default) or `review`. A bad line refuses the whole file (line
+    named)."""
     rows = csv.DictReader(io.StringIO(text))
     if not rows.fieldnames or not {"kind", "value"} <= set(rows.fieldnames):
         raise InvalidRequest(
@@ -75,6 +94,8 @@ def parse_list(text: str) -> SanctionsList:
         )
     addresses: dict[str, tuple[Outcome, str, int]] = {}
     names: dict[str, tuple[Outcome, str, int]] = {}
+    emails: dict[str, tuple[Outcome, str, int]] = {}
+    ibans: dict[str, tuple[Outcome, str, int]] = {}
     for row in rows:
         line = rows.line_num
         kind, value = (row.get("kind") or "").strip(), (row.get("value") or "").strip()
@@ -95,9 +116,14 @@ def parse_list(text: str) -> SanctionsList:
             addresses[key] = entry
         elif kind == "name":
             names[name_key(value)] = entry
+        elif kind == "email" and "@" in value:
+            emails[email_key(value)] = entry
+        elif kind == "iban" and iban_key(value).isalnum():
+            ibans[iban_key(value)] = entry
         else:
             raise InvalidRequest(
-                f"screening list line {line}: kind must be address or name",
+                f"screening list line {line}: kind must be address, name, email (with an @) "
+                "or iban",
                 code="screening_list_invalid",
             )
-    return SanctionsList(addresses, names)
+    return SanctionsList(addresses, names, emails, ibans)

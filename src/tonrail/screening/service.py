@@ -29,6 +29,11 @@ DECISIONS: Table = ScreeningDecision.__table__  # type: ignore[assignment]
 PAYOUT_REQUEST = "payout_request"  # POST /v1/payouts and each item of POST /v1/payouts/batch
 REFUND_REQUEST = "refund_request"  # a refund's payout (API or an operator's resolution)
 DEPOSIT_CREDIT = "deposit_credit"  # an incoming transfer about to be credited
+PAYMENT_CREDIT = "payment_credit"  # an invoice paid by card, PayPal or bank transfer
+# attempt.details[SCREENING_MARK] of a backup-rail payment screening set apart
+# (processing/payer_screening.py): held (for review), frozen (blocked), released.
+SCREENING_MARK = "screening"
+HELD_MARK, FROZEN_MARK, RELEASED_MARK = "held", "frozen", "released"
 
 
 class ScreeningBlocked(PermissionDenied):
@@ -79,6 +84,8 @@ def decision_write(
         "stage": stage,
         "address": subject.address,
         "name": subject.name,
+        "email": subject.email,
+        "iban": subject.iban,
         "provider": verdict.provider,
         "outcome": str(verdict.outcome),
         "reason": verdict.reason,
@@ -135,6 +142,7 @@ def refusal(verdict: Verdict, param: str | None = "destination") -> ScreeningBlo
 
 __all__ = [
     "DEPOSIT_CREDIT",
+    "PAYMENT_CREDIT",
     "PAYOUT_REQUEST",
     "REFUND_REQUEST",
     "Outcome",

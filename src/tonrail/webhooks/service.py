@@ -22,9 +22,11 @@ from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
 from tonrail.processing.models import ProviderEvent
 from tonrail.processing.outcomes import attempt_by_ref, record_poll
+from tonrail.processing.payer_screening import screen_payer
 from tonrail.processing.states import EventStatus
 from tonrail.rails.backup import ProviderEventIn
 from tonrail.rails.registry import BackupRail
+from tonrail.states import PollStatus
 
 log = structlog.get_logger(__name__)
 
@@ -136,10 +138,23 @@ class ProviderWebhooks:
                 "it is stored and will be processed on redelivery",
                 code="provider_unavailable",
             ) from exc
+        # An invoice's payer is screened before the transaction (a provider may be slow).
+        screened = (
+            await screen_payer(
+                self.payments,
+                pview.direction,
+                pview.asset,
+                pview.amount,
+                row.source,
+                result.details,
+            )
+            if result.status == PollStatus.CONFIRMED
+            else None
+        )
         async with self.db.transaction() as session:
             locked = await session.get(Attempt, attempt_id, with_for_update=True)
             assert locked is not None
-            outcome = await record_poll(session, self.payments, locked, result)
+            outcome = await record_poll(session, self.payments, locked, result, screened=screened)
             event = await session.get(ProviderEvent, event_id, with_for_update=True)
             assert event is not None
             event.status = EventStatus.PROCESSED

@@ -26,6 +26,7 @@ from tonrail.dashboard.templating import render
 from tonrail.errors import InvalidRequest, TonrailError
 from tonrail.payments.service import PaymentService
 from tonrail.payments.states import PaymentStatus
+from tonrail.processing.payer_screening import HeldPaymentDecision, decide_held_payment
 from tonrail.processing.resolutions import HeldDecision, decide_held
 from tonrail.security.admins import Admin
 
@@ -55,6 +56,7 @@ async def _list_context(request: Request, after: str | None) -> dict[str, Any]:
         page = await q.waiting(session, settings.dashboard_page_size, after)
         decisions = await q.recent_decisions(session)
         held = await q.held_deposits(session)
+        held_payments = await q.held_payments(session)
         orders = await q.treasury_orders(session)
     # The names approvals.html reads; alike other pages' contexts in shape only.
     admin = context(request)["admin"]
@@ -64,6 +66,7 @@ async def _list_context(request: Request, after: str | None) -> dict[str, Any]:
         "after": after,
         "decisions": decisions,
         "held_deposits": held,
+        "held_payments": held_payments,
         "treasury_orders": orders,
         "treasury": settings.treasury_address.strip(),
         "me": actor(admin),
@@ -182,13 +185,20 @@ async def decide_deposit(
             raise InvalidRequest("decision must be release or freeze", param="decision")
         note = interventions.clean_reason(reason, required=decision == "freeze")
         async with db_of(request).transaction() as session:
-            deposit = await decide_held(
-                session, deposit_id, cast(HeldDecision, decision), actor(admin), note
-            )
+            if deposit_id.startswith("att_"):  # a card, PayPal or bank payment held
+                held = await decide_held_payment(
+                    session, deposit_id, cast(HeldPaymentDecision, decision), actor(admin), note
+                )
+                status = f"{held.rail} payment of {held.payment_id}"
+            else:
+                deposit = await decide_held(
+                    session, deposit_id, cast(HeldDecision, decision), actor(admin), note
+                )
+                status = str(deposit.status)
     except TonrailError as exc:
         return await _answer(request, _flash_of(exc), exc.status)
     message = (
-        f"Released {deposit_id}: credited to the merchant ({deposit.status})."
+        f"Released {deposit_id}: credited to the merchant ({status})."
         if decision == "release"
         else f"Froze {deposit_id}: it is kept apart and its invoice failed."
     )

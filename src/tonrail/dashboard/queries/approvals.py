@@ -10,15 +10,26 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail.errors import InvalidRequest
-from tonrail.payments.models import Approval, Payment
+from tonrail.payments.models import Approval, Attempt, Payment
+from tonrail.payments.states import AttemptStatus
+from tonrail.rails.base import PAYER
 from tonrail.rails.ton.models import TonDeposit
 from tonrail.rails.ton.states import DepositStatus
+from tonrail.screening.models import ScreeningDecision
+from tonrail.screening.service import HELD_MARK, PAYMENT_CREDIT, REVIEW_HOLD, SCREENING_MARK
 from tonrail.security import audit_log
 from tonrail.security.audit_log import AuditEntry
 from tonrail.treasury.models import OrderStatus, TreasuryOrder
 
 WAITING = "requires_approval"
-DECISION_ACTIONS = ("payout.approve", "payout.reject", "deposit.release", "deposit.freeze")
+DECISION_ACTIONS = (
+    "payout.approve",
+    "payout.reject",
+    "deposit.release",
+    "deposit.freeze",
+    "payment.release",
+    "payment.freeze",
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,66 @@ async def held_deposits(session: AsyncSession, limit: int = 100) -> list[TonDepo
         .limit(limit)
     )
     return list(rows.scalars())
+
+
+@dataclass(frozen=True)
+class HeldPayment:
+    """A card, PayPal or bank payment of an invoice AML/KYC screening held for review."""
+
+    id: str  # the attempt's
+    payment_id: str
+    rail: str
+    created_at: datetime
+    asset: str
+    amount: int
+    payer: dict[str, str]
+    reason: str
+
+
+async def held_payments(session: AsyncSession, limit: int = 100) -> list[HeldPayment]:
+    """Backup-rail payments screening held (processing/payer_screening.py), oldest first:
+    the confirmed attempts of invoices held for review whose mark is still `held`."""
+    rows = await session.execute(
+        select(Attempt)
+        .join(Payment, Payment.id == Attempt.payment_id)
+        .where(
+            Payment.direction == "in",
+            Payment.hold_reason == REVIEW_HOLD,
+            Attempt.rail != "ton",
+            Attempt.status == AttemptStatus.CONFIRMED,
+        )
+        .order_by(Attempt.created_at, Attempt.id)
+        .limit(limit)
+    )
+    out: list[HeldPayment] = []
+    for a in rows.scalars():
+        details = a.details or {}
+        if details.get(SCREENING_MARK) != HELD_MARK:
+            continue
+        decision = (
+            await session.execute(
+                select(ScreeningDecision.reason)
+                .where(
+                    ScreeningDecision.payment_id == a.payment_id,
+                    ScreeningDecision.stage == PAYMENT_CREDIT,
+                )
+                .order_by(ScreeningDecision.decided_at.desc(), ScreeningDecision.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        out.append(
+            HeldPayment(
+                id=a.id,
+                payment_id=a.payment_id,
+                rail=a.rail,
+                created_at=a.created_at,
+                asset=str(details.get("rail_asset", "")),
+                amount=int(details.get("rail_amount", 0)),
+                payer=dict(details.get(PAYER) or {}),
+                reason=decision or "",
+            )
+        )
+    return out
 
 
 async def approvals_of(

@@ -30,12 +30,14 @@ from tonrail import clock
 from tonrail.money import format_minor, parse_minor
 from tonrail.rails.backup import ProviderEventIn, RailPricing, WebhookRejected
 from tonrail.rails.base import (
+    PAYER,
     PAYPAL_REFUND_OF,
     AttemptView,
     PaymentView,
     PollResult,
     Quote,
     SubmitResult,
+    payer_of,
 )
 from tonrail.rails.pricing import FeeSchedule, RateFeed, fee_for
 from tonrail.settings import Settings, active_values
@@ -258,6 +260,12 @@ class PayPalRail:
         if order["status"] == "COMPLETED":
             capture = order["purchase_units"][0]["payments"]["captures"][0]
             details["capture_id"] = capture["id"]
+            payer = order.get("payer") or {}
+            name = payer.get("name") or {}
+            details[PAYER] = payer_of(
+                f"{name.get('given_name') or ''} {name.get('surname') or ''}",
+                payer.get("email_address"),
+            )
             if capture["status"] != "COMPLETED":
                 return PollResult(PollStatus.PENDING, details=details)
             fee = self._paypal_amount(

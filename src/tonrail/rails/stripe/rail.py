@@ -20,12 +20,14 @@ from tonrail import clock
 from tonrail.errors import ServiceUnavailable
 from tonrail.rails.backup import ProviderEventIn, RailPricing
 from tonrail.rails.base import (
+    PAYER,
     STRIPE_REFUND_OF,
     AttemptView,
     PaymentView,
     PollResult,
     Quote,
     SubmitResult,
+    payer_of,
 )
 from tonrail.rails.pricing import FeeSchedule, RateFeed, fee_for
 from tonrail.rails.stripe.webhook import parse_event, verify_signature
@@ -168,10 +170,14 @@ class StripeRail:
         amount = int(attempt.details["rail_amount"])
         fee = fee_for(self.pricing.schedule, amount)
         currency = self.pricing.currency
-        details = {"provider_ref": str(obj["id"]), "provider_status": str(obj.get("status"))}
+        details: dict[str, Any] = {
+            "provider_ref": str(obj["id"]),
+            "provider_status": str(obj.get("status")),
+        }
         if mode == "payment_intent":
             status = obj["status"]
             if status == "succeeded":
+                details[PAYER] = _card_payer(obj.get("payment_method"))
                 return PollResult(PollStatus.CONFIRMED, fee, currency, details)
             if status == "canceled":
                 return PollResult(PollStatus.EXPIRED, details=details, error_code="stripe_canceled")
@@ -184,6 +190,8 @@ class StripeRail:
                 "paid",
                 "no_payment_required",
             ):
+                customer = obj.get("customer_details") or {}
+                details[PAYER] = payer_of(customer.get("name"), customer.get("email"))
                 return PollResult(PollStatus.CONFIRMED, fee, currency, details)
             if obj.get("status") == "expired":
                 return PollResult(
@@ -279,7 +287,8 @@ class StripeRail:
         v1 = self.client.v1
         obj: Any
         if mode == "payment_intent":
-            obj = await v1.payment_intents.retrieve_async(ref)
+            # The card's billing details (who paid) are screened before the invoice is credited.
+            obj = await v1.payment_intents.retrieve_async(ref, {"expand": ["payment_method"]})
         elif mode == "checkout_session":
             obj = await v1.checkout.sessions.retrieve_async(ref)
         elif mode == "transfer":
@@ -299,6 +308,12 @@ class StripeRail:
         if obj.get("url"):
             out["checkout_url"] = obj["url"]
         return out
+
+
+def _card_payer(method: Any) -> dict[str, str]:
+    """Who paid with the card: the expanded PaymentMethod's billing details."""
+    billing = (method.get("billing_details") or {}) if isinstance(method, dict) else {}
+    return payer_of(billing.get("name"), billing.get("email"))
 
 
 def _intent_id(value: Any) -> str | None:
