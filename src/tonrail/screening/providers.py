@@ -60,8 +60,9 @@ class ListProvider:
 
 
 class HttpProvider:
-    """A commercial screening API: `POST {base_url}/v1/screenings` with the subject and the
-    payment's direction, asset and amount; it answers `{"outcome": "clear|review|blocked",
+    """A commercial screening API: `POST {base_url}/v1/screenings` with the subject (address,
+    name; a backup-rail payer's email and iban when known) and the payment's direction, asset
+    and amount; it answers `{"outcome": "clear|review|blocked",
     "reason": "...", "id": "..."}`. An error, a timeout or an answer we cannot read is a
     `review` (a person decides), never a silent `clear`."""
 
