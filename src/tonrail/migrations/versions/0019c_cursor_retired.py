@@ -5,7 +5,7 @@ read by the deposit watcher from the row it locks (processing/deposits.py), inst
 ton_wallet_rotations every round. Cursors of wallets already swept are marked here.
 
 Revision ID: 0019c
-Revises: 0018w
+Revises: 0018w (and needs 0004)
 Create Date: 2026-12-05 04:30:00
 """
 
@@ -17,7 +17,8 @@ from alembic import op
 revision: str = "0019c"
 down_revision: str | None = "0018w"
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+# ton_wallet_cursors is created by 0004, on another branch than ton_wallet_rotations (0018w)
+depends_on: str | Sequence[str] | None = "0004"
 
 
 def upgrade() -> None:
