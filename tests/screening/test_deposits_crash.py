@@ -6,13 +6,12 @@ Two approvers releasing it at the same moment credit the merchant once."""
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
 
-from tests.rails.ton.test_crash import net, run_worker, worker_env
+from tests.crash_support import crash, net, pay_hot_wallet, running_worker, worker_env
 from tests.tonnet import Localnet
 from tonrail.chain.address import counterparty_key
 from tonrail.db import Database
@@ -42,51 +41,30 @@ async def test_a_held_deposit_is_recorded_and_released_once(
     auth: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    from ton_core import NetworkGlobalID, PrivateKey
-    from tonutils.clients import ToncenterClient as TonutilsClient
-    from tonutils.contracts import WalletV5R1
-
-    from tonrail.localnet.genesis import TON, derive_key
+    from tonrail.localnet.genesis import TON
 
     inv = (
         await client.post("/v1/invoices", json={"amount": "2", "asset": "TON"}, headers=auth)
     ).json()
-    tc = TonutilsClient(NetworkGlobalID.MAINNET, base_url=net.v2, api_key="x", rps_limit=1000)
-    await tc.connect()
-    payer = WalletV5R1.from_private_key(tc, PrivateKey(bytes(derive_key("screen", "payer"))))
-    net.chain.faucet(payer.address, 10 * TON)
-    for _ in range(1200):  # up to a minute on a loaded machine
-        await payer.refresh()
-        if payer.balance:
-            break
-        await asyncio.sleep(0.05)
-    await payer.transfer(
-        net.genesis.wallet("hot").address, 2 * TON, body=inv["reference"], bounce=False
-    )
-    await tc.close()
+    payer = await pay_hot_wallet(net, ("screen", "payer"), 2 * TON, inv["reference"])
     listed = tmp_path / "sanctions.csv"
-    raw = counterparty_key(payer.address.to_str())
+    raw = counterparty_key(payer)
     listed.write_text(f"kind,value,outcome,reason\naddress,{raw},review,PEP\n")
 
     env = {
         **worker_env(net, settings, tmp_path, "ton.deposit_before_commit"),
         "SCREENING_LIST_FILE": str(listed),
     }
-    first = await run_worker(env, "ton_deposits")
-    assert await asyncio.wait_for(first.wait(), timeout=60) == -signal.SIGKILL
+    await crash(env, "ton_deposits")
     async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(ScreeningDecision)) == 0
     assert await _held(db, inv["id"]) == []
-    second = await run_worker({**env, "CRASH_AT": ""}, "ton_deposits")
-    try:
+    async with running_worker({**env, "CRASH_AT": ""}, "ton_deposits"):
         for _ in range(1200):
             deps = await _held(db, inv["id"])
             if deps:
                 break
             await asyncio.sleep(0.05)
-    finally:
-        second.kill()
-        await second.wait()
     [dep] = await _held(db, inv["id"])
     assert dep.status == "held"
     async with db.transaction() as session:

@@ -5,8 +5,6 @@ order on chain, one transfer to the payee) with the books balanced."""
 from __future__ import annotations
 
 import asyncio
-import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -15,8 +13,15 @@ from sqlalchemy import func, select
 from ton_core import Address
 
 from tests.conftest import make_key
-from tests.rails.ton.test_crash import run_worker, wait_final, worker_env
-from tests.tonnet import Localnet, running_localnet
+from tests.crash_support import (
+    crash,
+    crashed_and_restarted,
+    net,
+    running_worker,
+    wait_final,
+    worker_env,
+)
+from tests.tonnet import Localnet
 from tests.treasury.test_payouts import SIGNERS, _config, _seed
 from tests.treasury.test_payouts import settings as settings
 from tonrail.db import Database
@@ -32,11 +37,7 @@ from tonrail.treasury.reader import multisig_state, order_state
 from tonrail.treasury.service import approve, deploy, wait_for
 from tonrail.treasury.wallets import SignerWallet, open_client
 
-
-@pytest.fixture
-async def net() -> AsyncIterator[Localnet]:
-    async with running_localnet(block_ms=50) as n:
-        yield n
+__all__ = ["net"]  # fixture, used by name
 
 
 async def _order(db: Database) -> TreasuryOrder | None:
@@ -95,7 +96,6 @@ async def test_a_treasury_payout_survives_a_crash_at_every_step(
 
     env = {**worker_env(net, settings, tmp_path, crash_at), "TREASURY_ADDRESS": treasury}
     env["APPROVAL_THRESHOLD_USDT"] = str(settings.approval_threshold_usdt)
-    first = await run_worker(env, "treasury_payouts")
     approved: set[int] = set()
 
     async def approve_up_to(count: int) -> None:
@@ -115,32 +115,15 @@ async def test_a_treasury_payout_survives_a_crash_at_every_step(
 
     # Before the crash: no approval (order_created), one (partly_approved), both (the rest).
     before = {"treasury.order_created": 0, "treasury.partly_approved": 1}.get(crash_at, 2)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 90
-    while first.returncode is None:
-        if loop.time() > deadline:
-            first.kill()
-            await first.wait()
-            stderr = (await first.stderr.read()).decode()[-3000:]  # type: ignore[union-attr]
-            raise AssertionError(f"the worker did not reach its crash point: {stderr}")
-        await approve_up_to(before)
-        try:
-            await asyncio.wait_for(first.wait(), timeout=0.2)
-        except TimeoutError:
-            pass
-    assert first.returncode == -signal.SIGKILL, (await first.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
-
-    second = await run_worker({**env, "CRASH_AT": ""}, "treasury_payouts")
-    try:
+    async with crashed_and_restarted(
+        env, "treasury_payouts", meanwhile=lambda: approve_up_to(before), within=90
+    ):
         for _ in range(600):
             await approve_up_to(2)
             if len(approved) == 2:
                 break
             await asyncio.sleep(0.1)
         [final] = await wait_final(client, auth, "/v1/payouts", [pid], {"succeeded", "failed"})
-    finally:
-        second.kill()
-        await second.wait()
     assert final["status"] == "succeeded", final
     # Exactly once on chain: one order, one transfer from the treasury to the payee.
     assert (await multisig_state(api, treasury)).next_order_seqno == 1
@@ -215,21 +198,15 @@ async def test_the_treasury_fees_are_booked_once_across_a_crash(
         **worker_env(net, settings, tmp_path, "treasury.fees_booked"),
         "TREASURY_ADDRESS": treasury,
     }
-    first = await run_worker(env, "ton_reconcile")
-    await asyncio.wait_for(first.wait(), timeout=60)
-    assert first.returncode == -signal.SIGKILL, (await first.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
+    await crash(env, "ton_reconcile")
     assert await booked() == (0, 0, None)  # killed before the commit: nothing booked
 
-    second = await run_worker({**env, "CRASH_AT": ""}, "ton_reconcile")
-    try:
+    async with running_worker({**env, "CRASH_AT": ""}, "ton_reconcile"):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
         while (await booked())[2] is None:
             assert loop.time() < deadline, "the restarted worker did not reconcile the treasury"
             await asyncio.sleep(0.2)
-    finally:
-        second.kill()
-        await second.wait()
     entries, cursors, difference = await booked()
     assert (entries, cursors) == (1, 1)
     assert difference == 100 * TON + TON // 2

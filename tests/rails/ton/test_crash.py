@@ -3,129 +3,22 @@ restarted; every payment must end paid exactly once, with the books balanced."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from ton_core import Address
 
-from tests.tonnet import Localnet, running_localnet
+from tests.crash_support import crashed_and_restarted, net, wait_final, worker_env
+from tests.tonnet import Localnet
 from tonrail.db import Database
 from tonrail.ledger.service import check_books
 from tonrail.rails.ton.api import ToncenterTonApi, jetton_balance, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
-from tonrail.rails.ton.keys import passphrase_kek, seal, write_envelope
 from tonrail.rails.ton.toncenter import ToncenterClient
 from tonrail.settings import Settings
 
-TONRAIL = str(Path(sys.executable).parent / "tonrail")
-PASSPHRASE = "crash-test-passphrase"
-
-
-@pytest.fixture
-async def net() -> AsyncIterator[Localnet]:
-    async with running_localnet(block_ms=50) as n:
-        yield n
-
-
-def worker_env(net: Localnet, settings: Settings, tmp_path: Path, crash_at: str) -> dict[str, str]:
-    key_file = tmp_path / "hot_wallet.key"
-    if not key_file.exists():
-        seed = bytes.fromhex(net.genesis.wallet("hot").to_json()["private_key"])
-        kek = passphrase_kek(
-            settings.model_copy(
-                update={"ton_key_passphrase": settings.ton_key_passphrase.__class__(PASSPHRASE)}
-            ),
-            n=2**14,
-        )
-        write_envelope(key_file, seal(seed, kek))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TON", "DATABASE"))}
-    env.update(
-        DATABASE_URL=settings.database_url,
-        DATA_DIR=str(tmp_path),
-        ENVIRONMENT="test",
-        TON_NETWORK="localnet",
-        TON_API_URL=net.v2,
-        TON_API_V3_URL=net.v3,
-        USDT_JETTON_MASTER=net.genesis.usdt_master.to_str(),
-        TON_MASTER_KEY_FILE=str(key_file),
-        TON_KEY_PASSPHRASE=PASSPHRASE,
-        TON_RESEND_SECONDS="1",
-        WORKER_LEASE_SECONDS="2",
-        CRASH_AT=crash_at,
-        FEES_WINDOW_URGENT_MS="0",
-        FEES_WINDOW_NORMAL_MS="0",
-        FEES_WINDOW_LOW_MS="0",
-        LOG_LEVEL="WARNING",
-    )
-    return env
-
-
-async def run_worker(env: dict[str, str], loops: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        TONRAIL,
-        "worker",
-        "--only",
-        loops,
-        env=env,
-        cwd=env["DATA_DIR"],
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def deployed_payer(net: Localnet, name: str) -> str:
-    """A funded wallet v5 that has sent one message (so it is deployed); its raw address."""
-    from ton_core import NetworkGlobalID, PrivateKey
-    from tonutils.clients import ToncenterClient as TonutilsClient
-    from tonutils.contracts import WalletV5R1
-
-    from tonrail.localnet.genesis import TON, derive_key
-
-    tc = TonutilsClient(NetworkGlobalID.MAINNET, base_url=net.v2, api_key="x", rps_limit=1000)
-    await tc.connect()
-    try:
-        payer = WalletV5R1.from_private_key(tc, PrivateKey(bytes(derive_key("crash", name))))
-        net.chain.faucet(payer.address, 10 * TON)
-        for _ in range(1200):  # up to a minute on a loaded machine
-            await payer.refresh()
-            if payer.balance:
-                break
-            await asyncio.sleep(0.05)
-        await payer.transfer(net.genesis.wallet("hot").address, TON // 10, bounce=False)
-        for _ in range(1200):
-            await payer.refresh()
-            if payer.is_active:
-                break
-            await asyncio.sleep(0.05)
-        assert payer.is_active, "the payer's wallet did not deploy"
-        return raw(payer.address)
-    finally:
-        await tc.close()
-
-
-async def wait_final(
-    client: httpx.AsyncClient,
-    auth: dict[str, str],
-    path: str,
-    ids: list[str],
-    done: set[str],
-    within: float = 90,
-) -> list[dict]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        got = [(await client.get(f"{path}/{i}", headers=auth)).json() for i in ids]
-        if all(p["status"] in done for p in got):
-            return got
-        if loop.time() > deadline:
-            raise AssertionError([p["status"] for p in got])
-        await asyncio.sleep(0.1)
+__all__ = ["net"]  # fixture, used by name
 
 
 @pytest.mark.slow
@@ -163,16 +56,8 @@ async def test_payouts_survive_a_crash_at_every_step(
         ids.append(r.json()["id"])
 
     env = worker_env(net, settings, tmp_path, crash_at)
-    first = await run_worker(env, "ton_payouts")
-    code = await asyncio.wait_for(first.wait(), timeout=60)
-    assert code == -signal.SIGKILL, (await first.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
-
-    second = await run_worker({**env, "CRASH_AT": ""}, "ton_payouts")
-    try:
+    async with crashed_and_restarted(env, "ton_payouts"):
         final = await wait_final(client, auth, "/v1/payouts", ids, {"succeeded", "failed"})
-    finally:
-        second.kill()
-        await second.wait()
     assert [p["status"] for p in final] == ["succeeded"] * 3
     # Exactly once on chain: each TON payout's comment (its id) reached the payee once.
     received: dict[str, int] = {}
@@ -195,38 +80,17 @@ async def test_deposit_watcher_survives_a_crash_before_commit(
     auth: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    from ton_core import NetworkGlobalID, PrivateKey
-    from tonutils.clients import ToncenterClient as TonutilsClient
-    from tonutils.contracts import WalletV5R1
-
-    from tonrail.localnet.genesis import TON, derive_key
+    from tests.crash_support import pay_hot_wallet
+    from tonrail.localnet.genesis import TON
 
     inv = (
         await client.post("/v1/invoices", json={"amount": "2", "asset": "TON"}, headers=auth)
     ).json()
-    tc = TonutilsClient(NetworkGlobalID.MAINNET, base_url=net.v2, api_key="x", rps_limit=1000)
-    await tc.connect()
-    payer = WalletV5R1.from_private_key(tc, PrivateKey(bytes(derive_key("crash", "payer"))))
-    net.chain.faucet(payer.address, 10 * TON)
-    for _ in range(1200):  # up to a minute on a loaded machine
-        await payer.refresh()
-        if payer.balance:
-            break
-        await asyncio.sleep(0.05)
-    await payer.transfer(
-        net.genesis.wallet("hot").address, 2 * TON, body=inv["reference"], bounce=False
-    )
-    await tc.close()
+    await pay_hot_wallet(net, ("crash", "payer"), 2 * TON, inv["reference"])
 
     env = worker_env(net, settings, tmp_path, "ton.deposit_before_commit")
-    first = await run_worker(env, "ton_deposits")
-    assert await asyncio.wait_for(first.wait(), timeout=60) == -signal.SIGKILL
-    second = await run_worker({**env, "CRASH_AT": ""}, "ton_deposits")
-    try:
+    async with crashed_and_restarted(env, "ton_deposits"):
         [paid] = await wait_final(client, auth, "/v1/invoices", [inv["id"]], {"succeeded"})
-    finally:
-        second.kill()
-        await second.wait()
     assert paid["status"] == "succeeded"
     from sqlalchemy import select
 
@@ -256,6 +120,7 @@ async def test_a_refund_is_paid_back_once_across_a_crash(
     from sqlalchemy import func, select
 
     from tests.api.test_refunds import deposit
+    from tests.crash_support import deployed_payer
     from tonrail.events.models import OutboxEvent
     from tonrail.localnet.genesis import TON
 
@@ -271,17 +136,10 @@ async def test_a_refund_is_paid_back_once_across_a_crash(
     refund = r.json()
 
     env = worker_env(net, settings, tmp_path, crash_at)
-    first = await run_worker(env, "ton_payouts")
-    code = await asyncio.wait_for(first.wait(), timeout=60)
-    assert code == -signal.SIGKILL, (await first.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
-    second = await run_worker({**env, "CRASH_AT": ""}, "ton_payouts")
-    try:
+    async with crashed_and_restarted(env, "ton_payouts"):
         [done] = await wait_final(
             client, auth, "/v1/refunds", [refund["id"]], {"succeeded", "failed"}
         )
-    finally:
-        second.kill()
-        await second.wait()
     assert done["status"] == "succeeded"
     # Once on chain: the refund's payout (its id is the comment) reached the payer once.
     api = ToncenterTonApi(ToncenterClient([net.v2], [net.v3]))

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from tests.crash_support import TONRAIL, worker_env
 from tests.rails.ton.rail_fixture import Rail
-from tests.rails.ton.test_crash import TONRAIL, worker_env
 from tests.rails.ton.test_faults import faults, paid_once_on_retry, payout, status, times_paid
 from tonrail import clock
 from tonrail.db import Database

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.rails.ton.test_crash import run_worker, wait_final, worker_env
-from tests.rails.ton.test_wallet_rotation import TONRAIL
-from tests.tonnet import Localnet, running_localnet
+from tests.crash_support import TONRAIL, net, running_worker, wait_final, worker_env
+from tests.tonnet import Localnet
 from tonrail.db import Database
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance, check_books
@@ -30,11 +28,7 @@ from tonrail.rails.ton.toncenter import ToncenterClient
 from tonrail.security.audit_log import recent, verify
 from tonrail.settings import Settings
 
-
-@pytest.fixture
-async def net() -> AsyncIterator[Localnet]:
-    async with running_localnet(block_ms=50) as n:
-        yield n
+__all__ = ["net"]  # fixture, used by name
 
 
 async def rotate(env: dict[str, str], *args: str) -> tuple[int | None, str]:
@@ -101,8 +95,7 @@ async def test_a_rotation_sweeps_once_and_switches_across_crashes(
     assert usdt_held > 0
     env = worker_env(net, settings, tmp_path, "")
     env["TON_EXPIRY_MARGIN_S"] = "2"
-    worker = await run_worker(env, "ton_payouts")
-    try:
+    async with running_worker(env, "ton_payouts"):
         before = await pay(client, auth, net, "1")
         code, out = await rotate({**env, "CRASH_AT": crash_at}, "--confirm", CONFIRMATION)
         if crash_at:
@@ -114,9 +107,6 @@ async def test_a_rotation_sweeps_once_and_switches_across_crashes(
         assert code == 0, out
         assert "switched" in out
         final = await wait_final(client, auth, "/v1/payouts", [before, during], {"succeeded"})
-    finally:
-        worker.kill()
-        await worker.wait()
     assert [p["status"] for p in final] == ["succeeded", "succeeded"]
 
     async with db.transaction() as session:
@@ -186,7 +176,7 @@ async def test_late_deposits_to_the_old_address_are_credited_and_booked_where_th
     from tonutils.clients import ToncenterClient as TonutilsClient
     from tonutils.contracts import WalletV5R1
 
-    from tests.rails.ton.test_crash import deployed_payer
+    from tests.crash_support import deployed_payer
     from tonrail.localnet.genesis import TON, derive_key
     from tonrail.processing.resolutions import book_opening_balance
     from tonrail.rails.ton.models import TonDeposit, TonWalletCursor
@@ -201,8 +191,7 @@ async def test_late_deposits_to_the_old_address_are_credited_and_booked_where_th
     async with db.transaction() as session:
         await book_opening_balance(session, "USDT", held_usdt, "admin:test", "genesis")
     env = worker_env(net, settings, tmp_path, "")
-    worker = await run_worker(env, "ton_payouts,ton_deposits")
-    try:
+    async with running_worker(env, "ton_payouts,ton_deposits"):
         await deployed_payer(net, "late")  # also a deposit (0.1 TON, unmatched) to the old wallet
         code, out = await rotate(env, "--confirm", CONFIRMATION)
         assert code == 0 and "switched" in out, out
@@ -228,9 +217,6 @@ async def test_late_deposits_to_the_old_address_are_credited_and_booked_where_th
                 break
             assert loop.time() < deadline
             await asyncio.sleep(0.1)
-    finally:
-        worker.kill()
-        await worker.wait()
     async with db.transaction() as session:
         [row] = (await session.execute(select(TonWalletRotation))).scalars().all()
         deposit = (
