@@ -3,13 +3,21 @@ restarted; every payment must end paid exactly once, with the books balanced."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
 import pytest
 from ton_core import Address
 
-from tests.crash_support import crashed_and_restarted, net, wait_final, worker_env
+from tests.crash_support import (
+    crash,
+    crashed_and_restarted,
+    net,
+    running_worker,
+    wait_final,
+    worker_env,
+)
 from tests.tonnet import Localnet
 from tonrail.db import Database
 from tonrail.ledger.service import check_books
@@ -202,9 +210,7 @@ async def test_a_refused_usdt_payout_is_retried_once_across_a_crash(
         "TON_JETTON_ATTACH_NANOTON": "15000000",
         "FEES_JETTON_ATTACH_MIN_NANOTON": "15000000",
     }
-    first = await run_worker(env, "ton_payouts")
-    code = await asyncio.wait_for(first.wait(), timeout=60)
-    assert code == -signal.SIGKILL, (await first.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
+    await crash(env, "ton_payouts")
     async with db.transaction() as session:  # the crash left the refused attempt open
         [open_attempt] = (
             (await session.execute(select(Attempt).where(Attempt.payment_id == pid)))
@@ -213,12 +219,8 @@ async def test_a_refused_usdt_payout_is_retried_once_across_a_crash(
         )
         assert open_attempt.status in ("submitted", "unknown")
 
-    second = await run_worker({**env, "CRASH_AT": ""}, "ton_payouts")
-    try:
+    async with running_worker({**env, "CRASH_AT": ""}, "ton_payouts"):
         [paid] = await wait_final(client, auth, "/v1/payouts", [pid], {"succeeded", "failed"})
-    finally:
-        second.kill()
-        await second.wait()
     assert paid["status"] == "succeeded", paid
     codes = [a["error_code"] for a in paid["attempts"]]
     assert codes[-1] is None and set(codes[:-1]) == {"jetton_attach_low"}
