@@ -68,7 +68,8 @@ from tonrail.payments.transitions import move_payment
 from tonrail.rails.base import REFUND_OF_KEYS
 from tonrail.rails.ton.models import TonOwnAccount
 from tonrail.rails.ton.toncenter import ToncenterClient
-from tonrail.rates import GetMethodReader, Rate, Rates
+from tonrail.rails.ton.toncenter.models import GetMethodResult
+from tonrail.rates import GetMethodReader, Rate, Rates, rate_source
 from tonrail.screening.rules import Outcome, Subject, Verdict
 from tonrail.screening.service import (
     PAYOUT_REQUEST,
@@ -137,6 +138,24 @@ def limit_policy(settings: Settings) -> LimitPolicy:
 FeeDecisions = Callable[[AsyncSession, Sequence[str]], Awaitable[Mapping[str, FeeDecisionOut]]]
 
 
+class ToncenterOnFirstUse:
+    """The TON rail's toncenter client (failover over every TON_API_URL, retries, error
+    parsing) for RATE_SOURCE=dex, opened at the first get-method: a worker whose rail hands
+    its own client (`PaymentService.read_pools_with`) never opens this one."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.client: ToncenterClient | None = None
+
+    async def run_get_method(
+        self, address: str, method: str, stack: list[Any] | None = None
+    ) -> GetMethodResult:
+        if self.client is None:
+            network = resolve_network(self.settings)
+            self.client = ToncenterClient.from_network(network, self.settings)
+        return await self.client.run_get_method(address, method, stack)
+
+
 class PaymentService:
     """Creates, reads, cancels and approves payments, posting ledger lines and outbox events.
 
@@ -156,8 +175,7 @@ class PaymentService:
         self.settings = settings
         self.policy = limit_policy(settings)
         if get_methods is None and settings.rate_source == "dex":
-            # The rail's client: failover over every TON_API_URL, retries, error parsing.
-            get_methods = ToncenterClient.from_network(resolve_network(settings), settings)
+            get_methods = ToncenterOnFirstUse(settings)
         self.rates = Rates(settings, get_methods=get_methods)
         self.screening = Screening.of(settings)
         self._pay_to = settings.payment_processor_address or None
@@ -167,6 +185,12 @@ class PaymentService:
         # Our hot wallet and jetton wallet (raw, upper case), as the TON worker recorded them.
         self._own: frozenset[str] = frozenset()
         self._own_read_at: float | None = None
+
+    def read_pools_with(self, get_methods: GetMethodReader) -> None:
+        """RATE_SOURCE=dex: read the pool with this client from now on. The worker's TON rail
+        hands its own, so the process's toncenter calls share one rate limiter."""
+        if self.settings.rate_source == "dex":
+            self.rates.source = rate_source(self.settings, get_methods)
 
     def draws_on_balance(self, account_id: str) -> bool:
         """Whether the account's payouts must be covered by its balance (HOUSE_ACCOUNT_ID)."""

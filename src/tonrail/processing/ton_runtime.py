@@ -54,6 +54,7 @@ async def open_ton_rail(
     )
     client = ToncenterClient.from_network(network, settings, on_call=signals.record_toncenter_call)
     api = ToncenterTonApi(client)
+    payments.read_pools_with(client)  # RATE_SOURCE=dex: through this client, not a second one
     jetton_wallet = None
     if network.usdt_master:
         jetton_wallet = await jetton_wallet_of(api, network.usdt_master, raw(wallet.address))

@@ -24,7 +24,7 @@ from tonrail.db import Database
 from tonrail.localnet.genesis import TON
 from tonrail.monitoring.jobs import evaluate_once
 from tonrail.monitoring.models import Alert
-from tonrail.payments.service import PaymentService
+from tonrail.payments.service import PaymentService, ToncenterOnFirstUse
 from tonrail.processing.rate_holds import release_rate_holds
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.toncenter import ToncenterClient
@@ -126,11 +126,21 @@ async def test_the_pool_is_read_through_the_next_toncenter_url_when_the_first_is
     dead = f"http://127.0.0.1:{free_port()}/api/v2"
     both = dex(settings, rail, pool, api_url=f"{dead},{rail.net.v2}")
     assert resolve_network(both).v2_urls == (dead, rail.net.v2)
-    rates = PaymentService(db, both).rates
+    payments = PaymentService(db, both)
+    rates = payments.rates
     assert isinstance(rates.source, DexSource)
+    lazy = rates.source.reader
+    assert isinstance(lazy, ToncenterOnFirstUse) and lazy.client is None  # not opened yet
     assert await rates.refresh()
     rate = rates.fresh("TON")
     assert rate is not None and rate.usdt_per_unit == Decimal("5.25")
+    assert lazy.client is not None  # opened by the first read
+    # The worker's TON rail hands its own client (processing/ton_runtime.py: open_ton_rail).
+    async with toncenter(both) as rails_client:
+        payments.read_pools_with(rails_client)
+        assert isinstance(rates.source, DexSource) and rates.source.reader is rails_client
+        assert payments.rates is rates and await rates.refresh()
+    await lazy.client.aclose()
     # Only the dead one: a failed read after the client's retries, no rate.
     alone = PaymentService(
         db,
