@@ -243,15 +243,30 @@ def insert_row(table: Table, row: Mapping[str, Any]) -> Write:
 
 def _python_defaults(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
     defaults: dict[str, Any] = {}
-    for column in table.columns:
-        default = column.default
-        if column.name in row or not isinstance(default, ColumnDefault):
+    for name, default in _defaults_of(table):
+        if name in row:
             continue
         if default.is_callable:
-            defaults[column.name] = default.arg(None)
+            defaults[name] = default.arg(None)
         elif default.is_scalar:
-            defaults[column.name] = default.arg  # SQL expression defaults stay in the SQL
+            defaults[name] = default.arg  # SQL expression defaults stay in the SQL
     return defaults
+
+
+_DEFAULTS: dict[Table, tuple[tuple[str, ColumnDefault], ...]] = {}
+
+
+def _defaults_of(table: Table) -> tuple[tuple[str, ColumnDefault], ...]:
+    """The columns of `table` with a Python-side default (looked up once per table: every
+    row a write path inserts asks)."""
+    found = _DEFAULTS.get(table)
+    if found is None:
+        found = _DEFAULTS[table] = tuple(
+            (column.name, column.default)
+            for column in table.columns
+            if isinstance(column.default, ColumnDefault)
+        )
+    return found
 
 
 def _insert_template(

@@ -233,18 +233,26 @@ async def post_many(
     *,
     covered: bool = False,
     lts: ChainLts | None = None,
+    balances_last: bool = False,
 ) -> list[str]:
     """`post` for many entries (kind, lines, payment id) in two statements (the entries, then
     every line) and one change per account balance; all are checked before anything is
-    written. Returns the entry ids. `lts` (as for `post`) applies to every entry."""
+    written. Returns the entry ids. `lts` (as for `post`) applies to every entry.
+
+    `balances_last`: the balances change after the entries and lines are inserted, so their
+    rows (which every concurrent post to the same accounts waits for) stay locked for less
+    of the transaction; an InsufficientBalance then leaves the entries written, for a
+    caller that rolls back on it (as the payout batch does)."""
     built = [_entry_rows(kind, lines, payment_id, lts) for kind, lines, payment_id in entries]
     if not built:
         return []
-    await _keep_balances(
-        session, balance_changes([ln for _, lines, _ in entries for ln in lines]), covered
-    )
+    changes = balance_changes([ln for _, lines, _ in entries for ln in lines])
+    if not balances_last:
+        await _keep_balances(session, changes, covered)
     await session.execute(insert(JOURNAL_ENTRIES), [entry for entry, _ in built])
     await session.execute(insert(LEDGER_LINES), [row for _, rows in built for row in rows])
+    if balances_last:
+        await _keep_balances(session, changes, covered)
     return [str(entry["id"]) for entry, _ in built]
 
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
@@ -37,11 +37,12 @@ from tonrail.errors import (
     InvalidRequest,
     TonrailError,
 )
-from tonrail.events.service import emit
+from tonrail.events.service import OUTBOX, event_write
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import available, post_many
 from tonrail.limits.models import DailyVolume
 from tonrail.limits.service import reserve_daily_volume
+from tonrail.payments import repository as repo
 from tonrail.payments.schemas import PaymentOut, PayoutCreate
 from tonrail.payments.service import CheckedPayout, PaymentService, Response
 from tonrail.screening.rules import Outcome, Subject, Verdict
@@ -235,13 +236,21 @@ class BulkPayouts:
             bodies: list[dict[str, Any]] = []
             replayed: list[int] = []
             entries: list[tuple[str, list[books.Line], str | None]] = []
+            # Rows, not ORM objects: each table's rows go in one executemany (the unit of
+            # work's per-object bookkeeping cost more CPU than everything else a batch does).
+            records: list[Mapping[str, Any]] = []
+            payments: list[Mapping[str, Any]] = []
+            decisions: list[tuple[str, Subject, Verdict]] = []
+            events: list[Mapping[str, Any]] = []
             for item in items:
                 record = known.get(item.key.key) if item.key is not None else None
                 if record is not None:
-                    bodies.append(record.response_body)
+                    # Saved by an earlier version maybe: rendered as the API renders it now.
+                    body = PaymentOut.model_validate(record.response_body).model_dump(mode="json")
+                    bodies.append(body)
                     replayed.append(item.index)
                     continue
-                payment = self.payments.new_payout(principal, item.payout, now)
+                payment = self.payments.payout_values(principal, item.payout, now)
                 verdict = screened.get(item.index)
                 if verdict is None and self.payments.screening is not None:
                     # Its key's record was there when the batch was screened, and is gone.
@@ -250,41 +259,56 @@ class BulkPayouts:
                         "send the batch again",
                         code="concurrent_request",
                     )
+                payment_id = payment["id"]
                 if verdict is not None:
-                    self.payments.hold_for_review(payment, verdict[1])
-                    await store_decision(
-                        session,
-                        verdict[1],
-                        stage=PAYOUT_REQUEST,
-                        subject=verdict[0],
-                        payment_id=payment.id,
-                        requested_by=principal.identity,
-                    )
-                session.add(payment)
+                    self.payments.hold_values_for_review(payment, verdict[1])
+                    decisions.append((payment_id, *verdict))
+                payments.append(repo.values_write(payment).values)
                 entries.append(
                     (
                         "payout.reserved",
-                        books.payout_reserved(account, payment.asset, payment.amount),
-                        payment.id,
+                        books.payout_reserved(account, payment["asset"], payment["amount"]),
+                        payment_id,
                     )
                 )
-                body = PaymentOut.of(payment).model_dump(mode="json")
-                emit(session, "payout.created", account, body, payment.id)
+                body = PaymentOut.of_new_payout(payment).model_dump(mode="json")
+                events.append(event_write("payout.created", account, body, payment_id).values)
                 if item.key is not None:
-                    idempotency.save(session, item.key, 201, body)
+                    records.append(idempotency.record_write(item.key, 201, body).values)
                 bodies.append(body)
                 fresh.append(item)
+            # As `POST /v1/payouts`: the keys' records first (a concurrent duplicate waits
+            # there, before it holds anything), then the payouts and what refers to them.
+            if records:
+                await session.execute(insert(idempotency.RECORDS), records)
+            if payments:
+                await session.execute(insert(repo.PAYMENTS), payments)
+            for decided_id, subject, decision in decisions:
+                await store_decision(
+                    session,
+                    decision,
+                    stage=PAYOUT_REQUEST,
+                    subject=subject,
+                    payment_id=decided_id,
+                    requested_by=principal.identity,
+                )
+            if events:
+                await session.execute(insert(OUTBOX), events)
+            # The account balances last (before the day's volume, `reserve`): every batch and
+            # payout of the account waits for their rows until this transaction commits.
+            covered = self.payments.draws_on_balance(account)
             try:
-                await post_many(session, entries, covered=self.payments.draws_on_balance(account))
+                await post_many(session, entries, covered=covered, balances_last=True)
             except InsufficientBalance as exc:
                 raise await _first_uncovered(session, account, fresh, exc) from None
-            out = PayoutBatchOut(
-                count=len(items),
-                created=len(fresh),
-                replayed=replayed,
-                data=[PaymentOut.model_validate(b) for b in bodies],
-            )
-            return out.model_dump(mode="json")
+            # The fields of PayoutBatchOut, in its order; every body is a PaymentOut dump.
+            return {
+                "object": "payout_batch",
+                "count": len(items),
+                "created": len(fresh),
+                "replayed": replayed,
+                "data": bodies,
+            }
 
         async def reserve(session: AsyncSession) -> None:
             # Each item counts as if posted alone, in order; all of them or none.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Table, and_, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -17,11 +18,20 @@ PAYMENTS: Table = Payment.__table__  # type: ignore[assignment]
 _COLUMNS = tuple((prop.key, prop.columns[0].key) for prop in Payment.__mapper__.column_attrs)
 
 
+_COLUMN_OF = dict(_COLUMNS)
+
+
 def insert_write(payment: Payment) -> Write:
     """The INSERT of a new (transient) payment as a Write (`write_at_once`)."""
     return insert_row(
         PAYMENTS, {name: getattr(payment, key) for key, name in _COLUMNS if key in payment.__dict__}
     )
+
+
+def values_write(values: Mapping[str, Any]) -> Write:
+    """`insert_write` of a new payment given as its fields (Payment's attribute names, as
+    `PaymentService.payout_values` returns them), without building the mapped object."""
+    return insert_row(PAYMENTS, {_COLUMN_OF[key]: value for key, value in values.items()})
 
 
 async def get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -266,6 +267,39 @@ class PaymentOut(BaseModel):
             created_at=p.created_at,
             updated_at=p.updated_at,
             completed_at=p.completed_at,
+        )
+
+    @classmethod
+    def of_new_payout(cls, v: Mapping[str, Any]) -> PaymentOut:
+        """`of` for a payout being created, given as its fields (Payment's attribute names,
+        `PaymentService.payout_values`): what `of` renders for it (no approvals, attempts,
+        fee decision or chain facts yet; a payout has no reference, invoice fields or
+        failure), without a mapped Payment to read."""
+        asset = v["asset"]
+        return cls(
+            object="payout",
+            id=v["id"],
+            status=v["status"],
+            direction="out",
+            amount=format_minor(v["amount"], asset),
+            amount_minor=v["amount"],
+            asset=asset,
+            usdt_equivalent=format_minor(v["usdt_equivalent"], "USDT"),
+            rate=v["rate"],
+            rate_at=v["rate_at"],
+            destination=v["counterparty"],
+            reference=v.get("reference"),
+            priority=v["priority"],
+            target_confirmation_seconds=v["target_confirmation_seconds"],
+            description=v["description"],
+            metadata=v["metadata_"],
+            failure_code=None,
+            failure_message=None,
+            hold_reason=v["hold_reason"],
+            expires_at=v.get("expires_at"),
+            created_at=v["created_at"],
+            updated_at=v["updated_at"],
+            completed_at=None,
         )
 
 
