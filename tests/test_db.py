@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from tests.helpers import row_counts
@@ -82,3 +82,64 @@ async def test_a_broken_connection_is_not_handed_out_again(db: Database) -> None
     async with db.one_write() as conn:
         assert await write_at_once(conn, [event_write("test.after", "acct_t", {})])
     assert await _events(db) == ["test.before", "test.after"]
+
+
+# ------------------------------------------------------------------ one_write's connections
+async def test_postgres_one_write_reuses_a_sound_connection_and_drops_a_broken_one(
+    postgres_url: str,
+) -> None:
+    db = Database(postgres_url, pool_size=2)
+    try:
+        async with db.one_write() as first:
+            assert await write_at_once(first, [event_write("test.a", "acct_t", {})])
+        async with db.one_write() as again:
+            assert again is first  # kept checked out: no pool checkout per write
+            assert await write_at_once(again, [event_write("test.b", "acct_t", {})])
+        # A failed statement leaves an autocommit connection sound: still kept.
+        dup = event_write("test.c", "acct_t", {})
+        with pytest.raises(IntegrityError):
+            async with db.one_write() as conn:
+                await write_at_once(conn, [dup, Write(dup.key, dup.template, dup.values)])
+        async with db.one_write() as conn:
+            assert conn is first
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            # A statement abandoned half-way (cancelled) invalidates the connection...
+            task = asyncio.ensure_future(
+                write_at_once(conn, [event_write("test.slow", "acct_t", {})])
+            )
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert conn.invalidated
+        # ... and it is never handed out again.
+        async with db.one_write() as fresh:
+            assert fresh is not first
+            assert await write_at_once(fresh, [event_write("test.d", "acct_t", {})])
+    finally:
+        await db.dispose()
+
+
+async def test_postgres_more_concurrent_one_writes_than_connections_all_run(
+    postgres_url: str,
+) -> None:
+    """Writes beyond the pool's size wait for a connection another write leaves (they
+    waited on the pool, which never got the kept connections back, until its timeout)."""
+    db = Database(postgres_url, pool_size=2)
+
+    async def write(n: int) -> bool:
+        async with db.one_write() as conn:
+            await asyncio.sleep(0.01)
+            return await write_at_once(conn, [event_write(f"test.many.{n}", "acct_t", {})])
+
+    try:
+        done = await asyncio.wait_for(asyncio.gather(*(write(n) for n in range(12))), 20)
+        assert done == [True] * 12
+        async with db.transaction() as session:
+            count = await session.scalar(
+                select(func.count()).where(OutboxEvent.type.startswith("test.many."))
+            )
+        assert count == 12
+    finally:
+        await db.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -101,6 +102,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+# PostgreSQL connections are replaced after this long (a server or proxy may drop idle ones).
+RECYCLE_S = 300
+WRITER_RECYCLE_S = float(RECYCLE_S)
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -119,7 +125,7 @@ def create_engine(
     else:
         # No pre-ping (a round trip per checkout); recycle instead, and a dropped connection
         # fails one transaction, which the caller sees and retries.
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_recycle=300)
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_recycle=RECYCLE_S)
         if autocommit:
             # One statement per checkout, held for about a millisecond: requests wait for a
             # pooled connection rather than open (and close) extra ones in a burst.
@@ -165,6 +171,13 @@ class Database:
         # write lock through the busy timeout (whose growing sleeps make the slowest writes
         # seconds slower than the rest under load).
         self._sqlite_writer = asyncio.Lock()
+        # PostgreSQL: `one_write` connections kept checked out between writes (with when
+        # they were opened), so a write skips the pool's checkout and return; at most
+        # pool_size writes at once (the autocommit pool's size, no overflow), so a write
+        # that finds none idle opens one without waiting for the pool, and one that waits,
+        # waits here for the next write to end and leave its connection.
+        self._writers: list[tuple[AsyncConnection, float]] = []
+        self._writer_slots = asyncio.Semaphore(pool_size)
 
     @property
     def dialect(self) -> str:
@@ -195,12 +208,36 @@ class Database:
             async with self._sqlite_writer, self.engine.begin() as conn:
                 yield conn
             return
-        async with self._autocommit.connect() as conn:
-            yield conn
+        # A connection another write left: the pool's checkout and return (events, reset,
+        # bookkeeping: a tenth of a payout's CPU) happen once per connection, not per write.
+        async with self._writer_slots:
+            if self._writers:
+                conn, opened = self._writers.pop()
+            else:
+                conn, opened = await self._autocommit.connect(), time.monotonic()
+            try:
+                yield conn
+            finally:
+                # Kept for the next write only if it is sound (a failed or cancelled
+                # statement invalidates it: `_DriverStatement`) and younger than the pool's
+                # recycle age; else back to the pool, which closes what is unsound.
+                keep = (
+                    not conn.invalidated
+                    and not conn.closed
+                    and not conn.in_transaction()
+                    and time.monotonic() - opened < WRITER_RECYCLE_S
+                )
+                if keep:
+                    self._writers.append((conn, opened))
+                else:
+                    await conn.close()
 
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self._autocommit is not None:
+            writers, self._writers = self._writers, []
+            for conn, _ in writers:
+                await conn.close()
             await self._autocommit.dispose()
 
 
