@@ -1,9 +1,12 @@
-"""Public API benchmark: POST /v1/payouts against GET /v1/noop, on SQLite and PostgreSQL.
+"""Public API benchmark: POST /v1/payouts and POST /v1/payouts/batch against GET /v1/noop,
+on SQLite and PostgreSQL.
 
 The server runs as its own process (uvicorn, 1 or N processes, bound to 127.0.0.1 on a free
 port); the load comes from `wrk` (C, one thread) in another process, so the Python server
 does not share its interpreter with the client. Every run is bounded in time (`wrk -d`) and
-every request carries a unique Idempotency-Key, so each POST creates one payout.
+every request carries a unique Idempotency-Key, so each POST creates one payout; each batch
+carries BATCH_SIZE payouts, each item with its own unique idempotency_key, so each creates
+BATCH_SIZE payouts.
 
 Knobs (environment): BENCH_API_SECONDS (measured seconds per point, default 5),
 BENCH_API_WORKERS (server processes per configuration, default "1,2"), BENCH_API_BACKENDS
@@ -11,7 +14,7 @@ BENCH_API_WORKERS (server processes per configuration, default "1,2"), BENCH_API
 scratch database `tonrail_bench`, dropped and recreated each run), BENCH_API_RETRIES (how
 often a point disturbed by other processes is re-measured, default 1), BENCH_API_BASELINE (a
 git revision whose code is measured back to back with this code, PostgreSQL, 2 processes, 16
-clients; default 3e1be54, the last revision before a payout became one statement; empty skips).
+clients; default ece27da, the last revision before issue #18's work; empty skips).
 
 `python -m benchmarks.bench_api` prints the section; the module's `server_app` is the uvicorn
 factory the server processes load.
@@ -49,6 +52,14 @@ DESTINATION = "EQCxE6mUtQJKFnGfaROTKOt1lZbDiiX1kCixRv7Nw2Id_sDs"
 PAYOUT = {"amount": "1.5", "asset": "USDT", "destination": DESTINATION}
 GOAL_RPS = 500.0
 GOAL_P99_MS = 100.0
+# Issue #18: POST /v1/payouts (2 processes, 16 clients) at >= 40 % of the noop floor with
+# p99 < 100 ms; POST /v1/payouts/batch at >= 3,000 payouts/s.
+GOAL_RATIO = 0.40
+GOAL_BATCH_PAYOUTS = 3000.0
+BATCH_SIZE = 250
+# A batch of 250 keeps a server process busy for tens of ms: 4 clients keep both processes
+# busy, and at 16 a batch waits for the others for seconds (a 5 s point counts few).
+BATCH_CLIENTS = (1, 4)
 WARMUP_SECONDS = 1
 # Other processes (test runs of colleagues) share the 2 cores: wait for a quiet moment before
 # each point, and re-measure a point during which they used more than CONTENDED % of a core,
@@ -57,7 +68,7 @@ QUIET_LIMIT = 20.0
 QUIET_WAIT_SECONDS = 10.0
 CONTENDED = 25.0
 RETRIES = int(os.environ.get("BENCH_API_RETRIES", "1"))
-BASELINE = "3e1be54"  # before issue #2's work on POST /v1/payouts: 12 round trips per payout
+BASELINE = "ece27da"  # before issue #18's work on the write path (and the batch endpoint)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 WRK_LUA = r"""
@@ -71,17 +82,28 @@ function init(args)
   nonce = args[1]
   mode = args[2]
   counter = 0
-  if mode == "payout" then
+  if mode == "payout" or mode == "batch" then
     wrk.method = "POST"
     wrk.body = args[3]
     wrk.headers["Content-Type"] = "application/json"
     wrk.headers["Authorization"] = "Bearer " .. args[4]
   end
+  size = tonumber(args[5])
+  -- a batch item is args[3] with its closing brace replaced by its own idempotency_key
+  item = string.sub(args[3], 1, -2) .. ", \"idempotency_key\": \""
 end
 function request()
   counter = counter + 1
-  if mode == "payout" then
+  if mode == "payout" or mode == "batch" then
     wrk.headers["Idempotency-Key"] = nonce .. "-" .. tid .. "-" .. counter
+  end
+  if mode == "batch" then
+    local parts = {}
+    local key = nonce .. "-" .. tid .. "-" .. counter .. "-"
+    for i = 1, size do
+      parts[i] = item .. key .. i .. "\"}"
+    end
+    wrk.body = "{\"payouts\": [" .. table.concat(parts, ", ") .. "]}"
   end
   return wrk.format()
 end
@@ -128,6 +150,15 @@ class Point:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def per_request(self) -> int:
+        """Payouts each request creates (0: noop)."""
+        return {"payouts": 1, "batch": BATCH_SIZE}.get(self.endpoint, 0)
+
+    @property
+    def payouts_per_second(self) -> float:
+        return self.rps * self.per_request
 
 
 @dataclass
@@ -338,8 +369,10 @@ def run_wrk(
     lock_admin_url: str | None = None,
 ) -> Point:
     """One bounded wrk run (one thread, `clients` keep-alive connections)."""
-    mode = "payout" if endpoint == "payouts" else "noop"
-    url = f"{base}/v1/payouts" if mode == "payout" else f"{base}/v1/noop"
+    mode = {"payouts": "payout", "batch": "batch"}.get(endpoint, "noop")
+    url = {"payout": f"{base}/v1/payouts", "batch": f"{base}/v1/payouts/batch"}.get(
+        mode, f"{base}/v1/noop"
+    )
     args = [
         wrk,
         "-t1",
@@ -355,6 +388,7 @@ def run_wrk(
         mode,
         json.dumps(PAYOUT),
         secret,
+        str(BATCH_SIZE),
     ]
     start = CpuSnapshot.take(server_pid)
     with LockSampler(lock_admin_url) as sampler:
@@ -503,6 +537,149 @@ uvicorn.Server(config).run(sockets=[sock])
 """
 
 
+# An in-process profile of one app (sampled every 0.5 ms of CPU; no HTTP server, no wrk):
+# `python -c PROFILE URL SECRET MODE N` in a code tree prints, as JSON, the CPU ms per payout
+# of each component (a library or a tonrail module: the samples taken in its functions, C
+# code counting for the Python function that called it, the standard library's helpers
+# for their caller) and in all. Self-contained, so the same code profiles an older
+# revision's tree. 16 tasks send requests at once, as 16 clients would.
+PROFILE = r"""
+import asyncio, collections, json, os, signal, sys, time, uuid
+url, secret, mode, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+size = int(os.environ.get("TONRAIL_BENCH_BATCH_SIZE", "250"))
+payout = json.loads(os.environ["TONRAIL_BENCH_PAYOUT"])
+from tonrail.app import create_app
+from tonrail.settings import Settings
+app = create_app(Settings(_env_file=None, database_url=url))
+nonce = uuid.uuid4().hex[:8]
+def body(i):
+    if mode == "payouts":
+        return json.dumps(payout).encode()
+    items = [dict(payout, idempotency_key=f"{nonce}-{i}-{j}") for j in range(size)]
+    return json.dumps({"payouts": items}).encode()
+path = "/v1/payouts" if mode == "payouts" else "/v1/payouts/batch"
+async def post(i):
+    data = body(i)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+        "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+        "root_path": "", "query_string": b"", "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000), "headers": [(b"host", b"bench"),
+        (b"authorization", f"Bearer {secret}".encode()),
+        (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+        (b"idempotency-key", f"{nonce}-{i}".encode())]}
+    status = []
+    async def receive():
+        return {"type": "http.request", "body": data, "more_body": False}
+    async def send(message):
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+    await app(scope, receive, send)
+    if status != [201]:
+        raise SystemExit(f"{path} answered {status}")
+def component(path):
+    if "site-packages/" in path:
+        top = path.split("site-packages/")[1].split("/")[0]
+        return {"starlette": "fastapi/starlette", "fastapi": "fastapi/starlette"}.get(top, top)
+    if "/tonrail/" in path:
+        return "tonrail." + path.split("/tonrail/")[-1].removesuffix(".py").replace("/", ".")
+    if "/json/" in path:
+        return "json"
+    if "/asyncio/" in path:
+        return "asyncio (event loop, sockets)"
+    return "python stdlib"
+async def main():
+    async with app.router.lifespan_context(app):
+        for i in range(10):
+            await post(-1 - i)
+        todo = iter(range(n))
+        async def client():
+            for i in todo:
+                await post(i)
+        samples = collections.Counter()
+        def sample(signum, frame):
+            key = "python stdlib"
+            while frame is not None:
+                key = component(frame.f_code.co_filename)
+                if key != "python stdlib":
+                    break
+                frame = frame.f_back  # a stdlib helper (contextlib, enum...): its caller's
+            samples[key] += 1
+        signal.signal(signal.SIGPROF, sample)
+        started = time.process_time()
+        signal.setitimer(signal.ITIMER_PROF, 0.0005, 0.0005)
+        await asyncio.gather(*(client() for _ in range(16)))
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        cpu = time.process_time() - started
+    payouts = n * (1 if mode == "payouts" else size)
+    parts = dict(samples)
+    total = sum(parts.values()) or 1
+    ms = 1000 * cpu / payouts
+    print(json.dumps({"cpu_ms": ms, "samples": total,
+        "parts": {k: ms * v / total for k, v in parts.items()}}))
+asyncio.run(main())
+"""
+PROFILE_REQUESTS = {"payouts": 3000, "batch": 40}
+
+
+def profile_in_tree(root: Path, url: str, secret: str, mode: str, scratch: Path) -> dict[str, Any]:
+    """The component profile (PROFILE) of `mode` ("payouts" or "batch") for the code in
+    `root`, against the migrated database at `url`."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root / "src"),
+        "TONRAIL_BENCH_PAYOUT": json.dumps(PAYOUT),
+        "TONRAIL_BENCH_BATCH_SIZE": str(BATCH_SIZE),
+        "ENVIRONMENT": "production",
+        "LOG_LEVEL": "WARNING",
+        "BOOTSTRAP_DEMO": "false",
+        "DATA_DIR": str(scratch),
+        "JWT_SECRET": secrets.token_urlsafe(32),
+        **{
+            f"RATE_LIMIT_{who}_{kind}_{what}": value
+            for who in ("KEY", "IP")
+            for kind in ("READ", "WRITE")
+            for what, value in (("PER_SECOND", "1000000000"), ("BURST", "1000000000"))
+        },
+    }
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", PROFILE, url, secret, mode, str(PROFILE_REQUESTS[mode])],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"profile of {mode} failed: {done.stderr.strip()[-300:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _profile_table(label_a: str, a: dict[str, Any], label_b: str, b: dict[str, Any]) -> list[str]:
+    """The components of two profiles side by side, the largest (of either) first."""
+    names = sorted(
+        set(a["parts"]) | set(b["parts"]),
+        key=lambda k: -max(a["parts"].get(k, 0.0), b["parts"].get(k, 0.0)),
+    )
+    shown = names[:14]
+    rest_a = sum(v for k, v in a["parts"].items() if k not in shown)
+    rest_b = sum(v for k, v in b["parts"].items() if k not in shown)
+    lines = [
+        f"| component (CPU in its own functions) | {label_a} ms per payout "
+        f"| {label_b} ms per payout |",
+        "|---|--:|--:|",
+    ]
+    for name in shown:
+        lines.append(
+            f"| {name} | {a['parts'].get(name, 0.0):.3f} | {b['parts'].get(name, 0.0):.3f} |"
+        )
+    lines.append(f"| everything else | {rest_a:.3f} | {rest_b:.3f} |")
+    lines.append(f"| **all (process CPU)** | **{a['cpu_ms']:.3f}** | **{b['cpu_ms']:.3f}** |")
+    return lines
+
+
 @contextmanager
 def server(url: str, workers: int, scratch: Path, root: Path = REPO) -> Iterator[tuple[str, int]]:
     """A uvicorn server process (group) on a free port running the code in `root`; yields
@@ -586,8 +763,8 @@ def measure(
         secret = asyncio.run(_create_key(url))
         with server(url, workers, scratch) as (base, pid):
             for clients in CLIENTS:
-                for endpoint in ("noop", "payouts"):
-                    sample = admin if endpoint == "payouts" else None
+                for endpoint in _endpoints(clients):
+                    sample = admin if endpoint != "noop" else None
                     best: Point | None = None
                     for _ in range(1 + RETRIES):
                         wait_quiet(QUIET_LIMIT, QUIET_WAIT_SECONDS)
@@ -597,8 +774,7 @@ def measure(
                         point = run_wrk(
                             wrk, script, base, endpoint, clients, seconds, secret, pid, sample
                         )
-                        if endpoint == "payouts":
-                            config.posts_sent += warm.requests + point.requests
+                        config.posts_sent += (warm.requests + point.requests) * point.per_request
                         if best is None or point.cpu["other"] < best.cpu["other"]:
                             best = point
                         print(
@@ -618,6 +794,11 @@ def measure(
         config.error = f"{type(exc).__name__}: {exc}"
         print(f"  {backend} {config.label}: {config.error}", file=sys.stderr, flush=True)
     return config
+
+
+def _endpoints(clients: int) -> tuple[str, ...]:
+    """What is measured at `clients` clients: the floor, single payouts and maybe batches."""
+    return ("noop", "payouts", *(("batch",) if clients in BATCH_CLIENTS else ()))
 
 
 # ----------------------------------------------------------------------------- baseline
@@ -652,9 +833,13 @@ def compare_with(rev: str, wrk: str, script: Path, seconds: int, scratch: Path) 
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     rows = [
         "| code | noop req/s | noop server CPU ms | payouts/s | payout p50 / p99 ms "
-        "| CPU ms per payout: server / PostgreSQL | other processes (noop / payouts) |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        "| CPU ms per payout: server / PostgreSQL | payouts/noop "
+        f"| batch ({BATCH_SIZE}, {BATCH_CLIENTS[-1]} clients) payouts/s "
+        "| batch CPU ms per payout: server / PostgreSQL "
+        "| other processes (noop / payouts / batch) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
+    profiles: dict[tuple[str, str], dict[str, Any]] = {}
     for label, root in ((f"`{rev}`", tree), ("this code", REPO)):
         asyncio.run(_recreate_postgres(urls[0]))
         url = urls[1]
@@ -667,23 +852,50 @@ def compare_with(rev: str, wrk: str, script: Path, seconds: int, scratch: Path) 
         ).splitlines()[-1]
         with server(url, 2, scratch, root) as (base, pid):
             found: dict[str, Point] = {}
-            for endpoint in ("noop", "payouts"):
+            for endpoint in ("noop", "payouts", "batch"):
+                clients = BATCH_CLIENTS[-1] if endpoint == "batch" else 16
                 wait_quiet(QUIET_LIMIT, QUIET_WAIT_SECONDS)
-                run_wrk(wrk, script, base, endpoint, 16, WARMUP_SECONDS, secret, pid)
-                sample = urls[0] if endpoint == "payouts" else None
+                run_wrk(wrk, script, base, endpoint, clients, WARMUP_SECONDS, secret, pid)
+                sample = urls[0] if endpoint != "noop" else None
                 found[endpoint] = run_wrk(
-                    wrk, script, base, endpoint, 16, seconds, secret, pid, sample
+                    wrk, script, base, endpoint, clients, seconds, secret, pid, sample
                 )
-        noop, pay = found["noop"], found["payouts"]
+        noop, pay, batch = found["noop"], found["payouts"], found["batch"]
         server_ms, pg_ms, _ = _cost(pay)
         floor_ms, _, _ = _cost(noop)
+        ratio = pay.rps / noop.rps if noop.rps else 0.0
+        if batch.errors and batch.errors >= batch.requests:
+            batch_cells = "- | -"  # no batch endpoint (or it refused everything)
+        else:
+            b_server, b_pg, _ = _cost(batch)
+            batch_cells = (
+                f"**{batch.payouts_per_second:,.0f}**{_mark(batch)} | {b_server:.3f} / {b_pg:.3f}"
+            )
+        for mode in ("payouts", "batch"):
+            wait_quiet(QUIET_LIMIT, QUIET_WAIT_SECONDS)
+            try:
+                profiles[(label, mode)] = profile_in_tree(root, url, secret, mode, scratch)
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+                print(f"  profile {label} {mode}: {exc}", file=sys.stderr, flush=True)
         rows.append(
             f"| {label} | {noop.rps:,.0f}{_mark(noop)} | {floor_ms:.2f} "
             f"| **{pay.rps:,.0f}**{_mark(pay)} "
             f"| {_fmt_ms(pay.p50_ms)} / {_fmt_ms(pay.p99_ms)} | {server_ms:.2f} / {pg_ms:.2f} "
-            f"| {noop.cpu['other']:.0f}% / {pay.cpu['other']:.0f}% |"
+            f"| {ratio:.1%} | {batch_cells} "
+            f"| {noop.cpu['other']:.0f}% / {pay.cpu['other']:.0f}% / {batch.cpu['other']:.0f}% |"
         )
         print(f"  baseline comparison: {label} done", file=sys.stderr, flush=True)
+    labels = (f"`{rev}`", "this code")
+    titles = {
+        "payouts": "POST /v1/payouts",
+        "batch": f"POST /v1/payouts/batch ({BATCH_SIZE} per request)",
+    }
+    for mode, title in titles.items():
+        a, b = profiles.get((labels[0], mode)), profiles.get((labels[1], mode))
+        if a is None or b is None:
+            rows += ["", f"- Profile of {title}: not taken for both revisions (see the log)."]
+            continue
+        rows += ["", f"#### Profile: {title}", "", *_profile_table(labels[0], a, labels[1], b)]
     return rows
 
 
@@ -826,7 +1038,7 @@ def _cpu_table(configs: list[Config]) -> list[str]:
     ]
     for cfg in configs:
         for clients in CLIENTS:
-            for endpoint in ("noop", "payouts"):
+            for endpoint in _endpoints(clients):
                 point = cfg.points.get((endpoint, clients))
                 if point is None:
                     continue
@@ -847,10 +1059,11 @@ def _cpu_table(configs: list[Config]) -> list[str]:
 
 
 def _cost(point: Point) -> tuple[float, float, float]:
-    """CPU ms per request of the server, PostgreSQL (our backends) and wrk at a point."""
+    """CPU ms per payout (per request for noop) of the server, PostgreSQL (our backends) and
+    wrk at a point."""
     if not point.rps:
         return 0.0, 0.0, 0.0
-    per = 10 / point.rps  # % of one core -> ms of CPU per request
+    per = 10 / point.rps / max(point.per_request, 1)  # % of one core -> ms of CPU per payout
     return point.cpu["server"] * per, point.cpu["postgres"] * per, point.cpu["wrk"] * per
 
 
@@ -875,6 +1088,69 @@ def _budget(configs: list[Config]) -> list[str]:
             f"{1000 * cores / GOAL_RPS:.1f} ms). The framework's floor (GET /v1/noop, same "
             f"server) is {floor:.2f} ms server + {floor_wrk:.2f} ms wrk per request: a "
             f"payout costs the server {server / floor if floor else 0:.1f} times the floor."
+        )
+    return out
+
+
+def _batch_table(configs: list[Config]) -> list[str]:
+    lines = [
+        "| backend | server | clients | noop req/s | batches/s | batch p50 / p99 ms "
+        "| payouts/s | payouts/noop | CPU ms per payout: server / PostgreSQL | errors |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for cfg in configs:
+        if cfg.error:
+            lines.append(f"| {cfg.backend} | {cfg.label} | - | failed (see notes) ||||||")
+            continue
+        for clients in BATCH_CLIENTS:
+            noop = cfg.points.get(("noop", clients))
+            batch = cfg.points.get(("batch", clients))
+            if noop is None or batch is None:
+                continue
+            ratio = batch.payouts_per_second / noop.rps if noop.rps else 0.0
+            server_ms, pg_ms, _ = _cost(batch)
+            cost = f"{server_ms:.3f}" + (f" / {pg_ms:.3f}" if cfg.backend == "postgresql" else "")
+            lines.append(
+                f"| {cfg.backend} | {cfg.label} | {clients} | {noop.rps:,.0f}{_mark(noop)} "
+                f"| {batch.rps:,.1f} | {_fmt_ms(batch.p50_ms)} / {_fmt_ms(batch.p99_ms)} "
+                f"| **{batch.payouts_per_second:,.0f}**{_mark(batch)} | {ratio:.1%} "
+                f"| {cost} | {noop.errors + batch.errors} |"
+            )
+    return lines
+
+
+def _batch_verdict(configs: list[Config]) -> list[str]:
+    pg = [c for c in configs if c.backend == "postgresql" and not c.error]
+    points = [
+        (point.payouts_per_second, cfg, point)
+        for cfg in pg
+        for clients in BATCH_CLIENTS
+        if (point := cfg.points.get(("batch", clients))) is not None
+    ]
+    if not points:
+        return ["- Batch goal: PostgreSQL was not measured, so it could not be checked."]
+    rate, cfg, point = max(points, key=lambda p: p[0])
+    met = rate >= GOAL_BATCH_PAYOUTS
+    out = [
+        f"- Goal (PostgreSQL, POST /v1/payouts/batch >= {GOAL_BATCH_PAYOUTS:,.0f} payouts/s): "
+        f"**{'met' if met else 'NOT met'}** — best point is {rate:,.0f} payouts/s at "
+        f"{point.clients} clients, {cfg.label} ({point.rps:,.1f} batches/s, p99 "
+        f"{_fmt_ms(point.p99_ms)} ms per batch)."
+    ]
+    cores = os.cpu_count() or 1
+    for cfg in pg:
+        batch = cfg.points.get(("batch", BATCH_CLIENTS[-1]))
+        if batch is None or not batch.rps:
+            continue
+        server, pg_ms, wrk = _cost(batch)
+        total = server + pg_ms + wrk
+        out.append(
+            f"- CPU per batched payout, PostgreSQL, {cfg.label}, {batch.clients} clients: server "
+            f"{server:.3f} ms + PostgreSQL {pg_ms:.3f} ms + wrk {wrk:.3f} ms = "
+            f"**{total:.3f} ms**, so {cores} cores can do at most "
+            f"**{1000 * cores / total:,.0f} payouts/s** in batches with nothing else running "
+            f"({GOAL_BATCH_PAYOUTS:,.0f}/s needs at most {1000 * cores / GOAL_BATCH_PAYOUTS:.2f} "
+            "ms)."
         )
     return out
 
@@ -906,6 +1182,18 @@ def _verdict(configs: list[Config]) -> list[str]:
             f"- Goal (PostgreSQL, >= {GOAL_RPS:.0f} payouts/s with p99 < {GOAL_P99_MS:.0f} ms): "
             f"**NOT met** — no measured point has p99 under {GOAL_P99_MS:.0f} ms."
         )
+    two = next((c for c in pg if c.workers == 2), None)
+    if two is not None:
+        noop, pay = two.points.get(("noop", 16)), two.points.get(("payouts", 16))
+        if noop is not None and pay is not None and noop.rps:
+            ratio = pay.rps / noop.rps
+            met = ratio >= GOAL_RATIO and pay.p99_ms < GOAL_P99_MS
+            out.append(
+                f"- Goal of issue #18 (PostgreSQL, 2 processes, 16 clients: POST /v1/payouts "
+                f">= {GOAL_RATIO:.0%} of GET /v1/noop with p99 < {GOAL_P99_MS:.0f} ms): "
+                f"**{'met' if met else 'NOT met'}** — {pay.rps:,.0f} payouts/s against "
+                f"{noop.rps:,.0f} noop/s = {ratio:.1%}, p99 {pay.p99_ms:.1f} ms."
+            )
     disturbed = [
         f"{c.label} {e} c={n}"
         for c in pg
@@ -977,14 +1265,15 @@ def main() -> str:
             notes.append(f"- {cfg.backend}, {cfg.label} failed: `{cfg.error}`")
         elif cfg.rows_created != cfg.posts_sent:
             notes.append(
-                f"- {cfg.backend}, {cfg.label}: wrk counted {cfg.posts_sent:,} completed POSTs, "
+                f"- {cfg.backend}, {cfg.label}: wrk's completed POSTs account for "
+                f"{cfg.posts_sent:,} payouts (one per POST /v1/payouts, {BATCH_SIZE} per batch), "
                 f"the database holds {cfg.rows_created:,} payouts (a request cut off at the end "
                 "of a run may still commit)."
             )
         elif not cfg.error:
             notes.append(
                 f"- {cfg.backend}, {cfg.label}: {cfg.rows_created:,} payouts created, one per "
-                "completed POST."
+                f"completed POST /v1/payouts and {BATCH_SIZE} per completed batch."
             )
 
     out = [
@@ -994,9 +1283,20 @@ def main() -> str:
         "",
         *_verdict(configs),
         "",
+        "### POST /v1/payouts/batch",
+        "",
+        f"{BATCH_SIZE} payouts per request, each item with its own `idempotency_key` (all "
+        "unique), same servers and runs as above; `payouts/noop` compares payouts per second "
+        "with the noop requests per second at the same number of clients.",
+        "",
+        *_batch_table(configs),
+        "",
+        *_batch_verdict(configs),
+        "",
         *(
             [
-                f"### Against `{baseline}`, back to back (PostgreSQL, 2 processes, 16 clients)",
+                f"### Against `{baseline}`, back to back (PostgreSQL, 2 processes, 16 clients; "
+                f"batches: {BATCH_CLIENTS[-1]} clients)",
                 "",
                 "The machine's speed drifts between runs (a quiet run of the same code can be "
                 "several times faster or slower than the last one), so the comparison that "
@@ -1004,7 +1304,18 @@ def main() -> str:
                 "same server, database and load generator, each against a database migrated by "
                 "its own migrations. The noop columns show each revision's framework floor: "
                 "everything the app does around an endpoint (middleware, routing) costs every "
-                "request, payouts included.",
+                "request, payouts included. Each profile below is one app in one process, "
+                "driven in process through its ASGI interface by 16 concurrent tasks (no HTTP "
+                f"server, no wrk; {PROFILE_REQUESTS['payouts']:,} payouts, or "
+                f"{PROFILE_REQUESTS['batch']} batches of {BATCH_SIZE}) against the same "
+                "database right after the measurement, sampled every 0.5 ms of the "
+                "process's CPU time (SIGPROF): each sample counts for the Python function "
+                "running (C code, such as the JSON encoder or a socket send, for the Python "
+                "function that called it), summed per component (a library, or a tonrail "
+                "module) and given as its share of the process's CPU ms per payout. The "
+                "process here also runs what uvicorn and httptools do in the server (the "
+                "HTTP parsing is not in it), so compare the columns with each other rather "
+                "than with the server CPU ms above.",
                 "",
                 *comparison,
                 "",
@@ -1022,6 +1333,10 @@ def main() -> str:
         "process's key cache, then one atomic write (idempotency record, payment, journal "
         "entry and its lines, outbox event, daily-volume reservation, with the maintenance "
         "switch and lockouts checked inside it). "
+        f"A batch (`POST /v1/payouts/batch`, at {' and '.join(map(str, BATCH_CLIENTS))} "
+        f"clients) carries {BATCH_SIZE} such items, each with its own unique "
+        "`idempotency_key`, and writes them all in one transaction (the same rows per "
+        "payout, the volume reserved once for the batch). "
         "`noop` is `GET /v1/noop` of the same app in the same server, measured in the same "
         "run: the framework's floor, so `payouts/noop` is the share of the floor our work "
         "leaves. Server: `benchmarks.bench_api:server_app` in uvicorn "
