@@ -762,7 +762,7 @@ def measure(
         url = prepare_database(backend, scratch)
         secret = asyncio.run(_create_key(url))
         with server(url, workers, scratch) as (base, pid):
-            for clients in CLIENTS:
+            for clients in _client_counts():
                 for endpoint in _endpoints(clients):
                     sample = admin if endpoint != "noop" else None
                     best: Point | None = None
@@ -796,9 +796,19 @@ def measure(
     return config
 
 
+def _client_counts() -> list[int]:
+    """Every number of clients a point is measured at (single payouts' and batches')."""
+    return sorted(set(CLIENTS) | set(BATCH_CLIENTS))
+
+
 def _endpoints(clients: int) -> tuple[str, ...]:
-    """What is measured at `clients` clients: the floor, single payouts and maybe batches."""
-    return ("noop", "payouts", *(("batch",) if clients in BATCH_CLIENTS else ()))
+    """What is measured at `clients` clients: the floor (always: each ratio's denominator),
+    single payouts and batches where they are measured."""
+    return (
+        "noop",
+        *(("payouts",) if clients in CLIENTS else ()),
+        *(("batch",) if clients in BATCH_CLIENTS else ()),
+    )
 
 
 # ----------------------------------------------------------------------------- baseline
@@ -1037,7 +1047,7 @@ def _cpu_table(configs: list[Config]) -> list[str]:
         "|---|---|--:|---|--:|--:|--:|--:|--:|--:|",
     ]
     for cfg in configs:
-        for clients in CLIENTS:
+        for clients in _client_counts():
             for endpoint in _endpoints(clients):
                 point = cfg.points.get((endpoint, clients))
                 if point is None:
