@@ -22,6 +22,7 @@ from tests.rails.providers import PayPalServer
 from tests.rails.test_bank import bank_invoice
 from tests.rails.test_paypal import paypal_invoice, webhook
 from tests.rails.test_stripe import invoice, sdk
+from tests.screening.test_held_deposit_decisions import TON, held_deposit
 from tonrail.cli import app
 from tonrail.db import Database
 from tonrail.events.models import OutboxEvent
@@ -317,3 +318,66 @@ async def test_bank_debtors_blocked_by_iban_held_by_name_and_frozen_by_an_approv
     assert await blocked_counter(db) == 2
     last = (await decisions(db))[-1]
     assert (last.provider, last.outcome, last.reason) == ("approver", "blocked", "match confirmed")
+
+
+@pytest.mark.parametrize("first", ["release", "freeze"])
+async def test_an_invoice_with_a_held_card_payment_and_a_held_deposit_waits_for_both(
+    db: Database,
+    rail_app: Any,
+    rail_client: httpx.AsyncClient,
+    auth: dict[str, str],
+    localstripe_url: str,
+    admins: dict[str, str],
+    first: str,
+) -> None:
+    """Issue #16: one decision must not take the invoice off `screening_review` (nor the
+    other held payment off the Approvals page) while the other payment is still held."""
+    inv = await card_payment(rail_client, auth, localstripe_url, "Rita Review", "rita@example.com")
+    await backup_round(loop(rail_app, db))
+    card = (await attempt_of(db, inv)).id
+    dep = await held_deposit(db, inv, 5 * TON)  # the watcher held a 5 TON deposit of it too
+    got = (await rail_client.get(f"/v1/invoices/{inv}", headers=auth)).json()
+    assert (got["status"], got["hold_reason"]) == ("processing", "screening_review")
+    csrf = await sign_in(rail_client, "approver")
+    page = await rail_client.get("/dashboard/approvals")
+    assert f'data-attempt="{card}"' in page.text and f'data-deposit="{dep}"' in page.text
+
+    if first == "release":  # the deposit released first, then the card payment
+        one, other, data = dep, card, {"csrf_token": csrf}
+    else:  # the card payment frozen first, then the deposit released
+        one, other, data = card, dep, {"csrf_token": csrf, "reason": "match confirmed"}
+    r = await rail_client.post(f"/dashboard/approvals/deposits/{one}/{first}", data=data)
+    assert r.status_code == 200, r.text
+    got = (await rail_client.get(f"/v1/invoices/{inv}", headers=auth)).json()
+    assert (got["status"], got["hold_reason"]) == ("processing", "screening_review"), got
+    page = await rail_client.get("/dashboard/approvals")
+    mark = "attempt" if other == card else "deposit"
+    assert f'data-{mark}="{other}"' in page.text
+    assert f'data-{"deposit" if one == dep else "attempt"}="{one}"' not in page.text
+    await books_ok(db)
+
+    r = await rail_client.post(
+        f"/dashboard/approvals/deposits/{other}/release", data={"csrf_token": csrf}
+    )
+    assert r.status_code == 200, r.text
+    got = (await rail_client.get(f"/v1/invoices/{inv}", headers=auth)).json()
+    page = await rail_client.get("/dashboard/approvals")
+    assert f'data-attempt="{card}"' not in page.text and f'data-deposit="{dep}"' not in page.text
+    balances = await books_ok(db)
+    assert balances.get((books.SCREENING_HELD, "USD"), 0) == 0
+    assert balances.get((books.SCREENING_HELD, "TON"), 0) == 0
+    if first == "release":
+        # Both released: the card paid the 20 TON invoice, the deposit is credited on top.
+        assert (got["status"], got["hold_reason"]) == ("succeeded", None), got
+        assert balances[(MERCHANT, "TON")] == -25 * TON
+        assert balances.get((books.SCREENING_FROZEN, "USD"), 0) == 0
+    else:
+        # A payment of it was frozen: the invoice fails once nothing is held any more; the
+        # released deposit stays credited (as after a blocked sender's deposit).
+        assert (got["status"], got["failure_code"], got["hold_reason"]) == (
+            "failed",
+            "screening_blocked",
+            None,
+        ), got
+        assert balances[(books.SCREENING_FROZEN, "USD")] == -10_000
+        assert balances[(MERCHANT, "TON")] == -5 * TON

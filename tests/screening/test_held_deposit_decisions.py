@@ -59,13 +59,14 @@ async def held_deposit(db: Database, invoice_id: str, amount: int) -> str:
             books.receipt_set_apart(books.SCREENING_HELD, "TON", amount),
             invoice_id,
         )
-        await move_payment(
-            session,
-            invoice,
-            PaymentStatus.PROCESSING,
-            actor="system:ton",
-            values={"hold_reason": REVIEW_HOLD},
-        )
+        if invoice.status == PaymentStatus.AWAITING_PAYMENT:  # else already held for review
+            await move_payment(
+                session,
+                invoice,
+                PaymentStatus.PROCESSING,
+                actor="system:ton",
+                values={"hold_reason": REVIEW_HOLD},
+            )
     return dep_id
 
 
@@ -128,3 +129,44 @@ async def test_decisions_refused_then_released_short_of_the_amount(
         # For operators only (a compliance note is not the merchant's to read).
         [(owner, payload)] = events.all()
         assert owner == "system" and payload["id"] == dep and payload["status"] == "underpaid"
+
+
+async def test_two_held_deposits_one_frozen_the_invoice_waits_for_the_other(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+    signed_in: Callable[[str], Awaitable[str]],
+) -> None:
+    """Issue #16: freezing one held deposit leaves the invoice in `screening_review` while
+    another is held; it fails once that one is decided too (here: released)."""
+    r = await client.post("/v1/invoices", json={"amount": "2", "asset": "TON"}, headers=auth)
+    inv = r.json()["id"]
+    first, second = await held_deposit(db, inv, TON), await held_deposit(db, inv, TON)
+    csrf = await signed_in("approver")
+    frozen = await client.post(
+        f"/dashboard/approvals/deposits/{first}/freeze",
+        data={"csrf_token": csrf, "reason": "match confirmed"},
+    )
+    assert frozen.status_code == 200, frozen.text
+    got = (await client.get(f"/v1/invoices/{inv}", headers=auth)).json()
+    assert (got["status"], got["hold_reason"]) == ("processing", "screening_review"), got
+    page = await client.get("/dashboard/approvals")
+    assert f'data-deposit="{second}"' in page.text and f'data-deposit="{first}"' not in page.text
+    released = await client.post(
+        f"/dashboard/approvals/deposits/{second}/release", data={"csrf_token": csrf}
+    )
+    assert released.status_code == 200, released.text
+    got = (await client.get(f"/v1/invoices/{inv}", headers=auth)).json()
+    assert (got["status"], got["failure_code"], got["hold_reason"]) == (
+        "failed",
+        "screening_blocked",
+        None,
+    ), got
+    async with db.transaction() as session:
+        invoice = await session.get(Payment, inv)
+        assert invoice is not None
+        merchant = books.merchant_account(invoice.account_id)
+        assert await balance(session, merchant, "TON") == -TON  # the released one
+        assert await balance(session, books.SCREENING_FROZEN, "TON") == -TON
+        assert await balance(session, books.SCREENING_HELD, "TON") == 0
+        assert (await check_books(session)).ok

@@ -17,7 +17,9 @@ the decision is stored with the deposit it decided. `blocked`: the deposit is `f
 `screening_blocked` and the alert `screening_blocked` opens. `review`: a deposit that would
 credit an invoice is `held` (liability:screening_held) and its open invoice waits in
 `processing` (hold_reason `screening_review`) until an approver releases or freezes it
-(resolutions.py `decide_held`).
+(resolutions.py `decide_held`). An invoice can have several payments held at once (TON
+deposits, a card, PayPal or bank payment: processing/payer_screening.py): it leaves
+`screening_review` only once none is held any more (`settle_review`).
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from tonrail.ledger import rules as books
 from tonrail.ledger.service import post
 from tonrail.money import format_minor
 from tonrail.monitoring.signals import SCREENING_BLOCKED, write_signal
-from tonrail.payments.models import Payment
-from tonrail.payments.states import PaymentStatus
+from tonrail.payments.models import Attempt, Payment
+from tonrail.payments.states import AttemptStatus, PaymentStatus
 from tonrail.payments.transitions import move_payment
 from tonrail.processing.context import TonRailContext
 from tonrail.rails.ton.api import jetton_wallet_of
@@ -53,7 +55,15 @@ from tonrail.rails.ton.states import (
     RotationState,
 )
 from tonrail.screening.rules import Outcome, Subject, Verdict
-from tonrail.screening.service import DEPOSIT_CREDIT, REVIEW_HOLD, store_decision
+from tonrail.screening.service import (
+    DEPOSIT_CREDIT,
+    FROZEN_MARK,
+    HELD_MARK,
+    RELEASED_MARK,
+    REVIEW_HOLD,
+    SCREENING_MARK,
+    store_decision,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -141,28 +151,31 @@ async def _received(
     return int((await session.execute(stmt)).scalar_one())
 
 
-async def held_deposits_total(session: AsyncSession, payment_id: str) -> int:
-    """What deposits screening holds for review still hold of the invoice."""
-    return await _received(session, payment_id, HELD)
-
-
 def held_for_review(invoice: Payment) -> bool:
     """An invoice waiting for an approver's decision on a deposit screening held."""
     return invoice.status == PaymentStatus.PROCESSING and invoice.hold_reason == REVIEW_HOLD
 
 
-async def fail_for_screening(session: AsyncSession, invoice: Payment, deposit_id: str) -> None:
+async def fail_for_screening(
+    session: AsyncSession, invoice: Payment, deposit_id: str, actor: str = SCREENING_ACTOR
+) -> None:
     """An invoice paid (in whole or part) from a blocked sender: it fails with
-    `screening_blocked` if it was still open; the merchant must not deliver."""
-    if invoice.status == PaymentStatus.AWAITING_PAYMENT or held_for_review(invoice):
+    `screening_blocked` if it was still open; the merchant must not deliver. One held for
+    review with another payment still held waits for that decision (`settle_review`)."""
+    why = (
+        f"deposit {deposit_id} came from a sender AML/KYC screening blocks: it is frozen, "
+        "not credited"
+    )
+    if held_for_review(invoice):
+        await settle_review(session, invoice, actor, why)
+    elif invoice.status == PaymentStatus.AWAITING_PAYMENT:
         await move_payment(
             session,
             invoice,
             PaymentStatus.FAILED,
-            actor=SCREENING_ACTOR,
+            actor=actor,
             failure_code="screening_blocked",
-            failure_message=f"deposit {deposit_id} came from a sender AML/KYC screening "
-            "blocks: it is frozen, not credited",
+            failure_message=why,
             values={"hold_reason": None},
         )
 
@@ -297,7 +310,7 @@ async def record(
         ):
             await move_payment(session, invoice, PaymentStatus.SUCCEEDED, actor="system:ton")
         elif deposit.status != DepositStatus.UNDERPAID and held_for_review(invoice):
-            await settle_if_released(session, invoice, SCREENING_ACTOR)
+            await settle_review(session, invoice, SCREENING_ACTOR)
     else:
         await post(
             session,
@@ -323,12 +336,56 @@ def _treasury(ctx: TonRailContext) -> str | None:
     return raw(address) if address else None
 
 
-async def settle_if_released(session: AsyncSession, invoice: Payment, actor: str) -> None:
-    """An invoice held for review with no deposit held any more: succeeded if what was
-    credited covers it, else awaiting payment again (its expiry applies as before)."""
-    if not held_for_review(invoice) or await _received(session, invoice.id, HELD):
+async def _screened_payment_marks(session: AsyncSession, invoice_id: str) -> list[str]:
+    """The screening marks of the invoice's confirmed card, PayPal and bank payments."""
+    rows = await session.execute(
+        select(Attempt.details).where(
+            Attempt.payment_id == invoice_id,
+            Attempt.rail != "ton",
+            Attempt.status == AttemptStatus.CONFIRMED,
+        )
+    )
+    return [str((d or {}).get(SCREENING_MARK) or "") for d in rows.scalars()]
+
+
+async def still_held(session: AsyncSession, invoice_id: str) -> bool:
+    """Whether any payment of the invoice (a TON deposit, a card, PayPal or bank payment)
+    is still held for an approver's decision."""
+    if await _received(session, invoice_id, HELD):
+        return True
+    return HELD_MARK in await _screened_payment_marks(session, invoice_id)
+
+
+async def settle_review(
+    session: AsyncSession, invoice: Payment, actor: str, frozen_why: str | None = None
+) -> None:
+    """An invoice held for review leaves `screening_review` only when none of its payments
+    is held any more: then it fails with `screening_blocked` if any was frozen (the merchant
+    must not deliver; what was released stays credited, as with a blocked sender's deposit
+    after a credited one), else succeeds if what was credited covers it (a released card,
+    PayPal or bank payment pays it in full), else awaits payment again (its expiry applies
+    as before). Called after every decision and credit of a held invoice."""
+    if not held_for_review(invoice) or await still_held(session, invoice.id):
         return
-    paid = await _received(session, invoice.id) >= invoice.amount
+    marks = await _screened_payment_marks(session, invoice.id)
+    frozen_deposits = await session.scalar(
+        select(func.count())
+        .select_from(TonDeposit)
+        .where(TonDeposit.payment_id == invoice.id, TonDeposit.status == DepositStatus.FROZEN)
+    )
+    if frozen_deposits or FROZEN_MARK in marks:
+        await move_payment(
+            session,
+            invoice,
+            PaymentStatus.FAILED,
+            actor=actor,
+            failure_code="screening_blocked",
+            failure_message=frozen_why
+            or "a payment of it is frozen by AML/KYC screening, not credited",
+            values={"hold_reason": None},
+        )
+        return
+    paid = RELEASED_MARK in marks or await _received(session, invoice.id) >= invoice.amount
     target = PaymentStatus.SUCCEEDED if paid else PaymentStatus.AWAITING_PAYMENT
     await move_payment(session, invoice, target, actor=actor, values={"hold_reason": None})
 

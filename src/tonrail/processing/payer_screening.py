@@ -11,7 +11,9 @@ may answer slowly), and the decision is stored with what it decided (stage `paym
 - `review`: the money is booked to liability:screening_held, not to the merchant; the attempt
   is marked `screening: held` and an open invoice waits in `processing` (hold_reason
   `screening_review`) until an approver releases or freezes it (`decide_held_payment`: the
-  Approvals page, `tonrail deposits release|freeze <attempt id>`).
+  Approvals page, `tonrail deposits release|freeze <attempt id>`). With a TON deposit of it
+  held too, it stays there until both are decided (deposits.settle_review): then it fails
+  if either was frozen, else succeeds.
 - `blocked`: booked to liability:screening_frozen, the attempt marked `screening: frozen`, the
   open invoice fails with `screening_blocked` and the alert `screening_blocked` opens.
 The provider's fee is expensed in every case: the provider kept it.
@@ -34,7 +36,7 @@ from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
 from tonrail.payments.states import AttemptStatus, PaymentStatus
 from tonrail.payments.transitions import move_payment
-from tonrail.processing.deposits import held_deposits_total, held_for_review
+from tonrail.processing.deposits import held_for_review, settle_review
 from tonrail.rails.base import PAYER
 from tonrail.screening.rules import Outcome, Subject, Verdict
 from tonrail.screening.service import (
@@ -132,16 +134,20 @@ async def set_apart(
 
 
 async def _fail(session: AsyncSession, payment: Payment, attempt: Attempt, why: str) -> None:
-    """The invoice fails with `screening_blocked` if it was still open: do not deliver."""
-    if payment.status == PaymentStatus.AWAITING_PAYMENT or held_for_review(payment):
+    """The invoice fails with `screening_blocked` if it was still open: do not deliver. One
+    held for review with another payment still held (a TON deposit) waits for that decision
+    too (deposits.settle_review)."""
+    message = f"the {attempt.rail} payment {attempt.id} is frozen, not credited: " + why
+    if held_for_review(payment):
+        await settle_review(session, payment, "system:screening", message)
+    elif payment.status == PaymentStatus.AWAITING_PAYMENT:
         await move_payment(
             session,
             payment,
             PaymentStatus.FAILED,
             actor="system:screening",
             failure_code="screening_blocked",
-            failure_message=f"the {attempt.rail} payment {attempt.id} is frozen, not credited: "
-            + why,
+            failure_message=message,
             values={"hold_reason": None},
         )
 
@@ -198,14 +204,8 @@ async def decide_held_payment(
         await post(session, "invoice.screening_released", lines, invoice.id)
         attempt.details = {**attempt.details, SCREENING_MARK: RELEASED_MARK}
         await session.flush()
-        if held_for_review(invoice) and not await held_deposits_total(session, invoice.id):
-            await move_payment(
-                session,
-                invoice,
-                PaymentStatus.SUCCEEDED,
-                actor=actor,
-                values={"hold_reason": None},
-            )
+        if held_for_review(invoice):
+            await settle_review(session, invoice, actor)
         elif invoice.status == PaymentStatus.AWAITING_PAYMENT:
             await move_payment(session, invoice, PaymentStatus.SUCCEEDED, actor=actor)
     else:

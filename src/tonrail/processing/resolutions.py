@@ -29,7 +29,7 @@ from tonrail.payments.schemas import RefundCreate
 from tonrail.payments.service import PaymentService
 from tonrail.payments.states import PaymentStatus
 from tonrail.payments.transitions import move_payment
-from tonrail.processing.deposits import fail_for_screening, settle_if_released
+from tonrail.processing.deposits import fail_for_screening, settle_review
 from tonrail.rails.ton.models import TonDeposit
 from tonrail.rails.ton.states import (
     CREDITING_DEPOSIT_STATES,
@@ -194,8 +194,10 @@ async def decide_held(
     Approvals page, `tonrail deposits release|freeze`), once: the deposit row is locked and
     must still be `held`. `release` credits the merchant (its invoice succeeds if that
     covers it, else awaits payment again); `freeze` books it as frozen and fails its open
-    invoice, as a blocked sender would. Stored as a screening decision (provider
-    `approver`), audited, with a `deposit.screening_<decision>` event."""
+    invoice, as a blocked sender would. An invoice with another payment still held stays
+    in `screening_review` until that one is decided too (deposits.settle_review). Stored
+    as a screening decision (provider `approver`), audited, with a
+    `deposit.screening_<decision>` event."""
     if decision not in ("release", "freeze"):
         raise InvalidRequest("decision must be release or freeze", param="decision")
     deposit = await session.get(TonDeposit, deposit_id, with_for_update=True)
@@ -229,7 +231,7 @@ async def decide_held(
             else DepositStatus.OVERPAID
         )
         await session.flush()
-        await settle_if_released(session, invoice, actor)
+        await settle_review(session, invoice, actor)
     else:
         await post(
             session,
