@@ -63,7 +63,12 @@ from tonrail.processing.ton_batch import (
 from tonrail.processing.ton_track import track_open
 from tonrail.rails.base import BatchRail
 from tonrail.rails.ton.chain_view import raw
-from tonrail.rails.ton.highload import OutTransfer, SignedRequest, query_id_for
+from tonrail.rails.ton.highload import (
+    OutTransfer,
+    SignedRequest,
+    query_id_for,
+    refused_as_executed,
+)
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
 from tonrail.rails.ton.quote import DEFAULT_FEE_NANOTON, TonQuoter
 from tonrail.rails.ton.states import (
@@ -428,13 +433,26 @@ async def send_due(ctx: TonRailContext) -> int:
         )
     sent = 0
     for request in due:
+        executed = False
         try:
             await ctx.rail.send(request.boc)
             crashpoint(ctx.settings, "ton.after_send")
         except Exception as exc:
             # The node may refuse a duplicate or a message that is already processed: the
-            # tracker decides from the chain, never from this answer.
-            log.warning("ton send failed", request=request.id, error=str(exc))
+            # tracker decides the outcome from the chain, never from this answer. A copy
+            # refused because the wallet executed its query_id only ends the re-sending:
+            # the request is `processed` (as `processed?` would say; never expired), and
+            # the tracker still books what its transactions show.
+            executed = (
+                request.send_count > 0
+                and isinstance(exc, ToncenterError)
+                and exc.kind == "rejected"
+                and refused_as_executed(exc)
+            )
+            if executed:
+                log.info("ton request already executed; not re-sent", request=request.id)
+            else:
+                log.warning("ton send failed", request=request.id, error=str(exc))
         async with transaction(ctx) as session:
             await session.execute(
                 update(TonRequest)
@@ -443,7 +461,7 @@ async def send_due(ctx: TonRailContext) -> int:
                     TonRequest.status.in_((RequestStatus.SIGNED, RequestStatus.SENT)),
                 )
                 .values(
-                    status=RequestStatus.SENT,
+                    status=RequestStatus.PROCESSED if executed else RequestStatus.SENT,
                     send_count=TonRequest.send_count + 1,
                     last_sent_at=clock.now(),
                     updated_at=clock.now(),

@@ -316,7 +316,9 @@ async def _settle(
         if request.status not in OPEN_REQUEST_STATES:
             return True
         transfers = await request_transfers(session, request_id)
-        if request.status != RequestStatus.PROCESSED:
+        if request.ext_tx_hash is None:
+            # Found now (a request may already be `processed` without it: its copy was
+            # refused as executed, or `processed?` said so).
             request.status = RequestStatus.PROCESSED
             request.ext_tx_hash = ext.hash
             request.ext_lt = ext.lt

@@ -14,7 +14,7 @@ from tonrail import clock
 from tonrail.db import Database
 from tonrail.ledger.service import check_books
 from tonrail.processing.ton_loop import assemble, payout_round, send_due
-from tonrail.processing.ton_track import track_open
+from tonrail.processing.ton_track import processed_flag, track_open
 from tonrail.rails.ton.chain_view import raw
 from tonrail.rails.ton.models import TonRequest, TonTransfer
 from tonrail.security.switches import set_switch
@@ -89,6 +89,49 @@ async def test_dropped_messages_are_resent_and_paid_once(
     final = await rail.run_until_final([pid], client, auth)
     assert final[pid]["status"] == "succeeded"
     assert await times_paid(rail, pid) == 1
+
+
+async def test_a_copy_refused_as_executed_ends_the_resending(
+    rail: Rail, client: httpx.AsyncClient, auth: dict[str, str], db: Database
+) -> None:
+    """A re-sent copy the wallet refuses as already executed (exit code 36) marks the request
+    `processed` and is not sent again; the tracker still books it from the chain, once."""
+    pid = await payout(client, auth, rail)
+    await assemble(rail.ctx, deploy=True)
+    assert await send_due(rail.ctx) == 1
+    async with db.transaction() as session:
+        [request] = (await session.execute(select(TonRequest))).scalars().all()
+        query_id = request.query_id
+    for _ in range(100):  # the wallet executes it within a block or two
+        if await processed_flag(rail.ctx, query_id):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the request never landed")
+
+    async def resend_due_now() -> None:
+        async with db.transaction() as session:
+            row = await session.get(TonRequest, request.id)
+            assert row is not None
+            row.last_sent_at = datetime.now(UTC) - timedelta(hours=1)
+
+    await resend_due_now()
+    assert await send_due(rail.ctx) == 1  # the copy goes out, and is refused
+    async with db.transaction() as session:
+        row = await session.get(TonRequest, request.id)
+        assert row is not None
+        assert (row.status, row.send_count, row.ext_tx_hash) == ("processed", 2, None)
+    await resend_due_now()
+    assert await send_due(rail.ctx) == 0  # never again
+    final = await rail.run_until_final([pid], client, auth)
+    assert final[pid]["status"] == "succeeded"
+    assert await times_paid(rail, pid) == 1
+    async with db.transaction() as session:
+        row = await session.get(TonRequest, request.id)
+        assert row is not None
+        assert row.status == "final" and row.send_count == 2
+        assert row.ext_tx_hash is not None and row.common_fee is not None  # booked from chain
+        assert (await check_books(session)).ok
 
 
 async def test_toncenter_errors_are_retried(

@@ -10,6 +10,7 @@ produces the same two transactions (external, then internal_transfer) to confirm
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -43,6 +44,20 @@ MAX_ACTIONS_PER_PACK = 253  # 254 with the nested pack that carries the rest
 # (visible as a missing out message) instead of failing every payout of the batch.
 PAYOUT_SEND_MODE = 1 | 2
 QUERY_ID_SPACE = 8192 * 1023  # shift:13 bits x bit_number:10 bits, bit_number < 1023
+# The contract's refusal of an external whose query_id it has already executed
+# (`error::already_executed`); 33-35 are a bad signature, subwallet or created_at.
+EXIT_ALREADY_EXECUTED = 36
+# How a node words an external's refusal: toncenter (liteserver) "exitcode=36, steps=...",
+# toncenter v2's documented form "Exit code 36 != 0".
+_EXIT_CODE = re.compile(r"exit\s?code[=\s]+(-?\d+)", re.IGNORECASE)
+
+
+def refused_as_executed(error: BaseException) -> bool:
+    """Whether a node refused a request because the wallet has already executed its
+    query_id: for a copy of one of our requests, proof that it landed (what `processed?`
+    would say), so re-sending it is pointless."""
+    found = _EXIT_CODE.search(str(error))
+    return found is not None and int(found.group(1)) == EXIT_ALREADY_EXECUTED
 
 
 def query_id_for(n: int) -> int:
