@@ -123,7 +123,8 @@ async def attempt(
                 error_code=error[0] if error else None,
                 error_message=error[1] if error else None,
             )
-            await record_poll(session, service, a, result)
+            # Screening is off in these settings: nobody to screen (screen_payer: None).
+            await record_poll(session, service, a, result, screened=None)
         return a.id
 
 

@@ -197,7 +197,7 @@ async def _fail_on_a_rail(db: Database, settings: Settings, pid: str, by_poll: b
             await record_submit(session, settings, attempt, SubmitResult("submitted", "ref"))
             payments = PaymentService(db, settings)
             result = PollResult("failed", error_code=refused[0], error_message=refused[1])
-            await record_poll(session, payments, attempt, result)
+            await record_poll(session, payments, attempt, result, screened=None)
         else:
             result = SubmitResult("failed", error_code=refused[0], error_message=refused[1])
             await record_submit(session, settings, attempt, result)

@@ -26,6 +26,7 @@ from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
 from tonrail.payments.transitions import move_payment, start_attempt
 from tonrail.processing.outcomes import record_poll, record_submit
+from tonrail.processing.payer_screening import screen_payer
 from tonrail.rails.base import PollResult
 from tonrail.rails.registry import BackupRail
 from tonrail.settings import Settings
@@ -189,10 +190,14 @@ async def poll_once(db: Database, app: Any, attempt_id: str) -> str:
         assert payment is not None
         pview, aview, rail = payment_view(payment), attempt_view(att), att.rail
     result: PollResult = await rails_of(app)[rail].poll(pview, aview)
+    # As the loop does: an invoice's payer is screened before the transaction.
+    screened = await screen_payer(
+        app.state.payments, pview.direction, pview.asset, pview.amount, rail, result.details
+    )
     async with db.transaction() as session:
         att = await session.get(Attempt, attempt_id)
         assert att is not None
-        return await record_poll(session, app.state.payments, att, result)
+        return await record_poll(session, app.state.payments, att, result, screened=screened)
 
 
 async def state(db: Database, payment_id: str) -> tuple[str, list[tuple[str, str]]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from typer.testing import CliRunner
 
 from tests.dashboard.conftest import admins, sign_in
@@ -25,15 +25,19 @@ from tests.rails.test_stripe import invoice, sdk
 from tests.screening.test_held_deposit_decisions import TON, held_deposit
 from tonrail.cli import app
 from tonrail.db import Database
+from tonrail.errors import Conflict
 from tonrail.events.models import OutboxEvent
 from tonrail.ledger import rules as books
 from tonrail.monitoring.models import MonitoringSignal
-from tonrail.payments.models import Attempt
+from tonrail.payments.attempts import attempt_view, payment_view
+from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.service import PaymentService
 from tonrail.processing.backup_loop import BackupContext, backup_round
 from tonrail.processing.bank_files import BankFiles
+from tonrail.processing.outcomes import record_poll
 from tonrail.rails.registry import routing_policy
 from tonrail.screening.models import ScreeningDecision
+from tonrail.screening.rules import Outcome, Subject, Verdict
 from tonrail.settings import Settings, get_settings
 
 __all__ = ["admins"]  # a fixture, used by name
@@ -381,3 +385,102 @@ async def test_an_invoice_with_a_held_card_payment_and_a_held_deposit_waits_for_
         ), got
         assert balances[(books.SCREENING_FROZEN, "USD")] == -10_000
         assert balances[(MERCHANT, "TON")] == -5 * TON
+
+
+class TransactionWatch:
+    """A screening provider that notes, each time it is asked, whether the database had a
+    transaction open then (the engine's begin, commit and rollback events)."""
+
+    name = "watch"
+
+    def __init__(self, db: Database) -> None:
+        self.engine = db.engine.sync_engine
+        self.open = 0
+        self.asked_in_transaction: list[bool] = []
+        for name, listener in self._listeners():
+            event.listen(self.engine, name, listener)
+
+    def _listeners(self) -> list[tuple[str, Any]]:
+        return [("begin", self._begin), ("commit", self._end), ("rollback", self._end)]
+
+    def _begin(self, _conn: Any) -> None:
+        self.open += 1
+
+    def _end(self, _conn: Any) -> None:
+        self.open -= 1
+
+    def remove(self) -> None:
+        for name, listener in self._listeners():
+            event.remove(self.engine, name, listener)
+
+    async def screen(self, subject: Subject, context: dict[str, Any]) -> Verdict:
+        self.asked_in_transaction.append(self.open > 0)
+        return Verdict(Outcome.CLEAR, self.name)
+
+
+async def test_payers_are_screened_before_the_crediting_transaction_never_inside_it(
+    db: Database,
+    rail_app: Any,
+    rail_client: httpx.AsyncClient,
+    rail_settings: Settings,
+    auth: dict[str, str],
+    localstripe_url: str,
+    paypal: tuple[PayPalServer, str],
+) -> None:
+    """Review finding: `record_poll` screened a payer its caller had not screened inside the
+    crediting transaction (with the HTTP provider, a network call with a transaction open).
+    It now takes what the caller's `screen_payer` answered and asks nobody itself."""
+    watch = TransactionWatch(db)
+    payments: PaymentService = rail_app.state.payments
+    assert payments.screening is not None
+    payments.screening.providers.append(watch)
+    try:
+        inv = await card_payment(rail_client, auth, localstripe_url, "Ada Lovelace", "a@ex.com")
+        att = await attempt_of(db, inv)
+        async with db.transaction() as session:
+            payment = await session.get(Payment, inv)
+            assert payment is not None
+            pview, aview = payment_view(payment), attempt_view(att)
+        result = await rail_app.state.backup_rails["stripe"].poll(pview, aview)
+        assert result.status == "confirmed"
+        # Without what the caller screened, the confirmed payment is not recorded at all ...
+        with pytest.raises(TypeError, match="screened"):
+            async with db.transaction() as session:
+                att = await session.get(Attempt, aview.id, with_for_update=True)
+                await record_poll(session, payments, att, result)  # type: ignore[call-arg]
+        # ... nor credited unscreened when the caller says there was nobody to screen.
+        with pytest.raises(Conflict) as unscreened:
+            async with db.transaction() as session:
+                att = await session.get(Attempt, aview.id, with_for_update=True)
+                await record_poll(session, payments, att, result, screened=None)
+        assert unscreened.value.code == "payer_not_screened"
+        assert watch.asked_in_transaction == []
+        assert (await attempt_of(db, inv)).status == "submitted"  # nothing written
+
+        # The backup loop, a PayPal webhook and a bank statement credit: each payer is
+        # screened once, with no transaction open, and credited.
+        await backup_round(loop(rail_app, db))
+        server, _ = paypal
+        server.valid_signatures.add("good-sig")
+        co = await paypal_invoice(rail_client, auth)
+        server.approve(co["provider_ref"], {"name": {"given_name": "Ada"}, "payer_id": "P1"})
+        body, headers = webhook("WH-T1", "CHECKOUT.ORDER.APPROVED", {"id": co["provider_ref"]})
+        r = await rail_client.post("/webhooks/paypal", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["outcome"] == "succeeded", r.text
+        bank = await bank_invoice(rail_client, auth, "80.00")
+        files = BankFiles(db, rail_settings, payments)
+        line = Entry("W1", 8_000, "USD", "CRDT", bank["provider_ref"], debtor="Ada")
+        report = await files.import_statement(statement(OUR_IBAN, [line]))
+        assert [ln.outcome for ln in report.lines] == ["paid"]
+    finally:
+        watch.remove()
+    assert watch.asked_in_transaction == [False, False, False]
+    for paid in (inv, co["invoice"], bank["invoice"]):
+        got = (await rail_client.get(f"/v1/invoices/{paid}", headers=auth)).json()
+        assert got["status"] == "succeeded", got
+    assert {(d.payment_id, d.outcome) for d in await decisions(db)} == {
+        (inv, "clear"),
+        (co["invoice"], "clear"),
+        (bank["invoice"], "clear"),
+    }
+    await books_ok(db)

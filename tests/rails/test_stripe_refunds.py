@@ -19,6 +19,7 @@ from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.states import PaymentStatus
 from tonrail.processing.backup_loop import BackupContext, backup_round
 from tonrail.processing.outcomes import record_poll
+from tonrail.processing.payer_screening import screen_payer
 from tonrail.rails.registry import routing_policy
 
 TON = 10**9
@@ -48,10 +49,15 @@ async def paid_by_card(
         assert payment is not None
         pview, aview = payment_view(payment), attempt_view(att)
     result = await app.state.backup_rails["stripe"].poll(pview, aview)
+    payments = app.state.payments
+    screened = await screen_payer(
+        payments, "in", pview.asset, pview.amount, "stripe", result.details
+    )
     async with db.transaction() as session:
         att = await session.get(Attempt, aview.id)
         assert att is not None
-        assert await record_poll(session, app.state.payments, att, result) == "succeeded"
+        outcome = await record_poll(session, payments, att, result, screened=screened)
+        assert outcome == "succeeded"
     return inv, pi
 
 

@@ -260,7 +260,8 @@ class BankFiles:
             **payer,
         }
         if received < expected:
-            await record_poll(session, self.payments, match, PollResult(PollStatus.PENDING), extra)
+            pending = PollResult(PollStatus.PENDING)
+            await record_poll(session, self.payments, match, pending, extra, screened=None)
             result.outcome = "partial"
             return
         extra["received_into"] = books.UNAPPLIED_RECEIPTS
@@ -270,7 +271,7 @@ class BankFiles:
             match,
             PollResult(PollStatus.CONFIRMED, self.settings.bank_fee_fixed, result.currency),
             extra,
-            screened,
+            screened=screened,
         )
         if outcome in ("screening_held", "screening_frozen"):
             result.outcome = outcome
@@ -301,5 +302,6 @@ class BankFiles:
             match,
             PollResult(PollStatus.CONFIRMED, self.settings.bank_fee_fixed, result.currency),
             {"statement_lines": [result.reference]},
+            screened=None,  # our own transfer out: no payer to screen
         )
         result.outcome = "settled"

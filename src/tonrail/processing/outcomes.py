@@ -53,7 +53,7 @@ from tonrail.processing.context import (
     transaction,
 )
 from tonrail.processing.dispatch import attempts_of, ton_exhausted_by
-from tonrail.processing.payer_screening import Screened, screen_payer, set_apart
+from tonrail.processing.payer_screening import Screened, set_apart
 from tonrail.processing.ton_batch import attach_retry_limit
 from tonrail.rails.base import PollResult, SubmitResult
 from tonrail.rails.ton.chain_view import Msg
@@ -116,15 +116,17 @@ async def record_poll(
     attempt: Attempt,
     result: PollResult,
     extra_details: dict[str, Any] | None = None,
-    screened: Screened | None = None,
+    *,
+    screened: Screened | None,
 ) -> str:
     """Apply a rail's view of an attempt; returns what happened (for logs and reports).
 
     A confirmed attempt settles its payment in the same transaction: the attempt becomes
     `confirmed` with its fee, the payment `succeeded`, and the ledger gets balanced lines.
     Already-resolved attempts are left alone, so duplicates and late events are harmless.
-    An invoice's payer is screened first (`screened`: what the caller asked outside its
-    transaction; else asked here) and held or frozen as screening says (payer_screening.py).
+    An invoice's payer is held or frozen as screening says (payer_screening.py): `screened`
+    is what `screen_payer` answered the caller before its transaction (None: nothing to
+    screen); nobody is asked here, with the transaction open.
     """
     if attempt.status not in (AttemptStatus.SUBMITTED, AttemptStatus.UNKNOWN):
         return f"attempt_already_{attempt.status}"
@@ -195,9 +197,12 @@ async def record_poll(
         if source != books.UNAPPLIED_RECEIPTS:
             await post(session, "invoice.unapplied_receipt", lines, payment.id)
         return "unapplied_receipt"
-    if screened is None:
-        screened = await screen_payer(
-            payments, payment.direction, payment.asset, payment.amount, attempt.rail, details
+    if screened is None and payments.screening is not None:
+        # A caller that did not screen the payer first: credit nobody unscreened.
+        raise Conflict(
+            f"attempt {attempt.id} confirmed invoice {payment.id}, but its payer was not "
+            "screened before the transaction",
+            code="payer_not_screened",
         )
     if screened is not None:
         await store_decision(

@@ -3,9 +3,10 @@
 Who paid is what the provider tells us (rails put it in the poll's details under `payer`):
 a card's billing name and e-mail, a Checkout Session's customer details, the PayPal payer's
 name and e-mail, a bank statement line's debtor name and IBAN. It is screened with the same
-providers and outcomes as TON deposits (processing/deposits.py), before the transaction that
-credits the invoice when the caller can (backup loop, webhooks, statement import: a provider
-may answer slowly), and the decision is stored with what it decided (stage `payment_credit`).
+providers and outcomes as TON deposits (processing/deposits.py), by the caller before the
+transaction that credits the invoice (backup loop, webhooks, statement import: a provider may
+answer slowly; `record_poll` asks nobody), and the decision is stored with what it decided
+(stage `payment_credit`).
 
 - `clear`: credited as before (`invoice.paid_by_provider`).
 - `review`: the money is booked to liability:screening_held, not to the merchant; the attempt
