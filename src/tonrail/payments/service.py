@@ -85,6 +85,7 @@ from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
 from tonrail.security.lockouts import check_not_locked, lockout_refusal
 from tonrail.security.switches import refuse_in_maintenance, switch_refusal
+from tonrail.security.two_person import refuse_approval_by_requester
 from tonrail.settings import Settings
 from tonrail.states import HoldReason
 
@@ -634,10 +635,7 @@ class PaymentService:
                 f"payout is {payment.status}, not waiting for approval",
                 code="not_awaiting_approval",
             )
-        if approver == payment.requested_by:
-            raise PermissionDenied(
-                "the requester of a payout cannot approve it", code="approver_is_requester"
-            )
+        refuse_approval_by_requester(approver, payment.requested_by, "the requester of a payout")
         if not await repo.add_approval(session, payment.id, approver, clock.now()):
             raise Conflict("you have already approved this payout", code="already_approved")
         emit(

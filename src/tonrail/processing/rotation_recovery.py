@@ -6,9 +6,9 @@ the fees to the network, the rest still on `asset:hot_wallet`, the old wallet's 
 An operator asks for one way (`tonrail keys rotate-wallet --recover CHOICE --reason WHY`,
 audit `hot_wallet.recovery_requested`); another operator approves it by naming the same
 choice (`--approve-recovery CHOICE`, audit `hot_wallet.recovery_approved`), the payout rule
-(`approver_is_requester`): the requester cannot approve. The approved move commits with its
-audit entry (and its journal entry, for a switch); a rerun after a crash finds the rotation
-past it and resumes from there:
+(security/two_person.py, `approver_is_requester`): the requester cannot approve. The
+approved move commits with its audit entry (and its journal entry, for a switch); a rerun
+after a crash finds the rotation past it and resumes from there:
 
 - `resweep`: back to `drained`; the command signs a new sweep from the balances then. What
   the failed one brought the new wallet stays booked on `asset:next_hot_wallet` until the
@@ -30,12 +30,13 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail.db import Database
-from tonrail.errors import Conflict, IllegalTransition, InvalidRequest, NotFound, PermissionDenied
+from tonrail.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from tonrail.kit.faults import crashpoint
 from tonrail.processing import wallet_rotation as rot
 from tonrail.rails.ton.models import TonWalletCursor, TonWalletRotation
 from tonrail.rails.ton.states import RotationState, SweepRecovery
 from tonrail.security import audit_log
+from tonrail.security.two_person import refuse_approval_by_requester
 from tonrail.settings import Settings
 
 
@@ -107,11 +108,9 @@ async def approve(
                 f"not {choice}",
                 code="wallet_rotation_recovery_mismatch",
             )
-        if actor == row.recovery_requested_by:
-            raise PermissionDenied(
-                "the operator who asked for a way out cannot approve it",
-                code="approver_is_requester",
-            )
+        refuse_approval_by_requester(
+            actor, row.recovery_requested_by, "the operator who asked for a way out"
+        )
         await _check(session, row, choice)
         details = {
             "choice": choice,
