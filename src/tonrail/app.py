@@ -117,6 +117,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         if limiter is not None:
             await limiter.close()
         await app.state.jetton_wallets.aclose()
+        await app.state.payments.aclose()  # RATE_SOURCE=dex: the toncenter client it opened
         treasury_api = getattr(app.state, "treasury_api", None)  # the dashboard's chain reads
         if treasury_api is not None:
             await treasury_api.aclose()

@@ -156,6 +156,11 @@ class ToncenterOnFirstUse:
             self.client = ToncenterClient.from_network(network, self.settings)
         return await self.client.run_get_method(address, method, stack)
 
+    async def aclose(self) -> None:
+        """Close the client if a read opened it."""
+        if self.client is not None:
+            await self.client.aclose()
+
 
 class PaymentService:
     """Creates, reads, cancels and approves payments, posting ledger lines and outbox events.
@@ -175,8 +180,10 @@ class PaymentService:
         self._fee_decisions = fee_decisions
         self.settings = settings
         self.policy = limit_policy(settings)
+        # The toncenter client this service opens itself (closed by `aclose`), if any.
+        self._pool_reader: ToncenterOnFirstUse | None = None
         if get_methods is None and settings.rate_source == "dex":
-            get_methods = ToncenterOnFirstUse(settings)
+            get_methods = self._pool_reader = ToncenterOnFirstUse(settings)
         self.rates = Rates(settings, get_methods=get_methods)
         self.screening = Screening.of(settings)
         self._pay_to = settings.payment_processor_address or None
@@ -192,6 +199,11 @@ class PaymentService:
         hands its own, so the process's toncenter calls share one rate limiter."""
         if self.settings.rate_source == "dex":
             self.rates.source = rate_source(self.settings, get_methods)
+
+    async def aclose(self) -> None:
+        """Close what this service opened: RATE_SOURCE=dex's toncenter client."""
+        if self._pool_reader is not None:
+            await self._pool_reader.aclose()
 
     def draws_on_balance(self, account_id: str) -> bool:
         """Whether the account's payouts must be covered by its balance (HOUSE_ACCOUNT_ID)."""

@@ -150,6 +150,27 @@ async def test_the_pool_is_read_through_the_next_toncenter_url_when_the_first_is
     )
     assert not await alone.rates.refresh()
     assert alone.rates.fresh("TON") is None
+    await alone.aclose()
+
+
+async def test_the_api_closes_the_toncenter_client_its_rates_opened_when_it_stops(
+    rail: Rail, payer: WalletV5R1, settings: Settings, db: Database
+) -> None:
+    """Review finding: the API process's rates open the TON rail's toncenter client at their
+    first read of the pool (ToncenterOnFirstUse), and nothing closed it: its HTTP session
+    outlived the app. The app's lifespan closes it when the app stops."""
+    pool = await deploy(rail, payer, 0, 1_000_000 * TON, 5_250_000 * 10**6)
+    app = create_app(dex(settings, rail, pool), db)
+    async with app.router.lifespan_context(app):
+        rates = app.state.payments.rates
+        assert isinstance(rates.source, DexSource)
+        lazy = rates.source.reader
+        assert isinstance(lazy, ToncenterOnFirstUse)
+        assert await rates.refresh()
+        assert lazy.client is not None
+        session = lazy.client._http  # the client's httpx session
+        assert not session.is_closed
+    assert session.is_closed
 
 
 async def test_a_price_that_jumps_while_the_last_one_is_fresh_is_refused(
