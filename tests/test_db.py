@@ -143,3 +143,40 @@ async def test_postgres_more_concurrent_one_writes_than_connections_all_run(
         assert count == 12
     finally:
         await db.dispose()
+
+
+def test_writes_together_keep_each_atomic_write_order() -> None:
+    from tonrail.db import _merged
+
+    def w(key: str) -> Write:
+        return Write(key, lambda prefix, source: None, {})  # type: ignore[arg-type,return-value]
+
+    one = [w("record"), w("payment"), w("line"), w("line"), w("event"), w("volume")]
+    two = [w("payment"), w("line"), w("line"), w("event"), w("key"), w("volume")]
+    order = [key for key, _ in _merged([two, one])]
+    assert order == ["record", "payment", "line", "event", "key", "volume"]
+    assert [len(rows) for _, rows in _merged([one, two])] == [1, 2, 4, 2, 1, 2]
+    with pytest.raises(ValueError):
+        _merged([[w("a"), w("b")], [w("b"), w("a")]])
+
+
+async def test_write_together_is_all_or_nothing(db: Database) -> None:
+    from tonrail.db import write_together
+
+    first, second = event_write("test.a", "acct_t", {}), event_write("test.b", "acct_t", {})
+    async with db.one_write() as conn:
+        assert await write_together(conn, [[first], [second]]) is True
+    # The second write repeats its event's id: the first is not written either.
+    again = event_write("test.c", "acct_t", {})
+    twin = Write(again.key, again.template, {**again.values, "type": "test.d"})
+    with pytest.raises(IntegrityError):
+        async with db.one_write() as conn:
+            await write_together(conn, [[again], [twin]])
+    assert await _events(db) == ["test.a", "test.b"]
+    async with db.transaction() as session:
+        await set_switch(session, "maintenance", True, "test")
+    refused = [switch_refusal("maintenance")]
+    async with db.one_write() as conn:
+        written = await write_together(conn, [[event_write("test.e", "acct_t", {})]], refused)
+    assert written is False
+    assert [e for e in await _events(db) if e.startswith("test.")] == ["test.a", "test.b"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -382,12 +383,33 @@ class _DriverStatement:
         }
         return cls(compiled, processors)
 
-    async def fetchrow(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        """The driver's positional arguments for `params`, bind processors applied."""
         values = self.compiled.construct_params(params) or {}
-        args = [
+        return [
             self.processors[name](values[name]) if name in self.processors else values[name]
             for name in self.compiled.positiontup or ()
         ]
+
+    async def executemany(self, driver: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run the statement once per row in one round trip, inside the driver's transaction.
+        An UPDATE must change exactly one row each time, so it runs row by row and checks.
+
+        Rows an UPDATE or an upsert lock (account balances, the day's and a key's volume) are
+        taken sorted by their values (e.g. by account, then asset, as `balance_changes`
+        sorts them), so two group writes never lock two rows in opposite orders."""
+        if self.compiled.isupdate or " ON CONFLICT " in self.compiled.string:
+            rows = sorted(rows, key=lambda row: sorted((k, repr(v)) for k, v in row.items()))
+        if self.compiled.isupdate:
+            for row in rows:
+                status = await driver.execute(self.compiled.string, *self.args(row))
+                if status != "UPDATE 1":
+                    raise RuntimeError(f"an update of a group write changed {status!r}")
+            return
+        await driver.executemany(self.compiled.string, [self.args(row) for row in rows])
+
+    async def fetchrow(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
+        args = self.args(params)
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
         try:
@@ -437,11 +459,109 @@ async def write_at_once(
         if any(counts) and not all(counts):
             raise RuntimeError(f"a write of one statement wrote partly: {tuple(counts)}")
         return bool(counts[0])
-    if refuse_if:
-        check = _template(("refuse_if", refusal_keys), lambda: select(_refused(refuse_if)))
-        if (await conn.execute(check, params)).scalar():
-            return False
+    if refuse_if and await _refuses(conn, refuse_if):
+        return False
     for write in writes:
         insert_ = _template(write.key, partial(write.template, "", None))
         await conn.execute(insert_, dict(write.values))
     return True
+
+
+async def _refuses(conn: AsyncConnection, refuse_if: Sequence[Refusal]) -> bool:
+    """Whether one of `refuse_if` holds now (one SELECT)."""
+    key = ("refuse_if", tuple(r.key for r in refuse_if))
+    check = _template(key, lambda: select(_refused(refuse_if)))
+    return bool((await conn.execute(check, _params(refuse_if, "r"))).scalar())
+
+
+async def write_together(
+    conn: AsyncConnection,
+    atomic_writes: Sequence[Sequence[Write]],
+    refuse_if: Sequence[Refusal] = (),
+) -> bool:
+    """Several atomic writes (each what one `write_at_once` would write) as ONE transaction on
+    a `Database.one_write` connection, with one multi-row statement per kind of write (an
+    executemany, as the payout batch writes); returns False (and writes nothing) when one of
+    `refuse_if` holds. All or nothing: any failure raises and nothing is written.
+
+    Kinds of write run in an order that keeps every atomic write's own order (the idempotency
+    records first, the day's volume last), so rows are locked in the order `write_at_once`
+    locks them. PostgreSQL: BEGIN, the refusals' SELECT, the statements, COMMIT, all on the
+    driver (as `write_at_once`'s one statement: `_DriverStatement`); a unique or CHECK
+    violation raises sqlalchemy's IntegrityError as usual. SQLite: in the connection's
+    transaction, which `one_write` commits or rolls back.
+    """
+    if not atomic_writes:
+        raise ValueError("a write together needs at least one atomic write")
+    refusals = list({(r.key, tuple(r.values.items())): r for r in refuse_if}.values())
+    merged = _merged(atomic_writes)
+    if conn.dialect.name != "postgresql":
+        if refusals and await _refuses(conn, refusals):
+            return False
+        for key, rows in merged:
+            each = _template(key, partial(rows[0].template, "", None))
+            for row in rows:
+                result = await conn.execute(each, dict(row.values))
+                if isinstance(each, Update) and result.rowcount != 1:
+                    raise RuntimeError(f"an update of a group write changed {result.rowcount}")
+        return True
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    try:
+        async with driver.transaction():
+            if refusals:
+                key = ("refuse_if", tuple(r.key for r in refusals))
+                check = _driver_template(key, lambda: select(_refused(refusals)), conn.dialect)
+                if await driver.fetchval(
+                    check.compiled.string, *check.args(_params(refusals, "r"))
+                ):
+                    return False  # nothing was written: the empty transaction commits
+            for key, rows in merged:
+                build = partial(rows[0].template, "", None)
+                statement = _driver_template(("many", key), build, conn.dialect)
+                await statement.executemany(driver, [row.values for row in rows])
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise IntegrityError("write_together", None, exc) from exc
+    except asyncpg.PostgresError:
+        raise  # the server refused a statement and the transaction rolled back
+    except BaseException:
+        # Broken, or abandoned mid-transaction (cancelled): never hand it out again.
+        await conn.invalidate()
+        raise
+    return True
+
+
+def _merged(atomic_writes: Sequence[Sequence[Write]]) -> list[tuple[Hashable, list[Write]]]:
+    """The writes grouped by key (equal keys, equal SQL), the groups ordered so that each
+    atomic write's keys keep their order, and among keys free to go, by the keys themselves
+    (so two groups never take unrelated kinds of row in opposite orders); a cycle (one write
+    needing A before B, another B before A) raises ValueError."""
+    rows: dict[Hashable, list[Write]] = {}
+    after: dict[Hashable, set[Hashable]] = {}
+    waiting: dict[Hashable, int] = {}
+    for writes in atomic_writes:
+        previous: Hashable | None = None
+        for write in writes:
+            key = write.key
+            if key not in rows:
+                rows[key], after[key], waiting[key] = [], set(), 0
+            rows[key].append(write)
+            if previous is not None and previous != key and key not in after[previous]:
+                after[previous].add(key)
+                waiting[key] += 1
+            previous = key
+    keys = sorted(rows, key=repr)
+    first = {key: n for n, key in enumerate(keys)}  # keys[first[key]] == key
+    ready = [first[k] for k in keys if not waiting[k]]
+    heapq.heapify(ready)
+    order: list[tuple[Hashable, list[Write]]] = []
+    while ready:
+        key = keys[heapq.heappop(ready)]
+        order.append((key, rows[key]))
+        for later in after[key]:
+            waiting[later] -= 1
+            if not waiting[later]:
+                heapq.heappush(ready, first[later])
+    if len(order) != len(rows):
+        raise ValueError("the atomic writes order their kinds of write differently")
+    return order

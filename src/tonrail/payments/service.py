@@ -53,6 +53,7 @@ from tonrail.limits.service import (
 )
 from tonrail.money import decimals_of, parse_minor
 from tonrail.payments import repository as repo
+from tonrail.payments.coalesce import GroupCommit
 from tonrail.payments.models import Payment
 from tonrail.payments.receipts import chain_facts
 from tonrail.payments.rules import DEFAULT_TARGET_SECONDS, check_metadata, new_reference
@@ -190,6 +191,8 @@ class PaymentService:
         self._network = resolve_network(settings)
         self._usdt_master = self._network.usdt_master
         self._explorer = explorer_template(self._network, settings.ton_explorer_url)
+        # PostgreSQL: concurrent single payouts of this process share write transactions.
+        self.groups = GroupCommit(db) if db.dialect == "postgresql" else None
         # Our hot wallet and jetton wallet (raw, upper case), as the TON worker recorded them.
         self._own: frozenset[str] = frozenset()
         self._own_read_at: float | None = None
@@ -414,10 +417,21 @@ class PaymentService:
             refusals = [switch_refusal("maintenance"), *([locked] if locked else [])]
             if covered and not await self._has_balance(principal.account_id, asset):
                 insufficient(asset, 0, amount)
-            for _ in range(3):
+
+            async def write_alone() -> bool:
                 async with self.db.one_write() as conn:
-                    if await write_at_once(conn, writes, refuse_if=refusals):
-                        return Response(201, body)
+                    return await write_at_once(conn, writes, refuse_if=refusals)
+
+            for attempt in range(3):
+                if attempt == 0 and self.groups is not None:
+                    # Maybe in one transaction with concurrent payouts (payments/coalesce.py);
+                    # whatever that group's fate, this answers as `write_alone` would.
+                    key = (ikey.account_id, ikey.key) if ikey is not None else None
+                    written = await self.groups.write(writes, refusals, key, write_alone)
+                else:
+                    written = await write_alone()
+                if written:
+                    return Response(201, body)
                 # Refused (maintenance or a lockout): a replay answers first, else say why.
                 if (replay := await self.replay(ikey)) is not None:
                     return replay
