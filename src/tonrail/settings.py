@@ -438,7 +438,7 @@ class Settings(BaseSettings):
     fees_window_urgent_ms: int = 10_000  # longest wait for a batch, by priority
     fees_window_normal_ms: int = 30_000
     fees_window_low_ms: int = 600_000
-    fees_value_of_time_nanoton: int = 300_000  # a payout's second of waiting; 0 = time is free
+    fees_value_of_time_nanoton: int = 150_000  # a payout's second of waiting; 0 = time is free
     fees_arrival_window_seconds: int = 60  # payouts created this recently give the arrival rate
     fees_hold_congestion_normal_pct: int = 90  # hold normal payouts at this congestion ...
     fees_hold_congestion_low_pct: int = 60  # ... low ones at this (urgent: never)

@@ -244,20 +244,21 @@ def test_more_company_waiting_never_means_waiting_longer(
 
 
 def test_steady_traffic_holds_and_a_trickle_goes_at_once() -> None:
-    """The fee benchmark's two regimes with the default value of time (300k nanoton/s) and
-    the local network's shared fee (~4.4M nanoton): a payout a second waits for company (a
-    dozen or so payouts), one every 20 s goes at once."""
-    model = FeeModel(4_400_000, {"TON": 1_400_000})
+    """The fee benchmark's two regimes with the default value of time (150k nanoton/s) and
+    the local network's shared fee under today's mainnet config (~0.69M nanoton a request):
+    a payout a second waits for company (a handful of payouts), one every 20 s goes at
+    once."""
+    model = FeeModel(690_000, {"TON": 40_000})
     policy = FeePolicy()
     steady = decide(facts("normal"), Conditions(T0, 0.0, 1_000, model, False, 1, STEADY), policy)
     assert steady.send_by > T0 and "waiting_pays" in steady.reasons
-    assert steady.batch_window_ms == 13_667  # 4.4M / 300k - 1 / 1 s
+    assert steady.batch_window_ms == 3_600  # 0.69M / 150k - 1 / 1 s
     trickle = Conditions(T0, 0.0, 1_000, model, False, 1, {("TON", "normal"): 0.05})
     for priority in ("urgent", "normal", "low"):
         d = decide(facts(priority), trickle, policy)
         assert d.send_by == T0 and "waiting_does_not_pay" in d.reasons
-    # once 14 wait, waiting no longer pays at a payout a second
-    full = decide(facts("normal"), Conditions(T0, 0.0, 1_000, model, False, 15, STEADY), policy)
+    # once 5 wait, waiting no longer pays at a payout a second (5 x 150k >= 0.69M)
+    full = decide(facts("normal"), Conditions(T0, 0.0, 1_000, model, False, 5, STEADY), policy)
     assert full.send_by == T0
 
 

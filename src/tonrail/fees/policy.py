@@ -184,7 +184,7 @@ class FeePolicy:
         default_factory=lambda: {"urgent": 10_000, "normal": 30_000, "low": 600_000}
     )
     window_share: float = 0.5  # of the slack a payout may spend waiting for a batch
-    value_of_time: int = 300_000  # nanoton a payout's second of waiting is worth; 0 = free
+    value_of_time: int = 150_000  # nanoton a payout's second of waiting is worth; 0 = free
     assumed_latency_ms: int = 5_000  # used, and said so, while latency is not measured
     hold_congestion_pct: Mapping[str, int] = field(
         default_factory=lambda: {"urgent": 101, "normal": 90, "low": 60}
