@@ -155,6 +155,9 @@ class StripeExtras:
         obj = self.sessions[request.match_info["id"]]
         if obj["status"] == "complete":
             return web.json_response(obj)
+        # Who paid, as the customer typed it on the page (optional JSON body: name, email);
+        # Stripe reports it as the session's `customer_details` once it is complete.
+        payer = await request.json() if request.can_read_body else {}
         auth = {"Authorization": f"Bearer {self.secret_key}"}
         async with httpx.AsyncClient(base_url=self.localstripe, headers=auth) as client:
             pm = await client.post(
@@ -183,6 +186,15 @@ class StripeExtras:
             done.raise_for_status()
             assert done.json()["status"] == "succeeded", done.text
         obj.update(status="complete", payment_status="paid", payment_intent=intent)
+        if payer:
+            obj["customer_details"] = {
+                "name": payer.get("name"),
+                "email": payer.get("email"),
+                "address": None,
+                "phone": None,
+                "tax_exempt": "none",
+                "tax_ids": [],
+            }
         return web.json_response(obj)
 
     def create_transfer(self, form: dict[str, Any]) -> dict[str, Any]:

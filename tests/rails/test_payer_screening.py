@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from tests.dashboard.conftest import admins, sign_in
 from tests.rails.camt import Entry, statement
 from tests.rails.conftest import OUR_IBAN, PAYEE_IBAN, books_ok
-from tests.rails.providers import PayPalServer
+from tests.rails.providers import PayPalServer, StripeExtras
 from tests.rails.test_bank import bank_invoice
 from tests.rails.test_paypal import paypal_invoice, webhook
 from tests.rails.test_stripe import invoice, sdk
@@ -161,6 +161,77 @@ async def test_a_card_payer_on_the_list_is_frozen_and_a_clean_one_credited(
     await backup_round(loop(rail_app, db))
     assert len(await decisions(db)) == 2
     assert (await books_ok(db)) == balances
+
+
+async def session_payment(
+    rail_app: Any,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    stripe_extras: tuple[StripeExtras, str],
+    name: str,
+    email: str,
+) -> str:
+    """A 20 TON invoice (100.00 USD) paid through a Stripe Checkout Session by a customer
+    who typed this name and e-mail on Stripe's page (`customer_details`)."""
+    rail = rail_app.state.backup_rails["stripe"]
+    rail.settings = rail.settings.model_copy(update={"stripe_incoming_mode": "checkout_session"})
+    inv = await invoice(client, auth)
+    r = await client.post(f"/v1/invoices/{inv}/checkout", json={"rail": "stripe"}, headers=auth)
+    assert r.status_code == 201, r.text
+    sid = r.json()["provider_ref"]
+    assert sid.startswith("cs_")
+    _, base = stripe_extras
+    async with httpx.AsyncClient() as http:
+        done = await http.post(
+            f"{base}/_test/checkout/sessions/{sid}/complete", json={"name": name, "email": email}
+        )
+    assert done.status_code == 200, done.text
+    return inv
+
+
+async def test_a_checkout_session_payer_on_the_list_is_frozen_and_a_clean_one_credited(
+    db: Database,
+    rail_app: Any,
+    rail_client: httpx.AsyncClient,
+    auth: dict[str, str],
+    stripe_extras: tuple[StripeExtras, str],
+) -> None:
+    """The Checkout Session path names its payer from the session's `customer_details`."""
+    blocked = await session_payment(
+        rail_app, rail_client, auth, stripe_extras, "IVAN blocked", "ivan@example.com"
+    )
+    clean = await session_payment(
+        rail_app, rail_client, auth, stripe_extras, "Ada Lovelace", "ada@example.com"
+    )
+    review = await session_payment(
+        rail_app, rail_client, auth, stripe_extras, "A. Watcher", "watch@example.com"
+    )
+    await backup_round(loop(rail_app, db))
+
+    got = (await rail_client.get(f"/v1/invoices/{blocked}", headers=auth)).json()
+    assert (got["status"], got["failure_code"]) == ("failed", "screening_blocked"), got
+    assert (await rail_client.get(f"/v1/invoices/{clean}", headers=auth)).json()[
+        "status"
+    ] == "succeeded"
+    held = (await rail_client.get(f"/v1/invoices/{review}", headers=auth)).json()
+    assert held["status"] == "processing", held
+    att = await attempt_of(db, blocked)
+    assert att.status == "confirmed" and att.details["screening"] == "frozen"
+    assert att.details["payer"] == {"name": "IVAN blocked", "email": "ivan@example.com"}
+    assert (await attempt_of(db, review)).details["screening"] == "held"
+    balances = await books_ok(db)
+    # Only the clean 20 TON reached the merchant; the others are set apart, not credited.
+    assert balances[(MERCHANT, "TON")] == -20 * 10**9
+    assert balances[(books.SCREENING_FROZEN, "USD")] == -10_000
+    assert balances[(books.SCREENING_HELD, "USD")] == -10_000
+    stored = {(d.payment_id, d.outcome): d for d in await decisions(db)}
+    assert (stored[(blocked, "blocked")].name, stored[(blocked, "blocked")].reason) == (
+        "IVAN blocked",
+        "OFAC SDN",
+    )
+    assert stored[(review, "review")].email == "watch@example.com"
+    assert stored[(clean, "clear")].name == "Ada Lovelace"
+    assert len(stored) == 3
 
 
 async def test_a_paypal_payer_under_review_is_held_until_an_approver_releases_it(
