@@ -26,7 +26,8 @@ Then the database tells the story: payout statuses, highload requests, the `fee`
     python -m benchmarks.bench_ton_payouts --profile var/prof   # py-spy each process
 
 Environment knobs (used by `make bench`): BENCH_TON_PAYOUTS, BENCH_TON_UNBATCHED,
-BENCH_TON_BLOCK_MS, BENCH_TON_TIMEOUT (seconds per run), BENCH_TON_PROFILE (a folder),
+BENCH_TON_BLOCK_MS, BENCH_TON_COLLATE_MS (how long a block may take messages; default 0, no
+limit), BENCH_TON_TIMEOUT (seconds per run), BENCH_TON_PROFILE (a folder),
 BENCH_TON_BACKEND (sqlite, postgresql or both), BENCH_TON_POST_BATCH; for a diagnosis,
 BENCH_TON_LOG_LEVEL (the processes' LOG_LEVEL, default WARNING) and BENCH_TON_KEEP_LOGS (a
 folder the processes' logs are copied to, a subfolder per run).
@@ -55,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+_COLLATE = os.environ.get("BENCH_TON_COLLATE_MS")
+COLLATE_MS = int(_COLLATE) if _COLLATE else 0  # 0: no limit, whole traces in a block
 TONRAIL = str(Path(sys.executable).parent / "tonrail")
 TON = 10**9
 USDT = 10**6
@@ -353,6 +356,7 @@ class Run:
     post_errors: int = 0
     requests: int = 0
     request_sizes: list[int] = field(default_factory=list)
+    sends: int = 0  # external messages sent to the network: every request once, plus copies
     fees_ton: list[int] = field(default_factory=list)  # nanoton, per TON payout
     fees_usdt: list[int] = field(default_factory=list)  # nanoton, per USDT payout
     books_ok: bool = False
@@ -473,6 +477,11 @@ async def _collect(db: Any, run: Run, first_post: datetime) -> None:
         ).all()
         run.request_sizes = [int(s) for (s,) in sizes]
         run.requests = len(run.request_sizes)
+        run.sends = int(
+            (
+                await session.execute(select(func.coalesce(func.sum(TonRequest.send_count), 0)))
+            ).scalar_one()
+        )
         rows = (
             await session.execute(
                 select(
@@ -567,7 +576,7 @@ async def _run(
             state = str(scratch / "chain.sqlite3")
             code = (
                 "from tonrail.localnet.server import serve; "
-                f"serve({state!r}, '127.0.0.1', {net_port}, {block_ms})"
+                f"serve({state!r}, '127.0.0.1', {net_port}, {block_ms}, collate_ms={COLLATE_MS})"
             )
             env = _base_env(scratch)
             netproc = procs.start("localnet", [sys.executable, "-c", code], env)
@@ -728,6 +737,12 @@ def _fee_rows(run: Run) -> list[str]:
     ]
 
 
+def _collating() -> str:
+    if COLLATE_MS:
+        return f"each taking messages for at most {COLLATE_MS} ms"
+    return "each running whole traces, without a time limit"
+
+
 def report(runs: list[Run], block_ms: int, backend: str, elapsed: float, command: str) -> str:
     batched = next((r for r in runs if r.batch_max > 1), None)
     unbatched = next((r for r in runs if r.batch_max == 1), None)
@@ -818,8 +833,9 @@ def report(runs: list[Run], block_ms: int, backend: str, elapsed: float, command
         "sent and "
         "tracked by one real worker process (`tonrail worker --only ton_payouts`, started "
         f"{when}), on the local network (its own process, real TVM, blocks "
-        f"every {block_ms} ms). All on 127.0.0.1, {os.cpu_count()} CPUs shared by the four "
-        "processes. Time runs from the first POST to the last payout's final `updated_at`; "
+        f"every {block_ms} ms, {_collating()}). All on 127.0.0.1, "
+        f"{os.cpu_count()} CPUs shared by the four processes. Time runs from the first POST "
+        "to the last payout's final `updated_at`; "
         "fees are the `fee` booked on each confirmed `ton_transfers` row (its share of the "
         "request's common fee + its own chain fees).",
         "",
@@ -1004,7 +1020,8 @@ def capacity_report(runs: list[Run], capacity: dict[str, float] | None, load: li
         rows.append(
             f"| {run.label} | {run.workers} | {run.rate:.1f} | {chain:.0f} | **{ratio:.0%}** "
             f"| {run.succeeded:,} / {run.payouts:,} | {'yes' if run.books_ok else 'NO'} "
-            f"| {'yes' if exact else 'NO'} | {run.doubled} |"
+            f"| {'yes' if exact else 'NO'} | {run.doubled} "
+            f"| {run.sends:,} ({run.sends - run.requests:,} copies) |"
         )
         if "PostgreSQL" in run.label:
             verdicts.append(
@@ -1033,8 +1050,8 @@ def capacity_report(runs: list[Run], capacity: dict[str, float] | None, load: li
             "",
             "| run | workers | payouts/s | network transfers/s | payouts / capacity "
             "| succeeded | books balanced | hot-wallet spend = payouts + fees, exactly once "
-            "| payouts confirmed twice |",
-            "|---|--:|--:|--:|--:|---|---|---|--:|",
+            "| payouts confirmed twice | externals sent (re-sent copies) |",
+            "|---|--:|--:|--:|--:|---|---|---|--:|--:|",
             *rows,
             "",
             *verdicts,

@@ -542,6 +542,13 @@ def localnet(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="toncenter API port")] = 8081,
     block_ms: Annotated[int, typer.Option(help="block interval in ms")] = 400,
+    collate_ms: Annotated[
+        int,
+        typer.Option(
+            help="time a block may take messages, the rest waiting for the next block, as "
+            "mainnet's collators (e.g. the block interval); 0: no limit, whole traces in a block",
+        ),
+    ] = 0,
     config: Annotated[
         str | None,
         typer.Option(help="blockchain config file (default: the bundled mainnet config)"),
@@ -568,4 +575,7 @@ def localnet(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     Path(state).parent.mkdir(parents=True, exist_ok=True)
-    serve(state, host, port, block_ms, config=chain_config)
+    if collate_ms < 0:
+        typer.echo("error: --collate-ms must be 0 or more", err=True)
+        raise typer.Exit(2)
+    serve(state, host, port, block_ms, collate_ms=collate_ms, config=chain_config)

@@ -113,7 +113,8 @@ async def run_embedded(settings: Settings) -> None:
     fresh_wallet = False
     if settings.ton_network == "localnet":
         chain = Chain.open(
-            str(settings.data_dir / "localnet.sqlite3"), block_ms=settings.localnet_block_ms
+            str(settings.data_dir / "localnet.sqlite3"),
+            block_ms=settings.localnet_block_ms,
         )
         localnet = await _serve_localnet(chain, settings.localnet_port)
         logging.getLogger("uvicorn.access").addFilter(_WithoutLocalnetAccess())

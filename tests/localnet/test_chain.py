@@ -212,3 +212,18 @@ async def test_wait_block_returns_after_the_next_block(chain: Chain) -> None:
         assert chain.seqno > seqno
     finally:
         await chain.stop()
+
+
+async def test_a_copy_of_a_waiting_external_is_queued_once(frozen: Chain) -> None:
+    w = await _funded(frozen, b"\x0b" * 32)
+    frozen.faults.update({"inclusion_delay_ms": 60_000})  # it waits in the queue
+    boc = b64(w.external(w.body(0, NOW + 60, w.address, 1), deploy=True))
+    first = frozen.send_external(boc)
+    assert frozen.send_external(boc) == first  # the copy: accepted, not queued again
+    assert frozen.queue_size() == 1
+    frozen.faults.update({"inclusion_delay_ms": 0})
+    await frozen.produce_block()
+    assert frozen.account(w.address).status == "active"
+    assert len(frozen.store.messages(msg_hash=first[0])) == 1
+    with pytest.raises(SendError):
+        frozen.send_external(boc)  # landed: a copy now is a replay

@@ -66,6 +66,7 @@ def test_serve_produces_blocks_and_keeps_state(tmp_path: Path) -> None:
         later = httpx.get(f"{url}/localnet/status").json()
         assert later["seqno"] > first["seqno"]  # the 100 ms block producer runs
         assert later["block_ms"] == 100
+        assert later["collate_ms"] is None  # no limit by default: whole traces in a block
         info = httpx.get(f"{url}/api/v2/getMasterchainInfo").json()
         assert info["ok"] is True
         genesis = httpx.get(f"{url}/localnet/genesis").json()
@@ -101,6 +102,8 @@ def test_module_entry_point_takes_faults_at_start(tmp_path: Path) -> None:
             str(port),
             "--block-ms",
             "100",
+            "--collate-ms",
+            "250",
             "--faults",
             '{"max_tx_per_block": 5, "http_429_rate": 1.0}',
         ],
@@ -113,6 +116,26 @@ def test_module_entry_point_takes_faults_at_start(tmp_path: Path) -> None:
         _wait(url, proc)
         faults = httpx.get(f"{url}/localnet/faults").json()
         assert faults["max_tx_per_block"] == 5 and faults["http_429_rate"] == 1.0
+        assert httpx.get(f"{url}/localnet/status").json()["collate_ms"] == 250
         assert httpx.get(f"{url}/api/v2/getMasterchainInfo").status_code == 429
     finally:
         _stop(proc)
+
+
+def test_module_entry_point_refuses_a_negative_collation_time(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tonrail.localnet",
+            "--state",
+            str(tmp_path / "n.sqlite3"),
+            "--collate-ms",
+            "-1",
+        ],
+        env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "--collate-ms must be 0 or more" in done.stderr

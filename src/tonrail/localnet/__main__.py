@@ -18,6 +18,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--block-ms", type=int, default=400)
     parser.add_argument(
+        "--collate-ms",
+        type=int,
+        default=0,
+        help="time a block may take messages, as mainnet's collators (0: no limit)",
+    )
+    parser.add_argument(
         "--config", default=None, help="blockchain config file (default: bundled mainnet config)"
     )
     parser.add_argument(
@@ -30,6 +36,8 @@ def main() -> None:
         "--faults", default=None, help="faults from the start, as JSON: '{\"http_429_rate\": 0.1}'"
     )
     args = parser.parse_args()
+    if args.collate_ms < 0:
+        parser.error("--collate-ms must be 0 or more")
     faults = Faults()
     if args.faults:
         try:
@@ -44,7 +52,15 @@ def main() -> None:
         config = resolve_config(args.config, args.config_from)
     except ConfigError as exc:
         parser.error(str(exc))
-    serve(args.state, args.host, args.port, args.block_ms, config=config, faults=faults)
+    serve(
+        args.state,
+        args.host,
+        args.port,
+        args.block_ms,
+        collate_ms=args.collate_ms,
+        config=config,
+        faults=faults,
+    )
 
 
 if __name__ == "__main__":

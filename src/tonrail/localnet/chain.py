@@ -82,10 +82,13 @@ class _Queued:
 
 @dataclass(order=True)
 class _InFlight:
+    """An internal message waiting for its transaction, oldest (created_lt) first."""
+
     created_lt: int
     seq: int
     cell: Cell = field(compare=False)
     trace_id: bytes = field(compare=False)
+    cell_b64: str = field(compare=False)  # serialized once: run by a block, kept in the snapshot
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ class Chain:
         *,
         config: ChainConfig,
         block_ms: int = 400,
+        collate_ms: int | None = None,
         faults: Faults | None = None,
         seed: str = "tonrail-localnet",
         clock: Callable[[], float] = time.time,
@@ -187,6 +191,8 @@ class Chain:
         emulator_b64, self.config_notes = config.emulator_b64()
         self.config = em.Config(emulator_b64)
         self.block_ms = block_ms
+        # How long a timed block may take messages (None: until every queue is empty).
+        self.collate_ms = collate_ms
         self.faults = faults or Faults()
         self.genesis = Genesis(seed)
         self._clock = clock
@@ -214,7 +220,9 @@ class Chain:
         for item in json.loads(store.get_meta("in_flight") or "[]"):
             heapq.heappush(
                 self._in_flight,
-                _InFlight(item[0], next(self._seq), cell_from(item[1]), bytes.fromhex(item[2])),
+                _InFlight(
+                    item[0], next(self._seq), cell_from(item[1]), bytes.fromhex(item[2]), item[1]
+                ),
             )
         self._block_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -230,6 +238,7 @@ class Chain:
         state: str | None = None,
         *,
         block_ms: int = 400,
+        collate_ms: int | None = None,
         faults: Faults | None = None,
         seed: str = "tonrail-localnet",
         config_path: str | None = None,
@@ -239,7 +248,11 @@ class Chain:
         """Open (or create with genesis) a chain persisted in `state`; None keeps it in memory.
 
         The blockchain config is `config`, else the file `config_path`, else the bundled
-        mainnet one (`tonrail.localnet.config`).
+        mainnet one (`tonrail.localnet.config`). `collate_ms` bounds the time a block of the
+        timer takes messages, as a validator's collator must finish on time: what is left
+        (the rest of a trace, queued externals) goes into the next block. None: a block runs
+        until every queue is empty, whole traces in one block (blocks produced by hand with
+        `produce_block()` always do).
         """
         if config is None:
             config = load_config(config_path)
@@ -250,6 +263,7 @@ class Chain:
                 store,
                 config=config,
                 block_ms=block_ms,
+                collate_ms=collate_ms,
                 faults=faults,
                 seed=stored_seed or seed,
                 clock=clock,
@@ -264,9 +278,9 @@ class Chain:
     def _run_genesis(self) -> None:
         g = self.genesis
         self.lt = _LT_BLOCK_ALIGN
+        mint = g.genesis_mint(self.lt, self.now())
         heapq.heappush(
-            self._in_flight,
-            _InFlight(self.lt, next(self._seq), g.genesis_mint(self.lt, self.now()), b"\0" * 32),
+            self._in_flight, _InFlight(self.lt, next(self._seq), mint, b"\0" * 32, b64(mint))
         )
         self._produce_block_sync(extra_meta={"seed": g.seed})
         self._faucet_orders.append(g.usdt_deploy_order())
@@ -302,20 +316,27 @@ class Chain:
         self.store.close()
 
     async def _producer(self, stopping: asyncio.Event) -> None:
+        # A block starts every block_ms (at once when the last one took longer), as a
+        # validator's slots do; a timed block collates for at most collate_ms of it.
+        started = time.monotonic()
         while not stopping.is_set():
+            wait = max(0.0, started + self.block_ms / 1000 - time.monotonic())
             try:
-                async with asyncio.timeout(self.block_ms / 1000):
+                async with asyncio.timeout(wait):
                     await stopping.wait()
                 return
             except TimeoutError:
                 pass
+            started = time.monotonic()
             if not self.faults.stall_blocks:
-                await self.produce_block()
+                await self.produce_block(timed=True)
 
-    async def produce_block(self) -> BlockRow:
-        """Produce one block now (tests call this instead of waiting for the timer)."""
+    async def produce_block(self, *, timed: bool = False) -> BlockRow:
+        """Produce one block now (tests call this instead of waiting for the timer). A block
+        of the timer (`timed`) takes messages for at most `collate_ms`."""
+        budget = self.collate_ms if timed else None
         async with self._block_lock:
-            block = await asyncio.to_thread(self._produce_block_sync)
+            block = await asyncio.to_thread(self._produce_block_sync, None, budget)
         self._block_event.set()
         self._block_event = asyncio.Event()
         return block
@@ -371,6 +392,10 @@ class Chain:
         except Exception as exc:
             raise SendError(f"failed to parse message BOC: {exc}", malformed=True) from exc
         msg_hash = bytes(cell.hash)
+        if msg_hash in self._queued_hashes:
+            # A copy of a message still waiting for a block: accepted once already, and a
+            # validator's queue holds it once (a copy is not checked again).
+            return msg_hash, norm
         cell_b64 = boc if isinstance(boc, str) and _is_plain_b64(boc) else b64(cell)
         with self._precheck_lock:
             result = self._precheck_emulator.emulate(
@@ -464,8 +489,11 @@ class Chain:
             raise RuntimeError("faucet wallet is not active")
         return int(data.begin_parse().load_uint(32))
 
-    def _produce_block_sync(self, extra_meta: dict[str, str] | None = None) -> BlockRow:
+    def _produce_block_sync(
+        self, extra_meta: dict[str, str] | None = None, collate_ms: int | None = None
+    ) -> BlockRow:
         now = self.now()
+        started = time.monotonic()
         seqno = self.seqno + 1
         self.lt = -(-self.lt // _LT_BLOCK_ALIGN) * _LT_BLOCK_ALIGN
         start_lt = self.lt
@@ -481,26 +509,37 @@ class Chain:
                 cell, cell_b64 or b64(cell), trace_id, external, now, seqno, txs, msgs, changed
             )
 
-        def drain() -> None:
-            while self._in_flight and len(txs) < limit:
-                item = heapq.heappop(self._in_flight)
-                run(item.cell, item.trace_id, False)
+        def room(share: float) -> bool:
+            # A collator stops taking messages at its limit or when its share of the time is
+            # up; what is left waits for the next block (a block takes at least one message).
+            if len(txs) >= limit:
+                return False
+            if collate_ms is None or not txs:
+                return True
+            return time.monotonic() - started < share * collate_ms / 1000
 
-        drain()
-        for item in self._take_externals(limit - len(txs)):
-            run(item.cell, None, True, item.cell_b64)
-        while self._faucet_orders and len(txs) < limit:
+        def drain(share: float) -> None:
+            while self._in_flight and room(share):
+                item = heapq.heappop(self._in_flight)
+                run(item.cell, item.trace_id, False, item.cell_b64)
+
+        # As ton's collator (validator/impl/collator.cpp): the message queue until half the
+        # time, externals until three quarters, then the new messages until the end.
+        drain(0.5)
+        while room(0.75) and (taken := self._take_externals(1)):
+            run(taken[0].cell, None, True, taken[0].cell_b64)
+        while self._faucet_orders and room(0.75):
             orders = [
                 self._faucet_orders.popleft() for _ in range(min(4, len(self._faucet_orders)))
             ]
             run(self.genesis.faucet_external(self._faucet_seqno(), orders, now), None, True)
-        drain()
+        drain(1.0)
 
         block = BlockRow(seqno, now, start_lt, self.lt, len(txs))
         meta = {
             "lt": str(self.lt),
             "in_flight": json.dumps(
-                [[i.created_lt, b64(i.cell), i.trace_id.hex()] for i in self._in_flight]
+                [[i.created_lt, i.cell_b64, i.trace_id.hex()] for i in self._in_flight]
             ),
             **(extra_meta or {}),
         }
@@ -561,7 +600,9 @@ class Chain:
                     MsgRow(bytes(out.hash), None, "out", tx_hash, o_src, o_dest, o_lt, o_op)
                 )
                 if o_int:
-                    heapq.heappush(self._in_flight, _InFlight(o_lt, next(self._seq), out, trace))
+                    heapq.heappush(
+                        self._in_flight, _InFlight(o_lt, next(self._seq), out, trace, b64(out))
+                    )
 
     @staticmethod
     def _skip_ext_header(cell: Cell) -> Slice:

@@ -77,6 +77,7 @@ def create_app(chain: Chain, *, manage_lifecycle: bool = True) -> FastAPI:
             "seqno": chain.seqno,
             "lt": chain.lt,
             "block_ms": chain.block_ms,
+            "collate_ms": chain.collate_ms,
             "queue_size": chain.queue_size(),
             "last_block_utime": last.utime if last else None,
             "last_block_tx_count": last.tx_count if last else 0,
@@ -126,6 +127,7 @@ def serve(
     port: int,
     block_ms: int,
     *,
+    collate_ms: int = 0,
     config_path: str | None = None,
     config: ChainConfig | None = None,
     faults: Faults | None = None,
@@ -134,14 +136,20 @@ def serve(
 
     The blockchain config is `config`, else the file `config_path`, else the bundled mainnet
     config (`tonrail.localnet.config`). `faults` are active from the first block (they can be
-    changed later through `/localnet/faults`).
+    changed later through `/localnet/faults`). A block of the timer takes messages for at
+    most `collate_ms` (0, the default: no limit, whole traces in one block).
     """
     import logging
 
     import uvicorn
 
     chain = Chain.open(
-        state, block_ms=block_ms, config_path=config_path, config=config, faults=faults
+        state,
+        block_ms=block_ms,
+        collate_ms=collate_ms or None,
+        config_path=config_path,
+        config=config,
+        faults=faults,
     )
     log = logging.getLogger("tonrail.localnet")
     log.info(describe(chain.chain_config))
