@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,14 +19,16 @@ from tonutils.clients import ToncenterClient as TonutilsClient
 
 from tests.conftest import make_key
 from tests.rails.ton.rail_fixture import Rail, rail  # noqa: F401  (the TON rail fixture)
+from tests.rails.ton.test_faults import faults
 from tonrail.db import Database
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance, check_books
 from tonrail.localnet.genesis import HOT_SUBWALLET, HOT_TIMEOUT, TON, USDT, Genesis, derive_key
-from tonrail.processing.treasury_loop import treasury_round
+from tonrail.processing.ton_track import processed_flag
+from tonrail.processing.treasury_loop import follow_open, propose_due, treasury_of, treasury_round
 from tonrail.rails.ton.api import jetton_balance, jetton_wallet_of
 from tonrail.rails.ton.chain_view import raw
-from tonrail.rails.ton.highload import HighloadWallet
+from tonrail.rails.ton.highload import HighloadWallet, query_id_for
 from tonrail.settings import Settings
 from tonrail.treasury.models import OrderStatus, TreasuryOrder
 from tonrail.treasury.multisig import MultisigConfig, multisig_address
@@ -183,3 +186,75 @@ async def test_large_payouts_go_out_from_the_treasury_once(
     # What left the hot wallet is what the books say: the two proposals and their fees.
     hot_after = (await rail.api.account_state(rail.ctx.wallet_raw))[1]
     assert hot_before - hot_after == -hot_books
+
+
+async def test_a_proposal_copy_refused_as_executed_ends_the_resending(
+    rail: Rail,  # noqa: F811
+    signers: list[SignerWallet],
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+) -> None:
+    """The hot wallet executed the proposal and the order contract is not there yet (one
+    transaction per block): a re-sent copy, refused as already executed (exit code 36), ends
+    the re-sending; the order is proposed and its cost booked from the chain as usual."""
+    treasury = await deploy(signers[3], _config())
+    rail.net.chain.faucet(treasury, 100 * TON)
+
+    async def funded() -> bool:
+        return (await rail.api.account_state(treasury))[1] > 0
+
+    assert await wait_for(funded, timeout_s=20, poll_s=0.05)
+    approvers = [
+        {"Authorization": f"Bearer {await make_key(db, 'acct_test', 'payouts:approve')}"}
+        for _ in range(2)
+    ]
+    payee = Address((0, b"\x77" * 32)).to_str(is_user_friendly=True, is_bounceable=False)
+    r = await client.post(
+        "/v1/payouts", json={"amount": "2.5", "asset": "TON", "destination": payee}, headers=auth
+    )
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    for h in approvers:
+        assert (await client.post(f"/v1/payouts/{pid}/approve", headers=h)).status_code == 200
+    hot_before = (await rail.api.account_state(rail.ctx.wallet_raw))[1]
+
+    await faults(rail, stall_blocks=True, max_tx_per_block=1)
+    multisig = treasury_of(rail.ctx)
+    assert multisig is not None
+    assert await propose_due(rail.ctx, multisig) == 1  # sent once
+    await rail.net.chain.produce_block()  # the hot wallet's external only
+    [order] = await _orders(db)
+    assert await processed_flag(rail.ctx, query_id_for(order.query_seq))
+    assert (await rail.api.account_state(order.order_address))[0] != "active"
+
+    async def resend_due_now() -> None:
+        async with db.transaction() as session:
+            row = await session.get(TreasuryOrder, order.id)
+            assert row is not None
+            row.last_sent_at = datetime.now(UTC) - timedelta(hours=1)
+
+    for _ in range(2):  # the first copy is refused as executed; no second one
+        await resend_due_now()
+        assert await follow_open(rail.ctx) == 0
+    [order] = await _orders(db)
+    assert (order.status, order.send_count) == (OrderStatus.SIGNED, 2)
+    assert order.landed_at is not None
+
+    await faults(rail, stall_blocks=False, max_tx_per_block=0)
+
+    async def proposed() -> bool:
+        return [o.status for o in await _orders(db)] == [OrderStatus.PROPOSED]
+
+    await _rounds_until(rail, proposed)
+    [order] = await _orders(db)
+    assert order.send_count == 2
+    assert (await multisig_state(rail.api, treasury)).next_order_seqno == 1
+    got = (await client.get(f"/v1/payouts/{pid}", headers=auth)).json()
+    assert got["status"] == "processing"
+    async with db.transaction() as session:
+        assert (await check_books(session)).ok
+        hot_books = await balance(session, books.HOT_WALLET, "TON")
+    # What left the hot wallet is what the books say: the proposal's value and its fees.
+    hot_after = (await rail.api.account_state(rail.ctx.wallet_raw))[1]
+    assert hot_before - hot_after == -hot_books > 0

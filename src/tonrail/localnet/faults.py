@@ -17,6 +17,7 @@ class Faults:
     http_429_rate: float = 0.0  # share of toncenter API requests answered 429
     http_5xx_rate: float = 0.0  # share of toncenter API requests answered 502/503/504
     stall_blocks: bool = False  # the block producer makes no blocks while set
+    index_lag_blocks: int = 0  # v3 (the indexer) shows no transaction of the newest N blocks
     time_offset_s: int = 0  # time travel: added to the wall clock seen by the chain
     seed: int = 0  # seeds the random choices, so a chaos run can be repeated
     _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)

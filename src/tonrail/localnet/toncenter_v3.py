@@ -214,6 +214,9 @@ class ToncenterV3:
         return hit
 
     def _txs(self, rows: list[TxRow]) -> dict[str, Any]:
+        lag = self.chain.faults.index_lag_blocks
+        if lag:  # the indexer behind the node, as toncenter's v3 may be
+            rows = [r for r in rows if r.mc_seqno <= self.chain.seqno - lag]
         rendered = [self._render(r) for r in rows]
         book: dict[str, Any] = {}
         for _, entries in rendered:

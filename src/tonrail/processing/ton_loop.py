@@ -63,12 +63,7 @@ from tonrail.processing.ton_batch import (
 from tonrail.processing.ton_track import track_open
 from tonrail.rails.base import BatchRail
 from tonrail.rails.ton.chain_view import raw
-from tonrail.rails.ton.highload import (
-    OutTransfer,
-    SignedRequest,
-    query_id_for,
-    refused_as_executed,
-)
+from tonrail.rails.ton.highload import OutTransfer, SignedRequest, query_id_for
 from tonrail.rails.ton.models import TonQueryCounter, TonRequest, TonTransfer
 from tonrail.rails.ton.quote import DEFAULT_FEE_NANOTON, TonQuoter
 from tonrail.rails.ton.states import (
@@ -77,6 +72,7 @@ from tonrail.rails.ton.states import (
     RotationState,
     TransferStatus,
 )
+from tonrail.rails.ton.stored_send import SendOutcome, send_stored
 from tonrail.rails.ton.toncenter import ToncenterError
 from tonrail.security.switches import is_on
 
@@ -433,26 +429,19 @@ async def send_due(ctx: TonRailContext) -> int:
         )
     sent = 0
     for request in due:
-        executed = False
-        try:
-            await ctx.rail.send(request.boc)
+        # The node may refuse a duplicate or a message that is already processed: the
+        # tracker decides the outcome from the chain, never from this answer. A copy
+        # refused because the wallet executed its query_id only ends the re-sending: the
+        # request is `processed` (as `processed?` would say; never expired), and the
+        # tracker still books what its transactions show.
+        result = await send_stored(ctx.rail.send, request.boc, copy=request.send_count > 0)
+        executed = result.outcome == SendOutcome.EXECUTED
+        if result.outcome == SendOutcome.SENT:
             crashpoint(ctx.settings, "ton.after_send")
-        except Exception as exc:
-            # The node may refuse a duplicate or a message that is already processed: the
-            # tracker decides the outcome from the chain, never from this answer. A copy
-            # refused because the wallet executed its query_id only ends the re-sending:
-            # the request is `processed` (as `processed?` would say; never expired), and
-            # the tracker still books what its transactions show.
-            executed = (
-                request.send_count > 0
-                and isinstance(exc, ToncenterError)
-                and exc.kind == "rejected"
-                and refused_as_executed(exc)
-            )
-            if executed:
-                log.info("ton request already executed; not re-sent", request=request.id)
-            else:
-                log.warning("ton send failed", request=request.id, error=str(exc))
+        elif executed:
+            log.info("ton request already executed; not re-sent", request=request.id)
+        else:
+            log.warning("ton send failed", request=request.id, error=str(result.error))
         async with transaction(ctx) as session:
             await session.execute(
                 update(TonRequest)

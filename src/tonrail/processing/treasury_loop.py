@@ -6,8 +6,9 @@ when TREASURY_ADDRESS is set; the hot wallet's loops never take it. Here:
 1. propose: claim it, read the multisig's next order seqno, and store (one transaction) the
    order, the hot wallet's signed highload request carrying `new_order` with that explicit
    seqno, and the payout's move to `processing`; then send. A re-send after a crash is the
-   same message (highload refuses a replay); one proposal is in flight at a time, and a
-   unique (multisig, seqno) keeps two workers from both taking a seqno.
+   same message (highload refuses a replay; a copy refused as already executed is not sent
+   again: it landed); one proposal is in flight at a time, and a unique (multisig, seqno)
+   keeps two workers from both taking a seqno.
 2. proposed: the order contract holds exactly our order (its hash) -> `proposed`; the hot
    wallet's cost is booked. Someone else's order at that seqno, or our request expired
    without one, proves ours never created an order: the payout fails, nothing moved.
@@ -47,6 +48,7 @@ from tonrail.processing.ton_loop import next_query_seq
 from tonrail.rails.ton.api import jetton_balance, jetton_wallet_of
 from tonrail.rails.ton.chain_view import Msg, Tx, raw, same_address
 from tonrail.rails.ton.highload import OutTransfer, query_id_for, sign_request
+from tonrail.rails.ton.stored_send import SendOutcome, send_stored
 from tonrail.rails.ton.toncenter import ToncenterError
 from tonrail.treasury.models import OrderPurpose, OrderStatus, TreasuryOrder
 from tonrail.treasury.multisig import (
@@ -308,16 +310,21 @@ async def _jetton_message(
 
 
 async def _send(ctx: TonRailContext, row: TreasuryOrder) -> None:
-    try:
-        await ctx.api.send_boc(row.boc)
-    except ToncenterError as exc:
+    result = await send_stored(ctx.api.send_boc, row.boc, copy=row.send_count > 0)
+    landed = result.outcome == SendOutcome.EXECUTED
+    if landed:
+        # The hot wallet executed it: the order contract shows what it did; not sent again.
+        log.info("treasury proposal already executed; not re-sent", order=row.id)
+    elif result.error is not None:
         # Refused now (e.g. already processed): the chain will tell; never a new message.
-        log.info("treasury proposal not accepted on send", order=row.id, error=str(exc))
+        log.info("treasury proposal not accepted on send", order=row.id, error=str(result.error))
     async with transaction(ctx) as session:
         fresh = await session.get(TreasuryOrder, row.id)
         if fresh is not None:
             fresh.send_count += 1
             fresh.last_sent_at = clock.now()
+            if landed:
+                fresh.landed_at = fresh.last_sent_at
 
 
 # ------------------------------------------------------------------------------ following
@@ -391,7 +398,8 @@ async def _follow_proposal(ctx: TonRailContext, row: TreasuryOrder) -> int:
         await _fail(ctx, row, "treasury_proposal_expired", "the proposal expired unprocessed")
         return 1
     last = row.last_sent_at
-    if last is None or clock.now() - last >= timedelta(seconds=ctx.settings.ton_resend_seconds):
+    every = timedelta(seconds=ctx.settings.ton_resend_seconds)
+    if row.landed_at is None and (last is None or clock.now() - last >= every):
         await _send(ctx, row)
     return 0
 

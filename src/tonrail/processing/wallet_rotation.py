@@ -17,9 +17,10 @@ entry, so a crashed command is rerun and resumes from the state it reached:
 4. `sweep_signed`: one highload request of the old wallet, stored on the row before it is
    ever sent, carries all its TON but a reserve to the new wallet (non-bounceable, with the
    new wallet's StateInit: the sweep deploys it) and all its USDT (excess back to the old
-   wallet). It is re-sent until `valid_until`; replays are refused by the wallet, so it
-   lands at most once. Expired and proven unprocessed (`processed?` false, no transaction),
-   the rotation goes back to `drained` and signs a new one from the balances then.
+   wallet). It is re-sent until `valid_until` (or until a copy is refused as already
+   executed: it landed); replays are refused by the wallet, so it lands at most once.
+   Expired and proven unprocessed (`processed?` false, no transaction), the rotation goes
+   back to `drained` and signs a new one from the balances then.
 5. `swept`: the trace is read to the end; one journal entry moves the books: the old
    wallet's holdings leave `asset:hot_wallet` for `asset:retired_hot_wallets`, what reached
    the new wallet comes back to `asset:hot_wallet`, and every nanoton of fee goes to
@@ -89,6 +90,7 @@ from tonrail.rails.ton.states import (
     ROTATION_MOVES,
     RotationState,
 )
+from tonrail.rails.ton.stored_send import SendOutcome, send_stored
 from tonrail.security import audit_log
 from tonrail.settings import Settings
 
@@ -542,14 +544,16 @@ async def settle_sweep(
                 return await _book_sweep(db, settings, rotation_id, actor, trace)
         else:
             chain_now = int(clock.now().timestamp())
-            if chain_now <= row.sweep_valid_until:
+            if chain_now <= row.sweep_valid_until and row.sweep_landed_at is None:
                 if loop.time() - last_sent >= settings.ton_resend_seconds:
-                    await _send(w, row.sweep_boc)
+                    sent = await _send(w, row.sweep_boc, copy=row.sweep_send_count > 0)
                     last_sent = loop.time()
                     async with db.transaction() as session:
                         fresh = await locked(session, rotation_id)
                         fresh.sweep_send_count += 1
                         fresh.updated_at = clock.now()
+                        if sent == SendOutcome.EXECUTED:
+                            fresh.sweep_landed_at = fresh.updated_at
                     crashpoint(settings, "rotation.after_sweep_sent")
             elif chain_now > row.sweep_valid_until + settings.ton_expiry_margin_s:
                 assert row.sweep_query_id is not None
@@ -566,11 +570,16 @@ async def settle_sweep(
         await asyncio.sleep(poll_s)
 
 
-async def _send(w: Wallets, boc: str) -> None:
-    try:
-        await w.api.send_boc(boc)
-    except Exception as exc:  # a duplicate or a processed one may be refused: the chain decides
-        structlog.get_logger(__name__).warning("sweep send failed", error=str(exc))
+async def _send(w: Wallets, boc: str, *, copy: bool = False) -> SendOutcome:
+    """Send the stored sweep (`copy`: sent before). A duplicate or a processed one may be
+    refused: the chain decides, but a copy refused as already executed proves it landed."""
+    result = await send_stored(w.api.send_boc, boc, copy=copy)
+    log = structlog.get_logger(__name__)
+    if result.outcome == SendOutcome.EXECUTED:
+        log.info("sweep already executed; not re-sent")
+    elif result.error is not None:
+        log.warning("sweep send failed", error=str(result.error))
+    return result.outcome
 
 
 async def _expire_sweep(db: Database, rotation_id: str, actor: str) -> RotationView:
@@ -594,6 +603,7 @@ def clear_sweep(row: TonWalletRotation) -> None:
     row.sweep_ton = row.sweep_usdt = None
     row.sweep_fee = row.sweep_entry_id = None
     row.sweep_send_count = 0
+    row.sweep_landed_at = None
 
 
 async def _book_sweep(

@@ -53,6 +53,8 @@ class TreasuryOrder(Base):
     threshold: Mapped[int] = mapped_column(BigInt, default=0)
     send_count: Mapped[int] = mapped_column(BigInt, default=0)
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A copy refused as already executed (exit code 36): the request landed, never re-sent.
+    landed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     payout_tx_hash: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -192,6 +192,50 @@ async def test_a_dropped_sweep_expires_unprocessed_and_is_signed_again_once(
     assert await quiet_reconciliation(rail) == {}
 
 
+async def test_a_sweep_copy_refused_as_executed_ends_the_resending(
+    rail: Rail, db: Database, tmp_path: Path
+) -> None:
+    """The sweep landed but the indexer does not show it yet: its re-sent copy, refused as
+    already executed (exit code 36), ends the re-sending; the sweep is booked from the chain
+    once the indexer shows it."""
+    s = rotation_settings(rail, tmp_path).model_copy(update={"ton_resend_seconds": 1})
+    await _opening_balances(rail, db)
+    v = await drained(db, s)
+    w = await rot.open_wallets(s, v)
+    try:
+        v = await rot.sign_sweep(db, s, w, v.id, ACTOR)
+        await faults(rail, stall_blocks=True, index_lag_blocks=1)
+        with pytest.raises(Conflict):  # sent once; no block takes it yet
+            await rot.settle_sweep(db, s, w, v.id, ACTOR, within_s=0.1)
+        await rail.net.chain.produce_block()  # it lands; the indexer lags one block behind
+        row = await row_of(db, v.id)
+        assert row.sweep_send_count == 1 and row.sweep_query_id is not None
+        assert await rot._processed(w, row.sweep_query_id) is True
+        assert await rail.api.tx_by_in_message(str(row.sweep_msg_hash)) is None
+        with pytest.raises(Conflict):  # a copy goes out, is refused, and is the last one
+            await rot.settle_sweep(db, s, w, v.id, ACTOR, within_s=3.5)
+        assert (await row_of(db, v.id)).sweep_send_count == 2
+        assert (await row_of(db, v.id)).sweep_landed_at is not None
+        await faults(rail, stall_blocks=False, index_lag_blocks=0)
+        v = await finish_rotation(db, s, w, v)
+        assert v.state == "switched"
+    finally:
+        await w.aclose()
+    row = await row_of(db, v.id)
+    assert row.sweep_send_count == 2
+    assert await sweeps_on_chain(rail, row) == [row.sweep_ton]
+    ledger, chain = await books_and_chain(rail, db, row)
+    assert ledger == chain
+    async with db.transaction() as session:
+        entries = await recent(session, action_prefix="hot_wallet.")
+    assert [e.action for e in entries[:4]] == [
+        "hot_wallet.rotation_switched",
+        "hot_wallet.rotation_deployed",
+        "hot_wallet.swept",
+        "hot_wallet.sweep_signed",
+    ]
+
+
 async def send_ton(payer: WalletV5R1, to: str, amount: int) -> None:
     await payer.refresh()
     [seqno] = await payer.run_get_method("seqno") if payer.is_active else [0]

@@ -160,6 +160,8 @@ class TonWalletRotation(Base):
     sweep_boc: Mapped[str | None] = mapped_column(Text)
     sweep_msg_hash: Mapped[str | None] = mapped_column(String(64))
     sweep_send_count: Mapped[int] = mapped_column(BigInt, default=0)
+    # A copy refused as already executed (exit code 36): the sweep landed, never re-sent.
+    sweep_landed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sweep_fee: Mapped[int | None] = mapped_column(BigInt)  # nanoton, once confirmed
     sweep_entry_id: Mapped[str | None] = mapped_column(String(40))  # the journal entry
     actor: Mapped[str] = mapped_column(String(80))
