@@ -160,6 +160,7 @@ def test_writes_together_keep_each_atomic_write_order() -> None:
         _merged([[w("a"), w("b")], [w("b"), w("a")]])
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # the group commit's
 async def test_write_together_is_all_or_nothing(db: Database) -> None:
     from tonrail.db import write_together
 

@@ -251,11 +251,14 @@ class Write:
     happens only if `source` yields a row); it is built once per `key` (equal keys, equal
     SQL) and reused, so a request pays for neither building nor compiling SQL. An Update
     must change exactly one row (its caller makes sure the row exists), as an insert writes one.
+    `contended`: the statement changes a row other writes change too (an account balance, a
+    day's volume): `write_together` takes such rows in a sorted order.
     """
 
     key: Hashable
     template: Callable[[str, FromClause | None], Insert | Update]
     values: Mapping[str, Any]
+    contended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,14 +394,16 @@ class _DriverStatement:
             for name in self.compiled.positiontup or ()
         ]
 
-    async def executemany(self, driver: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    async def executemany(
+        self, driver: Any, rows: Sequence[Mapping[str, Any]], *, contended: bool
+    ) -> None:
         """Run the statement once per row in one round trip, inside the driver's transaction.
         An UPDATE must change exactly one row each time, so it runs row by row and checks.
 
-        Rows an UPDATE or an upsert lock (account balances, the day's and a key's volume) are
-        taken sorted by their values (e.g. by account, then asset, as `balance_changes`
+        `contended` rows (`Write.contended`: account balances, the day's and a key's volume)
+        are taken sorted by their values (e.g. by account, then asset, as `balance_changes`
         sorts them), so two group writes never lock two rows in opposite orders."""
-        if self.compiled.isupdate or " ON CONFLICT " in self.compiled.string:
+        if contended:
             rows = sorted(rows, key=lambda row: sorted((k, repr(v)) for k, v in row.items()))
         if self.compiled.isupdate:
             for row in rows:
@@ -486,32 +491,26 @@ async def write_together(
 
     Kinds of write run in an order that keeps every atomic write's own order (the idempotency
     records first, the day's volume last), so rows are locked in the order `write_at_once`
-    locks them. PostgreSQL: BEGIN, the refusals' SELECT, the statements, COMMIT, all on the
-    driver (as `write_at_once`'s one statement: `_DriverStatement`); a unique or CHECK
-    violation raises sqlalchemy's IntegrityError as usual. SQLite: in the connection's
-    transaction, which `one_write` commits or rolls back.
+    locks them. BEGIN, the refusals' SELECT, the statements, COMMIT, all on the driver (as
+    `write_at_once`'s one statement: `_DriverStatement`); a unique or CHECK violation raises
+    sqlalchemy's IntegrityError as usual. PostgreSQL only, as the group commit it serves
+    (payments/coalesce.py; SQLite serializes every writer anyway).
     """
     if not atomic_writes:
         raise ValueError("a write together needs at least one atomic write")
+    if conn.dialect.name != "postgresql":
+        raise ValueError("a write together runs on PostgreSQL only")
     refusals = list({(r.key, tuple(r.values.items())): r for r in refuse_if}.values())
     merged = _merged(atomic_writes)
-    if conn.dialect.name != "postgresql":
-        if refusals and await _refuses(conn, refusals):
-            return False
-        for key, rows in merged:
-            each = _template(key, partial(rows[0].template, "", None))
-            for row in rows:
-                result = await conn.execute(each, dict(row.values))
-                if isinstance(each, Update) and result.rowcount != 1:
-                    raise RuntimeError(f"an update of a group write changed {result.rowcount}")
-        return True
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None
     try:
         async with driver.transaction():
             if refusals:
-                key = ("refuse_if", tuple(r.key for r in refusals))
-                check = _driver_template(key, lambda: select(_refused(refusals)), conn.dialect)
+                check_key = ("refuse_if", tuple(r.key for r in refusals))
+                check = _driver_template(
+                    check_key, lambda: select(_refused(refusals)), conn.dialect
+                )
                 if await driver.fetchval(
                     check.compiled.string, *check.args(_params(refusals, "r"))
                 ):
@@ -519,7 +518,8 @@ async def write_together(
             for key, rows in merged:
                 build = partial(rows[0].template, "", None)
                 statement = _driver_template(("many", key), build, conn.dialect)
-                await statement.executemany(driver, [row.values for row in rows])
+                values = [row.values for row in rows]
+                await statement.executemany(driver, values, contended=rows[0].contended)
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError("write_together", None, exc) from exc
     except asyncpg.PostgresError:

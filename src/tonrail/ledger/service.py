@@ -197,11 +197,16 @@ def entry_writes(
         if covered and change < 0:
             # An upsert cannot hold: both databases check the row it would insert first.
             hold = {"hold_account": account_id, "hold_asset": asset, "hold_change": change}
-            writes.append(Write("account_hold", _hold_template, hold))
+            writes.append(Write("account_hold", _hold_template, hold, contended=True))
             continue
         values = _balance_values(account_id, asset, change, covered)
         writes.append(
-            Write(("account_balance", dialect), partial(_balance_upsert, dialect), values)
+            Write(
+                ("account_balance", dialect),
+                partial(_balance_upsert, dialect),
+                values,
+                contended=True,
+            )
         )
     return entry["id"], writes
 

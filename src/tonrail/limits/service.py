@@ -95,6 +95,7 @@ def reservation_write(dialect: str, day: str, amount_usdt: int, limit_usdt: int)
         ("daily_volume_reservation", dialect),
         partial(_upsert, dialect, refuse_quietly=False),
         {"day": day, "used_usdt": amount_usdt, "limit_usdt": limit_usdt},
+        contended=True,
     )
 
 
@@ -162,6 +163,7 @@ def key_reservation_write(
         ("key_volume_reservation", dialect),
         partial(_upsert, dialect, refuse_quietly=False, counter=KeyDailyVolume),
         {"key_id": key_id, "day": day, "used_usdt": amount_usdt, "limit_usdt": limit_usdt},
+        contended=True,
     )
 
 
