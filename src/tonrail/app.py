@@ -38,6 +38,7 @@ from tonrail.monitoring.signals import (
 )
 from tonrail.notify.endpoints import router as merchant_webhooks_router
 from tonrail.notify.service import WebhookEndpoints
+from tonrail.payments.coalesce import GroupCommit
 from tonrail.payments.endpoints import router as payments_router
 from tonrail.payments.service import PaymentService
 from tonrail.paypage.endpoints import CSP as PAY_CSP
@@ -134,7 +135,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = database_
-    app.state.payments = PaymentService(database_, settings, fee_decisions_for)
+    # PostgreSQL: concurrent single payouts of this API process share write transactions.
+    groups = GroupCommit(database_) if database_.dialect == "postgresql" else None
+    app.state.payments = PaymentService(database_, settings, fee_decisions_for, groups=groups)
     # Keys and lockouts as this process remembers them (security/access.py).
     app.state.access = AccessCache(
         database_, settings.api_key_cache_seconds, settings.access_recheck_ms

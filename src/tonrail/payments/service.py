@@ -168,7 +168,9 @@ class PaymentService:
 
     `fee_decisions` fills a payout's `fee_decision` (None: the field stays null, as it is
     for a payout the optimizer has not decided yet). `get_methods` reads the pool of
-    RATE_SOURCE=dex (None: a toncenter client of the TON rail over every TON_API_URL)."""
+    RATE_SOURCE=dex (None: a toncenter client of the TON rail over every TON_API_URL).
+    `groups`: the API process's group commit of single payouts (payments/coalesce.py;
+    None: each payout writes alone)."""
 
     def __init__(
         self,
@@ -176,6 +178,7 @@ class PaymentService:
         settings: Settings,
         fee_decisions: FeeDecisions | None = None,
         get_methods: GetMethodReader | None = None,
+        groups: GroupCommit | None = None,
     ):
         self.db = db
         self._fee_decisions = fee_decisions
@@ -191,8 +194,7 @@ class PaymentService:
         self._network = resolve_network(settings)
         self._usdt_master = self._network.usdt_master
         self._explorer = explorer_template(self._network, settings.ton_explorer_url)
-        # PostgreSQL: concurrent single payouts of this process share write transactions.
-        self.groups = GroupCommit(db) if db.dialect == "postgresql" else None
+        self.groups = groups
         # Our hot wallet and jetton wallet (raw, upper case), as the TON worker recorded them.
         self._own: frozenset[str] = frozenset()
         self._own_read_at: float | None = None
