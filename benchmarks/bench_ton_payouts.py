@@ -886,7 +886,14 @@ def code_state() -> str:
     return f"commit `{head or 'unknown'}`" + (" + uncommitted changes in src/" if dirty else "")
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # Killed (timeout, kill): unwind, so each run's `finally` stops its processes. A worker
+    # left behind would join the next run, whose scratch database has the same name.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> str:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     env = os.environ.get
     parser.add_argument("--payouts", type=int, default=int(env("BENCH_TON_PAYOUTS", "10000")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nacl.signing import SigningKey
@@ -227,3 +228,28 @@ async def test_a_copy_of_a_waiting_external_is_queued_once(frozen: Chain) -> Non
     assert len(frozen.store.messages(msg_hash=first[0])) == 1
     with pytest.raises(SendError):
         frozen.send_external(boc)  # landed: a copy now is a replay
+
+
+async def test_a_copy_sent_while_its_block_runs_is_not_queued_again(
+    frozen: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = await _funded(frozen, b"\x0c" * 32)
+    boc = b64(w.external(w.body(0, NOW + 60, w.address, 1), deploy=True))
+    first = frozen.send_external(boc)
+    copies: list[tuple[bytes, bytes]] = []
+    apply = frozen._apply
+
+    def apply_after_a_copy(*args: Any) -> None:
+        if not copies:
+            copies.append(frozen.send_external(boc))  # a sender's re-send, mid-block
+        apply(*args)
+
+    monkeypatch.setattr(frozen, "_apply", apply_after_a_copy)
+    await frozen.produce_block()
+    monkeypatch.undo()
+    assert copies == [first]
+    assert frozen.queue_size() == 0
+    assert frozen.rejected_reason(first[0]) is None  # the copy was not run again as a replay
+    assert frozen.account(w.address).status == "active"
+    with pytest.raises(SendError):
+        frozen.send_external(boc)  # once written, a copy is checked, and is a replay

@@ -478,9 +478,9 @@ class Chain:
         cutoff = time.monotonic() - delay
         taken: list[_Queued] = []
         while self._queue and len(taken) < budget and self._queue[0].enqueued_at <= cutoff:
-            item = self._queue.popleft()
-            self._queued_hashes.discard(item.msg_hash)
-            taken.append(item)
+            # Its hash stays in `_queued_hashes` until the block that runs it is written
+            # (`_produce_block_sync`): a copy sent meanwhile is the same waiting message.
+            taken.append(self._queue.popleft())
         return taken
 
     def _faucet_seqno(self) -> int:
@@ -491,6 +491,16 @@ class Chain:
 
     def _produce_block_sync(
         self, extra_meta: dict[str, str] | None = None, collate_ms: int | None = None
+    ) -> BlockRow:
+        running: list[bytes] = []  # the externals this block takes
+        try:
+            return self._make_block(extra_meta, collate_ms, running)
+        finally:
+            # Written (or failed): a copy of one of them is checked as a new message again.
+            self._queued_hashes.difference_update(running)
+
+    def _make_block(
+        self, extra_meta: dict[str, str] | None, collate_ms: int | None, running: list[bytes]
     ) -> BlockRow:
         now = self.now()
         started = time.monotonic()
@@ -527,6 +537,7 @@ class Chain:
         # time, externals until three quarters, then the new messages until the end.
         drain(0.5)
         while room(0.75) and (taken := self._take_externals(1)):
+            running.append(taken[0].msg_hash)
             run(taken[0].cell, None, True, taken[0].cell_b64)
         while self._faucet_orders and room(0.75):
             orders = [
