@@ -43,17 +43,27 @@ BEARER = HTTPBearer(auto_error=False, description="an API key: `Authorization: B
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
 
 
+# What a dependency declares to carry the schemes above (its callers ignore their values).
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+ApiKeyDep = Annotated[str | None, Depends(API_KEY_HEADER)]
+
+
 async def current_principal(
-    request: Request,
-    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
-    _key: Annotated[str | None, Depends(API_KEY_HEADER)] = None,
+    request: Request, _bearer: BearerDep = None, _key: ApiKeyDep = None
 ) -> Principal:
+    """The caller's API key, as a dependency: `principal_of` (which see)."""
+    return await principal_of(request)
+
+
+async def principal_of(request: Request) -> Principal:
     """Authenticate `Authorization: Bearer <key>` (or `X-API-Key: <key>`).
 
     A locked client address is refused before its key is looked at (423 `ip_locked`), a
     locked key after (423 `api_key_locked`); a refused key is charged to the address, and
     the failure that reaches ALERT_SUSPICIOUS_FAILURES locks it at once. The key's (and
-    the address's) rate-limit buckets are drawn from (429 `rate_limited`, api_limits.py)."""
+    the address's) rate-limit buckets are drawn from (429 `rate_limited`, api_limits.py).
+    A dependency that calls it declares `BearerDep` and `ApiKeyDep`, as `current_principal`
+    does, so the OpenAPI schema names the ways of sending a key."""
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
