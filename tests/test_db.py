@@ -181,3 +181,45 @@ async def test_write_together_is_all_or_nothing(db: Database) -> None:
         written = await write_together(conn, [[event_write("test.e", "acct_t", {})]], refused)
     assert written is False
     assert [e for e in await _events(db) if e.startswith("test.")] == ["test.a", "test.b"]
+
+
+def test_driver_arguments_are_what_construct_params_gives() -> None:
+    """`_DriverStatement.args` reads each bind itself (`_slots`); its arguments are those of
+    SQLAlchemy's `construct_params`, for a payout's one statement and for literal, callable
+    and missing binds."""
+    from dataclasses import replace
+
+    from sqlalchemy import bindparam, column, literal, table
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.exc import InvalidRequestError
+
+    from tonrail.db import _DriverStatement, _one_statement, _params
+    from tonrail.limits.service import reservation_write
+    from tonrail.security.lockouts import lockout_refusal
+
+    dialect = postgresql.asyncpg.dialect()  # type: ignore[attr-defined]
+    writes = [
+        event_write("test.args", "acct_t", {"n": 1, "text": "ü"}),
+        reservation_write("postgresql", "2026-01-02", 5, 10),
+    ]
+    refusals = [switch_refusal("maintenance"), lockout_refusal("key_1", "EQx", "10.0.0.1")]
+    assert all(r is not None for r in refusals)
+    one = _DriverStatement.of(_one_statement(writes, refusals), dialect)  # type: ignore[arg-type]
+    params = _params(refusals, "r") | _params(writes, "w")  # type: ignore[arg-type]
+    assert one.slots is not None
+    assert one.args(params) == replace(one, slots=None).args(params)
+
+    t = table("t", column("a"), column("b"), column("c"), column("d"))
+    stmt = (
+        select(t.c.a)
+        .where(t.c.b == bindparam("given"))
+        .where(t.c.c == literal("fixed"))
+        .where(t.c.d == bindparam("made", callable_=lambda: 7))
+    )
+    plain = _DriverStatement.of(stmt, dialect)
+    assert plain.slots is not None
+    assert plain.args({"given": 1}) == replace(plain, slots=None).args({"given": 1})
+    assert sorted(map(str, plain.args({"given": 1}))) == ["1", "7", "fixed"]
+    for statement in (plain, replace(plain, slots=None)):
+        with pytest.raises(InvalidRequestError):
+            statement.args({"other": 1})

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -44,6 +44,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql import ColumnElement, Executable, FromClause, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.schema import ColumnDefault
 from sqlalchemy.types import TypeDecorator
 
@@ -371,6 +372,9 @@ class _DriverStatement:
 
     compiled: SQLCompiler
     processors: Mapping[str, Callable[[Any], Any]]
+    # Per position: (bind key, bind name, the bind itself, its processor), when every bind
+    # has a name of its own; None: ask `construct_params` (`_slots`).
+    slots: tuple[tuple[str, str, BindParameter[Any], Callable[[Any], Any] | None], ...] | None
 
     @classmethod
     def of(cls, statement: Executable, dialect: Dialect) -> _DriverStatement:
@@ -384,15 +388,29 @@ class _DriverStatement:
             for name, bind in compiled.binds.items()
             if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
         }
-        return cls(compiled, processors)
+        return cls(compiled, processors, _slots(compiled, processors))
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         """The driver's positional arguments for `params`, bind processors applied."""
-        values = self.compiled.construct_params(params) or {}
-        return [
-            self.processors[name](values[name]) if name in self.processors else values[name]
-            for name in self.compiled.positiontup or ()
-        ]
+        if self.slots is None:
+            values = self.compiled.construct_params(params) or {}
+            return [
+                self.processors[name](values[name]) if name in self.processors else values[name]
+                for name in self.compiled.positiontup or ()
+            ]
+        out = []
+        for key, name, bind, processor in self.slots:
+            # What `construct_params` gives each bind, without its dict of every bind.
+            if key in params:
+                value = params[key]
+            elif name in params:
+                value = params[name]
+            elif bind.required:
+                raise InvalidRequestError(f"A value is required for bind parameter {key!r}")
+            else:
+                value = bind.effective_value if bind.callable else bind.value
+            out.append(value if processor is None else processor(value))
+        return out
 
     async def executemany(
         self, driver: Any, rows: Sequence[Mapping[str, Any]], *, contended: bool
@@ -428,6 +446,30 @@ class _DriverStatement:
             await conn.invalidate()
             raise
         return row
+
+
+def _slots(
+    compiled: SQLCompiler, processors: Mapping[str, Callable[[Any], Any]]
+) -> tuple[tuple[str, str, BindParameter[Any], Callable[[Any], Any] | None], ...] | None:
+    """`_DriverStatement.slots`: None unless each position's value comes from one bind as
+    plainly as `construct_params` reads it (no escaped or shared names, nothing collected
+    or expanded at execution), for which its general path stays."""
+    names = compiled.bind_names
+    if (
+        compiled.escaped_bind_names
+        or (compiled._collect_params and compiled._collected_params)
+        or compiled._render_postcompile
+        or compiled.positiontup is None
+        or len(set(names.values())) != len(names)
+    ):
+        return None
+    by_name = {name: bind for bind, name in names.items()}
+    if set(by_name) != set(compiled.positiontup) or any(b.expanding for b in by_name.values()):
+        return None
+    return tuple(
+        (by_name[name].key, name, by_name[name], processors.get(name))
+        for name in compiled.positiontup
+    )
 
 
 def _driver_template(
