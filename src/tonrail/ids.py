@@ -6,13 +6,19 @@ import secrets
 import time
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+# Every pair of base-36 digits, so a value is written two digits a step (ids are made on
+# every write path: several per payout).
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
 
 
 def _base36(value: int, width: int) -> str:
+    """The lowest `width` base-36 digits of `value`, zero-padded."""
     out = []
-    for _ in range(width):
-        value, rem = divmod(value, 36)
-        out.append(_ALPHABET[rem])
+    for _ in range(width // 2):
+        value, rem = divmod(value, 1296)
+        out.append(_PAIRS[rem])
+    if width % 2:
+        out.append(_ALPHABET[value % 36])
     return "".join(reversed(out))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from pytoniq_core.boc.address import Address
@@ -100,6 +101,8 @@ def raw_form(address: Address) -> str:
     return str(address.to_str(is_user_friendly=False))  # type: ignore[no-untyped-call]
 
 
+# A pure function of its text, asked for on every payout (lockouts, screening, limits).
+@lru_cache(maxsize=4096)
 def counterparty_key(text: str) -> str:
     """One key per counterparty: TON addresses in raw form (any spelling), others as given."""
     try:
