@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -13,6 +15,7 @@ from tonrail.db import Database, Write, insert_row, write_at_once
 from tonrail.events.models import OutboxEvent
 from tonrail.events.service import event_write
 from tonrail.limits.models import DailyVolume
+from tonrail.security.idempotency import IdempotencyKey, record_write
 from tonrail.security.switches import set_switch, switch_refusal
 
 
@@ -198,8 +201,12 @@ def test_driver_arguments_are_what_construct_params_gives() -> None:
     from tonrail.security.lockouts import lockout_refusal
 
     dialect = postgresql.asyncpg.dialect()  # type: ignore[attr-defined]
+    answer = {"id": "pay_1", "text": "ü", "metadata": {"n": 1}}
+    ikey = IdempotencyKey("acct_t", "k1", "f" * 64)
     writes = [
-        event_write("test.args", "acct_t", {"n": 1, "text": "ü"}),
+        record_write(ikey, 201, answer),
+        event_write("test.args", "acct_t", answer),
+        event_write("test.other", "acct_t", {**answer}),
         reservation_write("postgresql", "2026-01-02", 5, 10),
     ]
     refusals = [switch_refusal("maintenance"), lockout_refusal("key_1", "EQx", "10.0.0.1")]
@@ -207,7 +214,13 @@ def test_driver_arguments_are_what_construct_params_gives() -> None:
     one = _DriverStatement.of(_one_statement(writes, refusals), dialect)  # type: ignore[arg-type]
     params = _params(refusals, "r") | _params(writes, "w")  # type: ignore[arg-type]
     assert one.slots is not None
-    assert one.args(params) == replace(one, slots=None).args(params)
+    documents: dict[tuple[int, int], tuple[Any, Any]] = {}
+    assert one.args(params, documents) == replace(one, slots=None).args(params)
+    # The answer (the record's body and the first event's payload) was serialized once, its
+    # equal copy (another object) on its own.
+    texts = [text for _, text in documents.values()]
+    assert texts.count(json.dumps(answer)) == 2
+    assert len([d for d, _ in documents.values() if d is answer]) == 1
 
     t = table("t", column("a"), column("b"), column("c"), column("d"))
     stmt = (

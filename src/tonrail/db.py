@@ -372,9 +372,10 @@ class _DriverStatement:
 
     compiled: SQLCompiler
     processors: Mapping[str, Callable[[Any], Any]]
-    # Per position: (bind key, bind name, the bind itself, its processor), when every bind
-    # has a name of its own; None: ask `construct_params` (`_slots`).
-    slots: tuple[tuple[str, str, BindParameter[Any], Callable[[Any], Any] | None], ...] | None
+    # Per position: (bind key, bind name, the bind itself, its processor, and for a JSON
+    # document the id of its type's implementation), when every bind has a name of its own;
+    # None: ask `construct_params` (`_slots`).
+    slots: tuple[_Slot, ...] | None
 
     @classmethod
     def of(cls, statement: Executable, dialect: Dialect) -> _DriverStatement:
@@ -388,10 +389,14 @@ class _DriverStatement:
             for name, bind in compiled.binds.items()
             if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
         }
-        return cls(compiled, processors, _slots(compiled, processors))
+        return cls(compiled, processors, _slots(compiled, processors, dialect))
 
-    def args(self, params: Mapping[str, Any]) -> list[Any]:
-        """The driver's positional arguments for `params`, bind processors applied."""
+    def args(self, params: Mapping[str, Any], documents: _Documents | None = None) -> list[Any]:
+        """The driver's positional arguments for `params`, bind processors applied.
+
+        A JSON document serialized once for this write (`documents`, or this statement)
+        is not serialized again: a payout stores its answer twice, as its idempotency
+        record's body and as its event's payload."""
         if self.slots is None:
             values = self.compiled.construct_params(params) or {}
             return [
@@ -399,7 +404,8 @@ class _DriverStatement:
                 for name in self.compiled.positiontup or ()
             ]
         out = []
-        for key, name, bind, processor in self.slots:
+        documents = {} if documents is None else documents
+        for key, name, bind, processor, document in self.slots:
             # What `construct_params` gives each bind, without its dict of every bind.
             if key in params:
                 value = params[key]
@@ -409,11 +415,25 @@ class _DriverStatement:
                 raise InvalidRequestError(f"A value is required for bind parameter {key!r}")
             else:
                 value = bind.effective_value if bind.callable else bind.value
-            out.append(value if processor is None else processor(value))
+            if processor is None:
+                out.append(value)
+            elif document is not None and isinstance(value, dict | list):
+                seen = documents.get((id(value), document))
+                if seen is None:
+                    # The value is held with its text, so its id names it for this write.
+                    seen = documents[(id(value), document)] = (value, processor(value))
+                out.append(seen[1])
+            else:
+                out.append(processor(value))
         return out
 
     async def executemany(
-        self, driver: Any, rows: Sequence[Mapping[str, Any]], *, contended: bool
+        self,
+        driver: Any,
+        rows: Sequence[Mapping[str, Any]],
+        documents: _Documents,
+        *,
+        contended: bool,
     ) -> None:
         """Run the statement once per row in one round trip, inside the driver's transaction.
         An UPDATE must change exactly one row each time, so it runs row by row and checks.
@@ -425,11 +445,11 @@ class _DriverStatement:
             rows = sorted(rows, key=lambda row: sorted((k, repr(v)) for k, v in row.items()))
         if self.compiled.isupdate:
             for row in rows:
-                status = await driver.execute(self.compiled.string, *self.args(row))
+                status = await driver.execute(self.compiled.string, *self.args(row, documents))
                 if status != "UPDATE 1":
                     raise RuntimeError(f"an update of a group write changed {status!r}")
             return
-        await driver.executemany(self.compiled.string, [self.args(row) for row in rows])
+        await driver.executemany(self.compiled.string, [self.args(row, documents) for row in rows])
 
     async def fetchrow(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
         args = self.args(params)
@@ -448,9 +468,20 @@ class _DriverStatement:
         return row
 
 
+_Slot = tuple[str, str, BindParameter[Any], Callable[[Any], Any] | None, int | None]
+# (id of a document, id of its JSON type's implementation) -> (the document, its bind value)
+_Documents = dict[tuple[int, int], tuple[Any, Any]]
+
+
+def _document(bind: BindParameter[Any], dialect: Dialect) -> int | None:
+    """The id of a JSON bind's type implementation (equal ids, equal processing), else None."""
+    impl = bind.type.dialect_impl(dialect)
+    return id(impl) if isinstance(impl, JSON) else None
+
+
 def _slots(
-    compiled: SQLCompiler, processors: Mapping[str, Callable[[Any], Any]]
-) -> tuple[tuple[str, str, BindParameter[Any], Callable[[Any], Any] | None], ...] | None:
+    compiled: SQLCompiler, processors: Mapping[str, Callable[[Any], Any]], dialect: Dialect
+) -> tuple[_Slot, ...] | None:
     """`_DriverStatement.slots`: None unless each position's value comes from one bind as
     plainly as `construct_params` reads it (no escaped or shared names, nothing collected
     or expanded at execution), for which its general path stays."""
@@ -467,7 +498,13 @@ def _slots(
     if set(by_name) != set(compiled.positiontup) or any(b.expanding for b in by_name.values()):
         return None
     return tuple(
-        (by_name[name].key, name, by_name[name], processors.get(name))
+        (
+            by_name[name].key,
+            name,
+            by_name[name],
+            processors.get(name),
+            _document(by_name[name], dialect),
+        )
         for name in compiled.positiontup
     )
 
@@ -557,11 +594,12 @@ async def write_together(
                     check.compiled.string, *check.args(_params(refusals, "r"))
                 ):
                     return False  # nothing was written: the empty transaction commits
+            documents: _Documents = {}
             for key, rows in merged:
                 build = partial(rows[0].template, "", None)
                 statement = _driver_template(("many", key), build, conn.dialect)
                 values = [row.values for row in rows]
-                await statement.executemany(driver, values, contended=rows[0].contended)
+                await statement.executemany(driver, values, documents, contended=rows[0].contended)
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError("write_together", None, exc) from exc
     except asyncpg.PostgresError:

@@ -185,13 +185,13 @@ async def test_fault_in_the_group_write_lets_every_member_write_alone(
     calls = 0
 
     async def fails_third(
-        self: _DriverStatement, driver: Any, rows: Any, *, contended: bool
+        self: _DriverStatement, driver: Any, rows: Any, *more: Any, **named: Any
     ) -> None:
         nonlocal calls
         calls += 1
         if calls == 3:  # the records and payments written, then the transaction fails
             raise RuntimeError("injected fault")
-        await real(self, driver, rows, contended=contended)
+        await real(self, driver, rows, *more, **named)
 
     monkeypatch.setattr(_DriverStatement, "executemany", fails_third)
     async with payouts_client(settings, db) as client:
