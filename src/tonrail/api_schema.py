@@ -16,11 +16,13 @@ import re
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 
 from tonrail.input_boundary import FREE_TEXT_FIELDS, FREE_TEXT_MAPS
 from tonrail.notify.schemas import EVENT_TYPE_PATTERN
 from tonrail.payments.states import INVOICE_TRANSITIONS, PAYOUT_TRANSITIONS
 from tonrail.security.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
+from tonrail.web import API_KEY_HEADER, BEARER
 
 ERROR_REF = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 
@@ -202,6 +204,28 @@ def _link(schema: dict[str, Any]) -> None:
         }
 
 
+def _api_key_header(schema: dict[str, Any]) -> None:
+    """X-API-Key beside HTTPBearer: in securitySchemes and in each operation's `security`
+    that names the Bearer scheme (an authenticating dependency declares only that one,
+    `web.BearerDep`; the key is read from either header)."""
+    bearer, header = BEARER.scheme_name, API_KEY_HEADER.scheme_name
+    schemes: dict[str, Any] = schema.get("components", {}).get("securitySchemes", {})
+    if bearer not in schemes or header in schemes:
+        return
+    definition = jsonable_encoder(API_KEY_HEADER.model, by_alias=True, exclude_none=True)
+    with_header: dict[str, Any] = {}
+    for name, scheme in schemes.items():
+        with_header[name] = scheme
+        if name == bearer:
+            with_header[header] = definition
+    schema["components"]["securitySchemes"] = with_header
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            security: list[dict[str, list[str]]] = operation.get("security", [])
+            if {bearer: []} in security:
+                security.insert(security.index({bearer: []}) + 1, {header: []})
+
+
 def document_answers(app: FastAPI, page_max_limit: int) -> None:
     """Put authentication, ids, answers and links into the app's OpenAPI schema."""
     build = app.openapi
@@ -209,6 +233,7 @@ def document_answers(app: FastAPI, page_max_limit: int) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
+            _api_key_header(schema)
             for name in _request_schemas(schema):
                 _text(schema["components"]["schemas"][name])
             for path, operations in schema["paths"].items():

@@ -30,7 +30,6 @@ from tonrail.payments.service import PaymentService
 from tonrail.security.api_keys import Principal
 from tonrail.security.idempotency import IdempotencyKey
 from tonrail.web import (
-    ApiKeyDep,
     BearerDep,
     client_ip_of,
     current_principal,
@@ -83,7 +82,6 @@ def _caller(scope: str | None) -> Callable[..., Awaitable[Caller]]:
     async def caller(
         request: Request,
         _bearer: BearerDep = None,
-        _key: ApiKeyDep = None,
         idempotency_key: IdemHeader = None,
     ) -> Caller:
         principal = await principal_of(request)
