@@ -213,3 +213,29 @@ async def test_a_batch_item_key_follows_the_header_rule(
     r = await client.post("/v1/payouts/batch", json={"payouts": [body]}, headers=auth)
     assert r.status_code == 400, r.text  # was 201: any printable text was taken
     assert r.json()["error"]["code"] == "idempotency_key_invalid"
+
+
+async def test_a_key_is_sent_as_bearer_or_x_api_key(
+    client: httpx.AsyncClient, api_key: str
+) -> None:
+    """Every authenticated operation names both ways of sending a key, in that order (one is
+    declared to FastAPI, the other added beside it: api_schema.py), and both work."""
+    schema = await openapi(client)
+    schemes = schema["components"]["securitySchemes"]
+    assert list(schemes) == ["HTTPBearer", "APIKeyHeader"]
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert (schemes["APIKeyHeader"]["in"], schemes["APIKeyHeader"]["name"]) == (
+        "header",
+        "X-API-Key",
+    )
+    secured = [(m, p) for m, p, op in operations(schema) if "security" in op]
+    assert ("post", "/v1/payouts") in secured and ("get", "/v1/payouts") in secured
+    for _, path, operation in operations(schema):
+        if "security" in operation:
+            assert operation["security"] == [{"HTTPBearer": []}, {"APIKeyHeader": []}], path
+    body = {"amount": "1", "asset": "TON", "destination": DEST}
+    for headers in ({"Authorization": f"Bearer {api_key}"}, {"X-API-Key": api_key}):
+        assert (await client.post("/v1/payouts", json=body, headers=headers)).status_code == 201
+        assert (await client.get("/v1/payouts", headers=headers)).status_code == 200
+    refused = await client.get("/v1/payouts", headers={"X-API-Key": "tr_wrong"})
+    assert refused.status_code == 401
