@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tonrail.security.access import AccessCache
@@ -167,9 +166,8 @@ class RateLimits:
             if message["type"] == "http.response.start":
                 found: Decision | None = state.get(DECISION)
                 if found is not None:
-                    headers = MutableHeaders(scope=message)
-                    for name, value in headers_of(found):
-                        headers.append(name.decode(), value.decode())
+                    # As MutableHeaders(scope=message).append would add them, already bytes.
+                    message["headers"] = [*message["headers"], *headers_of(found)]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
