@@ -59,7 +59,10 @@ async def test_paypal_accepts_the_old_webhook_id_until_its_expiry(
     tmp_path: Path, paypal: tuple[PayPalServer, str]
 ) -> None:
     server, base = paypal
-    now = [T0]
+    # The test PayPal's signing certificate is valid from a day before the real now, so this
+    # clock starts at the real now (a fixed date fell outside it a day after it was written).
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    now = [t0]
     clock.set_clock(lambda: now[0])
     rail = rails(
         tmp_path,
@@ -69,7 +72,7 @@ async def test_paypal_accepts_the_old_webhook_id_until_its_expiry(
         paypal_api_base=base,
         paypal_verify_mode="certificate",
         paypal_cert_url_prefixes=f"{base}/v1/notifications/certs/",
-        paypal_webhook_id=rotated_value("WH-OLD", "WH-NEW", T0, timedelta(hours=1)),
+        paypal_webhook_id=rotated_value("WH-OLD", "WH-NEW", t0, timedelta(hours=1)),
     )["paypal"]
     body, headers = webhook("WH-C1", "CHECKOUT.ORDER.APPROVED", {"id": "ORDER-1"})
     headers["PAYPAL-CERT-URL"] = f"{base}/v1/notifications/certs/CERT-360caa42"
@@ -84,7 +87,7 @@ async def test_paypal_accepts_the_old_webhook_id_until_its_expiry(
         assert (await rail.verify_webhook(body, signed(webhook_id))).external_id == "WH-C1"
     with pytest.raises(WebhookRejected):
         await rail.verify_webhook(body, signed("WH-OTHER"))
-    now[0] = T0 + timedelta(hours=1)
+    now[0] = t0 + timedelta(hours=1)
     assert (await rail.verify_webhook(body, signed("WH-NEW"))).external_id == "WH-C1"
     with pytest.raises(WebhookRejected):
         await rail.verify_webhook(body, signed("WH-OLD"))
