@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from ton_core import Address
 
 from tonrail.localnet.chain import Chain
@@ -90,3 +91,9 @@ async def test_a_trace_cut_between_blocks_survives_a_restart(tmp_path: Path) -> 
         assert len({seqno for seqno, _, _ in rows}) == len(rows)
     finally:
         second.close()
+
+
+def test_a_limit_of_nothing_is_refused() -> None:
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="collate_ms must be more than 0"):
+            Chain.open(None, block_ms=50, collate_ms=bad)

@@ -33,12 +33,14 @@ from tonrail.localnet.boc import (
     method_id,
     parse_address,
     raw_address,
+    trusted_cell,
 )
 from tonrail.localnet.config import ChainConfig, load_config
 from tonrail.localnet.faults import Faults
 from tonrail.localnet.genesis import Genesis, Transfer
 from tonrail.localnet.libraries import libraries_b64, mainnet_libraries
 from tonrail.localnet.store import BlockRow, ChainStore, MsgRow, TxRow
+from tonrail.localnet.tx_cells import TxCells
 
 _NONE_SA_B64 = b64(NONE_SHARD_ACCOUNT)
 _LT_BLOCK_ALIGN = 1_000_000  # block start lts are aligned like the real validators do
@@ -185,6 +187,10 @@ class Chain:
         seed: str = "tonrail-localnet",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if collate_ms is not None and collate_ms <= 0:
+            # 0 means "no limit" to the command lines (`serve` maps it to None); here a
+            # limit of nothing would make every block a single transaction.
+            raise ValueError(f"collate_ms must be more than 0, or None for no limit: {collate_ms}")
         self.store = store
         self.chain_config = config
         self.config_b64 = config.b64  # served as is by getConfigAll / getConfigParam
@@ -213,6 +219,8 @@ class Chain:
         self._seq = itertools.count()
         self._in_flight: list[_InFlight] = []
         self._rejected: dict[bytes, str] = {}
+        # The block's parse of each transaction of a followed account, for the APIs.
+        self.tx_cells = TxCells()
         last = store.last_block()
         self.seqno = last.seqno if last else 0
         self.last_block = last
@@ -589,7 +597,8 @@ class Chain:
             if len(self._rejected) > 10_000:  # a bounded memory of recent rejections
                 self._rejected.pop(next(iter(self._rejected)))
             return
-        tx_cell = cell_from(result.transaction)
+        boc = base64.b64decode(result.transaction)
+        tx_cell = trusted_cell(boc)
         ts = tx_cell.begin_parse()
         ts.skip_bits(4 + 256)
         lt = int(ts.load_uint(64))
@@ -600,7 +609,7 @@ class Chain:
         trace = trace_id if trace_id is not None and any(trace_id) else tx_hash
         self._accounts[dest] = result.shard_account
         changed[dest] = result.shard_account
-        boc = base64.b64decode(result.transaction)
+        self.tx_cells.keep(dest, tx_hash, tx_cell, len(boc))
         txs.append(TxRow(tx_hash, dest, lt, now, seqno, trace, msg_hash, boc))
         msgs.append(MsgRow(msg_hash, norm, "in", tx_hash, src, dest, created_lt, opcode))
         if outmsg_cnt:

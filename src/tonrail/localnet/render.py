@@ -6,11 +6,21 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from ton_core import Cell, Transaction
-from ton_core.tlb.transaction import MessageAny
+from ton_core import Cell
+from ton_core.tlb.account import AccountStatus
+from ton_core.tlb.block import CurrencyCollection
+from ton_core.tlb.transaction import MessageAny, TransactionDescr
 
-from tonrail.localnet.boc import b64, friendly, hash_b64, message_cells, raw_address
+from tonrail.localnet.boc import (
+    b64,
+    friendly,
+    hash_b64,
+    message_cells,
+    raw_address,
+    trusted_cell,
+)
 from tonrail.localnet.store import TxRow
+from tonrail.localnet.tx_cells import TxCells
 
 
 @dataclass
@@ -69,10 +79,40 @@ def decode_message(cell: Cell) -> DecodedMessage:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TxHead:
+    """A transaction's own fields (TL-B `Transaction`) but its messages, which `decode_tx`
+    reads once, as `DecodedMessage`s, rather than twice as ton_core's `Transaction` did."""
+
+    prev_trans_hash: bytes
+    prev_trans_lt: int
+    orig_status: Any
+    end_status: Any
+    total_fees: Any  # CurrencyCollection
+    description: Any  # TransactionDescr
+
+
+def tx_head(cell: Cell) -> TxHead:
+    s = cell.begin_parse()
+    if s.load_uint(4) != 0b0111:
+        raise ValueError("not a transaction")
+    s.skip_bits(256 + 64)  # account_addr, lt
+    prev_trans_hash = s.load_bytes(32)
+    prev_trans_lt = int(s.load_uint(64))
+    s.skip_bits(32 + 15)  # now, outmsg_cnt
+    orig_status: Any = AccountStatus.deserialize(s)
+    end_status: Any = AccountStatus.deserialize(s)
+    s.load_ref()  # in_msg and out_msgs
+    total_fees: Any = CurrencyCollection.deserialize(s)
+    s.load_ref()  # state_update
+    description: Any = TransactionDescr.deserialize(s.load_ref().begin_parse())
+    return TxHead(prev_trans_hash, prev_trans_lt, orig_status, end_status, total_fees, description)
+
+
 @dataclass
 class DecodedTx:
     row: TxRow
-    tx: Any  # ton_core Transaction
+    tx: TxHead
     cell: Cell
     in_msg: DecodedMessage | None
     out_msgs: list[DecodedMessage]
@@ -92,13 +132,13 @@ class DecodedTx:
         return int(self.tx.total_fees.grams)
 
 
-def decode_tx(row: TxRow) -> DecodedTx:
-    cell = Cell.one_from_boc(row.boc)
-    tx: Any = Transaction.deserialize(cell.begin_parse())
+def decode_tx(row: TxRow, cells: TxCells | None = None) -> DecodedTx:
+    """The transaction of `row`, from the block's parse when `cells` kept it."""
+    cell = cells.take(row.hash, row.boc) if cells is not None else trusted_cell(row.boc)
     in_cell, outs = message_cells(cell)
     return DecodedTx(
         row,
-        tx,
+        tx_head(cell),
         cell,
         decode_message(in_cell) if in_cell is not None else None,
         [decode_message(o) for o in outs],

@@ -258,10 +258,12 @@ class ToncenterV2:
             first = self.chain.store.transaction(wanted)
             if first is None or first.lt != lt or first.account != raw_address(acc.address):
                 raise ApiError(422, "LITE_SERVER_UNKNOWN: lt not in db")
+        account = raw_address(acc.address)
+        self.chain.tx_cells.follow(account)  # its new transactions: parsed once
         rows = self.chain.store.account_transactions(
-            raw_address(acc.address), limit=limit, max_lt=lt, min_lt=to_lt + 1 if to_lt else None
+            account, limit=limit, max_lt=lt, min_lt=to_lt + 1 if to_lt else None
         )
-        return [v2_transaction(decode_tx(r)) for r in rows]
+        return [v2_transaction(decode_tx(r, self.chain.tx_cells)) for r in rows]
 
     async def try_locate_tx(self, params: dict[str, Any]) -> Any:
         """The transaction that consumed the message (source, destination, created_lt)."""
@@ -294,7 +296,7 @@ class ToncenterV2:
             if m.created_lt == created_lt:
                 row = self.chain.store.transaction(m.tx_hash)
                 if row is not None:
-                    return v2_transaction(decode_tx(row))
+                    return v2_transaction(decode_tx(row, self.chain.tx_cells))
         raise ApiError(404, "transaction not found")
 
     # -- get-methods -------------------------------------------------------------------

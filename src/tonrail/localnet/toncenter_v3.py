@@ -206,7 +206,7 @@ class ToncenterV3:
         if hit is not None:
             self._rendered.move_to_end(row.hash)
             return hit
-        decoded = decode_tx(row)
+        decoded = decode_tx(row, self.chain.tx_cells)
         hit = (transaction_v3(decoded), _book([decoded]))
         self._rendered[row.hash] = hit
         if len(self._rendered) > RENDERED_KEPT:
@@ -237,6 +237,7 @@ class ToncenterV3:
         if lt is not None:
             start_lt = end_lt = lt
         if account is not None:
+            self.chain.tx_cells.follow(account)  # its new transactions: parsed once
             rows = store.account_transactions(
                 account, limit=limit, offset=offset, min_lt=start_lt, max_lt=end_lt, ascending=asc
             )
@@ -286,7 +287,7 @@ class ToncenterV3:
             row = store.transaction(m.tx_hash)
             if row is None:
                 continue
-            d = decode_tx(row)
+            d = decode_tx(row, self.chain.tx_cells)
             decoded_all.append(d)
             msg = (
                 d.in_msg
@@ -380,7 +381,7 @@ class ToncenterV3:
         row = self.chain.store.transaction(tx_hash)
         if row is None:
             return []
-        d = decode_tx(row)
+        d = decode_tx(row, self.chain.tx_cells)
         if d.in_msg is None:
             return []
         s = d.in_msg.body.begin_parse()
