@@ -215,3 +215,73 @@ async def test_the_treasury_fees_are_booked_once_across_a_crash(
         assert await balance(session, books.TREASURY, "TON") < 0  # the fees, booked once
     await wallets_client.close()
     await api.aclose()
+
+
+@pytest.mark.slow
+async def test_a_refused_proposal_is_booked_once_across_a_crash(
+    net: Localnet,
+    settings: Settings,
+    db: Database,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The multisig refuses the worker's proposal (its order expired before it landed: exit
+    code 111); the worker is killed after booking what the hot wallet lost, before the commit:
+    nothing is booked and the payout is still processing. The restarted worker reads the
+    trace again and books it once, with the payout's failure: exactly the hot wallet's
+    balance drop."""
+    from tests.treasury.test_refused import LIFETIME_S, approved_payout, refused_lines
+
+    api = ToncenterTonApi(ToncenterClient([net.v2], [net.v3]))
+    wallets_client = open_client(net.v2, "", "localnet")
+    await wallets_client.connect()
+    operator = SignerWallet(wallets_client, _seed("operator"))
+    net.chain.faucet(operator.address, 20 * TON)
+    assert await wait_for(lambda: _positive(operator), timeout_s=30, poll_s=0.05)
+    treasury = await deploy(operator, _config())
+    net.chain.faucet(treasury, 100 * TON)
+
+    async def funded() -> bool:
+        return (await api.account_state(treasury))[1] >= 100 * TON
+
+    assert await wait_for(funded, timeout_s=30, poll_s=0.05)
+    pid = await approved_payout(client, auth, db, "3.5")
+    hot = raw(net.genesis.wallet("hot").address)
+    hot_before = (await api.account_state(hot))[1]
+
+    env = {
+        **worker_env(net, settings, tmp_path, "treasury.proposal_refused"),
+        "TREASURY_ADDRESS": treasury,
+        "APPROVAL_THRESHOLD_USDT": str(settings.approval_threshold_usdt),
+        "TREASURY_ORDER_LIFETIME_SECONDS": str(LIFETIME_S),
+    }
+    # No block until the worker has sent its proposal; then the chain's clock is past the
+    # order's expiration date when the proposal lands.
+    net.chain.faults.update({"stall_blocks": True})
+
+    async def land_late() -> None:
+        row = await _order(db)
+        if row is not None and row.send_count > 0 and net.chain.faults.stall_blocks:
+            net.chain.faults.update({"stall_blocks": False, "time_offset_s": 2 * LIFETIME_S})
+
+    await crash(env, "treasury_payouts", meanwhile=land_late, within=90)
+    assert await refused_lines(db) == []  # killed before the commit: nothing booked
+    row = await _order(db)
+    assert row is not None and row.status == OrderStatus.SIGNED
+    got = (await client.get(f"/v1/payouts/{pid}", headers=auth)).json()
+    assert got["status"] == "processing"
+
+    async with running_worker({**env, "CRASH_AT": ""}, "treasury_payouts"):
+        [final] = await wait_final(client, auth, "/v1/payouts", [pid], {"succeeded", "failed"})
+    assert (final["status"], final["failure_code"]) == ("failed", "treasury_proposal_refused")
+    assert "exit code 111" in final["failure_message"]
+    hot_after = (await api.account_state(hot))[1]
+    [lines] = await refused_lines(db)
+    assert books.Line(books.HOT_WALLET, "TON", -(hot_before - hot_after)) in lines
+    assert (await multisig_state(api, treasury)).next_order_seqno == 0
+    async with db.transaction() as session:
+        assert (await check_books(session)).ok
+        assert await balance(session, books.PAYOUTS_PAYABLE, "TON") == 0
+    await wallets_client.close()
+    await api.aclose()

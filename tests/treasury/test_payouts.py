@@ -196,8 +196,10 @@ async def test_a_proposal_copy_refused_as_executed_ends_the_resending(
     db: Database,
 ) -> None:
     """The hot wallet executed the proposal and the order contract is not there yet (one
-    transaction per block): a re-sent copy, refused as already executed (exit code 36), ends
-    the re-sending; the order is proposed and its cost booked from the chain as usual."""
+    transaction per block), nor is the hot wallet's transaction in the indexer yet (one
+    block behind): a re-sent copy, refused as already executed (exit code 36), ends the
+    re-sending; the order is proposed and its cost booked from the chain as usual. (Once
+    the indexer shows the external, nothing is re-sent at all: the trace is read instead.)"""
     treasury = await deploy(signers[3], _config())
     rail.net.chain.faucet(treasury, 100 * TON)
 
@@ -219,7 +221,7 @@ async def test_a_proposal_copy_refused_as_executed_ends_the_resending(
         assert (await client.post(f"/v1/payouts/{pid}/approve", headers=h)).status_code == 200
     hot_before = (await rail.api.account_state(rail.ctx.wallet_raw))[1]
 
-    await faults(rail, stall_blocks=True, max_tx_per_block=1)
+    await faults(rail, stall_blocks=True, max_tx_per_block=1, index_lag_blocks=1)
     multisig = treasury_of(rail.ctx)
     assert multisig is not None
     assert await propose_due(rail.ctx, multisig) == 1  # sent once
@@ -241,7 +243,7 @@ async def test_a_proposal_copy_refused_as_executed_ends_the_resending(
     assert (order.status, order.send_count) == (OrderStatus.SIGNED, 2)
     assert order.landed_at is not None
 
-    await faults(rail, stall_blocks=False, max_tx_per_block=0)
+    await faults(rail, stall_blocks=False, max_tx_per_block=0, index_lag_blocks=0)
 
     async def proposed() -> bool:
         return [o.status for o in await _orders(db)] == [OrderStatus.PROPOSED]

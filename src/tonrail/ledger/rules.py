@@ -92,6 +92,23 @@ def treasury_order_funded(amount: int, fee: int) -> list[Line]:
     ]
 
 
+def treasury_proposal_refused(lost: int, kept: int) -> list[Line]:
+    """A treasury proposal the hot wallet executed that created no order (the multisig
+    refused it): the hot wallet lost `lost` (its transactions' fees, the forward fees, the
+    proposal's value less what bounced back, the fee of taking the bounce back in). Of it,
+    `kept` reached the multisig and stayed there: it paid the multisig's transaction, whose
+    fees the treasury's watcher books from `asset:treasury` (processing/treasury_reconcile.py);
+    the rest went to the network from the hot wallet's own transactions and messages."""
+    if not 0 <= kept <= lost:
+        raise ValueError(f"kept {kept} must be between 0 and lost {lost}")
+    lines = [
+        Line(TREASURY, "TON", kept),
+        Line(NETWORK_FEES, "TON", lost - kept),
+        Line(HOT_WALLET, "TON", -lost),
+    ]
+    return [line for line in lines if line.amount]
+
+
 def treasury_topup(asset: str, amount: int, fee: int) -> list[Line]:
     """The treasury refilled the hot wallet's float by `amount` (a multisig order); `fee`
     (TON) is what the treasury paid to forward the message."""

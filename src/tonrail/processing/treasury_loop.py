@@ -10,8 +10,13 @@ when TREASURY_ADDRESS is set; the hot wallet's loops never take it. Here:
    again: it landed); one proposal is in flight at a time, and a unique (multisig, seqno)
    keeps two workers from both taking a seqno.
 2. proposed: the order contract holds exactly our order (its hash) -> `proposed`; the hot
-   wallet's cost is booked. Someone else's order at that seqno, or our request expired
-   without one, proves ours never created an order: the payout fails, nothing moved.
+   wallet's cost is booked. Otherwise the proposal's trace is read to its end (the hot
+   wallet's external and internal_transfer, the multisig's transaction, the bounce taken
+   back): when the multisig refused `new_order` (its exit code: a stale seqno another order
+   took, not a proposer, too little TON, expired), the payout fails and, in the same
+   transaction, what the hot wallet lost to it is booked (`treasury_proposal_refused`). Only
+   a request proven never to have landed (past its validity, `processed?` false, no
+   transaction) fails with nothing booked.
 3. approvals are read from the order (`get_order_data`) until it is executed (K approvals,
    from the signers' own wallets) or expires (the payout fails, nothing moved).
 4. executed: the multisig's out message carrying our payout message is found and followed
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 
 import structlog
 from sqlalchemy import func, select, update
@@ -45,8 +51,9 @@ from tonrail.payments.states import PaymentStatus
 from tonrail.payments.transitions import move_payment
 from tonrail.processing.context import TonRailContext, transaction
 from tonrail.processing.ton_loop import next_query_seq
+from tonrail.processing.ton_track import processed_flag
 from tonrail.rails.ton.api import jetton_balance, jetton_wallet_of
-from tonrail.rails.ton.chain_view import Msg, Tx, raw, same_address
+from tonrail.rails.ton.chain_view import Msg, Tx, raw, same_address, ton_change
 from tonrail.rails.ton.highload import OutTransfer, query_id_for, sign_request
 from tonrail.rails.ton.stored_send import SendOutcome, send_stored
 from tonrail.rails.ton.toncenter import ToncenterError
@@ -367,41 +374,168 @@ async def follow_open(ctx: TonRailContext) -> int:
 
 async def _follow_proposal(ctx: TonRailContext, row: TreasuryOrder) -> int:
     status, _ = await ctx.api.account_state(row.order_address)
+    taken = False
     if status == "active":
         order = await order_state(ctx.api, row.order_address)
         ours = order.order is not None and bytes(order.order.hash).hex() == row.order_hash
-        if not ours:
-            await _fail(ctx, row, "treasury_seqno_taken", "another order took this seqno")
-            return 1
-        costed = await _proposal_cost(ctx, row)
-        if costed is None:
-            return 0  # the order is there; the hot wallet's transactions not indexed yet
-        cost, lts = costed
-        async with transaction(ctx) as session:
-            fresh = await _reload(session, row, OrderStatus.SIGNED)
-            if fresh is None:
-                return 0
-            fresh.status = OrderStatus.PROPOSED
-            fresh.approvals, fresh.threshold = order.approvals, order.threshold
-            fresh.updated_at = clock.now()
-            await post(
-                session,
-                "treasury.order_funded",
-                books.treasury_order_funded(row.proposal_value, cost),
-                row.payment_id,
-                lts=lts,
-            )
+        if ours:
+            return await _book_proposed(ctx, row, order.approvals, order.threshold)
+        taken = True  # another order holds our seqno: ours is refused if it ever lands
+    landing = await _landing(ctx, row, taken=taken)
+    if isinstance(landing, Refusal):
+        await _fail(ctx, row, landing.code, landing.message, refusal=landing)
         return 1
     now = int(clock.now().timestamp())
-    if now > row.valid_until + ctx.settings.ton_expiry_margin_s:
-        # The hot wallet refuses the request from now on, and no order holds ours.
-        await _fail(ctx, row, "treasury_proposal_expired", "the proposal expired unprocessed")
+    past = now > row.valid_until + ctx.settings.ton_expiry_margin_s
+    if landing == Landing.ACCEPTED and past:
+        log.error("the multisig took our new_order; no order of ours is there", order=row.id)
+    if landing != Landing.NOT_LANDED:
+        return 0  # on chain, the trace not read to its end yet (or our order on its way)
+    if past:
+        # The hot wallet refuses the request from now on: prove it never took it.
+        if not await _never_landed(ctx, row):
+            log.info("treasury proposal past its validity, not proven unprocessed", order=row.id)
+            return 0
+        if taken:
+            await _fail(ctx, row, "treasury_seqno_taken", "another order took this seqno")
+        else:
+            await _fail(ctx, row, "treasury_proposal_expired", "the proposal expired unprocessed")
         return 1
     last = row.last_sent_at
     every = timedelta(seconds=ctx.settings.ton_resend_seconds)
-    if row.landed_at is None and (last is None or clock.now() - last >= every):
+    # Not re-sent once another order holds the seqno: the multisig would only refuse it.
+    if not taken and row.landed_at is None and (last is None or clock.now() - last >= every):
         await _send(ctx, row)
     return 0
+
+
+async def _book_proposed(
+    ctx: TonRailContext, row: TreasuryOrder, approvals: int, threshold: int
+) -> int:
+    """The order contract holds our order: `proposed`, and the hot wallet's cost booked."""
+    costed = await _proposal_cost(ctx, row)
+    if costed is None:
+        return 0  # the order is there; the hot wallet's transactions not indexed yet
+    cost, lts = costed
+    async with transaction(ctx) as session:
+        fresh = await _reload(session, row, OrderStatus.SIGNED)
+        if fresh is None:
+            return 0
+        fresh.status = OrderStatus.PROPOSED
+        fresh.approvals, fresh.threshold = approvals, threshold
+        fresh.updated_at = clock.now()
+        await post(
+            session,
+            "treasury.order_funded",
+            books.treasury_order_funded(row.proposal_value, cost),
+            row.payment_id,
+            lts=lts,
+        )
+    return 1
+
+
+class Landing(Enum):
+    """Where our proposal is, when it is not a refusal (`Refusal`)."""
+
+    NOT_LANDED = "not_landed"  # no transaction of the hot wallet took the request (yet)
+    PENDING = "pending"  # it landed; a transaction of its trace is not indexed yet
+    ACCEPTED = "accepted"  # the multisig took `new_order`: the order contract follows
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Our proposal landed and can create no order: what it cost the hot wallet."""
+
+    code: str
+    message: str
+    lost: int  # nanoton the hot wallet's transactions of the trace took from its balance
+    kept: int  # of `lost`, what the multisig kept of the proposal's value
+    lts: tuple[int, int]  # the first and the last of those transactions
+
+
+# What the multisig's exit codes mean (contracts/errors.func of multisig-contract-v2).
+# 1008: our explicit seqno, read as its next one, is not any more: another order took it.
+SEQNO_NOT_NEXT = 1008
+MULTISIG_REFUSALS = {
+    100: "too little TON for the order",
+    111: "the order's expiration date had passed",
+    1007: "the hot wallet is not its proposer",
+    SEQNO_NOT_NEXT: "the order seqno was not its next one",
+}
+
+
+async def _landing(ctx: TonRailContext, row: TreasuryOrder, *, taken: bool) -> Landing | Refusal:
+    """Read our proposal's trace to its end: the hot wallet's external, its internal_transfer
+    to itself, the multisig's transaction of `new_order` and, when that bounced, the hot
+    wallet's transaction taking the bounce back. A refusal says what the hot wallet lost: the
+    balance its transactions of the trace took (`ton_change`), exact to the nanoton.
+    `taken`: another order holds our seqno (whatever the multisig did, no order is ours)."""
+    external = await ctx.api.tx_by_in_message(row.msg_hash_norm)
+    if external is None:
+        return Landing.NOT_LANDED
+    spent = [external]
+    to_self = next(
+        (m for m in external.out_msgs if same_address(m.destination, ctx.wallet_raw)), None
+    )
+    inner = None if to_self is None else await ctx.api.tx_by_in_message(to_self.hash)
+    if to_self is not None and inner is None:
+        return Landing.PENDING
+    proposal = None
+    if inner is not None:
+        spent.append(inner)
+        proposal = next(
+            (m for m in inner.out_msgs if same_address(m.destination, row.multisig)), None
+        )
+    if proposal is None:  # the hot wallet could not send it (its action phase failed)
+        return _refusal(
+            "treasury_proposal_failed",
+            "the hot wallet executed the proposal but sent no new_order to the multisig",
+            spent,
+            0,
+        )
+    multisig = await ctx.api.tx_by_in_message(proposal.hash)
+    if multisig is None:
+        return Landing.PENDING
+    bounce = next(
+        (m for m in multisig.out_msgs if m.bounced and same_address(m.destination, ctx.wallet_raw)),
+        None,
+    )
+    if not taken and not multisig.aborted and bounce is None:
+        return Landing.ACCEPTED
+    if bounce is not None:
+        back = await ctx.api.tx_by_in_message(bounce.hash)
+        if back is None:
+            return Landing.PENDING
+        spent.append(back)
+    refused = f"the multisig refused the proposal ({_refusal_reason(multisig)})"
+    kept = proposal.value - (bounce.value if bounce is not None else 0)
+    if taken or multisig.exit_code == SEQNO_NOT_NEXT:  # (read before its order was there)
+        return _refusal(
+            "treasury_seqno_taken", f"another order took this seqno; {refused}", spent, kept
+        )
+    return _refusal("treasury_proposal_refused", refused, spent, kept)
+
+
+def _refusal_reason(tx: Tx) -> str:
+    if tx.exit_code is None:
+        return "its compute phase was skipped"
+    if tx.exit_code in (0, 1):
+        return "its action phase failed"
+    why = MULTISIG_REFUSALS.get(tx.exit_code, "see the contract's contracts/errors.func")
+    return f"exit code {tx.exit_code}: {why}"
+
+
+def _refusal(code: str, message: str, spent: list[Tx], kept: int) -> Refusal:
+    lost = -sum(ton_change(tx) for tx in spent)
+    return Refusal(code, message, lost, kept, (spent[0].lt, spent[-1].lt))
+
+
+async def _never_landed(ctx: TonRailContext, row: TreasuryOrder) -> bool:
+    """Proof that the hot wallet never took the request: `processed?` false for its query_id
+    and no transaction for its message (asked after the flag, as the tracker does)."""
+    return await processed_flag(ctx, query_id_for(row.query_seq)) is False and (
+        await ctx.api.tx_by_in_message(row.msg_hash_norm) is None
+    )
 
 
 async def _proposal_cost(
@@ -566,15 +700,34 @@ async def _reload(
     return fresh
 
 
-async def _fail(ctx: TonRailContext, row: TreasuryOrder, code: str, message: str) -> None:
-    """The order can never pay: it fails, and the payout with it (its reservation returns)."""
+async def _fail(
+    ctx: TonRailContext,
+    row: TreasuryOrder,
+    code: str,
+    message: str,
+    *,
+    refusal: Refusal | None = None,
+) -> None:
+    """The order can never pay: it fails, and the payout with it (its reservation returns).
+    With `refusal` (the proposal landed), what it cost the hot wallet is booked in the same
+    transaction, so a crash books it once or not at all."""
     async with transaction(ctx) as session:
         fresh = await session.get(TreasuryOrder, row.id, with_for_update=True)
         if fresh is None or fresh.status not in OPEN:
             return
+        if refusal is not None and fresh.status != OrderStatus.SIGNED:
+            return  # only a proposal can be refused
         fresh.status = OrderStatus.FAILED
         fresh.error = f"{code}: {message}"
         fresh.updated_at = clock.now()
+        if refusal is not None:
+            await post(
+                session,
+                "treasury.proposal_refused",
+                books.treasury_proposal_refused(refusal.lost, refusal.kept),
+                row.payment_id,
+                lts=refusal.lts,
+            )
         payment = (
             await session.get(Payment, row.payment_id, with_for_update=True)
             if row.payment_id is not None
@@ -589,4 +742,12 @@ async def _fail(ctx: TonRailContext, row: TreasuryOrder, code: str, message: str
                 failure_code=code,
                 failure_message=message,
             )
-    log.warning("treasury order failed", order=row.id, payment=row.payment_id, code=code)
+        if refusal is not None:
+            crashpoint(ctx.settings, "treasury.proposal_refused")  # killed: nothing committed
+    log.warning(
+        "treasury order failed",
+        order=row.id,
+        payment=row.payment_id,
+        code=code,
+        lost=refusal.lost if refusal is not None else 0,
+    )

@@ -12,7 +12,9 @@ transaction:
 - its fees (`total_fees`) and the forward fees of what it sent -> `expense:network_fees`;
 - TON between the multisig and our orders: internal, nothing (only its forward fee);
 - TON from the hot wallet (a proposal's value): booked when the order is proposed
-  (`treasury.order_funded`), nothing here;
+  (`treasury.order_funded`), or, for a proposal the multisig refused, what it kept of the
+  value when the payout fails (`treasury.proposal_refused`, processing/treasury_loop.py);
+  nothing here (the transaction's fees and the bounce's forward fee are booked here);
 - a payout's or top-up's own message (by body hash): TON ones are booked when confirmed
   (`payout_sent`, `treasury_topup`, with their forward fee); a USDT one's attached TON leaves
   here as a fee, and the `excesses` returning (from the payee's jetton wallet: any `excesses`
@@ -115,7 +117,8 @@ def unbooked_ton(
             fees -= m.value  # what a USDT transfer we sent did not use: a fee refund
         elif m.source == treasury_jettons and m.opcode == OP_TRANSFER_NOTIFICATION:
             income += m.value  # TON a USDT sender forwarded to the treasury
-        # from the hot wallet: booked as the order's funding; else unexplained
+        # from the hot wallet: booked as the order's funding (or a refused proposal's
+        # kept value); else unexplained
     for out in tx.out_msgs:
         fees += out.fwd_fee
         if out.destination in domain:
