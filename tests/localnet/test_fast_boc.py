@@ -101,6 +101,14 @@ def test_what_it_does_not_take_goes_to_pytoniq() -> None:
         fast_boc.parse(boc)
     assert trusted_cell(boc).hash == holder.hash  # the fallback
     assert trusted_cell(bytes(empty.to_boc())).hash == empty.hash  # the fast parse
+    tree = _random_tree(random.Random(7))
+    whole = bytes(tree.to_boc())
+    for cut in (len(whole) - 1, len(whole) // 2, 8):
+        with pytest.raises(fast_boc.Unusual):
+            fast_boc.parse(whole[:cut])
+        with pytest.raises(Exception) as refused:  # pytoniq_core says what is wrong
+            trusted_cell(whole[:cut])
+        assert not isinstance(refused.value, (IndexError, fast_boc.Unusual))
 
 
 async def test_every_transaction_of_a_busy_chain_parses_as_pytoniq_parses_it() -> None:

@@ -40,6 +40,13 @@ class Unusual(Exception):
 
 def parse(raw: bytes) -> Cell:
     """The root cell of a one-root BOC of level-0 cells (its CRC, if any, is not checked)."""
+    try:
+        return _parse(raw)
+    except IndexError as exc:  # malformed: pytoniq_core's parse names what is wrong
+        raise Unusual("truncated") from exc
+
+
+def _parse(raw: bytes) -> Cell:
     if raw[:4] != _MAGIC or len(raw) < 6:
         raise Unusual("not a standard BOC")
     flags = raw[4]
@@ -61,7 +68,7 @@ def parse(raw: bytes) -> Cell:
     if flags & 0x80:  # has_idx: the offsets are not needed
         i += cells_num * off_bytes
     data = raw[i : i + total]
-    if len(data) != total or root != 0:
+    if len(data) != total or root != 0 or cells_num * 2 > total:
         raise Unusual("truncated, or the root is not first")
 
     # Where each cell is: (d1, d2, data start, data end, ref indexes).
