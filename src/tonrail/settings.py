@@ -278,6 +278,9 @@ class Settings(BaseSettings):
     # --- workers
     worker_lease_seconds: int = 30
     worker_batch_size: int = 50
+    # One worker at a time runs `ton_payouts` (kit/loop_lease.py); a standby takes over at
+    # most this long (plus a second) after the holder died. 0 = every worker runs it at once.
+    ton_payouts_lease_seconds: int = Field(default=10, ge=0)
 
     # --- retention of personal data (privacy/; docs/PRIVACY.md). Days a class is kept; after
     # it the retention loop deletes the rows or pseudonymises their personal fields.

@@ -16,6 +16,7 @@ from tonrail import clock
 from tonrail.db import Database
 from tonrail.fees.sampler import sample_if_due
 from tonrail.kit.claims import claim
+from tonrail.kit.loop_lease import LoopLeases
 from tonrail.monitoring import jobs as monitoring
 from tonrail.monitoring import signals
 from tonrail.notify.delivery import backlog, deliver_round
@@ -53,6 +54,8 @@ class WorkerContext:
     # monotonic time of the last note that the TON loops idle (no hot wallet key), and of
     # the last Stripe catch-up
     noted: dict[str, float] = field(default_factory=dict)
+    # The loop leases this worker holds or waits for (kit/loop_lease.py)
+    leases: LoopLeases = field(default_factory=LoopLeases)
     # Stores and processes Stripe's recent events, returns how many were new (bound by
     # worker.py: `worker_context`, when the Stripe rail is configured)
     stripe_catch_up: Callable[[], Awaitable[int]] | None = None
@@ -109,8 +112,14 @@ async def _expire_due_invoices(ctx: WorkerContext) -> int:
 async def ton_payouts(ctx: WorkerContext) -> int:
     """Route, assemble, sign, send and track TON payouts (ton_loop.py). Without a hot wallet
     key the loop idles, and says so to the breaker of `ton`: dispatch_payouts then sends
-    queued payouts to a backup rail."""
+    queued payouts to a backup rail.
+
+    One worker at a time runs it (TON_PAYOUTS_LEASE_SECONDS; kit/loop_lease.py): the others
+    stand by and take over when the holder stops or its lease runs out."""
     if ctx.ton is not None:
+        seconds = ctx.settings.ton_payouts_lease_seconds
+        if not await ctx.leases.hold(ctx.db, "ton_payouts", ctx.worker_id, seconds):
+            return 0
         return await ton_round(ctx.ton)
     if time.monotonic() - ctx.noted.get("ton", float("-inf")) >= NO_KEY_NOTE_EVERY_S:
         ctx.noted["ton"] = time.monotonic()
