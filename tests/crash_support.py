@@ -67,6 +67,7 @@ def worker_env(net: Localnet, settings: Settings, tmp_path: Path, crash_at: str)
         TON_KEY_PASSPHRASE=PASSPHRASE,
         TON_RESEND_SECONDS="1",
         WORKER_LEASE_SECONDS="2",
+        TON_PAYOUTS_LEASE_SECONDS="2",  # a killed worker hands ton_payouts over as fast
         CRASH_AT=crash_at,
         FEES_WINDOW_URGENT_MS="0",
         FEES_WINDOW_NORMAL_MS="0",

@@ -88,3 +88,21 @@ async def test_without_a_lease_every_worker_runs_the_loop(db: Database) -> None:
     assert await b.hold(db, "ton_payouts", "w-b", 0)
     async with db.transaction() as session:
         assert (await session.execute(select(LoopLease))).first() is None
+
+
+async def test_a_round_longer_than_the_lease_keeps_it(db: Database) -> None:
+    """Found by `make bench` with 2 workers: a payout round that kept assembling through a
+    backlog outlived its lease, the standby took the loop in the middle, and both ran."""
+    a, b = LoopLeases(), LoopLeases()
+    seconds = 0.4
+    assert await a.hold(db, "ton_payouts", "w-a", seconds)
+    async with a.kept(db, "ton_payouts", "w-a", seconds):
+        for _ in range(10):  # 1 s: two and a half leases
+            await asyncio.sleep(0.1)
+            b.retry_at.clear()
+            assert not await b.hold(db, "ton_payouts", "w-b", seconds)
+    assert (await holder(db))[0] == "w-a"
+    # Once the round is over nobody renews: the lease ends and the standby takes it.
+    await asyncio.sleep(seconds + 0.05)
+    b.retry_at.clear()
+    assert await b.hold(db, "ton_payouts", "w-b", seconds)

@@ -10,13 +10,17 @@ The lease is an economy, not the guarantee: everything the loop does is safe wit
 number of workers at once (claims with leases, compare-and-set moves; kit/claims.py), so a
 holder that overruns its lease while a standby takes over does no harm.
 
-Cost: the holder writes the row once per half lease; a standby tries once per
-`STANDBY_CHECK_S` at most, so it takes over at most that long after the lease ends.
+Cost: the holder writes the row once per half lease, also in the middle of a long round
+(`kept`); a standby tries once per `STANDBY_CHECK_S` at most, so it takes over at most that
+long after the lease ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -58,6 +62,41 @@ class LoopLeases:
             self.held_until.pop(name, None)
             self.retry_at[name] = started + min(STANDBY_CHECK_S, seconds / 2)
         return held
+
+    @asynccontextmanager
+    async def kept(
+        self, db: Database, name: str, worker_id: str, seconds: float
+    ) -> AsyncIterator[None]:
+        """Renew the held lease of `name` every half lease while the body runs: a round that
+        lasts longer than the lease (a backlog of payouts) keeps it, so a standby does not
+        take the loop over in the middle. If the lease is lost all the same (the database
+        was unreachable past the lease), the body goes on, harmlessly, to its end."""
+        if seconds <= 0:
+            yield
+            return
+        done = asyncio.Event()
+
+        async def renew() -> None:
+            while not done.is_set():
+                wait = self.held_until.get(name, float("-inf")) - time.monotonic()
+                if wait > 0:
+                    try:
+                        await asyncio.wait_for(done.wait(), timeout=wait)
+                    except TimeoutError:
+                        pass
+                    continue
+                try:
+                    if not await self.hold(db, name, worker_id, seconds):
+                        return
+                except Exception:
+                    return  # the next round asks again
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            done.set()
+            await renewing
 
 
 async def take_or_renew(db: Database, name: str, worker_id: str, seconds: float) -> bool:

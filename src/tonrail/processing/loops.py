@@ -120,7 +120,8 @@ async def ton_payouts(ctx: WorkerContext) -> int:
         seconds = ctx.settings.ton_payouts_lease_seconds
         if not await ctx.leases.hold(ctx.db, "ton_payouts", ctx.worker_id, seconds):
             return 0
-        return await ton_round(ctx.ton)
+        async with ctx.leases.kept(ctx.db, "ton_payouts", ctx.worker_id, seconds):
+            return await ton_round(ctx.ton)
     if time.monotonic() - ctx.noted.get("ton", float("-inf")) >= NO_KEY_NOTE_EVERY_S:
         ctx.noted["ton"] = time.monotonic()
         breaker = routing_policy(ctx.settings).breaker
