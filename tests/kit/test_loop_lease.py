@@ -66,6 +66,8 @@ async def test_the_holder_writes_once_per_half_lease_and_a_standby_once_per_chec
     seconds = 0.4
     assert await a.hold(db, "ton_payouts", "w-a", seconds)
     assert not await b.hold(db, "ton_payouts", "w-b", seconds)
+    assert 0 < b.standby_wait("ton_payouts") <= seconds / 2
+    assert a.standby_wait("ton_payouts") == 0
     # The lease is handed to b behind a's back (as if a had overrun it): a trusts its lease
     # for half its length without asking, b waits for its next check.
     async with db.transaction() as session:

@@ -63,6 +63,10 @@ class LoopLeases:
             self.retry_at[name] = started + min(STANDBY_CHECK_S, seconds / 2)
         return held
 
+    def standby_wait(self, name: str) -> float:
+        """Seconds until a standby's next check of `name` is due (0 if it is)."""
+        return max(0.0, self.retry_at.get(name, float("-inf")) - time.monotonic())
+
     @asynccontextmanager
     async def kept(
         self, db: Database, name: str, worker_id: str, seconds: float

@@ -7,6 +7,7 @@ subset. The payout loops: `dispatch_payouts` (dispatch.py), `ton_payouts` (ton_l
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -119,6 +120,9 @@ async def ton_payouts(ctx: WorkerContext) -> int:
     if ctx.ton is not None:
         seconds = ctx.settings.ton_payouts_lease_seconds
         if not await ctx.leases.hold(ctx.db, "ton_payouts", ctx.worker_id, seconds):
+            # Standing by: the round lasts until the next check (a heartbeat a second, not
+            # five; a stopping worker waits at most that long for it).
+            await asyncio.sleep(ctx.leases.standby_wait("ton_payouts"))
             return 0
         async with ctx.leases.kept(ctx.db, "ton_payouts", ctx.worker_id, seconds):
             return await ton_round(ctx.ton)

@@ -14,6 +14,7 @@ from tests.rails.ton.rail_fixture import Rail
 from tests.rails.ton.test_faults import payout, times_paid
 from tests.rails.ton.test_two_trackers import second_worker
 from tonrail.db import Database
+from tonrail.kit.loop_lease import STANDBY_CHECK_S
 from tonrail.ledger.service import check_books
 from tonrail.payments.models import Payment
 from tonrail.processing.loops import WorkerContext, ton_payouts
@@ -67,8 +68,12 @@ async def test_one_worker_runs_the_payout_loop_and_a_standby_takes_over_when_it_
 
     second = [await payout(client, auth, rail, amount="0.02") for _ in range(3)]
     # While a holds the loop, b's rounds do nothing: no claim, no request, no read.
-    for _ in range(5):
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(2):
         assert await ton_payouts(b) == 0
+    # A standby's round lasts until its next check: a heartbeat a second, not five.
+    assert loop.time() - started >= STANDBY_CHECK_S
     assert await held_by(db, "w-b") == 0
     async with db.transaction() as session:
         queued = (
