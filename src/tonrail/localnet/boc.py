@@ -35,7 +35,6 @@ def cell_from(data: str | bytes) -> Cell:
     return Cell.one_from_boc(raw)
 
 
-_BOC_MAGIC = bytes.fromhex("b5ee9c72")
 _BOC_HAS_CRC32C = 0x40
 
 
@@ -49,7 +48,7 @@ def trusted_cell(raw: bytes) -> Cell:
         return fast_boc.parse(raw)
     except fast_boc.Unusual:
         pass  # pytoniq_core's general parse
-    if raw[:4] == _BOC_MAGIC and len(raw) > 9 and raw[4] & _BOC_HAS_CRC32C:
+    if raw[:4] == fast_boc.BOC_MAGIC and len(raw) > 9 and raw[4] & _BOC_HAS_CRC32C:
         raw = raw[:4] + bytes((raw[4] & ~_BOC_HAS_CRC32C,)) + raw[5:-4]
     return Cell.one_from_boc(raw)
 

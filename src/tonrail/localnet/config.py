@@ -22,11 +22,11 @@ from urllib.parse import urlsplit, urlunsplit
 from ton_core import Cell, HashMap, begin_cell
 
 from tonrail.localnet.boc import cell_from
+from tonrail.localnet.fast_boc import BOC_MAGIC
 
 BUNDLED = Path(__file__).with_name("mainnet-config.json")
 # What the transaction emulator cannot run without (version, workchains, storage, gas, forwarding).
 REQUIRED_PARAMS = (8, 12, 18, 20, 21, 24, 25)
-_BOC_MAGIC = bytes.fromhex("b5ee9c72")
 
 
 class ConfigError(ValueError):
@@ -176,7 +176,7 @@ def _from_json(doc: Any, source: str) -> ChainConfig:
 
 def parse_config_file(data: bytes, source: str) -> ChainConfig:
     """A config from any of the formats the module docstring lists."""
-    if data.startswith(_BOC_MAGIC):
+    if data.startswith(BOC_MAGIC):
         return ChainConfig.from_b64(base64.b64encode(data).decode(), source)
     try:
         text = data.decode()

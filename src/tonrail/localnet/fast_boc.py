@@ -23,7 +23,7 @@ from ton_core import Cell
 from ton_core.boc.exotic import LevelMask
 from ton_core.boc.tvm_bitarray import TvmBitarray
 
-_MAGIC = bytes.fromhex("b5ee9c72")
+BOC_MAGIC = bytes.fromhex("b5ee9c72")  # every serialized bag of cells starts with it
 _LIBRARY = 2  # the only exotic cell type taken here (level 0, as ordinary ones)
 _LEVEL0 = LevelMask(0)
 _sha256 = hashlib.sha256
@@ -47,7 +47,7 @@ def parse(raw: bytes) -> Cell:
 
 
 def _parse(raw: bytes) -> Cell:
-    if raw[:4] != _MAGIC or len(raw) < 6:
+    if raw[:4] != BOC_MAGIC or len(raw) < 6:
         raise Unusual("not a standard BOC")
     flags = raw[4]
     size = flags & 7
