@@ -10,6 +10,9 @@ Two real refusals of the bundled multisig v2, both on the local network's TVM:
   contract is ever there;
 - another order took the seqno first (exit code 1008): a signer proposes while ours is in
   flight, and the multisig takes the signer's `new_order` first.
+
+And one proposal that never reaches the multisig although the hot wallet executed it: the hot
+wallet holds less TON than the proposal's value (`treasury_proposal_failed`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from sqlalchemy import select
-from ton_core import Address
+from ton_core import Address, begin_cell
 
 from tests.conftest import make_key
 from tests.rails.ton.rail_fixture import Rail, rail
@@ -34,8 +37,10 @@ from tonrail.ledger import rules as books
 from tonrail.ledger.models import JournalEntry, LedgerLine
 from tonrail.ledger.service import balance, check_books
 from tonrail.localnet.genesis import TON
+from tonrail.processing.ton_loop import next_query_seq
 from tonrail.processing.treasury_loop import propose_due, treasury_of, treasury_round
 from tonrail.processing.treasury_reconcile import book_treasury_funding
+from tonrail.rails.ton.highload import OutTransfer, query_id_for, sign_request
 from tonrail.treasury.models import OrderStatus
 from tonrail.treasury.reader import multisig_state
 from tonrail.treasury.service import deploy, payout_ton_message, propose, wait_for
@@ -247,3 +252,98 @@ async def test_a_proposal_that_never_landed_fails_once_past_its_validity_with_no
         assert await balance(session, books.PAYOUTS_PAYABLE, "TON") == 0
     await faults(rail, time_offset_s=7200, drop_external_rate=0.0)
     assert await _books_against_chain(rail) == {}
+
+
+async def _drain_hot_wallet(rail: Rail, db: Database, leave: int) -> None:
+    """Send all but about `leave` nanoton of the hot wallet's TON to an outsider, as one
+    highload request of its own (its query id taken like the loop's), and wait for it."""
+    hot = rail.ctx.wallet_raw
+    state, before = await rail.api.account_state(hot)
+    async with db.transaction() as session:
+        seq = await next_query_seq(session, hot)
+    outsider = Address((0, b"\x68" * 32))
+    signed = sign_request(
+        rail.ctx.wallet,
+        rail.ctx.sign,
+        [OutTransfer(outsider, before - leave, False, begin_cell().end_cell())],
+        query_id=query_id_for(seq),
+        created_at=int(time.time()) - rail.ctx.settings.ton_created_at_lag_s,
+        deploy=state != "active",  # genesis leaves the hot wallet undeployed
+    )
+    await rail.api.send_boc(signed.boc)
+
+    async def drained() -> bool:
+        return await rail.ton_balance(hot) < leave
+
+    assert await wait_for(drained, timeout_s=20, poll_s=0.05)
+
+
+async def test_a_proposal_the_hot_wallet_cannot_fund_fails_with_its_fees_booked_once(
+    rail: Rail,
+    signers: list[SignerWallet],
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    db: Database,
+) -> None:
+    """The hot wallet holds less TON than the proposal's value: it executes the request (the
+    external, the internal_transfer to itself) but its action sending `new_order` is skipped
+    (send mode 1|2 ignores the error), so the multisig never hears of it. The payout fails as
+    `treasury_proposal_failed`, nothing is re-sent, and the two transactions' fees are booked
+    once from the hot wallet, exactly what its balance lost."""
+    treasury = await deploy(signers[3], _config())
+    rail.net.chain.faucet(treasury, 100 * TON)
+
+    async def funded() -> bool:
+        return (await rail.api.account_state(treasury))[1] >= 100 * TON
+
+    assert await wait_for(funded, timeout_s=20, poll_s=0.05)
+    async with db.transaction() as session:
+        await book_treasury_funding(session, "TON", 100 * TON + TON // 2, "admin:t", "funding")
+    await _opening_balances(rail, db)
+    await _drain_hot_wallet(rail, db, leave=TON // 25)  # 0.04 TON: below any order's value
+    # The drain is outside the books: the hot wallet's difference from here on is just it.
+    drained = await _books_against_chain(rail)
+    assert set(drained) == {"TON"} and drained["TON"] < 0
+    pid = await approved_payout(client, auth, db)
+    multisig = treasury_of(rail.ctx)
+    assert multisig is not None
+    hot = rail.ctx.wallet_raw
+    hot_before = await rail.ton_balance(hot)
+    treasury_before = await rail.ton_balance(treasury)
+    assert await propose_due(rail.ctx, multisig) == 1
+    [order] = await _orders(db)
+    assert order.proposal_value > hot_before  # what the action phase cannot send
+
+    async def failed() -> bool:
+        got = (await client.get(f"/v1/payouts/{pid}", headers=auth)).json()
+        return bool(got["status"] == "failed")
+
+    await _rounds_until(rail, failed)
+    got = (await client.get(f"/v1/payouts/{pid}", headers=auth)).json()
+    assert (got["failure_code"], got["failure_message"]) == (
+        "treasury_proposal_failed",
+        "the hot wallet executed the proposal but sent no new_order to the multisig",
+    )
+    [order] = await _orders(db)
+    assert order.status == OrderStatus.FAILED
+    assert (order.error or "").startswith("treasury_proposal_failed")
+    assert order.send_count == 1  # it landed: never sent again
+    assert (await rail.api.account_state(order.order_address))[0] != "active"
+    assert (await multisig_state(rail.api, treasury)).next_order_seqno == 0
+
+    for _ in range(3):  # booked once, however often the loop comes by
+        await treasury_round(rail.ctx)
+    hot_after = await rail.ton_balance(hot)
+    lost = hot_before - hot_after
+    assert 0 < lost < TON // 50  # two transactions' fees and a forward fee, no value
+    [lines] = await refused_lines(db)
+    assert len(lines) == 2 and set(lines) == {
+        books.Line(books.HOT_WALLET, "TON", -lost),
+        books.Line(books.NETWORK_FEES, "TON", lost),
+    }
+    assert await rail.ton_balance(treasury) == treasury_before  # the multisig saw nothing
+    async with db.transaction() as session:
+        assert (await check_books(session)).ok
+        assert await balance(session, books.PAYOUTS_PAYABLE, "TON") == 0
+    assert await _books_against_chain(rail) == drained  # the failure booked what the chain shows
+    assert (await _quiet_check(rail)).differences == {}
