@@ -72,8 +72,12 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy src
 
+# Test files run in PYTEST_WORKERS processes (pytest-xdist; a file stays in one process, so its
+# module fixtures are made once): each has its own PostgreSQL database, SQLite files, Redis key
+# prefix and ports. PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 2
 pytest: setup $(CHROMIUM) $(PDFTOPPM) $(CHECKOV_STAMP) podman
-	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/pytest $(PYTEST_ARGS)
+	TONRAIL_TEST_POSTGRES_URL=$(PG_TEST_URL) $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
