@@ -30,17 +30,23 @@ from tests.live_server import LiveServer
 from tests.paypage.conftest import browser
 from tests.paypage.test_pay_browser import offline_noise_removed, watch_errors
 from tests.rails.ton.rail_fixture import Rail, rail
-from tests.treasury.test_payouts import SIGNERS, _config, _rounds_until, _seed, settings, signers
+from tests.treasury.test_payouts import (
+    SIGNERS,
+    _rounds_until,
+    _seed,
+    funded_treasury,
+    settings,
+    signers,
+)
 from tonrail.cli import app as cli_app
 from tonrail.db import Database
 from tonrail.ledger.service import check_books
-from tonrail.localnet.genesis import TON
 from tonrail.rails.ton.chain_view import raw
 from tonrail.settings import Settings, get_settings
 from tonrail.treasury.models import OrderStatus, TreasuryOrder
 from tonrail.treasury.multisig import approve_body
 from tonrail.treasury.reader import order_state
-from tonrail.treasury.service import APPROVE_VALUE, deploy, wait_for
+from tonrail.treasury.service import APPROVE_VALUE, wait_for
 from tonrail.treasury.wallets import SignerWallet
 
 __all__ = ["admins", "browser", "rail", "settings", "signers"]  # fixtures used here
@@ -96,14 +102,8 @@ async def _proposed_payout(
     db: Database,
 ) -> tuple[str, TreasuryOrder, Address]:
     """A 2.5 TON payout through the in-app gate, its treasury order proposed on chain."""
-    treasury = await deploy(signers[3], _config())
+    treasury = await funded_treasury(rail, signers[3])
     assert treasury == rail.ctx.settings.treasury_address
-    rail.net.chain.faucet(treasury, 100 * TON)
-
-    async def funded() -> bool:
-        return await rail.ton_balance(treasury) >= 100 * TON
-
-    assert await wait_for(funded, timeout_s=20, poll_s=0.05)
     payee = Address((0, b"\x66" * 32))
     r = await client.post(
         "/v1/payouts",

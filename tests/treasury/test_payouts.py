@@ -53,6 +53,19 @@ def _config() -> MultisigConfig:
     return MultisigConfig(2, signers, (proposer,))
 
 
+async def funded_treasury(on: Rail, deployer: SignerWallet, ton: int = 100 * TON) -> str:
+    """The treasury multisig (`_config`) deployed by `deployer`, holding `ton` from the faucet
+    once this returns; its address."""
+    treasury = await deploy(deployer, _config())
+    on.net.chain.faucet(treasury, ton)
+
+    async def funded() -> bool:
+        return await on.ton_balance(treasury) >= ton
+
+    assert await wait_for(funded, timeout_s=20, poll_s=0.05)
+    return treasury
+
+
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
@@ -200,13 +213,7 @@ async def test_a_proposal_copy_refused_as_executed_ends_the_resending(
     block behind): a re-sent copy, refused as already executed (exit code 36), ends the
     re-sending; the order is proposed and its cost booked from the chain as usual. (Once
     the indexer shows the external, nothing is re-sent at all: the trace is read instead.)"""
-    treasury = await deploy(signers[3], _config())
-    rail.net.chain.faucet(treasury, 100 * TON)
-
-    async def funded() -> bool:
-        return (await rail.api.account_state(treasury))[1] > 0
-
-    assert await wait_for(funded, timeout_s=20, poll_s=0.05)
+    treasury = await funded_treasury(rail, signers[3])
     approvers = [
         {"Authorization": f"Bearer {await make_key(db, 'acct_test', 'payouts:approve')}"}
         for _ in range(2)

@@ -29,7 +29,13 @@ from tests.conftest import make_key
 from tests.rails.ton.rail_fixture import Rail, rail
 from tests.rails.ton.test_faults import faults
 from tests.rails.ton.test_payouts import _books_against_chain, _opening_balances
-from tests.treasury.test_payouts import _config, _orders, _rounds_until, settings, signers
+from tests.treasury.test_payouts import (
+    _orders,
+    _rounds_until,
+    funded_treasury,
+    settings,
+    signers,
+)
 from tests.treasury.test_reconcile import _quiet_check
 from tonrail import clock
 from tonrail.db import Database
@@ -43,7 +49,7 @@ from tonrail.processing.treasury_reconcile import book_treasury_funding
 from tonrail.rails.ton.highload import OutTransfer, query_id_for, sign_request
 from tonrail.treasury.models import OrderStatus
 from tonrail.treasury.reader import multisig_state
-from tonrail.treasury.service import deploy, payout_ton_message, propose, wait_for
+from tonrail.treasury.service import payout_ton_message, propose, wait_for
 from tonrail.treasury.wallets import SignerWallet
 
 __all__ = ["rail", "settings", "signers"]  # fixtures used here
@@ -105,13 +111,7 @@ async def test_a_refused_proposal_is_booked_once_as_what_the_hot_wallet_lost(
     code: str,
     exit_code: int,
 ) -> None:
-    treasury = await deploy(signers[3], _config())
-    rail.net.chain.faucet(treasury, 100 * TON)
-
-    async def funded() -> bool:
-        return (await rail.api.account_state(treasury))[1] >= 100 * TON
-
-    assert await wait_for(funded, timeout_s=20, poll_s=0.05)
+    treasury = await funded_treasury(rail, signers[3])
     # The treasury's funding and the hot wallet's genesis balance, booked as an operator would.
     async with db.transaction() as session:
         await book_treasury_funding(session, "TON", 100 * TON + TON // 2, "admin:t", "funding")
@@ -198,13 +198,7 @@ async def test_a_proposal_that_never_landed_fails_once_past_its_validity_with_no
     wallet). While it is valid it may still land, so the payout waits, even with another
     order at our seqno; past its validity, `processed?` false and no transaction prove it
     never landed: the payout fails and nothing is booked (nothing left the hot wallet)."""
-    treasury = await deploy(signers[3], _config())
-    rail.net.chain.faucet(treasury, 100 * TON)
-
-    async def funded() -> bool:
-        return (await rail.api.account_state(treasury))[1] >= 100 * TON
-
-    assert await wait_for(funded, timeout_s=20, poll_s=0.05)
+    treasury = await funded_treasury(rail, signers[3])
     await _opening_balances(rail, db)
     pid = await approved_payout(client, auth, db)
     multisig = treasury_of(rail.ctx)
@@ -290,13 +284,7 @@ async def test_a_proposal_the_hot_wallet_cannot_fund_fails_with_its_fees_booked_
     (send mode 1|2 ignores the error), so the multisig never hears of it. The payout fails as
     `treasury_proposal_failed`, nothing is re-sent, and the two transactions' fees are booked
     once from the hot wallet, exactly what its balance lost."""
-    treasury = await deploy(signers[3], _config())
-    rail.net.chain.faucet(treasury, 100 * TON)
-
-    async def funded() -> bool:
-        return (await rail.api.account_state(treasury))[1] >= 100 * TON
-
-    assert await wait_for(funded, timeout_s=20, poll_s=0.05)
+    treasury = await funded_treasury(rail, signers[3])
     async with db.transaction() as session:
         await book_treasury_funding(session, "TON", 100 * TON + TON // 2, "admin:t", "funding")
     await _opening_balances(rail, db)
