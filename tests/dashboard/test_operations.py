@@ -18,6 +18,8 @@ from tonrail.db import Database
 from tonrail.events.models import OutboxEvent
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance
+from tonrail.monitoring.rules import Thresholds, payments_stuck
+from tonrail.monitoring.snapshot import build_snapshot
 from tonrail.payments.models import Payment
 from tonrail.payments.transitions import move_attempt, move_payment, start_attempt
 from tonrail.security import lockouts
@@ -25,6 +27,7 @@ from tonrail.security.audit_log import AuditEntry
 from tonrail.security.models import Lockout
 from tonrail.security.switches import all_switches
 from tonrail.settings import Settings
+from tonrail.treasury.models import OrderPurpose, OrderStatus, TreasuryOrder
 
 SignIn = Callable[[str], Awaitable[str]]
 
@@ -418,6 +421,75 @@ async def test_stuck_payments_are_listed_with_what_can_be_done(
     assert 'data-code="attempt_outcome_unknown"' in html and 'data-code="payment_in_flight"' in html
     assert 'data-code="not_tried_yet"' in html and 'data-code="cancel_allowed"' not in html
     assert f'id="cancel-reason-{old_queued}"' in html
+
+
+async def _route_to_treasury(db: Database, pid: str, order: OrderStatus, expires: int) -> None:
+    """Payout `pid` in `processing` on the treasury route, with an order in state `order`."""
+    async with db.transaction() as session:
+        p = await session.get(Payment, pid)
+        assert p is not None
+        p.route = "treasury"
+        await move_payment(session, p, "processing", actor="system:test")
+        session.add(
+            TreasuryOrder(
+                id=f"tord_{pid}",
+                purpose=OrderPurpose.PAYOUT,
+                payment_id=pid,
+                asset="TON",
+                amount=p.amount,
+                multisig="0:" + "11" * 32,
+                order_seqno=int(pid.encode().hex(), 16) % 10**9,
+                order_address="0:" + "22" * 32,
+                order_hash="33" * 32,
+                message_hash="44" * 32,
+                expiration_date=expires,
+                proposal_value=10**8,
+                query_seq=1,
+                valid_until=expires,
+                boc="te6c",
+                msg_hash_norm=pid.encode().hex()[:64].ljust(64, "0"),
+                status=order,
+                created_at=clock.now(),
+                updated_at=clock.now(),
+            )
+        )
+
+
+async def test_payouts_waiting_for_people_are_not_listed_as_stuck(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    signed_in: SignIn,
+    db: Database,
+    settings: Settings,
+) -> None:
+    """The dashboard's stuck list is the monitoring rule's (`is_stuck`): an hour-old bank
+    payout is within its business days, and a treasury payout whose order waits for its
+    signers is waiting for people; a treasury payout whose order expired unapproved, or whose
+    proposal is still not on chain, is stuck."""
+    real = datetime.now(UTC)
+    clock.set_clock(lambda: real - timedelta(hours=1))
+    bank, signers, expired, proposing = [await payout(client, auth) for _ in range(4)]
+    clock.set_clock(None)
+    async with db.transaction() as session:
+        p = await session.get(Payment, bank)
+        assert p is not None
+        p.route = "bank"
+        await move_payment(session, p, "processing", actor="system:test")
+    later, earlier = int(real.timestamp()) + 3600, int(real.timestamp()) - 60
+    await _route_to_treasury(db, signers, OrderStatus.PROPOSED, later)
+    await _route_to_treasury(db, expired, OrderStatus.PROPOSED, earlier)
+    await _route_to_treasury(db, proposing, OrderStatus.SIGNED, later)
+    await signed_in("operator")
+    html = (await client.get("/dashboard/operations/live")).text
+    assert f'id="stuck-{expired}"' in html and f'id="stuck-{proposing}"' in html
+    assert f'id="stuck-{bank}"' not in html and f'id="stuck-{signers}"' not in html
+    assert 'Stuck payments <span class="muted">(2)' in html
+    # The alert names the same payouts.
+    async with db.transaction() as session:
+        found = payments_stuck(
+            await build_snapshot(session, settings, clock.now()), Thresholds.from_settings(settings)
+        )
+    assert [set(f.details["payment_ids"]) for f in found] == [{expired, proposing}]
 
 
 async def test_payouts_held_by_the_pause_are_listed(

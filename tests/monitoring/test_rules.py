@@ -19,6 +19,7 @@ from tonrail.monitoring.rules import (
     fee_unusually_high,
     gas_cap_exceeded,
     hot_wallet_low,
+    is_stuck,
     payments_not_progressing,
     payments_stuck,
     payout_unknown,
@@ -200,6 +201,20 @@ def test_bank_payouts_are_normal_for_their_business_days() -> None:
         assert f.details["payment_ids"] == ["bank_mon", "ton_wed"]
     assert business_days_seconds(AT, 3) == (5 * 24 + 12) * 3600  # Fri noon -> Wed's end
     assert payments_stuck(snap(pending_old=rows), Thresholds(bank_business_days=5)) != []
+
+
+def test_treasury_payouts_waiting_for_their_signers_are_not_stuck() -> None:
+    """Their orders wait for people (and fail when they expire); a treasury payout whose
+    order is not waiting for signers (being proposed, executed, or expired) still is."""
+    day = 86_400.0
+    rows = [
+        PendingPayment("tr_signers", day, 60, day, "treasury", awaiting_signers=True),
+        PendingPayment("tr_other", day, 60, day, "treasury"),
+    ]
+    for rule in (payments_stuck, payments_not_progressing):
+        [f] = rule(snap(pending_old=rows), T)
+        assert f.details["payment_ids"] == ["tr_other"]
+    assert not is_stuck(rows[0], AT, T) and is_stuck(rows[1], AT, T)
 
 
 def test_books_mismatch_opens_on_any_difference_and_names_it() -> None:

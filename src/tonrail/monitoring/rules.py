@@ -174,23 +174,30 @@ def business_days_seconds(since: datetime, days: int) -> float:
     return (end - since).total_seconds()
 
 
-def _bank_normal(p: PendingPayment, snap: Snapshot, t: Thresholds, seconds: float) -> bool:
-    """A payout on the bank rail still within its business days: pending is normal."""
+def _waiting_is_normal(p: PendingPayment, at: datetime, t: Thresholds, seconds: float) -> bool:
+    """A payout on the bank rail still within its business days, or a treasury payout whose
+    order waits for the multisig's signers before it expires: pending is normal."""
+    if p.awaiting_signers:
+        return True
     if p.route != "bank":
         return False
-    since = snap.at - timedelta(seconds=p.age_seconds)
+    since = at - timedelta(seconds=p.age_seconds)
     return seconds <= business_days_seconds(since, t.bank_business_days)
 
 
-def payments_stuck(snap: Snapshot, t: Thresholds) -> list[Finding]:
+def is_stuck(p: PendingPayment, at: datetime, t: Thresholds) -> bool:
     """Pending longer than the stuck age, or than its own target confirmation time if longer;
-    a bank transfer only after its business days (BACKUP-RAILS.md: 1-3 is normal)."""
-    stuck = [
-        p
-        for p in snap.pending_old
-        if p.age_seconds > max(t.stuck_seconds, p.target_seconds)
-        and not _bank_normal(p, snap, t, p.age_seconds)
-    ]
+    a bank transfer only after its business days (BACKUP-RAILS.md: 1-3 is normal); a treasury
+    payout not while its order waits for the signers (docs/TREASURY.md). The rule
+    `payments_stuck` and the dashboard's list of stuck payments both ask this."""
+    return p.age_seconds > max(t.stuck_seconds, p.target_seconds) and not _waiting_is_normal(
+        p, at, t, p.age_seconds
+    )
+
+
+def payments_stuck(snap: Snapshot, t: Thresholds) -> list[Finding]:
+    """The pending payments that are stuck (`is_stuck`)."""
+    stuck = [p for p in snap.pending_old if is_stuck(p, snap.at, t)]
     if not stuck:
         return []
     return [
@@ -206,11 +213,13 @@ def payments_stuck(snap: Snapshot, t: Thresholds) -> list[Finding]:
 
 
 def payments_not_progressing(snap: Snapshot, t: Thresholds) -> list[Finding]:
-    """Open payments where nothing (payment or attempt) changed for the stale time."""
+    """Open payments where nothing (payment or attempt) changed for the stale time (but a
+    bank payout within its business days, a treasury payout waiting for its signers)."""
     idle = [
         p
         for p in snap.pending_old
-        if p.idle_seconds > t.progress_stale_seconds and not _bank_normal(p, snap, t, p.age_seconds)
+        if p.idle_seconds > t.progress_stale_seconds
+        and not _waiting_is_normal(p, snap.at, t, p.age_seconds)
     ]
     if not idle:
         return []

@@ -51,6 +51,9 @@ class PendingPayment:
     target_seconds: int
     idle_seconds: float  # since the payment or its latest attempt last changed
     route: str | None = None  # the rail it was routed to (`bank` takes business days)
+    # A treasury payout whose multisig order is on chain waiting for its signers, before the
+    # order's expiration: humans decide, nothing is stuck (the order fails when it expires)
+    awaiting_signers: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,21 @@ async def finished_windows(session: AsyncSession, now: datetime) -> dict[int, tu
     return {w: (ok, bad) for w, (ok, bad) in counts.items()}
 
 
+async def awaiting_signers(session: AsyncSession, now: datetime, ids: list[str]) -> set[str]:
+    """Of the treasury payouts `ids`, those whose order is proposed on chain and not expired:
+    waiting for the multisig's signers (docs/TREASURY.md)."""
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(TreasuryOrder.payment_id).where(
+            TreasuryOrder.payment_id.in_(ids),
+            TreasuryOrder.status == OrderStatus.PROPOSED,
+            TreasuryOrder.expiration_date > int(now.timestamp()),
+        )
+    )
+    return {pid for pid in rows.scalars() if pid is not None}
+
+
 async def build_snapshot(session: AsyncSession, settings: Settings, now: datetime) -> Snapshot:
     """Read the snapshot at `now` (the caller's clock) inside the caller's transaction."""
     window = settings.monitoring_window_seconds
@@ -249,10 +267,21 @@ async def build_snapshot(session: AsyncSession, settings: Settings, now: datetim
         .order_by(Payment.created_at)
         .limit(LIST_CAP)
     )
-    for pid, created, updated, target, attempt_changed, route in rows:
+    listed = list(rows)
+    signing = await awaiting_signers(
+        session, now, [pid for pid, *_, route in listed if route == "treasury"]
+    )
+    for pid, created, updated, target, attempt_changed, route in listed:
         changed = max(updated, attempt_changed) if attempt_changed is not None else updated
         snap.pending_old.append(
-            PendingPayment(pid, _age(now, created), int(target), _age(now, changed), route)
+            PendingPayment(
+                pid,
+                _age(now, created),
+                int(target),
+                _age(now, changed),
+                route,
+                awaiting_signers=pid in signing,
+            )
         )
 
     # -- fees

@@ -23,6 +23,7 @@ from tonrail.dashboard.deps import actor, context, db_of, is_htmx, require, sett
 from tonrail.dashboard.queries import operations as q
 from tonrail.dashboard.templating import render
 from tonrail.errors import InvalidRequest, NotFound, TonrailError
+from tonrail.monitoring.rules import Thresholds
 from tonrail.security import audit_log, key_rotation
 from tonrail.security.admins import Admin
 from tonrail.security.switches import is_on
@@ -49,7 +50,9 @@ async def _live_context(request: Request) -> dict[str, Any]:
         switches = await q.switches(session)
         paused = any(s.enabled for s in switches if s.name == "payments_paused")
         held = await q.held_by_pause(session) if paused else None
-        stuck, stuck_count = await q.stuck(session, now, settings.alert_stuck_seconds, STUCK_SHOWN)
+        stuck, stuck_count = await q.stuck(
+            session, now, Thresholds.from_settings(settings), STUCK_SHOWN
+        )
         locks = await q.lockouts(session)
     # The names operations.html reads; alike other pages' contexts in shape only.
     admin = context(request)["admin"]

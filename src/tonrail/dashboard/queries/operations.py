@@ -11,6 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
+from tonrail.monitoring.rules import Thresholds, is_stuck
+from tonrail.monitoring.snapshot import PendingPayment as Pending
+from tonrail.monitoring.snapshot import awaiting_signers
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.states import PENDING_PAYMENT_STATES, PaymentStatus
 from tonrail.security.audit_log import AuditEntry
@@ -142,24 +145,39 @@ async def payment(session: AsyncSession, payment_id: str) -> PendingPayment | No
 
 
 async def stuck(
-    session: AsyncSession, now: datetime, stuck_seconds: int, limit: int
+    session: AsyncSession, now: datetime, thresholds: Thresholds, limit: int
 ) -> tuple[list[PendingPayment], int]:
-    """Pending payments older than the stuck age and than their own target confirmation
-    time (the monitoring rule `payments_stuck`), oldest first; and how many there are among
-    the oldest STUCK_LOOKED_AT pending ones."""
-    horizon = now - timedelta(seconds=stuck_seconds)
-    rows = (
-        await session.execute(
-            select(Payment)
-            .where(Payment.status.in_(PENDING), Payment.created_at < horizon)
-            .order_by(Payment.created_at, Payment.id)
-            .limit(STUCK_LOOKED_AT)
-        )
-    ).scalars()
+    """Pending payments the monitoring rule `payments_stuck` counts as stuck (`is_stuck`: past
+    the stuck age and their own target, a bank payout past its business days, a treasury
+    payout not while its order waits for its signers), oldest first; and how many there are
+    among the oldest STUCK_LOOKED_AT pending ones."""
+    horizon = now - timedelta(seconds=thresholds.stuck_seconds)
+    rows = list(
+        (
+            await session.execute(
+                select(Payment)
+                .where(Payment.status.in_(PENDING), Payment.created_at < horizon)
+                .order_by(Payment.created_at, Payment.id)
+                .limit(STUCK_LOOKED_AT)
+            )
+        ).scalars()
+    )
+    signing = await awaiting_signers(session, now, [p.id for p in rows if p.route == "treasury"])
     late = [
         p
         for p in rows
-        if (now - p.created_at).total_seconds() > max(stuck_seconds, p.target_confirmation_seconds)
+        if is_stuck(
+            Pending(
+                p.id,
+                (now - p.created_at).total_seconds(),
+                p.target_confirmation_seconds,
+                0.0,
+                p.route,
+                awaiting_signers=p.id in signing,
+            ),
+            now,
+            thresholds,
+        )
     ]
     shown = late[:limit]
     attempts = await attempts_of(session, [p.id for p in shown])
