@@ -566,7 +566,7 @@ def localnet(
     from pathlib import Path
 
     from tonrail.localnet.config import ConfigError, resolve_config
-    from tonrail.localnet.server import serve
+    from tonrail.localnet.server import collate_limit, serve
 
     logs.configure(get_settings().log_level, get_settings().log_json)
     try:
@@ -575,7 +575,9 @@ def localnet(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     Path(state).parent.mkdir(parents=True, exist_ok=True)
-    if collate_ms < 0:
-        typer.echo("error: --collate-ms must be 0 or more", err=True)
-        raise typer.Exit(2)
+    try:
+        collate_limit(collate_ms)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     serve(state, host, port, block_ms, collate_ms=collate_ms, config=chain_config)

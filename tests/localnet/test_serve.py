@@ -139,3 +139,15 @@ def test_module_entry_point_refuses_a_negative_collation_time(tmp_path: Path) ->
         timeout=60,
     )
     assert done.returncode == 2 and "--collate-ms must be 0 or more" in done.stderr
+
+
+def test_the_cli_refuses_a_negative_collation_time(tmp_path: Path) -> None:
+    """`tonrail localnet` and `python -m tonrail.localnet` share the rule (`collate_limit`)."""
+    from typer.testing import CliRunner
+
+    from tonrail.cli import app
+
+    state = tmp_path / "n.sqlite3"
+    done = CliRunner().invoke(app, ["localnet", "--state", str(state), "--collate-ms", "-1"])
+    assert done.exit_code == 2 and "--collate-ms must be 0 or more" in done.output
+    assert not state.exists()  # refused before anything was opened

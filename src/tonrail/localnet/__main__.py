@@ -8,7 +8,7 @@ import json
 
 from tonrail.localnet.config import ConfigError, resolve_config
 from tonrail.localnet.faults import Faults
-from tonrail.localnet.server import serve
+from tonrail.localnet.server import collate_limit, serve
 
 
 def main() -> None:
@@ -36,8 +36,10 @@ def main() -> None:
         "--faults", default=None, help="faults from the start, as JSON: '{\"http_429_rate\": 0.1}'"
     )
     args = parser.parse_args()
-    if args.collate_ms < 0:
-        parser.error("--collate-ms must be 0 or more")
+    try:
+        collate_limit(args.collate_ms)
+    except ValueError as exc:
+        parser.error(str(exc))
     faults = Faults()
     if args.faults:
         try:

@@ -121,6 +121,14 @@ def create_app(chain: Chain, *, manage_lifecycle: bool = True) -> FastAPI:
     return app
 
 
+def collate_limit(collate_ms: int) -> int | None:
+    """The command lines' `--collate-ms` as `Chain` takes it: 0 is no limit (None); a
+    negative time is refused (ValueError, in the option's words)."""
+    if collate_ms < 0:
+        raise ValueError("--collate-ms must be 0 or more")
+    return collate_ms or None
+
+
 def serve(
     state: str,
     host: str,
@@ -146,7 +154,7 @@ def serve(
     chain = Chain.open(
         state,
         block_ms=block_ms,
-        collate_ms=collate_ms or None,
+        collate_ms=collate_limit(collate_ms),
         config_path=config_path,
         config=config,
         faults=faults,
