@@ -1,6 +1,8 @@
 """Crash tests of treasury payouts: the worker is SIGKILLed when the order is created, partly
 approved, executed, and confirmed, then restarted; the payout ends paid exactly once (one
-order on chain, one transfer to the payee) with the books balanced."""
+order on chain, one transfer to the payee) with the books balanced. The same for a hot
+wallet top-up, which the worker proposes by itself, and for the bookings of the treasury's
+fees and of a refused proposal."""
 
 from __future__ import annotations
 
@@ -283,5 +285,120 @@ async def test_a_refused_proposal_is_booked_once_across_a_crash(
     async with db.transaction() as session:
         assert (await check_books(session)).ok
         assert await balance(session, books.PAYOUTS_PAYABLE, "TON") == 0
+    await wallets_client.close()
+    await api.aclose()
+
+
+async def _entries(db: Database, kind: str) -> list[list[books.Line]]:
+    """The lines of every journal entry of `kind`."""
+    from tonrail.ledger.models import JournalEntry, LedgerLine
+
+    async with db.transaction() as session:
+        ids = list(
+            (
+                await session.execute(select(JournalEntry.id).where(JournalEntry.kind == kind))
+            ).scalars()
+        )
+        out = []
+        for entry in ids:
+            rows = await session.execute(
+                select(LedgerLine.account, LedgerLine.asset, LedgerLine.amount).where(
+                    LedgerLine.entry_id == entry
+                )
+            )
+            out.append([books.Line(a, s, int(n)) for a, s, n in rows.all()])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "crash_at", ["treasury.order_created", "treasury.executed", "treasury.confirmed"]
+)
+async def test_a_hot_wallet_topup_survives_a_crash_at_every_step(
+    net: Localnet, settings: Settings, db: Database, tmp_path: Path, crash_at: str
+) -> None:
+    """The hot wallet's TON is below its floor: the worker proposes a top-up order by itself,
+    two signers approve it, and the worker is killed when the order is created (stored, not
+    yet sent), executed, and confirmed (booked, before the commit), then restarted. One order
+    on chain, one transfer of exactly the top-up into the hot wallet, each booked once."""
+    topup = 50 * TON
+    api = ToncenterTonApi(ToncenterClient([net.v2], [net.v3]))
+    wallets_client = open_client(net.v2, "", "localnet")
+    await wallets_client.connect()
+    signers = [SignerWallet(wallets_client, _seed(s)) for s in SIGNERS]
+    operator = SignerWallet(wallets_client, _seed("operator"))
+    for w in (*signers, operator):
+        net.chain.faucet(w.address, 20 * TON)
+    for w in (*signers, operator):
+        assert await wait_for(lambda w=w: _positive(w), timeout_s=30, poll_s=0.05)
+    treasury = await deploy(operator, _config())
+    net.chain.faucet(treasury, 500 * TON)
+
+    async def funded() -> bool:
+        return (await api.account_state(treasury))[1] >= 500 * TON
+
+    assert await wait_for(funded, timeout_s=30, poll_s=0.05)
+    hot = raw(net.genesis.wallet("hot").address)
+    hot_before = (await api.account_state(hot))[1]
+    env = {
+        **worker_env(net, settings, tmp_path, crash_at),
+        "TREASURY_ADDRESS": treasury,
+        # Below the floor by half the top-up: one top-up lifts it above, so one order only.
+        "ALERT_HOT_WALLET_FLOOR_TON": str(hot_before + topup // 2),
+        "ALERT_HOT_WALLET_FLOOR_USDT": "0",
+        "TREASURY_TOPUP_TON": str(topup),
+        "TREASURY_TOPUP_USDT": "0",
+    }
+    approved: set[int] = set()
+
+    async def approve_both() -> None:
+        """Approve from signers 0 and 2 once the order is on chain (before the crash only
+        when the crash point is after the approvals)."""
+        row = await _order(db)
+        if row is None or row.status == OrderStatus.SIGNED:
+            return
+        for index in (0, 2):
+            if index not in approved:
+                await approve(api, signers[index], row.order_address, now=_now())
+                approved.add(index)
+
+                async def counted(i: int = index) -> bool:
+                    return (await order_state(api, row.order_address)).approved_by(i)
+
+                assert await wait_for(counted, timeout_s=30, poll_s=0.05)
+
+    async def nothing() -> None:
+        return None
+
+    before = nothing if crash_at == "treasury.order_created" else approve_both
+    async with crashed_and_restarted(env, "treasury_payouts", meanwhile=before, within=90):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 90
+        while True:
+            await approve_both()
+            row = await _order(db)
+            if row is not None and row.status == OrderStatus.CONFIRMED:
+                break
+            assert loop.time() < deadline, f"the top-up is not confirmed: {row and row.status}"
+            await asyncio.sleep(0.2)
+    async with db.transaction() as session:
+        orders = list((await session.execute(select(TreasuryOrder))).scalars())
+    assert [(o.purpose, o.asset, o.amount, o.status) for o in orders] == [
+        ("topup", "TON", topup, OrderStatus.CONFIRMED)
+    ]
+    # Exactly once on chain: one order, one transfer of the top-up into the hot wallet.
+    assert (await multisig_state(api, treasury)).next_order_seqno == 1
+    received = [
+        t.in_msg.value
+        for t in await api.account_transactions(hot, 0, 100)
+        if t.in_msg is not None and t.in_msg.source == raw(treasury).upper()
+    ]
+    assert received == [topup]
+    # Booked once: the proposal's cost, and the top-up into the hot wallet's books.
+    assert len(await _entries(db, "treasury.order_funded")) == 1
+    [lines] = await _entries(db, "treasury.topup")
+    assert books.Line(books.HOT_WALLET, "TON", topup) in lines
+    async with db.transaction() as session:
+        assert (await check_books(session)).ok
     await wallets_client.close()
     await api.aclose()
