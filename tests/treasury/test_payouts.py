@@ -159,6 +159,22 @@ async def test_large_payouts_go_out_from_the_treasury_once(
     for pid in ids:
         got = (await client.get(f"/v1/payouts/{pid}", headers=auth)).json()
         assert got["status"] == "processing"
+        # The API shows the order the payout waits on: where, and how many approvals.
+        order = orders[pid]
+        assert got["treasury_order"] == {
+            "address": order.order_address,
+            "seqno": order.order_seqno,
+            "status": "proposed",
+            "approvals": 0,
+            "threshold": 2,
+            "expires_at": datetime.fromtimestamp(order.expiration_date, UTC)
+            .isoformat()
+            .replace("+00:00", "Z"),
+        }
+    listed = (await client.get("/v1/payouts", headers=auth)).json()["data"]
+    assert {p["id"]: p["treasury_order"]["status"] for p in listed} == dict.fromkeys(
+        ids, "proposed"
+    )
     # Nothing leaves the treasury before the signers approve.
     assert rail.net.chain.account(payee).balance == 0
 
@@ -188,6 +204,9 @@ async def test_large_payouts_go_out_from_the_treasury_once(
     assert received == [2_500_000_000]
     assert (await multisig_state(rail.api, treasury)).next_order_seqno == 2
     assert {o.status for o in await _orders(db)} == {OrderStatus.CONFIRMED}
+    for pid in ids:
+        shown = (await client.get(f"/v1/payouts/{pid}", headers=auth)).json()["treasury_order"]
+        assert (shown["status"], shown["approvals"]) == ("confirmed", 2)
 
     async with db.transaction() as session:
         report = await check_books(session)

@@ -1,10 +1,11 @@
-"""What the chain shows of payments: the deposits that paid an invoice, and the transaction
-that sent a payout. Read for a whole page of payments at once (one statement each)."""
+"""What the chain shows of payments: the deposits that paid an invoice, the transaction that
+sent a payout, and a treasury payout's multisig order. Read for a whole page of payments at
+once (one statement each)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,7 @@ from tonrail.payments.states import AttemptStatus
 from tonrail.rails.ton.models import TonDeposit, TonRequest, TonTransfer
 from tonrail.rails.ton.states import CREDITING_DEPOSIT_STATES, TransferStatus
 from tonrail.states import RefundStatus
+from tonrail.treasury.models import TreasuryOrder
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,7 @@ class ChainFacts:
     received: int = 0
     refunded: int = 0  # refunds pending or succeeded
     tx_hash: str | None = None
+    treasury_order: TreasuryOrder | None = None  # a payout paid from the treasury multisig
 
 
 async def chain_facts(session: AsyncSession, payments: Sequence[Payment]) -> dict[str, ChainFacts]:
@@ -72,6 +75,14 @@ async def chain_facts(session: AsyncSession, payments: Sequence[Payment]) -> dic
                 int(refunded.get(p.id) or 0),
             )
     if payouts:
+        treasury = [p.id for p in payments if p.direction == "out" and p.route == "treasury"]
+        if treasury:
+            for order in (
+                await session.execute(
+                    select(TreasuryOrder).where(TreasuryOrder.payment_id.in_(treasury))
+                )
+            ).scalars():
+                out[order.payment_id or ""] = ChainFacts(treasury_order=order)
         rows = await session.execute(
             select(TonTransfer.payment_id, TonTransfer.trace, TonRequest.transfer_tx_hash)
             .join(TonRequest, TonRequest.id == TonTransfer.request_id)
@@ -81,5 +92,8 @@ async def chain_facts(session: AsyncSession, payments: Sequence[Payment]) -> dic
             )
         )
         for payment_id, trace, request_tx in rows.all():
-            out[payment_id] = ChainFacts(tx_hash=(trace or {}).get("sent_tx") or request_tx)
+            out[payment_id] = replace(
+                out.get(payment_id, ChainFacts()),
+                tx_hash=(trace or {}).get("sent_tx") or request_tx,
+            )
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -16,6 +16,7 @@ from tonrail.payments.states import AttemptStatus, PaymentStatus
 from tonrail.rails.ton.models import TonDeposit
 from tonrail.rails.ton.states import DepositStatus
 from tonrail.states import RefundStatus
+from tonrail.treasury.models import TreasuryOrder
 
 Priority = Literal["urgent", "normal", "low"]
 PAYOUT_ASSETS = ("TON", "USDT")
@@ -91,6 +92,32 @@ class AttemptOut(BaseModel):
             reason=(a.details or {}).get("reason"),
             created_at=a.created_at,
             updated_at=a.updated_at,
+        )
+
+
+class TreasuryOrderOut(BaseModel):
+    """A payout's order on the treasury multisig (docs/TREASURY.md), as the worker last read it."""
+
+    address: str = Field(description="the order contract's address (raw form)")
+    seqno: int = Field(description="the order's seqno on the multisig")
+    status: Literal["signed", "proposed", "executed", "confirmed", "failed"] = Field(
+        description="signed: the hot wallet's proposal is stored and sent; proposed: the order "
+        "is on chain, waiting for its signers; executed: approved, the multisig sent the "
+        "payout; confirmed: the payee's side took it; failed: it can never pay"
+    )
+    approvals: int = Field(description="signers' approvals counted on the order so far")
+    threshold: int = Field(description="approvals the multisig needs to execute it")
+    expires_at: datetime = Field(description="the order's expiration date: unapproved, it fails")
+
+    @classmethod
+    def of(cls, o: TreasuryOrder) -> TreasuryOrderOut:
+        return cls(
+            address=o.order_address,
+            seqno=o.order_seqno,
+            status=o.status.value,
+            approvals=o.approvals,
+            threshold=o.threshold,
+            expires_at=datetime.fromtimestamp(o.expiration_date, UTC),
         )
 
 
@@ -203,6 +230,10 @@ class PaymentOut(BaseModel):
     fee_decision: FeeDecisionOut | None = Field(
         default=None, description="the fee optimizer's decision for a TON payout (docs/FEES.md)"
     )
+    treasury_order: TreasuryOrderOut | None = Field(
+        default=None,
+        description="payouts paid from the treasury multisig: their order and its approvals",
+    )
     expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -263,6 +294,9 @@ class PaymentOut(BaseModel):
             failure_message=p.failure_message,
             hold_reason=p.hold_reason,
             fee_decision=fee_decision,
+            treasury_order=TreasuryOrderOut.of(facts.treasury_order)
+            if facts.treasury_order is not None
+            else None,
             expires_at=p.expires_at,
             created_at=p.created_at,
             updated_at=p.updated_at,
