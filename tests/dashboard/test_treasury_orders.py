@@ -140,3 +140,34 @@ async def test_approve_messages_need_csrf_the_approve_role_and_a_known_order(
         headers={"X-CSRF-Token": viewer_csrf},
     )
     assert r.status_code == 403
+
+
+async def test_a_treasury_payouts_page_shows_its_order(
+    client: httpx.AsyncClient, auth: dict[str, str], signed_in: SignIn, db: Database
+) -> None:
+    """The payment's page shows the order it is paid through: address, status, the signers'
+    approvals and the expiration date (UTC, as the Approvals page now shows it too)."""
+    from sqlalchemy import update
+
+    from tonrail.payments.models import Payment
+
+    r = await client.post(
+        "/v1/payouts", json={"amount": "3", "asset": "TON", "destination": DEST}, headers=auth
+    )
+    pid = r.json()["id"]
+    r = await client.post(
+        "/v1/payouts", json={"amount": "1", "asset": "TON", "destination": DEST}, headers=auth
+    )
+    other = r.json()["id"]
+    async with db.transaction() as session:
+        await session.execute(update(Payment).where(Payment.id == pid).values(route="treasury"))
+        session.add(_order(0, pid, OrderStatus.PROPOSED, 1))
+    await signed_in("viewer")
+    html = (await client.get(f"/dashboard/payments/{pid}")).text
+    shown = html[html.index('id="treasury-order"') :]
+    assert f"0:{0:064x}" in shown and "(seqno 0)" in shown
+    assert 'data-status="proposed"' in shown and "1 of 2 approvals on chain" in shown
+    assert "2030-03-17 17:46:40 UTC" in shown
+    assert 'id="treasury-order"' not in (await client.get(f"/dashboard/payments/{other}")).text
+    listed = (await client.get("/dashboard/approvals")).text
+    assert "2030-03-17 17:46:40" in listed and "1900000000" not in listed

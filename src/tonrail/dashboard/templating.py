@@ -38,9 +38,12 @@ def ton(nanoton: int | None) -> str:
     return "-" if nanoton is None else money(nanoton, "TON")
 
 
-def when(value: datetime | None) -> str:
+def when(value: datetime | int | None) -> str:
+    """A time as UTC; an int is a unix time (a contract's expiration date, say)."""
     if value is None:
         return "-"
+    if isinstance(value, int):
+        value = datetime.fromtimestamp(value, UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -28,6 +28,7 @@ from tonrail.payments.schemas import FeeDecisionOut
 from tonrail.payments.states import INVOICE_TRANSITIONS, PAYOUT_TRANSITIONS
 from tonrail.rails.base import RailName
 from tonrail.rails.ton.models import TonDeposit, TonRequest, TonTransfer
+from tonrail.treasury.models import TreasuryOrder
 
 STATUSES: tuple[str, ...] = tuple(sorted({*PAYOUT_TRANSITIONS, *INVOICE_TRANSITIONS}))
 RAILS: tuple[str, ...] = tuple(get_args(RailName))
@@ -463,6 +464,7 @@ class PaymentDetail:
     events: list[OutboxEvent]
     approvals: list[Approval]
     deposits: list[TonDeposit]
+    treasury_order: TreasuryOrder | None = None  # a payout paid from the treasury multisig
 
 
 async def detail(session: AsyncSession, payment_id: str) -> PaymentDetail | None:
@@ -531,6 +533,11 @@ async def detail(session: AsyncSession, payment_id: str) -> PaymentDetail | None
             .order_by(TonDeposit.created_at)
         )
     )
+    order = (
+        await session.scalar(select(TreasuryOrder).where(TreasuryOrder.payment_id == payment.id))
+        if payment.route == "treasury"
+        else None
+    )
     return PaymentDetail(
         payment=payment,
         attempts=stories,
@@ -539,4 +546,5 @@ async def detail(session: AsyncSession, payment_id: str) -> PaymentDetail | None
         events=events,
         approvals=approvals,
         deposits=deposits,
+        treasury_order=order,
     )
