@@ -551,6 +551,36 @@ async def test_stuck_payments_are_counted_in_full_and_the_oldest_listed(
     assert "pending for" in html and "16.0 min" in html
 
 
+async def test_payouts_waiting_for_people_are_not_counted_as_stuck(
+    client: httpx.AsyncClient,
+    signed_in: Any,
+    auth: dict[str, str],
+    db: Database,
+    settings: Settings,
+) -> None:
+    """The tile counts what the alert counts (`is_stuck`): not a bank payout within its
+    business days, nor a treasury payout whose order waits for its signers; a treasury
+    payout whose proposal is not on chain after the stuck age is stuck."""
+    from sqlalchemy import update
+
+    from tests.dashboard.test_operations import _route_to_treasury
+    from tonrail.treasury.models import OrderStatus
+
+    s = Seeder(client, auth, db, settings)
+    ordinary = await s.payout("1", "TON", ago(minutes=30))
+    bank, signers, proposing = [await s.payout("1", "TON", ago(minutes=20)) for _ in range(3)]
+    async with db.transaction() as session:
+        await session.execute(update(Payment).where(Payment.id == bank).values(route="bank"))
+    later = int(datetime.now(UTC).timestamp()) + 3600
+    await _route_to_treasury(db, signers, OrderStatus.PROPOSED, later)
+    await _route_to_treasury(db, proposing, OrderStatus.SIGNED, later)
+    await signed_in("viewer")
+    html = (await client.get("/dashboard/overview?range=1h")).text
+    assert attr(tile(html, "stuck"), "data-value") == "2"
+    listed = re.findall(r'<tr data-payment="(pay_\w+)">', html)
+    assert listed == [ordinary, proposing]  # oldest first
+
+
 def test_tile_amounts_are_grouped_and_cut_for_display() -> None:
     assert figure(6_289_365_888_598, "USDT") == "6,289,365.89 USDT"
     assert figure(72_510_989_249, "TON") == "72.5110 TON"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail.db import UTCDateTime
@@ -14,8 +14,10 @@ from tonrail.fees.models import FeeSample
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance
 from tonrail.monitoring.models import Alert, MonitoringSignal
+from tonrail.monitoring.rules import Thresholds, is_stuck
 from tonrail.monitoring.signals import parse_labels
-from tonrail.monitoring.snapshot import PENDING_STATES
+from tonrail.monitoring.snapshot import PENDING_STATES, awaiting_signers
+from tonrail.monitoring.snapshot import PendingPayment as SnapshotPending
 from tonrail.monitoring.states import ACTIVE_ALERT_STATES, AlertStatus
 from tonrail.payments.models import Payment
 from tonrail.payments.states import PaymentStatus
@@ -23,6 +25,8 @@ from tonrail.settings import Settings
 
 HOT_WALLET_ASSETS = ("TON", "USDT")
 TOP_STUCK = 5
+# Routes on which a payment may be pending for long and normally (`monitoring.rules.is_stuck`)
+WAITING_ROUTES = ("bank", "treasury")
 TOP_ALERTS = 5
 SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
 
@@ -135,8 +139,10 @@ def _pending_longer_than_target(now: datetime, dialect: str) -> ColumnElement[bo
 async def pending(
     session: AsyncSession, settings: Settings, now: datetime, dialect: str
 ) -> Pending:
-    """Open payments now; stuck = pending longer than ALERT_STUCK_SECONDS and than its own
-    target confirmation time (the monitoring rule `payments_stuck`), counted in SQL."""
+    """Open payments now; stuck as the monitoring rule `payments_stuck` has it
+    (`monitoring.rules.is_stuck`): pending longer than ALERT_STUCK_SECONDS and than its own
+    target confirmation time, counted in SQL, but for a bank payout within its business days
+    or a treasury payout whose order waits for its signers."""
     counts = dict(
         (
             await session.execute(
@@ -155,31 +161,72 @@ async def pending(
         ).all()
     )
     horizon = now - timedelta(seconds=settings.alert_stuck_seconds)
-    is_stuck = and_(
+    late = and_(
         Payment.status.in_(PENDING_STATES),
         Payment.created_at < horizon,
         _pending_longer_than_target(now, dialect),
     )
-    stuck = int(await session.scalar(select(func.count()).where(is_stuck)) or 0)
-    rows = await session.execute(
-        select(
-            Payment.id,
-            Payment.direction,
-            Payment.status,
-            Payment.asset,
-            Payment.amount,
-            Payment.created_at,
-        )
-        .where(is_stuck)
-        .order_by(Payment.created_at, Payment.id)
-        .limit(TOP_STUCK)
+    # Payouts on the bank rail (business days) and the treasury (an order waiting for its
+    # signers) may be pending normally: they are few, and `is_stuck` judges each, as the
+    # alert does; every other late payment is stuck, counted in SQL.
+    waits = Payment.route.in_(WAITING_ROUTES)
+    ordinary = and_(late, or_(Payment.route.is_(None), ~waits))
+    stuck = int(await session.scalar(select(func.count()).where(ordinary)) or 0)
+    columns = (
+        Payment.id,
+        Payment.direction,
+        Payment.status,
+        Payment.asset,
+        Payment.amount,
+        Payment.created_at,
     )
-    oldest = [
-        StuckPayment(
-            pid, direction, status, asset, amount, created, int((now - created).total_seconds())
+    rows = list(
+        await session.execute(
+            select(*columns)
+            .where(ordinary)
+            .order_by(Payment.created_at, Payment.id)
+            .limit(TOP_STUCK)
         )
-        for pid, direction, status, asset, amount, created in rows
+    )
+    special = list(
+        await session.execute(
+            select(*columns, Payment.route, Payment.target_confirmation_seconds).where(late, waits)
+        )
+    )
+    signing = await awaiting_signers(session, now, [r.id for r in special if r.route == "treasury"])
+    thresholds = Thresholds.from_settings(settings)
+    judged = [
+        r
+        for r in special
+        if is_stuck(
+            SnapshotPending(
+                r.id,
+                (now - r.created_at).total_seconds(),
+                r.target_confirmation_seconds,
+                0.0,
+                r.route,
+                awaiting_signers=r.id in signing,
+            ),
+            now,
+            thresholds,
+        )
     ]
+    stuck += len(judged)
+    oldest = sorted(
+        (
+            StuckPayment(
+                r.id,
+                r.direction,
+                r.status,
+                r.asset,
+                r.amount,
+                r.created_at,
+                int((now - r.created_at).total_seconds()),
+            )
+            for r in [*rows, *judged]
+        ),
+        key=lambda p: (p.created_at, p.id),
+    )[:TOP_STUCK]
     return Pending(
         pending=sum(int(counts.get(s, 0)) for s in PENDING_STATES),
         awaiting_approval=int(counts.get(PaymentStatus.REQUIRES_APPROVAL, 0)),
