@@ -7,11 +7,11 @@ and resolves the alert once the finding is gone. Nothing here reads a clock or a
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from tonrail.monitoring.signals import (
     BOOKS_DIFFERENCE,
@@ -193,6 +193,33 @@ def is_stuck(p: PendingPayment, at: datetime, t: Thresholds) -> bool:
     return p.age_seconds > max(t.stuck_seconds, p.target_seconds) and not _waiting_is_normal(
         p, at, t, p.age_seconds
     )
+
+
+class PendingRow(Protocol):
+    """What `row_is_stuck` reads of a payment (a mapped Payment or a selected row)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def target_confirmation_seconds(self) -> int: ...
+    @property
+    def route(self) -> str | None: ...
+
+
+def row_is_stuck(row: PendingRow, at: datetime, t: Thresholds, signing: Collection[str]) -> bool:
+    """`is_stuck` for a pending payment read from the database; `signing`: the treasury
+    payouts whose order waits for its signers (`snapshot.awaiting_signers`)."""
+    pending = PendingPayment(
+        row.id,
+        (at - row.created_at).total_seconds(),
+        row.target_confirmation_seconds,
+        0.0,
+        row.route,
+        awaiting_signers=row.id in signing,
+    )
+    return is_stuck(pending, at, t)
 
 
 def payments_stuck(snap: Snapshot, t: Thresholds) -> list[Finding]:

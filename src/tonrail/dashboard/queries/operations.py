@@ -11,8 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tonrail import clock
-from tonrail.monitoring.rules import Thresholds, is_stuck
-from tonrail.monitoring.snapshot import PendingPayment as Pending
+from tonrail.monitoring.rules import Thresholds, row_is_stuck
 from tonrail.monitoring.snapshot import awaiting_signers
 from tonrail.payments.models import Attempt, Payment
 from tonrail.payments.states import PENDING_PAYMENT_STATES, PaymentStatus
@@ -163,22 +162,7 @@ async def stuck(
         ).scalars()
     )
     signing = await awaiting_signers(session, now, [p.id for p in rows if p.route == "treasury"])
-    late = [
-        p
-        for p in rows
-        if is_stuck(
-            Pending(
-                p.id,
-                (now - p.created_at).total_seconds(),
-                p.target_confirmation_seconds,
-                0.0,
-                p.route,
-                awaiting_signers=p.id in signing,
-            ),
-            now,
-            thresholds,
-        )
-    ]
+    late = [p for p in rows if row_is_stuck(p, now, thresholds, signing)]
     shown = late[:limit]
     attempts = await attempts_of(session, [p.id for p in shown])
     return [_pending(p, attempts.get(p.id, [])) for p in shown], len(late)

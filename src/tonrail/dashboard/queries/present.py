@@ -14,10 +14,9 @@ from tonrail.fees.models import FeeSample
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance
 from tonrail.monitoring.models import Alert, MonitoringSignal
-from tonrail.monitoring.rules import Thresholds, is_stuck
+from tonrail.monitoring.rules import Thresholds, row_is_stuck
 from tonrail.monitoring.signals import parse_labels
 from tonrail.monitoring.snapshot import PENDING_STATES, awaiting_signers
-from tonrail.monitoring.snapshot import PendingPayment as SnapshotPending
 from tonrail.monitoring.states import ACTIVE_ALERT_STATES, AlertStatus
 from tonrail.payments.models import Payment
 from tonrail.payments.states import PaymentStatus
@@ -195,22 +194,7 @@ async def pending(
     )
     signing = await awaiting_signers(session, now, [r.id for r in special if r.route == "treasury"])
     thresholds = Thresholds.from_settings(settings)
-    judged = [
-        r
-        for r in special
-        if is_stuck(
-            SnapshotPending(
-                r.id,
-                (now - r.created_at).total_seconds(),
-                r.target_confirmation_seconds,
-                0.0,
-                r.route,
-                awaiting_signers=r.id in signing,
-            ),
-            now,
-            thresholds,
-        )
-    ]
+    judged = [r for r in special if row_is_stuck(r, now, thresholds, signing)]
     stuck += len(judged)
     oldest = sorted(
         (
