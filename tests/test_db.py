@@ -15,6 +15,7 @@ from tonrail.db import Database, Write, insert_row, write_at_once
 from tonrail.events.models import OutboxEvent
 from tonrail.events.service import event_write
 from tonrail.limits.models import DailyVolume
+from tonrail.limits.service import reservation_write
 from tonrail.security.idempotency import IdempotencyKey, record_write
 from tonrail.security.switches import set_switch, switch_refusal
 
@@ -184,6 +185,47 @@ async def test_write_together_is_all_or_nothing(db: Database) -> None:
         written = await write_together(conn, [[event_write("test.e", "acct_t", {})]], refused)
     assert written is False
     assert [e for e in await _events(db) if e.startswith("test.")] == ["test.a", "test.b"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # the group commit's
+async def test_write_together_adds_a_days_volume_once(db: Database) -> None:
+    """The day's volume of a group of payouts is one row changed once by their sum, with the
+    limit applied to the sum; other days' rows stay apart; over the limit, nothing at all."""
+    from tonrail.db import _summed, write_together
+    from tonrail.limits.service import is_limit_violation, key_reservation_write
+
+    def day(d: str, usdt: int) -> Write:
+        return reservation_write("postgresql", d, usdt, 100)
+
+    rows = _summed([day("2026-12-06", 10), day("2026-12-07", 5), day("2026-12-06", 20)])
+    assert [dict(r.values) for r in rows] == [
+        {"day": "2026-12-06", "used_usdt": 30, "limit_usdt": 100},
+        {"day": "2026-12-07", "used_usdt": 5, "limit_usdt": 100},
+    ]
+    key_rows = [key_reservation_write("postgresql", k, "2026-12-06", 7, 50) for k in "aba"]
+    assert [r.values["used_usdt"] for r in _summed(key_rows)] == [14, 7]
+    with pytest.raises(ValueError):
+        _summed(
+            [
+                day("2026-12-06", 1),
+                Write(
+                    rows[0].key,
+                    rows[0].template,
+                    {**rows[0].values, "used_usdt": -1},
+                    adds=("used_usdt",),
+                ),
+            ]
+        )
+    async with db.one_write() as conn:
+        together = [[day("2026-12-06", usdt)] for usdt in (10, 20, 30)] + [[day("2026-12-07", 5)]]
+        assert await write_together(conn, together) is True
+    with pytest.raises(IntegrityError) as refused:
+        async with db.one_write() as conn:  # 60 + 30 + 20 > 100: all or nothing
+            await write_together(conn, [[day("2026-12-06", 30)], [day("2026-12-06", 20)]])
+    assert is_limit_violation(refused.value)
+    async with db.transaction() as session:
+        used = dict((await session.execute(select(DailyVolume.day, DailyVolume.used_usdt))).all())
+    assert used == {"2026-12-06": 60, "2026-12-07": 5}
 
 
 def test_driver_arguments_are_what_construct_params_gives() -> None:

@@ -36,6 +36,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 JSON_ONLY_PREFIXES = ("/v1/",)
 PROVIDER_PREFIX = "/webhooks/"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Where a JSON body that passed is kept, parsed, in the request's scope: what reads the
+# document (`parsed_json`) need not parse the body again.
+PARSED_JSON = "tonrail.parsed_json"
 # Fields whose text may span lines: TAB, LF and CR are kept there.
 FREE_TEXT_FIELDS = frozenset({"description", "reason"})
 FREE_TEXT_MAPS = frozenset({"metadata"})  # every value of these objects is free text
@@ -169,8 +172,9 @@ def check_json(parsed: Any, max_depth: int, *, provider: bool) -> Refusal | None
     return None
 
 
-def parse_json(body: bytes, max_depth: int, *, provider: bool) -> Refusal | None:
-    """Parse and check a JSON body; None when it may pass."""
+def parse_json(body: bytes, max_depth: int, *, provider: bool) -> Refusal | tuple[Any]:
+    """Parse and check a JSON body: the document (in a 1-tuple, `null` being one) when it
+    may pass, else why not."""
     try:
         parsed = json.loads(
             body.decode("utf-8"), object_pairs_hook=_object, parse_constant=_no_constant
@@ -181,7 +185,7 @@ def parse_json(body: bytes, max_depth: int, *, provider: bool) -> Refusal | None
         )
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, huge integers
         return Refusal(400, "body_invalid_json", f"the body is not valid JSON: {exc}"[:300])
-    return check_json(parsed, max_depth, provider=provider)
+    return check_json(parsed, max_depth, provider=provider) or (parsed,)
 
 
 def check_form(body: bytes) -> Refusal | None:
@@ -336,9 +340,15 @@ class InputBoundary:
         path: str = scope.get("path", "")
         content_type = _media_type(scope)
         provider = path.startswith(PROVIDER_PREFIX)
-        if provider or _is_json(content_type):
+        json_type = _is_json(content_type)
+        if provider or json_type:
             # A provider's body is JSON by contract, whatever header it comes with.
-            return parse_json(body, self.max_json_depth, provider=provider)
+            parsed = parse_json(body, self.max_json_depth, provider=provider)
+            if isinstance(parsed, Refusal):
+                return parsed
+            if json_type:
+                scope[PARSED_JSON] = parsed
+            return None
         media = content_type.partition(";")[0].strip().lower()
         if media == "application/x-www-form-urlencoded" and not path.startswith(JSON_ONLY_PREFIXES):
             return check_form(body)
@@ -365,6 +375,14 @@ class InputBoundary:
             headers.append((b"connection", b"close"))  # the rest of the body is not read
         await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def parsed_json(scope: Scope) -> tuple[Any] | None:
+    """The JSON document of the request's body as this boundary parsed it (in a 1-tuple), or
+    None when the body was empty or not sent as JSON. Equal to `json.loads` of the body:
+    what parses differently (a key twice, NaN, not UTF-8) was refused here."""
+    found: tuple[Any] | None = scope.get(PARSED_JSON)
+    return found
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

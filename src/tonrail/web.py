@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tonrail.api_limits import charge_address, charge_key
 from tonrail.db import Database
 from tonrail.errors import AuthenticationFailed, PermissionDenied, TonrailError
-from tonrail.input_boundary import path_templates
+from tonrail.input_boundary import parsed_json, path_templates
 from tonrail.security.access import AccessCache
 from tonrail.security.api_keys import Principal, authenticate
 from tonrail.security.client_ip import client_ip
@@ -131,13 +131,19 @@ async def idempotency_key_of(
     request: Request, principal: Principal, key: str | None
 ) -> IdempotencyKey | None:
     """The request's Idempotency-Key, fingerprinted on its parsed body (None without one)."""
+    if key is None:
+        return None
+    scope = request.scope
+    # `request.url.path`, without building the URL (host, query) around it.
+    path = scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
     return make_key(
         principal.account_id,
         key,
-        request.method,
-        request.url.path,
+        scope["method"],
+        path,
         await request.body(),
         settings_of(request).idempotency_ttl_hours,
+        document=parsed_json(scope),
     )
 
 

@@ -96,6 +96,7 @@ def reservation_write(dialect: str, day: str, amount_usdt: int, limit_usdt: int)
         partial(_upsert, dialect, refuse_quietly=False),
         {"day": day, "used_usdt": amount_usdt, "limit_usdt": limit_usdt},
         contended=True,
+        adds=("used_usdt",),
     )
 
 
@@ -164,6 +165,7 @@ def key_reservation_write(
         partial(_upsert, dialect, refuse_quietly=False, counter=KeyDailyVolume),
         {"key_id": key_id, "day": day, "used_usdt": amount_usdt, "limit_usdt": limit_usdt},
         contended=True,
+        adds=("used_usdt",),
     )
 
 
