@@ -26,3 +26,30 @@ def test_ids_have_their_prefix_and_sort_by_creation() -> None:
     assert all(re.fullmatch("pay_[0-9a-z]{25}", i) for i in made)
     assert len(set(made)) == 50
     assert [i[:13] for i in made] == sorted(i[:13] for i in made)  # the time part
+
+
+def test_random_parts_never_repeat_across_pool_refills_threads_and_forks() -> None:
+    """The random part comes from a pool of OS randomness: every byte serves one id, in any
+    thread, and a forked child starts a pool of its own (else parent and child, or two
+    workers forked from one parent, would make the same ids)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tonrail import ids
+
+    made = [new_id("x")[11:] for _ in range(3 * ids._POOL_BYTES // ids._RANDOM_BYTES)]
+    with ThreadPoolExecutor(8) as pool:
+        made += list(pool.map(lambda _: new_id("x")[11:], range(5000)))
+    assert len(set(made)) == len(made)
+    ids._random80()  # the parent holds a partly used pool
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's side
+        os.write(write, ",".join(new_id("x")[11:] for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 4096).decode().split(",")
+    os.close(read)
+    ours = [new_id("x")[11:] for _ in range(5)]
+    assert len(theirs) == 5 and not set(theirs) & set(ours)

@@ -625,20 +625,25 @@ def _summed(rows: Sequence[Write]) -> list[Write]:
     their sum. All or nothing, a group's additions (none negative) pass a limit together
     exactly when they pass it one after another."""
     adds = rows[0].adds
-    sums: dict[tuple[tuple[str, Any], ...], Write] = {}
+    sums: dict[tuple[tuple[str, Any], ...], tuple[Write, dict[str, Any] | None]] = {}
     for row in rows:
-        if any(row.values[name] < 0 for name in adds):
-            raise ValueError(f"a write that adds {adds} subtracts: {row.values}")
-        same = tuple((k, v) for k, v in row.values.items() if k not in adds)
+        values = row.values
+        if any(values[name] < 0 for name in adds):
+            raise ValueError(f"a write that adds {adds} subtracts: {values}")
+        same = tuple((k, v) for k, v in values.items() if k not in adds)
         seen = sums.get(same)
         if seen is None:
-            sums[same] = row
+            sums[same] = (row, None)
             continue
-        values = dict(seen.values)
+        first, total = seen
+        if total is None:
+            total = dict(first.values)
+            sums[same] = (first, total)
         for name in adds:
-            values[name] += row.values[name]
-        sums[same] = replace(seen, values=values)
-    return list(sums.values())
+            total[name] += values[name]
+    return [
+        first if total is None else replace(first, values=total) for first, total in sums.values()
+    ]
 
 
 def _merged(atomic_writes: Sequence[Sequence[Write]]) -> list[tuple[Hashable, list[Write]]]:

@@ -174,7 +174,7 @@ def business_days_seconds(since: datetime, days: int) -> float:
     return (end - since).total_seconds()
 
 
-def _waiting_is_normal(p: PendingPayment, at: datetime, t: Thresholds, seconds: float) -> bool:
+def _waiting_is_normal(p: PendingPayment, at: datetime, t: Thresholds) -> bool:
     """A payout on the bank rail still within its business days, or a treasury payout whose
     order waits for the multisig's signers before it expires: pending is normal."""
     if p.awaiting_signers:
@@ -182,7 +182,7 @@ def _waiting_is_normal(p: PendingPayment, at: datetime, t: Thresholds, seconds: 
     if p.route != "bank":
         return False
     since = at - timedelta(seconds=p.age_seconds)
-    return seconds <= business_days_seconds(since, t.bank_business_days)
+    return p.age_seconds <= business_days_seconds(since, t.bank_business_days)
 
 
 def is_stuck(p: PendingPayment, at: datetime, t: Thresholds) -> bool:
@@ -191,7 +191,7 @@ def is_stuck(p: PendingPayment, at: datetime, t: Thresholds) -> bool:
     payout not while its order waits for the signers (docs/TREASURY.md). The rule
     `payments_stuck` and the dashboard's list of stuck payments both ask this."""
     return p.age_seconds > max(t.stuck_seconds, p.target_seconds) and not _waiting_is_normal(
-        p, at, t, p.age_seconds
+        p, at, t
     )
 
 
@@ -246,7 +246,7 @@ def payments_not_progressing(snap: Snapshot, t: Thresholds) -> list[Finding]:
         p
         for p in snap.pending_old
         if p.idle_seconds > t.progress_stale_seconds
-        and not _waiting_is_normal(p, snap.at, t, p.age_seconds)
+        and not _waiting_is_normal(p, snap.at, t)
     ]
     if not idle:
         return []
