@@ -228,6 +228,69 @@ async def test_write_together_adds_a_days_volume_once(db: Database) -> None:
     assert used == {"2026-12-06": 60, "2026-12-07": 5}
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # the group commit's
+async def test_write_together_is_one_statement_when_it_can_be(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inserted rows and one counter row per kind: one statement, one round trip, arrays of
+    values (JSON documents and times stored as they are one by one). Two keys' counters
+    (two rows of an upsert): a statement per kind inside a transaction, as before."""
+    from datetime import UTC, datetime
+
+    from tonrail import db as db_module
+    from tonrail.db import write_together
+    from tonrail.limits.models import KeyDailyVolume
+    from tonrail.limits.service import key_reservation_write
+
+    calls: list[str] = []
+    for name in ("fetchrow", "executemany"):
+        real = getattr(db_module._DriverStatement, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(db_module._DriverStatement, name, spy)
+
+    day = "2026-12-06"
+    payloads = [{"n": n, "nested": {"list": [n, "x"]}} for n in range(3)]
+    writes = [
+        [
+            event_write("test.group", "acct_t", payload),
+            reservation_write("postgresql", day, 10, 100),
+        ]
+        for payload in payloads
+    ]
+    async with db.one_write() as conn:
+        assert await write_together(conn, writes) is True
+    assert calls == ["fetchrow"]
+    async with db.transaction() as session:
+        stored = (
+            await session.execute(
+                select(OutboxEvent.payload, OutboxEvent.created_at)
+                .where(OutboxEvent.type == "test.group")
+                .order_by(OutboxEvent.seq)
+            )
+        ).all()
+        used = (await session.execute(select(DailyVolume.used_usdt))).scalar_one()
+    assert [row.payload for row in stored] == payloads and used == 30
+    assert all(abs(row.created_at - datetime.now(UTC)).total_seconds() < 60 for row in stored)
+
+    calls.clear()
+    two_keys = [
+        [event_write("test.keys", "acct_t", {}), key_reservation_write("postgresql", k, day, 5, 50)]
+        for k in ("key_a", "key_b")
+    ]
+    async with db.one_write() as conn:
+        assert await write_together(conn, two_keys) is True
+    assert "fetchrow" not in calls and calls.count("executemany") == 2
+    async with db.transaction() as session:
+        keys = dict(
+            (await session.execute(select(KeyDailyVolume.key_id, KeyDailyVolume.used_usdt))).all()
+        )
+    assert keys == {"key_a": 5, "key_b": 5}
+
+
 def test_driver_arguments_are_what_construct_params_gives() -> None:
     """`_DriverStatement.args` reads each bind itself (`_slots`); its arguments are those of
     SQLAlchemy's `construct_params`, for a payout's one statement and for literal, callable

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    cast,
     event,
     func,
     insert,
@@ -30,7 +31,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.ext.asyncio import (
@@ -258,6 +259,8 @@ class Write:
     the total passes a limit (the day's and a key's volume), so writes of one key that are
     equal in every other value do what one such write of their sum does; `write_together`
     writes them so, one row changed once instead of once per payout.
+    `table`: the write inserts one row of `values` (every column named) into this table
+    (`insert_row`): `write_together` inserts a group's rows of one kind as one INSERT.
     """
 
     key: Hashable
@@ -265,6 +268,7 @@ class Write:
     values: Mapping[str, Any]
     contended: bool = False
     adds: tuple[str, ...] = ()
+    table: Table | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +289,8 @@ def insert_row(table: Table, row: Mapping[str, Any]) -> Write:
     get their Python-side defaults here, as an ORM or Core insert would give them."""
     row = {**_python_defaults(table, row), **row}
     columns = tuple(row)
-    return Write(("insert", table.name, columns), partial(_insert_template, table, columns), row)
+    template = partial(_insert_template, table, columns)
+    return Write(("insert", table.name, columns), template, row, table=table)
 
 
 def _python_defaults(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -323,6 +328,23 @@ def _insert_template(
     if source is None:
         return insert(table).values(dict(zip(columns, binds, strict=True)))
     return insert(table).from_select(list(columns), select(*binds).select_from(source))
+
+
+def _rows_template(
+    table: Table, columns: tuple[str, ...], prefix: str, source: FromClause | None
+) -> Insert:
+    """An INSERT of any number of rows of `table`: one array bind per column (`prefix` + the
+    column's name), the rows read from them side by side (`unnest`), none when `source`
+    (the refusal CTE) yields no row. PostgreSQL."""
+    arrays = [
+        cast(bindparam(prefix + name, type_=ARRAY(table.c[name].type)), ARRAY(table.c[name].type))
+        for name in columns
+    ]
+    rows = func.unnest(*arrays).table_valued(*columns).render_derived(with_types=False)
+    chosen = select(*(rows.c[name] for name in columns)).select_from(rows)
+    if source is not None:
+        chosen = chosen.select_from(source)
+    return insert(table).from_select(list(columns), chosen)
 
 
 def as_one_statement(statements: Sequence[Insert | Update]) -> Select[Any]:
@@ -587,7 +609,11 @@ async def write_together(
     if conn.dialect.name != "postgresql":
         raise ValueError("a write together runs on PostgreSQL only")
     refusals = list({(r.key, tuple(r.values.items())): r for r in refuse_if}.values())
-    merged = _merged(atomic_writes)
+    merged = [
+        (key, _summed(rows) if rows[0].adds else rows) for key, rows in _merged(atomic_writes)
+    ]
+    if all(_one_row_or_many(rows) for _, rows in merged):
+        return await _together_at_once(conn, merged, refusals)
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None
     try:
@@ -603,8 +629,6 @@ async def write_together(
                     return False  # nothing was written: the empty transaction commits
             documents: _Documents = {}
             for key, rows in merged:
-                if rows[0].adds:
-                    rows = _summed(rows)
                 build = partial(rows[0].template, "", None)
                 statement = _driver_template(("many", key), build, conn.dialect)
                 values = [row.values for row in rows]
@@ -618,6 +642,67 @@ async def write_together(
         await conn.invalidate()
         raise
     return True
+
+
+def _one_row_or_many(rows: Sequence[Write]) -> bool:
+    """Whether a kind of write can be one part of a group's single statement: rows that
+    `insert_row` made (one INSERT of them all, every row or an error), or a counter's one
+    row (`Write.adds`: an upsert that changes its row once, or fails). Anything else (an
+    UPDATE may change no row; a statement that changed one row twice would keep one change
+    only) takes `write_together`'s statement per kind, inside a transaction, where each
+    is checked."""
+    return rows[0].table is not None or (bool(rows[0].adds) and len(rows) == 1)
+
+
+async def _together_at_once(
+    conn: AsyncConnection,
+    kinds: Sequence[tuple[Hashable, Sequence[Write]]],
+    refusals: Sequence[Refusal],
+) -> bool:
+    """`write_together` as ONE statement (`as_one_statement`): each `insert_row` kind one
+    INSERT of all its rows (`_rows_template`, arrays of values), each other kind its one
+    row, every part empty when a refusal holds. On an autocommit connection it is atomic by
+    itself and its row locks (the day's volume) end with it, with no round trip between
+    the last write and the COMMIT, nor any before the first."""
+    shape = tuple((key, rows[0].table is not None) for key, rows in kinds)
+    statement = _driver_template(
+        ("together", tuple(r.key for r in refusals), shape),
+        lambda: _together_statement(kinds, refusals),
+        conn.dialect,
+    )
+    params = _params(refusals, "r")
+    expected = []
+    for n, (_, rows) in enumerate(kinds):
+        prefix = f"w{n}_"
+        if rows[0].table is not None:
+            for name in rows[0].values:
+                params[prefix + name] = [row.values[name] for row in rows]
+            expected.append(len(rows))
+        else:
+            params.update({prefix + name: value for name, value in rows[0].values.items()})
+            expected.append(1)
+    counts = list(await statement.fetchrow(conn, params))
+    if not any(counts):
+        return False  # refused: nothing was written
+    if counts != expected:
+        raise RuntimeError(f"a group's one statement wrote {counts}, not {expected}")
+    return True
+
+
+def _together_statement(
+    kinds: Sequence[tuple[Hashable, Sequence[Write]]], refusals: Sequence[Refusal]
+) -> Select[Any]:
+    source = None
+    if refusals:
+        source = select(literal_column("1").label("go")).where(~_refused(refusals)).cte("go")
+    parts: list[Insert | Update] = []
+    for n, (_, rows) in enumerate(kinds):
+        first = rows[0]
+        if first.table is not None:
+            parts.append(_rows_template(first.table, tuple(first.values), f"w{n}_", source))
+        else:
+            parts.append(first.template(f"w{n}_", source))
+    return as_one_statement(parts)
 
 
 def _summed(rows: Sequence[Write]) -> list[Write]:
