@@ -204,18 +204,10 @@ async def test_write_together_adds_a_days_volume_once(db: Database) -> None:
     ]
     key_rows = [key_reservation_write("postgresql", k, "2026-12-06", 7, 50) for k in "aba"]
     assert [r.values["used_usdt"] for r in _summed(key_rows)] == [14, 7]
+    with pytest.raises(ValueError):  # a limit's additions are never negative
+        day("2026-12-06", -1)
     with pytest.raises(ValueError):
-        _summed(
-            [
-                day("2026-12-06", 1),
-                Write(
-                    rows[0].key,
-                    rows[0].template,
-                    {**rows[0].values, "used_usdt": -1},
-                    adds=("used_usdt",),
-                ),
-            ]
-        )
+        key_reservation_write("postgresql", "a", "2026-12-06", -1, 50)
     async with db.one_write() as conn:
         together = [[day("2026-12-06", usdt)] for usdt in (10, 20, 30)] + [[day("2026-12-07", 5)]]
         assert await write_together(conn, together) is True
@@ -239,6 +231,9 @@ async def test_write_together_is_one_statement_when_it_can_be(
 
     from tonrail import db as db_module
     from tonrail.db import write_together
+    from tonrail.ledger.models import AccountBalance
+    from tonrail.ledger.rules import Line, merchant_account
+    from tonrail.ledger.service import check_books, entry_writes
     from tonrail.limits.models import KeyDailyVolume
     from tonrail.limits.service import key_reservation_write
 
@@ -276,19 +271,84 @@ async def test_write_together_is_one_statement_when_it_can_be(
     assert [row.payload for row in stored] == payloads and used == 30
     assert all(abs(row.created_at - datetime.now(UTC)).total_seconds() < 60 for row in stored)
 
+    # Counter rows of several keys (two keys' volumes, two accounts' balances, any sign):
+    # each summed row its own part of the one statement.
     calls.clear()
-    two_keys = [
-        [event_write("test.keys", "acct_t", {}), key_reservation_write("postgresql", k, day, 5, 50)]
-        for k in ("key_a", "key_b")
+    moves = [(k, +20 if k == "acct_a" else -3) for k in ("acct_a", "acct_b", "acct_a", "acct_b")]
+    counters = [
+        [
+            event_write("test.keys", "acct_t", {}),
+            key_reservation_write("postgresql", key, day, 5, 50),
+            *entry_writes(
+                "test.move",
+                [Line(merchant_account(acct), "USDT", -change), Line("asset:test", "USDT", change)],
+                None,
+                dialect="postgresql",
+            )[1],
+        ]
+        for key, (acct, change) in zip(("key_a", "key_b", "key_a", "key_b"), moves, strict=True)
     ]
     async with db.one_write() as conn:
-        assert await write_together(conn, two_keys) is True
-    assert "fetchrow" not in calls and calls.count("executemany") == 2
+        assert await write_together(conn, counters) is True
+    assert calls == ["fetchrow"]
     async with db.transaction() as session:
         keys = dict(
             (await session.execute(select(KeyDailyVolume.key_id, KeyDailyVolume.used_usdt))).all()
         )
-    assert keys == {"key_a": 5, "key_b": 5}
+        balances = dict(
+            (
+                await session.execute(select(AccountBalance.account_id, AccountBalance.available))
+            ).all()
+        )
+        assert (await check_books(session)).ok
+    assert keys == {"key_a": 10, "key_b": 10}
+    assert balances == {"acct_a": 40, "acct_b": -6}
+
+    # A covered hold (an UPDATE, which may change no row): a statement per kind, as before.
+    calls.clear()
+    holds = [
+        entry_writes(
+            "test.hold",
+            [Line(merchant_account("acct_a"), "USDT", 15), Line("asset:test", "USDT", -15)],
+            None,
+            dialect="postgresql",
+            covered=True,
+        )[1]
+        for _ in range(2)
+    ]
+    async with db.one_write() as conn:
+        assert await write_together(conn, holds) is True
+    assert "fetchrow" not in calls and calls.count("executemany") >= 3
+    async with db.transaction() as session:
+        left = (
+            await session.execute(
+                select(AccountBalance.available).where(AccountBalance.account_id == "acct_a")
+            )
+        ).scalar_one()
+    assert left == 10
+    # Two holds of 6 on a balance of 10: the second fails its CHECK, the first is undone.
+    too_much = [
+        entry_writes(
+            "test.hold",
+            [Line(merchant_account("acct_a"), "USDT", 6), Line("asset:test", "USDT", -6)],
+            None,
+            dialect="postgresql",
+            covered=True,
+        )[1]
+        for _ in range(2)
+    ]
+    with pytest.raises(IntegrityError):
+        async with db.one_write() as conn:
+            await write_together(conn, too_much)
+    assert (await row_counts(db))["journal_entries"] == 6  # 4 moves and 2 holds
+    async with db.transaction() as session:
+        assert (await check_books(session)).ok
+        left = (
+            await session.execute(
+                select(AccountBalance.available).where(AccountBalance.account_id == "acct_a")
+            )
+        ).scalar_one()
+    assert left == 10
 
 
 def test_driver_arguments_are_what_construct_params_gives() -> None:

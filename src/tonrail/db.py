@@ -255,10 +255,11 @@ class Write:
     must change exactly one row (its caller makes sure the row exists), as an insert writes one.
     `contended`: the statement changes a row other writes change too (an account balance, a
     day's volume): `write_together` takes such rows in a sorted order.
-    `adds`: the statement adds these values (never negative) to a counter row and fails when
-    the total passes a limit (the day's and a key's volume), so writes of one key that are
-    equal in every other value do what one such write of their sum does; `write_together`
-    writes them so, one row changed once instead of once per payout.
+    `adds`: the statement adds these values to a counter row (an upsert), and nothing else
+    it does depends on the row's value but a limit on the total (the day's and a key's
+    volume, whose additions are never negative) or none (a balance that may go below zero),
+    so writes of one key that are equal in every other value do what one such write of
+    their sum does; `write_together` writes them so, one row changed once, not per payout.
     `table`: the write inserts one row of `values` (every column named) into this table
     (`insert_row`): `write_together` inserts a group's rows of one kind as one INSERT.
     """
@@ -645,13 +646,13 @@ async def write_together(
 
 
 def _one_row_or_many(rows: Sequence[Write]) -> bool:
-    """Whether a kind of write can be one part of a group's single statement: rows that
-    `insert_row` made (one INSERT of them all, every row or an error), or a counter's one
-    row (`Write.adds`: an upsert that changes its row once, or fails). Anything else (an
-    UPDATE may change no row; a statement that changed one row twice would keep one change
-    only) takes `write_together`'s statement per kind, inside a transaction, where each
-    is checked."""
-    return rows[0].table is not None or (bool(rows[0].adds) and len(rows) == 1)
+    """Whether a kind of write can be part of a group's single statement: rows that
+    `insert_row` made (one INSERT of them all, every row or an error), or counter rows
+    (`Write.adds`, summed: each an upsert that changes its own row once, or fails; a row
+    changed twice by one statement fails it). Anything else (an UPDATE may change no row)
+    takes `write_together`'s statement per kind, inside a transaction, where each is
+    checked."""
+    return rows[0].table is not None or bool(rows[0].adds)
 
 
 async def _together_at_once(
@@ -660,11 +661,11 @@ async def _together_at_once(
     refusals: Sequence[Refusal],
 ) -> bool:
     """`write_together` as ONE statement (`as_one_statement`): each `insert_row` kind one
-    INSERT of all its rows (`_rows_template`, arrays of values), each other kind its one
-    row, every part empty when a refusal holds. On an autocommit connection it is atomic by
-    itself and its row locks (the day's volume) end with it, with no round trip between
-    the last write and the COMMIT, nor any before the first."""
-    shape = tuple((key, rows[0].table is not None) for key, rows in kinds)
+    INSERT of all its rows (`_rows_template`, arrays of values), each counter row (summed)
+    its own upsert, every part empty when a refusal holds. On an autocommit connection it
+    is atomic by itself and its row locks (the day's volume, the balances) end with it,
+    with no round trip between the last write and the COMMIT, nor any before the first."""
+    shape = tuple((key, "rows" if rows[0].table is not None else len(rows)) for key, rows in kinds)
     statement = _driver_template(
         ("together", tuple(r.key for r in refusals), shape),
         lambda: _together_statement(kinds, refusals),
@@ -673,13 +674,14 @@ async def _together_at_once(
     params = _params(refusals, "r")
     expected = []
     for n, (_, rows) in enumerate(kinds):
-        prefix = f"w{n}_"
         if rows[0].table is not None:
             for name in rows[0].values:
-                params[prefix + name] = [row.values[name] for row in rows]
+                params[f"w{n}_{name}"] = [row.values[name] for row in rows]
             expected.append(len(rows))
-        else:
-            params.update({prefix + name: value for name, value in rows[0].values.items()})
+            continue
+        # Counter rows in a sorted order, as `_DriverStatement.executemany` takes them.
+        for j, row in enumerate(_in_lock_order(rows)):
+            params.update({f"w{n}_{j}_{name}": value for name, value in row.values.items()})
             expected.append(1)
     counts = list(await statement.fetchrow(conn, params))
     if not any(counts):
@@ -687,6 +689,11 @@ async def _together_at_once(
     if counts != expected:
         raise RuntimeError(f"a group's one statement wrote {counts}, not {expected}")
     return True
+
+
+def _in_lock_order(rows: Sequence[Write]) -> list[Write]:
+    names = sorted(rows[0].values)
+    return sorted(rows, key=lambda row: [repr(row.values[name]) for name in names])
 
 
 def _together_statement(
@@ -701,20 +708,18 @@ def _together_statement(
         if first.table is not None:
             parts.append(_rows_template(first.table, tuple(first.values), f"w{n}_", source))
         else:
-            parts.append(first.template(f"w{n}_", source))
+            parts.extend(first.template(f"w{n}_{j}_", source) for j in range(len(rows)))
     return as_one_statement(parts)
 
 
 def _summed(rows: Sequence[Write]) -> list[Write]:
     """`Write.adds` rows of one key: those equal but for the added values, as one row of
-    their sum. All or nothing, a group's additions (none negative) pass a limit together
-    exactly when they pass it one after another."""
+    their sum. All or nothing, a group's additions pass a limit together exactly when they
+    pass it one after another, as none is negative where a limit applies (`Write.adds`)."""
     adds = rows[0].adds
     sums: dict[tuple[tuple[str, Any], ...], tuple[Write, dict[str, Any] | None]] = {}
     for row in rows:
         values = row.values
-        if any(values[name] < 0 for name in adds):
-            raise ValueError(f"a write that adds {adds} subtracts: {values}")
         same = tuple((k, v) for k, v in values.items() if k not in adds)
         seen = sums.get(same)
         if seen is None:

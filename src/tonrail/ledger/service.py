@@ -206,6 +206,8 @@ def entry_writes(
                 partial(_balance_upsert, dialect),
                 values,
                 contended=True,
+                # Here the row may go below zero (overdraft_allowed): no limit to pass.
+                adds=("available",),
             )
         )
     return entry["id"], writes

@@ -89,6 +89,8 @@ def reservation_write(dialect: str, day: str, amount_usdt: int, limit_usdt: int)
     For writes that happen all or not at all without a transaction around them
     (`write_at_once`); catch IntegrityError and ask `is_limit_violation`.
     """
+    if amount_usdt < 0:
+        raise ValueError(f"a reservation of {amount_usdt} USDT")  # adds: never negative
     if amount_usdt > limit_usdt:
         limit_exceeded(day, limit_usdt)
     return Write(
@@ -158,6 +160,8 @@ def key_reservation_write(
     dialect: str, key_id: str, day: str, amount_usdt: int, limit_usdt: int
 ) -> Write:
     """`reservation_write` for the key's own daily limit (ask `is_key_limit_violation`)."""
+    if amount_usdt < 0:
+        raise ValueError(f"a reservation of {amount_usdt} USDT")  # adds: never negative
     if amount_usdt > limit_usdt:
         key_limit_exceeded(limit_usdt)
     return Write(

@@ -245,8 +245,7 @@ def payments_not_progressing(snap: Snapshot, t: Thresholds) -> list[Finding]:
     idle = [
         p
         for p in snap.pending_old
-        if p.idle_seconds > t.progress_stale_seconds
-        and not _waiting_is_normal(p, snap.at, t)
+        if p.idle_seconds > t.progress_stale_seconds and not _waiting_is_normal(p, snap.at, t)
     ]
     if not idle:
         return []
