@@ -559,8 +559,8 @@ async def test_payouts_waiting_for_people_are_not_counted_as_stuck(
     settings: Settings,
 ) -> None:
     """The tile counts what the alert counts (`is_stuck`): not a bank payout within its
-    business days, nor a treasury payout whose order waits for its signers; a treasury
-    payout whose proposal is not on chain after the stuck age is stuck."""
+    business days (one past them is), nor a treasury payout whose order waits for its
+    signers; a treasury payout whose proposal is not on chain after the stuck age is stuck."""
     from sqlalchemy import update
 
     from tests.dashboard.test_operations import _route_to_treasury
@@ -568,17 +568,19 @@ async def test_payouts_waiting_for_people_are_not_counted_as_stuck(
 
     s = Seeder(client, auth, db, settings)
     ordinary = await s.payout("1", "TON", ago(minutes=30))
+    late_bank = await s.payout("1", "TON", ago(days=9))  # past any 3 business days
     bank, signers, proposing = [await s.payout("1", "TON", ago(minutes=20)) for _ in range(3)]
     async with db.transaction() as session:
-        await session.execute(update(Payment).where(Payment.id == bank).values(route="bank"))
+        for payout in (bank, late_bank):
+            await session.execute(update(Payment).where(Payment.id == payout).values(route="bank"))
     later = int(datetime.now(UTC).timestamp()) + 3600
     await _route_to_treasury(db, signers, OrderStatus.PROPOSED, later)
     await _route_to_treasury(db, proposing, OrderStatus.SIGNED, later)
     await signed_in("viewer")
     html = (await client.get("/dashboard/overview?range=1h")).text
-    assert attr(tile(html, "stuck"), "data-value") == "2"
+    assert attr(tile(html, "stuck"), "data-value") == "3"
     listed = re.findall(r'<tr data-payment="(pay_\w+)">', html)
-    assert listed == [ordinary, proposing]  # oldest first
+    assert listed == [late_bank, ordinary, proposing]  # oldest first
 
 
 def test_tile_amounts_are_grouped_and_cut_for_display() -> None:

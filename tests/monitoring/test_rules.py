@@ -299,3 +299,24 @@ def test_evaluate_gives_unique_keys_and_thresholds_come_from_settings() -> None:
     s = snap(pending_count=6, failures_by_code={("ton", "x"): 99})
     keys = [f.dedup_key for f in evaluate(s, t)]
     assert sorted(keys) == ["failure_pattern:ton:x", "pending_high"]
+
+
+@given(
+    st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2026, 3, 1)),
+    st.integers(min_value=0, max_value=12 * 24 * 3600),
+    st.integers(min_value=1, max_value=7),
+)
+def test_bank_cutoff_divides_bank_payouts_as_their_business_days_do(
+    sent: datetime, waited: int, days: int
+) -> None:
+    """One instant divides the bank payouts still within their business days from the late
+    ones (the dashboard counts them in SQL by it): a payout sent before it has waited past
+    its days, one sent at or after it has not."""
+    from datetime import timedelta
+
+    from tonrail.monitoring.rules import bank_cutoff
+
+    since = sent.replace(tzinfo=UTC)
+    at = since + timedelta(seconds=waited)
+    within = waited <= business_days_seconds(since, days)
+    assert (since >= bank_cutoff(at, days)) == within

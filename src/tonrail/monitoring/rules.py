@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from fractions import Fraction
 from typing import Any, Literal, Protocol
 
@@ -165,13 +165,28 @@ def pending_high(snap: Snapshot, t: Thresholds) -> list[Finding]:
 def business_days_seconds(since: datetime, days: int) -> float:
     """Seconds from `since` to the end of the `days`-th business day after it (Monday to
     Friday, UTC; a transfer sent on Friday evening is normal until Wednesday's end)."""
-    day, left = since.date(), days
+    return (_business_days_end(since.date(), days) - since).total_seconds()
+
+
+def _business_days_end(sent: date, days: int) -> datetime:
+    """The end (UTC midnight) of the `days`-th business day after the day `sent`."""
+    day, left = sent, days
     while left > 0:
         day += timedelta(days=1)
         if day.weekday() < 5:
             left -= 1
-    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
-    return (end - since).total_seconds()
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
+
+
+def bank_cutoff(at: datetime, days: int) -> datetime:
+    """At `at`, a bank transfer sent before this instant is past its business days and one
+    sent at or after it is within them. The end of a transfer's days depends only on the
+    day it was sent and never comes earlier for a later day, so one instant (a midnight)
+    divides them: a query can count late bank payouts by `created_at` alone."""
+    day = at.date()
+    while _business_days_end(day, days) >= at:
+        day -= timedelta(days=1)
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
 
 
 def _waiting_is_normal(p: PendingPayment, at: datetime, t: Thresholds) -> bool:
@@ -181,8 +196,7 @@ def _waiting_is_normal(p: PendingPayment, at: datetime, t: Thresholds) -> bool:
         return True
     if p.route != "bank":
         return False
-    since = at - timedelta(seconds=p.age_seconds)
-    return p.age_seconds <= business_days_seconds(since, t.bank_business_days)
+    return at - timedelta(seconds=p.age_seconds) >= bank_cutoff(at, t.bank_business_days)
 
 
 def is_stuck(p: PendingPayment, at: datetime, t: Thresholds) -> bool:

@@ -14,7 +14,7 @@ from tonrail.fees.models import FeeSample
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import balance
 from tonrail.monitoring.models import Alert, MonitoringSignal
-from tonrail.monitoring.rules import Thresholds, row_is_stuck
+from tonrail.monitoring.rules import Thresholds, bank_cutoff, row_is_stuck
 from tonrail.monitoring.signals import parse_labels
 from tonrail.monitoring.snapshot import PENDING_STATES, awaiting_signers
 from tonrail.monitoring.states import ACTIVE_ALERT_STATES, AlertStatus
@@ -165,11 +165,14 @@ async def pending(
         Payment.created_at < horizon,
         _pending_longer_than_target(now, dialect),
     )
-    # Payouts on the bank rail (business days) and the treasury (an order waiting for its
-    # signers) may be pending normally: they are few, and `is_stuck` judges each, as the
-    # alert does; every other late payment is stuck, counted in SQL.
+    # A bank payout is stuck once its business days are over: sent before `bank_cutoff`,
+    # counted in SQL with the rest. Treasury payouts (few and large) may be pending normally
+    # while their order waits for its signers: `is_stuck` judges each, as the alert does.
+    thresholds = Thresholds.from_settings(settings)
+    cutoff = bank_cutoff(now, thresholds.bank_business_days)
     waits = Payment.route.in_(WAITING_ROUTES)
-    ordinary = and_(late, or_(Payment.route.is_(None), ~waits))
+    bank_late = and_(Payment.route == "bank", Payment.created_at < cutoff)
+    ordinary = and_(late, or_(Payment.route.is_(None), ~waits, bank_late))
     stuck = int(await session.scalar(select(func.count()).where(ordinary)) or 0)
     columns = (
         Payment.id,
@@ -189,11 +192,12 @@ async def pending(
     )
     special = list(
         await session.execute(
-            select(*columns, Payment.route, Payment.target_confirmation_seconds).where(late, waits)
+            select(*columns, Payment.route, Payment.target_confirmation_seconds).where(
+                late, Payment.route == "treasury"
+            )
         )
     )
-    signing = await awaiting_signers(session, now, [r.id for r in special if r.route == "treasury"])
-    thresholds = Thresholds.from_settings(settings)
+    signing = await awaiting_signers(session, now, [r.id for r in special])
     judged = [r for r in special if row_is_stuck(r, now, thresholds, signing)]
     stuck += len(judged)
     oldest = sorted(
