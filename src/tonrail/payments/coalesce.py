@@ -3,12 +3,13 @@
 PostgreSQL only (SQLite serializes every writer anyway). A payout that arrives while no
 write of this process's groups is in flight writes alone, exactly as without groups: its
 own `write_at_once`, no added latency. Payouts that arrive while one is in flight queue;
-when it ends, everything queued (up to GROUP_MAX) is written together in ONE transaction,
-one multi-row statement per kind of row (`db.write_together`), as the payout batch is.
+when it ends, everything queued (up to GROUP_MAX) is written together in ONE statement
+(`db.write_together`: each kind of row one INSERT of all the group's rows, the day's volume
+and each account's balance one upsert of their sum, the refusals checked inside it).
 
 Every member has passed all of `create_payout`'s checks and built its own writes (the
 idempotency record with its own 201 body) before it queues; the group only shares the
-transaction. A group is all or nothing: if its transaction fails for any reason (a
+transaction. A group is all or nothing: if its statement (or transaction) fails for any reason (a
 duplicate idempotency key, the daily or the key's volume limit, a balance, a refusal,
 anything) it is rolled back and every member writes alone, as if there had been no group,
 so each client gets the answer it would have got. Two requests with the same idempotency
