@@ -134,13 +134,7 @@ class GroupCommit:
         taken: list[_Member] = []
         try:
             while self._queue:
-                # One turn of the event loop first: requests already read reach the queue
-                # and join this group rather than wait for the next (bigger groups cost
-                # less per payout; the write in flight has just ended, so no one waits on it).
-                await asyncio.sleep(0)
                 taken = [self._queue.popleft() for _ in range(min(self.max_size, len(self._queue)))]
-                if not taken:
-                    break  # every member queued was cancelled meanwhile
                 if len(taken) == 1:
                     await self._write_alone(taken[0])
                 else:
