@@ -85,3 +85,20 @@ def test_new_order_and_approve_bodies() -> None:
     assert (a.load_uint(32), a.load_uint(64), a.load_uint(8)) == (OP_APPROVE, 9, 3)
     with pytest.raises(ValueError, match="1 to 255 actions"):
         order_cell([])
+
+
+def test_a_proposal_taken_without_its_order_is_reported_once() -> None:
+    """The loop meets such an order every round until someone acts: one error for the
+    operator (the payout then alerts as stuck), not one per round."""
+    from structlog.testing import capture_logs
+
+    from tonrail.processing.treasury_loop import _report_taken_without_order
+
+    with capture_logs() as logs:
+        for _ in range(3):
+            _report_taken_without_order("tro_test_taken_a")
+        _report_taken_without_order("tro_test_taken_b")
+    levels = [(e["log_level"], e["order"]) for e in logs]
+    assert levels.count(("error", "tro_test_taken_a")) == 1
+    assert levels.count(("error", "tro_test_taken_b")) == 1
+    assert levels.count(("debug", "tro_test_taken_a")) == 2

@@ -372,6 +372,20 @@ async def follow_open(ctx: TonRailContext) -> int:
     return moved
 
 
+# Orders whose proposal the multisig took with no order of ours appearing, as this process
+# has reported them: an operator needs the error once (the payout then alerts as stuck,
+# monitoring/rules.py), not every round of the loop until someone acts.
+_REPORTED_TAKEN: set[str] = set()
+
+
+def _report_taken_without_order(order_id: str) -> None:
+    if order_id in _REPORTED_TAKEN:
+        log.debug("the multisig took our new_order; still no order of ours", order=order_id)
+        return
+    _REPORTED_TAKEN.add(order_id)
+    log.error("the multisig took our new_order; no order of ours is there", order=order_id)
+
+
 async def _follow_proposal(ctx: TonRailContext, row: TreasuryOrder) -> int:
     status, _ = await ctx.api.account_state(row.order_address)
     taken = False
@@ -388,7 +402,7 @@ async def _follow_proposal(ctx: TonRailContext, row: TreasuryOrder) -> int:
     now = int(clock.now().timestamp())
     past = now > row.valid_until + ctx.settings.ton_expiry_margin_s
     if landing == Landing.ACCEPTED and past:
-        log.error("the multisig took our new_order; no order of ours is there", order=row.id)
+        _report_taken_without_order(row.id)
     if landing != Landing.NOT_LANDED:
         return 0  # on chain, the trace not read to its end yet (or our order on its way)
     if past:
