@@ -1,4 +1,5 @@
-"""Identifiers: a readable prefix and 128 bits of randomness, sortable by creation time."""
+"""Identifiers: a readable prefix, a millisecond timestamp, then 16 random base-36 digits
+(about 83 bits from the OS's CSPRNG); ids sort by creation time."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import threading
 import time
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
-# Every pair of base-36 digits, so a value is written two digits a step (ids are made on
-# every write path: several per payout).
+# Every pair of base-36 digits, so a value is written two digits a step.
 _PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
 
 
@@ -23,8 +23,13 @@ def _base36(value: int, width: int) -> str:
     return "".join(reversed(out))
 
 
-_RANDOM_BYTES = 10  # 80 bits of an id
-_POOL_BYTES = 4096  # read from the OS at once: one system call per ~400 ids, not one each
+RANDOM_DIGITS = 16
+# A random byte below 252 (= 7 * 36) is one uniform digit (its value mod 36); 252..255 are
+# dropped rather than folded onto 0..3, which would make those digits likelier.
+_DIGIT_OF_BYTE = bytes(ord(_ALPHABET[b % 36]) if b < 252 else 0 for b in range(256))
+_DROPPED = bytes(range(252, 256))
+_DRAW_BYTES = 20  # bytes drawn per try: 16 digits or more from all but ~1 draw in 5,000
+_POOL_BYTES = 4096  # read from the OS at once: one system call per ~200 ids, not one each
 _pool = b""
 _taken = 0
 _lock = threading.Lock()  # ids are made in worker threads too: a byte goes to one id only
@@ -39,20 +44,37 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _random80() -> int:
-    """80 random bits from the OS's CSPRNG (`os.urandom`, as `secrets` uses), drawn from a
-    pool so that not every id costs a system call; each byte is used once."""
+def _random_bytes(n: int) -> bytes:
+    """`n` random bytes from the OS's CSPRNG (`os.urandom`, as `secrets` uses), drawn from a
+    pool so that not every id costs a system call; each byte is handed out once."""
     global _pool, _taken
     with _lock:
-        if _taken + _RANDOM_BYTES > len(_pool):
-            _pool, _taken = os.urandom(_POOL_BYTES), 0
+        if _taken + n > len(_pool):
+            _pool, _taken = os.urandom(max(_POOL_BYTES, n)), 0
         start = _taken
-        _taken = start + _RANDOM_BYTES
+        _taken = start + n
         pool = _pool
-    return int.from_bytes(pool[start : start + _RANDOM_BYTES], "big")
+    return pool[start : start + n]
+
+
+def _random_digits() -> str:
+    """RANDOM_DIGITS independent, uniform base-36 digits."""
+    digits = b""
+    while len(digits) < RANDOM_DIGITS:
+        digits += _random_bytes(_DRAW_BYTES).translate(_DIGIT_OF_BYTE, _DROPPED)
+    return digits[:RANDOM_DIGITS].decode()
+
+
+# The last millisecond's digits: under load many ids share one (a tuple, swapped whole, so
+# a thread never pairs one millisecond with another's digits).
+_last_ms: tuple[int, str] = (-1, "")
 
 
 def new_id(prefix: str) -> str:
     """`{prefix}_{time}{random}`: a millisecond timestamp first so ids sort by creation."""
+    global _last_ms
     ms = time.time_ns() // 1_000_000
-    return f"{prefix}_{_base36(ms, 9)}{_base36(_random80(), 16)}"
+    last = _last_ms
+    if last[0] != ms:
+        last = _last_ms = (ms, _base36(ms, 9))
+    return f"{prefix}_{last[1]}{_random_digits()}"
