@@ -28,6 +28,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Below every domain: these import nothing of tonrail outside this set.
 FOUNDATION = (
     *("clock", "db", "errors", "ids", "logs", "money", "settings", "chain", "states"),
+    "json_text",  # JSON rendered once, for the database (db.py) and the HTTP answer
     "aws_secrets",  # settings from AWS Secrets Manager, read by settings.py
 )
 

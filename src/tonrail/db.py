@@ -49,6 +49,8 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.schema import ColumnDefault
 from sqlalchemy.types import TypeDecorator
 
+from tonrail.json_text import serialize_json
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -122,7 +124,7 @@ def create_engine(
     Taking SQLite's write lock at BEGIN means a transaction that reads and then writes can
     never fail half-way with SQLITE_BUSY on lock upgrade; writers queue on the busy timeout.
     """
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"json_serializer": serialize_json}
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
     else:

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -147,9 +147,16 @@ async def idempotency_key_of(
     )
 
 
-def send_answer(answer: Answered) -> JSONResponse:
-    """The JSON response of a write, marked `Idempotent-Replayed` when it is a replay."""
+def send_answer(answer: Answered) -> Response:
+    """The JSON response of a write, marked `Idempotent-Replayed` when it is a replay; a body
+    the service already rendered (`json_text.render_json`, as JSONResponse would) is sent
+    as it is."""
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+    text: str | None = getattr(answer, "text", None)
+    if text is not None:
+        return Response(
+            text.encode(), status_code=answer.status, headers=headers, media_type="application/json"
+        )
     return JSONResponse(answer.body, status_code=answer.status, headers=headers)
 
 

@@ -11,6 +11,7 @@ from tonrail import clock
 from tonrail.db import Write, insert_row
 from tonrail.events.models import OutboxEvent
 from tonrail.ids import new_id
+from tonrail.json_text import RenderedJson
 
 OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
 
@@ -37,9 +38,13 @@ def emit(
 
 
 def event_write(
-    type_: str, account_id: str, payload: dict[str, Any], payment_id: str | None = None
+    type_: str,
+    account_id: str,
+    payload: dict[str, Any] | RenderedJson,
+    payment_id: str | None = None,
 ) -> Write:
-    """The same event as a Write, for a caller that writes with `write_at_once`."""
+    """The same event as a Write, for a caller that writes with `write_at_once` (`payload`
+    may be already rendered: `json_text.RenderedJson`)."""
     return insert_row(
         OUTBOX,
         {

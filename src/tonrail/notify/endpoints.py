@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from tonrail.errors import NotFound
 from tonrail.notify.events_api import EventsQuery, get_event, list_events
@@ -55,7 +55,7 @@ async def create_endpoint(
     principal: PrincipalDep,
     service: ServiceDep,
     idempotency_key: IdemHeader = None,
-) -> JSONResponse:
+) -> Response:
     """Subscribe a URL to event types (`*`, `payout.*`, `invoice.succeeded`...). The answer
     shows the signing secret (`whsec_...`) once."""
     require_scope(principal, "payments:write")
@@ -108,7 +108,7 @@ async def rotate_secret(
     service: ServiceDep,
     body: SecretRotation | None = None,
     idempotency_key: IdemHeader = None,
-) -> JSONResponse:
+) -> Response:
     """A new secret, shown once; the old one also signs for `overlap_seconds`."""
     require_scope(principal, "payments:write")
     ikey = await idempotency_key_of(request, principal, idempotency_key)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
 from fastapi.responses import Response as HttpResponse
 from pydantic import BaseModel
 from starlette.convertors import StringConvertor, register_url_convertor
@@ -120,7 +119,7 @@ def _batch_usdt(service: PaymentService, body: PayoutBatchCreate) -> int:
     return total
 
 
-async def create_payout(request: Request, body: PayoutCreate, call: WriterDep) -> JSONResponse:
+async def create_payout(request: Request, body: PayoutCreate, call: WriterDep) -> HttpResponse:
     """Create a payout in TON or USDT. Above the approval threshold it waits for approvers."""
     service = call.service
     refuse_large_payouts_while_unshared(
@@ -129,13 +128,13 @@ async def create_payout(request: Request, body: PayoutCreate, call: WriterDep) -
     return send_answer(await service.create_payout(call.principal, body, call.ikey, call.client_ip))
 
 
-async def _create_payout(request: Request, body: PayoutCreate) -> JSONResponse:
+async def _create_payout(request: Request, body: PayoutCreate) -> HttpResponse:
     return await create_payout(request, body, await _writer(request))
 
 
 async def create_payout_batch(
     request: Request, body: PayoutBatchCreate, call: WriterDep
-) -> JSONResponse:
+) -> HttpResponse:
     """Create up to PAYOUTS_BATCH_MAX payouts in one transaction, each as `POST /v1/payouts`
     would; one bad item refuses the batch (its index in `param`) and nothing is written."""
     service = call.service
@@ -146,7 +145,7 @@ async def create_payout_batch(
     return send_answer(await bulk.create(call.principal, body, call.ikey, call.client_ip))
 
 
-async def _create_payout_batch(request: Request, body: PayoutBatchCreate) -> JSONResponse:
+async def _create_payout_batch(request: Request, body: PayoutBatchCreate) -> HttpResponse:
     return await create_payout_batch(request, body, await _writer(request))
 
 
@@ -176,13 +175,13 @@ for _path, _endpoint, _model, _out, _direct in (
 @router.post(
     "/payouts/{payment_id:payment_id}/approve", response_model=PaymentOut, responses=ERRORS
 )
-async def approve_payout(payment_id: str, call: ApproverDep) -> JSONResponse:
+async def approve_payout(payment_id: str, call: ApproverDep) -> HttpResponse:
     """Approve a payout waiting in requires_approval (scope payouts:approve, not the requester)."""
     return send_answer(await call.service.approve(call.principal, payment_id, call.ikey))
 
 
 @router.post("/invoices", status_code=201, response_model=PaymentOut, responses=ERRORS)
-async def create_invoice(body: InvoiceCreate, call: WriterDep) -> JSONResponse:
+async def create_invoice(body: InvoiceCreate, call: WriterDep) -> HttpResponse:
     """Create an incoming payment: the customer pays `amount` with `reference` as comment."""
     return send_answer(await call.service.create_invoice(call.principal, body, call.ikey))
 
@@ -195,7 +194,7 @@ async def create_invoice(body: InvoiceCreate, call: WriterDep) -> JSONResponse:
 )
 async def create_refund(
     payment_id: str, body: RefundCreate, call: WriterDep, request: Request
-) -> JSONResponse:
+) -> HttpResponse:
     """Give back (part of) what an invoice received: on TON, a payout to the address that
     paid it, through the payout pipeline (limits, approvals, exactly once). `amount` omitted:
     everything not refunded yet. Never more than received."""
@@ -259,7 +258,7 @@ def _collection(path: str, direction: str, noun: str) -> None:
         require_scope(principal, "payments:read")
         return await service.get(principal, payment_id, direction)
 
-    async def cancel(payment_id: str, call: WriterDep) -> JSONResponse:
+    async def cancel(payment_id: str, call: WriterDep) -> HttpResponse:
         return send_answer(
             await call.service.cancel(call.principal, payment_id, direction, call.ikey)
         )

@@ -31,6 +31,7 @@ from tonrail.errors import (
 )
 from tonrail.events.service import emit, event_write
 from tonrail.ids import new_id
+from tonrail.json_text import RenderedJson, render_json
 from tonrail.ledger import rules as books
 from tonrail.ledger.service import (
     available,
@@ -105,6 +106,7 @@ class Response:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+    text: RenderedJson | None = None  # `body` rendered, when it already was (`send_answer`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +382,7 @@ class PaymentService:
         day = now.date().isoformat()
         limit = self.policy.daily_volume_limit_usdt
         body = PaymentOut.of_new_payout(payment).model_dump(mode="json")
+        text = render_json(body)  # stored twice and sent once: rendered once (json_text.py)
         covered = self.draws_on_balance(principal.account_id)
         try:
             _, entry = entry_writes(
@@ -394,10 +397,10 @@ class PaymentService:
             # there, before it holds anything. The volume row, which every payout locks,
             # goes last.
             writes = [
-                *([idempotency.record_write(ikey, 201, body)] if ikey is not None else []),
+                *([idempotency.record_write(ikey, 201, text)] if ikey is not None else []),
                 repo.values_write(payment),
                 *entry,
-                event_write("payout.created", principal.account_id, body, payment_id),
+                event_write("payout.created", principal.account_id, text, payment_id),
                 *self.key_volume_writes(principal, day, usdt),
                 *(
                     [
@@ -433,7 +436,7 @@ class PaymentService:
                 else:
                     written = await write_alone()
                 if written:
-                    return Response(201, body)
+                    return Response(201, body, text=text)
                 # Refused (maintenance or a lockout): a replay answers first, else say why.
                 if (replay := await self.replay(ikey)) is not None:
                     return replay

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tonrail import clock
 from tonrail.db import Write, insert_row
 from tonrail.errors import IdempotencyConflict, InvalidRequest
+from tonrail.json_text import RenderedJson
 from tonrail.security.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
@@ -150,7 +151,7 @@ def save(session: AsyncSession, ikey: IdempotencyKey, status: int, body: dict[st
     )
 
 
-def record_write(ikey: IdempotencyKey, status: int, body: dict[str, Any]) -> Write:
+def record_write(ikey: IdempotencyKey, status: int, body: dict[str, Any] | RenderedJson) -> Write:
     """`save` as a Write, for a caller that knows the response before it writes.
 
     A second request with the same key fails on the unique (account, key) index, on
