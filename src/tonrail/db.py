@@ -471,10 +471,8 @@ class _DriverStatement:
         `contended` rows (`Write.contended`: account balances, the day's and a key's volume)
         are taken sorted by their values (e.g. by account, then asset, as `balance_changes`
         sorts them), so two group writes never lock two rows in opposite orders."""
-        if contended and len(rows) > 1:
-            # Rows of one statement have the same names: by their values, in name order.
-            names = sorted(rows[0])
-            rows = sorted(rows, key=lambda row: [repr(row[name]) for name in names])
+        if contended:
+            rows = _in_lock_order(rows)
         if self.compiled.isupdate:
             for row in rows:
                 status = await driver.execute(self.compiled.string, *self.args(row, documents))
@@ -696,8 +694,8 @@ async def _together_at_once(
             expected.append(len(rows))
             continue
         # Counter rows in a sorted order, as `_DriverStatement.executemany` takes them.
-        for j, row in enumerate(_in_lock_order(rows)):
-            params.update({f"w{n}_{j}_{name}": value for name, value in row.values.items()})
+        for j, values in enumerate(_in_lock_order([row.values for row in rows])):
+            params.update({f"w{n}_{j}_{name}": value for name, value in values.items()})
             expected.append(1)
     counts = list(await statement.fetchrow(conn, params))
     if not any(counts):
@@ -707,9 +705,13 @@ async def _together_at_once(
     return True
 
 
-def _in_lock_order(rows: Sequence[Write]) -> list[Write]:
-    names = sorted(rows[0].values)
-    return sorted(rows, key=lambda row: [repr(row.values[name]) for name in names])
+def _in_lock_order(rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    """Contended rows of one statement (same names), sorted by their values in name order,
+    so two writes never lock two rows in opposite orders."""
+    if len(rows) < 2:
+        return rows
+    names = sorted(rows[0])
+    return sorted(rows, key=lambda row: [repr(row[name]) for name in names])
 
 
 def _together_statement(
